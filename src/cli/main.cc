@@ -1,0 +1,62 @@
+// sibyl: predictive insights for product event data. One binary, many verbs.
+#include <cstdio>
+#include <cstdlib>
+
+#include "cli/commands.h"
+#include "common/progress.h"
+
+namespace sibyl {
+
+int ExitCodeFor(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kOk: return 0;
+    case StatusCode::kInvalidArgument: return 2;
+    case StatusCode::kNotFound: return 3;
+    case StatusCode::kAlreadyExists: return 4;
+    case StatusCode::kFailedPrecondition: return 5;
+    case StatusCode::kCorruption: return 6;
+    case StatusCode::kIoError: return 7;
+    case StatusCode::kResourceExhausted: return 8;
+    case StatusCode::kUnauthenticated:
+    case StatusCode::kPermissionDenied: return 9;
+    case StatusCode::kCancelled: return 10;
+    case StatusCode::kInternal: return 70;
+  }
+  return 1;
+}
+
+}  // namespace sibyl
+
+int main(int argc, char** argv) {
+  using namespace sibyl;
+  CLI::App app{"sibyl: predictive insights for product event data"};
+  app.require_subcommand(1);
+  app.fallthrough();  // global flags also work after the verb: `sibyl stats --json`
+  app.set_version_flag("--version", "sibyl 0.1");
+  GlobalOptions global;
+  if (const char* env = std::getenv("SIBYL_DATA")) global.data_dir = env;
+  if (global.data_dir.empty()) global.data_dir = "sibyl-data";
+  app.add_option("--data", global.data_dir, "data directory (default: $SIBYL_DATA or ./sibyl-data)");
+  app.add_flag("--json", global.json, "print results as JSON on stdout");
+  app.add_flag("--quiet", global.quiet, "no progress output");
+  app.parse_complete_callback([&] {
+    if (global.quiet) Progress::SetEnabled(false);
+  });
+
+  AddGenerateCommand(app, global);
+  AddIngestCommand(app, global);
+  AddStatsCommand(app, global);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const CommandFailed& e) {
+    std::fprintf(stderr, "sibyl: %s\n", e.status.ToString().c_str());
+    return ExitCodeFor(e.status);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sibyl: internal error: %s\n", e.what());
+    return 70;
+  }
+  return 0;
+}

@@ -1,0 +1,67 @@
+#include "common/file.h"
+
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+namespace sibyl {
+namespace {
+
+std::string TempDir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "sibyl-file-XXXXXX").string();
+  return mkdtemp(tmpl.data());
+}
+
+TEST(FileTest, AtomicWriteReplacesContentAndLeavesNoTemp) {
+  std::string dir = TempDir();
+  std::string path = dir + "/f";
+  ASSERT_TRUE(WriteFileAtomic(path, "one").ok());
+  ASSERT_TRUE(WriteFileAtomic(path, "two").ok());
+  EXPECT_EQ(*ReadFile(path), "two");
+  EXPECT_FALSE(FileExists(path + ".tmp"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(FileTest, ReadMissingFileNamesIt) {
+  Result<std::string> r = ReadFile("/nonexistent/sibyl");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("/nonexistent/sibyl"), std::string::npos);
+}
+
+TEST(FileTest, GzipIsReadTransparently) {
+  std::string dir = TempDir();
+  std::string path = dir + "/x.gz";
+  gzFile gz = gzopen(path.c_str(), "wb");
+  gzputs(gz, "hello\nworld\n");
+  gzclose(gz);
+  EXPECT_EQ(*ReadFileMaybeGzip(path), "hello\nworld\n");
+  ASSERT_TRUE(WriteFileAtomic(path, std::string("\x1f\x8b garbage", 10)).ok());
+  EXPECT_EQ(ReadFileMaybeGzip(path).status().code(), StatusCode::kCorruption);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(FileTest, AppendFileTracksSizeAndTruncates) {
+  std::string dir = TempDir();
+  auto f = AppendFile::Open(dir + "/log");
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->Append("abc").ok());
+  ASSERT_TRUE((*f)->Append("def").ok());
+  ASSERT_TRUE((*f)->Sync().ok());
+  EXPECT_EQ((*f)->size(), 6u);
+  ASSERT_TRUE((*f)->Truncate(4).ok());
+  EXPECT_EQ(*ReadFile(dir + "/log"), "abcd");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(FileTest, Crc32cMatchesKnownVector) {
+  // The standard check value of CRC-32C.
+  EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);
+  EXPECT_EQ(Crc32c("6789", Crc32c("12345")), 0xE3069283u);
+  std::string long_input(1000, 'x');
+  EXPECT_NE(Crc32c(long_input), Crc32c(long_input.substr(1)));
+}
+
+}  // namespace
+}  // namespace sibyl

@@ -1,0 +1,73 @@
+// EventStore: the embedded, durable, columnar event store in a data directory.
+// See docs/FORMAT.md for the files and docs/ARCHITECTURE.md for how it fits.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "common/time.h"
+#include "event/event.h"
+#include "store/reader.h"
+
+namespace sibyl {
+
+struct StoreOptions {
+  std::string data_dir = "sibyl-data";
+  // A repeated insert_id within this long (by ingestion time) is dropped and counted.
+  int64_t dedup_window_ms = 7 * kMsPerDay;
+  // Open read-only: no lock, no writes; sees what writers had acknowledged at open time.
+  bool read_only = false;
+  // Acknowledged events kept in the write-ahead log before they are written out as parts.
+  uint64_t checkpoint_events = 8'000'000;
+  // Source of ingestion time (dedup window, events without a time). Not owned.
+  const Clock* clock = &SystemClock::Instance();
+};
+
+// What one Append did.
+struct AppendResult {
+  uint64_t events_written = 0;
+  uint64_t duplicates_dropped = 0;
+  uint64_t identify_calls = 0;
+  uint64_t user_property_changes = 0;
+  uint64_t identity_links = 0;
+};
+
+struct StoreStats {
+  uint64_t events = 0;
+  uint64_t actors = 0;
+  uint64_t users = 0;
+  uint64_t devices = 0;
+  uint64_t duplicates_dropped = 0;  // over the store's lifetime
+  int64_t min_time_ms = INT64_MAX;
+  int64_t max_time_ms = INT64_MIN;
+  uint64_t bytes_on_disk = 0;
+  uint64_t event_bytes_on_disk = 0;  // parts and write-ahead log only
+  uint64_t parts = 0;
+};
+
+class EventStore {
+ public:
+  // Opens (creating if needed) the store in options.data_dir, recovering from the
+  // write-ahead log. A second writer on the same directory is refused.
+  static Result<std::unique_ptr<EventStore>> Open(const StoreOptions& options);
+  virtual ~EventStore() = default;
+
+  // Appends a batch of events that already passed validation. All or nothing: when this
+  // returns OK, every event of the batch is durable (fsynced) and visible to readers
+  // opened afterwards; on error nothing of it is visible, now or after a restart.
+  // Thread-safe; appends are serialised.
+  virtual Result<AppendResult> Append(const EventBatch& batch) = 0;
+
+  // A consistent snapshot of everything acknowledged so far.
+  virtual std::shared_ptr<const EventReader> Snapshot() const = 0;
+
+  // Writes write-ahead-log contents out as columnar parts (also done automatically).
+  virtual Status Checkpoint() = 0;
+
+  virtual Result<StoreStats> Stats() const = 0;
+};
+
+}  // namespace sibyl

@@ -1,0 +1,129 @@
+// EventReader: the read interface every query uses. The embedded store implements it over
+// its columnar parts; a ClickHouse backend can sit beside it later. A reader is a
+// snapshot: it sees every event acknowledged before it was opened and nothing after.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "event/event.h"
+
+namespace sibyl {
+
+// Dense index of an actor: a user id, or a device id seen without a user id.
+using ActorId = uint32_t;
+// Dense index of an event type, a property key, or a string property value.
+using DictId = uint32_t;
+inline constexpr DictId kNoDictId = UINT32_MAX;
+
+// A name <-> dense id mapping (event types, property keys, string values, actors).
+class DictionaryView {
+ public:
+  virtual ~DictionaryView() = default;
+  virtual size_t size() const = 0;
+  virtual std::string_view name(DictId id) const = 0;
+  virtual std::optional<DictId> Find(std::string_view name) const = 0;
+};
+
+// A stored property value. Strings and arrays are ids into string_values(); numbers and
+// booleans are kept as doubles (booleans as 0/1).
+struct StoredValue {
+  ValueKind kind = ValueKind::kNull;
+  double number = 0;       // kNumber, kBool
+  DictId string = kNoDictId;  // kString, kArray (canonical JSON)
+};
+
+// The values of one event property over the rows of a chunk; sparse: only rows that have
+// the property appear, in ascending row order.
+struct PropertyColumn {
+  DictId key = kNoDictId;
+  std::span<const uint32_t> rows;
+  std::span<const StoredValue> values;
+};
+
+// A slice of events in columnar form, sorted by (actor, time).
+struct EventChunk {
+  size_t size = 0;
+  std::span<const ActorId> actor;
+  std::span<const int64_t> time;        // epoch ms
+  std::span<const DictId> event_type;
+  std::span<const int64_t> session_id;  // -1 when the event had none
+  // The properties the scan asked for, in ScanSpec::property_keys order.
+  std::vector<PropertyColumn> properties;
+};
+
+struct ScanSpec {
+  int64_t begin_ms = INT64_MIN;  // inclusive
+  int64_t end_ms = INT64_MAX;    // exclusive
+  std::vector<DictId> event_types;    // empty: all types
+  std::vector<DictId> property_keys;  // properties to load alongside the core columns
+};
+
+// One change to a user property, as stored: the history of every user property. The
+// store applies $set/$setOnce/$add/$append/$unset when the update arrives and records the
+// resulting value (kind kNull: unset), so a value as of T is the last record before T.
+struct UserPropertyRecord {
+  ActorId actor = 0;
+  int64_t time_ms = 0;
+  DictId key = kNoDictId;
+  StoredValue value;
+};
+
+// A device linked to a user: from `time_ms` on (events at or after it and, for queries as
+// of a later cutoff, the device's earlier anonymous events too) the device's events
+// belong to `user`.
+struct IdentityLink {
+  ActorId device = 0;
+  ActorId user = 0;
+  int64_t time_ms = 0;
+};
+
+class EventReader {
+ public:
+  virtual ~EventReader() = default;
+
+  virtual const DictionaryView& actors() const = 0;  // names: "u:<user_id>" / "d:<device_id>"
+  virtual const DictionaryView& event_types() const = 0;
+  virtual const DictionaryView& property_keys() const = 0;      // event and user properties
+  virtual const DictionaryView& string_values() const = 0;
+
+  // Totals over the snapshot.
+  virtual uint64_t event_count() const = 0;
+  virtual int64_t min_time_ms() const = 0;  // INT64_MAX when empty
+  virtual int64_t max_time_ms() const = 0;  // INT64_MIN when empty
+
+  // Calls `visit` for chunks holding every event matching `spec` (and possibly others in
+  // the same time range: callers filter by time and type; chunks are cheap to skip).
+  // Chunks may be visited from several threads at once when `parallel` is true.
+  virtual Status Scan(const ScanSpec& spec,
+                      const std::function<Status(const EventChunk&)>& visit,
+                      bool parallel = false) const = 0;
+
+  // One actor's events in [begin, end), in time order.
+  virtual Status ScanActor(ActorId actor, int64_t begin_ms, int64_t end_ms,
+                           const std::function<void(int64_t time_ms, DictId event_type)>& visit)
+      const = 0;
+
+  // Every user property change, sorted by (actor, time, arrival order).
+  virtual std::span<const UserPropertyRecord> user_property_history() const = 0;
+
+  // Every identity link, sorted by device.
+  virtual std::span<const IdentityLink> identity_links() const = 0;
+
+  // For each actor, the actor its events count for as of `as_of_ms`: itself, or the user
+  // its device was linked to by a link made before `as_of_ms`.
+  std::vector<ActorId> ResolveIdentities(int64_t as_of_ms) const;
+
+  // User properties of `actor` as of `as_of_ms`: for each key, the last record strictly
+  // before `as_of_ms`. Keys never set, or unset last, are absent.
+  std::vector<std::pair<DictId, StoredValue>> UserPropertiesAsOf(ActorId actor,
+                                                                int64_t as_of_ms) const;
+};
+
+}  // namespace sibyl
