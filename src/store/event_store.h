@@ -48,6 +48,19 @@ struct StoreStats {
   uint64_t parts = 0;
 };
 
+// A multi-batch, all-or-nothing append (one `sibyl ingest` of several files, say). Batches
+// added are staged in the write-ahead log but invisible until Commit; destroying an
+// uncommitted transaction, or a crash before Commit returns, discards all of it.
+class Transaction {
+ public:
+  virtual ~Transaction() = default;
+  // Stages `batch` (already validated). De-duplication sees earlier batches of the same
+  // transaction. The returned counts are final once Commit succeeds.
+  virtual Result<AppendResult> Add(const EventBatch& batch) = 0;
+  // Makes every staged batch durable and visible at once.
+  virtual Status Commit() = 0;
+};
+
 class EventStore {
  public:
   // Opens (creating if needed) the store in options.data_dir, recovering from the
@@ -60,6 +73,9 @@ class EventStore {
   // opened afterwards; on error nothing of it is visible, now or after a restart.
   // Thread-safe; appends are serialised.
   virtual Result<AppendResult> Append(const EventBatch& batch) = 0;
+
+  // Starts a transaction. Only one runs at a time; Append waits for it.
+  virtual Result<std::unique_ptr<Transaction>> Begin() = 0;
 
   // A consistent snapshot of everything acknowledged so far.
   virtual std::shared_ptr<const EventReader> Snapshot() const = 0;
