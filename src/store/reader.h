@@ -40,20 +40,25 @@ struct StoredValue {
 };
 
 // The values of one event property over the rows of a chunk; sparse: only rows that have
-// the property appear, in ascending row order.
+// the property appear, in ascending row order. A key absent from a chunk has no rows.
 struct PropertyColumn {
   DictId key = kNoDictId;
   std::span<const uint32_t> rows;
   std::span<const StoredValue> values;
 };
 
+// Event type ids fit 16 bits in chunks (at most 65,535 event types; Amplitude allows
+// 2,000), which keeps the decoded core columns at 14 bytes an event in memory.
+using EventTypeId = uint16_t;
+
 // A slice of events in columnar form, sorted by (actor, time).
 struct EventChunk {
   size_t size = 0;
   std::span<const ActorId> actor;
-  std::span<const int64_t> time;        // epoch ms
-  std::span<const DictId> event_type;
-  std::span<const int64_t> session_id;  // -1 when the event had none
+  std::span<const int64_t> time;  // epoch ms
+  std::span<const EventTypeId> event_type;
+  // Only filled when ScanSpec::with_sessions; -1 when the event had none.
+  std::span<const int64_t> session_id;
   // The properties the scan asked for, in ScanSpec::property_keys order.
   std::vector<PropertyColumn> properties;
 };
@@ -63,6 +68,7 @@ struct ScanSpec {
   int64_t end_ms = INT64_MAX;    // exclusive
   std::vector<DictId> event_types;    // empty: all types
   std::vector<DictId> property_keys;  // properties to load alongside the core columns
+  bool with_sessions = false;         // also decode session ids
 };
 
 // One change to a user property, as stored: the history of every user property. The
