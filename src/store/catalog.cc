@@ -1,0 +1,58 @@
+#include "store/catalog.h"
+
+#include <algorithm>
+
+namespace sibyl {
+namespace {
+uint64_t NonZero(uint64_t h) { return h == 0 ? 1 : h; }
+}  // namespace
+
+bool DedupIndex::Contains(uint64_t hash) const {
+  if (slots_.empty()) return false;
+  hash = NonZero(hash);
+  size_t mask = slots_.size() - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    if (slots_[i] == hash) return true;
+    if (slots_[i] == 0) return false;
+  }
+}
+
+void DedupIndex::Insert(uint64_t hash, int64_t ingested_ms) {
+  if ((used_ + 1) * 2 > slots_.size()) Grow();
+  uint64_t h = NonZero(hash);
+  size_t mask = slots_.size() - 1;
+  size_t i = h & mask;
+  while (slots_[i] != 0) {
+    if (slots_[i] == h) return;
+    i = (i + 1) & mask;
+  }
+  slots_[i] = h;
+  ++used_;
+  entries_.emplace_back(hash, ingested_ms);
+}
+
+void DedupIndex::Grow() {
+  std::vector<uint64_t> old = std::move(slots_);
+  slots_.assign(std::max<size_t>(1024, old.size() * 2), 0);
+  size_t mask = slots_.size() - 1;
+  for (uint64_t h : old) {
+    if (h == 0) continue;
+    size_t i = h & mask;
+    while (slots_[i] != 0) i = (i + 1) & mask;
+    slots_[i] = h;
+  }
+}
+
+void DedupIndex::Expire(int64_t oldest_ms) {
+  auto keep = [&](const std::pair<uint64_t, int64_t>& e) { return e.second >= oldest_ms; };
+  if (std::all_of(entries_.begin(), entries_.end(), keep)) return;
+  std::vector<std::pair<uint64_t, int64_t>> kept;
+  for (const auto& e : entries_)
+    if (keep(e)) kept.push_back(e);
+  entries_.clear();
+  slots_.clear();
+  used_ = 0;
+  for (const auto& e : kept) Insert(e.first, e.second);
+}
+
+}  // namespace sibyl

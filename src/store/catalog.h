@@ -1,0 +1,60 @@
+// The store's shared, append-only state: dictionaries, user property history and
+// identity links. Snapshots hold it by shared_ptr and read the prefix they saw.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "store/append_only.h"
+#include "store/dictionary.h"
+#include "store/reader.h"
+#include "store/segment.h"
+
+namespace sibyl {
+
+struct Catalog {
+  Dictionary actors;  // "u:<user_id>" or "d:<device_id>"
+  Dictionary event_types;
+  Dictionary property_keys;
+  Dictionary string_values;
+  AppendOnlyVector<UserPropertyRecord> history;  // arrival order
+  AppendOnlyVector<IdentityLink> links;          // arrival order
+
+  Dictionary* dictionary(int i) {
+    Dictionary* all[] = {&actors, &event_types, &property_keys, &string_values};
+    return all[i];
+  }
+  static constexpr int kDictionaries = 4;
+};
+
+// What a snapshot sees: immutable lists of segments plus prefix sizes of the catalog.
+struct Version {
+  std::vector<std::shared_ptr<const Segment>> parts;     // on disk
+  std::vector<std::shared_ptr<const Segment>> memtable;  // committed, still in the log
+  size_t dictionary_sizes[Catalog::kDictionaries] = {0, 0, 0, 0};
+  size_t history_size = 0;
+  size_t links_size = 0;
+  uint64_t events = 0;
+  uint64_t duplicates_dropped = 0;
+};
+
+// Set of recently ingested insert_id hashes with their ingestion times.
+class DedupIndex {
+ public:
+  bool Contains(uint64_t hash) const;
+  void Insert(uint64_t hash, int64_t ingested_ms);
+  // Forgets entries ingested before `oldest_ms`.
+  void Expire(int64_t oldest_ms);
+  size_t size() const { return entries_.size(); }
+  const std::vector<std::pair<uint64_t, int64_t>>& entries() const { return entries_; }
+
+ private:
+  void Grow();
+  // Open addressing, linear probing; 0 marks an empty slot (hash 0 is stored as 1).
+  std::vector<uint64_t> slots_;
+  size_t used_ = 0;
+  std::vector<std::pair<uint64_t, int64_t>> entries_;  // insertion order, for expiry
+};
+
+}  // namespace sibyl

@@ -1,0 +1,73 @@
+// Dictionary: an append-only mapping between strings and dense ids. One writer adds names;
+// readers look names up concurrently. Ids are never reused, so a snapshot that knows
+// the size it saw can read names without locks.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "store/reader.h"
+
+namespace sibyl {
+
+class Dictionary {
+ public:
+  Dictionary();
+  Dictionary(const Dictionary&) = delete;
+  Dictionary& operator=(const Dictionary&) = delete;
+
+  // The id of `name`, adding it if new (writer only). `added` tells whether it was new.
+  DictId Intern(std::string_view name, bool* added = nullptr);
+  std::optional<DictId> Find(std::string_view name) const;
+  // Valid for id < size() as seen by the caller; the view stays valid for the dictionary's life.
+  std::string_view name(DictId id) const { return chunks_[id >> kChunkBits][id & kChunkMask]; }
+  size_t size() const { return size_.load(std::memory_order_acquire); }
+
+  // Appends the names from `first` on to `out` as [count][len, bytes]*.
+  void EncodeFrom(DictId first, std::string* out) const;
+
+ private:
+  static constexpr int kChunkBits = 14;
+  static constexpr DictId kChunkMask = (1u << kChunkBits) - 1;
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+
+  std::string_view Store(std::string_view name);
+
+  // Names live in fixed-size chunks that never move; the chunk table is reserved up front
+  // so that it never reallocates while readers index it.
+  std::vector<std::unique_ptr<std::string_view[]>> chunks_;
+  std::vector<std::unique_ptr<char[]>> arenas_;
+  size_t arena_used_ = 0, arena_size_ = 0;
+  std::atomic<size_t> size_{0};
+  mutable std::shared_mutex map_mutex_;
+  std::unordered_map<std::string_view, DictId, Hash, std::equal_to<>> ids_;
+};
+
+// A snapshot's view of a dictionary: only the ids that existed when it was taken.
+class DictionarySnapshot final : public DictionaryView {
+ public:
+  DictionarySnapshot(const Dictionary* dict, size_t size) : dict_(dict), size_(size) {}
+  size_t size() const override { return size_; }
+  std::string_view name(DictId id) const override { return dict_->name(id); }
+  std::optional<DictId> Find(std::string_view name) const override {
+    auto id = dict_->Find(name);
+    if (id && *id < size_) return id;
+    return std::nullopt;
+  }
+
+ private:
+  const Dictionary* dict_;
+  size_t size_;
+};
+
+}  // namespace sibyl

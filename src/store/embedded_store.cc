@@ -1,0 +1,448 @@
+// EmbeddedStore: opening and recovery, applying commits, checkpoints, stats.
+#include "store/embedded_store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "store/codec.h"
+
+namespace sibyl {
+namespace {
+
+constexpr std::string_view kManifest = "MANIFEST";
+constexpr int kFormatVersion = 1;
+constexpr int64_t kPartitionMs = kMsPerWeek;
+constexpr int kPartZstdLevel = 3;
+
+std::string WalName(uint64_t sequence) { return fmt::format("{:06}.log", sequence); }
+
+// Files other than parts: a magic line, one compressed block, and nothing else.
+Status WriteBlobFile(const std::string& path, std::string_view magic, std::string_view raw) {
+  std::string out(magic);
+  AppendCompressedBlock(raw, kPartZstdLevel, &out);
+  return WriteFileAtomic(path, out);
+}
+
+Result<std::string> ReadBlobFile(const std::string& path, std::string_view magic) {
+  ASSIGN_OR_RETURN(std::string data, ReadFile(path));
+  if (data.substr(0, magic.size()) != magic) return Corruption("{}: bad magic", path);
+  ByteReader r(std::string_view(data).substr(magic.size()));
+  ASSIGN_OR_RETURN(std::string raw, ReadCompressedBlock(r, path));
+  if (!r.done()) return Corruption("{}: trailing bytes", path);
+  return raw;
+}
+
+void PutStored(ByteWriter& w, const StoredValue& v) {
+  w.U8(static_cast<uint8_t>(v.kind));
+  w.F64(v.number);
+  w.Varint(v.string);
+}
+
+StoredValue GetStored(ByteReader& r) {
+  StoredValue v;
+  v.kind = static_cast<ValueKind>(r.U8());
+  v.number = r.F64();
+  v.string = static_cast<DictId>(r.Varint());
+  return v;
+}
+
+uint64_t UserKey(ActorId actor, DictId key) { return (static_cast<uint64_t>(actor) << 32) | key; }
+
+}  // namespace
+
+EmbeddedStore::EmbeddedStore(const StoreOptions& options)
+    : options_(options), dir_(options.data_dir), catalog_(std::make_shared<Catalog>()),
+      version_(std::make_shared<Version>()) {}
+
+EmbeddedStore::~EmbeddedStore() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+Result<std::unique_ptr<EventStore>> EventStore::Open(const StoreOptions& options) {
+  return EmbeddedStore::Open(options);
+}
+
+Result<std::unique_ptr<EventStore>> EmbeddedStore::Open(const StoreOptions& options) {
+  // A read-only open can race a writer's checkpoint deleting the files it was about to
+  // read; the manifest then names newer files, so reading again converges.
+  Status last;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    std::unique_ptr<EmbeddedStore> store(new EmbeddedStore(options));
+    last = store->Load();
+    if (last.ok()) return std::unique_ptr<EventStore>(std::move(store));
+    if (!options.read_only || last.code() != StatusCode::kIoError) break;
+  }
+  return last;
+}
+
+Status EmbeddedStore::Load() {
+  if (options_.read_only) {
+    if (!FileExists(dir_ + "/" + std::string(kManifest)) && !FileExists(dir_ + "/wal"))
+      return NotFound("no sibyl data in {} (ingest some events first, or pass --data)", dir_);
+  } else {
+    RETURN_IF_ERROR(CreateDirs(dir_ + "/wal"));
+    RETURN_IF_ERROR(CreateDirs(dir_ + "/parts"));
+    std::string lock_path = dir_ + "/LOCK";
+    lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd_ < 0) return IoError("cannot open {}", lock_path);
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
+      return FailedPrecondition("{} is in use by another sibyl process (ingest or serve)", dir_);
+  }
+  RETURN_IF_ERROR(LoadCheckpoint());
+  RETURN_IF_ERROR(ReplayLog());
+  if (!options_.read_only) {
+    RETURN_IF_ERROR(CleanUnreferencedFiles());
+    ASSIGN_OR_RETURN(wal_, WalWriter::Open(dir_ + "/wal/" + WalName(wal_sequence_)));
+    RETURN_IF_ERROR(SyncDir(dir_ + "/wal"));
+  }
+  return Status::Ok();
+}
+
+Status EmbeddedStore::LoadCheckpoint() {
+  std::string manifest_path = dir_ + "/" + std::string(kManifest);
+  if (!FileExists(manifest_path)) return Status::Ok();
+  ASSIGN_OR_RETURN(std::string text, ReadFile(manifest_path));
+  nlohmann::json m = nlohmann::json::parse(text, nullptr, false);
+  if (m.is_discarded() || !m.is_object() || m.value("format", 0) != kFormatVersion)
+    return Corruption("{}: not a sibyl manifest of format {}", manifest_path, kFormatVersion);
+  generation_ = m.value("generation", 0ull);
+  wal_start_ = m.value("wal_start", 1ull);
+  next_txn_ = m.value("next_txn", 1ull);
+  auto version = std::make_shared<Version>();
+  version->duplicates_dropped = m.value("duplicates_dropped", 0ull);
+
+  ASSIGN_OR_RETURN(std::string dicts, ReadBlobFile(dir_ + "/" + m.value("dictionaries", ""), "SIBYLDICT1\n"));
+  ByteReader d(dicts);
+  for (int i = 0; i < Catalog::kDictionaries; ++i) {
+    uint64_t n = d.Varint();
+    for (uint64_t k = 0; k < n && d.ok(); ++k) catalog_->dictionary(i)->Intern(d.Bytes());
+    logged_dictionary_sizes_[i] = catalog_->dictionary(i)->size();
+  }
+  if (!d.ok()) return Corruption("{}: truncated dictionaries", m.value("dictionaries", ""));
+
+  ASSIGN_OR_RETURN(std::string users, ReadBlobFile(dir_ + "/" + m.value("users", ""), "SIBYLUSER1\n"));
+  ByteReader u(users);
+  uint64_t n = u.Varint();
+  for (uint64_t k = 0; k < n && u.ok(); ++k) {
+    UserPropertyRecord rec;
+    rec.actor = static_cast<ActorId>(u.Varint());
+    rec.time_ms = u.SignedVarint();
+    rec.key = static_cast<DictId>(u.Varint());
+    rec.value = GetStored(u);
+    catalog_->history.push_back(rec);
+    if (rec.value.kind == ValueKind::kNull) {
+      user_values_.erase(UserKey(rec.actor, rec.key));
+    } else {
+      user_values_[UserKey(rec.actor, rec.key)] = rec.value;
+    }
+  }
+  n = u.Varint();
+  for (uint64_t k = 0; k < n && u.ok(); ++k) {
+    IdentityLink link;
+    link.device = static_cast<ActorId>(u.Varint());
+    link.user = static_cast<ActorId>(u.Varint());
+    link.time_ms = u.SignedVarint();
+    catalog_->links.push_back(link);
+    device_owner_.emplace(link.device, link.user);
+  }
+  n = u.Varint();
+  for (uint64_t k = 0; k < n && u.ok(); ++k) {
+    uint64_t hash = u.U64();
+    int64_t at = u.SignedVarint();
+    if (!options_.read_only) dedup_.Insert(hash, at);
+  }
+  if (!u.ok()) return Corruption("{}: truncated user state", m.value("users", ""));
+
+  for (const auto& part : m.value("parts", nlohmann::json::array())) {
+    std::string name = part.value("file", "");
+    std::string path = dir_ + "/parts/" + name;
+    ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
+    ASSIGN_OR_RETURN(auto segment, Segment::Decode(std::shared_ptr<const MappedFile>(std::move(file))));
+    version->parts.push_back(segment);
+    version->events += segment->size();
+    part_files_.push_back(name);
+  }
+  for (int i = 0; i < Catalog::kDictionaries; ++i)
+    version->dictionary_sizes[i] = catalog_->dictionary(i)->size();
+  version->history_size = catalog_->history.size();
+  version->links_size = catalog_->links.size();
+  version_ = std::move(version);
+  return Status::Ok();
+}
+
+Status EmbeddedStore::ReplayLog() {
+  wal_sequence_ = wal_start_;
+  if (!FileExists(dir_ + "/wal")) return Status::Ok();
+  ASSIGN_OR_RETURN(auto names, ListDir(dir_ + "/wal"));
+  std::vector<uint64_t> sequences;
+  for (const auto& name : names) {
+    if (name.size() != 10 || name.substr(6) != ".log") continue;
+    uint64_t seq = std::stoull(name.substr(0, 6));
+    if (seq >= wal_start_) sequences.push_back(seq);
+  }
+  wal_sequence_ = wal_start_;
+  std::map<uint64_t, std::vector<StagedBatch>> pending;
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    std::string path = dir_ + "/wal/" + WalName(sequences[i]);
+    auto visit = [&](WalRecordType type, std::string_view payload) -> Status {
+      ByteReader r(payload);
+      switch (type) {
+        case WalRecordType::kDictionary:
+          for (int d = 0; d < Catalog::kDictionaries; ++d) {
+            uint64_t first = r.Varint();
+            uint64_t count = r.Varint();
+            Dictionary* dict = catalog_->dictionary(d);
+            if (!r.ok() || first != dict->size())
+              return Corruption("{}: dictionary record out of order", path);
+            for (uint64_t k = 0; k < count && r.ok(); ++k) dict->Intern(r.Bytes());
+            logged_dictionary_sizes_[d] = dict->size();
+          }
+          if (!r.ok()) return Corruption("{}: truncated dictionary record", path);
+          return Status::Ok();
+        case WalRecordType::kTxnData: {
+          uint64_t txn;
+          ASSIGN_OR_RETURN(StagedBatch staged, DecodeStaged(payload, &txn));
+          pending[txn].push_back(std::move(staged));
+          next_txn_ = std::max(next_txn_, txn + 1);
+          return Status::Ok();
+        }
+        case WalRecordType::kTxnCommit: {
+          uint64_t txn = r.Varint();
+          auto it = pending.find(txn);
+          if (it != pending.end()) {
+            ApplyCommitted(it->second);
+            pending.erase(it);
+          }
+          next_txn_ = std::max(next_txn_, txn + 1);
+          return Status::Ok();
+        }
+      }
+      return Status::Ok();
+    };
+    ASSIGN_OR_RETURN(WalReadResult read, ReadWal(path, visit));
+    bool last = i + 1 == sequences.size();
+    if (read.torn_tail && !last)
+      return Corruption("{}: damaged record at offset {} in a log that later logs follow", path,
+                        read.valid_bytes);
+    if (read.torn_tail && !options_.read_only) {
+      // Never acknowledged: cut it off so later appends follow intact records.
+      ASSIGN_OR_RETURN(auto file, AppendFile::Open(path));
+      RETURN_IF_ERROR(file->Truncate(read.valid_bytes));
+    }
+    wal_sequence_ = sequences[i] + 1;
+  }
+  // Uncommitted transactions in `pending` are dropped: they were never acknowledged.
+  return Status::Ok();
+}
+
+void EmbeddedStore::ApplyCommitted(std::vector<StagedBatch>& batches) {
+  auto version = std::make_shared<Version>(*current());
+  for (StagedBatch& s : batches) {
+    for (const auto& rec : s.records) {
+      catalog_->history.push_back(rec);
+      if (rec.value.kind == ValueKind::kNull) {
+        user_values_.erase(UserKey(rec.actor, rec.key));
+      } else {
+        user_values_[UserKey(rec.actor, rec.key)] = rec.value;
+      }
+    }
+    for (const auto& link : s.links) {
+      catalog_->links.push_back(link);
+      device_owner_.emplace(link.device, link.user);
+    }
+    if (!options_.read_only)
+      for (uint64_t h : s.dedup_hashes) dedup_.Insert(h, s.ingested_ms);
+    version->duplicates_dropped += s.counts.duplicates_dropped;
+    if (s.segment) {
+      version->events += s.segment->size();
+      version->memtable.push_back(s.segment);
+      // Merge like a binary counter so the memtable holds O(log n) segments and each
+      // event is re-sorted O(log n) times.
+      auto& m = version->memtable;
+      while (m.size() >= 2 && m[m.size() - 1]->size() * 2 >= m[m.size() - 2]->size()) {
+        auto merged = Segment::Merge({m[m.size() - 2], m[m.size() - 1]});
+        m.pop_back();
+        m.back() = merged;
+      }
+    }
+  }
+  for (int i = 0; i < Catalog::kDictionaries; ++i)
+    version->dictionary_sizes[i] = catalog_->dictionary(i)->size();
+  version->history_size = catalog_->history.size();
+  version->links_size = catalog_->links.size();
+  std::lock_guard lock(version_mutex_);
+  version_ = std::move(version);
+}
+
+std::shared_ptr<const Version> EmbeddedStore::current() const {
+  std::lock_guard lock(version_mutex_);
+  return version_;
+}
+
+Status EmbeddedStore::Checkpoint() {
+  if (options_.read_only) return FailedPrecondition("store {} is open read-only", dir_);
+  std::lock_guard lock(write_mutex_);
+  return CheckpointLocked();
+}
+
+Status EmbeddedStore::CheckpointLocked() {
+  auto old = current();
+  if (old->memtable.empty() && wal_->size() == 0) return Status::Ok();
+  uint64_t generation = generation_ + 1;
+  auto version = std::make_shared<Version>(*old);
+  std::vector<std::string> part_files = part_files_;
+  if (!version->memtable.empty()) {
+    auto merged = Segment::Merge(version->memtable);
+    auto partitions = Segment::SplitByPartition(merged, kPartitionMs);
+    for (size_t k = 0; k < partitions.size(); ++k) {
+      int64_t partition = partitions[k]->min_time() / kPartitionMs;
+      std::string name = fmt::format("p{}-g{}-{}.seg", partition, generation, k);
+      RETURN_IF_ERROR(
+          WriteFileAtomic(dir_ + "/parts/" + name, partitions[k]->EncodePart(kPartZstdLevel)));
+      // Re-open from disk so that optional columns are not held decoded in memory.
+      ASSIGN_OR_RETURN(auto file, MappedFile::Open(dir_ + "/parts/" + name));
+      ASSIGN_OR_RETURN(auto segment, Segment::Decode(std::shared_ptr<const MappedFile>(std::move(file))));
+      version->parts.push_back(segment);
+      part_files.push_back(name);
+    }
+    version->memtable.clear();
+  }
+
+  std::string dicts;
+  for (int i = 0; i < Catalog::kDictionaries; ++i)
+    catalog_->dictionary(i)->EncodeFrom(0, &dicts);
+  std::string dict_name = fmt::format("dictionaries-g{}.bin", generation);
+  RETURN_IF_ERROR(WriteBlobFile(dir_ + "/" + dict_name, "SIBYLDICT1\n", dicts));
+
+  dedup_.Expire(options_.clock->NowMs() - options_.dedup_window_ms);
+  std::string users;
+  ByteWriter u(&users);
+  size_t history = catalog_->history.size();
+  u.Varint(history);
+  for (size_t i = 0; i < history; ++i) {
+    const auto& rec = catalog_->history[i];
+    u.Varint(rec.actor);
+    u.SignedVarint(rec.time_ms);
+    u.Varint(rec.key);
+    PutStored(u, rec.value);
+  }
+  size_t links = catalog_->links.size();
+  u.Varint(links);
+  for (size_t i = 0; i < links; ++i) {
+    const auto& link = catalog_->links[i];
+    u.Varint(link.device);
+    u.Varint(link.user);
+    u.SignedVarint(link.time_ms);
+  }
+  u.Varint(dedup_.entries().size());
+  for (const auto& [hash, at] : dedup_.entries()) {
+    u.U64(hash);
+    u.SignedVarint(at);
+  }
+  std::string users_name = fmt::format("users-g{}.bin", generation);
+  RETURN_IF_ERROR(WriteBlobFile(dir_ + "/" + users_name, "SIBYLUSER1\n", users));
+
+  // The manifest switch is the commit point of the checkpoint: before it, recovery
+  // replays the old log; after it, the new files hold everything.
+  uint64_t next_wal = wal_sequence_ + 1;
+  nlohmann::json m;
+  m["format"] = kFormatVersion;
+  m["generation"] = generation;
+  m["wal_start"] = next_wal;
+  m["next_txn"] = next_txn_;
+  m["duplicates_dropped"] = version->duplicates_dropped;
+  m["dictionaries"] = dict_name;
+  m["users"] = users_name;
+  m["parts"] = nlohmann::json::array();
+  for (size_t i = 0; i < part_files.size(); ++i)
+    m["parts"].push_back({{"file", part_files[i]}, {"events", version->parts[i]->size()},
+                          {"min_time", version->parts[i]->min_time()},
+                          {"max_time", version->parts[i]->max_time()}});
+  RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/" + std::string(kManifest), m.dump(1)));
+
+  generation_ = generation;
+  wal_start_ = next_wal;
+  wal_sequence_ = next_wal;
+  part_files_ = std::move(part_files);
+  ASSIGN_OR_RETURN(wal_, WalWriter::Open(dir_ + "/wal/" + WalName(wal_sequence_)));
+  {
+    std::lock_guard lock(version_mutex_);
+    version_ = std::move(version);
+  }
+  return CleanUnreferencedFiles();
+}
+
+Status EmbeddedStore::CleanUnreferencedFiles() {
+  ASSIGN_OR_RETURN(auto wal_names, ListDir(dir_ + "/wal"));
+  for (const auto& name : wal_names) {
+    bool old_log = name.size() == 10 && name.substr(6) == ".log" &&
+                   std::stoull(name.substr(0, 6)) < wal_start_;
+    if (old_log) RETURN_IF_ERROR(RemoveFile(dir_ + "/wal/" + name));
+  }
+  ASSIGN_OR_RETURN(auto part_names, ListDir(dir_ + "/parts"));
+  for (const auto& name : part_names)
+    if (std::find(part_files_.begin(), part_files_.end(), name) == part_files_.end())
+      RETURN_IF_ERROR(RemoveFile(dir_ + "/parts/" + name));
+  ASSIGN_OR_RETURN(auto top, ListDir(dir_));
+  std::string keep_dict = fmt::format("dictionaries-g{}.bin", generation_);
+  std::string keep_users = fmt::format("users-g{}.bin", generation_);
+  for (const auto& name : top) {
+    bool generational = name.starts_with("dictionaries-g") || name.starts_with("users-g");
+    if ((generational && name != keep_dict && name != keep_users) || name.ends_with(".tmp"))
+      RETURN_IF_ERROR(RemoveFile(dir_ + "/" + name));
+  }
+  return SyncDir(dir_);
+}
+
+Result<StoreStats> EmbeddedStore::Stats() const {
+  auto v = current();
+  StoreStats s;
+  s.events = v->events;
+  s.duplicates_dropped = v->duplicates_dropped;
+  s.actors = v->dictionary_sizes[0];
+  for (size_t i = 0; i < s.actors; ++i) {
+    if (catalog_->actors.name(static_cast<DictId>(i))[0] == 'u') ++s.users; else ++s.devices;
+  }
+  for (const auto* list : {&v->parts, &v->memtable})
+    for (const auto& seg : *list) {
+      if (seg->size() == 0) continue;
+      s.min_time_ms = std::min(s.min_time_ms, seg->min_time());
+      s.max_time_ms = std::max(s.max_time_ms, seg->max_time());
+    }
+  s.parts = v->parts.size();
+  std::function<void(const std::string&, bool)> add = [&](const std::string& dir, bool events) {
+    auto names = ListDir(dir);
+    if (!names.ok()) return;
+    for (const auto& name : *names) {
+      auto size = FileSize(dir + "/" + name);
+      if (!size.ok()) continue;
+      s.bytes_on_disk += *size;
+      if (events) s.event_bytes_on_disk += *size;
+    }
+  };
+  add(dir_ + "/parts", true);
+  add(dir_ + "/wal", true);
+  auto top = ListDir(dir_);
+  if (top.ok())
+    for (const auto& name : *top) {
+      auto size = FileSize(dir_ + "/" + name);
+      if (size.ok() && name != "parts" && name != "wal") s.bytes_on_disk += *size;
+    }
+  return s;
+}
+
+}  // namespace sibyl
+
+namespace sibyl {
+std::shared_ptr<const EventReader> EmbeddedStoreSnapshot(std::shared_ptr<const Catalog> catalog,
+                                                         std::shared_ptr<const Version> version);
+
+std::shared_ptr<const EventReader> EmbeddedStore::Snapshot() const {
+  return EmbeddedStoreSnapshot(catalog_, current());
+}
+}  // namespace sibyl

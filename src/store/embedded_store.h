@@ -1,0 +1,88 @@
+// EmbeddedStore: the EventStore that lives in a local data directory.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "store/catalog.h"
+#include "store/event_store.h"
+#include "store/wal.h"
+
+namespace sibyl {
+
+// A batch encoded against the dictionaries, ready to log and apply.
+struct StagedBatch {
+  std::shared_ptr<const Segment> segment;  // may be null: identify-only batches
+  std::vector<UserPropertyRecord> records;
+  std::vector<IdentityLink> links;
+  std::vector<uint64_t> dedup_hashes;
+  int64_t ingested_ms = 0;
+  AppendResult counts;
+};
+
+// Changes a transaction has made to per-user state, visible to its own later batches.
+struct TransactionOverlay {
+  std::unordered_map<uint64_t, StoredValue> user_values;  // (actor << 32 | key) -> value; kNull: unset
+  std::unordered_map<ActorId, ActorId> device_owner;
+  std::vector<uint64_t> dedup_hashes;
+  DedupIndex pending_dedup;
+};
+
+class EmbeddedStore final : public EventStore {
+ public:
+  static Result<std::unique_ptr<EventStore>> Open(const StoreOptions& options);
+  ~EmbeddedStore() override;
+
+  Result<AppendResult> Append(const EventBatch& batch) override;
+  Result<std::unique_ptr<Transaction>> Begin() override;
+  std::shared_ptr<const EventReader> Snapshot() const override;
+  Status Checkpoint() override;
+  Result<StoreStats> Stats() const override;
+
+ private:
+  friend class StoreTransaction;
+  explicit EmbeddedStore(const StoreOptions& options);
+
+  Status Load();
+  Status LoadCheckpoint();
+  Status ReplayLog();
+  Status CleanUnreferencedFiles();
+
+  // Encodes `batch` against the dictionaries and the transaction's view of user state.
+  Result<StagedBatch> Encode(const EventBatch& batch, TransactionOverlay& overlay);
+  Status LogDictionaryGrowth();
+  std::string EncodeStaged(uint64_t txn, const StagedBatch& staged) const;
+  Result<StagedBatch> DecodeStaged(std::string_view payload, uint64_t* txn) const;
+  // Applies committed batches to the in-memory state and publishes a new version.
+  void ApplyCommitted(std::vector<StagedBatch>& batches);
+  Status CheckpointLocked();
+  std::shared_ptr<const Version> current() const;
+
+  StoreOptions options_;
+  std::string dir_;
+  int lock_fd_ = -1;
+  std::shared_ptr<Catalog> catalog_;
+  size_t logged_dictionary_sizes_[Catalog::kDictionaries] = {0, 0, 0, 0};
+
+  // Latest state, for applying user property operations and linking identities.
+  std::unordered_map<uint64_t, StoredValue> user_values_;
+  std::unordered_map<ActorId, ActorId> device_owner_;
+  DedupIndex dedup_;
+
+  std::unique_ptr<WalWriter> wal_;
+  uint64_t wal_sequence_ = 0;   // the file appends go to
+  uint64_t wal_start_ = 1;      // first log file not yet in a checkpoint
+  uint64_t generation_ = 0;     // checkpoint generation
+  uint64_t next_txn_ = 1;
+  std::vector<std::string> part_files_;  // parallel to version parts
+
+  std::mutex write_mutex_;  // one transaction, append or checkpoint at a time
+  mutable std::mutex version_mutex_;
+  std::shared_ptr<const Version> version_;
+  std::string scratch_key_;
+};
+
+}  // namespace sibyl

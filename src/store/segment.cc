@@ -1,0 +1,363 @@
+#include "store/segment.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <numeric>
+
+#include "store/codec.h"
+
+namespace sibyl {
+namespace {
+
+constexpr std::string_view kMagic = "SIBYLSG1";
+
+// Value codes in a property column's kind stream.
+enum : uint8_t { kCodeNull = 0, kCodeFalse = 1, kCodeDouble = 2, kCodeString = 3, kCodeArray = 4,
+                 kCodeCents = 5, kCodeTrue = 6 };
+
+void EncodeValues(const SegmentExtras::Column& column, std::string* raw) {
+  ByteWriter w(raw);
+  w.Varint(column.rows.size());
+  uint32_t previous = 0;
+  for (uint32_t row : column.rows) {
+    w.Varint(row - previous);
+    previous = row;
+  }
+  std::string values;
+  ByteWriter v(&values);
+  for (const StoredValue& value : column.values) {
+    switch (value.kind) {
+      case ValueKind::kNull: w.U8(kCodeNull); break;
+      case ValueKind::kBool: w.U8(value.number != 0 ? kCodeTrue : kCodeFalse); break;
+      case ValueKind::kString: w.U8(kCodeString); v.Varint(value.string); break;
+      case ValueKind::kArray: w.U8(kCodeArray); v.Varint(value.string); break;
+      case ValueKind::kNumber: {
+        // Prices and counts are mostly whole cents: a varint of cents is far smaller
+        // than 8 bytes of double, and exact when it round-trips.
+        double cents = std::round(value.number * 100);
+        if (std::fabs(cents) < 1e15 && cents / 100 == value.number) {
+          w.U8(kCodeCents);
+          v.SignedVarint(static_cast<int64_t>(cents));
+        } else {
+          w.U8(kCodeDouble);
+          v.F64(value.number);
+        }
+        break;
+      }
+    }
+  }
+  raw->append(values);
+}
+
+Status DecodeValues(std::string_view raw, std::string_view what, SegmentExtras::Column& column) {
+  ByteReader r(raw);
+  uint64_t n = r.Varint();
+  if (!r.ok() || n > raw.size()) return Corruption("{}: bad property column", what);
+  column.rows.resize(n);
+  column.values.resize(n);
+  uint32_t row = 0;
+  for (uint64_t i = 0; i < n; ++i) column.rows[i] = row += static_cast<uint32_t>(r.Varint());
+  std::vector<uint8_t> codes(n);
+  r.Raw(codes.data(), n);
+  for (uint64_t i = 0; i < n; ++i) {
+    StoredValue& value = column.values[i];
+    switch (codes[i]) {
+      case kCodeNull: value.kind = ValueKind::kNull; break;
+      case kCodeFalse: value = {ValueKind::kBool, 0, kNoDictId}; break;
+      case kCodeTrue: value = {ValueKind::kBool, 1, kNoDictId}; break;
+      case kCodeString: value = {ValueKind::kString, 0, static_cast<DictId>(r.Varint())}; break;
+      case kCodeArray: value = {ValueKind::kArray, 0, static_cast<DictId>(r.Varint())}; break;
+      case kCodeCents:
+        value = {ValueKind::kNumber, static_cast<double>(r.SignedVarint()) / 100, kNoDictId};
+        break;
+      case kCodeDouble: value = {ValueKind::kNumber, r.F64(), kNoDictId}; break;
+      default: return Corruption("{}: bad value code {}", what, codes[i]);
+    }
+  }
+  if (!r.ok()) return Corruption("{}: truncated property column", what);
+  return Status::Ok();
+}
+
+Result<std::shared_ptr<const SegmentExtras>> DecodeExtras(std::string_view bytes,
+                                                          std::string_view what) {
+  auto extras = std::make_shared<SegmentExtras>();
+  ByteReader r(bytes);
+  ASSIGN_OR_RETURN(std::string session_raw, ReadCompressedBlock(r, what));
+  ByteReader s(session_raw);
+  uint64_t n = s.Varint();
+  extras->session.resize(n);
+  int64_t previous = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    int64_t delta = s.SignedVarint();
+    extras->session[i] = previous += delta;
+  }
+  if (!s.ok()) return Corruption("{}: truncated session column", what);
+  uint64_t columns = r.Varint();
+  if (!r.ok() || columns > bytes.size()) return Corruption("{}: bad property index", what);
+  extras->properties.resize(columns);
+  for (auto& column : extras->properties) {
+    column.key = static_cast<DictId>(r.Varint());
+    ASSIGN_OR_RETURN(std::string raw, ReadCompressedBlock(r, what));
+    RETURN_IF_ERROR(DecodeValues(raw, what, column));
+  }
+  return std::shared_ptr<const SegmentExtras>(std::move(extras));
+}
+
+}  // namespace
+
+std::shared_ptr<const Segment> Segment::Build(std::vector<EncodedEvent> events,
+                                              const std::vector<EncodedProperty>& properties) {
+  std::stable_sort(events.begin(), events.end(), [](const EncodedEvent& a, const EncodedEvent& b) {
+    return a.actor != b.actor ? a.actor < b.actor : a.time < b.time;
+  });
+  auto segment = std::shared_ptr<Segment>(new Segment());
+  auto extras = std::make_shared<SegmentExtras>();
+  size_t n = events.size();
+  segment->actor_.resize(n);
+  segment->time_.resize(n);
+  segment->type_.resize(n);
+  extras->session.resize(n);
+  // Property columns by key: count first so each column is allocated once.
+  std::vector<DictId> keys;
+  for (const auto& p : properties) keys.push_back(p.key);
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  extras->properties.resize(keys.size());
+  for (size_t k = 0; k < keys.size(); ++k) extras->properties[k].key = keys[k];
+  auto column_of = [&](DictId key) -> SegmentExtras::Column& {
+    auto it = std::lower_bound(keys.begin(), keys.end(), key);
+    return extras->properties[static_cast<size_t>(it - keys.begin())];
+  };
+  for (size_t i = 0; i < n; ++i) {
+    const EncodedEvent& e = events[i];
+    segment->actor_[i] = e.actor;
+    segment->time_[i] = e.time;
+    segment->type_[i] = e.type;
+    extras->session[i] = e.session;
+    segment->min_time_ = std::min(segment->min_time_, e.time);
+    segment->max_time_ = std::max(segment->max_time_, e.time);
+    for (uint32_t p = e.properties_begin; p < e.properties_end; ++p) {
+      auto& column = column_of(properties[p].key);
+      column.rows.push_back(static_cast<uint32_t>(i));
+      column.values.push_back(properties[p].value);
+    }
+  }
+  segment->extras_ = std::move(extras);
+  return segment;
+}
+
+std::shared_ptr<const Segment> Segment::Merge(
+    const std::vector<std::shared_ptr<const Segment>>& inputs) {
+  std::vector<EncodedEvent> events;
+  std::vector<EncodedProperty> properties;
+  size_t total = 0;
+  for (const auto& s : inputs) total += s->size();
+  events.reserve(total);
+  for (const auto& s : inputs) {
+    auto extras = s->Extras();
+    // In-memory and freshly written segments always decode; a failure here means a part
+    // file changed under us, which Decode's checksums would have caught at open.
+    if (!extras.ok()) continue;
+    const SegmentExtras& x = **extras;
+    // Row -> its properties, gathered column by column.
+    std::vector<std::vector<EncodedProperty>> by_row(s->size());
+    for (const auto& column : x.properties)
+      for (size_t j = 0; j < column.rows.size(); ++j)
+        by_row[column.rows[j]].push_back({column.key, column.values[j]});
+    for (size_t i = 0; i < s->size(); ++i) {
+      uint32_t begin = static_cast<uint32_t>(properties.size());
+      properties.insert(properties.end(), by_row[i].begin(), by_row[i].end());
+      events.push_back({s->actor_[i], s->type_[i], s->time_[i], x.session[i], begin,
+                        static_cast<uint32_t>(properties.size())});
+    }
+  }
+  return Build(std::move(events), properties);
+}
+
+std::vector<std::shared_ptr<const Segment>> Segment::SplitByPartition(
+    const std::shared_ptr<const Segment>& segment, int64_t partition_ms) {
+  const Segment& s = *segment;
+  auto partition_of = [&](int64_t t) {
+    return t >= 0 ? t / partition_ms : -((-t + partition_ms - 1) / partition_ms);
+  };
+  if (s.size() == 0) return {};
+  if (partition_of(s.min_time_) == partition_of(s.max_time_)) return {segment};
+  auto extras_or = s.Extras();
+  if (!extras_or.ok()) return {};
+  const SegmentExtras& x = **extras_or;
+  std::vector<std::vector<EncodedProperty>> by_row(s.size());
+  for (const auto& column : x.properties)
+    for (size_t j = 0; j < column.rows.size(); ++j)
+      by_row[column.rows[j]].push_back({column.key, column.values[j]});
+  std::map<int64_t, std::pair<std::vector<EncodedEvent>, std::vector<EncodedProperty>>> groups;
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto& [events, props] = groups[partition_of(s.time_[i])];
+    uint32_t begin = static_cast<uint32_t>(props.size());
+    props.insert(props.end(), by_row[i].begin(), by_row[i].end());
+    events.push_back({s.actor_[i], s.type_[i], s.time_[i], x.session[i], begin,
+                      static_cast<uint32_t>(props.size())});
+  }
+  std::vector<std::shared_ptr<const Segment>> out;
+  for (auto& [partition, group] : groups) out.push_back(Build(std::move(group.first), group.second));
+  return out;
+}
+
+std::string Segment::Encode(int level) const {
+  std::string out(kMagic);
+  ByteWriter w(&out);
+  std::string raw;
+  ByteWriter r(&raw);
+  r.Varint(size());
+  r.SignedVarint(min_time_);
+  r.SignedVarint(max_time_);
+  AppendCompressedBlock(raw, level, &out);
+
+  // Actors as runs; times as deltas within a run (non-negative: sorted by time).
+  raw.clear();
+  std::string times;
+  ByteWriter t(&times);
+  size_t runs = 0;
+  for (size_t i = 0; i < size(); ++i) runs += (i == 0 || actor_[i] != actor_[i - 1]);
+  r.Varint(runs);
+  ActorId previous_actor = 0;
+  for (size_t i = 0; i < size();) {
+    size_t j = i;
+    while (j < size() && actor_[j] == actor_[i]) ++j;
+    r.Varint(actor_[i] - previous_actor);
+    r.Varint(j - i);
+    previous_actor = actor_[i];
+    t.Varint(static_cast<uint64_t>(time_[i] - min_time_));
+    for (size_t k = i + 1; k < j; ++k) t.Varint(static_cast<uint64_t>(time_[k] - time_[k - 1]));
+    i = j;
+  }
+  AppendCompressedBlock(raw, level, &out);
+  AppendCompressedBlock(times, level, &out);
+  AppendCompressedBlock(std::string_view(reinterpret_cast<const char*>(type_.data()),
+                                         type_.size() * sizeof(EventTypeId)),
+                        level, &out);
+
+  std::string extras_bytes;
+  auto extras_or = Extras();
+  SegmentExtras empty;
+  const SegmentExtras& x = extras_or.ok() ? **extras_or : empty;
+  raw.clear();
+  r.Varint(x.session.size());
+  int64_t previous_session = 0;
+  for (int64_t s : x.session) {
+    r.SignedVarint(s - previous_session);
+    previous_session = s;
+  }
+  AppendCompressedBlock(raw, level, &extras_bytes);
+  ByteWriter e(&extras_bytes);
+  e.Varint(x.properties.size());
+  for (const auto& column : x.properties) {
+    e.Varint(column.key);
+    raw.clear();
+    EncodeValues(column, &raw);
+    AppendCompressedBlock(raw, level, &extras_bytes);
+  }
+  w.Varint(extras_bytes.size());
+  out.append(extras_bytes);
+  return out;
+}
+
+namespace {
+
+Status DecodeCore(std::string_view bytes, std::string_view what, std::vector<ActorId>& actor,
+                  std::vector<int64_t>& time, std::vector<EventTypeId>& type, int64_t& min_time,
+                  int64_t& max_time, std::string_view& extras) {
+  if (bytes.substr(0, kMagic.size()) != kMagic) return Corruption("{}: not a sibyl segment", what);
+  ByteReader r(bytes.substr(kMagic.size()));
+  ASSIGN_OR_RETURN(std::string header, ReadCompressedBlock(r, what));
+  ByteReader h(header);
+  uint64_t n = h.Varint();
+  min_time = h.SignedVarint();
+  max_time = h.SignedVarint();
+  if (!h.ok() || n > (1ull << 34)) return Corruption("{}: bad segment header", what);
+  ASSIGN_OR_RETURN(std::string runs_raw, ReadCompressedBlock(r, what));
+  ASSIGN_OR_RETURN(std::string times_raw, ReadCompressedBlock(r, what));
+  ASSIGN_OR_RETURN(std::string types_raw, ReadCompressedBlock(r, what));
+  if (types_raw.size() != n * sizeof(EventTypeId)) return Corruption("{}: bad type column", what);
+  actor.resize(n);
+  time.resize(n);
+  type.resize(n);
+  std::memcpy(type.data(), types_raw.data(), types_raw.size());
+  ByteReader runs(runs_raw), times(times_raw);
+  uint64_t run_count = runs.Varint();
+  size_t at = 0;
+  ActorId current = 0;
+  for (uint64_t k = 0; k < run_count && runs.ok(); ++k) {
+    current += static_cast<ActorId>(runs.Varint());
+    uint64_t length = runs.Varint();
+    if (length > n - at) return Corruption("{}: bad actor runs", what);
+    int64_t t = min_time + static_cast<int64_t>(times.Varint());
+    for (uint64_t j = 0; j < length; ++j) {
+      if (j > 0) t += static_cast<int64_t>(times.Varint());
+      actor[at] = current;
+      time[at] = t;
+      ++at;
+    }
+  }
+  if (!runs.ok() || !times.ok() || at != n) return Corruption("{}: truncated core columns", what);
+  uint64_t extras_size = r.Varint();
+  if (!r.ok() || extras_size != r.remaining()) return Corruption("{}: bad extras size", what);
+  extras = bytes.substr(kMagic.size() + r.pos());
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string Segment::EncodePart(int level) const {
+  std::string bytes = Encode(level);
+  uint32_t crc = Crc32c(bytes);
+  bytes.append(reinterpret_cast<const char*>(&crc), 4);
+  return bytes;
+}
+
+Result<std::shared_ptr<const Segment>> Segment::Decode(std::shared_ptr<const MappedFile> file) {
+  std::string_view data = file->data();
+  if (data.size() < 4) return Corruption("{}: truncated part file", file->path());
+  uint32_t crc;
+  std::memcpy(&crc, data.data() + data.size() - 4, 4);
+  data.remove_suffix(4);
+  if (Crc32c(data) != crc)
+    return Corruption("{}: checksum mismatch (the part file is damaged)", file->path());
+  auto segment = std::shared_ptr<Segment>(new Segment());
+  RETURN_IF_ERROR(DecodeCore(data, file->path(), segment->actor_, segment->time_,
+                             segment->type_, segment->min_time_, segment->max_time_,
+                             segment->encoded_extras_));
+  segment->file_ = std::move(file);
+  return std::shared_ptr<const Segment>(std::move(segment));
+}
+
+Result<std::shared_ptr<const Segment>> Segment::DecodeBytes(std::string_view bytes,
+                                                            std::string_view what) {
+  auto segment = std::shared_ptr<Segment>(new Segment());
+  std::string_view extras;
+  RETURN_IF_ERROR(DecodeCore(bytes, what, segment->actor_, segment->time_, segment->type_,
+                             segment->min_time_, segment->max_time_, extras));
+  ASSIGN_OR_RETURN(segment->extras_, DecodeExtras(extras, what));
+  if (segment->extras_->session.size() != segment->size())
+    return Corruption("{}: session column has the wrong length", what);
+  return std::shared_ptr<const Segment>(std::move(segment));
+}
+
+Result<std::shared_ptr<const SegmentExtras>> Segment::Extras() const {
+  if (extras_) return extras_;
+  if (!file_) return std::make_shared<const SegmentExtras>();
+  return DecodeExtras(encoded_extras_, file_->path());
+}
+
+size_t Segment::MemoryBytes() const {
+  size_t bytes = size() * (sizeof(ActorId) + sizeof(int64_t) + sizeof(EventTypeId));
+  if (extras_) {
+    bytes += extras_->session.size() * sizeof(int64_t);
+    for (const auto& c : extras_->properties)
+      bytes += c.rows.size() * (sizeof(uint32_t) + sizeof(StoredValue));
+  }
+  return bytes;
+}
+
+}  // namespace sibyl

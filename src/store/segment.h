@@ -1,0 +1,90 @@
+// Segment: an immutable run of events in columnar form, sorted by (actor, time). The
+// write-ahead log, the in-memory table and the part files all hold segments; a part file
+// is one encoded segment (docs/FORMAT.md).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/file.h"
+#include "common/status.h"
+#include "store/reader.h"
+
+namespace sibyl {
+
+// One event, dictionary-encoded, before it is sorted into a segment.
+struct EncodedEvent {
+  ActorId actor;
+  EventTypeId type;
+  int64_t time;
+  int64_t session;
+  uint32_t properties_begin, properties_end;  // into the builder's property list
+};
+
+struct EncodedProperty {
+  DictId key;
+  StoredValue value;
+};
+
+// Decoded optional columns: sessions and event properties.
+struct SegmentExtras {
+  std::vector<int64_t> session;
+  struct Column {
+    DictId key;
+    std::vector<uint32_t> rows;
+    std::vector<StoredValue> values;
+  };
+  std::vector<Column> properties;  // sorted by key
+};
+
+class Segment {
+ public:
+  // Sorts `events` by (actor, time) and builds a segment.
+  static std::shared_ptr<const Segment> Build(std::vector<EncodedEvent> events,
+                                              const std::vector<EncodedProperty>& properties);
+  // Merges segments into one (each input stays valid).
+  static std::shared_ptr<const Segment> Merge(
+      const std::vector<std::shared_ptr<const Segment>>& inputs);
+  // Splits by time partition (`partition_ms` wide, aligned to the epoch).
+  static std::vector<std::shared_ptr<const Segment>> SplitByPartition(
+      const std::shared_ptr<const Segment>& segment, int64_t partition_ms);
+
+  // Encodes to bytes (a part file's content) with zstd at `level`.
+  std::string Encode(int level) const;
+  // A part file's content: Encode(level) followed by its u32 CRC-32C.
+  std::string EncodePart(int level) const;
+  // Decodes a part file (checking its checksum) into core columns; the optional ones
+  // are decoded on demand from `file`.
+  static Result<std::shared_ptr<const Segment>> Decode(std::shared_ptr<const MappedFile> file);
+  // Decodes bytes fully (write-ahead-log records). `what` names the source for errors.
+  static Result<std::shared_ptr<const Segment>> DecodeBytes(std::string_view bytes,
+                                                            std::string_view what);
+
+  size_t size() const { return time_.size(); }
+  int64_t min_time() const { return min_time_; }
+  int64_t max_time() const { return max_time_; }
+  const std::vector<ActorId>& actor() const { return actor_; }
+  const std::vector<int64_t>& time() const { return time_; }
+  const std::vector<EventTypeId>& type() const { return type_; }
+
+  // The optional columns, decoded (from memory, or from the part file each call).
+  Result<std::shared_ptr<const SegmentExtras>> Extras() const;
+  // Bytes this segment holds decoded in memory.
+  size_t MemoryBytes() const;
+
+ private:
+  Segment() = default;
+  std::vector<ActorId> actor_;
+  std::vector<int64_t> time_;
+  std::vector<EventTypeId> type_;
+  int64_t min_time_ = INT64_MAX, max_time_ = INT64_MIN;
+  // Either decoded extras (in-memory segments) or the encoded bytes to decode them from.
+  std::shared_ptr<const SegmentExtras> extras_;
+  std::shared_ptr<const MappedFile> file_;
+  std::string_view encoded_extras_;
+};
+
+}  // namespace sibyl

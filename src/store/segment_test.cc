@@ -1,0 +1,75 @@
+#include "store/segment.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+namespace sibyl {
+namespace {
+
+TEST(SegmentTest, EncodeDecodeRoundTripsEveryColumn) {
+  std::mt19937_64 rng(7);
+  std::vector<EncodedEvent> events;
+  std::vector<EncodedProperty> props;
+  for (int i = 0; i < 5000; ++i) {
+    uint32_t begin = static_cast<uint32_t>(props.size());
+    if (rng() % 2) props.push_back({1, {ValueKind::kNumber, static_cast<double>(rng() % 10000) / 100, kNoDictId}});
+    if (rng() % 3 == 0) props.push_back({2, {ValueKind::kNumber, 1.0 / 3, kNoDictId}});
+    if (rng() % 4 == 0) props.push_back({3, {ValueKind::kString, 0, static_cast<DictId>(rng() % 50)}});
+    if (rng() % 5 == 0) props.push_back({4, {ValueKind::kBool, static_cast<double>(rng() % 2), kNoDictId}});
+    events.push_back({static_cast<ActorId>(rng() % 300), static_cast<EventTypeId>(rng() % 60),
+                      static_cast<int64_t>(1'700'000'000'000 + rng() % 1'000'000'000),
+                      rng() % 7 == 0 ? -1 : static_cast<int64_t>(1'700'000'000'000 + rng() % 1000), begin,
+                      static_cast<uint32_t>(props.size())});
+  }
+  auto segment = Segment::Build(events, props);
+  std::string bytes = segment->Encode(3);
+  auto decoded = Segment::DecodeBytes(bytes, "test");
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ((*decoded)->actor(), segment->actor());
+  EXPECT_EQ((*decoded)->time(), segment->time());
+  EXPECT_EQ((*decoded)->type(), segment->type());
+  auto a = *segment->Extras();
+  auto b = *(*decoded)->Extras();
+  EXPECT_EQ(a->session, b->session);
+  ASSERT_EQ(a->properties.size(), b->properties.size());
+  for (size_t k = 0; k < a->properties.size(); ++k) {
+    EXPECT_EQ(a->properties[k].rows, b->properties[k].rows);
+    for (size_t j = 0; j < a->properties[k].values.size(); ++j) {
+      EXPECT_EQ(a->properties[k].values[j].kind, b->properties[k].values[j].kind);
+      EXPECT_EQ(a->properties[k].values[j].number, b->properties[k].values[j].number);
+      EXPECT_EQ(a->properties[k].values[j].string, b->properties[k].values[j].string);
+    }
+  }
+  // Sorted by (actor, time).
+  for (size_t i = 1; i < segment->size(); ++i) {
+    auto prev = std::make_pair(segment->actor()[i - 1], segment->time()[i - 1]);
+    EXPECT_LE(prev, std::make_pair(segment->actor()[i], segment->time()[i]));
+  }
+}
+
+TEST(SegmentTest, SplitByPartitionKeepsEveryEventOnce) {
+  std::vector<EncodedEvent> events;
+  for (int i = 0; i < 100; ++i) events.push_back({static_cast<ActorId>(i % 3), 0, i * 1000LL, -1, 0, 0});
+  auto segment = Segment::Build(events, {});
+  auto parts = Segment::SplitByPartition(segment, 10'000);
+  EXPECT_EQ(parts.size(), 10u);
+  size_t total = 0;
+  for (const auto& p : parts) {
+    total += p->size();
+    EXPECT_EQ(p->min_time() / 10'000, p->max_time() / 10'000);
+  }
+  EXPECT_EQ(total, 100u);
+}
+
+TEST(SegmentTest, TruncatedBytesAreCorruptionNotACrash) {
+  std::vector<EncodedEvent> events = {{1, 2, 3, 4, 0, 0}, {2, 3, 4, 5, 0, 0}};
+  std::string bytes = Segment::Build(events, {})->Encode(1);
+  for (size_t cut = 0; cut < bytes.size(); ++cut) {
+    auto r = Segment::DecodeBytes(std::string_view(bytes).substr(0, cut), "cut");
+    EXPECT_FALSE(r.ok()) << cut;
+  }
+}
+
+}  // namespace
+}  // namespace sibyl

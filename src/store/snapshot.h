@@ -1,0 +1,45 @@
+// StoreSnapshot: the EventReader over one Version of the embedded store.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "store/catalog.h"
+#include "store/reader.h"
+
+namespace sibyl {
+
+class StoreSnapshot final : public EventReader {
+ public:
+  StoreSnapshot(std::shared_ptr<const Catalog> catalog, std::shared_ptr<const Version> version);
+
+  const DictionaryView& actors() const override { return actors_; }
+  const DictionaryView& event_types() const override { return event_types_; }
+  const DictionaryView& property_keys() const override { return property_keys_; }
+  const DictionaryView& string_values() const override { return string_values_; }
+  uint64_t event_count() const override { return version_->events; }
+  int64_t min_time_ms() const override { return min_time_; }
+  int64_t max_time_ms() const override { return max_time_; }
+
+  Status Scan(const ScanSpec& spec, const std::function<Status(const EventChunk&)>& visit,
+              bool parallel) const override;
+  Status ScanActor(ActorId actor, int64_t begin_ms, int64_t end_ms,
+                   const std::function<void(int64_t, DictId)>& visit) const override;
+  std::span<const UserPropertyRecord> user_property_history() const override;
+  std::span<const IdentityLink> identity_links() const override;
+
+ private:
+  std::vector<const Segment*> Segments() const;
+
+  std::shared_ptr<const Catalog> catalog_;
+  std::shared_ptr<const Version> version_;
+  DictionarySnapshot actors_, event_types_, property_keys_, string_values_;
+  int64_t min_time_ = INT64_MAX, max_time_ = INT64_MIN;
+  // Sorted copies of the catalog's append-only logs, built on first use.
+  mutable std::once_flag history_once_, links_once_;
+  mutable std::vector<UserPropertyRecord> history_;
+  mutable std::vector<IdentityLink> links_;
+};
+
+}  // namespace sibyl

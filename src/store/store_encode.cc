@@ -1,0 +1,362 @@
+// The write path of EmbeddedStore: encoding parsed batches against the dictionaries,
+// de-duplication, identity links, user property operations, and transactions.
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "store/codec.h"
+#include "store/embedded_store.h"
+
+namespace sibyl {
+namespace {
+
+uint64_t UserKey(ActorId actor, DictId key) { return (static_cast<uint64_t>(actor) << 32) | key; }
+
+uint64_t HashInsertId(std::string_view id) {
+  // FNV-1a then a murmur finaliser: stable across builds and platforms (std::hash is
+  // not guaranteed to be), which matters because the hashes are persisted.
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : id) h = (h ^ c) * 1099511628211ull;
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+bool SameValue(const StoredValue& a, const StoredValue& b) {
+  return a.kind == b.kind && a.number == b.number && a.string == b.string;
+}
+
+void AppendJsonString(std::string_view s, std::string* out) {
+  out->push_back('"');
+  for (char c : s) {
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\n': out->append("\\n"); break;
+      case '\t': out->append("\\t"); break;
+      case '\r': out->append("\\r"); break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out->append(fmt::format("\\u{:04x}", static_cast<unsigned>(c)));
+        } else {
+          out->push_back(c);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+// The elements of a value as JSON array items (without brackets).
+std::string ArrayItems(const Value& v) {
+  std::string out;
+  switch (v.kind) {
+    case ValueKind::kNull: break;
+    case ValueKind::kBool: out = v.boolean ? "true" : "false"; break;
+    case ValueKind::kNumber: out = fmt::format("{}", v.number); break;
+    case ValueKind::kString: AppendJsonString(v.text, &out); break;
+    case ValueKind::kArray:
+      if (v.text.size() >= 2) out = std::string(v.text.substr(1, v.text.size() - 2));
+      break;
+  }
+  return out;
+}
+
+void PutValue(ByteWriter& w, const StoredValue& v) {
+  w.U8(static_cast<uint8_t>(v.kind));
+  if (v.kind == ValueKind::kNumber || v.kind == ValueKind::kBool) w.F64(v.number);
+  if (v.kind == ValueKind::kString || v.kind == ValueKind::kArray) w.Varint(v.string);
+}
+
+StoredValue GetValue(ByteReader& r) {
+  StoredValue v;
+  v.kind = static_cast<ValueKind>(r.U8());
+  if (v.kind == ValueKind::kNumber || v.kind == ValueKind::kBool) v.number = r.F64();
+  if (v.kind == ValueKind::kString || v.kind == ValueKind::kArray)
+    v.string = static_cast<DictId>(r.Varint());
+  return v;
+}
+
+}  // namespace
+
+Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOverlay& overlay) {
+  Catalog& c = *catalog_;
+  StagedBatch staged;
+  staged.ingested_ms = options_.clock->NowMs();
+  std::vector<EncodedEvent> events;
+  std::vector<EncodedProperty> properties;
+  events.reserve(batch.events.size());
+  properties.reserve(batch.properties.size());
+
+  auto intern_actor = [&](char prefix, std::string_view id) {
+    scratch_key_.clear();
+    scratch_key_.push_back(prefix);
+    scratch_key_.push_back(':');
+    scratch_key_.append(id);
+    return c.actors.Intern(scratch_key_);
+  };
+  auto store_value = [&](const Value& v) -> StoredValue {
+    switch (v.kind) {
+      case ValueKind::kNull: return {};
+      case ValueKind::kBool: return {ValueKind::kBool, v.boolean ? 1.0 : 0.0, kNoDictId};
+      case ValueKind::kNumber: return {ValueKind::kNumber, v.number, kNoDictId};
+      case ValueKind::kString: return {ValueKind::kString, 0, c.string_values.Intern(v.text)};
+      case ValueKind::kArray: return {ValueKind::kArray, 0, c.string_values.Intern(v.text)};
+    }
+    return {};
+  };
+  auto current_value = [&](uint64_t key) -> const StoredValue* {
+    if (auto it = overlay.user_values.find(key); it != overlay.user_values.end())
+      return it->second.kind == ValueKind::kNull ? nullptr : &it->second;
+    if (auto it = user_values_.find(key); it != user_values_.end()) return &it->second;
+    return nullptr;
+  };
+  auto owner_of = [&](ActorId device) -> const ActorId* {
+    if (auto it = overlay.device_owner.find(device); it != overlay.device_owner.end())
+      return &it->second;
+    if (auto it = device_owner_.find(device); it != device_owner_.end()) return &it->second;
+    return nullptr;
+  };
+
+  for (const ParsedEvent& e : batch.events) {
+    int64_t time = e.has_time ? e.time_ms : staged.ingested_ms;
+    if (!e.insert_id.empty()) {
+      uint64_t h = HashInsertId(e.insert_id);
+      if (dedup_.Contains(h) || overlay.pending_dedup.Contains(h)) {
+        ++staged.counts.duplicates_dropped;
+        continue;
+      }
+      overlay.pending_dedup.Insert(h, staged.ingested_ms);
+      staged.dedup_hashes.push_back(h);
+    }
+    ActorId actor;
+    if (!e.user_id.empty()) {
+      actor = intern_actor('u', e.user_id);
+      if (!e.device_id.empty()) {
+        ActorId device = intern_actor('d', e.device_id);
+        // First link wins: a device later seen with another user stays with the first.
+        if (owner_of(device) == nullptr) {
+          overlay.device_owner[device] = actor;
+          staged.links.push_back({device, actor, time});
+          ++staged.counts.identity_links;
+        }
+      }
+    } else {
+      actor = intern_actor('d', e.device_id);
+    }
+
+    for (const UserPropertyUpdate& u : batch.UserUpdatesOf(e)) {
+      DictId key = c.property_keys.Intern(u.key);
+      uint64_t slot = UserKey(actor, key);
+      const StoredValue* current = current_value(slot);
+      StoredValue next;
+      bool change = true;
+      switch (u.op) {
+        case UserPropertyOp::kSet: next = store_value(u.value); break;
+        case UserPropertyOp::kSetOnce:
+          change = current == nullptr;
+          if (change) next = store_value(u.value);
+          break;
+        case UserPropertyOp::kAdd: {
+          change = u.value.kind == ValueKind::kNumber;
+          double base = current && current->kind == ValueKind::kNumber ? current->number : 0;
+          next = {ValueKind::kNumber, base + u.value.number, kNoDictId};
+          break;
+        }
+        case UserPropertyOp::kAppend: {
+          std::string items;
+          if (current != nullptr) {
+            Value as_value;
+            as_value.kind = current->kind;
+            as_value.number = current->number;
+            as_value.boolean = current->number != 0;
+            if (current->kind == ValueKind::kString || current->kind == ValueKind::kArray)
+              as_value.text = c.string_values.name(current->string);
+            items = ArrayItems(as_value);
+          }
+          std::string added = ArrayItems(u.value);
+          if (!items.empty() && !added.empty()) items.push_back(',');
+          items += added;
+          next = {ValueKind::kArray, 0, c.string_values.Intern("[" + items + "]")};
+          break;
+        }
+        case UserPropertyOp::kUnset:
+          change = current != nullptr;
+          next = {};
+          break;
+      }
+      if (!change || next.kind == ValueKind::kNull && current == nullptr) continue;
+      // Events usually repeat the user's properties; only real changes are history.
+      if (current != nullptr && SameValue(*current, next)) continue;
+      overlay.user_values[slot] = next;
+      staged.records.push_back({actor, time, key, next});
+      ++staged.counts.user_property_changes;
+    }
+
+    if (e.is_identify) {
+      ++staged.counts.identify_calls;
+      continue;
+    }
+    DictId type = c.event_types.Intern(e.event_type);
+    if (type > UINT16_MAX)
+      return ResourceExhausted("{}: more than 65,535 event types", batch.Describe(e.position));
+    uint32_t begin = static_cast<uint32_t>(properties.size());
+    for (const Property& p : batch.PropertiesOf(e)) {
+      if (p.value.kind == ValueKind::kNull) continue;
+      properties.push_back({c.property_keys.Intern(p.key), store_value(p.value)});
+    }
+    events.push_back({actor, static_cast<EventTypeId>(type), time, e.session_id, begin,
+                      static_cast<uint32_t>(properties.size())});
+  }
+  staged.counts.events_written = events.size();
+  if (!events.empty()) staged.segment = Segment::Build(std::move(events), properties);
+  return staged;
+}
+
+Status EmbeddedStore::LogDictionaryGrowth() {
+  std::string payload;
+  ByteWriter w(&payload);
+  bool grew = false;
+  for (int i = 0; i < Catalog::kDictionaries; ++i) {
+    size_t first = logged_dictionary_sizes_[i];
+    w.Varint(first);
+    catalog_->dictionary(i)->EncodeFrom(static_cast<DictId>(first), &payload);
+    size_t now = catalog_->dictionary(i)->size();
+    grew |= now != first;
+    logged_dictionary_sizes_[i] = now;
+  }
+  if (!grew) return Status::Ok();
+  return wal_->Add(WalRecordType::kDictionary, payload);
+}
+
+std::string EmbeddedStore::EncodeStaged(uint64_t txn, const StagedBatch& s) const {
+  std::string out;
+  ByteWriter w(&out);
+  w.Varint(txn);
+  w.SignedVarint(s.ingested_ms);
+  w.Varint(s.counts.duplicates_dropped);
+  w.Varint(s.counts.identify_calls);
+  w.Varint(s.counts.user_property_changes);
+  w.Varint(s.counts.identity_links);
+  w.Bytes(s.segment ? s.segment->Encode(1) : std::string());
+  std::string raw;
+  ByteWriter r(&raw);
+  r.Varint(s.records.size());
+  for (const auto& rec : s.records) {
+    r.Varint(rec.actor);
+    r.SignedVarint(rec.time_ms);
+    r.Varint(rec.key);
+    PutValue(r, rec.value);
+  }
+  r.Varint(s.links.size());
+  for (const auto& link : s.links) {
+    r.Varint(link.device);
+    r.Varint(link.user);
+    r.SignedVarint(link.time_ms);
+  }
+  r.Varint(s.dedup_hashes.size());
+  for (uint64_t h : s.dedup_hashes) r.U64(h);
+  AppendCompressedBlock(raw, 1, &out);
+  return out;
+}
+
+Result<StagedBatch> EmbeddedStore::DecodeStaged(std::string_view payload, uint64_t* txn) const {
+  StagedBatch s;
+  ByteReader r(payload);
+  *txn = r.Varint();
+  s.ingested_ms = r.SignedVarint();
+  s.counts.duplicates_dropped = r.Varint();
+  s.counts.identify_calls = r.Varint();
+  s.counts.user_property_changes = r.Varint();
+  s.counts.identity_links = r.Varint();
+  std::string_view segment_bytes = r.Bytes();
+  if (!r.ok()) return Corruption("write-ahead log: truncated batch header");
+  if (!segment_bytes.empty()) {
+    ASSIGN_OR_RETURN(s.segment, Segment::DecodeBytes(segment_bytes, "write-ahead log batch"));
+    s.counts.events_written = s.segment->size();
+  }
+  ASSIGN_OR_RETURN(std::string raw, ReadCompressedBlock(r, "write-ahead log batch"));
+  ByteReader b(raw);
+  uint64_t n = b.Varint();
+  for (uint64_t i = 0; i < n && b.ok(); ++i) {
+    UserPropertyRecord rec;
+    rec.actor = static_cast<ActorId>(b.Varint());
+    rec.time_ms = b.SignedVarint();
+    rec.key = static_cast<DictId>(b.Varint());
+    rec.value = GetValue(b);
+    s.records.push_back(rec);
+  }
+  n = b.Varint();
+  for (uint64_t i = 0; i < n && b.ok(); ++i) {
+    IdentityLink link;
+    link.device = static_cast<ActorId>(b.Varint());
+    link.user = static_cast<ActorId>(b.Varint());
+    link.time_ms = b.SignedVarint();
+    s.links.push_back(link);
+  }
+  n = b.Varint();
+  for (uint64_t i = 0; i < n && b.ok(); ++i) s.dedup_hashes.push_back(b.U64());
+  if (!b.ok()) return Corruption("write-ahead log: truncated batch body");
+  return s;
+}
+
+// A transaction holds the store's write lock for its whole life.
+class StoreTransaction final : public Transaction {
+ public:
+  explicit StoreTransaction(EmbeddedStore* store)
+      : store_(store), lock_(store->write_mutex_), id_(store->next_txn_++) {}
+
+  Result<AppendResult> Add(const EventBatch& batch) override {
+    if (committed_ || failed_) return FailedPrecondition("transaction already ended");
+    // A failed Add may have left part of the batch in the overlay: the transaction can
+    // only be abandoned after that.
+    failed_ = true;
+    ASSIGN_OR_RETURN(StagedBatch staged, store_->Encode(batch, overlay_));
+    // Dictionary names first: ids must replay identically whether or not this commits.
+    RETURN_IF_ERROR(store_->LogDictionaryGrowth());
+    RETURN_IF_ERROR(store_->wal_->Add(WalRecordType::kTxnData, store_->EncodeStaged(id_, staged)));
+    failed_ = false;
+    AppendResult counts = staged.counts;
+    batches_.push_back(std::move(staged));
+    return counts;
+  }
+
+  Status Commit() override {
+    if (committed_ || failed_) return FailedPrecondition("transaction already ended");
+    std::string payload;
+    ByteWriter(&payload).Varint(id_);
+    RETURN_IF_ERROR(store_->wal_->Add(WalRecordType::kTxnCommit, payload));
+    RETURN_IF_ERROR(store_->wal_->Sync());
+    committed_ = true;
+    store_->ApplyCommitted(batches_);
+    uint64_t memtable_events = 0;
+    for (const auto& s : store_->current()->memtable) memtable_events += s->size();
+    if (memtable_events >= store_->options_.checkpoint_events) return store_->CheckpointLocked();
+    return Status::Ok();
+  }
+
+ private:
+  EmbeddedStore* store_;
+  std::unique_lock<std::mutex> lock_;
+  uint64_t id_;
+  bool committed_ = false;
+  bool failed_ = false;
+  TransactionOverlay overlay_;
+  std::vector<StagedBatch> batches_;
+};
+
+Result<std::unique_ptr<Transaction>> EmbeddedStore::Begin() {
+  if (options_.read_only) return FailedPrecondition("store {} is open read-only", dir_);
+  return std::unique_ptr<Transaction>(new StoreTransaction(this));
+}
+
+Result<AppendResult> EmbeddedStore::Append(const EventBatch& batch) {
+  ASSIGN_OR_RETURN(auto txn, Begin());
+  ASSIGN_OR_RETURN(AppendResult result, txn->Add(batch));
+  RETURN_IF_ERROR(txn->Commit());
+  return result;
+}
+
+}  // namespace sibyl

@@ -1,0 +1,324 @@
+#include "store/event_store.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace sibyl {
+namespace {
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "sibyl-store-XXXXXX").string();
+    dir_ = mkdtemp(tmpl.data());
+    options_.data_dir = dir_;
+    options_.clock = &clock_;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::unique_ptr<EventStore> Open() {
+    auto store = EventStore::Open(options_);
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    return store.ok() ? std::move(store).value() : nullptr;
+  }
+
+  // Adds an event to `batch`: props as (key, number) pairs.
+  static void Add(EventBatch& batch, std::string_view user, std::string_view type, int64_t time,
+                  std::string_view insert_id = "", std::string_view device = "") {
+    ParsedEvent e;
+    e.user_id = batch.Intern(user);
+    e.device_id = batch.Intern(device);
+    e.event_type = batch.Intern(type);
+    e.insert_id = batch.Intern(insert_id);
+    e.time_ms = time;
+    e.has_time = true;
+    e.properties_begin = static_cast<uint32_t>(batch.properties.size());
+    batch.properties.push_back({batch.Intern("price"), Value::Number(static_cast<double>(time % 1000) / 10)});
+    batch.properties.push_back({batch.Intern("category"), Value::String(batch.Intern("shoes"))});
+    e.properties_end = static_cast<uint32_t>(batch.properties.size());
+    e.user_updates_begin = e.user_updates_end = static_cast<uint32_t>(batch.user_updates.size());
+    batch.events.push_back(e);
+  }
+
+  static void SetProperty(EventBatch& batch, std::string_view user, int64_t time,
+                          UserPropertyOp op, std::string_view key, Value value) {
+    ParsedEvent e;
+    e.user_id = batch.Intern(user);
+    e.is_identify = true;
+    e.time_ms = time;
+    e.has_time = true;
+    e.user_updates_begin = static_cast<uint32_t>(batch.user_updates.size());
+    batch.user_updates.push_back({op, batch.Intern(key), value});
+    e.user_updates_end = static_cast<uint32_t>(batch.user_updates.size());
+    batch.events.push_back(e);
+  }
+
+  static uint64_t CountEvents(const EventReader& reader) {
+    uint64_t n = 0;
+    EXPECT_TRUE(reader.Scan({}, [&](const EventChunk& c) { n += c.size; return Status::Ok(); }).ok());
+    return n;
+  }
+
+  std::string dir_;
+  ManualClock clock_{1'700'000'000'000};
+  StoreOptions options_;
+};
+
+TEST_F(StoreTest, AppendedEventsAreVisibleWithTheirColumns) {
+  auto store = Open();
+  EventBatch batch;
+  Add(batch, "user-b", "Purchase", 2000);
+  Add(batch, "user-a", "View", 1000);
+  Add(batch, "user-a", "View", 1500);
+  auto r = store->Append(batch);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->events_written, 3u);
+  auto snap = store->Snapshot();
+  EXPECT_EQ(snap->event_count(), 3u);
+  EXPECT_EQ(snap->min_time_ms(), 1000);
+  EXPECT_EQ(snap->max_time_ms(), 2000);
+  DictId price = *snap->property_keys().Find("price");
+  ScanSpec spec;
+  spec.property_keys = {price};
+  int chunks = 0;
+  ASSERT_TRUE(snap->Scan(spec, [&](const EventChunk& c) {
+    ++chunks;
+    EXPECT_EQ(c.size, 3u);
+    // Sorted by (actor, time): user-b was interned first, so it has the smaller id.
+    EXPECT_EQ(snap->actors().name(c.actor[0]), "u:user-b");
+    EXPECT_EQ(c.time[1], 1000);
+    EXPECT_EQ(c.time[2], 1500);
+    EXPECT_EQ(snap->event_types().name(c.event_type[1]), "View");
+    EXPECT_EQ(c.properties[0].rows.size(), 3u);
+    EXPECT_DOUBLE_EQ(c.properties[0].values[0].number, 0.0);
+    EXPECT_DOUBLE_EQ(c.properties[0].values[2].number, 50.0);
+    return Status::Ok();
+  }).ok());
+  EXPECT_EQ(chunks, 1);
+}
+
+TEST_F(StoreTest, SurvivesReopenFromLogAndFromCheckpoint) {
+  {
+    auto store = Open();
+    EventBatch batch;
+    for (int i = 0; i < 100; ++i) Add(batch, "user-" + std::to_string(i % 7), "View", 1000 + i * kMsPerDay);
+    ASSERT_TRUE(store->Append(batch).ok());
+  }
+  {
+    auto store = Open();  // replays the log
+    EXPECT_EQ(CountEvents(*store->Snapshot()), 100u);
+    Status st = store->Checkpoint();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    EventBatch more;
+    Add(more, "user-x", "Purchase", 5);
+    ASSERT_TRUE(store->Append(more).ok());
+  }
+  auto store = Open();  // parts plus the newer log
+  auto snap = store->Snapshot();
+  EXPECT_EQ(CountEvents(*snap), 101u);
+  EXPECT_TRUE(snap->event_types().Find("Purchase").has_value());
+  // Property values survive the part encoding.
+  DictId category = *snap->property_keys().Find("category");
+  ScanSpec spec;
+  spec.property_keys = {category};
+  uint64_t shoes = 0;
+  ASSERT_TRUE(snap->Scan(spec, [&](const EventChunk& c) {
+    for (const auto& v : c.properties[0].values) shoes += snap->string_values().name(v.string) == "shoes";
+    return Status::Ok();
+  }).ok());
+  EXPECT_EQ(shoes, 101u);
+}
+
+TEST_F(StoreTest, DuplicateInsertIdsAreDroppedAndCountedWithinTheWindow) {
+  auto store = Open();
+  EventBatch a;
+  Add(a, "user-a", "View", 1, "id-1");
+  Add(a, "user-a", "View", 2, "id-1");  // same batch
+  Add(a, "user-a", "View", 3, "id-2");
+  auto r = store->Append(a);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->events_written, 2u);
+  EXPECT_EQ(r->duplicates_dropped, 1u);
+  EventBatch b;
+  Add(b, "user-a", "View", 4, "id-2");
+  EXPECT_EQ(store->Append(b)->duplicates_dropped, 1u);
+  // After the window (and a checkpoint that expires old ids) the id is new again.
+  clock_.Advance(8 * kMsPerDay);
+  ASSERT_TRUE(store->Checkpoint().ok());
+  EventBatch c;
+  Add(c, "user-a", "View", 5, "id-2");
+  EXPECT_EQ(store->Append(c)->events_written, 1u);
+  EXPECT_EQ(store->Stats()->duplicates_dropped, 2u);
+  store.reset();
+  EXPECT_EQ(Open()->Stats()->duplicates_dropped, 2u);
+}
+
+TEST_F(StoreTest, DeviceEventsBelongToTheLinkedUserFromTheLinkOn) {
+  auto store = Open();
+  EventBatch batch;
+  Add(batch, "", "View", 100, "", "device-1");         // anonymous
+  Add(batch, "user-a", "Sign Up", 200, "", "device-1");  // links device-1 -> user-a
+  Add(batch, "user-b", "View", 300, "", "device-1");     // first link wins
+  ASSERT_TRUE(store->Append(batch).ok());
+  auto snap = store->Snapshot();
+  ActorId device = *snap->actors().Find("d:device-1");
+  ActorId user_a = *snap->actors().Find("u:user-a");
+  EXPECT_EQ(snap->ResolveIdentities(200)[device], device);  // link at 200 is not before 200
+  EXPECT_EQ(snap->ResolveIdentities(201)[device], user_a);
+  ASSERT_EQ(snap->identity_links().size(), 1u);
+}
+
+TEST_F(StoreTest, UserPropertiesAsOfApplyOperationsInOrder) {
+  auto store = Open();
+  EventBatch batch;
+  SetProperty(batch, "user-a", 100, UserPropertyOp::kSet, "plan", Value::String("free"));
+  SetProperty(batch, "user-a", 200, UserPropertyOp::kSetOnce, "plan", Value::String("x"));
+  SetProperty(batch, "user-a", 300, UserPropertyOp::kSet, "plan", Value::String("pro"));
+  SetProperty(batch, "user-a", 100, UserPropertyOp::kAdd, "logins", Value::Number(2));
+  SetProperty(batch, "user-a", 150, UserPropertyOp::kAdd, "logins", Value::Number(3));
+  SetProperty(batch, "user-a", 100, UserPropertyOp::kAppend, "tags", Value::String("a"));
+  SetProperty(batch, "user-a", 110, UserPropertyOp::kAppend, "tags", Value::Number(1));
+  SetProperty(batch, "user-a", 400, UserPropertyOp::kUnset, "tags", Value::Null());
+  auto r = store->Append(batch);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->events_written, 0u);
+  EXPECT_EQ(r->identify_calls, 8u);
+  for (int reopen = 0; reopen < 2; ++reopen) {
+    auto snap = store->Snapshot();
+    ActorId a = *snap->actors().Find("u:user-a");
+    auto value_of = [&](int64_t t, std::string_view key) -> std::string {
+      DictId k = *snap->property_keys().Find(key);
+      for (const auto& [key_id, v] : snap->UserPropertiesAsOf(a, t)) {
+        if (key_id != k) continue;
+        if (v.kind == ValueKind::kNumber) return std::to_string(static_cast<int>(v.number));
+        return std::string(snap->string_values().name(v.string));
+      }
+      return "<unset>";
+    };
+    EXPECT_EQ(value_of(100, "plan"), "<unset>");  // set at 100 is not visible as of 100
+    EXPECT_EQ(value_of(101, "plan"), "free");
+    EXPECT_EQ(value_of(250, "plan"), "free");     // $setOnce did nothing
+    EXPECT_EQ(value_of(301, "plan"), "pro");
+    EXPECT_EQ(value_of(200, "logins"), "5");
+    EXPECT_EQ(value_of(120, "tags"), "[\"a\",1]");
+    EXPECT_EQ(value_of(401, "tags"), "<unset>");
+    store.reset();
+    store = Open();
+    if (reopen == 0) ASSERT_TRUE(store->Checkpoint().ok());
+  }
+}
+
+TEST_F(StoreTest, UnchangedUserPropertiesAreNotHistory) {
+  auto store = Open();
+  EventBatch batch;
+  for (int i = 0; i < 10; ++i)
+    SetProperty(batch, "user-a", i, UserPropertyOp::kSet, "plan", Value::String("free"));
+  EXPECT_EQ(store->Append(batch)->user_property_changes, 1u);
+}
+
+TEST_F(StoreTest, UncommittedTransactionLeavesNothing) {
+  {
+    auto store = Open();
+    auto txn = store->Begin();
+    ASSERT_TRUE(txn.ok());
+    EventBatch batch;
+    Add(batch, "user-a", "View", 1, "id-1");
+    ASSERT_TRUE((*txn)->Add(batch).ok());
+    // Dropped without Commit.
+  }
+  auto store = Open();
+  EXPECT_EQ(CountEvents(*store->Snapshot()), 0u);
+  EventBatch again;
+  Add(again, "user-a", "View", 1, "id-1");
+  EXPECT_EQ(store->Append(again)->events_written, 1u);  // its insert_id was never seen
+}
+
+TEST_F(StoreTest, TornLogTailIsDroppedButDamageInsideIsReported) {
+  {
+    auto store = Open();
+    for (int i = 0; i < 3; ++i) {
+      EventBatch batch;
+      Add(batch, "user-a", "View", i);
+      ASSERT_TRUE(store->Append(batch).ok());
+    }
+  }
+  std::string log;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_ + "/wal"))
+    if (std::filesystem::file_size(entry.path()) > 0) log = entry.path().string();
+  ASSERT_FALSE(log.empty());
+  auto size = std::filesystem::file_size(log);
+  {
+    // A crash mid-append: half a record of garbage at the end.
+    std::ofstream out(log, std::ios::app | std::ios::binary);
+    out << std::string("\x10\x00\x00\x00\xff\xff", 6);
+  }
+  {
+    auto store = Open();
+    EXPECT_EQ(CountEvents(*store->Snapshot()), 3u);
+  }
+  EXPECT_EQ(std::filesystem::file_size(log), size);  // cut back to the intact prefix
+  {
+    std::fstream f(log, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(12);  // inside the first record
+    f.put('\x5a');
+  }
+  auto reopened = EventStore::Open(options_);
+  ASSERT_FALSE(reopened.ok());
+  EXPECT_EQ(reopened.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(reopened.status().message().find(log), std::string::npos);
+}
+
+TEST_F(StoreTest, DamagedPartFileIsNamed) {
+  {
+    auto store = Open();
+    EventBatch batch;
+    for (int i = 0; i < 50; ++i) Add(batch, "user-a", "View", i);
+    ASSERT_TRUE(store->Append(batch).ok());
+    ASSERT_TRUE(store->Checkpoint().ok());
+  }
+  std::string part;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_ + "/parts")) part = entry.path().string();
+  ASSERT_FALSE(part.empty());
+  {
+    std::fstream f(part, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(part) / 2));
+    f.put('\x01');
+  }
+  auto store = EventStore::Open(options_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(store.status().message().find(part), std::string::npos);
+}
+
+TEST_F(StoreTest, SecondWriterIsRefusedButReadersAreWelcome) {
+  auto store = Open();
+  EventBatch batch;
+  Add(batch, "user-a", "View", 1);
+  ASSERT_TRUE(store->Append(batch).ok());
+  auto second = EventStore::Open(options_);
+  EXPECT_FALSE(second.ok());
+  StoreOptions ro = options_;
+  ro.read_only = true;
+  auto reader = EventStore::Open(ro);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  EXPECT_EQ(CountEvents(*(*reader)->Snapshot()), 1u);
+}
+
+TEST_F(StoreTest, SnapshotIsStableWhileAppendsContinue) {
+  auto store = Open();
+  EventBatch a;
+  Add(a, "user-a", "View", 1);
+  ASSERT_TRUE(store->Append(a).ok());
+  auto before = store->Snapshot();
+  EventBatch b;
+  Add(b, "user-new", "Brand New Type", 2);
+  ASSERT_TRUE(store->Append(b).ok());
+  EXPECT_EQ(CountEvents(*before), 1u);
+  EXPECT_FALSE(before->event_types().Find("Brand New Type").has_value());
+  EXPECT_EQ(CountEvents(*store->Snapshot()), 2u);
+}
+
+}  // namespace
+}  // namespace sibyl
