@@ -1,0 +1,134 @@
+// `sibyl generate`: simulate a product's events (src/sim, docs/SIMULATOR.md).
+#include <cstdio>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "common/progress.h"
+#include "common/time.h"
+#include "sim/generator.h"
+
+namespace sibyl {
+namespace {
+
+struct GenerateFlags {
+  sim::SimOptions options;
+  std::string start = "2024-01-01";
+  std::string cutoff;
+  std::vector<int> horizons;
+  std::string truth_horizons;  // "7,14"
+};
+
+Result<std::vector<int>> ParseHorizonList(const std::string& text) {
+  std::vector<int> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (item.empty()) continue;
+    try {
+      size_t used = 0;
+      int value = std::stoi(item, &used);
+      if (used != item.size()) throw std::invalid_argument(item);
+      out.push_back(value);
+    } catch (const std::exception&) {
+      return InvalidArgument("--truth-horizons: '{}' is not a whole number of days", item);
+    }
+  }
+  return out;
+}
+
+void RunGenerate(GenerateFlags& flags, const GlobalOptions& global) {
+  sim::SimOptions& options = flags.options;
+  auto start = ParseTime(flags.start);
+  if (!start.ok()) Check(InvalidArgument("--start: cannot parse '{}'", flags.start));
+  options.start_ms = *start;
+  if (!flags.cutoff.empty()) {
+    auto cutoff = ParseTime(flags.cutoff);
+    if (!cutoff.ok()) Check(InvalidArgument("--cutoff: cannot parse '{}'", flags.cutoff));
+    options.cutoff_ms = *cutoff;
+  }
+  options.horizon_days = flags.horizons;
+  for (int h : Check(ParseHorizonList(flags.truth_horizons))) options.horizon_days.push_back(h);
+  Check(sim::ValidateOptions(options));
+  if (global.json && options.out_path == "-") {
+    Check(InvalidArgument("--json prints a summary on stdout, so the events need --out FILE"));
+  }
+
+  Progress progress("generate", options.users, "users");
+  options.on_progress = [&](uint64_t users, uint64_t) { progress.Update(users); };
+  sim::SimSummary summary = Check(sim::Generate(options));
+  progress.Finish();
+
+  const double events_per_second = summary.seconds > 0 ? summary.events / summary.seconds : 0;
+  const double bytes_per_event = summary.events ? static_cast<double>(summary.bytes) / summary.events : 0;
+  if (global.json) {
+    nlohmann::json j = {
+        {"users", summary.users},
+        {"known_users", summary.known_users},
+        {"events", summary.events},
+        {"identify_lines", summary.identifies},
+        {"anonymous_events", summary.anonymous_events},
+        {"bytes", summary.bytes},
+        {"bytes_per_event", bytes_per_event},
+        {"seconds", summary.seconds},
+        {"events_per_second", events_per_second},
+        {"seed", options.seed},
+        {"start", FormatTime(summary.first_time_ms)},
+        {"end", FormatTime(summary.end_time_ms)},
+        {"out", options.out_path},
+    };
+    if (!options.truth_path.empty()) {
+      j["truth"] = {{"path", options.truth_path},
+                    {"cutoff", FormatTime(options.cutoff_ms)},
+                    {"horizon_days", options.horizon_days},
+                    {"users", summary.truth_rows}};
+    }
+    std::fputs((j.dump() + "\n").c_str(), stdout);
+    return;
+  }
+  // The summary goes to stderr when the events go to stdout, so pipes stay clean.
+  FILE* report = options.out_path == "-" ? stderr : stdout;
+  std::string line = fmt::format(
+      "generated {} events ({} identify, {} anonymous) for {} users, {} to {}, {:.1f} MB, {:.0f} bytes/event, "
+      "{:.2f} s, {:.0f} events/s",
+      summary.events, summary.identifies, summary.anonymous_events, summary.users, FormatTime(summary.first_time_ms),
+      FormatTime(summary.end_time_ms), summary.bytes / 1e6, bytes_per_event, summary.seconds, events_per_second);
+  if (!options.truth_path.empty()) {
+    line += fmt::format("; truth for {} users at {} in {}", summary.truth_rows, FormatTime(options.cutoff_ms),
+                        options.truth_path);
+  }
+  std::fprintf(report, "%s\n", line.c_str());
+}
+
+}  // namespace
+
+void AddGenerateCommand(CLI::App& app, const GlobalOptions& global) {
+  auto flags = std::make_shared<GenerateFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "generate",
+      "Simulate an e-commerce app's events as Amplitude-shaped NDJSON (deterministic for a seed; see "
+      "docs/SIMULATOR.md). With --cutoff, --truth and horizons, also write each user's true probability of "
+      "purchasing and of churning in [cutoff, cutoff + horizon).");
+  sim::SimOptions& o = flags->options;
+  cmd->add_option("--users", o.users, "number of users to simulate")->capture_default_str();
+  cmd->add_option("--days", o.days, "length of the simulated span in days")->capture_default_str();
+  cmd->add_option("--seed", o.seed, "random seed; the same seed gives the same bytes")->capture_default_str();
+  cmd->add_option("--start", flags->start, "start of the span: ISO-8601 date/time or epoch ms")
+      ->capture_default_str();
+  cmd->add_option("--out", o.out_path, "NDJSON output file, '-' for stdout")->capture_default_str();
+  cmd->add_option("--threads", o.threads, "worker threads (0: one per core); does not change the output")
+      ->capture_default_str();
+  cmd->add_option("--cutoff", flags->cutoff, "cutoff T for the truth file: ISO-8601 or epoch ms");
+  cmd->add_option("--horizon-days", flags->horizons, "horizon H in days (repeatable)");
+  cmd->add_option("--truth-horizons", flags->truth_horizons, "horizons as a list, e.g. 7,14");
+  cmd->add_option("--truth", o.truth_path,
+                  "CSV of true probabilities: user_id, then purchase_Hd, churn_Hd for each horizon");
+  cmd->callback([flags, &global] { RunGenerate(*flags, global); });
+}
+
+}  // namespace sibyl

@@ -1,0 +1,71 @@
+// A small, fast, portable random number generator for the simulator. The standard
+// library's distributions are implementation-defined, so the simulator draws everything
+// through these functions: the same seed gives the same bytes with any compiler.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace sibyl::sim {
+
+// SplitMix64 step: used to derive independent seeds and to hash ids.
+inline uint64_t SplitMix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// xoshiro256** (Blackman & Vigna). One instance per simulated user, seeded from
+// (seed, user index), so a user's history does not depend on blocks or threads.
+class Rng {
+ public:
+  Rng(uint64_t seed, uint64_t stream) {
+    uint64_t x = SplitMix64(seed ^ SplitMix64(stream + 0x1234567ULL));
+    for (uint64_t& word : s_) {
+      x = SplitMix64(x);
+      word = x;
+    }
+  }
+
+  uint64_t Next() {
+    const uint64_t result = Rotl(s_[1] * 5, 7) * 9;
+    const uint64_t t = s_[1] << 17;
+    s_[2] ^= s_[0];
+    s_[3] ^= s_[1];
+    s_[1] ^= s_[2];
+    s_[0] ^= s_[3];
+    s_[2] ^= t;
+    s_[3] = Rotl(s_[3], 45);
+    return result;
+  }
+
+  // Uniform in [0, 1).
+  double Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
+  // Uniform in [lo, hi).
+  double Uniform(double lo, double hi) { return lo + (hi - lo) * Uniform(); }
+  // Uniform integer in [0, n).
+  uint32_t Below(uint32_t n) {
+    return static_cast<uint32_t>((static_cast<uint64_t>(static_cast<uint32_t>(Next() >> 32)) * n) >> 32);
+  }
+  bool Bernoulli(double p) { return Uniform() < p; }
+  // Exponential with mean 1.
+  double Exp() { return -std::log1p(-Uniform()); }
+  // Standard normal (Box-Muller; the second value is discarded to keep the stream simple).
+  double Normal() {
+    double u1 = 1.0 - Uniform();  // (0, 1]
+    double u2 = Uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  }
+  // Number of failures before the first success, mean (1-p)/p.
+  uint32_t Geometric(double p) {
+    if (p >= 1.0) return 0;
+    return static_cast<uint32_t>(std::floor(std::log1p(-Uniform()) / std::log1p(-p)));
+  }
+
+ private:
+  static uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  uint64_t s_[4];
+};
+
+}  // namespace sibyl::sim
