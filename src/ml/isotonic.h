@@ -1,0 +1,44 @@
+// Isotonic calibration: a monotone map from a model's score to a probability, fitted
+// with pool-adjacent-violators on scores the model was not trained on.
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "common/status.h"
+
+namespace sibyl::ml {
+
+class IsotonicCalibration {
+ public:
+  // The identity map (used when there is nothing to calibrate, e.g. regression).
+  IsotonicCalibration() = default;
+
+  // Fits a non-decreasing step function of `scores` to `labels` (0/1) by weighted
+  // pool-adjacent-violators; `weights` may be empty (all 1). Outputs are kept within
+  // [floor, 1 - floor] with floor = 0.5 / (n + 1): half an observation, so that a block
+  // without a single positive does not claim certainty it cannot have seen.
+  static IsotonicCalibration Fit(std::span<const double> scores, std::span<const float> labels,
+                                 std::span<const float> weights = {});
+
+  // Linear interpolation between knots; scores outside the fitted range are clamped to
+  // the first or last knot. Non-decreasing in `score`.
+  double Apply(double score) const;
+  void ApplyInPlace(std::span<double> scores) const;
+
+  bool is_identity() const { return knots_x_.empty(); }
+  const std::vector<double>& knots_x() const { return knots_x_; }
+  const std::vector<double>& knots_y() const { return knots_y_; }
+
+  // {"knots_x": [...], "knots_y": [...]}; doubles round-trip exactly.
+  nlohmann::json ToJson() const;
+  static Result<IsotonicCalibration> FromJson(const nlohmann::json& json);
+
+ private:
+  std::vector<double> knots_x_;  // strictly increasing
+  std::vector<double> knots_y_;  // non-decreasing
+};
+
+}  // namespace sibyl::ml

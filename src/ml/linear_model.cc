@@ -1,0 +1,346 @@
+#include "ml/linear_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <thread>
+
+namespace sibyl::ml {
+namespace {
+
+// Rows are processed in fixed chunks whose partial sums are added in chunk order, so the
+// fitted coefficients do not depend on the number of threads.
+constexpr size_t kChunkRows = 4096;
+
+double Softplus(double m) { return m > 0 ? m + std::log1p(std::exp(-m)) : std::log1p(std::exp(m)); }
+double Sigmoid(double m) { return 1.0 / (1.0 + std::exp(-m)); }
+
+template <typename Fn>
+void ForEachChunk(size_t num_chunks, int num_threads, Fn&& fn) {
+  const int workers = static_cast<int>(std::min<size_t>(num_threads, num_chunks));
+  if (workers <= 1) {
+    for (size_t c = 0; c < num_chunks; ++c) fn(c);
+    return;
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < workers; ++t) {
+    threads.emplace_back([&, t] {
+      for (size_t c = t; c < num_chunks; c += workers) fn(c);
+    });
+  }
+  for (auto& thread : threads) thread.join();
+}
+
+// The objective: weighted mean loss plus the ridge penalty, over the standardised
+// coefficients w (size p) and the intercept b (last entry of theta).
+class Objective {
+ public:
+  Objective(const Dataset& data, std::span<const uint32_t> rows, std::span<const float> weights,
+            std::vector<double> targets, const std::vector<double>& means,
+            const std::vector<double>& scales, double l2, int num_threads)
+      : data_(data), rows_(rows), weights_(weights), targets_(std::move(targets)), means_(means),
+        scales_(scales), l2_(l2), num_threads_(num_threads) {
+    total_weight_ = 0;
+    for (size_t i = 0; i < rows_.size(); ++i) total_weight_ += weights_.empty() ? 1.0 : weights_[i];
+  }
+
+  // Returns the objective at theta and writes its gradient.
+  double Evaluate(const std::vector<double>& theta, std::vector<double>& gradient) const {
+    const size_t p = means_.size();
+    std::vector<double> a(p);  // coefficients on the raw scale
+    double offset = theta[p];
+    for (size_t j = 0; j < p; ++j) {
+      a[j] = scales_[j] > 0 ? theta[j] / scales_[j] : 0;
+      offset -= a[j] * means_[j];
+    }
+    const size_t num_chunks = (rows_.size() + kChunkRows - 1) / kChunkRows;
+    std::vector<double> chunk_loss(num_chunks, 0), chunk_dsum(num_chunks, 0);
+    std::vector<std::vector<double>> chunk_grad(num_chunks);
+    const bool classify = data_.kind == TaskKind::kClassification;
+    ForEachChunk(num_chunks, num_threads_, [&](size_t c) {
+      std::vector<double>& grad = chunk_grad[c];
+      grad.assign(p, 0);
+      double loss = 0, dsum = 0;
+      const size_t end = std::min(rows_.size(), (c + 1) * kChunkRows);
+      for (size_t i = c * kChunkRows; i < end; ++i) {
+        const float* x = data_.row(rows_[i]);
+        double margin = offset;
+        for (size_t j = 0; j < p; ++j) {
+          double v = std::isnan(x[j]) ? means_[j] : x[j];
+          margin += a[j] * v;
+        }
+        const double w = weights_.empty() ? 1.0 : weights_[i];
+        const double y = targets_[i];
+        double d;
+        if (classify) {
+          loss += w * (Softplus(margin) - y * margin);
+          d = w * (Sigmoid(margin) - y);
+        } else {
+          loss += w * 0.5 * (margin - y) * (margin - y);
+          d = w * (margin - y);
+        }
+        dsum += d;
+        for (size_t j = 0; j < p; ++j) {
+          double v = std::isnan(x[j]) ? means_[j] : x[j];
+          grad[j] += d * v;
+        }
+      }
+      chunk_loss[c] = loss;
+      chunk_dsum[c] = dsum;
+    });
+    double loss = 0, dsum = 0;
+    std::vector<double> gx(p, 0);
+    for (size_t c = 0; c < num_chunks; ++c) {
+      loss += chunk_loss[c];
+      dsum += chunk_dsum[c];
+      for (size_t j = 0; j < p; ++j) gx[j] += chunk_grad[c][j];
+    }
+    gradient.assign(p + 1, 0);
+    double objective = loss / total_weight_;
+    for (size_t j = 0; j < p; ++j) {
+      if (scales_[j] > 0) {
+        gradient[j] = (gx[j] - means_[j] * dsum) / scales_[j] / total_weight_ + l2_ * theta[j];
+      }
+      objective += 0.5 * l2_ * theta[j] * theta[j];
+    }
+    gradient[p] = dsum / total_weight_;
+    return objective;
+  }
+
+ private:
+  const Dataset& data_;
+  std::span<const uint32_t> rows_;
+  std::span<const float> weights_;
+  std::vector<double> targets_;
+  const std::vector<double>& means_;
+  const std::vector<double>& scales_;
+  double l2_;
+  int num_threads_;
+  double total_weight_;
+};
+
+double Dot(const std::vector<double>& a, const std::vector<double>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+
+// Limited-memory BFGS with a backtracking (Armijo) line search. Returns iterations used.
+int MinimiseLbfgs(const Objective& objective, std::vector<double>& theta, int max_iterations,
+                  double tolerance, double& final_value) {
+  constexpr size_t kHistory = 10;
+  const size_t n = theta.size();
+  std::vector<double> gradient, next_gradient, direction(n), next(n);
+  double value = objective.Evaluate(theta, gradient);
+  std::deque<std::vector<double>> s_history, y_history;
+  int iteration = 0;
+  for (; iteration < max_iterations; ++iteration) {
+    // Two-loop recursion: direction = -H * gradient.
+    direction = gradient;
+    std::vector<double> alpha(s_history.size());
+    for (size_t k = s_history.size(); k-- > 0;) {
+      alpha[k] = Dot(s_history[k], direction) / Dot(y_history[k], s_history[k]);
+      for (size_t i = 0; i < n; ++i) direction[i] -= alpha[k] * y_history[k][i];
+    }
+    if (!s_history.empty()) {
+      double gamma = Dot(s_history.back(), y_history.back()) / Dot(y_history.back(), y_history.back());
+      for (double& d : direction) d *= gamma;
+    } else {
+      double norm = std::sqrt(Dot(gradient, gradient));
+      if (norm == 0) break;
+      for (double& d : direction) d /= std::max(1.0, norm);
+    }
+    for (size_t k = 0; k < s_history.size(); ++k) {
+      double beta = Dot(y_history[k], direction) / Dot(y_history[k], s_history[k]);
+      for (size_t i = 0; i < n; ++i) direction[i] += s_history[k][i] * (alpha[k] - beta);
+    }
+    for (double& d : direction) d = -d;
+    double slope = Dot(gradient, direction);
+    if (slope >= 0) {  // not a descent direction: restart from steepest descent
+      s_history.clear();
+      y_history.clear();
+      for (size_t i = 0; i < n; ++i) direction[i] = -gradient[i];
+      slope = Dot(gradient, direction);
+      if (slope >= 0) break;
+    }
+    double step = 1, next_value = 0;
+    bool accepted = false;
+    for (int tries = 0; tries < 40; ++tries, step *= 0.5) {
+      for (size_t i = 0; i < n; ++i) next[i] = theta[i] + step * direction[i];
+      next_value = objective.Evaluate(next, next_gradient);
+      if (next_value <= value + 1e-4 * step * slope) {
+        accepted = true;
+        break;
+      }
+    }
+    if (!accepted) break;
+    std::vector<double> s(n), y(n);
+    for (size_t i = 0; i < n; ++i) {
+      s[i] = next[i] - theta[i];
+      y[i] = next_gradient[i] - gradient[i];
+    }
+    if (Dot(s, y) > 1e-12) {
+      s_history.push_back(std::move(s));
+      y_history.push_back(std::move(y));
+      if (s_history.size() > kHistory) {
+        s_history.pop_front();
+        y_history.pop_front();
+      }
+    }
+    const double improvement = (value - next_value) / std::max({std::abs(value), std::abs(next_value), 1e-12});
+    theta.swap(next);
+    gradient.swap(next_gradient);
+    value = next_value;
+    if (improvement < tolerance) {
+      ++iteration;
+      break;
+    }
+  }
+  final_value = value;
+  return iteration;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LinearModel>> LinearModel::Train(const Dataset& data,
+                                                        std::span<const uint32_t> rows,
+                                                        std::span<const float> row_weights,
+                                                        const LinearOptions& options) {
+  if (rows.empty()) return InvalidArgument("linear model: no training rows");
+  if (!row_weights.empty() && row_weights.size() != rows.size()) {
+    return InvalidArgument("linear model: {} weights for {} rows", row_weights.size(), rows.size());
+  }
+  const size_t p = data.num_columns();
+  auto model = std::make_unique<LinearModel>();
+  model->task_ = data.kind;
+
+  // Column means and standard deviations (NaN skipped), by Welford's update.
+  std::vector<double> mean(p, 0), m2(p, 0);
+  std::vector<size_t> count(p, 0);
+  for (uint32_t r : rows) {
+    const float* x = data.row(r);
+    for (size_t j = 0; j < p; ++j) {
+      if (std::isnan(x[j])) continue;
+      ++count[j];
+      double delta = x[j] - mean[j];
+      mean[j] += delta / count[j];
+      m2[j] += delta * (x[j] - mean[j]);
+    }
+  }
+  model->means_ = mean;
+  model->scales_.assign(p, 0);
+  for (size_t j = 0; j < p; ++j) {
+    double sd = count[j] > 1 ? std::sqrt(m2[j] / count[j]) : 0;
+    // Relative threshold: a column whose spread is rounding noise is constant.
+    model->scales_[j] = sd > 1e-9 * std::max(1.0, std::abs(mean[j])) ? sd : 0;
+  }
+
+  // Targets: labels for classification; standardised amounts for regression, so that
+  // the same penalty and tolerance fit every currency scale.
+  std::vector<double> targets(rows.size());
+  double weight_sum = 0, target_mean = 0, target_sd = 1;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    double w = row_weights.empty() ? 1.0 : row_weights[i];
+    weight_sum += w;
+    target_mean += w * data.labels[rows[i]];
+  }
+  target_mean /= weight_sum;
+  if (data.kind == TaskKind::kRegression) {
+    double var = 0;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      double w = row_weights.empty() ? 1.0 : row_weights[i];
+      double d = data.labels[rows[i]] - target_mean;
+      var += w * d * d;
+    }
+    target_sd = var > 0 ? std::sqrt(var / weight_sum) : 1;
+    for (size_t i = 0; i < rows.size(); ++i) targets[i] = (data.labels[rows[i]] - target_mean) / target_sd;
+  } else {
+    for (size_t i = 0; i < rows.size(); ++i) targets[i] = data.labels[rows[i]];
+  }
+
+  std::vector<double> theta(p + 1, 0);
+  if (data.kind == TaskKind::kClassification) {
+    double rate = std::clamp(target_mean, 1e-6, 1 - 1e-6);
+    theta[p] = std::log(rate / (1 - rate));
+  }
+  Objective objective(data, rows, row_weights, std::move(targets), model->means_, model->scales_,
+                      options.l2, ResolveThreads(options.num_threads));
+  double final_value = 0;
+  int iterations = MinimiseLbfgs(objective, theta, options.max_iterations, options.tolerance, final_value);
+
+  const double scale = data.kind == TaskKind::kRegression ? target_sd : 1.0;
+  model->coefficients_.assign(theta.begin(), theta.begin() + p);
+  for (double& c : model->coefficients_) c *= scale;
+  model->intercept_ = data.kind == TaskKind::kRegression ? theta[p] * scale + target_mean : theta[p];
+  model->summary_ = {{"params", {{"l2", options.l2}, {"max_iterations", options.max_iterations},
+                                 {"tolerance", options.tolerance}}},
+                     {"iterations", iterations},
+                     {"objective", final_value}};
+  return model;
+}
+
+double LinearModel::Margin(const float* row) const {
+  double margin = intercept_;
+  for (size_t j = 0; j < means_.size(); ++j) {
+    if (scales_[j] > 0 && !std::isnan(row[j])) {
+      margin += coefficients_[j] * (row[j] - means_[j]) / scales_[j];
+    }
+  }
+  return margin;
+}
+
+Result<std::vector<double>> LinearModel::PredictMargin(std::span<const float> rows) const {
+  const size_t p = means_.size();
+  if (rows.size() % p != 0) return InvalidArgument("row data is not a whole number of rows");
+  std::vector<double> margins(rows.size() / p);
+  for (size_t r = 0; r < margins.size(); ++r) margins[r] = Margin(rows.data() + r * p);
+  return margins;
+}
+
+Result<std::vector<double>> LinearModel::Contributions(std::span<const float> rows) const {
+  const size_t p = means_.size();
+  if (rows.size() % p != 0) return InvalidArgument("row data is not a whole number of rows");
+  const size_t n = rows.size() / p;
+  std::vector<double> out(n * (p + 1), 0);
+  for (size_t r = 0; r < n; ++r) {
+    const float* x = rows.data() + r * p;
+    double* c = out.data() + r * (p + 1);
+    for (size_t j = 0; j < p; ++j) {
+      if (scales_[j] > 0 && !std::isnan(x[j])) c[j] = coefficients_[j] * (x[j] - means_[j]) / scales_[j];
+    }
+    c[p] = intercept_;
+  }
+  return out;
+}
+
+Result<std::string> LinearModel::Serialize() const {
+  nlohmann::json j = {{"format", "sibyl-linear-v1"},
+                      {"task", TaskKindName(task_)},
+                      {"means", means_},
+                      {"scales", scales_},
+                      {"coefficients", coefficients_},
+                      {"intercept", intercept_}};
+  return j.dump();
+}
+
+Result<std::unique_ptr<LinearModel>> LinearModel::Load(std::string_view bytes) {
+  auto model = std::make_unique<LinearModel>();
+  try {
+    nlohmann::json j = nlohmann::json::parse(bytes);
+    if (j.at("format") != "sibyl-linear-v1") return Corruption("linear model: unknown format");
+    model->task_ = j.at("task") == "regression" ? TaskKind::kRegression : TaskKind::kClassification;
+    model->means_ = j.at("means").get<std::vector<double>>();
+    model->scales_ = j.at("scales").get<std::vector<double>>();
+    model->coefficients_ = j.at("coefficients").get<std::vector<double>>();
+    model->intercept_ = j.at("intercept").get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    return Corruption("linear model: {}", e.what());
+  }
+  const size_t p = model->means_.size();
+  if (model->scales_.size() != p || model->coefficients_.size() != p || p == 0) {
+    return Corruption("linear model: inconsistent sizes");
+  }
+  return model;
+}
+
+}  // namespace sibyl::ml

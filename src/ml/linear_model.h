@@ -1,0 +1,64 @@
+// Logistic regression (classification) and ridge regression (amounts) on standardised
+// features with an L2 penalty, fitted by L-BFGS. Written here rather than borrowed so
+// that it is deterministic, weight-aware and needs no standardised copy of the data.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ml/model.h"
+
+namespace sibyl::ml {
+
+struct LinearOptions {
+  // Penalty (l2 / 2) * |w|^2 added to the weighted mean loss; w are coefficients of
+  // standardised features, so one value suits every feature scale.
+  double l2 = 1e-4;
+  int max_iterations = 200;
+  // Stop when the objective improves by less than this, relative, over one iteration.
+  double tolerance = 1e-9;
+  int num_threads = 0;  // 0 = all hardware threads; the result is the same for any count
+};
+
+class LinearModel : public Model {
+ public:
+  // Fits on rows `rows` of `data` with per-row weights `row_weights` (parallel to
+  // `rows`, or empty for all 1). Columns with zero variance get a zero coefficient; NaN
+  // values count as the column mean.
+  static Result<std::unique_ptr<LinearModel>> Train(const Dataset& data,
+                                                    std::span<const uint32_t> rows,
+                                                    std::span<const float> row_weights,
+                                                    const LinearOptions& options);
+  static Result<std::unique_ptr<LinearModel>> Load(std::string_view bytes);
+
+  ModelType type() const override { return ModelType::kLinear; }
+  TaskKind task() const override { return task_; }
+  size_t num_features() const override { return means_.size(); }
+  Result<std::vector<double>> PredictMargin(std::span<const float> rows) const override;
+  // Contribution j is w_j * (x_j - mean_j) / sd_j; the bias is the intercept.
+  Result<std::vector<double>> Contributions(std::span<const float> rows) const override;
+  Result<std::string> Serialize() const override;
+  void SetNumThreads(int num_threads) override {}
+
+  // Coefficients on the standardised scale, and the intercept (the margin of an
+  // all-average row).
+  const std::vector<double>& coefficients() const { return coefficients_; }
+  double intercept() const { return intercept_; }
+  const std::vector<double>& means() const { return means_; }
+  const std::vector<double>& scales() const { return scales_; }
+  const nlohmann::json& training_summary() const { return summary_; }
+
+ private:
+  double Margin(const float* row) const;
+
+  TaskKind task_ = TaskKind::kClassification;
+  std::vector<double> means_, scales_;  // scale 0 marks a constant column
+  std::vector<double> coefficients_;
+  double intercept_ = 0;
+  nlohmann::json summary_;
+};
+
+}  // namespace sibyl::ml

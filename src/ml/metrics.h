@@ -1,0 +1,91 @@
+// Quality measures on held-out users, and the curves the report page draws. All inputs
+// are parallel vectors (score or prediction, label); none of them is modified.
+#pragma once
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace sibyl::ml {
+
+struct ClassificationMetrics {
+  size_t count = 0;
+  size_t positives = 0;
+  double base_rate = 0;
+  double roc_auc = 0.5;        // Mann-Whitney with average ranks for ties
+  double pr_auc = 0;           // average precision (step-wise, as scikit-learn)
+  double log_loss = 0;         // natural log, probabilities clipped to [1e-15, 1 - 1e-15]
+  double brier = 0;
+  double ece = 0;              // 10 equal-width bins, weighted by bin size
+  double lift_top_decile = 0;  // positive rate in the top 10% of scores / base rate
+  std::string grade;           // see GradeClassifier
+};
+
+// Scores are probabilities in [0, 1]; labels are 0/1.
+ClassificationMetrics EvaluateClassifier(std::span<const double> scores,
+                                         std::span<const float> labels);
+
+// Plain words for a model's usefulness, from AUC and top-decile lift:
+//   "not useful"  AUC < 0.55 or lift < 1.1
+//   "poor"        AUC < 0.65
+//   "fair"        AUC < 0.75
+//   "good"        AUC < 0.85, or AUC >= 0.85 with lift < 1.5
+//   "excellent"   AUC >= 0.85 and lift >= 1.5
+std::string GradeClassifier(double roc_auc, double lift_top_decile);
+
+double RocAuc(std::span<const double> scores, std::span<const float> labels);
+double AveragePrecision(std::span<const double> scores, std::span<const float> labels);
+double LogLoss(std::span<const double> probabilities, std::span<const float> labels);
+double BrierScore(std::span<const double> probabilities, std::span<const float> labels);
+double ExpectedCalibrationError(std::span<const double> probabilities,
+                                std::span<const float> labels, int num_bins = 10);
+// Positive rate among the top `fraction` of scores over the overall rate. Rows tied with
+// the boundary score count fractionally, so the result does not depend on row order.
+double Lift(std::span<const double> scores, std::span<const float> labels, double fraction);
+
+// Average ranks (1-based) with ties sharing the mean of their positions.
+std::vector<double> AverageRanks(std::span<const double> values);
+
+struct DecileCalibration {
+  double mean_prediction = 0;
+  double mean_actual = 0;
+  size_t count = 0;
+};
+
+struct RegressionMetrics {
+  size_t count = 0;
+  double mean_actual = 0;
+  double mae = 0;
+  double rmse = 0;
+  double r2 = 0;
+  double spearman = 0;
+  std::vector<DecileCalibration> deciles;  // ten equal-count groups by prediction
+  std::string grade;                       // see GradeRegressor
+};
+
+RegressionMetrics EvaluateRegressor(std::span<const double> predictions,
+                                    std::span<const float> actuals);
+
+// Plain words from the Spearman rank correlation (ordering users is what the predictions
+// are used for): >= 0.7 "excellent", >= 0.5 "good", >= 0.3 "fair", >= 0.1 "poor", else
+// "not useful".
+std::string GradeRegressor(double spearman);
+
+// Curves for the report page.
+struct CurvePoint {
+  double x = 0, y = 0;
+};
+// ROC: (false positive rate, true positive rate), one point per distinct score.
+std::vector<CurvePoint> RocCurve(std::span<const double> scores, std::span<const float> labels);
+// Reliability: per non-empty equal-width bin, (mean predicted, observed rate).
+std::vector<CurvePoint> ReliabilityCurve(std::span<const double> probabilities,
+                                         std::span<const float> labels, int num_bins = 10);
+// Cumulative lift at each percentile 1..100 of users ordered by score: (percent, lift).
+std::vector<CurvePoint> LiftCurve(std::span<const double> scores, std::span<const float> labels);
+
+void to_json(nlohmann::json& j, const ClassificationMetrics& m);
+void to_json(nlohmann::json& j, const RegressionMetrics& m);
+
+}  // namespace sibyl::ml

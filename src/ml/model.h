@@ -1,0 +1,58 @@
+// The interface every trained candidate implements, so that selection, calibration,
+// drivers, artifacts and scoring treat logistic regression and tree ensembles alike.
+#pragma once
+
+#include <cmath>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "ml/dataset.h"
+
+namespace sibyl::ml {
+
+enum class ModelType { kLinear, kRandomForest, kGradientBoostedTrees };
+
+// "linear", "random_forest", "gradient_boosted_trees": used in artifacts and reports.
+const char* ModelTypeName(ModelType type);
+Result<ModelType> ParseModelType(std::string_view name);
+
+class Model {
+ public:
+  virtual ~Model() = default;
+
+  virtual ModelType type() const = 0;
+  virtual TaskKind task() const = 0;
+  virtual size_t num_features() const = 0;
+
+  // `rows` is row-major with num_features() columns. The raw margin is the log-odds for
+  // classification and the predicted amount for regression.
+  virtual Result<std::vector<double>> PredictMargin(std::span<const float> rows) const = 0;
+
+  // Per-row additive explanation: num_rows x (num_features() + 1) values, row-major, the
+  // last column being the bias. Each row sums to that row's raw margin (SHAP values for
+  // trees, exact linear terms for the linear model).
+  virtual Result<std::vector<double>> Contributions(std::span<const float> rows) const = 0;
+
+  // Bytes that LoadModel turns back into a model scoring identically.
+  virtual Result<std::string> Serialize() const = 0;
+
+  // Threads used by prediction (0 = all hardware threads).
+  virtual void SetNumThreads(int num_threads) = 0;
+};
+
+Result<std::unique_ptr<Model>> LoadModel(ModelType type, TaskKind task, std::string_view bytes);
+
+// Margin to the model's own output scale: the logistic function for classification,
+// unchanged for regression. Calibration applies after this.
+inline double MarginToOutput(TaskKind task, double margin) {
+  return task == TaskKind::kClassification ? 1.0 / (1.0 + std::exp(-margin)) : margin;
+}
+
+// Hardware threads, at least 1; `requested` wins when positive.
+int ResolveThreads(int requested);
+
+}  // namespace sibyl::ml

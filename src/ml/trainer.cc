@@ -1,0 +1,317 @@
+#include "ml/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <optional>
+
+namespace sibyl::ml {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Records how long each stage took and tells the caller when one starts.
+class StageTimer {
+ public:
+  StageTimer(std::vector<StageTime>& times, const std::function<void(std::string_view)>& on_stage)
+      : times_(times), on_stage_(on_stage) {}
+  void Start(std::string stage) {
+    Stop();
+    if (on_stage_) on_stage_(stage);
+    current_ = std::move(stage);
+    start_ = Clock::now();
+  }
+  void Stop() {
+    if (!current_.empty()) times_.push_back({current_, SecondsSince(start_)});
+    current_.clear();
+  }
+
+ private:
+  std::vector<StageTime>& times_;
+  const std::function<void(std::string_view)>& on_stage_;
+  std::string current_;
+  Clock::time_point start_;
+};
+
+// Rows of one slice, gathered into a contiguous matrix for XGBoost and for scoring.
+struct Slice {
+  std::vector<uint32_t> rows;
+  std::vector<float> values;
+  std::vector<float> labels;
+  std::vector<float> weights;  // class-balancing weights; empty when unweighted
+};
+
+// Weights giving positives and negatives equal total weight while keeping the total
+// equal to the row count (so min_child_weight and the L2 penalty keep their meaning).
+std::pair<float, float> BalancingWeights(std::span<const float> labels) {
+  size_t positives = 0;
+  for (float y : labels) positives += y > 0.5f;
+  const size_t negatives = labels.size() - positives;
+  if (positives == 0 || negatives == 0) return {1.0f, 1.0f};
+  const double n = static_cast<double>(labels.size());
+  return {static_cast<float>(n / (2.0 * negatives)), static_cast<float>(n / (2.0 * positives))};
+}
+
+std::vector<float> WeightsFor(std::span<const float> labels, std::pair<float, float> w) {
+  std::vector<float> weights(labels.size());
+  for (size_t i = 0; i < labels.size(); ++i) weights[i] = labels[i] > 0.5f ? w.second : w.first;
+  return weights;
+}
+
+Status CheckBothClasses(std::span<const float> labels, const char* slice) {
+  size_t positives = 0;
+  for (float y : labels) positives += y > 0.5f;
+  if (positives == 0 || positives == labels.size()) {
+    return FailedPrecondition("the {} slice ({} rows) has {} positives: both classes are needed",
+                              slice, labels.size(), positives);
+  }
+  return Status::Ok();
+}
+
+// Everything a candidate produced that selection and reporting need.
+struct Fitted {
+  std::unique_ptr<Model> model;
+  IsotonicCalibration calibration;
+  std::vector<double> test_predictions;  // calibrated
+};
+
+Result<std::vector<double>> MarginsOf(const Model& model, const Slice& slice,
+                                      const XgbMatrix& matrix) {
+  if (auto* tree = dynamic_cast<const TreeModel*>(&model)) return tree->PredictMargin(matrix);
+  return model.PredictMargin(slice.values);
+}
+
+}  // namespace
+
+Result<std::vector<double>> TrainResult::Predict(std::span<const float> rows) const {
+  if (!model) return FailedPrecondition("no trained model");
+  ASSIGN_OR_RETURN(std::vector<double> out, model->PredictMargin(rows));
+  for (double& v : out) v = calibration.Apply(MarginToOutput(task, v));
+  return out;
+}
+
+Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
+  RETURN_IF_ERROR(data.Validate());
+  if (!options.train_linear && !options.train_random_forest && !options.train_gradient_boosting) {
+    return InvalidArgument("no candidate algorithm is enabled");
+  }
+  TrainResult result;
+  result.task = data.kind;
+  StageTimer timer(result.stage_times, options.on_stage);
+  const int threads = ResolveThreads(options.num_threads);
+  const bool classify = data.kind == TaskKind::kClassification;
+
+  timer.Start("split");
+  SplitOptions split_options = options.split;
+  split_options.seed = options.seed;
+  ASSIGN_OR_RETURN(Split split, SplitByUser(data, split_options));
+  result.num_users = split.num_users;
+  result.num_users_sampled_out = split.num_users_sampled_out;
+  result.num_fit_rows = split.fit_rows.size();
+  result.num_validation_rows = split.validation_rows.size();
+  result.num_test_rows = split.test_rows.size();
+  if (split.fit_rows.empty() || split.validation_rows.empty() || split.test_rows.empty()) {
+    return FailedPrecondition("too few users to split: {} fit, {} validation, {} test rows",
+                              split.fit_rows.size(), split.validation_rows.size(),
+                              split.test_rows.size());
+  }
+
+  timer.Start("matrices");
+  Slice fit, validation, test;
+  fit.rows = std::move(split.fit_rows);
+  validation.rows = std::move(split.validation_rows);
+  test.rows = std::move(split.test_rows);
+  for (Slice* s : {&fit, &validation, &test}) s->labels = GatherLabels(data, s->rows);
+  if (classify) {
+    RETURN_IF_ERROR(CheckBothClasses(fit.labels, "fit"));
+    RETURN_IF_ERROR(CheckBothClasses(validation.labels, "validation"));
+    RETURN_IF_ERROR(CheckBothClasses(test.labels, "test"));
+    if (options.balance_classes) {
+      auto w = BalancingWeights(fit.labels);
+      fit.weights = WeightsFor(fit.labels, w);
+      validation.weights = WeightsFor(validation.labels, w);
+    }
+  }
+  double base_score = 0.5;
+  if (!classify) {
+    double sum = 0;
+    for (float y : fit.labels) sum += y;
+    base_score = sum / fit.labels.size();
+  }
+  const size_t p = data.num_columns();
+  const bool any_trees = options.train_random_forest || options.train_gradient_boosting;
+  std::optional<XgbMatrix> fit_matrix, validation_matrix;
+  validation.values = GatherRows(data, validation.rows);
+  test.values = GatherRows(data, test.rows);
+  ASSIGN_OR_RETURN(XgbMatrix test_matrix, XgbMatrix::FromDense(test.values, test.rows.size(), p, threads));
+  ASSIGN_OR_RETURN(validation_matrix, XgbMatrix::FromDense(validation.values, validation.rows.size(), p, threads));
+  RETURN_IF_ERROR(validation_matrix->SetLabels(validation.labels));
+  if (!validation.weights.empty()) RETURN_IF_ERROR(validation_matrix->SetWeights(validation.weights));
+  if (any_trees) {
+    // The fit rows are copied once for XGBoost and the copy dropped at once: XGBoost
+    // keeps its own compressed form.
+    std::vector<float> fit_values = GatherRows(data, fit.rows);
+    ASSIGN_OR_RETURN(fit_matrix, XgbMatrix::FromDense(fit_values, fit.rows.size(), p, threads));
+    RETURN_IF_ERROR(fit_matrix->SetLabels(fit.labels));
+    if (!fit.weights.empty()) RETURN_IF_ERROR(fit_matrix->SetWeights(fit.weights));
+  }
+  TreeTrainingData tree_data;
+  tree_data.fit = fit_matrix ? &*fit_matrix : nullptr;
+  tree_data.validation = &*validation_matrix;
+  tree_data.num_features = p;
+  tree_data.task = data.kind;
+  tree_data.base_score = base_score;
+  tree_data.seed = options.seed;
+  tree_data.num_threads = threads;
+
+  std::vector<Fitted> fitted;
+  auto train_candidate = [&](ModelType type) -> Status {
+    timer.Start(ModelTypeName(type));
+    auto start = Clock::now();
+    CandidateResult candidate;
+    candidate.type = type;
+    Result<std::unique_ptr<Model>> model = Status(StatusCode::kInternal, "not trained");
+    if (type == ModelType::kLinear) {
+      LinearOptions linear = options.linear;
+      linear.num_threads = threads;
+      auto trained = LinearModel::Train(data, fit.rows, fit.weights, linear);
+      if (trained.ok()) {
+        candidate.training = (*trained)->training_summary();
+        model = std::unique_ptr<Model>(std::move(trained).value());
+      } else {
+        model = trained.status();
+      }
+    } else {
+      auto trained = type == ModelType::kRandomForest
+                         ? TreeModel::TrainRandomForest(tree_data, options.random_forest)
+                         : TreeModel::TrainGradientBoosting(tree_data, options.gradient_boosting);
+      if (trained.ok()) {
+        candidate.training = (*trained)->training_summary();
+        model = std::unique_ptr<Model>(std::move(trained).value());
+      } else {
+        model = trained.status();
+      }
+    }
+    Fitted f;
+    Status outcome = model.status();
+    if (outcome.ok()) {
+      f.model = std::move(model).value();
+      // Calibration is fitted on the validation slice (never on the fit rows, whose
+      // scores are optimistic), then judged on the test slice.
+      auto validation_margins = MarginsOf(*f.model, validation, *validation_matrix);
+      auto test_margins = MarginsOf(*f.model, test, test_matrix);
+      outcome = !validation_margins.ok() ? validation_margins.status() : test_margins.status();
+      if (outcome.ok()) {
+        std::vector<double> val_out = std::move(validation_margins).value();
+        std::vector<double> test_out = std::move(test_margins).value();
+        for (double& v : val_out) v = MarginToOutput(data.kind, v);
+        for (double& v : test_out) v = MarginToOutput(data.kind, v);
+        if (classify) {
+          candidate.uncalibrated_log_loss = LogLoss(test_out, test.labels);
+          f.calibration = IsotonicCalibration::Fit(val_out, validation.labels);
+          f.calibration.ApplyInPlace(test_out);
+          candidate.metrics = EvaluateClassifier(test_out, test.labels);
+        } else {
+          candidate.regression_metrics = EvaluateRegressor(test_out, test.labels);
+        }
+        f.test_predictions = std::move(test_out);
+      }
+    }
+    if (!outcome.ok()) {
+      candidate.error = outcome.ToString();
+      f.model.reset();
+    }
+    candidate.train_seconds = SecondsSince(start);
+    result.candidates.push_back(std::move(candidate));
+    fitted.push_back(std::move(f));
+    return Status::Ok();
+  };
+  if (options.train_linear) RETURN_IF_ERROR(train_candidate(ModelType::kLinear));
+  if (options.train_random_forest) RETURN_IF_ERROR(train_candidate(ModelType::kRandomForest));
+  if (options.train_gradient_boosting) RETURN_IF_ERROR(train_candidate(ModelType::kGradientBoostedTrees));
+  fit_matrix.reset();
+  validation_matrix.reset();
+
+  // Selection: lowest calibrated log loss (regression: lowest RMSE) on held-out users;
+  // on a tie the earlier, simpler candidate stays.
+  timer.Start("select");
+  std::optional<size_t> best;
+  for (size_t i = 0; i < fitted.size(); ++i) {
+    if (!fitted[i].model) continue;
+    const auto& c = result.candidates[i];
+    double loss = classify ? c.metrics.log_loss : c.regression_metrics.rmse;
+    if (!best) {
+      best = i;
+      continue;
+    }
+    const auto& b = result.candidates[*best];
+    double best_loss = classify ? b.metrics.log_loss : b.regression_metrics.rmse;
+    if (loss < best_loss) best = i;
+  }
+  if (!best) {
+    std::string errors;
+    for (const auto& c : result.candidates) errors += fmt::format("{}: {}; ", ModelTypeName(c.type), c.error);
+    return Internal("every candidate failed: {}", errors);
+  }
+  result.selected = *best;
+  result.candidates[*best].selected = true;
+  result.model = std::move(fitted[*best].model);
+  result.calibration = std::move(fitted[*best].calibration);
+  result.test_predictions = std::move(fitted[*best].test_predictions);
+  result.test_labels = test.labels;
+  result.metrics = result.candidates[*best].metrics;
+  result.regression_metrics = result.candidates[*best].regression_metrics;
+
+  // Drivers from a deterministic, evenly spread sample of held-out rows: exact TreeSHAP
+  // costs grow with trees x leaves x depth^2 per row, so a few thousand rows suffice.
+  timer.Start("drivers");
+  {
+    const size_t n = test.rows.size();
+    const size_t k = std::min(n, std::max<size_t>(1, options.driver_sample_rows));
+    std::vector<float> sample(k * p);
+    for (size_t i = 0; i < k; ++i) {
+      size_t r = i * n / k;
+      std::copy_n(test.values.data() + r * p, p, sample.data() + i * p);
+    }
+    ASSIGN_OR_RETURN(result.drivers, ComputeDrivers(*result.model, sample, data.feature_names));
+  }
+  timer.Stop();
+
+  result.parameters = {
+      {"seed", options.seed},
+      {"num_threads", threads},
+      {"task", TaskKindName(data.kind)},
+      {"balance_classes", options.balance_classes},
+      {"split", {{"test_fraction", split_options.test_fraction},
+                 {"validation_fraction", split_options.validation_fraction},
+                 {"max_users", split_options.max_users}}},
+      {"driver_sample_rows", options.driver_sample_rows},
+      {"selected", ModelTypeName(result.candidates[*best].type)}};
+  return result;
+}
+
+nlohmann::json CandidatesToJson(const TrainResult& result) {
+  nlohmann::json table = nlohmann::json::array();
+  for (const auto& c : result.candidates) {
+    nlohmann::json row = {{"model", ModelTypeName(c.type)},
+                          {"selected", c.selected},
+                          {"train_seconds", c.train_seconds},
+                          {"training", c.training}};
+    if (!c.error.empty()) {
+      row["error"] = c.error;
+    } else if (result.task == TaskKind::kClassification) {
+      row["metrics"] = c.metrics;
+      row["uncalibrated_log_loss"] = c.uncalibrated_log_loss;
+    } else {
+      row["metrics"] = c.regression_metrics;
+    }
+    table.push_back(std::move(row));
+  }
+  return table;
+}
+
+}  // namespace sibyl::ml

@@ -1,0 +1,90 @@
+// Training without humans: split users, fit every candidate, calibrate, measure on
+// held-out users, pick the winner and explain it. The entry point of ml/ for pipelines.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "ml/dataset.h"
+#include "ml/drivers.h"
+#include "ml/isotonic.h"
+#include "ml/linear_model.h"
+#include "ml/metrics.h"
+#include "ml/model.h"
+#include "ml/split.h"
+#include "ml/tree_model.h"
+
+namespace sibyl::ml {
+
+struct TrainOptions {
+  uint64_t seed = 42;  // also overrides split.seed
+  // Threads for every learner; 0 = all hardware threads. With 1 thread the same data
+  // and seed give byte-identical models.
+  int num_threads = 0;
+  SplitOptions split;
+  bool train_linear = true;
+  bool train_random_forest = true;
+  bool train_gradient_boosting = true;
+  // Reweights classes so that positives and negatives carry equal total weight.
+  bool balance_classes = true;
+  LinearOptions linear;
+  RandomForestOptions random_forest;
+  GradientBoostingOptions gradient_boosting;
+  // Held-out rows on which the winner's SHAP values are computed for the drivers.
+  size_t driver_sample_rows = 5000;
+  // Called as each stage starts ("split", "linear", ...), for progress display.
+  std::function<void(std::string_view stage)> on_stage;
+};
+
+// One candidate's outcome on the held-out users.
+struct CandidateResult {
+  ModelType type = ModelType::kLinear;
+  std::string error;                        // non-empty when training failed
+  ClassificationMetrics metrics;            // after calibration (classification)
+  double uncalibrated_log_loss = 0;         // the reweighted model's raw probabilities
+  RegressionMetrics regression_metrics;     // regression
+  double train_seconds = 0;
+  nlohmann::json training;                  // parameters and what training chose
+  bool selected = false;
+};
+
+struct StageTime {
+  std::string stage;
+  double seconds = 0;
+};
+
+struct TrainResult {
+  TaskKind task = TaskKind::kClassification;
+  std::unique_ptr<Model> model;       // the winner
+  IsotonicCalibration calibration;    // the winner's map (identity for regression)
+  std::vector<CandidateResult> candidates;
+  size_t selected = 0;                // index into candidates
+  ClassificationMetrics metrics;      // the winner's, on held-out users
+  RegressionMetrics regression_metrics;
+  // The winner's calibrated predictions on the held-out rows, with their labels (for
+  // the report page).
+  std::vector<double> test_predictions;
+  std::vector<float> test_labels;
+  std::vector<Driver> drivers;        // by decreasing importance
+  size_t num_fit_rows = 0, num_validation_rows = 0, num_test_rows = 0;
+  uint64_t num_users = 0, num_users_sampled_out = 0;
+  std::vector<StageTime> stage_times;
+  nlohmann::json parameters;          // every option that shaped the result
+
+  // Scores rows with the winner: calibrated probability, or predicted amount.
+  Result<std::vector<double>> Predict(std::span<const float> rows) const;
+};
+
+Result<TrainResult> Train(const Dataset& data, const TrainOptions& options);
+
+// The candidate table as JSON (one object per candidate, metrics included).
+nlohmann::json CandidatesToJson(const TrainResult& result);
+
+}  // namespace sibyl::ml

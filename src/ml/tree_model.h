@@ -1,0 +1,84 @@
+// Tree ensembles trained with XGBoost: gradient-boosted trees with early stopping, and a
+// random forest (XGBoost's random-forest mode: one round of many parallel trees).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "ml/model.h"
+#include "ml/xgboost_adapter.h"
+
+namespace sibyl::ml {
+
+// Fixed, robust defaults (see docs/ML.md); nothing here is tuned per prediction.
+struct GradientBoostingOptions {
+  double learning_rate = 0.1;
+  int max_depth = 6;
+  double min_child_weight = 1;
+  double subsample = 0.8;
+  double colsample_bytree = 0.8;
+  double l2 = 1;
+  int max_bin = 256;
+  int max_rounds = 400;
+  int early_stopping_rounds = 20;  // stop when validation loss has not improved for this long
+};
+
+struct RandomForestOptions {
+  int num_trees = 100;
+  int max_depth = 8;
+  double subsample = 0.632;  // the share of a bootstrap sample's distinct rows
+  double min_child_weight = 1;
+  int max_bin = 256;
+  // Features tried per split: sqrt(num_features), the usual forest default.
+};
+
+// Matrices and settings shared by both tree learners. `fit` and `validation` carry
+// labels and (class-balancing) weights already.
+struct TreeTrainingData {
+  const XgbMatrix* fit = nullptr;
+  const XgbMatrix* validation = nullptr;
+  size_t num_features = 0;
+  TaskKind task = TaskKind::kClassification;
+  double base_score = 0.5;  // initial prediction: 0.5 for balanced classes, the mean amount
+  uint64_t seed = 42;
+  int num_threads = 1;
+};
+
+class TreeModel : public Model {
+ public:
+  TreeModel(ModelType type, TaskKind task, size_t num_features, XgbBooster booster)
+      : type_(type), task_(task), num_features_(num_features), booster_(std::move(booster)) {}
+
+  static Result<std::unique_ptr<TreeModel>> TrainGradientBoosting(
+      const TreeTrainingData& data, const GradientBoostingOptions& options);
+  static Result<std::unique_ptr<TreeModel>> TrainRandomForest(const TreeTrainingData& data,
+                                                              const RandomForestOptions& options);
+  static Result<std::unique_ptr<TreeModel>> Load(ModelType type, TaskKind task,
+                                                 std::string_view bytes);
+
+  ModelType type() const override { return type_; }
+  TaskKind task() const override { return task_; }
+  size_t num_features() const override { return num_features_; }
+  Result<std::vector<double>> PredictMargin(std::span<const float> rows) const override;
+  Result<std::vector<double>> Contributions(std::span<const float> rows) const override;
+  Result<std::string> Serialize() const override { return booster_.Save(); }
+  void SetNumThreads(int num_threads) override;
+
+  // Margins for an already built matrix (saves a copy when scoring training slices).
+  Result<std::vector<double>> PredictMargin(const XgbMatrix& matrix) const;
+
+  // What training chose: parameters and, for boosting, the number of rounds kept.
+  const nlohmann::json& training_summary() const { return summary_; }
+
+ private:
+  ModelType type_;
+  TaskKind task_;
+  size_t num_features_;
+  XgbBooster booster_;
+  int num_threads_ = 0;
+  nlohmann::json summary_;
+};
+
+}  // namespace sibyl::ml
