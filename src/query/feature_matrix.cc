@@ -1,0 +1,171 @@
+#include "query/feature_matrix.h"
+
+#include <sys/mman.h>
+
+#include <bit>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <new>
+
+namespace sibyl {
+
+FloatBuffer::FloatBuffer(size_t count) : size_(count) {
+  if (count == 0) return;
+  mapped_bytes_ = count * sizeof(float);
+  void* p = mmap(nullptr, mapped_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  madvise(p, mapped_bytes_, MADV_HUGEPAGE);  // advisory; fine if refused
+  data_ = static_cast<float*>(p);
+}
+
+FloatBuffer::~FloatBuffer() {
+  if (data_ != nullptr) munmap(data_, mapped_bytes_);
+}
+
+FloatBuffer::FloatBuffer(FloatBuffer&& other) noexcept
+    : data_(other.data_), size_(other.size_), mapped_bytes_(other.mapped_bytes_) {
+  other.data_ = nullptr;
+  other.size_ = other.mapped_bytes_ = 0;
+}
+
+FloatBuffer& FloatBuffer::operator=(FloatBuffer&& other) noexcept {
+  if (this != &other) {
+    if (data_ != nullptr) munmap(data_, mapped_bytes_);
+    data_ = other.data_;
+    size_ = other.size_;
+    mapped_bytes_ = other.mapped_bytes_;
+    other.data_ = nullptr;
+    other.size_ = other.mapped_bytes_ = 0;
+  }
+  return *this;
+}
+
+namespace {
+
+void AppendCsvField(std::string& out, std::string_view field) {
+  if (field.find_first_of(",\"\n\r") == std::string_view::npos) {
+    out += field;
+    return;
+  }
+  out += '"';
+  for (char c : field) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+}
+
+struct FileCloser {
+  void operator()(FILE* f) const { std::fclose(f); }
+};
+
+}  // namespace
+
+Status WriteFeatureCsv(const FeatureMatrix& matrix, std::span<const std::string> row_ids,
+                       const std::string& path) {
+  std::unique_ptr<FILE, FileCloser> file(std::fopen(path.c_str(), "w"));
+  if (!file) return IoError("cannot write {}: {}", path, std::strerror(errno));
+  std::string buffer = "user_id";
+  for (const std::string& c : matrix.columns) {
+    buffer += ',';
+    AppendCsvField(buffer, c);
+  }
+  buffer += '\n';
+  for (size_t r = 0; r < matrix.rows(); ++r) {
+    AppendCsvField(buffer, r < row_ids.size() ? row_ids[r] : std::string());
+    for (float v : matrix.row(r)) {
+      buffer += ',';
+      if (v == 0) {
+        buffer += '0';  // the common case, without formatting
+      } else {
+        fmt::format_to(std::back_inserter(buffer), "{}", v);
+      }
+    }
+    buffer += '\n';
+    if (buffer.size() > (1 << 20)) {
+      if (std::fwrite(buffer.data(), 1, buffer.size(), file.get()) != buffer.size())
+        return IoError("write to {} failed", path);
+      buffer.clear();
+    }
+  }
+  if (std::fwrite(buffer.data(), 1, buffer.size(), file.get()) != buffer.size() ||
+      std::fflush(file.get()) != 0)
+    return IoError("write to {} failed", path);
+  return Status::Ok();
+}
+
+namespace {
+
+constexpr char kMagic[8] = {'S', 'I', 'B', 'Y', 'L', 'F', 'M', '1'};
+
+void PutU32(std::string& out, uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); }
+void PutU64(std::string& out, uint64_t v) { out.append(reinterpret_cast<const char*>(&v), 8); }
+void PutString(std::string& out, std::string_view s) {
+  PutU32(out, static_cast<uint32_t>(s.size()));
+  out.append(s);
+}
+
+}  // namespace
+
+Status WriteFeatureBinary(const FeatureMatrix& matrix, std::span<const std::string> row_ids,
+                          const std::string& path) {
+  static_assert(std::endian::native == std::endian::little, "the format is little-endian");
+  std::string header(kMagic, sizeof(kMagic));
+  PutU64(header, matrix.rows());
+  PutU64(header, matrix.cols());
+  PutU64(header, static_cast<uint64_t>(matrix.cutoff_ms));
+  for (const std::string& c : matrix.columns) PutString(header, c);
+  for (size_t r = 0; r < matrix.rows(); ++r)
+    PutString(header, r < row_ids.size() ? row_ids[r] : std::string());
+  std::unique_ptr<FILE, FileCloser> file(std::fopen(path.c_str(), "wb"));
+  if (!file) return IoError("cannot write {}: {}", path, std::strerror(errno));
+  size_t cells = matrix.rows() * matrix.cols();
+  if (std::fwrite(header.data(), 1, header.size(), file.get()) != header.size() ||
+      (cells > 0 && std::fwrite(matrix.values.data(), sizeof(float), cells, file.get()) != cells) ||
+      std::fflush(file.get()) != 0)
+    return IoError("write to {} failed", path);
+  return Status::Ok();
+}
+
+Result<LoadedFeatureMatrix> ReadFeatureBinary(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return IoError("cannot read {}", path);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t at = 0;
+  auto take = [&](void* out, size_t n) {
+    if (at + n > bytes.size()) return false;
+    std::memcpy(out, bytes.data() + at, n);
+    at += n;
+    return true;
+  };
+  auto take_string = [&](std::string& s) {
+    uint32_t n = 0;
+    if (!take(&n, 4) || at + n > bytes.size()) return false;
+    s.assign(bytes.data() + at, n);
+    at += n;
+    return true;
+  };
+  char magic[8];
+  uint64_t rows = 0, cols = 0, cutoff = 0;
+  if (!take(magic, 8) || std::memcmp(magic, kMagic, 8) != 0)
+    return Corruption("{}: not a sibyl feature matrix", path);
+  if (!take(&rows, 8) || !take(&cols, 8) || !take(&cutoff, 8))
+    return Corruption("{}: truncated header", path);
+  LoadedFeatureMatrix m;
+  m.cutoff_ms = static_cast<int64_t>(cutoff);
+  m.columns.resize(cols);
+  m.row_ids.resize(rows);
+  for (auto& c : m.columns)
+    if (!take_string(c)) return Corruption("{}: truncated column names", path);
+  for (auto& r : m.row_ids)
+    if (!take_string(r)) return Corruption("{}: truncated row ids", path);
+  if (bytes.size() - at != rows * cols * sizeof(float))
+    return Corruption("{}: expected {} x {} floats", path, rows, cols);
+  m.values.resize(rows * cols);
+  if (!m.values.empty()) std::memcpy(m.values.data(), bytes.data() + at, m.values.size() * sizeof(float));
+  return m;
+}
+
+}  // namespace sibyl

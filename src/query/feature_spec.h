@@ -1,0 +1,69 @@
+// The feature spec: which events, event properties and user properties become columns
+// (the taxonomy), in which windows, and the resulting column names. Serialisable, so that
+// scoring rebuilds exactly the columns a model was trained on: names that the store no
+// longer (or not yet) knows give zero columns, values outside the taxonomy count as
+// "other". See docs/FEATURES.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace sibyl {
+
+// An event property chosen for aggregation.
+struct EventPropertySpec {
+  std::string name;
+  bool numeric = false;  // numeric: weekly sums; else: weekly counts per top value + other
+  std::vector<std::string> values;  // strings only: the top values
+};
+
+// A user property chosen for one-hot encoding of its first and last value as of T.
+struct UserPropertySpec {
+  std::string name;
+  std::vector<nlohmann::json> values;  // top values (strings, numbers, booleans)
+};
+
+// What the data before T looked like, reduced to what the features use.
+struct Taxonomy {
+  std::vector<std::string> event_types;  // by volume, largest first
+  std::vector<EventPropertySpec> event_properties;
+  std::vector<UserPropertySpec> user_properties;
+};
+
+// Which families of columns to build (all by default; the benchmark times counts alone).
+struct FeatureFamilies {
+  bool event_counts = true;
+  bool event_properties = true;
+  bool user_properties = true;
+  bool recency = true;   // hours since last event / last of each top type, tenure
+  bool sessions = true;  // sessions per week
+};
+
+struct FeatureSpec {
+  Taxonomy taxonomy;
+  FeatureFamilies families;
+  int event_weeks = 8;     // one-week windows of event counts
+  // Fewer windows for property aggregates: they multiply with values (10 values x 10
+  // properties x 8 weeks would be 800 columns) and their long-range signal is already in
+  // the event counts.
+  int property_weeks = 4;
+  int session_weeks = 8;
+  // Recency of something never seen, and the largest recency reported (a year).
+  float recency_cap_hours = 8760;
+
+  // The column names, in matrix order; a pure function of the fields above.
+  std::vector<std::string> ColumnNames() const;
+};
+
+nlohmann::json ToJson(const FeatureSpec& spec);
+Result<FeatureSpec> FeatureSpecFromJson(const nlohmann::json& j);
+
+// Column naming, shared by the spec and docs: `count("Add to Cart") week -2`.
+std::string EventCountColumn(std::string_view event_type, int week);  // week 1 = [T-7d, T)
+
+}  // namespace sibyl

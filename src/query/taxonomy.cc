@@ -1,0 +1,218 @@
+#include "query/taxonomy.h"
+
+#include <algorithm>
+#include <mutex>
+#include <unordered_map>
+
+#include "query/scan_util.h"
+
+namespace sibyl {
+namespace {
+
+using query_internal::ColumnOfKey;
+
+// Value counting is the expensive part of the scan; above this many events in the
+// lookback only a deterministic sample of chunks feeds it (event type counts stay exact).
+constexpr uint64_t kValueSampleEvents = 4'000'000;
+
+struct KeyStats {
+  uint64_t rows = 0;     // events carrying the key
+  uint64_t numeric = 0;  // of which numbers or booleans
+  std::unordered_map<DictId, uint64_t> string_counts;
+  bool high_cardinality = false;
+};
+
+bool Contains(const std::vector<std::string>& names, std::string_view name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+// A deterministic per-chunk hash so that sampling does not depend on thread scheduling.
+uint64_t ChunkHash(const EventChunk& chunk) {
+  if (chunk.size == 0) return 0;
+  uint64_t h = chunk.actor[0] * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(chunk.time[0]);
+  h ^= chunk.size * 0xC2B2AE3D27D4EB4Full;
+  h ^= h >> 29;
+  return h * 0xBF58476D1CE4E5B9ull;
+}
+
+template <typename Count>
+std::vector<size_t> TopIndices(const std::vector<Count>& counts, size_t limit) {
+  std::vector<size_t> order;
+  for (size_t i = 0; i < counts.size(); ++i)
+    if (counts[i] > 0) order.push_back(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return counts[a] > counts[b]; });
+  if (order.size() > limit) order.resize(limit);
+  return order;
+}
+
+nlohmann::json ValueToJson(const EventReader& reader, const StoredValue& v) {
+  switch (v.kind) {
+    case ValueKind::kBool: return v.number != 0;
+    case ValueKind::kNumber: return v.number;
+    case ValueKind::kString:
+    case ValueKind::kArray: return std::string(reader.string_values().name(v.string));
+    case ValueKind::kNull: break;
+  }
+  return nullptr;
+}
+
+void BuildUserProperties(const EventReader& reader, int64_t cutoff_ms,
+                         const TaxonomyOptions& options, Taxonomy& taxonomy) {
+  // Values are ranked by how many times they were set before the cutoff; numbers and
+  // strings are keyed apart so "1" and 1 stay different.
+  std::unordered_map<DictId, uint64_t> key_counts;
+  std::unordered_map<DictId, std::unordered_map<std::string, std::pair<uint64_t, nlohmann::json>>> values;
+  for (const UserPropertyRecord& r : reader.user_property_history()) {
+    if (r.time_ms >= cutoff_ms || r.value.kind == ValueKind::kNull) continue;
+    ++key_counts[r.key];
+    nlohmann::json v = ValueToJson(reader, r.value);
+    auto& slot = values[r.key][v.dump()];
+    if (slot.first++ == 0) slot.second = std::move(v);
+  }
+  std::vector<std::pair<uint64_t, std::string>> keys;
+  for (auto [key, count] : key_counts) {
+    std::string name(reader.property_keys().name(key));
+    if (IsSibylOwnedProperty(name)) continue;
+    bool required = Contains(options.required_user_properties, name);
+    keys.emplace_back(required ? UINT64_MAX : count, std::move(name));
+  }
+  std::sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  if (keys.size() > static_cast<size_t>(options.max_user_properties))
+    keys.resize(options.max_user_properties);
+  for (const auto& [count, name] : keys) {
+    DictId key = *reader.property_keys().Find(name);
+    std::vector<std::pair<uint64_t, std::pair<std::string, nlohmann::json>>> ranked;
+    for (auto& [text, entry] : values[key]) ranked.push_back({entry.first, {text, entry.second}});
+    std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first > b.first : a.second.first < b.second.first;
+    });
+    UserPropertySpec spec{name, {}};
+    for (size_t i = 0; i < ranked.size() && i < static_cast<size_t>(options.max_values_per_user_property); ++i)
+      spec.values.push_back(ranked[i].second.second);
+    taxonomy.user_properties.push_back(std::move(spec));
+  }
+}
+
+}  // namespace
+
+bool IsSibylOwnedProperty(std::string_view key) { return key.starts_with("sibyl."); }
+
+Result<Taxonomy> BuildTaxonomy(const EventReader& reader, int64_t cutoff_ms,
+                               const TaxonomyOptions& options, bool parallel) {
+  int64_t cutoff = FloorHour(cutoff_ms);
+  const DictionaryView& types = reader.event_types();
+  const DictionaryView& keys = reader.property_keys();
+  for (const std::string& name : options.required_event_types)
+    if (!types.Find(name)) return NotFound("required event type \"{}\" is not in the store", name);
+
+  // Candidate event property keys: every key except those sibyl writes back.
+  ScanSpec spec;
+  spec.begin_ms = cutoff - options.lookback_ms;
+  spec.end_ms = cutoff;
+  for (DictId k = 0; k < keys.size(); ++k)
+    if (!IsSibylOwnedProperty(keys.name(k))) spec.property_keys.push_back(k);
+
+  std::vector<uint64_t> type_counts(types.size(), 0);
+  std::vector<KeyStats> key_stats(keys.size());
+  std::mutex mu;
+  uint64_t sample_every = std::max<uint64_t>(1, reader.event_count() / kValueSampleEvents);
+  size_t max_distinct = static_cast<size_t>(options.max_distinct_event_values);
+
+  RETURN_IF_ERROR(reader.Scan(
+      spec,
+      [&](const EventChunk& chunk) {
+        std::vector<uint64_t> local_types(types.size(), 0);
+        std::vector<uint8_t> in_range(chunk.size);
+        for (size_t i = 0; i < chunk.size; ++i) {
+          in_range[i] = chunk.time[i] >= spec.begin_ms && chunk.time[i] < spec.end_ms;
+          local_types[chunk.event_type[i]] += in_range[i];
+        }
+        bool count_values = ChunkHash(chunk) % sample_every == 0;
+        std::vector<KeyStats> local(chunk.properties.size());
+        for (size_t c = 0; c < chunk.properties.size(); ++c) {
+          const PropertyColumn& column = chunk.properties[c];
+          for (size_t i = 0; i < column.rows.size(); ++i) {
+            if (!in_range[column.rows[i]]) continue;
+            const StoredValue& v = column.values[i];
+            ++local[c].rows;
+            if (v.kind == ValueKind::kNumber || v.kind == ValueKind::kBool) ++local[c].numeric;
+            else if (v.kind == ValueKind::kString && count_values) ++local[c].string_counts[v.string];
+          }
+        }
+        std::lock_guard lock(mu);
+        for (size_t t = 0; t < local_types.size(); ++t) type_counts[t] += local_types[t];
+        for (size_t c = 0; c < chunk.properties.size(); ++c) {
+          KeyStats& global = key_stats[chunk.properties[c].key];
+          global.rows += local[c].rows;
+          global.numeric += local[c].numeric;
+          if (global.high_cardinality) continue;
+          for (auto [value, count] : local[c].string_counts) global.string_counts[value] += count;
+          // Past the limit the property is an id: stop tracking values (bounded memory).
+          if (global.string_counts.size() > max_distinct) {
+            global.high_cardinality = true;
+            global.string_counts.clear();
+          }
+        }
+        return Status::Ok();
+      },
+      parallel));
+
+  Taxonomy taxonomy;
+  uint64_t total_events = 0;
+  for (uint64_t c : type_counts) total_events += c;
+  // Required types always count; the rest of the places go by volume.
+  taxonomy.event_types = options.required_event_types;
+  size_t limit = static_cast<size_t>(std::max(options.top_events, 0));
+  for (size_t t : TopIndices(type_counts, type_counts.size())) {
+    if (taxonomy.event_types.size() >= limit) break;
+    std::string name(types.name(static_cast<DictId>(t)));
+    if (!Contains(taxonomy.event_types, name)) taxonomy.event_types.push_back(std::move(name));
+  }
+  // Volume order is what the spec promises; a required type keeps its place by volume.
+  std::stable_sort(taxonomy.event_types.begin(), taxonomy.event_types.end(),
+                   [&](const std::string& a, const std::string& b) {
+                     return type_counts[*types.Find(a)] > type_counts[*types.Find(b)];
+                   });
+
+  std::vector<std::pair<uint64_t, DictId>> candidates;
+  for (DictId k = 0; k < key_stats.size(); ++k) {
+    const KeyStats& s = key_stats[k];
+    bool required = Contains(options.required_event_properties, std::string(keys.name(k)));
+    if (s.rows == 0) continue;
+    bool numeric = s.numeric * 10 >= s.rows * 9;
+    bool frequent = s.rows >= options.min_event_property_share * static_cast<double>(total_events);
+    bool categorical = !numeric && !s.high_cardinality && !s.string_counts.empty();
+    if (required || (frequent && (numeric || categorical)))
+      candidates.emplace_back(required ? UINT64_MAX : s.rows, k);
+  }
+  std::sort(candidates.begin(), candidates.end(), [&](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : keys.name(a.second) < keys.name(b.second);
+  });
+  for (const auto& [rows, k] : candidates) {
+    if (taxonomy.event_properties.size() >= static_cast<size_t>(options.max_event_properties) &&
+        rows != UINT64_MAX)
+      continue;
+    const KeyStats& s = key_stats[k];
+    EventPropertySpec p;
+    p.name = std::string(keys.name(k));
+    p.numeric = s.numeric * 10 >= s.rows * 9;
+    if (!p.numeric) {
+      std::vector<std::pair<uint64_t, std::string>> values;
+      for (auto [value, count] : s.string_counts)
+        values.emplace_back(count, std::string(reader.string_values().name(value)));
+      std::sort(values.begin(), values.end(), [](const auto& a, const auto& b) {
+        return a.first != b.first ? a.first > b.first : a.second < b.second;
+      });
+      for (size_t i = 0; i < values.size() && i < static_cast<size_t>(options.max_values_per_event_property); ++i)
+        p.values.push_back(values[i].second);
+    }
+    taxonomy.event_properties.push_back(std::move(p));
+  }
+  BuildUserProperties(reader, cutoff, options, taxonomy);
+  return taxonomy;
+}
+
+}  // namespace sibyl
