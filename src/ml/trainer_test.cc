@@ -95,7 +95,6 @@ TEST(TrainerTest, SelectsTreesWhenSignalIsNonlinear) {
   auto result = Train(s.data, o);
   ASSERT_TRUE(result.ok()) << result.status().ToString();
   ASSERT_EQ(result->candidates.size(), 3u);
-  for (const auto& t : result->stage_times) std::printf("%s %.3f\n", t.stage.c_str(), t.seconds);
   const auto& linear = result->candidates[0];
   const auto& winner = result->candidates[result->selected];
   EXPECT_NE(winner.type, ModelType::kLinear);

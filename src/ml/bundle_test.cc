@@ -1,0 +1,81 @@
+#include "ml/bundle.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "ml/synthetic.h"
+#include "ml/trainer.h"
+
+namespace sibyl::ml {
+namespace {
+
+namespace fs = std::filesystem;
+
+class BundleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() /
+            ("sibyl_ml_bundle_" + std::to_string(getpid()) + "_" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+  fs::path root_;
+};
+
+TEST_F(BundleTest, WrittenBundleLoadsAndScoresIdentically) {
+  for (ModelType type : {ModelType::kLinear, ModelType::kGradientBoostedTrees}) {
+    SyntheticOptions so;
+    so.num_rows = 3000;
+    so.num_columns = 12;
+    SyntheticData s = MakeSynthetic(so);
+    TrainOptions o;
+    o.num_threads = 2;
+    o.train_linear = type == ModelType::kLinear;
+    o.train_random_forest = false;
+    o.train_gradient_boosting = type == ModelType::kGradientBoostedTrees;
+    o.gradient_boosting.max_rounds = 40;
+    auto trained = Train(s.data, o);
+    ASSERT_TRUE(trained.ok()) << trained.status().ToString();
+    auto expected = trained->Predict(s.data.values);
+    ASSERT_TRUE(expected.ok());
+
+    ModelBundle bundle = MakeBundle(std::move(trained).value(), s.data.feature_names, o.seed);
+    bundle.extra = {{"window", "2024-01-01"}};
+    const std::string dir = (root_ / ModelTypeName(type) / "v1").string();
+    ASSERT_TRUE(WriteBundle(dir, bundle).ok());
+    EXPECT_EQ(WriteBundle(dir, bundle).code(), StatusCode::kAlreadyExists);
+    for (const auto& entry : fs::directory_iterator(root_ / ModelTypeName(type))) {
+      EXPECT_EQ(entry.path().filename(), "v1") << "temporary left behind";
+    }
+
+    auto loaded = ReadBundle(dir);
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    EXPECT_EQ(loaded->model->type(), type);
+    EXPECT_EQ(loaded->feature_names, s.data.feature_names);
+    EXPECT_EQ(loaded->extra["window"], "2024-01-01");
+    EXPECT_EQ(loaded->drivers.size(), bundle.drivers.size());
+    EXPECT_TRUE(loaded->metrics.contains("roc_auc"));
+    EXPECT_EQ(loaded->candidates.size(), 1u);
+    auto scores = loaded->Score(s.data.values);
+    ASSERT_TRUE(scores.ok());
+    EXPECT_TRUE(*scores == *expected);
+  }
+}
+
+TEST_F(BundleTest, MissingOrCorruptDirectoryIsAnError) {
+  EXPECT_FALSE(ReadBundle((root_ / "nothing").string()).ok());
+  fs::create_directories(root_ / "bad");
+  std::FILE* f = std::fopen((root_ / "bad" / "manifest.json").c_str(), "w");
+  std::fputs("{\"format_version\": 1", f);
+  std::fclose(f);
+  auto bad = ReadBundle((root_ / "bad").string());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kCorruption);
+}
+
+}  // namespace
+}  // namespace sibyl::ml

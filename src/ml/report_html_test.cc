@@ -1,0 +1,54 @@
+#include "ml/report_html.h"
+
+#include <random>
+
+#include <gtest/gtest.h>
+
+namespace sibyl::ml {
+namespace {
+
+TEST(ReportHtmlTest, SelfContainedPageWithAllCharts) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<double> p;
+  std::vector<float> y;
+  for (int i = 0; i < 2000; ++i) {
+    p.push_back(u(rng) * 0.4);
+    y.push_back(u(rng) < p.back() ? 1.0f : 0.0f);
+  }
+  ReportInput input;
+  input.title = "purchase <7d>";
+  input.predictions = p;
+  input.labels = y;
+  input.drivers = {{"viewed \"pricing\"", 0, 0.4, 1, 0.8}, {"days_since_last", 1, 0.2, -1, -0.7}};
+  input.candidates = nlohmann::json::array(
+      {{{"model", "linear"}, {"selected", true}, {"train_seconds", 0.1},
+        {"metrics", {{"roc_auc", 0.7}, {"log_loss", 0.4}, {"ece", 0.01}, {"lift_top_decile", 2.0}}}}});
+  std::string html = RenderReportHtml(input);
+  EXPECT_NE(html.find("<!DOCTYPE html>"), std::string::npos);
+  for (const char* part : {"ROC curve", "Calibration", "Cumulative lift", "Score distribution",
+                           "Top drivers", "polyline", "purchase &lt;7d&gt;",
+                           "viewed &quot;pricing&quot;", "(selected)"}) {
+    EXPECT_NE(html.find(part), std::string::npos) << part;
+  }
+  // Self-contained: nothing fetched from elsewhere.
+  EXPECT_EQ(html.find("http://"), std::string::npos);
+  EXPECT_EQ(html.find("https://"), std::string::npos);
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+}
+
+TEST(ReportHtmlTest, RegressionPage) {
+  std::vector<double> p = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  std::vector<float> y = {0, 2, 3, 3, 6, 5, 8, 8, 9, 12, 10, 13};
+  ReportInput input;
+  input.title = "revenue";
+  input.task = TaskKind::kRegression;
+  input.predictions = p;
+  input.labels = y;
+  std::string html = RenderReportHtml(input);
+  EXPECT_NE(html.find("Calibration by decile"), std::string::npos);
+  EXPECT_NE(html.find("Spearman"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sibyl::ml
