@@ -1,0 +1,380 @@
+#include "ingest/file_source.h"
+
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include <simdjson.h>
+
+#include "ingest/csv_parser.h"
+
+namespace sibyl {
+namespace {
+
+bool EndsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// Reads a file (or stdin) through zlib, which passes non-gzip content through unchanged,
+// so plain and compressed files take the same path.
+class InputStream {
+ public:
+  static Result<std::unique_ptr<InputStream>> Open(const std::string& path) {
+    gzFile file = path == "-" ? gzdopen(dup(STDIN_FILENO), "rb") : gzopen(path.c_str(), "rb");
+    if (file == nullptr) return IoError("cannot open {}: {}", path, std::strerror(errno));
+    gzbuffer(file, 1 << 20);
+    return std::unique_ptr<InputStream>(new InputStream(path, file));
+  }
+  ~InputStream() { gzclose(file_); }
+
+  // Appends up to `n` bytes to `out`; returns how many (0 at the end).
+  Result<size_t> Read(std::string& out, size_t n) {
+    size_t old = out.size();
+    out.resize(old + n);
+    size_t total = 0;
+    while (total < n) {
+      unsigned want = static_cast<unsigned>(std::min<size_t>(n - total, 1u << 30));
+      int got = gzread(file_, out.data() + old + total, want);
+      if (got < 0) {
+        int code;
+        const char* message = gzerror(file_, &code);
+        out.resize(old);
+        return IoError("reading {}: {}", path_, message);
+      }
+      if (got == 0) break;
+      total += static_cast<size_t>(got);
+    }
+    out.resize(old + total);
+    return total;
+  }
+
+ private:
+  InputStream(std::string path, gzFile file) : path_(std::move(path)), file_(file) {}
+  std::string path_;
+  gzFile file_;
+};
+
+// Whether the first line holds a complete JSON value (else the file is one body that
+// spans lines).
+bool FirstLineIsCompleteJson(std::string_view head) {
+  size_t newline = head.find('\n');
+  std::string_view line = head.substr(0, newline);
+  simdjson::dom::parser parser;
+  simdjson::padded_string padded(line);
+  simdjson::dom::element element;
+  return parser.parse(padded).get(element) == simdjson::SUCCESS;
+}
+
+// Parses the chunks of one file; one instance per worker thread.
+class ChunkParser {
+ public:
+  virtual ~ChunkParser() = default;
+  // Returns rows skipped on purpose (CSV rows without an id).
+  virtual uint64_t Parse(std::string_view text, uint64_t first_line, EventBatch& batch,
+                         std::vector<IngestError>& errors) = 0;
+};
+
+class JsonLinesChunkParser final : public ChunkParser {
+ public:
+  explicit JsonLinesChunkParser(const JsonParseOptions& options) : parser_(options) {}
+  uint64_t Parse(std::string_view text, uint64_t first_line, EventBatch& batch,
+                 std::vector<IngestError>& errors) override {
+    parser_.ParseLines(text, 0, first_line, batch, errors);
+    return 0;
+  }
+
+ private:
+  JsonEventParser parser_;
+};
+
+class CsvChunkParser final : public ChunkParser {
+ public:
+  explicit CsvChunkParser(std::shared_ptr<const CsvParser> parser) : parser_(std::move(parser)) {}
+  uint64_t Parse(std::string_view text, uint64_t first_line, EventBatch& batch,
+                 std::vector<IngestError>& errors) override {
+    return parser_->ParseRows(text, 0, first_line, batch, errors);
+  }
+
+ private:
+  std::shared_ptr<const CsvParser> parser_;
+};
+
+// Where the complete units of `text` end: after the last newline (JSON lines) or the
+// last newline outside quotes (CSV).
+using SplitFunction = size_t (*)(std::string_view text);
+
+size_t SplitAfterLastNewline(std::string_view text) {
+  size_t at = text.rfind('\n');
+  return at == std::string_view::npos ? 0 : at + 1;
+}
+
+// A three-stage pipeline: one thread reads chunks, `threads` workers parse them, and the
+// calling thread hands results to the sink in file order. At most `max_in_flight`
+// chunks exist at once, which bounds memory.
+class Pipeline {
+ public:
+  Pipeline(std::string name, int threads, size_t chunk_bytes,
+           std::function<std::unique_ptr<ChunkParser>()> make_parser, SplitFunction split)
+      : name_(std::move(name)),
+        threads_(threads),
+        chunk_bytes_(chunk_bytes),
+        make_parser_(std::move(make_parser)),
+        split_(split),
+        max_in_flight_(static_cast<size_t>(threads) * 2 + 2) {}
+
+  // `carry` holds bytes already read (the header probe); `first_line` is its first line.
+  Status Run(InputStream& input, std::string carry, uint64_t first_line, const BatchSink& sink,
+             FileParseStats& stats) {
+    std::thread reader([&] { ReadAll(input, std::move(carry), first_line); });
+    std::vector<std::thread> workers;
+    for (int i = 0; i < threads_; ++i) workers.emplace_back([this] { Work(); });
+    Status status = Deliver(sink, stats);
+    {
+      std::lock_guard lock(mu_);
+      if (!status.ok()) cancelled_ = true;
+    }
+    cv_.notify_all();
+    reader.join();
+    for (auto& w : workers) w.join();
+    if (!status.ok()) return status;
+    stats.bytes = bytes_;
+    return read_status_;
+  }
+
+ private:
+  struct Job {
+    std::string text;
+    uint64_t first_line = 0;
+    EventBatch batch;
+    std::vector<IngestError> errors;
+    uint64_t skipped = 0;
+    bool done = false;
+  };
+
+  void ReadAll(InputStream& input, std::string carry, uint64_t line) {
+    bool eof = false;
+    while (!eof) {
+      std::string buffer = std::move(carry);
+      carry.clear();
+      Status status;
+      while (!eof && buffer.size() < chunk_bytes_) {
+        Result<size_t> got = input.Read(buffer, chunk_bytes_ - buffer.size());
+        if (!got.ok()) {
+          status = got.status();
+          break;
+        }
+        eof = *got == 0;
+      }
+      if (!status.ok()) {
+        Finish(status);
+        return;
+      }
+      size_t cut = eof ? buffer.size() : split_(buffer);
+      if (cut == 0 && !eof) {
+        // One unit longer than a chunk: keep reading until it ends.
+        carry = std::move(buffer);
+        chunk_bytes_ *= 2;
+        continue;
+      }
+      carry.assign(buffer, cut, std::string::npos);
+      buffer.resize(cut);
+      uint64_t lines = static_cast<uint64_t>(std::count(buffer.begin(), buffer.end(), '\n'));
+      if (!buffer.empty()) {
+        auto job = std::make_unique<Job>();
+        bytes_ += buffer.size();
+        job->text = std::move(buffer);
+        job->first_line = line;
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return cancelled_ || order_.size() < max_in_flight_; });
+        if (cancelled_) return;
+        todo_.push_back(job.get());
+        order_.push_back(std::move(job));
+        cv_.notify_all();
+      }
+      line += lines;
+    }
+    Finish(Status::Ok());
+  }
+
+  void Finish(Status status) {
+    std::lock_guard lock(mu_);
+    read_status_ = std::move(status);
+    read_done_ = true;
+    cv_.notify_all();
+  }
+
+  void Work() {
+    std::unique_ptr<ChunkParser> parser = make_parser_();
+    while (true) {
+      Job* job;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return cancelled_ || !todo_.empty() || read_done_; });
+        if (cancelled_ || todo_.empty()) return;
+        job = todo_.front();
+        todo_.pop_front();
+      }
+      job->batch.files.push_back(name_);
+      std::string_view text = AdoptInput(job->batch, std::move(job->text));
+      job->skipped = parser->Parse(text, job->first_line, job->batch, job->errors);
+      {
+        std::lock_guard lock(mu_);
+        job->done = true;
+      }
+      cv_.notify_all();
+    }
+  }
+
+  Status Deliver(const BatchSink& sink, FileParseStats& stats) {
+    while (true) {
+      std::unique_ptr<Job> job;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] {
+          return (!order_.empty() && order_.front()->done) || (read_done_ && order_.empty());
+        });
+        if (order_.empty()) return Status::Ok();
+        job = std::move(order_.front());
+        order_.pop_front();
+      }
+      cv_.notify_all();
+      stats.events += job->batch.events.size();
+      stats.errors += job->errors.size();
+      stats.skipped_rows += job->skipped;
+      RETURN_IF_ERROR(sink(std::move(job->batch), std::move(job->errors)));
+    }
+  }
+
+  const std::string name_;
+  const int threads_;
+  size_t chunk_bytes_;
+  std::function<std::unique_ptr<ChunkParser>()> make_parser_;
+  SplitFunction split_;
+  const size_t max_in_flight_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job*> todo_;                  // read, not yet parsed
+  std::deque<std::unique_ptr<Job>> order_; // every chunk in flight, in file order
+  uint64_t bytes_ = 0;  // written by the reader, read after it is joined
+  bool read_done_ = false;
+  bool cancelled_ = false;
+  Status read_status_;
+};
+
+Status ParseBodyFile(const std::string& name, InputStream& input, std::string text,
+                     const FileParseOptions& options, const BatchSink& sink,
+                     FileParseStats& stats) {
+  while (true) {
+    ASSIGN_OR_RETURN(size_t got, input.Read(text, 16 << 20));
+    if (got == 0) break;
+  }
+  stats.bytes = text.size();
+  EventBatch batch;
+  batch.files.push_back(name);
+  std::vector<IngestError> errors;
+  std::string_view view = AdoptInput(batch, std::move(text));
+  JsonEventParser parser(options.json);
+  Status status = parser.ParseBody(view, options.body_kind, batch, errors, 0);
+  if (!status.ok()) {
+    // Not one body after all (say, NDJSON whose first line is broken): report by line.
+    std::vector<IngestError> line_errors;
+    EventBatch line_batch;
+    line_batch.files.push_back(name);
+    parser.ParseLines(view, 0, 1, line_batch, line_errors);
+    if (line_batch.events.empty()) return status.WithContext(name);
+    line_batch.Append(std::move(batch));  // keeps the buffer the views point into alive
+    stats.events = line_batch.events.size();
+    stats.errors = line_errors.size();
+    return sink(std::move(line_batch), std::move(line_errors));
+  }
+  stats.events = batch.events.size();
+  stats.errors = errors.size();
+  return sink(std::move(batch), std::move(errors));
+}
+
+}  // namespace
+
+std::string_view FileFormatName(FileFormat format) {
+  switch (format) {
+    case FileFormat::kAuto: return "auto";
+    case FileFormat::kJsonLines: return "json-lines";
+    case FileFormat::kJsonBody: return "json-body";
+    case FileFormat::kCsv: return "csv";
+  }
+  return "?";
+}
+
+FileFormat DetectFormat(const std::string& path, std::string_view head) {
+  if (EndsWith(path, ".csv") || EndsWith(path, ".csv.gz")) return FileFormat::kCsv;
+  size_t start = head.find_first_not_of(" \t\r\n");
+  if (start == std::string_view::npos) return FileFormat::kJsonLines;
+  if (head[start] == '[') return FileFormat::kJsonBody;
+  if (!FirstLineIsCompleteJson(head.substr(start))) return FileFormat::kJsonBody;
+  return FileFormat::kJsonLines;
+}
+
+Result<FileParseStats> ParseFile(const std::string& path, const FileParseOptions& options,
+                                 const BatchSink& sink) {
+  FileParseStats stats;
+  const std::string name = path == "-" ? "<stdin>" : path;
+  ASSIGN_OR_RETURN(std::unique_ptr<InputStream> input, InputStream::Open(path));
+  std::string head;
+  // Enough to see the first line of any reasonable file (and a CSV header).
+  ASSIGN_OR_RETURN(size_t got, input->Read(head, 64 << 10));
+  (void)got;
+  FileFormat format = options.format;
+  if (format == FileFormat::kAuto) format = DetectFormat(path, head);
+  stats.format = format;
+  int threads = options.threads > 0 ? options.threads
+                                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  size_t chunk_bytes = std::max<size_t>(options.chunk_bytes, 1);
+
+  switch (format) {
+    case FileFormat::kJsonBody:
+      RETURN_IF_ERROR(ParseBodyFile(name, *input, std::move(head), options, sink, stats));
+      return stats;
+    case FileFormat::kCsv: {
+      if (options.csv_mapping == nullptr) {
+        return InvalidArgument("{}: a CSV file needs a column mapping (--mapping FILE)", name);
+      }
+      // The header is the first record; read on until it is complete.
+      size_t header_end;
+      while ((header_end = CsvFirstRecordEnd(head)) == std::string::npos) {
+        ASSIGN_OR_RETURN(size_t more, input->Read(head, 64 << 10));
+        if (more == 0) {
+          header_end = head.size();
+          break;
+        }
+      }
+      ASSIGN_OR_RETURN(std::shared_ptr<const CsvParser> parser,
+                       CsvParser::Create(options.csv_mapping, head.substr(0, header_end)));
+      uint64_t header_lines = static_cast<uint64_t>(
+          std::count(head.begin(), head.begin() + static_cast<ptrdiff_t>(header_end), '\n'));
+      Pipeline pipeline(
+          name, threads, chunk_bytes,
+          [parser] { return std::make_unique<CsvChunkParser>(parser); }, &CsvCompleteRecordsEnd);
+      RETURN_IF_ERROR(pipeline.Run(*input, head.substr(header_end), 1 + header_lines, sink, stats));
+      stats.bytes += header_end;
+      return stats;
+    }
+    case FileFormat::kAuto:
+    case FileFormat::kJsonLines: {
+      JsonParseOptions json = options.json;
+      Pipeline pipeline(
+          name, threads, chunk_bytes,
+          [json] { return std::make_unique<JsonLinesChunkParser>(json); }, &SplitAfterLastNewline);
+      RETURN_IF_ERROR(pipeline.Run(*input, std::move(head), 1, sink, stats));
+      return stats;
+    }
+  }
+  return Status(Internal("unknown file format"));
+}
+
+}  // namespace sibyl
