@@ -390,6 +390,10 @@ uint64_t CsvParser::ParseRows(std::string_view text, uint32_t file_index, uint64
         batch.user_updates.push_back({UserPropertyOp::kSet, user_property_names[i], v});
       }
     }
+    e.properties_begin = static_cast<uint32_t>(properties_start);
+    e.properties_end = static_cast<uint32_t>(batch.properties.size());
+    e.user_updates_begin = static_cast<uint32_t>(updates_start);
+    e.user_updates_end = static_cast<uint32_t>(batch.user_updates.size());
     if (ok) {
       if (auto problem = ValidateEvent(e, batch, m.validation)) {
         ok = false;
@@ -410,10 +414,6 @@ uint64_t CsvParser::ParseRows(std::string_view text, uint32_t file_index, uint64
       batch.user_updates.resize(updates_start);
       continue;
     }
-    e.properties_begin = static_cast<uint32_t>(properties_start);
-    e.properties_end = static_cast<uint32_t>(batch.properties.size());
-    e.user_updates_begin = static_cast<uint32_t>(updates_start);
-    e.user_updates_end = static_cast<uint32_t>(batch.user_updates.size());
     batch.events.push_back(e);
   }
   return skipped;

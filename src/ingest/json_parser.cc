@@ -402,6 +402,10 @@ struct JsonEventParser::Impl {
                                          "string \"{}\"", b.time_text.substr(0, 40)));
       }
     }
+    e.properties_begin = static_cast<uint32_t>(b.properties_start);
+    e.properties_end = static_cast<uint32_t>(batch.properties.size());
+    e.user_updates_begin = static_cast<uint32_t>(b.updates_start);
+    e.user_updates_end = static_cast<uint32_t>(batch.user_updates.size());
     if (!b.problem) b.problem = ValidateEvent(e, batch, options.validation);
     if (b.problem) {
       batch.properties.resize(b.properties_start);
@@ -411,10 +415,6 @@ struct JsonEventParser::Impl {
                                       std::move(b.problem->reason)});
       return;
     }
-    e.properties_begin = static_cast<uint32_t>(b.properties_start);
-    e.properties_end = static_cast<uint32_t>(batch.properties.size());
-    e.user_updates_begin = static_cast<uint32_t>(b.updates_start);
-    e.user_updates_end = static_cast<uint32_t>(batch.user_updates.size());
     batch.events.push_back(e);
   }
 
