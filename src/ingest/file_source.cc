@@ -221,6 +221,11 @@ class Pipeline {
         todo_.pop_front();
       }
       job->batch.files.push_back(name_);
+      // Reserve for the densest plausible input so the vectors never grow (and copy)
+      // while parsing; pages never touched cost nothing.
+      job->batch.events.reserve(job->text.size() / 32 + 16);
+      job->batch.properties.reserve(job->text.size() / 8 + 16);
+      job->batch.user_updates.reserve(job->text.size() / 16 + 16);
       std::string_view text = AdoptInput(job->batch, std::move(job->text));
       job->skipped = parser->Parse(text, job->first_line, job->batch, job->errors);
       {

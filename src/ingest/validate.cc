@@ -51,7 +51,8 @@ std::optional<FieldProblem> CheckProperty(std::string_view group, std::string_vi
                                     "allowed",
                                     Quote(key), key.size(), options.max_string_length)};
   }
-  if (value.kind == ValueKind::kString) {
+  // The field name is only built for an actual problem: this runs for every property.
+  if (value.kind == ValueKind::kString && value.text.size() > options.max_string_length) {
     return CheckLength(fmt::format("{}.{}", group, key), value.text, options);
   }
   return std::nullopt;
