@@ -41,5 +41,7 @@ int ExitCodeFor(const Status& status);
 void AddGenerateCommand(CLI::App& app, const GlobalOptions& global);
 void AddIngestCommand(CLI::App& app, const GlobalOptions& global);
 void AddStatsCommand(CLI::App& app, const GlobalOptions& global);
+void AddFeaturesCommand(CLI::App& app, const GlobalOptions& global);
+void AddCohortSizeCommand(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace sibyl

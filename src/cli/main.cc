@@ -46,6 +46,8 @@ int main(int argc, char** argv) {
   AddGenerateCommand(app, global);
   AddIngestCommand(app, global);
   AddStatsCommand(app, global);
+  AddFeaturesCommand(app, global);
+  AddCohortSizeCommand(app, global);
 
   try {
     app.parse(argc, argv);
