@@ -16,17 +16,17 @@ constexpr std::string_view kEventNames[] = {
     // Background catalogue, most to least frequent.
     "View Home", "Scroll Feed", "View Category", "View Recommendations", "Tap Banner",
     "View Reviews", "Add to Wishlist", "View Deals", "Filter Results", "View Notifications",
-    "Sort Results", "Open Push Notification", "View Profile", "Zoom Image", "Share Item",
-    "Play Video", "View Brand", "View Order History", "Track Order", "View Size Guide",
+    "Sort Results", "Log Out", "Open Push Notification", "View Profile", "Zoom Image", "Share Item",
+    "Play Video", "View Brand", "View Order History", "Track Order", "Disable Notifications", "View Size Guide",
     "Compare Items", "Apply Coupon", "View Saved Items", "Rate Item", "Follow Brand",
     "View Stories", "Swipe Story", "Log In", "Save Search", "Write Review", "View FAQ",
     "View Help Center", "View Loyalty Points", "Scan Barcode", "Use Voice Search",
     "Invite Friend", "Change Settings", "Edit Profile", "Update Address",
     "Add Payment Method", "Enable Notifications", "View Gift Cards", "View Blog Post",
-    "Give Feedback", "View Returns Policy", "Start Return", "Log Out", "Redeem Points",
+    "Give Feedback", "View Returns Policy", "Start Return", "Redeem Points",
     "View AR Preview", "Subscribe Newsletter", "Take Survey", "Dismiss Survey",
     "View Onboarding Tip", "Skip Tutorial", "Complete Tutorial", "Start Chat", "End Chat",
-    "Change Language", "Change Currency", "Disable Notifications", "Reset Password",
+    "Change Language", "Change Currency", "Reset Password",
     "Cancel Order", "View Invoice", "Download Invoice", "Report Problem", "Join Waitlist",
     "Redeem Gift Card", "Connect Social Account", "Link Device", "View Referral Code",
     "Copy Referral Link", "Delete Saved Item", "Clear Search History", "Change Password",
@@ -90,6 +90,13 @@ constexpr std::string_view kWebVersions[] = {"120", "17", "121", "120"};
 
 size_t EventTypeCount() { return kEventCount; }
 std::string_view EventTypeName(uint16_t type) { return type < kEventCount ? kEventNames[type] : "Unknown"; }
+
+int EventTypeByName(std::string_view name) {
+  for (size_t i = 0; i < kEventCount; ++i) {
+    if (kEventNames[i] == name) return static_cast<int>(i);
+  }
+  return -1;
+}
 
 std::span<const double> BackgroundCumulativeWeights() {
   static const std::vector<double> cumulative = MakeBackgroundCumulative();

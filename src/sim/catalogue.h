@@ -33,6 +33,8 @@ enum EventType : uint16_t {
 // Number of event types in the catalogue (about 100).
 size_t EventTypeCount();
 std::string_view EventTypeName(uint16_t type);
+// Looks a type up by name (for the few background types the model uses); -1 if unknown.
+int EventTypeByName(std::string_view name);
 // Zipf weight of background type `type` (>= kFirstBackgroundEvent); the weights sum to 1.
 std::span<const double> BackgroundCumulativeWeights();
 

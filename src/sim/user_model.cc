@@ -15,6 +15,9 @@ constexpr double kMaxPurchaseProbability = 0.9;
 // Users who exist before the simulated span starts: they signed up up to this long before.
 constexpr double kPreexistingShare = 0.35;
 constexpr double kPreexistingMaxDays = 60;
+// Share of churners who leave with a visible "farewell" session at the moment they churn
+// (log out, disable notifications); the others just stop.
+constexpr double kFarewellShare = 0.5;
 
 // Session starts by local hour of day (relative; normalised to mean 1 below).
 constexpr std::array<double, 24> kDiurnalRaw = {0.25, 0.15, 0.10, 0.08, 0.08, 0.12, 0.30, 0.60,
@@ -202,13 +205,16 @@ uint8_t PickSource(Rng& rng) {
   return i;
 }
 
-void BrowseEvent(const UserModel& user, SessionWriter& session, Rng& rng) {
+// `purchase_p` is the session's purchase probability: users in a buying phase look at
+// more items, which partly reveals the phase.
+void BrowseEvent(const UserModel& user, double purchase_p, SessionWriter& session, Rng& rng) {
   double u = rng.Uniform();
-  if (u < 0.30) {
+  double view_share = 0.2 + std::min(0.35, 4.0 * purchase_p);
+  if (u < view_share) {
     uint8_t category = PickItemCategory(user, 0.6, rng);
     session.AddItemEvent(kViewItem, category, PickItem(category, rng), DrawPriceCents(category, rng), 0,
                          PickSource(rng));
-  } else if (u < 0.40) {
+  } else if (u < view_share + 0.1) {
     session.AddDetail(kSearch, static_cast<uint8_t>(PickItemCategory(user, 0.7, rng) * 4 + rng.Below(3)));
   } else {
     session.AddDetail(PickBackgroundEvent(rng), 0, PickSource(rng));
@@ -240,7 +246,7 @@ void SimulateSession(const UserModel& user, int64_t start, const SimOptions& opt
     if (support && i == support_at) {
       session.AddDetail(kContactSupport, static_cast<uint8_t>(rng.Below(6)));
     }
-    if (i < browse) BrowseEvent(user, session, rng);
+    if (i < browse) BrowseEvent(user, purchase_p, session, rng);
   }
 
   if (plan == 0 && rng.Bernoulli(user.upgrade_prob)) {
@@ -264,7 +270,7 @@ void SimulateSession(const UserModel& user, int64_t start, const SimOptions& opt
     session.AddItemEvent(kBeginCheckout, category, item, price, quantity, source);
     if (rng.Bernoulli(0.5)) session.AddItemEvent(kAddPaymentInfo, category, item, price, quantity, source);
     session.AddItemEvent(kPurchase, category, item, price, quantity, source);
-  } else if (rng.Bernoulli(std::min(0.6, 2.5 * purchase_p * user.cart_affinity))) {
+  } else if (rng.Bernoulli(std::min(0.6, 5.0 * purchase_p * user.cart_affinity))) {
     // Abandoned carts: likelier when intent is high, so they partly reveal it.
     uint8_t category = PickItemCategory(user, 0.7, rng);
     uint32_t item = PickItem(category, rng);
@@ -316,7 +322,7 @@ UserModel DrawUser(const SimOptions& options, uint64_t index, Rng& rng) {
   u.conversion = 0.035 * std::exp(0.8 * intent) * kPlatformConversion[u.platform] *
                  Categories()[u.favourite_category].conversion_multiplier;
   u.cycle_period_days = rng.Uniform(6.0, 30.0);
-  u.cycle_amplitude = rng.Uniform(0.0, 1.6);
+  u.cycle_amplitude = rng.Uniform(0.0, 0.8);
   u.cycle_phase_days = rng.Uniform(0.0, u.cycle_period_days);
   const double k = u.cycle_amplitude;
   u.cycle_norm = 1.0 + k * k / 4.0 + k * k * k * k / 64.0;  // E[exp(k cos)] = I0(k)
@@ -325,7 +331,7 @@ UserModel DrawUser(const SimOptions& options, uint64_t index, Rng& rng) {
   u.hazard_per_day = 0.012 * std::exp(0.6 * frustration + 0.5 * rng.Normal() - 0.25 * intent) *
                      kPlatformHazard[u.platform];
 
-  u.pricing_view_prob = std::min(0.8, 0.04 * std::exp(0.7 * intent + 0.5 * rng.Normal()));
+  u.pricing_view_prob = std::min(0.8, 0.04 * std::exp(0.7 * intent + 0.3 * rng.Normal()));
   u.support_prob = std::min(0.8, 0.015 * std::exp(0.9 * frustration));
   u.error_prob = std::min(0.8, 0.02 * std::exp(0.6 * frustration) * (u.platform == kAndroid ? 1.6 : 1.0));
   u.cart_affinity = std::exp(0.3 * rng.Normal());
@@ -380,7 +386,7 @@ void SimulateUser(const SimOptions& options, const UserModel& user, Rng& rng, ui
     SessionWriter session(rng, events, start, options.start_ms, end_ms, user_slot, seq, plan, true);
     session.Add(kAppOpen);
     uint32_t browse = 1 + rng.Geometric(0.35);
-    for (uint32_t j = 0; j < browse && j < 12; ++j) BrowseEvent(user, session, rng);
+    for (uint32_t j = 0; j < browse && j < 12; ++j) BrowseEvent(user, 0.0, session, rng);
     if (rng.Bernoulli(0.3)) session.AddDetail(kViewPricing, 0, PickSource(rng));
   }
   {
@@ -390,7 +396,7 @@ void SimulateUser(const SimOptions& options, const UserModel& user, Rng& rng, ui
     session.AddDetail(kSignUp, static_cast<uint8_t>(rng.Below(3)));
     if (rng.Bernoulli(0.7)) session.Add(kCompleteOnboarding);
     uint32_t browse = rng.Geometric(0.3);
-    for (uint32_t j = 0; j < browse && j < 10; ++j) BrowseEvent(user, session, rng);
+    for (uint32_t j = 0; j < browse && j < 10; ++j) BrowseEvent(user, 0.0, session, rng);
   }
 
   // Sessions: an inhomogeneous Poisson process, drawn by thinning, until churn.
@@ -405,6 +411,17 @@ void SimulateUser(const SimOptions& options, const UserModel& user, Rng& rng, ui
     if (t_ms >= stop_ms) break;
     if (rng.Uniform() * max_rate >= SessionRate(user, t_ms / kMsPerHour)) continue;
     SimulateSession(user, t_ms, options, end_ms, rng, user_slot, seq, plan, events);
+  }
+  if (user.churn_ms < end_ms && rng.Bernoulli(kFarewellShare)) {
+    static const uint16_t kLogOut = static_cast<uint16_t>(EventTypeByName("Log Out"));
+    static const uint16_t kDisableNotifications = static_cast<uint16_t>(EventTypeByName("Disable Notifications"));
+    SessionWriter session(rng, events, user.churn_ms, options.start_ms, end_ms, user_slot, seq, plan, false);
+    session.Add(kAppOpen);
+    uint32_t browse = rng.Geometric(0.5);
+    for (uint32_t j = 0; j < browse && j < 5; ++j) BrowseEvent(user, 0.0, session, rng);
+    bool disable = rng.Bernoulli(0.5);
+    if (disable) session.AddDetail(kDisableNotifications, 0, 0);
+    if (!disable || rng.Bernoulli(0.6)) session.Add(kLogOut);
   }
   // Sessions may overlap (a quick return while a long one is open); keep time order.
   std::stable_sort(events.begin() + static_cast<std::ptrdiff_t>(first), events.end(),
@@ -442,15 +459,16 @@ Truth ComputeTruth(const UserModel& user, const std::vector<SimEvent>& events, i
       double hazard = ChurnHazard(user, hour);
       double rate = SessionRate(user, hour);
       double purchase_rate = rate * PurchaseProbability(user, hour);
-      auto step = [&](double event_rate, double& alive_quiet, double& churned) {
+      // Churning inside the window is only quiet if it comes without a farewell session.
+      auto step = [&](double event_rate, double& alive_quiet, double& churned, double churn_is_quiet) {
         double total = event_rate + hazard;
         if (total <= 0) return;
         double leave = 1.0 - std::exp(-total * span_days);
-        churned += alive_quiet * (hazard / total) * leave;
+        churned += alive_quiet * (hazard / total) * leave * churn_is_quiet;
         alive_quiet *= 1.0 - leave;
       };
-      step(rate, quiet, churned_quiet);
-      step(purchase_rate, quiet_no_purchase, churned_no_purchase);
+      step(rate, quiet, churned_quiet, 1.0 - kFarewellShare);
+      step(purchase_rate, quiet_no_purchase, churned_no_purchase, 1.0);
       t = next;
     }
   }
