@@ -44,7 +44,13 @@ SyntheticData MakeSynthetic(const SyntheticOptions& options) {
         v = std::floor(std::exp(normal(rng)));  // a heavy-tailed count
         logit += 0.02 * std::min(v, 10.0);
       } else {
-        v = normal(rng);
+        // Noise shaped like real features: mostly small event counts, some one-hot
+        // flags, a few continuous values (recency, amounts).
+        switch (j % 20) {
+          case 0: case 1: case 2: v = normal(rng); break;
+          case 3: case 4: case 5: case 6: case 7: v = uniform(rng) < 0.1 ? 1.0 : 0.0; break;
+          default: v = uniform(rng) < 0.6 ? 0.0 : std::floor(std::exp(1.2 * normal(rng)));
+        }
       }
       x[j] = static_cast<float>(v);
     }

@@ -31,7 +31,8 @@ struct SyntheticData {
 
 // Columns: the first min(10, n) carry signal (standard normal, coefficients
 // 1, -0.8, 0.6, -0.4, 0.3, ...); then count-like columns with a weak signal; then pure
-// noise; the last column is constant. Regression labels are a log-normal-ish amount
+// noise (mostly small counts, some 0/1 flags, a few normals, as event features are);
+// the last column is constant. Regression labels are a log-normal-ish amount
 // that is zero for non-buyers.
 SyntheticData MakeSynthetic(const SyntheticOptions& options);
 

@@ -38,7 +38,7 @@ struct TrainOptions {
   RandomForestOptions random_forest;
   GradientBoostingOptions gradient_boosting;
   // Held-out rows on which the winner's SHAP values are computed for the drivers.
-  size_t driver_sample_rows = 5000;
+  size_t driver_sample_rows = 2000;
   // Called as each stage starts ("split", "linear", ...), for progress display.
   std::function<void(std::string_view stage)> on_stage;
 };

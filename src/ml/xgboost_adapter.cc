@@ -2,6 +2,7 @@
 
 #include <xgboost/c_api.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <limits>
 #include <utility>
@@ -25,12 +26,30 @@ Result<XgbMatrix> XgbMatrix::FromDense(std::span<const float> values, size_t num
   if (values.size() != num_rows * num_columns) {
     return InvalidArgument("matrix has {} values for {} x {}", values.size(), num_rows, num_columns);
   }
+  // Stored sparse: zeros and NaN are both left out, as XGBoost does for any sparse
+  // input. Event features are mostly zero counts and flags, so histogram building only
+  // touches the few present values; each split learns a default side for the absent
+  // ones, which for non-negative counts is the same as a split below the smallest count.
+  std::vector<size_t> row_starts(num_rows + 1, 0);
+  std::vector<unsigned> columns;
+  std::vector<float> present;
+  for (size_t r = 0; r < num_rows; ++r) {
+    const float* row = values.data() + r * num_columns;
+    for (size_t c = 0; c < num_columns; ++c) {
+      if (row[c] != 0.0f && !std::isnan(row[c])) {
+        columns.push_back(static_cast<unsigned>(c));
+        present.push_back(row[c]);
+      }
+    }
+    row_starts[r + 1] = present.size();
+  }
+  // XGBoost rejects null pointers for empty arrays.
+  static const unsigned kNoColumn[1] = {0};
+  static const float kNoValue[1] = {0};
   DMatrixHandle handle = nullptr;
-  // Builds from a dummy row when empty: XGBoost rejects a null data pointer.
-  static const float kEmpty[1] = {0};
-  XGB_CALL(XGDMatrixCreateFromMat_omp(values.empty() ? kEmpty : values.data(), num_rows,
-                                      num_columns, std::numeric_limits<float>::quiet_NaN(),
-                                      &handle, num_threads));
+  XGB_CALL(XGDMatrixCreateFromCSREx(row_starts.data(), columns.empty() ? kNoColumn : columns.data(),
+                                    present.empty() ? kNoValue : present.data(), row_starts.size(),
+                                    present.size(), num_columns, &handle));
   return XgbMatrix(handle, num_rows);
 }
 

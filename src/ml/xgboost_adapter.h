@@ -11,7 +11,8 @@
 
 namespace sibyl::ml {
 
-// An XGBoost DMatrix built from a dense row-major float matrix (NaN = missing).
+// An XGBoost DMatrix built from a dense row-major float matrix. Zeros and NaN are both
+// "absent" to the trees (see FromDense).
 class XgbMatrix {
  public:
   static Result<XgbMatrix> FromDense(std::span<const float> values, size_t num_rows,
