@@ -17,6 +17,8 @@ namespace {
 namespace od = simdjson::ondemand;
 using simdjson::error_code;
 
+static_assert(kMaxPropertyNesting == kMaxPropertyNestingForReader);
+
 #define JSON_TRY(expr)                                          \
   do {                                                          \
     ::simdjson::error_code _e = (expr);                         \
