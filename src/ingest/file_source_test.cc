@@ -82,7 +82,9 @@ TEST_F(FileSourceTest, OrderAndLineNumbersAcrossChunksAndThreads) {
     EXPECT_EQ(c.errors[19], fmt::format(R"({}:19940: field "user_id": "-1" is a blocked id value)", path));
     for (size_t i = 0; i < c.lines.size(); ++i) {
       ASSERT_EQ(c.event_types[i], fmt::format("E{}", c.lines[i]));
-      if (i > 0) ASSERT_GT(c.lines[i], c.lines[i - 1]) << "file order";
+      if (i > 0) {
+        ASSERT_GT(c.lines[i], c.lines[i - 1]) << "file order";
+      }
     }
     EXPECT_EQ(c.stats.format, FileFormat::kJsonLines);
     EXPECT_EQ(c.stats.events, 19980u);
