@@ -1,6 +1,9 @@
 #include "query/features.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "common/time.h"
@@ -170,6 +173,13 @@ class FeatureComputer {
       : reader_(reader), layout_(MakeLayout(reader, spec)), cutoff_(cutoff), rows_(rows) {}
 
   Result<FeatureMatrix> Run(bool parallel) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto lap = [&](const char* what) {
+      if (std::getenv("SIBYL_QUERY_TRACE") == nullptr) return;
+      auto now = std::chrono::steady_clock::now();
+      std::fprintf(stderr, "features: %s %.3f s\n", what, std::chrono::duration<double>(now - t0).count());
+      t0 = now;
+    };
     std::vector<ActorId> resolved = reader_.ResolveIdentities(cutoff_);
     row_of_actor_ = query_internal::MakeRowMap(resolved, rows_).row_of_actor;
     FeatureMatrix m;
@@ -177,6 +187,10 @@ class FeatureComputer {
     m.actors.assign(rows_.begin(), rows_.end());
     m.values = FloatBuffer(rows_.size() * layout_.cols);
     matrix_ = m.values.data();
+    // Fault the pages in now, on both cores, rather than inside the row locks of the scan
+    // (a first touch there stalls the other thread on the lock for the whole fault).
+    Prefault(m.values.data(), m.values.size());
+    lap("setup and page faults");
 
     int max_weeks = std::max({layout_.event_weeks, layout_.property_weeks, layout_.session_weeks});
     window_begin_ = cutoff_ - max_weeks * kMsPerWeek;
@@ -187,6 +201,7 @@ class FeatureComputer {
       old.end_ms = window_begin_;
       RETURN_IF_ERROR(reader_.Scan(old, [&](const EventChunk& c) { return Visit(c, INT64_MIN, window_begin_); },
                                    parallel));
+      lap("history scan");
     }
     if (max_weeks > 0 || layout_.recency) {
       ScanSpec window;
@@ -198,8 +213,10 @@ class FeatureComputer {
       RETURN_IF_ERROR(reader_.Scan(window, [&](const EventChunk& c) { return Visit(c, window_begin_, cutoff_); },
                                    parallel));
     }
+    lap("window scan");
     if (!layout_.user_properties.empty()) UserProperties(resolved);
     if (layout_.recency) FinishRecency();
+    lap("user properties and recency");
     return m;
   }
 
@@ -227,7 +244,16 @@ class FeatureComputer {
         if (p.key == c.key && !c.rows.empty()) columns.emplace_back(&c, &p);
     std::vector<size_t> cursor(columns.size(), 0);
 
+    size_t previous_end = 0;
     ForEachActorRun(chunk, [&](ActorId actor, size_t run_begin, size_t run_end) {
+      if (run_begin < previous_end || (previous_end == 0 && run_begin > 0)) {
+        // The walk (re)starts here: put each property cursor at the run's first row.
+        for (size_t c = 0; c < columns.size(); ++c) {
+          auto rows = columns[c].first->rows;
+          cursor[c] = std::lower_bound(rows.begin(), rows.end(), static_cast<uint32_t>(run_begin)) - rows.begin();
+        }
+      }
+      previous_end = run_end;
       uint32_t row = actor < row_of_actor_.size() ? row_of_actor_[actor] : kNoRow;
       if (row == kNoRow) {
         for (size_t c = 0; c < columns.size(); ++c)
@@ -338,6 +364,21 @@ class FeatureComputer {
       }
       i = end;
     }
+  }
+
+  static void Prefault(float* data, size_t count) {
+    auto touch = [data](size_t from, size_t to) {
+      constexpr size_t kPage = 4096 / sizeof(float);
+      for (size_t i = from; i < to; i += kPage) data[i] = 0;
+    };
+    if (count < (size_t{1} << 22)) {
+      touch(0, count);
+      return;
+    }
+    size_t half = count / 2;
+    std::thread helper(touch, 0, half);
+    touch(half, count);
+    helper.join();
   }
 
   // Freshness back to hours since; untouched cells (never seen) become the cap.

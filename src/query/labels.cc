@@ -1,5 +1,6 @@
 #include "query/labels.h"
 
+#include <algorithm>
 #include <atomic>
 
 #include "common/time.h"
@@ -111,7 +112,14 @@ Result<std::vector<float>> ComputeLabels(const EventReader& reader, const LabelS
           if (c >= 0) revenue = &chunk.properties[c];
         }
         size_t revenue_cursor = 0;
+        size_t previous_end = 0;
         ForEachActorRun(chunk, [&](ActorId actor, size_t run_begin, size_t run_end) {
+          if (run_begin < previous_end || (previous_end == 0 && run_begin > 0)) {
+            if (revenue != nullptr)  // the walk (re)starts here
+              revenue_cursor = std::lower_bound(revenue->rows.begin(), revenue->rows.end(),
+                                                static_cast<uint32_t>(run_begin)) - revenue->rows.begin();
+          }
+          previous_end = run_end;
           uint32_t row = actor < row_of.size() ? row_of[actor] : kNoRow;
           if (row == kNoRow) return;
           double total = 0;

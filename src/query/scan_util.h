@@ -15,20 +15,37 @@ namespace sibyl::query_internal {
 
 inline constexpr uint32_t kNoRow = UINT32_MAX;
 
-// Calls visit(actor, begin, end) for each maximal run of one actor in the chunk (chunks
-// are sorted by (actor, time), so an actor's events in a chunk are contiguous and in time
-// order).
+// Calls visit(actor, begin, end) for each maximal run of one actor in [from, to), which
+// must start and end on actor boundaries.
 template <typename Visit>
-void ForEachActorRun(const EventChunk& chunk, Visit&& visit) {
-  size_t begin = 0;
+void ForEachActorRunIn(const EventChunk& chunk, size_t from, size_t to, Visit&& visit) {
   const ActorId* actors = chunk.actor.data();
-  while (begin < chunk.size) {
+  size_t begin = from;
+  while (begin < to) {
     ActorId actor = actors[begin];
     size_t end = begin + 1;
-    while (end < chunk.size && actors[end] == actor) ++end;
+    while (end < to && actors[end] == actor) ++end;
     visit(actor, begin, end);
     begin = end;
   }
+}
+
+// Calls visit(actor, begin, end) for each maximal run of one actor in the chunk (chunks
+// are sorted by (actor, time), so an actor's events in a chunk are contiguous and in time
+// order). The walk starts at a chunk-dependent actor boundary and wraps around: parts of
+// the store split by time hold the same actors in the same order, and two threads walking
+// two of them from the top would fold into the same rows at the same moment and fight
+// over their locks and cache lines. Visitors that keep forward cursors into a chunk must
+// reset them when a run starts before the previous one (the wrap).
+template <typename Visit>
+void ForEachActorRun(const EventChunk& chunk, Visit&& visit) {
+  size_t n = chunk.size;
+  if (n == 0) return;
+  uint64_t h = (static_cast<uint64_t>(chunk.time[0]) ^ (n * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull;
+  size_t start = static_cast<size_t>((h >> 17) % n);
+  while (start > 0 && start < n && chunk.actor[start] == chunk.actor[start - 1]) ++start;
+  ForEachActorRunIn(chunk, start, n, visit);
+  ForEachActorRunIn(chunk, 0, start, visit);
 }
 
 // A fixed set of spin locks striped over row numbers. One actor's events can sit in
