@@ -261,10 +261,12 @@ void EmbeddedStore::ApplyCommitted(std::vector<StagedBatch>& batches) {
     if (s.segment) {
       version->events += s.segment->size();
       version->memtable.push_back(s.segment);
-      // Merge like a binary counter so the memtable holds O(log n) segments and each
-      // event is re-sorted O(log n) times.
+      // Merge small segments like a binary counter, so many small commits (HTTP batches)
+      // do not leave thousands of segments; big ones wait for the checkpoint.
+      constexpr size_t kMergeBelow = 1 << 20;
       auto& m = version->memtable;
-      while (m.size() >= 2 && m[m.size() - 1]->size() * 2 >= m[m.size() - 2]->size()) {
+      while (m.size() >= 2 && m[m.size() - 2]->size() < kMergeBelow &&
+             m[m.size() - 1]->size() * 2 >= m[m.size() - 2]->size()) {
         auto merged = Segment::Merge({m[m.size() - 2], m[m.size() - 1]});
         m.pop_back();
         m.back() = merged;
@@ -297,8 +299,7 @@ Status EmbeddedStore::CheckpointLocked() {
   auto version = std::make_shared<Version>(*old);
   std::vector<std::string> part_files = part_files_;
   if (!version->memtable.empty()) {
-    auto merged = Segment::Merge(version->memtable);
-    auto partitions = Segment::SplitByPartition(merged, kPartitionMs);
+    auto partitions = Segment::MergeByPartition(version->memtable, kPartitionMs);
     for (size_t k = 0; k < partitions.size(); ++k) {
       int64_t partition = partitions[k]->min_time() / kPartitionMs;
       std::string name = fmt::format("p{}-g{}-{}.seg", partition, generation, k);

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <map>
 #include <numeric>
+#include <queue>
+#include <tuple>
 
 #include "store/codec.h"
 
@@ -148,60 +150,148 @@ std::shared_ptr<const Segment> Segment::Build(std::vector<EncodedEvent> events,
   return segment;
 }
 
-std::shared_ptr<const Segment> Segment::Merge(
-    const std::vector<std::shared_ptr<const Segment>>& inputs) {
-  std::vector<EncodedEvent> events;
-  std::vector<EncodedProperty> properties;
-  size_t total = 0;
-  for (const auto& s : inputs) total += s->size();
-  events.reserve(total);
+std::vector<std::shared_ptr<const Segment>> Segment::FromRows(
+    const std::vector<std::shared_ptr<const Segment>>& inputs, const std::vector<RowRef>& order,
+    const std::vector<uint32_t>& group_of, uint32_t groups) {
+  std::vector<std::shared_ptr<const SegmentExtras>> extras;
   for (const auto& s : inputs) {
-    auto extras = s->Extras();
-    // In-memory and freshly written segments always decode; a failure here means a part
-    // file changed under us, which Decode's checksums would have caught at open.
-    if (!extras.ok()) continue;
-    const SegmentExtras& x = **extras;
-    // Row -> its properties, gathered column by column.
-    std::vector<std::vector<EncodedProperty>> by_row(s->size());
-    for (const auto& column : x.properties)
-      for (size_t j = 0; j < column.rows.size(); ++j)
-        by_row[column.rows[j]].push_back({column.key, column.values[j]});
-    for (size_t i = 0; i < s->size(); ++i) {
-      uint32_t begin = static_cast<uint32_t>(properties.size());
-      properties.insert(properties.end(), by_row[i].begin(), by_row[i].end());
-      events.push_back({s->actor_[i], s->type_[i], s->time_[i], x.session[i], begin,
-                        static_cast<uint32_t>(properties.size())});
+    auto x = s->Extras();
+    // A part's extras passed their checksum at open; decoding them again cannot fail
+    // unless the file changed underneath, which the format does not allow.
+    extras.push_back(x.ok() ? *x : std::make_shared<const SegmentExtras>());
+    if (extras.back()->session.size() != s->size()) {
+      auto filled = std::make_shared<SegmentExtras>(*extras.back());
+      filled->session.assign(s->size(), -1);
+      extras.back() = filled;
     }
   }
-  return Build(std::move(events), properties);
+  std::vector<std::shared_ptr<Segment>> out(groups);
+  std::vector<std::shared_ptr<SegmentExtras>> out_extras(groups);
+  std::vector<uint32_t> group_size(groups, 0);
+  for (size_t i = 0; i < order.size(); ++i) ++group_size[group_of.empty() ? 0 : group_of[i]];
+  for (uint32_t g = 0; g < groups; ++g) {
+    out[g] = std::shared_ptr<Segment>(new Segment());
+    out_extras[g] = std::make_shared<SegmentExtras>();
+    out[g]->actor_.reserve(group_size[g]);
+    out[g]->time_.reserve(group_size[g]);
+    out[g]->type_.reserve(group_size[g]);
+    out_extras[g]->session.reserve(group_size[g]);
+  }
+  // Where each input row goes: its group and its row there.
+  std::vector<std::vector<uint32_t>> new_group(inputs.size()), new_row(inputs.size());
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    new_group[k].assign(inputs[k]->size(), UINT32_MAX);
+    new_row[k].resize(inputs[k]->size());
+  }
+  for (size_t i = 0; i < order.size(); ++i) {
+    const RowRef& ref = order[i];
+    const Segment& s = *inputs[ref.input];
+    uint32_t g = group_of.empty() ? 0 : group_of[i];
+    Segment& o = *out[g];
+    new_group[ref.input][ref.row] = g;
+    new_row[ref.input][ref.row] = static_cast<uint32_t>(o.time_.size());
+    o.actor_.push_back(s.actor_[ref.row]);
+    o.time_.push_back(s.time_[ref.row]);
+    o.type_.push_back(s.type_[ref.row]);
+    o.min_time_ = std::min(o.min_time_, s.time_[ref.row]);
+    o.max_time_ = std::max(o.max_time_, s.time_[ref.row]);
+    out_extras[g]->session.push_back(extras[ref.input]->session[ref.row]);
+  }
+  // Property columns, key by key, through the row maps: no per-row allocation.
+  std::vector<DictId> keys;
+  for (const auto& x : extras)
+    for (const auto& column : x->properties) keys.push_back(column.key);
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  std::vector<std::vector<std::pair<uint32_t, StoredValue>>> gathered(groups);
+  std::vector<char> ascending(groups);
+  for (DictId key : keys) {
+    for (uint32_t g = 0; g < groups; ++g) gathered[g].clear();
+    std::fill(ascending.begin(), ascending.end(), 1);
+    for (size_t k = 0; k < extras.size(); ++k) {
+      auto it = std::lower_bound(extras[k]->properties.begin(), extras[k]->properties.end(), key,
+                                 [](const SegmentExtras::Column& c, DictId d) { return c.key < d; });
+      if (it == extras[k]->properties.end() || it->key != key) continue;
+      for (size_t j = 0; j < it->rows.size(); ++j) {
+        uint32_t g = new_group[k][it->rows[j]];
+        if (g == UINT32_MAX) continue;
+        uint32_t row = new_row[k][it->rows[j]];
+        auto& list = gathered[g];
+        if (!list.empty() && list.back().first > row) ascending[g] = 0;
+        list.emplace_back(row, it->values[j]);
+      }
+    }
+    for (uint32_t g = 0; g < groups; ++g) {
+      auto& list = gathered[g];
+      if (list.empty()) continue;
+      if (!ascending[g])
+        std::sort(list.begin(), list.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+      SegmentExtras::Column column;
+      column.key = key;
+      column.rows.reserve(list.size());
+      column.values.reserve(list.size());
+      for (const auto& [row, value] : list) {
+        column.rows.push_back(row);
+        column.values.push_back(value);
+      }
+      out_extras[g]->properties.push_back(std::move(column));
+    }
+  }
+  std::vector<std::shared_ptr<const Segment>> result;
+  for (uint32_t g = 0; g < groups; ++g) {
+    out[g]->extras_ = std::move(out_extras[g]);
+    result.push_back(std::move(out[g]));
+  }
+  return result;
 }
 
-std::vector<std::shared_ptr<const Segment>> Segment::SplitByPartition(
-    const std::shared_ptr<const Segment>& segment, int64_t partition_ms) {
-  const Segment& s = *segment;
+std::vector<RowRef> Segment::MergeOrder(const std::vector<std::shared_ptr<const Segment>>& inputs) {
+  // k-way merge of inputs already sorted by (actor, time); ties keep input order.
+  size_t total = 0;
+  for (const auto& s : inputs) total += s->size();
+  std::vector<RowRef> order;
+  order.reserve(total);
+  using Head = std::tuple<ActorId, int64_t, uint32_t, uint32_t>;  // actor, time, input, row
+  std::priority_queue<Head, std::vector<Head>, std::greater<Head>> heap;
+  for (uint32_t k = 0; k < inputs.size(); ++k)
+    if (inputs[k]->size() > 0) heap.emplace(inputs[k]->actor_[0], inputs[k]->time_[0], k, 0);
+  while (!heap.empty()) {
+    auto [a, t, k, row] = heap.top();
+    heap.pop();
+    const Segment& s = *inputs[k];
+    // Take the run of this input that stays below the next head, without heap work.
+    uint32_t end = row + 1;
+    if (heap.empty()) {
+      end = static_cast<uint32_t>(s.size());
+    } else {
+      const Head& next = heap.top();
+      while (end < s.size() && Head(s.actor_[end], s.time_[end], k, end) < next) ++end;
+    }
+    for (uint32_t r = row; r < end; ++r) order.push_back({k, r});
+    if (end < s.size()) heap.emplace(s.actor_[end], s.time_[end], k, end);
+  }
+  return order;
+}
+
+std::shared_ptr<const Segment> Segment::Merge(
+    const std::vector<std::shared_ptr<const Segment>>& inputs) {
+  return FromRows(inputs, MergeOrder(inputs), {}, 1)[0];
+}
+
+std::vector<std::shared_ptr<const Segment>> Segment::MergeByPartition(
+    const std::vector<std::shared_ptr<const Segment>>& inputs, int64_t partition_ms) {
   auto partition_of = [&](int64_t t) {
     return t >= 0 ? t / partition_ms : -((-t + partition_ms - 1) / partition_ms);
   };
-  if (s.size() == 0) return {};
-  if (partition_of(s.min_time_) == partition_of(s.max_time_)) return {segment};
-  auto extras_or = s.Extras();
-  if (!extras_or.ok()) return {};
-  const SegmentExtras& x = **extras_or;
-  std::vector<std::vector<EncodedProperty>> by_row(s.size());
-  for (const auto& column : x.properties)
-    for (size_t j = 0; j < column.rows.size(); ++j)
-      by_row[column.rows[j]].push_back({column.key, column.values[j]});
-  std::map<int64_t, std::pair<std::vector<EncodedEvent>, std::vector<EncodedProperty>>> groups;
-  for (size_t i = 0; i < s.size(); ++i) {
-    auto& [events, props] = groups[partition_of(s.time_[i])];
-    uint32_t begin = static_cast<uint32_t>(props.size());
-    props.insert(props.end(), by_row[i].begin(), by_row[i].end());
-    events.push_back({s.actor_[i], s.type_[i], s.time_[i], x.session[i], begin,
-                      static_cast<uint32_t>(props.size())});
-  }
-  std::vector<std::shared_ptr<const Segment>> out;
-  for (auto& [partition, group] : groups) out.push_back(Build(std::move(group.first), group.second));
-  return out;
+  std::vector<RowRef> order = MergeOrder(inputs);
+  std::map<int64_t, uint32_t> group_index;
+  for (const RowRef& ref : order) group_index.emplace(partition_of(inputs[ref.input]->time_[ref.row]), 0);
+  uint32_t groups = 0;
+  for (auto& [partition, index] : group_index) index = groups++;
+  std::vector<uint32_t> group_of(order.size());
+  for (size_t i = 0; i < order.size(); ++i)
+    group_of[i] = group_index[partition_of(inputs[order[i].input]->time_[order[i].row])];
+  return FromRows(inputs, order, group_of, groups);
 }
 
 std::string Segment::Encode(int level) const {

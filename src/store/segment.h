@@ -29,6 +29,12 @@ struct EncodedProperty {
   StoredValue value;
 };
 
+// A row of one of several segments.
+struct RowRef {
+  uint32_t input;
+  uint32_t row;
+};
+
 // Decoded optional columns: sessions and event properties.
 struct SegmentExtras {
   std::vector<int64_t> session;
@@ -46,11 +52,13 @@ class Segment {
   static std::shared_ptr<const Segment> Build(std::vector<EncodedEvent> events,
                                               const std::vector<EncodedProperty>& properties);
   // Merges segments into one (each input stays valid).
+  // Merges segments into one (each input stays valid).
   static std::shared_ptr<const Segment> Merge(
       const std::vector<std::shared_ptr<const Segment>>& inputs);
-  // Splits by time partition (`partition_ms` wide, aligned to the epoch).
-  static std::vector<std::shared_ptr<const Segment>> SplitByPartition(
-      const std::shared_ptr<const Segment>& segment, int64_t partition_ms);
+  // Merges segments and splits the result by time partition (`partition_ms` wide,
+  // aligned to the epoch), in one pass; partitions in time order.
+  static std::vector<std::shared_ptr<const Segment>> MergeByPartition(
+      const std::vector<std::shared_ptr<const Segment>>& inputs, int64_t partition_ms);
 
   // Encodes to bytes (a part file's content) with zstd at `level`.
   std::string Encode(int level) const;
@@ -77,6 +85,12 @@ class Segment {
 
  private:
   Segment() = default;
+  static std::vector<RowRef> MergeOrder(const std::vector<std::shared_ptr<const Segment>>& inputs);
+  // Rows of `inputs` in `order` (sorted by actor and time), sent to group group_of[i]
+  // (all to group 0 when group_of is empty): one segment per group.
+  static std::vector<std::shared_ptr<const Segment>> FromRows(
+      const std::vector<std::shared_ptr<const Segment>>& inputs, const std::vector<RowRef>& order,
+      const std::vector<uint32_t>& group_of, uint32_t groups);
   std::vector<ActorId> actor_;
   std::vector<int64_t> time_;
   std::vector<EventTypeId> type_;

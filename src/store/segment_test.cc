@@ -48,18 +48,18 @@ TEST(SegmentTest, EncodeDecodeRoundTripsEveryColumn) {
   }
 }
 
-TEST(SegmentTest, SplitByPartitionKeepsEveryEventOnce) {
+TEST(SegmentTest, MergeByPartitionKeepsEveryEventOnce) {
   std::vector<EncodedEvent> events;
   for (int i = 0; i < 100; ++i) events.push_back({static_cast<ActorId>(i % 3), 0, i * 1000LL, -1, 0, 0});
   auto segment = Segment::Build(events, {});
-  auto parts = Segment::SplitByPartition(segment, 10'000);
+  auto parts = Segment::MergeByPartition({segment, segment}, 10'000);
   EXPECT_EQ(parts.size(), 10u);
   size_t total = 0;
   for (const auto& p : parts) {
     total += p->size();
     EXPECT_EQ(p->min_time() / 10'000, p->max_time() / 10'000);
   }
-  EXPECT_EQ(total, 100u);
+  EXPECT_EQ(total, 200u);
 }
 
 TEST(SegmentTest, TruncatedBytesAreCorruptionNotACrash) {
