@@ -167,7 +167,6 @@ void AppendEventLine(const UserLineContext& context, const SimEvent& e, std::str
   a.Str(",\"device_model\":", DeviceModel(user.platform, user.device_variant));
   const Country& country = Countries()[user.country];
   a.Str(",\"country\":", country.code);
-  a.Str(",\"language\":", country.language);
   int64_t release = (e.time_ms - user.app_update_lag_days * kMsPerDay - kFirstReleaseMs) / kReleaseEveryMs;
   a.Lit(",\"app_version\":\"5.");
   a.Int(release);

@@ -17,7 +17,7 @@ constexpr double kPreexistingShare = 0.35;
 constexpr double kPreexistingMaxDays = 60;
 // Share of churners who leave with a visible "farewell" session at the moment they churn
 // (log out, disable notifications); the others just stop.
-constexpr double kFarewellShare = 0.5;
+constexpr double kFarewellShare = 0.7;
 
 // Session starts by local hour of day (relative; normalised to mean 1 below).
 constexpr std::array<double, 24> kDiurnalRaw = {0.25, 0.15, 0.10, 0.08, 0.08, 0.12, 0.30, 0.60,
@@ -331,7 +331,7 @@ UserModel DrawUser(const SimOptions& options, uint64_t index, Rng& rng) {
   u.hazard_per_day = 0.012 * std::exp(0.6 * frustration + 0.5 * rng.Normal() - 0.25 * intent) *
                      kPlatformHazard[u.platform];
 
-  u.pricing_view_prob = std::min(0.8, 0.04 * std::exp(0.7 * intent + 0.3 * rng.Normal()));
+  u.pricing_view_prob = std::min(0.8, 0.08 * std::exp(0.7 * intent + 0.3 * rng.Normal()));
   u.support_prob = std::min(0.8, 0.015 * std::exp(0.9 * frustration));
   u.error_prob = std::min(0.8, 0.02 * std::exp(0.6 * frustration) * (u.platform == kAndroid ? 1.6 : 1.0));
   u.cart_affinity = std::exp(0.3 * rng.Normal());
