@@ -17,18 +17,50 @@ bool DedupIndex::Contains(uint64_t hash) const {
   }
 }
 
-void DedupIndex::Insert(uint64_t hash, int64_t ingested_ms) {
+bool DedupIndex::Insert(uint64_t hash, int64_t ingested_ms) {
   if ((used_ + 1) * 2 > slots_.size()) Grow();
   uint64_t h = NonZero(hash);
   size_t mask = slots_.size() - 1;
   size_t i = h & mask;
   while (slots_[i] != 0) {
-    if (slots_[i] == h) return;
+    if (slots_[i] == h) return false;
     i = (i + 1) & mask;
   }
   slots_[i] = h;
   ++used_;
   entries_.emplace_back(hash, ingested_ms);
+  return true;
+}
+
+void DedupIndex::EraseSlot(size_t slot) {
+  // Backward-shift deletion keeps linear probing correct without tombstones.
+  size_t mask = slots_.size() - 1;
+  size_t hole = slot;
+  for (size_t i = (slot + 1) & mask; slots_[i] != 0; i = (i + 1) & mask) {
+    size_t home = slots_[i] & mask;
+    // Move slots_[i] into the hole unless its home lies cyclically in (hole, i].
+    bool home_after_hole = hole <= i ? (home > hole && home <= i) : (home > hole || home <= i);
+    if (!home_after_hole) {
+      slots_[hole] = slots_[i];
+      hole = i;
+    }
+  }
+  slots_[hole] = 0;
+  --used_;
+}
+
+void DedupIndex::TruncateTo(size_t size) {
+  size_t mask = slots_.size() - 1;
+  while (entries_.size() > size) {
+    uint64_t h = NonZero(entries_.back().first);
+    entries_.pop_back();
+    for (size_t i = h & mask; slots_[i] != 0; i = (i + 1) & mask) {
+      if (slots_[i] == h) {
+        EraseSlot(i);
+        break;
+      }
+    }
+  }
 }
 
 void DedupIndex::Grow() {

@@ -43,7 +43,11 @@ struct Version {
 class DedupIndex {
  public:
   bool Contains(uint64_t hash) const;
-  void Insert(uint64_t hash, int64_t ingested_ms);
+  // Adds `hash` unless present; returns whether it was added.
+  bool Insert(uint64_t hash, int64_t ingested_ms);
+  // Removes the entries added after the index held `size` entries (an aborted
+  // transaction's ids).
+  void TruncateTo(size_t size);
   // Forgets entries ingested before `oldest_ms`.
   void Expire(int64_t oldest_ms);
   size_t size() const { return entries_.size(); }
@@ -51,6 +55,7 @@ class DedupIndex {
 
  private:
   void Grow();
+  void EraseSlot(size_t slot);
   // Open addressing, linear probing; 0 marks an empty slot (hash 0 is stored as 1).
   std::vector<uint64_t> slots_;
   size_t used_ = 0;

@@ -79,6 +79,10 @@ class ByteReader {
     std::memcpy(p, in_.data() + pos_, n);
     pos_ += n;
   }
+  void Skip(size_t n) {
+    if (failed_ || n > in_.size() - pos_) { failed_ = true; return; }
+    pos_ += n;
+  }
   bool ok() const { return !failed_; }
   bool done() const { return pos_ == in_.size(); }
   size_t pos() const { return pos_; }

@@ -21,20 +21,48 @@ std::string_view Dictionary::Store(std::string_view name) {
   return {p, name.size()};
 }
 
+size_t Dictionary::Probe(std::string_view name, uint64_t hash) const {
+  size_t mask = slots_.size() - 1;
+  uint64_t tag = hash >> 32;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    uint64_t slot = slots_[i];
+    if (slot == 0) return i;
+    if ((slot >> 32) == tag && this->name(static_cast<DictId>((slot & 0xffffffffu) - 1)) == name)
+      return i;
+  }
+}
+
+void Dictionary::Grow() {
+  std::vector<uint64_t> old = std::move(slots_);
+  slots_.assign(std::max<size_t>(64, old.size() * 2), 0);
+  size_t mask = slots_.size() - 1;
+  for (uint64_t slot : old) {
+    if (slot == 0) continue;
+    DictId id = static_cast<DictId>((slot & 0xffffffffu) - 1);
+    uint64_t hash = std::hash<std::string_view>{}(name(id));
+    size_t i = hash & mask;
+    while (slots_[i] != 0) i = (i + 1) & mask;
+    slots_[i] = slot;
+  }
+}
+
 DictId Dictionary::Intern(std::string_view name, bool* added) {
-  // Only the single writer mutates the map, so its own lookups need no lock.
-  auto it = ids_.find(name);
-  if (it != ids_.end()) {
-    if (added) *added = false;
-    return it->second;
+  // Only the single writer mutates the table, so its own lookups need no lock.
+  uint64_t hash = std::hash<std::string_view>{}(name);
+  if (!slots_.empty()) {
+    uint64_t slot = slots_[Probe(name, hash)];
+    if (slot != 0) {
+      if (added) *added = false;
+      return static_cast<DictId>((slot & 0xffffffffu) - 1);
+    }
   }
   DictId id = static_cast<DictId>(size_.load(std::memory_order_relaxed));
   if ((id & kChunkMask) == 0) chunks_.push_back(std::make_unique<std::string_view[]>(kChunkMask + 1));
-  std::string_view stored = Store(name);
-  chunks_[id >> kChunkBits][id & kChunkMask] = stored;
+  chunks_[id >> kChunkBits][id & kChunkMask] = Store(name);
   {
     std::unique_lock lock(map_mutex_);
-    ids_.emplace(stored, id);
+    if ((id + 1) * 2 > slots_.size()) Grow();
+    slots_[Probe(name, hash)] = (hash >> 32 << 32) | (static_cast<uint64_t>(id) + 1);
   }
   size_.store(id + 1, std::memory_order_release);
   if (added) *added = true;
@@ -43,9 +71,13 @@ DictId Dictionary::Intern(std::string_view name, bool* added) {
 
 std::optional<DictId> Dictionary::Find(std::string_view name) const {
   std::shared_lock lock(map_mutex_);
-  auto it = ids_.find(name);
-  if (it == ids_.end()) return std::nullopt;
-  return it->second;
+  if (slots_.empty()) return std::nullopt;
+  uint64_t slot = slots_[Probe(name, std::hash<std::string_view>{}(name))];
+  if (slot == 0) return std::nullopt;
+  DictId id = static_cast<DictId>((slot & 0xffffffffu) - 1);
+  // A reader may see the slot before the size is published; ids past it are not there yet.
+  if (id >= size()) return std::nullopt;
+  return id;
 }
 
 void Dictionary::EncodeFrom(DictId first, std::string* out) const {

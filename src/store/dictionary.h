@@ -10,7 +10,6 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "store/reader.h"
@@ -36,12 +35,10 @@ class Dictionary {
  private:
   static constexpr int kChunkBits = 14;
   static constexpr DictId kChunkMask = (1u << kChunkBits) - 1;
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-
   std::string_view Store(std::string_view name);
+  // Slot of `name` (holding it, or the empty slot where it would go).
+  size_t Probe(std::string_view name, uint64_t hash) const;
+  void Grow();
 
   // Names live in fixed-size chunks that never move; the chunk table is reserved up front
   // so that it never reallocates while readers index it.
@@ -50,7 +47,9 @@ class Dictionary {
   size_t arena_used_ = 0, arena_size_ = 0;
   std::atomic<size_t> size_{0};
   mutable std::shared_mutex map_mutex_;
-  std::unordered_map<std::string_view, DictId, Hash, std::equal_to<>> ids_;
+  // Open addressing with linear probing: each slot is (32 bits of hash << 32 | id + 1),
+  // 0 when empty, so most mismatches are rejected without touching the string.
+  std::vector<uint64_t> slots_;
 };
 
 // A snapshot's view of a dictionary: only the ids that existed when it was taken.

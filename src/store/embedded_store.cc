@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -94,7 +95,9 @@ Status EmbeddedStore::Load() {
       return FailedPrecondition("{} is in use by another sibyl process (ingest or serve)", dir_);
   }
   RETURN_IF_ERROR(LoadCheckpoint());
+  replaying_ = true;
   RETURN_IF_ERROR(ReplayLog());
+  replaying_ = false;
   if (!options_.read_only) {
     RETURN_IF_ERROR(CleanUnreferencedFiles());
     ASSIGN_OR_RETURN(wal_, WalWriter::Open(dir_ + "/wal/" + WalName(wal_sequence_)));
@@ -255,21 +258,38 @@ void EmbeddedStore::ApplyCommitted(std::vector<StagedBatch>& batches) {
       catalog_->links.push_back(link);
       device_owner_.emplace(link.device, link.user);
     }
-    if (!options_.read_only)
+    // Live transactions inserted their ids while encoding; replayed ones insert here.
+    if (!options_.read_only && replaying_)
       for (uint64_t h : s.dedup_hashes) dedup_.Insert(h, s.ingested_ms);
     version->duplicates_dropped += s.counts.duplicates_dropped;
     if (s.segment) {
       version->events += s.segment->size();
       version->memtable.push_back(s.segment);
-      // Merge small segments like a binary counter, so many small commits (HTTP batches)
-      // do not leave thousands of segments; big ones wait for the checkpoint.
-      constexpr size_t kMergeBelow = 1 << 20;
+      // Many small commits (HTTP batches) would leave thousands of segments. Segments of
+      // similar size (same power of 16) are merged once 16 of them exist, so each event
+      // is re-sorted O(log n) times; the checkpoint merges the rest.
       auto& m = version->memtable;
-      while (m.size() >= 2 && m[m.size() - 2]->size() < kMergeBelow &&
-             m[m.size() - 1]->size() * 2 >= m[m.size() - 2]->size()) {
-        auto merged = Segment::Merge({m[m.size() - 2], m[m.size() - 1]});
-        m.pop_back();
-        m.back() = merged;
+      auto tier = [](size_t n) { return std::bit_width(n) / 4; };
+      for (bool merged = true; merged;) {
+        merged = false;
+        std::map<int, std::vector<size_t>> by_tier;
+        for (size_t i = 0; i < m.size(); ++i) by_tier[tier(m[i]->size())].push_back(i);
+        for (const auto& [t, members] : by_tier) {
+          if (members.size() < 16) continue;
+          std::vector<std::shared_ptr<const Segment>> group, rest;
+          for (size_t i = 0, j = 0; i < m.size(); ++i) {
+            if (j < members.size() && members[j] == i) {
+              group.push_back(m[i]);
+              ++j;
+            } else {
+              rest.push_back(m[i]);
+            }
+          }
+          rest.push_back(Segment::Merge(group));
+          m = std::move(rest);
+          merged = true;
+          break;
+        }
       }
     }
   }

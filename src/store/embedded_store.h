@@ -27,8 +27,9 @@ struct StagedBatch {
 struct TransactionOverlay {
   std::unordered_map<uint64_t, StoredValue> user_values;  // (actor << 32 | key) -> value; kNull: unset
   std::unordered_map<ActorId, ActorId> device_owner;
-  std::vector<uint64_t> dedup_hashes;
-  DedupIndex pending_dedup;
+  // The store's de-dup index already holds this transaction's insert_ids (so later
+  // batches see them); this is its size before, to take them out again on abort.
+  size_t dedup_size_before = 0;
 };
 
 class EmbeddedStore final : public EventStore {
@@ -71,6 +72,7 @@ class EmbeddedStore final : public EventStore {
   std::unordered_map<uint64_t, StoredValue> user_values_;
   std::unordered_map<ActorId, ActorId> device_owner_;
   DedupIndex dedup_;
+  bool replaying_ = false;
 
   std::unique_ptr<WalWriter> wal_;
   uint64_t wal_sequence_ = 0;   // the file appends go to

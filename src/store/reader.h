@@ -54,6 +54,9 @@ using EventTypeId = uint16_t;
 // A slice of events in columnar form, sorted by (actor, time).
 struct EventChunk {
   size_t size = 0;
+  // Property rows count from the start of the stored segment; row r of a property column
+  // is chunk row r - first_row. 0 for chunks from Scan.
+  uint32_t first_row = 0;
   std::span<const ActorId> actor;
   std::span<const int64_t> time;  // epoch ms
   std::span<const EventTypeId> event_type;
@@ -110,6 +113,23 @@ class EventReader {
   virtual Status Scan(const ScanSpec& spec,
                       const std::function<Status(const EventChunk&)>& visit,
                       bool parallel = false) const = 0;
+
+  // The events of a block of consecutive actors [first_actor, end_actor), gathered from
+  // every stored segment: one chunk per segment that has rows for them.
+  struct ActorBlock {
+    ActorId first_actor = 0;
+    ActorId end_actor = 0;
+    std::vector<EventChunk> chunks;
+  };
+
+  // Visits all actors in blocks of `actors_per_block` consecutive ids; every event of a
+  // block's actors that `spec` selects is in that block's chunks (possibly with others in
+  // the same segments: callers filter by time and type). Blocks are disjoint, so visitors
+  // running on different threads (`parallel`) never share an actor: per-actor results
+  // need no locks, and a block's rows stay in cache.
+  virtual Status ScanActorBlocks(const ScanSpec& spec, uint32_t actors_per_block,
+                                 const std::function<Status(const ActorBlock&)>& visit,
+                                 bool parallel = false) const = 0;
 
   // One actor's events in [begin, end), in time order.
   virtual Status ScanActor(ActorId actor, int64_t begin_ms, int64_t end_ms,

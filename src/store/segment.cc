@@ -82,27 +82,50 @@ Status DecodeValues(std::string_view raw, std::string_view what, SegmentExtras::
   return Status::Ok();
 }
 
+// Skips one compressed block without decompressing it.
+Status SkipCompressedBlock(ByteReader& r, std::string_view what) {
+  r.Varint();
+  uint64_t compressed = r.Varint();
+  r.U32();
+  if (!r.ok() || compressed > r.remaining()) return Corruption("{}: truncated block header", what);
+  r.Skip(compressed);
+  return Status::Ok();
+}
+
+// Decodes sessions (when `sessions`) and the property columns whose key is in `keys`
+// (sorted; nullptr means all).
 Result<std::shared_ptr<const SegmentExtras>> DecodeExtras(std::string_view bytes,
-                                                          std::string_view what) {
+                                                          std::string_view what, bool sessions,
+                                                          const std::vector<DictId>* keys) {
   auto extras = std::make_shared<SegmentExtras>();
   ByteReader r(bytes);
-  ASSIGN_OR_RETURN(std::string session_raw, ReadCompressedBlock(r, what));
-  ByteReader s(session_raw);
-  uint64_t n = s.Varint();
-  extras->session.resize(n);
-  int64_t previous = 0;
-  for (uint64_t i = 0; i < n; ++i) {
-    int64_t delta = s.SignedVarint();
-    extras->session[i] = previous += delta;
+  if (sessions) {
+    ASSIGN_OR_RETURN(std::string session_raw, ReadCompressedBlock(r, what));
+    ByteReader s(session_raw);
+    uint64_t n = s.Varint();
+    extras->session.resize(n);
+    int64_t previous = 0;
+    for (uint64_t i = 0; i < n; ++i) {
+      int64_t delta = s.SignedVarint();
+      extras->session[i] = previous += delta;
+    }
+    if (!s.ok()) return Corruption("{}: truncated session column", what);
+  } else {
+    RETURN_IF_ERROR(SkipCompressedBlock(r, what));
   }
-  if (!s.ok()) return Corruption("{}: truncated session column", what);
   uint64_t columns = r.Varint();
   if (!r.ok() || columns > bytes.size()) return Corruption("{}: bad property index", what);
-  extras->properties.resize(columns);
-  for (auto& column : extras->properties) {
-    column.key = static_cast<DictId>(r.Varint());
+  for (uint64_t c = 0; c < columns; ++c) {
+    DictId key = static_cast<DictId>(r.Varint());
+    if (keys != nullptr && !std::binary_search(keys->begin(), keys->end(), key)) {
+      RETURN_IF_ERROR(SkipCompressedBlock(r, what));
+      continue;
+    }
+    SegmentExtras::Column column;
+    column.key = key;
     ASSIGN_OR_RETURN(std::string raw, ReadCompressedBlock(r, what));
     RETURN_IF_ERROR(DecodeValues(raw, what, column));
+    extras->properties.push_back(std::move(column));
   }
   return std::shared_ptr<const SegmentExtras>(std::move(extras));
 }
@@ -428,7 +451,7 @@ Result<std::shared_ptr<const Segment>> Segment::DecodeBytes(std::string_view byt
   std::string_view extras;
   RETURN_IF_ERROR(DecodeCore(bytes, what, segment->actor_, segment->time_, segment->type_,
                              segment->min_time_, segment->max_time_, extras));
-  ASSIGN_OR_RETURN(segment->extras_, DecodeExtras(extras, what));
+  ASSIGN_OR_RETURN(segment->extras_, DecodeExtras(extras, what, true, nullptr));
   if (segment->extras_->session.size() != segment->size())
     return Corruption("{}: session column has the wrong length", what);
   return std::shared_ptr<const Segment>(std::move(segment));
@@ -437,7 +460,14 @@ Result<std::shared_ptr<const Segment>> Segment::DecodeBytes(std::string_view byt
 Result<std::shared_ptr<const SegmentExtras>> Segment::Extras() const {
   if (extras_) return extras_;
   if (!file_) return std::make_shared<const SegmentExtras>();
-  return DecodeExtras(encoded_extras_, file_->path());
+  return DecodeExtras(encoded_extras_, file_->path(), true, nullptr);
+}
+
+Result<std::shared_ptr<const SegmentExtras>> Segment::Extras(bool sessions,
+                                                             const std::vector<DictId>& keys) const {
+  if (extras_) return extras_;
+  if (!file_) return std::make_shared<const SegmentExtras>();
+  return DecodeExtras(encoded_extras_, file_->path(), sessions, &keys);
 }
 
 size_t Segment::MemoryBytes() const {

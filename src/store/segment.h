@@ -80,6 +80,10 @@ class Segment {
 
   // The optional columns, decoded (from memory, or from the part file each call).
   Result<std::shared_ptr<const SegmentExtras>> Extras() const;
+  // Only sessions (if asked) and the property columns of `keys` (sorted), which is all a
+  // scan needs; from memory this shares the decoded columns.
+  Result<std::shared_ptr<const SegmentExtras>> Extras(bool sessions,
+                                                      const std::vector<DictId>& keys) const;
   // Bytes this segment holds decoded in memory.
   size_t MemoryBytes() const;
 

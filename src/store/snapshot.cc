@@ -27,66 +27,130 @@ std::vector<const Segment*> StoreSnapshot::Segments() const {
   return out;
 }
 
-Status StoreSnapshot::Scan(const ScanSpec& spec,
-                           const std::function<Status(const EventChunk&)>& visit,
-                           bool parallel) const {
-  std::vector<const Segment*> segments;
-  for (const Segment* s : Segments())
-    if (s->size() > 0 && s->max_time() >= spec.begin_ms && s->min_time() < spec.end_ms)
-      segments.push_back(s);
-  bool need_extras = spec.with_sessions || !spec.property_keys.empty();
+namespace {
 
-  auto scan_one = [&](const Segment* s) -> Status {
-    EventChunk chunk;
-    chunk.size = s->size();
-    chunk.actor = s->actor();
-    chunk.time = s->time();
-    chunk.event_type = s->type();
-    std::shared_ptr<const SegmentExtras> extras;
-    if (need_extras) {
-      ASSIGN_OR_RETURN(extras, s->Extras());
-      if (spec.with_sessions) chunk.session_id = extras->session;
-      for (DictId key : spec.property_keys) {
-        PropertyColumn column;
-        column.key = key;
-        auto it = std::lower_bound(extras->properties.begin(), extras->properties.end(), key,
-                                   [](const SegmentExtras::Column& c, DictId k) { return c.key < k; });
-        if (it != extras->properties.end() && it->key == key) {
-          column.rows = it->rows;
-          column.values = it->values;
-        }
-        chunk.properties.push_back(column);
-      }
-    }
-    return visit(chunk);
-  };
-
+// Runs task(i) for i in [0, n) on up to the machine's cores; stops at the first error.
+Status ParallelFor(size_t n, bool parallel, const std::function<Status(size_t)>& task) {
   unsigned threads = parallel ? std::max(1u, std::thread::hardware_concurrency()) : 1;
-  if (threads <= 1 || segments.size() <= 1) {
-    for (const Segment* s : segments) RETURN_IF_ERROR(scan_one(s));
+  if (threads <= 1 || n <= 1) {
+    for (size_t i = 0; i < n; ++i) RETURN_IF_ERROR(task(i));
     return Status::Ok();
   }
-  // Largest segments first, handed out dynamically, so two cores finish together.
-  std::sort(segments.begin(), segments.end(),
-            [](const Segment* a, const Segment* b) { return a->size() > b->size(); });
   std::atomic<size_t> next{0};
   std::mutex error_mutex;
   Status first_error;
   auto worker = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < segments.size();) {
-      Status st = scan_one(segments[i]);
+    for (size_t i; (i = next.fetch_add(1)) < n;) {
+      Status st = task(i);
       if (!st.ok()) {
         std::lock_guard lock(error_mutex);
         if (first_error.ok()) first_error = st;
-        next = segments.size();
+        next = n;
       }
     }
   };
   std::vector<std::thread> pool;
-  for (unsigned t = 1; t < std::min<size_t>(threads, segments.size()); ++t) pool.emplace_back(worker);
+  for (unsigned t = 1; t < std::min<size_t>(threads, n); ++t) pool.emplace_back(worker);
   worker();
   for (auto& t : pool) t.join();
   return first_error;
+}
+
+}  // namespace
+
+Result<std::vector<StoreSnapshot::Selected>> StoreSnapshot::Select(const ScanSpec& spec,
+                                                                   bool parallel) const {
+  std::vector<Selected> selected;
+  for (const Segment* s : Segments())
+    if (s->size() > 0 && s->max_time() >= spec.begin_ms && s->min_time() < spec.end_ms)
+      selected.push_back({s, nullptr});
+  if (spec.with_sessions || !spec.property_keys.empty()) {
+    std::vector<DictId> keys = spec.property_keys;
+    std::sort(keys.begin(), keys.end());
+    RETURN_IF_ERROR(ParallelFor(selected.size(), parallel, [&](size_t i) -> Status {
+      ASSIGN_OR_RETURN(selected[i].extras, selected[i].segment->Extras(spec.with_sessions, keys));
+      return Status::Ok();
+    }));
+  }
+  return selected;
+}
+
+EventChunk StoreSnapshot::MakeChunk(const ScanSpec& spec, const Selected& selected,
+                                    uint32_t begin, uint32_t end) {
+  const Segment& s = *selected.segment;
+  EventChunk chunk;
+  chunk.size = end - begin;
+  chunk.first_row = begin;
+  chunk.actor = std::span(s.actor()).subspan(begin, end - begin);
+  chunk.time = std::span(s.time()).subspan(begin, end - begin);
+  chunk.event_type = std::span(s.type()).subspan(begin, end - begin);
+  if (!selected.extras) return chunk;
+  const SegmentExtras& x = *selected.extras;
+  if (spec.with_sessions && x.session.size() == s.size())
+    chunk.session_id = std::span(x.session).subspan(begin, end - begin);
+  for (DictId key : spec.property_keys) {
+    PropertyColumn column;
+    column.key = key;
+    auto it = std::lower_bound(x.properties.begin(), x.properties.end(), key,
+                               [](const SegmentExtras::Column& c, DictId k) { return c.key < k; });
+    if (it != x.properties.end() && it->key == key) {
+      auto lo = std::lower_bound(it->rows.begin(), it->rows.end(), begin);
+      auto hi = std::lower_bound(lo, it->rows.end(), end);
+      size_t from = static_cast<size_t>(lo - it->rows.begin());
+      size_t count = static_cast<size_t>(hi - lo);
+      column.rows = std::span(it->rows).subspan(from, count);
+      column.values = std::span(it->values).subspan(from, count);
+    }
+    chunk.properties.push_back(column);
+  }
+  return chunk;
+}
+
+Status StoreSnapshot::Scan(const ScanSpec& spec,
+                           const std::function<Status(const EventChunk&)>& visit,
+                           bool parallel) const {
+  ASSIGN_OR_RETURN(auto selected, Select(spec, parallel));
+  // Largest segments first, handed out dynamically, so two cores finish together.
+  std::sort(selected.begin(), selected.end(), [](const Selected& a, const Selected& b) {
+    return a.segment->size() > b.segment->size();
+  });
+  return ParallelFor(selected.size(), parallel, [&](size_t i) {
+    return visit(MakeChunk(spec, selected[i], 0, static_cast<uint32_t>(selected[i].segment->size())));
+  });
+}
+
+Status StoreSnapshot::ScanActorBlocks(const ScanSpec& spec, uint32_t actors_per_block,
+                                      const std::function<Status(const ActorBlock&)>& visit,
+                                      bool parallel) const {
+  if (actors_per_block == 0) return InvalidArgument("actors_per_block must be positive");
+  ASSIGN_OR_RETURN(auto selected, Select(spec, parallel));
+  size_t actors = actors_.size();
+  size_t blocks = (actors + actors_per_block - 1) / actors_per_block;
+  // Row boundaries of every block in every segment, by one pass over each actor column.
+  std::vector<std::vector<uint32_t>> bounds(selected.size());
+  RETURN_IF_ERROR(ParallelFor(selected.size(), parallel, [&](size_t k) -> Status {
+    const auto& a = selected[k].segment->actor();
+    auto& b = bounds[k];
+    b.resize(blocks + 1);
+    size_t row = 0;
+    for (size_t block = 0; block <= blocks; ++block) {
+      uint64_t first = static_cast<uint64_t>(block) * actors_per_block;
+      while (row < a.size() && a[row] < first) ++row;
+      b[block] = static_cast<uint32_t>(row);
+    }
+    b[blocks] = static_cast<uint32_t>(a.size());
+    return Status::Ok();
+  }));
+  return ParallelFor(blocks, parallel, [&](size_t block) -> Status {
+    ActorBlock ab;
+    ab.first_actor = static_cast<ActorId>(block * actors_per_block);
+    ab.end_actor = static_cast<ActorId>(std::min<uint64_t>(actors, (block + 1) * uint64_t{actors_per_block}));
+    for (size_t k = 0; k < selected.size(); ++k) {
+      uint32_t begin = bounds[k][block], end = bounds[k][block + 1];
+      if (begin < end) ab.chunks.push_back(MakeChunk(spec, selected[k], begin, end));
+    }
+    return visit(ab);
+  });
 }
 
 Status StoreSnapshot::ScanActor(ActorId actor, int64_t begin_ms, int64_t end_ms,

@@ -24,6 +24,9 @@ class StoreSnapshot final : public EventReader {
 
   Status Scan(const ScanSpec& spec, const std::function<Status(const EventChunk&)>& visit,
               bool parallel) const override;
+  Status ScanActorBlocks(const ScanSpec& spec, uint32_t actors_per_block,
+                         const std::function<Status(const ActorBlock&)>& visit,
+                         bool parallel) const override;
   Status ScanActor(ActorId actor, int64_t begin_ms, int64_t end_ms,
                    const std::function<void(int64_t, DictId)>& visit) const override;
   std::span<const UserPropertyRecord> user_property_history() const override;
@@ -31,6 +34,15 @@ class StoreSnapshot final : public EventReader {
 
  private:
   std::vector<const Segment*> Segments() const;
+  // The segments `spec`'s time range touches, with the optional columns it asks for.
+  struct Selected {
+    const Segment* segment;
+    std::shared_ptr<const SegmentExtras> extras;
+  };
+  Result<std::vector<Selected>> Select(const ScanSpec& spec, bool parallel) const;
+  // A chunk of rows [begin, end) of `selected`, with `spec`'s columns.
+  static EventChunk MakeChunk(const ScanSpec& spec, const Selected& selected, uint32_t begin,
+                              uint32_t end);
 
   std::shared_ptr<const Catalog> catalog_;
   std::shared_ptr<const Version> version_;

@@ -124,11 +124,10 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
     int64_t time = e.has_time ? e.time_ms : staged.ingested_ms;
     if (!e.insert_id.empty()) {
       uint64_t h = HashInsertId(e.insert_id);
-      if (dedup_.Contains(h) || overlay.pending_dedup.Contains(h)) {
+      if (!dedup_.Insert(h, staged.ingested_ms)) {
         ++staged.counts.duplicates_dropped;
         continue;
       }
-      overlay.pending_dedup.Insert(h, staged.ingested_ms);
       staged.dedup_hashes.push_back(h);
     }
     ActorId actor;
@@ -306,7 +305,12 @@ Result<StagedBatch> EmbeddedStore::DecodeStaged(std::string_view payload, uint64
 class StoreTransaction final : public Transaction {
  public:
   explicit StoreTransaction(EmbeddedStore* store)
-      : store_(store), lock_(store->write_mutex_), id_(store->next_txn_++) {}
+      : store_(store), lock_(store->write_mutex_), id_(store->next_txn_++) {
+    overlay_.dedup_size_before = store_->dedup_.size();
+  }
+  ~StoreTransaction() override {
+    if (!committed_) store_->dedup_.TruncateTo(overlay_.dedup_size_before);
+  }
 
   Result<AppendResult> Add(const EventBatch& batch) override {
     if (committed_ || failed_) return FailedPrecondition("transaction already ended");

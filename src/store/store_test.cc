@@ -4,6 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <set>
+#include <tuple>
 
 namespace sibyl {
 namespace {
@@ -318,6 +321,40 @@ TEST_F(StoreTest, SnapshotIsStableWhileAppendsContinue) {
   EXPECT_EQ(CountEvents(*before), 1u);
   EXPECT_FALSE(before->event_types().Find("Brand New Type").has_value());
   EXPECT_EQ(CountEvents(*store->Snapshot()), 2u);
+}
+
+TEST_F(StoreTest, ActorBlocksCoverEveryEventOnceWithItsProperties) {
+  auto store = Open();
+  for (int round = 0; round < 3; ++round) {  // several segments: parts and memtable
+    EventBatch batch;
+    for (int i = 0; i < 500; ++i)
+      Add(batch, "user-" + std::to_string((i * 7 + round) % 97), "View", round * kMsPerWeek + i * 1000);
+    ASSERT_TRUE(store->Append(batch).ok());
+    if (round < 2) ASSERT_TRUE(store->Checkpoint().ok());
+  }
+  auto snap = store->Snapshot();
+  ScanSpec spec;
+  spec.property_keys = {*snap->property_keys().Find("price")};
+  for (uint32_t per_block : {1u, 10u, 64u, 1000u}) {
+    std::mutex mutex;
+    std::multiset<std::tuple<ActorId, int64_t, double>> seen;
+    ASSERT_TRUE(snap->ScanActorBlocks(spec, per_block, [&](const EventReader::ActorBlock& block) {
+      for (const EventChunk& c : block.chunks) {
+        std::vector<double> price(c.size, -1);
+        for (size_t j = 0; j < c.properties[0].rows.size(); ++j)
+          price[c.properties[0].rows[j] - c.first_row] = c.properties[0].values[j].number;
+        std::lock_guard lock(mutex);
+        for (size_t i = 0; i < c.size; ++i) {
+          EXPECT_GE(c.actor[i], block.first_actor);
+          EXPECT_LT(c.actor[i], block.end_actor);
+          seen.insert({c.actor[i], c.time[i], price[i]});
+        }
+      }
+      return Status::Ok();
+    }, /*parallel=*/true).ok());
+    EXPECT_EQ(seen.size(), 1500u) << per_block;
+    for (const auto& [actor, time, p] : seen) EXPECT_DOUBLE_EQ(p, static_cast<double>(time % 1000) / 10);
+  }
 }
 
 }  // namespace
