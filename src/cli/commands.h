@@ -43,5 +43,8 @@ void AddIngestCommand(CLI::App& app, const GlobalOptions& global);
 void AddStatsCommand(CLI::App& app, const GlobalOptions& global);
 void AddFeaturesCommand(CLI::App& app, const GlobalOptions& global);
 void AddCohortSizeCommand(CLI::App& app, const GlobalOptions& global);
+void AddPredictCommand(CLI::App& app, const GlobalOptions& global);
+void AddTrainCommand(CLI::App& app, const GlobalOptions& global);
+void AddBacktestCommand(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace sibyl

@@ -48,6 +48,9 @@ int main(int argc, char** argv) {
   AddStatsCommand(app, global);
   AddFeaturesCommand(app, global);
   AddCohortSizeCommand(app, global);
+  AddPredictCommand(app, global);
+  AddTrainCommand(app, global);
+  AddBacktestCommand(app, global);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,48 @@
+// Backtests: how would this prediction have done? For each of K earlier evaluation cutoffs
+// E_k (one week apart, the newest being the last cutoff whose horizon is fully observed),
+// train a model as of E_k (so its training cutoff is E_k - H and it never sees anything at
+// or after E_k), score the cohort at E_k, and compare the scores with what then happened
+// in [E_k, E_k + H). See docs/PREDICTIONS.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "pipeline/train_run.h"
+
+namespace sibyl::pipeline {
+
+struct BacktestOptions {
+  int cutoffs = 4;
+  int step_days = 7;
+  // The newest evaluation cutoff is TrainCutoff(as_of, H); default as_of: the last event.
+  TrainRequest train;
+};
+
+struct BacktestRow {
+  int64_t eval_cutoff_ms = 0;
+  int64_t train_cutoff_ms = 0;
+  std::string error;          // non-empty when this cutoff could not be trained or scored
+  std::string model_type;
+  uint64_t users = 0;         // scored at E_k
+  uint64_t positives = 0;     // rows with the outcome (revenue: a non-zero amount)
+  double base_rate = 0;
+  double mean_score = 0;      // mean calibrated probability (or predicted amount)
+  double roc_auc = 0, log_loss = 0, ece = 0, pr_auc = 0, lift_top_decile = 0;  // classification
+  double mae = 0, rmse = 0, spearman = 0;                                       // revenue
+  double holdout_roc_auc = 0;  // the model's own held-out AUC at training time
+  double seconds = 0;
+};
+
+// Runs every cutoff; a cutoff that fails (for instance not eligible) is reported in its
+// row and the others still run. Fails only when the definition itself is unusable.
+Result<std::vector<BacktestRow>> RunBacktest(const EventReader& reader, const PredictionDefinition& definition,
+                                             const BacktestOptions& options);
+
+nlohmann::json BacktestToJson(const PredictionDefinition& definition, const std::vector<BacktestRow>& rows);
+
+}  // namespace sibyl::pipeline

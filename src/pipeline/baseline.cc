@@ -1,0 +1,50 @@
+#include "pipeline/baseline.h"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <regex>
+
+#include "ml/linear_model.h"
+#include "ml/model.h"
+
+namespace sibyl::pipeline {
+
+Result<ml::Dataset> RecencyFrequencyColumns(const ml::Dataset& data) {
+  static const std::regex recent_count(R"(^count\(".*"\) week -[1-4]$)");
+  std::optional<size_t> recency;
+  std::vector<size_t> counts;
+  for (size_t c = 0; c < data.num_columns(); ++c) {
+    const std::string& name = data.feature_names[c];
+    if (name == "hours since last event") recency = c;
+    else if (std::regex_match(name, recent_count)) counts.push_back(c);
+  }
+  if (!recency) return FailedPrecondition("the feature matrix has no \"hours since last event\" column");
+  ml::Dataset out;
+  out.kind = data.kind;
+  out.feature_names = {"log1p(hours since last event)", "log1p(events in the last 4 weeks)"};
+  out.labels = data.labels;
+  out.user_keys = data.user_keys;
+  out.values.resize(data.num_rows() * 2);
+  for (size_t r = 0; r < data.num_rows(); ++r) {
+    const float* row = data.row(r);
+    double frequency = 0;
+    for (size_t c : counts) frequency += row[c];
+    out.values[2 * r] = static_cast<float>(std::log1p(std::max(0.0f, row[*recency])));
+    out.values[2 * r + 1] = static_cast<float>(std::log1p(frequency));
+  }
+  return out;
+}
+
+Result<std::vector<double>> RecencyFrequencyBaseline(const ml::Dataset& data, const ml::Split& split) {
+  ASSIGN_OR_RETURN(ml::Dataset rf, RecencyFrequencyColumns(data));
+  ml::LinearOptions options;
+  options.num_threads = 1;
+  ASSIGN_OR_RETURN(auto model, ml::LinearModel::Train(rf, split.fit_rows, {}, options));
+  std::vector<float> test = ml::GatherRows(rf, split.test_rows);
+  ASSIGN_OR_RETURN(std::vector<double> margins, model->PredictMargin(test));
+  for (double& m : margins) m = ml::MarginToOutput(rf.kind, m);
+  return margins;
+}
+
+}  // namespace sibyl::pipeline

@@ -1,0 +1,46 @@
+// Test helpers: a store in a temporary directory filled with simulated events.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "pipeline/prediction.h"
+#include "store/event_store.h"
+
+namespace sibyl::pipeline::testing_util {
+
+// Sizes that keep the suite fast, smaller still under AddressSanitizer.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr uint64_t kTestUsers = 1200;
+#else
+inline constexpr uint64_t kTestUsers = 3000;
+#endif
+inline constexpr int kTestDays = 70;
+
+// A data directory with `users` simulated users over `days` days (seed 7), ingested.
+// Removed on destruction.
+class GeneratedStore {
+ public:
+  explicit GeneratedStore(uint64_t users = kTestUsers, int days = kTestDays);
+  ~GeneratedStore();
+  const std::string& dir() const { return dir_; }
+  std::shared_ptr<const EventReader> Snapshot() const { return store_->Snapshot(); }
+  const Status& status() const { return status_; }
+
+ private:
+  std::string dir_;
+  std::unique_ptr<EventStore> store_;
+  Status status_;
+};
+
+// "purchase_7d": propensity of "Purchase" within 7 days among users active in 30 days.
+PredictionDefinition PurchaseDefinition();
+// "churn_14d": no event at all within 14 days among users active in 30 days.
+PredictionDefinition ChurnDefinition();
+
+}  // namespace sibyl::pipeline::testing_util
+
+namespace sibyl::pipeline::testing_util {
+// One generated store shared by every test of the binary (generating is the slow part).
+const GeneratedStore& SharedStore();
+}  // namespace sibyl::pipeline::testing_util

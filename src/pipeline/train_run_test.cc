@@ -1,0 +1,159 @@
+#include "pipeline/train_run.h"
+
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "common/file.h"
+#include "pipeline/backtest.h"
+#include "pipeline/feature_words.h"
+#include "pipeline/pipeline_test_util.h"
+
+namespace sibyl::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TrainRunTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(testing_util::SharedStore().status().ok()) << testing_util::SharedStore().status().ToString();
+    reader_ = testing_util::SharedStore().Snapshot();
+    dir_ = (fs::temp_directory_path() / ("sibyl-train-run-test-" + std::to_string(::getpid()))).string();
+    fs::remove_all(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // One thread everywhere: the model bytes are then a function of data and seed.
+  static TrainRequest Request() {
+    TrainRequest request;
+    request.num_threads = 1;
+    request.parallel_queries = false;
+    request.set.eligibility.min_history_days = 49;
+    return request;
+  }
+
+  std::shared_ptr<const EventReader> reader_;
+  std::string dir_;
+};
+
+TEST_F(TrainRunTest, EndToEndTrainWritesAVersionThatReloadsAndScoresIdentically) {
+  PredictionRegistry registry(dir_);
+  PredictionDefinition definition = testing_util::PurchaseDefinition();
+  ASSERT_TRUE(registry.Create(definition).ok());
+  TrainRequest request = Request();
+  request.keep_matrix = true;
+  std::vector<std::string> stages;
+  request.on_stage = [&](std::string_view s) { stages.emplace_back(s); };
+  auto fitted = FitPrediction(*reader_, definition, request);
+  ASSERT_TRUE(fitted.ok()) << fitted.status().ToString();
+  EXPECT_EQ(fitted->train_cutoff_ms, TrainCutoff(reader_->max_time_ms(), 7));
+  EXPECT_GT(fitted->set.data.num_columns(), 100u);
+  EXPECT_GE(fitted->set.positives, 100u);
+  EXPECT_GT(fitted->result.metrics.roc_auc, 0.6);  // the simulator hides intent, but not all of it
+  for (const char* stage : {"cohort", "labels", "features", "split", "drivers"})
+    EXPECT_NE(std::find(stages.begin(), stages.end(), stage), stages.end()) << stage;
+
+  const auto& data = fitted->set.data;
+  std::vector<float> rows(data.values.begin(), data.values.begin() + std::min<size_t>(200, data.num_rows()) * data.num_columns());
+  auto before = fitted->result.Predict(rows);
+  ASSERT_TRUE(before.ok());
+  nlohmann::json summary;
+  ASSERT_TRUE(WriteVersion(registry.VersionDir(definition.name, 1), 1, *fitted, request, summary).ok());
+  EXPECT_EQ(*registry.Versions(definition.name), std::vector<int>{1});
+  for (const char* file : {"version.json", "holdout.json", "model/manifest.json", "model/extra.json"})
+    EXPECT_TRUE(fs::exists(registry.VersionDir(definition.name, 1) + "/" + file)) << file;
+
+  auto loaded = LoadVersion(registry, definition.name, 1);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  auto after = loaded->bundle.Score(rows);
+  ASSERT_TRUE(after.ok());
+  ASSERT_EQ(after->size(), before->size());
+  for (size_t i = 0; i < before->size(); ++i) ASSERT_EQ((*before)[i], (*after)[i]) << i;
+  EXPECT_EQ(loaded->summary["data_window"]["train_cutoff_ms"].get<int64_t>(), fitted->train_cutoff_ms);
+  EXPECT_FALSE(loaded->holdout_predictions.empty());
+  auto spec = SpecOf(loaded->bundle);
+  ASSERT_TRUE(spec.ok());
+  EXPECT_EQ(spec->ColumnNames(), loaded->bundle.feature_names);
+  ASSERT_FALSE(loaded->bundle.drivers.empty());
+  EXPECT_NE(DescribeFeature(loaded->bundle.drivers[0].feature), "");
+}
+
+TEST_F(TrainRunTest, SameDataAndSeedOnOneThreadGiveTheSameModelBytes) {
+  PredictionRegistry registry(dir_);
+  PredictionDefinition definition = testing_util::ChurnDefinition();
+  ASSERT_TRUE(registry.Create(definition).ok());
+  auto first = TrainPrediction(registry, *reader_, definition, Request());
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto second = TrainPrediction(registry, *reader_, definition, Request());
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(first->version, 1);
+  EXPECT_EQ(second->version, 2);
+  const std::string model_file = first->summary["model_type"] == "linear" ? "model.json" : "model.ubj";
+  auto a = ReadFile(first->dir + "/model/" + model_file);
+  auto b = ReadFile(second->dir + "/model/" + model_file);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_FALSE(a->empty());
+  EXPECT_TRUE(*a == *b) << "model bytes differ between two identical runs";
+  for (const char* file : {"calibration.json", "drivers.json", "metrics.json", "extra.json"}) {
+    EXPECT_EQ(*ReadFile(first->dir + "/model/" + file), *ReadFile(second->dir + "/model/" + file)) << file;
+  }
+}
+
+TEST_F(TrainRunTest, IneligiblePredictionTrainsNothing) {
+  PredictionRegistry registry(dir_);
+  PredictionDefinition definition = testing_util::PurchaseDefinition();
+  ASSERT_TRUE(registry.Create(definition).ok());
+  TrainRequest request = Request();
+  request.set.eligibility.min_negatives = 10'000'000;
+  auto trained = TrainPrediction(registry, *reader_, definition, request);
+  ASSERT_FALSE(trained.ok());
+  EXPECT_EQ(trained.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(trained.status().message().find("not eligible: found"), std::string::npos);
+  EXPECT_TRUE(registry.Versions(definition.name)->empty());
+
+  request = Request();
+  request.as_of_ms = reader_->min_time_ms() + 40 * kMsPerDay;  // T_train 33 days in: too little history
+  trained = TrainPrediction(registry, *reader_, definition, request);
+  ASSERT_FALSE(trained.ok());
+  EXPECT_NE(trained.status().message().find("need 49 days of history"), std::string::npos)
+      << trained.status().message();
+  EXPECT_TRUE(registry.Versions(definition.name)->empty());
+}
+
+TEST_F(TrainRunTest, BacktestScoresEachCutoffAgainstWhatHappened) {
+  BacktestOptions options;
+  options.cutoffs = 2;
+  options.train = Request();
+  options.train.set.eligibility.min_history_days = 28;
+  options.train.ml.train_random_forest = false;  // keep it quick; the rows are what is tested
+  auto rows = RunBacktest(*reader_, testing_util::ChurnDefinition(), options);
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].eval_cutoff_ms - (*rows)[1].eval_cutoff_ms, 7 * kMsPerDay);
+  for (const BacktestRow& r : *rows) {
+    ASSERT_TRUE(r.error.empty()) << r.error;
+    EXPECT_EQ(r.train_cutoff_ms, r.eval_cutoff_ms - 14 * kMsPerDay);
+    EXPECT_GT(r.users, 0u);
+    EXPECT_GT(r.roc_auc, 0.55);
+    EXPECT_GT(r.base_rate, 0.0);
+    EXPECT_LT(r.base_rate, 1.0);
+  }
+}
+
+TEST(FeatureWordsTest, ColumnsReadAsPlainWords) {
+  EXPECT_EQ(DescribeFeature("count(\"Add to Cart\") week -1"), "Add to Cart events in the last 7 days");
+  EXPECT_EQ(DescribeFeature("count(\"Purchase\") week -3"), "Purchase events 14-21 days ago");
+  EXPECT_EQ(DescribeFeature("count(\"category\" = \"shoes\") week -2"), "events with category = shoes 7-14 days ago");
+  EXPECT_EQ(DescribeFeature("sum(\"price\") week -1"), "total price in the last 7 days");
+  EXPECT_EQ(DescribeFeature("last(\"plan\") = \"pro\""), "plan is pro");
+  EXPECT_EQ(DescribeFeature("first(\"plan\") = other"), "plan was first another value");
+  EXPECT_EQ(DescribeFeature("hours since last \"Purchase\""), "hours since the last Purchase");
+  EXPECT_EQ(DescribeFeature("tenure hours"), "hours since first seen");
+  EXPECT_EQ(DescribeFeature("something new"), "something new");
+  EXPECT_EQ(DescribeDirection(1, false), "higher -> more likely");
+  EXPECT_EQ(DescribeDirection(-1, true), "higher -> lower amount");
+}
+
+}  // namespace
+}  // namespace sibyl::pipeline

@@ -1,0 +1,252 @@
+#include "pipeline/training_set.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "common/time.h"
+#include "ml/split.h"
+
+namespace sibyl::pipeline {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// Salt of the per-cutoff sample, distinct from ml's split salts so that which users are
+// sampled says nothing about which side of the split they land on.
+constexpr uint64_t kSampleSalt = 0x5eed'5a3b'1e00'0001ULL;
+
+// Accumulates seconds per stage name (stacked cutoffs run each stage several times).
+class StageClock {
+ public:
+  StageClock(std::vector<StageSeconds>& times, const std::function<void(std::string_view)>& on_stage)
+      : times_(times), on_stage_(on_stage) {}
+  ~StageClock() { Stop(); }
+  void Start(std::string_view stage) {
+    Stop();
+    if (on_stage_) on_stage_(stage);
+    current_ = stage;
+    start_ = SteadyClock::now();
+  }
+  void Stop() {
+    if (current_.empty()) return;
+    double s = std::chrono::duration<double>(SteadyClock::now() - start_).count();
+    auto it = std::find_if(times_.begin(), times_.end(), [&](const StageSeconds& t) { return t.stage == current_; });
+    if (it == times_.end()) times_.push_back({current_, s});
+    else it->seconds += s;
+    current_.clear();
+  }
+
+ private:
+  std::vector<StageSeconds>& times_;
+  const std::function<void(std::string_view)>& on_stage_;
+  std::string current_;
+  SteadyClock::time_point start_;
+};
+
+std::string Day(int64_t ms) { return FormatTime(ms).substr(0, 10); }
+
+// Keeps at most `max_users` of `users` by a seeded hash of their ids, in their order.
+void SampleUsers(UserSet& users, std::vector<std::string>& ids, uint64_t max_users, uint64_t seed) {
+  if (users.actors.size() <= max_users) return;
+  std::vector<uint64_t> hashes(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) hashes[i] = ml::MixHash(UserKey(ids[i]), kSampleSalt + seed);
+  std::vector<uint64_t> sorted = hashes;
+  std::nth_element(sorted.begin(), sorted.begin() + (max_users - 1), sorted.end());
+  const uint64_t threshold = sorted[max_users - 1];
+  size_t kept = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (hashes[i] > threshold || kept == max_users) continue;
+    users.actors[kept] = users.actors[i];
+    ids[kept] = std::move(ids[i]);
+    ++kept;
+  }
+  users.actors.resize(kept);
+  ids.resize(kept);
+}
+
+TaxonomyOptions TaxonomyFor(const PredictionDefinition& definition, const CohortExpr& cohort,
+                            TaxonomyOptions options) {
+  std::vector<std::string> events, event_props, user_props;
+  CollectNames(cohort, events, event_props, user_props);
+  // The outcome's own history ("hours since last Purchase") is usually the best feature.
+  if (!definition.outcome_event.empty()) events.push_back(definition.outcome_event);
+  if (!definition.revenue_property.empty()) event_props.push_back(definition.revenue_property);
+  for (auto* list : {&events, &event_props, &user_props}) {
+    std::sort(list->begin(), list->end());
+    list->erase(std::unique(list->begin(), list->end()), list->end());
+  }
+  options.required_event_types.insert(options.required_event_types.end(), events.begin(), events.end());
+  options.required_event_properties.insert(options.required_event_properties.end(), event_props.begin(),
+                                           event_props.end());
+  options.required_user_properties.insert(options.required_user_properties.end(), user_props.begin(),
+                                          user_props.end());
+  return options;
+}
+
+bool IsPositive(float label) { return label != 0.0f; }
+
+}  // namespace
+
+ml::TaskKind TaskFor(PredictionKind kind) {
+  return kind == PredictionKind::kRevenue ? ml::TaskKind::kRegression : ml::TaskKind::kClassification;
+}
+
+int64_t TrainCutoff(int64_t as_of_ms, int horizon_days) {
+  return FloorHour(as_of_ms - static_cast<int64_t>(horizon_days) * kMsPerDay);
+}
+
+std::vector<int64_t> StackedCutoffs(int64_t train_cutoff_ms, int stack) {
+  std::vector<int64_t> cutoffs;
+  for (int k = 0; k <= std::max(0, stack); ++k) cutoffs.push_back(train_cutoff_ms - k * kMsPerWeek);
+  return cutoffs;
+}
+
+uint64_t UserKey(std::string_view row_id) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : row_id) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+Status CheckHistory(const EventReader& reader, int64_t earliest_cutoff_ms, const EligibilityOptions& options) {
+  const int64_t first = reader.min_time_ms();
+  const int64_t needed_from = earliest_cutoff_ms - static_cast<int64_t>(options.min_history_days) * kMsPerDay;
+  if (reader.event_count() == 0 || first == INT64_MAX) {
+    return FailedPrecondition("not eligible: the store holds no events (ingest some first)");
+  }
+  if (first > needed_from) {
+    const double found_days = std::max<double>(0, static_cast<double>(earliest_cutoff_ms - first) / kMsPerDay);
+    return FailedPrecondition(
+        "not eligible: the data before the training cutoff {} spans {:.1f} days (from {}); the weekly "
+        "feature windows need {} days of history (events from {} or earlier). Use a later --as-of, fewer "
+        "--stack cutoffs, a shorter horizon, or ingest older events",
+        FormatTime(earliest_cutoff_ms), found_days, Day(first), options.min_history_days, Day(needed_from));
+  }
+  return Status::Ok();
+}
+
+Status CheckLabelCounts(PredictionKind kind, uint64_t positives, uint64_t negatives,
+                        const std::vector<CutoffSummary>& summaries, const EligibilityOptions& options) {
+  if (positives >= options.min_positives && negatives >= options.min_negatives) return Status::Ok();
+  const char* pos_word = kind == PredictionKind::kChurn     ? "users who churned"
+                         : kind == PredictionKind::kRevenue ? "users with revenue"
+                                                            : "users who did the outcome";
+  const char* neg_word = kind == PredictionKind::kChurn     ? "users who stayed"
+                         : kind == PredictionKind::kRevenue ? "users without revenue"
+                                                            : "users who did not";
+  std::string per_cutoff;
+  for (const CutoffSummary& s : summaries) {
+    per_cutoff += fmt::format("{}{}: {} of {}", per_cutoff.empty() ? "" : "; ", FormatTime(s.cutoff_ms),
+                              s.positives, s.rows);
+  }
+  return FailedPrecondition(
+      "not eligible: found {} {} and {} {} in the cohort ({}); training needs at least {} and {}. "
+      "Widen the cohort, lengthen the horizon, or stack earlier cutoffs (--stack)",
+      positives, pos_word, negatives, neg_word, per_cutoff, options.min_positives, options.min_negatives);
+}
+
+Result<TrainingSet> BuildTrainingSet(const EventReader& reader, const QueryEngine& engine,
+                                     const PredictionDefinition& definition,
+                                     const std::vector<int64_t>& cutoffs, const TrainingSetOptions& options) {
+  if (cutoffs.empty()) return InvalidArgument("no training cutoff");
+  TrainingSet set;
+  set.cutoffs = cutoffs;
+  StageClock clock(set.stage_times, options.on_stage);
+
+  clock.Start("eligibility");
+  RETURN_IF_ERROR(ValidateAgainstStore(definition, reader));
+  RETURN_IF_ERROR(CheckHistory(reader, *std::min_element(cutoffs.begin(), cutoffs.end()), options.eligibility));
+  ASSIGN_OR_RETURN(LabelSpec label, ToLabelSpec(definition));
+  ASSIGN_OR_RETURN(CohortExpr cohort, ToCohort(definition));
+
+  struct PerCutoff {
+    UserSet users;
+    std::vector<std::string> ids;
+    std::vector<float> labels;
+  };
+  std::vector<PerCutoff> parts(cutoffs.size());
+  for (size_t c = 0; c < cutoffs.size(); ++c) {
+    clock.Start("cohort");
+    PerCutoff& part = parts[c];
+    ASSIGN_OR_RETURN(part.users, engine.Cohort(cohort, cutoffs[c]));
+    part.ids = engine.UserIds(part.users);
+    CutoffSummary summary{.cutoff_ms = cutoffs[c], .cohort_users = part.users.actors.size()};
+    SampleUsers(part.users, part.ids, options.max_users, options.seed);
+    summary.rows = part.users.actors.size();
+    clock.Start("labels");
+    ASSIGN_OR_RETURN(part.labels, engine.Labels(label, cutoffs[c], part.users));
+    for (float y : part.labels) {
+      summary.positives += IsPositive(y);
+      summary.label_sum += y;
+    }
+    set.positives += summary.positives;
+    set.negatives += summary.rows - summary.positives;
+    set.summaries.push_back(summary);
+  }
+  clock.Start("eligibility");
+  RETURN_IF_ERROR(CheckLabelCounts(definition.kind, set.positives, set.negatives, set.summaries, options.eligibility));
+
+  // One taxonomy for every stacked cutoff, from the newest: the columns must line up, and
+  // the newest data is what scoring will look like.
+  clock.Start("taxonomy");
+  ASSIGN_OR_RETURN(set.spec.taxonomy,
+                   engine.BuildTaxonomy(cutoffs.front(), TaxonomyFor(definition, cohort, options.taxonomy)));
+  const std::vector<std::string> columns = set.spec.ColumnNames();
+  const size_t p = columns.size();
+  size_t total_rows = 0;
+  for (const PerCutoff& part : parts) total_rows += part.labels.size();
+
+  set.data.kind = TaskFor(definition.kind);
+  set.data.feature_names = columns;
+  set.data.values.reserve(total_rows * p);
+  set.data.labels.reserve(total_rows);
+  set.data.user_keys.reserve(total_rows);
+  set.row_ids.reserve(total_rows);
+  set.row_cutoff.reserve(total_rows);
+  for (size_t c = 0; c < cutoffs.size(); ++c) {
+    clock.Start("features");
+    PerCutoff& part = parts[c];
+    ASSIGN_OR_RETURN(FeatureMatrix matrix, engine.Features(set.spec, cutoffs[c], part.users));
+    if (matrix.cols() != p || matrix.rows() != part.labels.size())
+      return Internal("feature matrix is {}x{}, expected {}x{}", matrix.rows(), matrix.cols(), part.labels.size(), p);
+    clock.Start("dataset");
+    const size_t before = set.data.values.size();
+    set.data.values.resize(before + matrix.rows() * p);
+    if (matrix.rows() * p > 0)
+      std::memcpy(set.data.values.data() + before, matrix.values.data(), matrix.rows() * p * sizeof(float));
+    for (size_t r = 0; r < part.ids.size(); ++r) {
+      // One key per user for all its rows: a user never sits on both sides of the split.
+      set.data.user_keys.push_back(UserKey(part.ids[r]));
+      set.row_cutoff.push_back(static_cast<uint32_t>(c));
+    }
+    set.data.labels.insert(set.data.labels.end(), part.labels.begin(), part.labels.end());
+    std::move(part.ids.begin(), part.ids.end(), std::back_inserter(set.row_ids));
+    part = PerCutoff{};
+  }
+  clock.Stop();
+  return set;
+}
+
+Result<ScoringRows> BuildScoringRows(const EventReader& reader, const QueryEngine& engine,
+                                     const PredictionDefinition& definition, const FeatureSpec& spec,
+                                     int64_t cutoff_ms, bool with_labels) {
+  ASSIGN_OR_RETURN(CohortExpr cohort, ToCohort(definition));
+  ASSIGN_OR_RETURN(UserSet users, engine.Cohort(cohort, cutoff_ms));
+  ScoringRows rows;
+  rows.row_ids = engine.UserIds(users);
+  ASSIGN_OR_RETURN(FeatureMatrix matrix, engine.Features(spec, cutoff_ms, users));
+  const size_t n = matrix.rows() * matrix.cols();
+  rows.values.assign(matrix.values.data(), matrix.values.data() + n);
+  if (with_labels) {
+    ASSIGN_OR_RETURN(LabelSpec label, ToLabelSpec(definition));
+    ASSIGN_OR_RETURN(rows.labels, engine.Labels(label, cutoff_ms, users));
+  }
+  return rows;
+}
+
+}  // namespace sibyl::pipeline

@@ -1,0 +1,109 @@
+// From a prediction definition to the rows ml::Train learns from: the training cutoff
+// rule, optional stacked earlier cutoffs, the cohort, labels, eligibility, a deterministic
+// sample, the taxonomy and the features. See docs/PREDICTIONS.md.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "ml/dataset.h"
+#include "ml/trainer.h"
+#include "pipeline/prediction.h"
+#include "query/query_engine.h"
+#include "query/taxonomy.h"
+
+namespace sibyl::pipeline {
+
+struct EligibilityOptions {
+  // Rows with the outcome (revenue: a non-zero amount) and without it, over all cutoffs.
+  uint64_t min_positives = 100;
+  uint64_t min_negatives = 100;
+  // The store's first event must be at least this many days before the earliest training
+  // cutoff T. The features count events in 8 weekly windows back to T-56d; with 49 days
+  // every window, the oldest [T-56d, T-49d) included, holds data. With less, the oldest
+  // windows are empty for everyone at training time but not at scoring time, and the
+  // model would learn "week -8 is always zero".
+  int min_history_days = 49;
+};
+
+struct TrainingSetOptions {
+  // Earlier weekly cutoffs stacked below the main one (0: just T_train).
+  int stack = 0;
+  uint64_t seed = 42;
+  // At most this many users per cutoff, chosen by a seeded hash of the user id.
+  uint64_t max_users = 5'000'000;
+  EligibilityOptions eligibility;
+  TaxonomyOptions taxonomy;
+  // Called as each stage starts ("cohort", "labels", "features", ...).
+  std::function<void(std::string_view stage)> on_stage;
+};
+
+// The training cutoff for a model meant to be used at `as_of_ms`:
+// T_train = floor_hour(as_of - H), so every label window [T, T+H) has been observed.
+int64_t TrainCutoff(int64_t as_of_ms, int horizon_days);
+
+// T_train, then `stack` earlier cutoffs one week apart (newest first).
+std::vector<int64_t> StackedCutoffs(int64_t train_cutoff_ms, int stack);
+
+// Stable 64-bit key of a row id (FNV-1a), so that the same user gets the same key at every
+// stacked cutoff and in every run: the split and the sample depend on it.
+uint64_t UserKey(std::string_view row_id);
+
+struct CutoffSummary {
+  int64_t cutoff_ms = 0;
+  uint64_t cohort_users = 0;   // before sampling
+  uint64_t rows = 0;           // after sampling
+  uint64_t positives = 0;      // revenue: rows with a non-zero amount
+  double label_sum = 0;        // positives, or total revenue
+};
+
+struct StageSeconds {
+  std::string stage;
+  double seconds = 0;
+};
+
+struct TrainingSet {
+  ml::Dataset data;                   // rows of every cutoff, newest cutoff first
+  FeatureSpec spec;                   // built at the newest cutoff, used for all
+  std::vector<std::string> row_ids;   // one per row
+  std::vector<uint32_t> row_cutoff;   // index into `cutoffs` per row
+  std::vector<int64_t> cutoffs;
+  std::vector<CutoffSummary> summaries;  // one per cutoff
+  uint64_t positives = 0, negatives = 0;
+  std::vector<StageSeconds> stage_times;
+};
+
+// Checks that the store reaches far enough back for `earliest_cutoff_ms`. The error says
+// what was found and what is needed.
+Status CheckHistory(const EventReader& reader, int64_t earliest_cutoff_ms,
+                    const EligibilityOptions& options);
+
+// Checks the label counts. The error says what was found and what is needed.
+Status CheckLabelCounts(PredictionKind kind, uint64_t positives, uint64_t negatives,
+                        const std::vector<CutoffSummary>& summaries, const EligibilityOptions& options);
+
+// Builds the rows for `cutoffs` (newest first). Runs the eligibility checks before the
+// expensive feature query, so an ineligible prediction costs only its cohort and labels.
+Result<TrainingSet> BuildTrainingSet(const EventReader& reader, const QueryEngine& engine,
+                                     const PredictionDefinition& definition,
+                                     const std::vector<int64_t>& cutoffs,
+                                     const TrainingSetOptions& options);
+
+// The features of one cohort at one cutoff with a fixed spec, as a Dataset-compatible
+// row-major copy (for scoring in backtests and benchmarks).
+struct ScoringRows {
+  std::vector<std::string> row_ids;
+  std::vector<float> values;  // rows x spec columns
+  std::vector<float> labels;  // when asked for
+};
+Result<ScoringRows> BuildScoringRows(const EventReader& reader, const QueryEngine& engine,
+                                     const PredictionDefinition& definition, const FeatureSpec& spec,
+                                     int64_t cutoff_ms, bool with_labels);
+
+ml::TaskKind TaskFor(PredictionKind kind);
+
+}  // namespace sibyl::pipeline

@@ -1,0 +1,122 @@
+#include "pipeline/training_set.h"
+
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "common/time.h"
+#include "ml/split.h"
+#include "pipeline/pipeline_test_util.h"
+
+namespace sibyl::pipeline {
+namespace {
+
+TEST(TrainingSetTest, TrainCutoffIsFlooredAsOfMinusHorizon) {
+  const int64_t as_of = *ParseTime("2024-03-10T15:42:10Z");
+  EXPECT_EQ(TrainCutoff(as_of, 7), *ParseTime("2024-03-03T15:00:00Z"));
+  auto cutoffs = StackedCutoffs(TrainCutoff(as_of, 7), 2);
+  ASSERT_EQ(cutoffs.size(), 3u);
+  EXPECT_EQ(cutoffs[1], *ParseTime("2024-02-25T15:00:00Z"));
+  EXPECT_EQ(cutoffs[2], *ParseTime("2024-02-18T15:00:00Z"));
+  EXPECT_EQ(StackedCutoffs(cutoffs[0], 0).size(), 1u);
+}
+
+TEST(TrainingSetTest, LabelCountFailureSaysWhatWasFoundAndNeeded) {
+  EligibilityOptions options;
+  std::vector<CutoffSummary> summaries = {{.cutoff_ms = *ParseTime("2024-03-01"), .cohort_users = 900, .rows = 900,
+                                           .positives = 42}};
+  Status st = CheckLabelCounts(PredictionKind::kPropensity, 42, 858, summaries, options);
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(st.message().find("found 42 users who did the outcome and 858 users who did not"), std::string::npos)
+      << st.message();
+  EXPECT_NE(st.message().find("needs at least 100 and 100"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("2024-03-01T00:00:00.000Z: 42 of 900"), std::string::npos) << st.message();
+  EXPECT_TRUE(CheckLabelCounts(PredictionKind::kPropensity, 100, 100, summaries, options).ok());
+  st = CheckLabelCounts(PredictionKind::kChurn, 500, 20, summaries, options);
+  EXPECT_NE(st.message().find("500 users who churned and 20 users who stayed"), std::string::npos) << st.message();
+}
+
+TEST(TrainingSetTest, HistoryFailureSaysWhatWasFoundAndNeeded) {
+  const auto& store = testing_util::SharedStore();
+  ASSERT_TRUE(store.status().ok()) << store.status().ToString();
+  auto reader = store.Snapshot();
+  const int64_t first = reader->min_time_ms();
+  EligibilityOptions options;
+  EXPECT_TRUE(CheckHistory(*reader, first + 49 * kMsPerDay, options).ok());
+  Status st = CheckHistory(*reader, first + 30 * kMsPerDay, options);
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(st.message().find("spans 30.0 days"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("need 49 days of history"), std::string::npos) << st.message();
+}
+
+TEST(TrainingSetTest, StackedRowsKeepEachUserOnOneSideOfTheSplit) {
+  const auto& store = testing_util::SharedStore();
+  ASSERT_TRUE(store.status().ok()) << store.status().ToString();
+  auto reader = store.Snapshot();
+  auto engine = MakeEmbeddedQueryEngine(reader, /*parallel=*/false);
+  TrainingSetOptions options;
+  options.stack = 2;
+  options.eligibility.min_positives = options.eligibility.min_negatives = 1;
+  options.eligibility.min_history_days = 28;
+  const int64_t t = TrainCutoff(reader->max_time_ms(), 7);
+  auto set = BuildTrainingSet(*reader, *engine, testing_util::PurchaseDefinition(), StackedCutoffs(t, 2), options);
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  ASSERT_EQ(set->summaries.size(), 3u);
+  ASSERT_EQ(set->data.num_rows(), set->row_ids.size());
+  ASSERT_EQ(set->data.values.size(), set->data.num_rows() * set->data.num_columns());
+  // Stacking really repeats users (otherwise the test proves nothing).
+  std::set<std::string> distinct(set->row_ids.begin(), set->row_ids.end());
+  ASSERT_LT(distinct.size(), set->row_ids.size());
+  for (size_t r = 0; r < set->row_ids.size(); ++r) ASSERT_EQ(set->data.user_keys[r], UserKey(set->row_ids[r]));
+
+  auto split = ml::SplitByUser(set->data, ml::SplitOptions{.seed = 42});
+  ASSERT_TRUE(split.ok());
+  std::set<std::string> fit, validation, test;
+  for (uint32_t r : split->fit_rows) fit.insert(set->row_ids[r]);
+  for (uint32_t r : split->validation_rows) validation.insert(set->row_ids[r]);
+  for (uint32_t r : split->test_rows) test.insert(set->row_ids[r]);
+  for (const std::string& id : test) {
+    EXPECT_FALSE(fit.count(id)) << id;
+    EXPECT_FALSE(validation.count(id)) << id;
+  }
+  for (const std::string& id : validation) EXPECT_FALSE(fit.count(id)) << id;
+  EXPECT_EQ(fit.size() + validation.size() + test.size(), distinct.size());
+}
+
+TEST(TrainingSetTest, SampleCapIsDeterministicAndBounded) {
+  const auto& store = testing_util::SharedStore();
+  ASSERT_TRUE(store.status().ok());
+  auto reader = store.Snapshot();
+  auto engine = MakeEmbeddedQueryEngine(reader, false);
+  TrainingSetOptions options;
+  options.max_users = 300;
+  options.eligibility.min_positives = options.eligibility.min_negatives = 1;
+  const int64_t t = TrainCutoff(reader->max_time_ms(), 14);
+  auto a = BuildTrainingSet(*reader, *engine, testing_util::ChurnDefinition(), {t}, options);
+  auto b = BuildTrainingSet(*reader, *engine, testing_util::ChurnDefinition(), {t}, options);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(a->row_ids.size(), 300u);
+  EXPECT_GT(a->summaries[0].cohort_users, 300u);
+  EXPECT_EQ(a->row_ids, b->row_ids);
+}
+
+TEST(TrainingSetTest, IneligibleStopsBeforeFeatures) {
+  const auto& store = testing_util::SharedStore();
+  ASSERT_TRUE(store.status().ok());
+  auto reader = store.Snapshot();
+  auto engine = MakeEmbeddedQueryEngine(reader, false);
+  TrainingSetOptions options;
+  options.eligibility.min_positives = 1'000'000;
+  std::vector<std::string> stages;
+  options.on_stage = [&](std::string_view s) { stages.emplace_back(s); };
+  auto set = BuildTrainingSet(*reader, *engine, testing_util::PurchaseDefinition(),
+                              {TrainCutoff(reader->max_time_ms(), 7)}, options);
+  ASSERT_FALSE(set.ok());
+  EXPECT_EQ(set.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(set.status().message().find("training needs at least 1000000"), std::string::npos);
+  for (const std::string& s : stages) EXPECT_NE(s, "features");
+}
+
+}  // namespace
+}  // namespace sibyl::pipeline
