@@ -10,7 +10,7 @@ namespace sibyl {
 namespace {
 
 using Kind = CohortExpr::Kind;
-using query_internal::ForEachActorRun;
+using query_internal::ForEachActorRunIn;
 
 constexpr int kMaxDepth = 32;
 
@@ -152,32 +152,36 @@ class Evaluator {
     scan.end_ms = cutoff_;
     scan.event_types = {event};
     scan.property_keys = filters.keys();
+    // Each block counts its own actors (no locks); linked devices are folded into their
+    // users after the scan.
     std::vector<uint32_t> counts(n, 0);
-    query_internal::StripedLocks locks;
-    RETURN_IF_ERROR(reader_.Scan(
-        scan,
-        [&](const EventChunk& chunk) {
+    RETURN_IF_ERROR(reader_.ScanActorBlocks(
+        scan, query_internal::kActorsPerBlock,
+        [&](const EventReader::ActorBlock& block) {
           std::vector<uint8_t> mask;
-          if (!filters.empty()) {
-            std::vector<int> columns;
-            for (const CompiledFilter& f : filters.filters())
-              columns.push_back(f.key() == kNoDictId ? -1 : query_internal::ColumnOfKey(chunk, f.key()));
-            EvaluateFilters(filters, chunk, columns, mask);
+          for (const EventChunk& chunk : block.chunks) {
+            if (!filters.empty()) {
+              std::vector<int> columns;
+              for (const CompiledFilter& f : filters.filters())
+                columns.push_back(f.key() == kNoDictId ? -1 : query_internal::ColumnOfKey(chunk, f.key()));
+              EvaluateFilters(filters, chunk, columns, mask);
+            }
+            ForEachActorRunIn(chunk, 0, chunk.size, [&](ActorId actor, size_t begin, size_t end) {
+              uint32_t count = 0;
+              for (size_t i = begin; i < end; ++i)
+                count += chunk.time[i] >= scan.begin_ms && chunk.time[i] < scan.end_ms &&
+                         chunk.event_type[i] == event && (mask.empty() || mask[i]);
+              if (actor < n) counts[actor] += count;
+            });
           }
-          ForEachActorRun(chunk, [&](ActorId actor, size_t begin, size_t end) {
-            uint32_t count = 0;
-            for (size_t i = begin; i < end; ++i)
-              count += chunk.time[i] >= scan.begin_ms && chunk.time[i] < scan.end_ms &&
-                       chunk.event_type[i] == event && (mask.empty() || mask[i]);
-            if (count == 0 || actor >= n) return;
-            ActorId c = resolved_[actor];
-            locks.Lock(c);
-            counts[c] += count;
-            locks.Unlock(c);
-          });
           return Status::Ok();
         },
         parallel_));
+    for (size_t a = 0; a < n; ++a)
+      if (resolved_[a] != a && counts[a] > 0) {
+        counts[resolved_[a]] += counts[a];
+        counts[a] = 0;
+      }
     std::vector<uint8_t> out(n);
     for (size_t a = 0; a < n; ++a) out[a] = counts[a] >= e.at_least;
     return out;

@@ -32,6 +32,12 @@ class EmbeddedQueryEngine final : public QueryEngine {
     return ComputeFeatures(*reader_, spec, cutoff_ms, users.actors, parallel_);
   }
 
+  Result<SparseFeatureMatrix> SparseFeatures(const FeatureSpec& spec, int64_t cutoff_ms,
+                                             const UserSet& users) const override {
+    RETURN_IF_ERROR(CheckCutoff(users, cutoff_ms, "feature"));
+    return ComputeSparseFeatures(*reader_, spec, cutoff_ms, users.actors, parallel_);
+  }
+
   Result<std::vector<float>> Labels(const LabelSpec& label, int64_t cutoff_ms,
                                     const UserSet& users) const override {
     if (users.cutoff_ms != FloorHour(cutoff_ms))
@@ -59,6 +65,13 @@ class EmbeddedQueryEngine final : public QueryEngine {
   }
 
  private:
+  static Status CheckCutoff(const UserSet& users, int64_t cutoff_ms, const char* what) {
+    if (users.cutoff_ms != FloorHour(cutoff_ms))
+      return InvalidArgument("the user set was chosen at {}, not at the {} cutoff {}",
+                             FormatTime(users.cutoff_ms), what, FormatTime(FloorHour(cutoff_ms)));
+    return Status::Ok();
+  }
+
   std::shared_ptr<const EventReader> reader_;
   bool parallel_;
 };

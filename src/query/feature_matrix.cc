@@ -2,12 +2,16 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <memory>
 #include <new>
+#include <thread>
+
+#include "common/memory.h"
 
 namespace sibyl {
 
@@ -40,6 +44,99 @@ FloatBuffer& FloatBuffer::operator=(FloatBuffer&& other) noexcept {
     other.size_ = other.mapped_bytes_ = 0;
   }
   return *this;
+}
+
+namespace {
+
+// Cells per slab (8 MB): large enough that slab bookkeeping is negligible, small enough
+// that the unused tail of each thread's last slab is.
+constexpr size_t kSlabCells = size_t{1} << 20;
+
+// Runs work(from, to) over [0, n) split between two threads when n is large.
+template <typename Work>
+void OnTwoThreads(size_t n, size_t threshold, Work&& work) {
+  if (n < threshold) {
+    work(size_t{0}, n);
+    return;
+  }
+  std::thread helper([&] { work(size_t{0}, n / 2); });
+  work(n / 2, n);
+  helper.join();
+}
+
+}  // namespace
+
+float SparseFeatureMatrix::at(size_t r, size_t c) const {
+  std::span<const SparseCell> cells = row(r);
+  auto it = std::lower_bound(cells.begin(), cells.end(), c,
+                             [](const SparseCell& cell, size_t col) { return cell.col < col; });
+  return it != cells.end() && it->col == c ? it->value : fill[c];
+}
+
+uint64_t SparseFeatureMatrix::stored_cells() const {
+  uint64_t n = 0;
+  for (uint32_t size : row_size_) n += size;
+  return n;
+}
+
+size_t SparseFeatureMatrix::MemoryBytes() const {
+  size_t bytes = row_start_.size() * sizeof(uint64_t) + row_size_.size() * sizeof(uint32_t) +
+                 actors.size() * sizeof(ActorId);
+  for (size_t s : slab_sizes_) bytes += s * sizeof(SparseCell);
+  return bytes;
+}
+
+FeatureMatrix SparseFeatureMatrix::ToDense() const {
+  FeatureMatrix m;
+  m.cutoff_ms = cutoff_ms;
+  m.actors = actors;
+  m.columns = columns;
+  size_t n = cols();
+  m.values = FloatBuffer(rows() * n);
+  float* out = m.values.data();
+  OnTwoThreads(rows(), 50'000, [&](size_t from, size_t to) {
+    Prefault(out + from * n, (to - from) * n * sizeof(float));
+    for (size_t r = from; r < to; ++r) {
+      float* dst = out + r * n;
+      std::copy(fill.begin(), fill.end(), dst);
+      for (const SparseCell& cell : row(r)) dst[cell.col] = cell.value;
+    }
+  });
+  return m;
+}
+
+SparseMatrixBuilder::SparseMatrixBuilder(size_t rows) {
+  ResizePrefaulted(matrix_.row_start_, rows);
+  ResizePrefaulted(matrix_.row_size_, rows);
+  // Rows never written point at the start of slab 0 with size 0: a one-cell slab that
+  // always exists.
+  matrix_.slabs_.push_back(std::make_unique<SparseCell[]>(1));
+  matrix_.slab_sizes_.push_back(1);
+}
+
+std::pair<SparseCell*, uint32_t> SparseMatrixBuilder::NewSlab(size_t min_cells, size_t& capacity) {
+  capacity = std::max(kSlabCells, min_cells);
+  auto slab = std::make_unique_for_overwrite<SparseCell[]>(capacity);
+  Prefault(slab.get(), capacity * sizeof(SparseCell));
+  std::lock_guard lock(mutex_);
+  SparseCell* data = slab.get();
+  matrix_.slabs_.push_back(std::move(slab));
+  matrix_.slab_sizes_.push_back(capacity);
+  return {data, static_cast<uint32_t>(matrix_.slabs_.size() - 1)};
+}
+
+SparseCell* SparseMatrixBuilder::Writer::BeginRow(size_t max_cells) {
+  if (slab_ == nullptr || used_ + max_cells > capacity_) {
+    std::tie(slab_, slab_index_) = builder_.NewSlab(max_cells, capacity_);
+    used_ = 0;
+  }
+  return slab_ + used_;
+}
+
+void SparseMatrixBuilder::Writer::CommitRow(size_t r, size_t cells) {
+  builder_.matrix_.row_start_[r] = static_cast<uint64_t>(slab_index_) << 32 | used_;
+  builder_.matrix_.row_size_[r] = static_cast<uint32_t>(cells);
+  used_ += cells;
 }
 
 namespace {

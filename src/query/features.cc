@@ -1,414 +1,443 @@
 #include "query/features.h"
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <mutex>
 #include <thread>
 
+#include "common/memory.h"
 #include "common/time.h"
+#include "query/feature_layout.h"
 #include "query/scan_util.h"
 
 namespace sibyl {
 namespace {
 
-using query_internal::ForEachActorRun;
+using query_internal::BlockActorWalk;
+using query_internal::FeatureLayout;
 using query_internal::kNoRow;
-using query_internal::StripedLocks;
+using query_internal::PerThread;
 
-// Where each family of columns starts, and how event types, properties and values of
-// the spec map to this reader's dictionary ids.
-struct Layout {
-  size_t cols = 0;
-  int event_weeks = 0, property_weeks = 0, session_weeks = 0;
-  size_t counts = 0;             // + slot * event_weeks + week
-  std::vector<int32_t> slot_of_type;  // by event type id; -1: not a top type
-  size_t n_slots = 0;
+// One actor's partial row, in L1: cells are added into a dense array and marked in a
+// bitmap, so emitting the row visits the touched cells in column order.
+class ActorRow {
+ public:
+  explicit ActorRow(const FeatureLayout& l)
+      : cells_(l.cols, 0.0f), touched_((l.cols + 63) / 64, 0), last_of_slot_(l.n_slots, INT64_MIN) {}
 
-  struct EventProperty {
-    DictId key = kNoDictId;
-    bool numeric = false;
-    std::vector<DictId> values;  // top values (kNoDictId: unknown to this store)
-    size_t base = 0;             // numeric: base + week; string: base + value * weeks + week
-  };
-  std::vector<EventProperty> properties;
+  void Add(size_t col, float v) {
+    cells_[col] += v;
+    touched_[col >> 6] |= uint64_t{1} << (col & 63);
+  }
+  void Set(size_t col, float v) {
+    cells_[col] = v;
+    touched_[col >> 6] |= uint64_t{1} << (col & 63);
+  }
+  const float* cells() const { return cells_.data(); }
 
-  struct UserProperty {
-    std::vector<StoredValue> values;  // kind kNull: a value this store has never seen
-    size_t first_base = 0, last_base = 0;  // + value slot; the last slot is "other"
-  };
-  std::vector<UserProperty> user_properties;
-  std::vector<int32_t> user_property_of_key;  // by key id; -1: not in the spec
+  // visit(col, value) for every touched cell, ascending.
+  template <typename Visit>
+  void ForEachTouched(Visit&& visit) const {
+    for (size_t w = 0; w < touched_.size(); ++w)
+      for (uint64_t bits = touched_[w]; bits != 0; bits &= bits - 1) {
+        size_t col = w * 64 + static_cast<size_t>(std::countr_zero(bits));
+        visit(col, cells_[col]);
+      }
+  }
 
-  bool recency = false;
-  size_t recency_any = 0;    // hours since last event
-  size_t recency_types = 0;  // + slot
-  size_t tenure = 0;
-  size_t sessions = 0;       // + week
-  float recency_cap = 0;
+  void Clear() {
+    for (size_t w = 0; w < touched_.size(); ++w) {
+      for (uint64_t bits = touched_[w]; bits != 0; bits &= bits - 1)
+        cells_[w * 64 + static_cast<size_t>(std::countr_zero(bits))] = 0;
+      touched_[w] = 0;
+    }
+    if (has_events) std::fill(last_of_slot_.begin(), last_of_slot_.end(), INT64_MIN);
+    first_time = INT64_MAX;
+    last_time = INT64_MIN;
+    has_events = false;
+  }
+
+  int64_t first_time = INT64_MAX, last_time = INT64_MIN;  // over all history before T
+  bool has_events = false;
+  int64_t* last_of_slot() { return last_of_slot_.data(); }
+
+ private:
+  std::vector<float> cells_;
+  std::vector<uint64_t> touched_;
+  std::vector<int64_t> last_of_slot_;
 };
 
-Layout MakeLayout(const EventReader& reader, const FeatureSpec& spec) {
-  Layout l;
-  const Taxonomy& t = spec.taxonomy;
-  l.event_weeks = spec.event_weeks;
-  l.property_weeks = spec.property_weeks;
-  l.session_weeks = spec.session_weeks;
-  l.recency_cap = spec.recency_cap_hours;
-  l.n_slots = t.event_types.size();
-  l.slot_of_type.assign(reader.event_types().size(), -1);
-  for (size_t s = 0; s < t.event_types.size(); ++s)
-    if (auto id = reader.event_types().Find(t.event_types[s])) l.slot_of_type[*id] = static_cast<int32_t>(s);
-  size_t col = 0;
-  if (spec.families.event_counts) {
-    l.counts = col;
-    col += l.n_slots * l.event_weeks;
-  } else {
-    l.event_weeks = 0;  // nothing to count
-  }
-  if (spec.families.event_properties) {
-    for (const EventPropertySpec& p : t.event_properties) {
-      Layout::EventProperty lp;
-      lp.key = reader.property_keys().Find(p.name).value_or(kNoDictId);
-      lp.numeric = p.numeric;
-      lp.base = col;
-      for (const std::string& v : p.values)
-        lp.values.push_back(reader.string_values().Find(v).value_or(kNoDictId));
-      col += p.numeric ? l.property_weeks : (p.values.size() + 1) * l.property_weeks;
-      l.properties.push_back(std::move(lp));
-    }
-  }
-  if (spec.families.user_properties) {
-    l.user_property_of_key.assign(reader.property_keys().size(), -1);
-    l.user_properties.resize(t.user_properties.size());
-    size_t total_slots = 0;
-    for (size_t i = 0; i < t.user_properties.size(); ++i) {
-      const UserPropertySpec& p = t.user_properties[i];
-      if (auto key = reader.property_keys().Find(p.name)) l.user_property_of_key[*key] = static_cast<int32_t>(i);
-      for (const nlohmann::json& v : p.values) {
-        StoredValue sv;
-        if (v.is_string()) {
-          if (auto id = reader.string_values().Find(v.get<std::string>())) sv = {ValueKind::kString, 0, *id};
-        } else if (v.is_boolean()) {
-          sv = {ValueKind::kBool, v.get<bool>() ? 1.0 : 0.0, kNoDictId};
-        } else if (v.is_number()) {
-          sv = {ValueKind::kNumber, v.get<double>(), kNoDictId};
-        }
-        l.user_properties[i].values.push_back(sv);
-      }
-      l.user_properties[i].first_base = col + total_slots;
-      total_slots += p.values.size() + 1;
-    }
-    for (size_t i = 0; i < t.user_properties.size(); ++i)
-      l.user_properties[i].last_base = l.user_properties[i].first_base + total_slots;
-    col += 2 * total_slots;
-  }
-  if (spec.families.recency) {
-    l.recency = true;
-    l.recency_any = col;
-    l.recency_types = col + 1;
-    l.tenure = col + 1 + l.n_slots;
-    col += 2 + l.n_slots;
-  }
-  if (spec.families.sessions) {
-    l.sessions = col;
-    col += l.session_weeks;
-  } else {
-    l.session_weeks = 0;
-  }
-  l.cols = col;
-  return l;
-}
+// A contribution to a row from a linked device (whose actor id may sit in another block
+// than its user's), merged once every block is done.
+struct DeferredCell {
+  uint32_t row;
+  uint32_t col;
+  float value;
+};
 
-// The slot of a user property value among the spec's top values; values.size() is "other".
-size_t UserValueSlot(const Layout::UserProperty& p, const StoredValue& v) {
-  for (size_t i = 0; i < p.values.size(); ++i) {
-    const StoredValue& want = p.values[i];
-    bool text = v.kind == ValueKind::kString || v.kind == ValueKind::kArray;
-    if (want.kind == ValueKind::kString ? text && v.string == want.string
-                                        : want.kind == v.kind && want.kind != ValueKind::kNull &&
-                                              v.number == want.number)
-      return i;
+// Where finished rows go: a dense matrix, written row by row.
+class DenseSink {
+ public:
+  DenseSink(float* matrix, size_t cols) : matrix_(matrix), cols_(cols) {}
+  void EmitRow(uint32_t row, const ActorRow& cells) {
+    std::memcpy(matrix_ + static_cast<size_t>(row) * cols_, cells.cells(), cols_ * sizeof(float));
   }
-  return p.values.size();
-}
+  float* matrix() const { return matrix_; }
 
-// One thread's partial row: the run of one actor is accumulated here, then folded into
-// its matrix row under the row's stripe lock. Recency columns hold "freshness"
-// (cap - hours, so larger is more recent) and fold with max, everything else with +.
-struct RowScratch {
-  std::vector<float> values;
-  std::vector<uint8_t> touched_mark;
-  std::vector<uint32_t> touched;
+ private:
+  float* matrix_;
+  size_t cols_;
+};
 
-  void Reset(size_t cols) {
-    if (values.size() != cols) {
-      values.assign(cols, 0);
-      touched_mark.assign(cols, 0);
-      touched.clear();
-    }
+// ... or compressed rows: only cells that differ from their column's fill value.
+class SparseSink {
+ public:
+  SparseSink(SparseMatrixBuilder& builder, const std::vector<float>& fill)
+      : builder_(builder), fill_(fill) {}
+  void EmitRow(uint32_t row, const ActorRow& cells) {
+    SparseMatrixBuilder::Writer& writer =
+        writers_.Get([&] { return SparseMatrixBuilder::Writer(builder_); });
+    SparseCell* out = writer.BeginRow(fill_.size());
+    size_t n = 0;
+    cells.ForEachTouched([&](size_t col, float v) {
+      if (v != fill_[col]) out[n++] = {static_cast<uint32_t>(col), v};
+    });
+    writer.CommitRow(row, n);
   }
-  void Add(size_t col, float v) {
-    if (!touched_mark[col]) {
-      touched_mark[col] = 1;
-      touched.push_back(static_cast<uint32_t>(col));
-    }
-    values[col] += v;
-  }
-  void Max(size_t col, float v) {
-    if (!touched_mark[col]) {
-      touched_mark[col] = 1;
-      touched.push_back(static_cast<uint32_t>(col));
-      values[col] = v;
-    } else if (v > values[col]) {
-      values[col] = v;
-    }
-  }
+
+ private:
+  SparseMatrixBuilder& builder_;
+  const std::vector<float>& fill_;
+  PerThread<SparseMatrixBuilder::Writer> writers_;
 };
 
 class FeatureComputer {
  public:
   FeatureComputer(const EventReader& reader, const FeatureSpec& spec, int64_t cutoff,
                   std::span<const ActorId> rows)
-      : reader_(reader), layout_(MakeLayout(reader, spec)), cutoff_(cutoff), rows_(rows) {}
+      : reader_(reader), layout_(query_internal::MakeFeatureLayout(reader, spec)), cutoff_(cutoff),
+        rows_(rows) {
+    window_begin_ = cutoff_ - layout_.MaxWeeks() * kMsPerWeek;
+  }
 
-  Result<FeatureMatrix> Run(bool parallel) {
-    auto t0 = std::chrono::steady_clock::now();
-    auto lap = [&](const char* what) {
-      if (std::getenv("SIBYL_QUERY_TRACE") == nullptr) return;
-      auto now = std::chrono::steady_clock::now();
-      std::fprintf(stderr, "features: %s %.3f s\n", what, std::chrono::duration<double>(now - t0).count());
-      t0 = now;
-    };
-    std::vector<ActorId> resolved = reader_.ResolveIdentities(cutoff_);
-    row_of_actor_ = query_internal::MakeRowMap(resolved, rows_).row_of_actor;
+  const FeatureLayout& layout() const { return layout_; }
+
+  Result<FeatureMatrix> Dense(bool parallel) {
+    Trace trace;
     FeatureMatrix m;
     m.cutoff_ms = cutoff_;
     m.actors.assign(rows_.begin(), rows_.end());
-    m.values = FloatBuffer(rows_.size() * layout_.cols);
-    matrix_ = m.values.data();
-    // Fault the pages in now, on both cores, rather than inside the row locks of the scan
-    // (a first touch there stalls the other thread on the lock for the whole fault).
-    Prefault(m.values.data(), m.values.size());
-    lap("setup and page faults");
-
-    int max_weeks = std::max({layout_.event_weeks, layout_.property_weeks, layout_.session_weeks});
-    window_begin_ = cutoff_ - max_weeks * kMsPerWeek;
-    if (layout_.recency) {
-      // Recency and tenure need all history; only the feature window needs properties
-      // and sessions decoded.
-      ScanSpec old;
-      old.end_ms = window_begin_;
-      RETURN_IF_ERROR(reader_.Scan(old, [&](const EventChunk& c) { return Visit(c, INT64_MIN, window_begin_); },
-                                   parallel));
-      lap("history scan");
+    size_t cols = layout_.cols;
+    m.values = FloatBuffer(rows_.size() * cols);
+    PrefaultOnTwoThreads(m.values.data(), m.values.size() * sizeof(float));
+    trace.Lap("dense matrix allocated and prefaulted");
+    DenseSink sink(m.values.data(), cols);
+    std::vector<uint8_t> emitted(rows_.size(), 0);
+    RETURN_IF_ERROR(Scan(sink, emitted, parallel));
+    trace.Lap("block scan");
+    for (size_t r = 0; r < rows_.size(); ++r) {
+      if (emitted[r]) continue;  // a row with no actor in the store, or a repeated one
+      for (size_t c = 0; c < cols; ++c) m.values.data()[r * cols + c] = layout_.EmptyValue(c);
     }
-    if (max_weeks > 0 || layout_.recency) {
-      ScanSpec window;
-      window.begin_ms = window_begin_;
-      window.end_ms = cutoff_;
-      window.with_sessions = layout_.session_weeks > 0;
-      for (const auto& p : layout_.properties)
-        if (p.key != kNoDictId) window.property_keys.push_back(p.key);
-      RETURN_IF_ERROR(reader_.Scan(window, [&](const EventChunk& c) { return Visit(c, window_begin_, cutoff_); },
-                                   parallel));
+    for (const DeferredCell& d : deferred_) {
+      float& cell = m.values.data()[static_cast<size_t>(d.row) * cols + d.col];
+      cell = Merge(d.col, cell, d.value);
     }
-    lap("window scan");
-    if (!layout_.user_properties.empty()) UserProperties(resolved);
-    if (layout_.recency) FinishRecency();
-    lap("user properties and recency");
+    trace.Lap("linked devices merged");
     return m;
   }
 
-  const Layout& layout() const { return layout_; }
-
- private:
-  float Freshness(int64_t t) const {
-    float hours = static_cast<float>(static_cast<double>(cutoff_ - t) / kMsPerHour);
-    return layout_.recency_cap - std::min(hours, layout_.recency_cap);
+  Result<SparseFeatureMatrix> Sparse(bool parallel) {
+    Trace trace;
+    SparseMatrixBuilder builder(rows_.size());
+    SparseFeatureMatrix& m = builder.matrix();
+    m.cutoff_ms = cutoff_;
+    m.actors.assign(rows_.begin(), rows_.end());
+    for (size_t c = 0; c < layout_.cols; ++c) m.fill.push_back(layout_.EmptyValue(c));
+    trace.Lap("sparse matrix set up");
+    {
+      SparseSink sink(builder, m.fill);
+      std::vector<uint8_t> emitted(rows_.size(), 0);  // rows never emitted stay all fill
+      RETURN_IF_ERROR(Scan(sink, emitted, parallel));
+    }
+    trace.Lap("block scan");
+    MergeDeferredSparse(builder);
+    trace.Lap("linked devices merged");
+    return builder.Finish();
   }
 
-  // Folds events of `chunk` with time in [begin, end) into their rows.
-  Status Visit(const EventChunk& chunk, int64_t begin, int64_t end) {
-    thread_local RowScratch scratch;
-    scratch.Reset(layout_.cols);
-    const Layout& l = layout_;
+ private:
+  // Times the phases on stderr when SIBYL_QUERY_TRACE is set.
+  class Trace {
+   public:
+    void Lap(const char* what) {
+      if (std::getenv("SIBYL_QUERY_TRACE") == nullptr) return;
+      auto now = std::chrono::steady_clock::now();
+      std::fprintf(stderr, "features: %s %.3f s\n", what, std::chrono::duration<double>(now - start_).count());
+      start_ = now;
+    }
+
+   private:
+    std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  };
+
+  static void PrefaultOnTwoThreads(void* data, size_t bytes) {
+    if (bytes < (size_t{64} << 20)) {
+      Prefault(data, bytes);
+      return;
+    }
+    char* p = static_cast<char*>(data);
+    std::thread helper([&] { Prefault(p, bytes / 2); });
+    Prefault(p + bytes / 2, bytes - bytes / 2);
+    helper.join();
+  }
+
+  float Merge(size_t col, float a, float b) const {
+    switch (layout_.MergeOf(col)) {
+      case FeatureLayout::Merge::kMin: return std::min(a, b);
+      case FeatureLayout::Merge::kMax: return std::max(a, b);
+      case FeatureLayout::Merge::kAdd: break;
+    }
+    return a + b;
+  }
+
+  // Recency in hours, rounded through "freshness" (cap - hours) as the folding code has
+  // always done, so that results stay bit-identical.
+  float Recency(int64_t t) const {
+    float hours = static_cast<float>(static_cast<double>(cutoff_ - t) / kMsPerHour);
+    float freshness = layout_.recency_cap - std::min(hours, layout_.recency_cap);
+    return layout_.recency_cap - freshness;
+  }
+
+  template <typename Sink>
+  Status Scan(Sink& sink, std::vector<uint8_t>& emitted, bool parallel) {
+    resolved_ = reader_.ResolveIdentities(cutoff_);
+    row_of_actor_ = query_internal::MakeRowMap(resolved_, rows_).row_of_actor;
+    history_ = reader_.user_property_history();
+    ScanSpec spec;
+    // Recency and tenure look at all history; everything else at the window only.
+    spec.begin_ms = layout_.recency ? INT64_MIN : window_begin_;
+    spec.end_ms = cutoff_;
+    spec.with_sessions = layout_.session_weeks > 0;
+    for (const auto& p : layout_.properties)
+      if (p.key != kNoDictId) spec.property_keys.push_back(p.key);
+    std::mutex deferred_mutex;
+    return reader_.ScanActorBlocks(
+        spec, query_internal::kActorsPerBlock,
+        [&](const EventReader::ActorBlock& block) {
+          std::vector<DeferredCell> deferred;
+          VisitBlock(block, sink, emitted, deferred);
+          if (!deferred.empty()) {
+            std::lock_guard lock(deferred_mutex);
+            deferred_.insert(deferred_.end(), deferred.begin(), deferred.end());
+          }
+          return Status::Ok();
+        },
+        parallel);
+  }
+
+  // A property column of a chunk matched to the layout, with a cursor that moves forward
+  // with the actors.
+  struct PropertyCursor {
+    const PropertyColumn* column;
+    const FeatureLayout::EventProperty* property;
+    size_t next = 0;
+  };
+
+  template <typename Sink>
+  void VisitBlock(const EventReader::ActorBlock& block, Sink& sink, std::vector<uint8_t>& emitted,
+                  std::vector<DeferredCell>& deferred) {
+    const FeatureLayout& l = layout_;
+    ActorRow row(l);
+    BlockActorWalk walk(block);
+    std::vector<std::vector<PropertyCursor>> cursors(block.chunks.size());
+    for (size_t c = 0; c < block.chunks.size(); ++c)
+      for (const PropertyColumn& column : block.chunks[c].properties)
+        for (const auto& p : l.properties)
+          if (p.key == column.key && !column.rows.empty()) cursors[c].push_back({&column, &p});
+    size_t history = static_cast<size_t>(
+        std::lower_bound(history_.begin(), history_.end(), block.first_actor,
+                         [](const UserPropertyRecord& r, ActorId a) { return r.actor < a; }) -
+        history_.begin());
+
+    for (ActorId actor = block.first_actor; actor < block.end_actor; ++actor) {
+      std::span<const BlockActorWalk::Run> runs = walk.Runs(actor);
+      uint32_t r = actor < row_of_actor_.size() ? row_of_actor_[actor] : kNoRow;
+      if (r == kNoRow) continue;
+      for (const BlockActorWalk::Run& run : runs) AddRun(block.chunks[run.chunk], run, cursors[run.chunk], row);
+      bool own = resolved_[actor] == actor;
+      if (own && !l.user_properties.empty()) {
+        while (history < history_.size() && history_[history].actor < actor) ++history;
+        AddUserProperties(actor, history, row);
+      }
+      FinishRecency(row, /*complete=*/own);
+      if (own) {
+        sink.EmitRow(r, row);
+        emitted[r] = 1;
+      } else {
+        row.ForEachTouched([&](size_t col, float v) { deferred.push_back({r, static_cast<uint32_t>(col), v}); });
+      }
+      row.Clear();
+    }
+  }
+
+  void AddRun(const EventChunk& chunk, const BlockActorWalk::Run& run, std::vector<PropertyCursor>& cursors,
+              ActorRow& row) {
+    const FeatureLayout& l = layout_;
     const int64_t* times = chunk.time.data();
     const EventTypeId* types = chunk.event_type.data();
-    bool sessions = l.session_weeks > 0 && !chunk.session_id.empty();
-    // Property columns of this chunk, matched to the layout, each with a cursor that
-    // moves forward with the actor runs.
-    std::vector<std::pair<const PropertyColumn*, const Layout::EventProperty*>> columns;
-    for (const PropertyColumn& c : chunk.properties)
-      for (const auto& p : l.properties)
-        if (p.key == c.key && !c.rows.empty()) columns.emplace_back(&c, &p);
-    std::vector<size_t> cursor(columns.size(), 0);
-
-    size_t previous_end = 0;
-    ForEachActorRun(chunk, [&](ActorId actor, size_t run_begin, size_t run_end) {
-      if (run_begin < previous_end || (previous_end == 0 && run_begin > 0)) {
-        // The walk (re)starts here: put each property cursor at the run's first row.
-        for (size_t c = 0; c < columns.size(); ++c) {
-          auto rows = columns[c].first->rows;
-          cursor[c] = std::lower_bound(rows.begin(), rows.end(), static_cast<uint32_t>(run_begin)) - rows.begin();
+    size_t begin = run.begin, end = run.end;
+    // A run is sorted by time: drop its tail at or after the cutoff.
+    while (end > begin && times[end - 1] >= cutoff_) --end;
+    if (begin < end) {
+      if (l.recency) {
+        row.has_events = true;
+        row.first_time = std::min(row.first_time, times[begin]);
+        row.last_time = std::max(row.last_time, times[end - 1]);
+        int64_t* last_of_slot = row.last_of_slot();
+        for (size_t i = begin; i < end; ++i) {
+          int32_t slot = l.slot_of_type[types[i]];
+          if (slot >= 0) last_of_slot[slot] = std::max(last_of_slot[slot], times[i]);
         }
       }
-      previous_end = run_end;
-      uint32_t row = actor < row_of_actor_.size() ? row_of_actor_[actor] : kNoRow;
-      if (row == kNoRow) {
-        for (size_t c = 0; c < columns.size(); ++c)
-          while (cursor[c] < columns[c].first->rows.size() && columns[c].first->rows[cursor[c]] < run_end)
-            ++cursor[c];
-        return;
-      }
+      size_t first_in_window = begin;
+      while (first_in_window < end && times[first_in_window] < window_begin_) ++first_in_window;
+      bool sessions = l.session_weeks > 0 && !chunk.session_id.empty();
       int64_t previous_session = -1;
-      int64_t first_time = INT64_MAX, last_time = INT64_MIN;
-      for (size_t i = run_begin; i < run_end; ++i) {
-        int64_t t = times[i];
-        if (t < begin || t >= end) continue;
-        if (first_time == INT64_MAX) first_time = t;
-        last_time = t;
+      for (size_t i = first_in_window; i < end; ++i) {
+        int week = static_cast<int>((cutoff_ - 1 - times[i]) / kMsPerWeek);
         int32_t slot = l.slot_of_type[types[i]];
-        if (slot >= 0 && l.recency) scratch.Max(l.recency_types + slot, Freshness(t));
-        if (t < window_begin_) continue;
-        int week = static_cast<int>((cutoff_ - 1 - t) / kMsPerWeek);
-        if (slot >= 0 && week < l.event_weeks) scratch.Add(l.counts + slot * l.event_weeks + week, 1);
+        if (slot >= 0 && week < l.event_weeks) row.Add(l.counts + slot * l.event_weeks + week, 1);
         if (sessions && week < l.session_weeks) {
           int64_t s = chunk.session_id[i];
-          if (s != -1 && s != previous_session) scratch.Add(l.sessions + week, 1);
+          if (s != -1 && s != previous_session) row.Add(l.sessions + week, 1);
           previous_session = s;
         }
       }
-      if (l.recency && first_time != INT64_MAX) {
-        scratch.Max(l.recency_any, Freshness(last_time));
-        scratch.Max(l.tenure, static_cast<float>(static_cast<double>(cutoff_ - first_time) / kMsPerHour));
-      }
-      for (size_t c = 0; c < columns.size(); ++c) {
-        const PropertyColumn& column = *columns[c].first;
-        const Layout::EventProperty& p = *columns[c].second;
-        size_t& k = cursor[c];
-        for (; k < column.rows.size() && column.rows[k] < run_end; ++k) {
-          uint32_t r = column.rows[k];
-          if (r < run_begin) continue;
-          int64_t t = times[r];
-          if (t < begin || t >= end || t < window_begin_) continue;
-          int week = static_cast<int>((cutoff_ - 1 - t) / kMsPerWeek);
-          if (week >= l.property_weeks) continue;
-          const StoredValue& v = column.values[k];
-          if (p.numeric) {
-            if (v.kind == ValueKind::kNumber || v.kind == ValueKind::kBool)
-              scratch.Add(p.base + week, static_cast<float>(v.number));
-            continue;
-          }
-          if (v.kind == ValueKind::kNull) continue;
-          size_t value_slot = p.values.size();  // other
-          if (v.kind == ValueKind::kString)
-            for (size_t j = 0; j < p.values.size(); ++j)
-              if (p.values[j] == v.string) value_slot = j;
-          scratch.Add(p.base + value_slot * l.property_weeks + week, 1);
-        }
-      }
-      Fold(row, scratch);
-    });
-    return Status::Ok();
+    }
+    for (PropertyCursor& cursor : cursors) AddProperty(chunk, run, cursor, row);
   }
 
-  void Fold(uint32_t row, RowScratch& scratch) {
-    if (scratch.touched.empty()) return;
-    float* out = matrix_ + static_cast<size_t>(row) * layout_.cols;
-    size_t max_begin = layout_.recency ? layout_.recency_any : SIZE_MAX;
-    size_t max_end = layout_.recency ? layout_.tenure + 1 : 0;
-    locks_.Lock(row);
-    for (uint32_t c : scratch.touched) {
-      if (c >= max_begin && c < max_end) out[c] = std::max(out[c], scratch.values[c]);
-      else out[c] += scratch.values[c];
-      scratch.values[c] = 0;
-      scratch.touched_mark[c] = 0;
+  void AddProperty(const EventChunk& chunk, const BlockActorWalk::Run& run, PropertyCursor& cursor,
+                   ActorRow& row) {
+    const FeatureLayout& l = layout_;
+    const FeatureLayout::EventProperty& p = *cursor.property;
+    std::span<const uint32_t> rows = cursor.column->rows;  // segment-relative
+    uint32_t begin = chunk.first_row + run.begin, end = chunk.first_row + run.end;
+    size_t k = cursor.next;
+    while (k < rows.size() && rows[k] < begin) ++k;
+    for (; k < rows.size() && rows[k] < end; ++k) {
+      int64_t t = chunk.time[rows[k] - chunk.first_row];
+      if (t < window_begin_ || t >= cutoff_) continue;
+      int week = static_cast<int>((cutoff_ - 1 - t) / kMsPerWeek);
+      if (week >= l.property_weeks) continue;
+      const StoredValue& v = cursor.column->values[k];
+      if (p.numeric) {
+        if (v.kind == ValueKind::kNumber || v.kind == ValueKind::kBool)
+          row.Add(p.base + week, static_cast<float>(v.number));
+        continue;
+      }
+      if (v.kind == ValueKind::kNull) continue;
+      size_t value_slot = p.values.size();  // other
+      if (v.kind == ValueKind::kString)
+        for (size_t j = 0; j < p.values.size(); ++j)
+          if (p.values[j] == v.string) value_slot = j;
+      row.Add(p.base + value_slot * l.property_weeks + week, 1);
     }
-    locks_.Unlock(row);
-    scratch.touched.clear();
+    cursor.next = k;
   }
 
   // First and last value of each spec'd user property as of the cutoff, of the row's own
-  // actor (a device's anonymous properties do not carry over to its user).
-  void UserProperties(const std::vector<ActorId>& resolved) {
-    const Layout& l = layout_;
-    auto history = reader_.user_property_history();
-    std::vector<int32_t> first(l.user_properties.size(), -1), last(l.user_properties.size(), -1);
-    size_t i = 0;
-    while (i < history.size()) {
-      ActorId actor = history[i].actor;
-      size_t end = i;
-      while (end < history.size() && history[end].actor == actor) ++end;
-      bool own_row = actor < resolved.size() && resolved[actor] == actor && row_of_actor_[actor] != kNoRow;
-      if (own_row) {
-        std::fill(first.begin(), first.end(), -1);
-        std::fill(last.begin(), last.end(), -1);
-        for (size_t k = i; k < end && history[k].time_ms < cutoff_; ++k) {
-          const UserPropertyRecord& r = history[k];
-          int32_t p = r.key < l.user_property_of_key.size() ? l.user_property_of_key[r.key] : -1;
-          if (p < 0) continue;
-          if (r.value.kind == ValueKind::kNull) {
-            last[p] = -1;  // unset: no last value
-            continue;
-          }
-          int32_t slot = static_cast<int32_t>(UserValueSlot(l.user_properties[p], r.value));
-          if (first[p] < 0) first[p] = slot;
-          last[p] = slot;
-        }
-        float* out = matrix_ + static_cast<size_t>(row_of_actor_[actor]) * l.cols;
-        for (size_t p = 0; p < l.user_properties.size(); ++p) {
-          if (first[p] >= 0) out[l.user_properties[p].first_base + first[p]] = 1;
-          if (last[p] >= 0) out[l.user_properties[p].last_base + last[p]] = 1;
-        }
+  // actor (a device's anonymous properties do not carry over to its user). `at` is the
+  // actor's first history record, if any.
+  void AddUserProperties(ActorId actor, size_t at, ActorRow& row) {
+    const FeatureLayout& l = layout_;
+    first_slot_.assign(l.user_properties.size(), -1);
+    last_slot_.assign(l.user_properties.size(), -1);
+    for (size_t k = at; k < history_.size() && history_[k].actor == actor && history_[k].time_ms < cutoff_; ++k) {
+      const UserPropertyRecord& record = history_[k];
+      int32_t p = record.key < l.user_property_of_key.size() ? l.user_property_of_key[record.key] : -1;
+      if (p < 0) continue;
+      if (record.value.kind == ValueKind::kNull) {
+        last_slot_[p] = -1;  // unset: no last value
+        continue;
       }
-      i = end;
+      int32_t slot = static_cast<int32_t>(query_internal::UserValueSlot(l.user_properties[p], record.value));
+      if (first_slot_[p] < 0) first_slot_[p] = slot;
+      last_slot_[p] = slot;
+    }
+    for (size_t p = 0; p < l.user_properties.size(); ++p) {
+      if (first_slot_[p] >= 0) row.Set(l.user_properties[p].first_base + first_slot_[p], 1);
+      if (last_slot_[p] >= 0) row.Set(l.user_properties[p].last_base + last_slot_[p], 1);
     }
   }
 
-  static void Prefault(float* data, size_t count) {
-    auto touch = [data](size_t from, size_t to) {
-      constexpr size_t kPage = 4096 / sizeof(float);
-      for (size_t i = from; i < to; i += kPage) data[i] = 0;
-    };
-    if (count < (size_t{1} << 22)) {
-      touch(0, count);
-      return;
+  // Turns the actor's event times into recency and tenure cells. A complete row (the
+  // row's own actor) gets every recency cell, the cap where nothing happened; a linked
+  // device's partial row only those it has times for.
+  void FinishRecency(ActorRow& row, bool complete) {
+    const FeatureLayout& l = layout_;
+    if (!l.recency) return;
+    float cap = l.recency_cap;
+    if (row.last_time != INT64_MIN) row.Set(l.recency_any, Recency(row.last_time));
+    else if (complete) row.Set(l.recency_any, cap);
+    const int64_t* last_of_slot = row.last_of_slot();
+    for (size_t s = 0; s < l.n_slots; ++s) {
+      if (last_of_slot[s] != INT64_MIN) row.Set(l.recency_types + s, Recency(last_of_slot[s]));
+      else if (complete) row.Set(l.recency_types + s, cap);
     }
-    size_t half = count / 2;
-    std::thread helper(touch, 0, half);
-    touch(half, count);
-    helper.join();
+    if (row.first_time != INT64_MAX)
+      row.Set(l.tenure, static_cast<float>(static_cast<double>(cutoff_ - row.first_time) / kMsPerHour));
   }
 
-  // Freshness back to hours since; untouched cells (never seen) become the cap.
-  void FinishRecency() {
-    const Layout& l = layout_;
-    size_t n = rows_.size();
-    auto work = [&](size_t from, size_t to) {
-      for (size_t r = from; r < to; ++r) {
-        float* out = matrix_ + r * l.cols;
-        for (size_t c = l.recency_any; c < l.tenure; ++c) out[c] = l.recency_cap - out[c];
+  // Rewrites each row with linked-device contributions as the merge of its cells and
+  // theirs (few rows: only users with a device linked before T that has events).
+  void MergeDeferredSparse(SparseMatrixBuilder& builder) {
+    if (deferred_.empty()) return;
+    std::sort(deferred_.begin(), deferred_.end(), [](const DeferredCell& a, const DeferredCell& b) {
+      return a.row != b.row ? a.row < b.row : a.col < b.col;
+    });
+    SparseFeatureMatrix& m = builder.matrix();
+    SparseMatrixBuilder::Writer writer(builder);
+    std::vector<SparseCell> merged;
+    for (size_t i = 0; i < deferred_.size();) {
+      uint32_t r = deferred_[i].row;
+      merged.clear();
+      std::span<const SparseCell> base = m.row(r);
+      size_t b = 0;
+      for (; i < deferred_.size() && deferred_[i].row == r;) {
+        uint32_t col = deferred_[i].col;
+        while (b < base.size() && base[b].col < col) merged.push_back(base[b++]);
+        float v = b < base.size() && base[b].col == col ? base[b++].value : m.fill[col];
+        for (; i < deferred_.size() && deferred_[i].row == r && deferred_[i].col == col; ++i)
+          v = Merge(col, v, deferred_[i].value);
+        if (v != m.fill[col]) merged.push_back({col, v});
       }
-    };
-    if (n < 100000) {
-      work(0, n);
-      return;
+      merged.insert(merged.end(), base.begin() + static_cast<std::ptrdiff_t>(b), base.end());
+      SparseCell* out = writer.BeginRow(merged.size());
+      std::copy(merged.begin(), merged.end(), out);
+      writer.CommitRow(r, merged.size());
     }
-    std::thread helper(work, 0, n / 2);
-    work(n / 2, n);
-    helper.join();
   }
 
   const EventReader& reader_;
-  Layout layout_;
+  FeatureLayout layout_;
   int64_t cutoff_;
   std::span<const ActorId> rows_;
-  std::vector<uint32_t> row_of_actor_;
   int64_t window_begin_ = 0;
-  float* matrix_ = nullptr;
-  StripedLocks locks_;
+  std::vector<ActorId> resolved_;
+  std::vector<uint32_t> row_of_actor_;
+  std::span<const UserPropertyRecord> history_;
+  std::vector<DeferredCell> deferred_;
+  static thread_local std::vector<int32_t> first_slot_, last_slot_;
 };
+
+thread_local std::vector<int32_t> FeatureComputer::first_slot_;
+thread_local std::vector<int32_t> FeatureComputer::last_slot_;
 
 }  // namespace
 
@@ -416,10 +445,23 @@ Result<FeatureMatrix> ComputeFeatures(const EventReader& reader, const FeatureSp
                                       int64_t cutoff_ms, std::span<const ActorId> rows,
                                       bool parallel) {
   FeatureComputer computer(reader, spec, FloorHour(cutoff_ms), rows);
-  ASSIGN_OR_RETURN(FeatureMatrix m, computer.Run(parallel));
-  m.columns = spec.ColumnNames();
-  if (m.columns.size() != computer.layout().cols)
-    return Internal("feature layout has {} columns, spec names {}", computer.layout().cols, m.columns.size());
+  std::vector<std::string> columns = spec.ColumnNames();
+  if (columns.size() != computer.layout().cols)
+    return Internal("feature layout has {} columns, spec names {}", computer.layout().cols, columns.size());
+  ASSIGN_OR_RETURN(FeatureMatrix m, computer.Dense(parallel));
+  m.columns = std::move(columns);
+  return m;
+}
+
+Result<SparseFeatureMatrix> ComputeSparseFeatures(const EventReader& reader, const FeatureSpec& spec,
+                                                  int64_t cutoff_ms, std::span<const ActorId> rows,
+                                                  bool parallel) {
+  FeatureComputer computer(reader, spec, FloorHour(cutoff_ms), rows);
+  std::vector<std::string> columns = spec.ColumnNames();
+  if (columns.size() != computer.layout().cols)
+    return Internal("feature layout has {} columns, spec names {}", computer.layout().cols, columns.size());
+  ASSIGN_OR_RETURN(SparseFeatureMatrix m, computer.Sparse(parallel));
+  m.columns = std::move(columns);
   return m;
 }
 

@@ -13,9 +13,18 @@ namespace sibyl {
 
 // `rows` are canonical actors at the cutoff (what EvaluateCohort returns); a device
 // linked to one of them by a link made before the cutoff adds its events to that row.
-// Scans chunks in parallel when `parallel`.
+// Visits blocks of actors (EventReader::ScanActorBlocks) in parallel when `parallel`:
+// each actor's events from every segment are folded into one row in cache and written
+// once. A linked device's events are folded on their own and merged into its user's row
+// after the scan (its actor id can sit in another block than the user's).
 Result<FeatureMatrix> ComputeFeatures(const EventReader& reader, const FeatureSpec& spec,
                                       int64_t cutoff_ms, std::span<const ActorId> rows,
                                       bool parallel = true);
+
+// The same matrix in compressed rows: the form for large cohorts (a million users by
+// several hundred columns is 2.2 GB dense, a few hundred MB sparse).
+Result<SparseFeatureMatrix> ComputeSparseFeatures(const EventReader& reader, const FeatureSpec& spec,
+                                                  int64_t cutoff_ms, std::span<const ActorId> rows,
+                                                  bool parallel = true);
 
 }  // namespace sibyl

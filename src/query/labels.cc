@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 
 #include "common/time.h"
 #include "query/scan_util.h"
@@ -10,7 +11,7 @@
 namespace sibyl {
 namespace {
 
-using query_internal::ForEachActorRun;
+using query_internal::ForEachActorRunIn;
 using query_internal::kNoRow;
 
 std::vector<std::string> AllNames(const DictionaryView& dict) {
@@ -93,61 +94,67 @@ Result<std::vector<float>> ComputeLabels(const EventReader& reader, const LabelS
     scan.property_keys.push_back(revenue_key);
   }
 
-  std::vector<double> totals(rows.size(), 0);  // revenue sums, or counts of qualifying events
-  query_internal::StripedLocks locks;
-  RETURN_IF_ERROR(reader.Scan(
-      scan,
-      [&](const EventChunk& chunk) {
+  // Revenue sums, or counts of qualifying events. A row's own actor is in exactly one
+  // block, which adds to its total directly; the events of linked devices (whose actor
+  // ids may sit in other blocks) are added after the scan.
+  std::vector<double> totals(rows.size(), 0);
+  std::vector<std::pair<uint32_t, double>> deferred;
+  std::mutex deferred_mutex;
+  RETURN_IF_ERROR(reader.ScanActorBlocks(
+      scan, query_internal::kActorsPerBlock,
+      [&](const EventReader::ActorBlock& block) {
         std::vector<uint8_t> mask;
-        if (!filters.empty()) {
-          std::vector<int> columns;
-          for (const CompiledFilter& f : filters.filters())
-            columns.push_back(f.key() == kNoDictId ? -1 : query_internal::ColumnOfKey(chunk, f.key()));
-          EvaluateFilters(filters, chunk, columns, mask);
-        }
-        // Revenue values by row of the chunk (the column is sparse).
-        const PropertyColumn* revenue = nullptr;
-        if (revenue_key != kNoDictId) {
-          int c = query_internal::ColumnOfKey(chunk, revenue_key);
-          if (c >= 0) revenue = &chunk.properties[c];
-        }
-        size_t revenue_cursor = 0;
-        size_t previous_end = 0;
-        ForEachActorRun(chunk, [&](ActorId actor, size_t run_begin, size_t run_end) {
-          if (run_begin < previous_end || (previous_end == 0 && run_begin > 0)) {
-            if (revenue != nullptr)  // the walk (re)starts here
-              revenue_cursor = std::lower_bound(revenue->rows.begin(), revenue->rows.end(),
-                                                static_cast<uint32_t>(run_begin)) - revenue->rows.begin();
+        std::vector<std::pair<uint32_t, double>> block_deferred;
+        for (const EventChunk& chunk : block.chunks) {
+          if (!filters.empty()) {
+            std::vector<int> columns;
+            for (const CompiledFilter& f : filters.filters())
+              columns.push_back(f.key() == kNoDictId ? -1 : query_internal::ColumnOfKey(chunk, f.key()));
+            EvaluateFilters(filters, chunk, columns, mask);
           }
-          previous_end = run_end;
-          uint32_t row = actor < row_of.size() ? row_of[actor] : kNoRow;
-          if (row == kNoRow) return;
-          double total = 0;
-          for (size_t i = run_begin; i < run_end; ++i) {
-            int64_t t = chunk.time[i];
-            if (t < begin || t >= end) continue;
-            if (event && chunk.event_type[i] != *event) continue;
-            if (!mask.empty() && !mask[i]) continue;
-            if (revenue_key == kNoDictId) {
-              total += 1;
-              continue;
-            }
-            if (revenue == nullptr) continue;
-            // Rows ascend, so the cursor only moves forward across runs and events.
-            while (revenue_cursor < revenue->rows.size() && revenue->rows[revenue_cursor] < i) ++revenue_cursor;
-            if (revenue_cursor < revenue->rows.size() && revenue->rows[revenue_cursor] == i) {
-              const StoredValue& v = revenue->values[revenue_cursor];
-              if (v.kind == ValueKind::kNumber) total += v.number;
-            }
+          // Revenue values by segment row (the column is sparse); rows ascend, so the
+          // cursor only moves forward across runs and events.
+          const PropertyColumn* revenue = nullptr;
+          if (revenue_key != kNoDictId) {
+            int c = query_internal::ColumnOfKey(chunk, revenue_key);
+            if (c >= 0) revenue = &chunk.properties[c];
           }
-          if (total == 0) return;
-          locks.Lock(row);
-          totals[row] += total;
-          locks.Unlock(row);
-        });
+          size_t revenue_cursor = 0;
+          ForEachActorRunIn(chunk, 0, chunk.size, [&](ActorId actor, size_t run_begin, size_t run_end) {
+            uint32_t row = actor < row_of.size() ? row_of[actor] : kNoRow;
+            if (row == kNoRow) return;
+            double total = 0;
+            for (size_t i = run_begin; i < run_end; ++i) {
+              int64_t t = chunk.time[i];
+              if (t < begin || t >= end) continue;
+              if (event && chunk.event_type[i] != *event) continue;
+              if (!mask.empty() && !mask[i]) continue;
+              if (revenue_key == kNoDictId) {
+                total += 1;
+                continue;
+              }
+              if (revenue == nullptr) continue;
+              uint32_t segment_row = chunk.first_row + static_cast<uint32_t>(i);
+              while (revenue_cursor < revenue->rows.size() && revenue->rows[revenue_cursor] < segment_row)
+                ++revenue_cursor;
+              if (revenue_cursor < revenue->rows.size() && revenue->rows[revenue_cursor] == segment_row) {
+                const StoredValue& v = revenue->values[revenue_cursor];
+                if (v.kind == ValueKind::kNumber) total += v.number;
+              }
+            }
+            if (total == 0) return;
+            if (rows[row] == actor) totals[row] += total;
+            else block_deferred.emplace_back(row, total);
+          });
+        }
+        if (!block_deferred.empty()) {
+          std::lock_guard lock(deferred_mutex);
+          deferred.insert(deferred.end(), block_deferred.begin(), block_deferred.end());
+        }
         return Status::Ok();
       },
       parallel));
+  for (const auto& [row, total] : deferred) totals[row] += total;
 
   std::vector<float> labels(rows.size());
   for (size_t r = 0; r < rows.size(); ++r) {

@@ -219,7 +219,7 @@ void EvaluateFilters(const CompiledFilters& filters, const EventChunk& chunk,
     // Rows without the property take the absent verdict; rows with it their own.
     present.assign(chunk.size, 0);
     for (size_t i = 0; i < col.rows.size(); ++i) {
-      uint32_t row = col.rows[i];
+      uint32_t row = col.rows[i] - chunk.first_row;  // property rows are segment-relative
       present[row] = 1;
       if (!filter.Matches(&col.values[i])) mask[row] = 0;
     }

@@ -49,6 +49,10 @@ class QueryEngine {
   // before the cutoff. `users` must come from Cohort at the same cutoff.
   virtual Result<FeatureMatrix> Features(const FeatureSpec& spec, int64_t cutoff_ms,
                                          const UserSet& users) const = 0;
+  // The same matrix in compressed rows (cells equal to their column's fill are not
+  // stored): the cheap form for large cohorts.
+  virtual Result<SparseFeatureMatrix> SparseFeatures(const FeatureSpec& spec, int64_t cutoff_ms,
+                                                     const UserSet& users) const = 0;
 
   // One label per user of `users`, from data in [cutoff, cutoff + horizon).
   virtual Result<std::vector<float>> Labels(const LabelSpec& label, int64_t cutoff_ms,

@@ -163,6 +163,38 @@ TEST_P(ReferenceTest, FastFeaturesEqualTheNaiveReference) {
   }
 }
 
+// The compressed rows hold exactly the dense matrix, sessions included: same cells, and a
+// stored cell never equals its column's fill.
+TEST_P(ReferenceTest, SparseFeaturesEqualTheDenseMatrix) {
+  TempStore store;
+  AddRandomLog(GetParam(), store);
+  auto engine = MakeEmbeddedQueryEngine(store.Snapshot());
+  auto taxonomy = engine->BuildTaxonomy(kCutoff, TaxonomyOptions{.top_events = 4});
+  ASSERT_TRUE(taxonomy.ok());
+  FeatureSpec spec;
+  spec.taxonomy = *taxonomy;
+  auto users = engine->Cohort(CohortExpr::Everyone(), kCutoff);
+  ASSERT_TRUE(users.ok());
+  auto dense = engine->Features(spec, kCutoff, *users);
+  auto sparse = engine->SparseFeatures(spec, kCutoff, *users);
+  ASSERT_TRUE(dense.ok() && sparse.ok());
+  ASSERT_EQ(sparse->rows(), dense->rows());
+  ASSERT_EQ(sparse->columns, dense->columns);
+  FeatureMatrix expanded = sparse->ToDense();
+  for (size_t r = 0; r < dense->rows(); ++r) {
+    uint32_t previous = 0;
+    for (const SparseCell& cell : sparse->row(r)) {
+      EXPECT_NE(cell.value, sparse->fill[cell.col]);
+      EXPECT_TRUE(cell.col >= previous) << "columns ascend";
+      previous = cell.col + 1;
+    }
+    for (size_t c = 0; c < dense->cols(); ++c) {
+      EXPECT_EQ(sparse->at(r, c), dense->at(r, c)) << "row " << r << ", column " << dense->columns[c];
+      EXPECT_EQ(expanded.at(r, c), dense->at(r, c));
+    }
+  }
+}
+
 TEST_P(ReferenceTest, FastLabelsAndActivityEqualTheNaiveReference) {
   TempStore store;
   AddRandomLog(GetParam(), store);

@@ -1,12 +1,12 @@
 // Internal helpers shared by the embedded (EventReader) implementations of the queries:
-// walking a chunk actor by actor, and merging per-actor partial results from parallel
-// chunk visits without a lock or an atomic per event.
+// walking chunks and actor blocks actor by actor, per-thread outputs, row maps.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
+#include <thread>
 #include <vector>
 
 #include "store/reader.h"
@@ -30,49 +30,63 @@ void ForEachActorRunIn(const EventChunk& chunk, size_t from, size_t to, Visit&& 
   }
 }
 
-// Calls visit(actor, begin, end) for each maximal run of one actor in the chunk (chunks
-// are sorted by (actor, time), so an actor's events in a chunk are contiguous and in time
-// order). The walk starts at a chunk-dependent actor boundary and wraps around: parts of
-// the store split by time hold the same actors in the same order, and two threads walking
-// two of them from the top would fold into the same rows at the same moment and fight
-// over their locks and cache lines. Visitors that keep forward cursors into a chunk must
-// reset them when a run starts before the previous one (the wrap).
-template <typename Visit>
-void ForEachActorRun(const EventChunk& chunk, Visit&& visit) {
-  size_t n = chunk.size;
-  if (n == 0) return;
-  uint64_t h = (static_cast<uint64_t>(chunk.time[0]) ^ (n * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull;
-  size_t start = static_cast<size_t>((h >> 17) % n);
-  while (start > 0 && start < n && chunk.actor[start] == chunk.actor[start - 1]) ++start;
-  ForEachActorRunIn(chunk, start, n, visit);
-  ForEachActorRunIn(chunk, 0, start, visit);
-}
-
-// A fixed set of spin locks striped over row numbers. One actor's events can sit in
-// several chunks (several parts) and a device's events count for its user, so two
-// threads may write the same row; each run of an actor is folded into its row under the
-// row's stripe lock, which costs one uncontended lock per run instead of an atomic per
-// event.
-class StripedLocks {
+// Walks the chunks of an ActorBlock actor by actor. Runs(actor) returns the actor's rows
+// [begin, end) in each chunk that has any (sorted by time within a chunk); calls must
+// come in ascending actor order, which lets each chunk's cursor only move forward.
+class BlockActorWalk {
  public:
-  StripedLocks() : locks_(new std::atomic<bool>[kStripes]) {
-    for (size_t i = 0; i < kStripes; ++i) locks_[i].store(false, std::memory_order_relaxed);
+  struct Run {
+    uint32_t chunk;
+    uint32_t begin, end;
+  };
+  explicit BlockActorWalk(const EventReader::ActorBlock& block)
+      : block_(block), next_(block.chunks.size(), 0) {
+    runs_.reserve(block.chunks.size());
   }
-  void Lock(uint32_t row) {
-    std::atomic<bool>& l = locks_[Stripe(row)];
-    while (l.exchange(true, std::memory_order_acquire)) {
-      while (l.load(std::memory_order_relaxed)) {
-      }
+  std::span<const Run> Runs(ActorId actor) {
+    runs_.clear();
+    for (uint32_t c = 0; c < block_.chunks.size(); ++c) {
+      const EventChunk& chunk = block_.chunks[c];
+      const ActorId* actors = chunk.actor.data();
+      uint32_t i = next_[c];
+      while (i < chunk.size && actors[i] < actor) ++i;
+      uint32_t begin = i;
+      while (i < chunk.size && actors[i] == actor) ++i;
+      next_[c] = i;
+      if (i > begin) runs_.push_back({c, begin, i});
     }
+    return runs_;
   }
-  void Unlock(uint32_t row) { locks_[Stripe(row)].store(false, std::memory_order_release); }
 
  private:
-  static constexpr size_t kStripes = 4096;
-  // Neighbouring rows are usually visited by the same thread; spread them anyway.
-  static size_t Stripe(uint32_t row) { return (row * 2654435761u) >> 20 & (kStripes - 1); }
-  std::unique_ptr<std::atomic<bool>[]> locks_;
+  const EventReader::ActorBlock& block_;
+  std::vector<uint32_t> next_;
+  std::vector<Run> runs_;
 };
+
+// One object per thread that asks, created on first use; for per-thread output buffers
+// that must outlive the blocks a thread visits.
+template <typename T>
+class PerThread {
+ public:
+  template <typename Make>
+  T& Get(Make&& make) {
+    std::lock_guard lock(mutex_);
+    for (auto& [id, value] : values_)
+      if (id == std::this_thread::get_id()) return *value;
+    values_.emplace_back(std::this_thread::get_id(), std::make_unique<T>(make()));
+    return *values_.back().second;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::pair<std::thread::id, std::unique_ptr<T>>> values_;
+};
+
+// Actors per block of EventReader::ScanActorBlocks for the queries: a block's per-actor
+// state and output stay in cache, and a few hundred blocks per million actors keep both
+// cores busy to the end.
+inline constexpr uint32_t kActorsPerBlock = 4096;
 
 // Which output row each actor's events count for at a cutoff: rows are the actors of the
 // cohort (canonical actors at the cutoff); every actor resolving to one of them (itself,
