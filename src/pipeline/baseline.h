@@ -1,7 +1,7 @@
 // The recency-frequency baseline that accuracy is measured against: a logistic
-// regression on two columns of the feature matrix, log(1 + hours since the last event)
-// and log(1 + events in the last four weeks), fitted on the same users as sibyl's models
-// and scored on the same held-out users. What a team would build by hand in an afternoon.
+// regression on log(1 + hours since the last event) and log(1 + events) in the last four
+// and the last eight weeks (all from the feature matrix; events of the taxonomy's types),
+// fitted on the same users as sibyl's models and scored on the same held-out users. What a team would build by hand in an afternoon.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +13,7 @@
 
 namespace sibyl::pipeline {
 
-// The two baseline columns of `data` (whose columns are named as in docs/FEATURES.md).
+// The three baseline columns of `data` (whose columns are named as in docs/FEATURES.md).
 // Fails if the matrix has no "hours since last event" column.
 Result<ml::Dataset> RecencyFrequencyColumns(const ml::Dataset& data);
 

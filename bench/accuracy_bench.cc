@@ -1,0 +1,245 @@
+// accuracy_bench: how good are sibyl's models, measured (issue 4, "Accuracy" and "Speed").
+// For each prediction it runs the whole training pipeline on an ingested store (cohort,
+// labels, taxonomy, features, three candidates, calibration, metrics, drivers) and reports
+// on the held-out users of that run:
+//   (a) the truth: the simulator's true probabilities (with --truth),
+//   (b) the baseline: logistic regression on recency and frequency (pipeline/baseline.h),
+//       fitted on the same fit users,
+//   (c) sibyl: the selected, calibrated model,
+// the AUC of each, sibyl's ECE, the share of the (b)->(a) gap that sibyl closes, and the
+// per-stage times of the run.
+//
+//   accuracy_bench --data DIR --prediction FILE_OR_JSON [--prediction ...]
+//                  [--truth truth.csv --truth-columns purchase_7d,churn_14d]
+//                  [--cutoff T] [--threads N] [--seed S] [--json]
+//
+// --cutoff T trains at T_train = T (as of T + H), the cutoff the truth file is for;
+// without it, as of the store's last event.
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "common/file.h"
+#include "common/time.h"
+#include "ml/metrics.h"
+#include "ml/split.h"
+#include "pipeline/baseline.h"
+#include "pipeline/train_run.h"
+#include "store/event_store.h"
+
+namespace {
+
+using namespace sibyl;
+
+// user_id -> probability, for one column of the truth CSV.
+Result<std::unordered_map<std::string, double>> ReadTruthColumn(const std::string& path, const std::string& column) {
+  std::ifstream in(path);
+  if (!in) return IoError("cannot open {}", path);
+  std::string line;
+  std::getline(in, line);
+  std::vector<std::string> header;
+  {
+    std::stringstream s(line);
+    std::string cell;
+    while (std::getline(s, cell, ',')) header.push_back(cell);
+  }
+  size_t index = header.size();
+  for (size_t i = 0; i < header.size(); ++i)
+    if (header[i] == column) index = i;
+  if (index == header.size()) return NotFound("{} has no column {} (header: {})", path, column, line);
+  std::unordered_map<std::string, double> out;
+  while (std::getline(in, line)) {
+    std::stringstream s(line);
+    std::string cell, id;
+    for (size_t i = 0; std::getline(s, cell, ','); ++i) {
+      if (i == 0) id = cell;
+      if (i == index) out[id] = std::strtod(cell.c_str(), nullptr);
+    }
+  }
+  return out;
+}
+
+Result<pipeline::PredictionDefinition> LoadDefinition(const std::string& arg) {
+  std::string text = arg;
+  if (!arg.empty() && arg[0] != '{') {
+    ASSIGN_OR_RETURN(text, ReadFile(arg));
+  }
+  return pipeline::ParsePredictionDefinitionText(text);
+}
+
+struct Options {
+  std::string data_dir;
+  std::vector<std::string> predictions;
+  std::string truth;
+  std::string truth_columns;
+  std::string cutoff;
+  int threads = 0;
+  uint64_t seed = 42;
+  int top_events = 50;
+  bool json = false;
+};
+
+nlohmann::json RunOne(const EventReader& reader, const pipeline::PredictionDefinition& definition,
+                      const Options& options, const std::string& truth_column) {
+  pipeline::TrainRequest request;
+  request.num_threads = options.threads;
+  request.set.seed = options.seed;
+  request.set.taxonomy.top_events = options.top_events;
+  request.keep_matrix = true;
+  if (!options.cutoff.empty()) {
+    int64_t t = FloorHour(*ParseTime(options.cutoff));
+    request.as_of_ms = t + static_cast<int64_t>(definition.horizon_days) * kMsPerDay;
+  }
+  auto fitted = pipeline::FitPrediction(reader, definition, request);
+  if (!fitted.ok()) return {{"prediction", definition.name}, {"error", fitted.status().ToString()}};
+  const ml::Dataset& data = fitted->set.data;
+  nlohmann::json out = {{"prediction", definition.name},
+                        {"train_cutoff", FormatTime(fitted->train_cutoff_ms)},
+                        {"rows", data.num_rows()},
+                        {"features", data.num_columns()},
+                        {"positives", fitted->set.positives},
+                        {"model_type", ml::ModelTypeName(fitted->result.model->type())},
+                        {"stage_times", pipeline::StageTimesJson(fitted->stage_times)}};
+  double total = 0;
+  for (const auto& t : fitted->stage_times) total += t.seconds;
+  out["total_seconds"] = total;
+
+  // The same split ml::Train made (a pure function of keys, labels and seed).
+  ml::SplitOptions split_options;
+  split_options.seed = options.seed;
+  split_options.max_users = request.set.max_users;
+  ml::Split split = ml::SplitByUser(data, split_options).value();
+  const std::vector<double>& sibyl_scores = fitted->result.test_predictions;
+  if (split.test_rows.size() != sibyl_scores.size()) {
+    out["error"] = "held-out rows differ from ml::Train's";
+    return out;
+  }
+  auto baseline = pipeline::RecencyFrequencyBaseline(data, split);
+  if (!baseline.ok()) {
+    out["error"] = baseline.status().ToString();
+    return out;
+  }
+  std::vector<float> labels = ml::GatherLabels(data, split.test_rows);
+  out["held_out_users"] = labels.size();
+  out["all_held_out"] = {{"sibyl_auc", ml::RocAuc(sibyl_scores, labels)},
+                         {"baseline_auc", ml::RocAuc(*baseline, labels)},
+                         {"sibyl_ece", ml::ExpectedCalibrationError(sibyl_scores, labels)},
+                         {"sibyl_log_loss", ml::LogLoss(sibyl_scores, labels)},
+                         {"baseline_log_loss", ml::LogLoss(*baseline, labels)},
+                         {"base_rate", fitted->result.metrics.base_rate}};
+  if (options.truth.empty() || truth_column.empty()) return out;
+
+  auto truth = ReadTruthColumn(options.truth, truth_column);
+  if (!truth.ok()) {
+    out["error"] = truth.status().ToString();
+    return out;
+  }
+  // Only held-out rows the truth covers (signed-up users; anonymous devices have none).
+  std::vector<double> t, b, s;
+  std::vector<float> y;
+  for (size_t i = 0; i < split.test_rows.size(); ++i) {
+    auto it = truth->find(fitted->set.row_ids[split.test_rows[i]]);
+    if (it == truth->end()) continue;
+    t.push_back(it->second);
+    b.push_back((*baseline)[i]);
+    s.push_back(sibyl_scores[i]);
+    y.push_back(labels[i]);
+  }
+  const double truth_auc = ml::RocAuc(t, y), base_auc = ml::RocAuc(b, y), sibyl_auc = ml::RocAuc(s, y);
+  out["with_truth"] = {{"users", y.size()},
+                       {"truth_column", truth_column},
+                       {"truth_auc", truth_auc},
+                       {"baseline_auc", base_auc},
+                       {"sibyl_auc", sibyl_auc},
+                       {"truth_minus_baseline", truth_auc - base_auc},
+                       {"gap_closed", truth_auc - base_auc > 0 ? (sibyl_auc - base_auc) / (truth_auc - base_auc) : 0},
+                       {"sibyl_ece", ml::ExpectedCalibrationError(s, y)},
+                       {"truth_ece", ml::ExpectedCalibrationError(t, y)},
+                       {"sibyl_log_loss", ml::LogLoss(s, y)},
+                       {"truth_log_loss", ml::LogLoss(t, y)}};
+  return out;
+}
+
+void Print(const nlohmann::json& r) {
+  std::printf("\n== %s\n", r["prediction"].get<std::string>().c_str());
+  if (r.contains("error") && !r.contains("all_held_out")) {
+    std::printf("  error: %s\n", r["error"].get<std::string>().c_str());
+    return;
+  }
+  std::printf("  T_train %s, %zu rows x %zu features, %zu positives, winner %s, whole run %.1f s\n",
+              r["train_cutoff"].get<std::string>().c_str(), r["rows"].get<size_t>(), r["features"].get<size_t>(),
+              r["positives"].get<size_t>(), r["model_type"].get<std::string>().c_str(),
+              r["total_seconds"].get<double>());
+  std::string stages;
+  for (const auto& t : r["stage_times"])
+    stages += fmt::format("{}{} {:.2f}", stages.empty() ? "" : ", ", t["stage"].get<std::string>(),
+                          t["seconds"].get<double>());
+  std::printf("  stages (s): %s\n", stages.c_str());
+  if (r.contains("error")) std::printf("  error: %s\n", r["error"].get<std::string>().c_str());
+  if (!r.contains("all_held_out")) return;
+  const auto& a = r["all_held_out"];
+  std::printf("  all %zu held-out users: base rate %.4f; AUC sibyl %.4f, baseline %.4f; sibyl ECE %.4f\n",
+              r["held_out_users"].get<size_t>(), a["base_rate"].get<double>(), a["sibyl_auc"].get<double>(),
+              a["baseline_auc"].get<double>(), a["sibyl_ece"].get<double>());
+  if (r.contains("with_truth")) {
+    const auto& w = r["with_truth"];
+    std::printf("  %zu held-out users with truth: AUC truth %.4f | baseline %.4f | sibyl %.4f; "
+                "truth - baseline %.4f; gap closed %.0f%%; ECE sibyl %.4f (truth %.4f)\n",
+                w["users"].get<size_t>(), w["truth_auc"].get<double>(), w["baseline_auc"].get<double>(),
+                w["sibyl_auc"].get<double>(), w["truth_minus_baseline"].get<double>(),
+                100 * w["gap_closed"].get<double>(), w["sibyl_ece"].get<double>(), w["truth_ece"].get<double>());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  CLI::App app{"accuracy_bench: sibyl vs the truth and a recency-frequency baseline on held-out users"};
+  app.add_option("--data", options.data_dir, "data directory of an ingested store")->required();
+  app.add_option("--prediction", options.predictions, "prediction definition: JSON text or a file (repeatable)")
+      ->required();
+  app.add_option("--truth", options.truth, "the simulator's truth CSV");
+  app.add_option("--truth-columns", options.truth_columns, "truth column per prediction, comma-separated");
+  app.add_option("--cutoff", options.cutoff, "train at T_train = this cutoff (the truth's)");
+  app.add_option("--threads", options.threads, "learner threads (0: all)");
+  app.add_option("--seed", options.seed, "seed");
+  app.add_option("--top-events", options.top_events, "event types with feature columns");
+  app.add_flag("--json", options.json, "print JSON lines");
+  CLI11_PARSE(app, argc, argv);
+
+  std::vector<std::string> columns;
+  {
+    std::stringstream s(options.truth_columns);
+    std::string c;
+    while (std::getline(s, c, ',')) columns.push_back(c);
+  }
+  auto store = EventStore::Open(StoreOptions{.data_dir = options.data_dir, .read_only = true});
+  if (!store.ok()) {
+    std::fprintf(stderr, "accuracy_bench: %s\n", store.status().ToString().c_str());
+    return 1;
+  }
+  auto reader = (*store)->Snapshot();
+  int failures = 0;
+  for (size_t i = 0; i < options.predictions.size(); ++i) {
+    auto definition = LoadDefinition(options.predictions[i]);
+    if (!definition.ok()) {
+      std::fprintf(stderr, "accuracy_bench: %s\n", definition.status().ToString().c_str());
+      return 2;
+    }
+    nlohmann::json r = RunOne(*reader, *definition, options, i < columns.size() ? columns[i] : "");
+    failures += r.contains("error");
+    if (options.json) std::printf("%s\n", r.dump().c_str());
+    else Print(r);
+    std::fflush(stdout);
+  }
+  return failures ? 1 : 0;
+}
