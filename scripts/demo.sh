@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on generated data: install, build, generate a product's events, ingest
 # them into a fresh store and summarise it.
-#   scripts/demo.sh [USERS] [DAYS]      (defaults: 20000 users, 90 days)
+#   scripts/demo.sh [USERS] [DAYS]      (defaults: 20000 users, 90 days; training needs DAYS >= 63:
+#                                        49 days of history before T_train plus the 14-day horizon)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
@@ -18,3 +19,14 @@ echo "== ingest"
 $sibyl --data "$work/data" ingest "$work/events.ndjson"
 echo "== stats"
 $sibyl --data "$work/data" stats --top 10
+echo "== predictions: purchase within 7 days, churn (no event at all) within 14 days"
+$sibyl --data "$work/data" predict create purchase_7d --kind propensity --event Purchase \
+  --horizon-days 7 --active-within-days 30
+$sibyl --data "$work/data" predict create churn_14d --kind churn --horizon-days 14 --active-within-days 30
+echo "== train (as of the last event; T_train = last event - horizon)"
+$sibyl --data "$work/data" train purchase_7d
+$sibyl --data "$work/data" train churn_14d
+echo "== quality"
+$sibyl --data "$work/data" predict show purchase_7d --html "$work/purchase_7d.html"
+$sibyl --data "$work/data" predict show churn_14d --html "$work/churn_14d.html"
+$sibyl --data "$work/data" predict list
