@@ -53,10 +53,11 @@ struct FeatureMatrix {
   std::span<const float> row(size_t r) const { return {values.data() + r * cols(), cols()}; }
 };
 
-// One stored cell of a sparse row.
+// One stored cell of a sparse row. Trivially constructible on purpose: slabs of them are
+// allocated uninitialised and prefaulted, never zeroed cell by cell.
 struct SparseCell {
-  uint32_t col = 0;
-  float value = 0;
+  uint32_t col;
+  float value;
 };
 
 // Compressed rows: a row stores, in column order, only its cells that differ from the

@@ -83,7 +83,8 @@ struct DeferredCell {
 class DenseSink {
  public:
   DenseSink(float* matrix, size_t cols) : matrix_(matrix), cols_(cols) {}
-  void EmitRow(uint32_t row, const ActorRow& cells) {
+  DenseSink& writer() { return *this; }
+  void EmitRow(DenseSink&, uint32_t row, const ActorRow& cells) {
     std::memcpy(matrix_ + static_cast<size_t>(row) * cols_, cells.cells(), cols_ * sizeof(float));
   }
   float* matrix() const { return matrix_; }
@@ -98,9 +99,11 @@ class SparseSink {
  public:
   SparseSink(SparseMatrixBuilder& builder, const std::vector<float>& fill)
       : builder_(builder), fill_(fill) {}
-  void EmitRow(uint32_t row, const ActorRow& cells) {
-    SparseMatrixBuilder::Writer& writer =
-        writers_.Get([&] { return SparseMatrixBuilder::Writer(builder_); });
+  // The calling thread's writer: fetched once per block, not per row (it takes a lock).
+  SparseMatrixBuilder::Writer& writer() {
+    return writers_.Get([&] { return SparseMatrixBuilder::Writer(builder_); });
+  }
+  void EmitRow(SparseMatrixBuilder::Writer& writer, uint32_t row, const ActorRow& cells) {
     SparseCell* out = writer.BeginRow(fill_.size());
     size_t n = 0;
     cells.ForEachTouched([&](size_t col, float v) {
@@ -253,6 +256,7 @@ class FeatureComputer {
                   std::vector<DeferredCell>& deferred) {
     const FeatureLayout& l = layout_;
     ActorRow row(l);
+    auto& writer = sink.writer();
     BlockActorWalk walk(block);
     std::vector<std::vector<PropertyCursor>> cursors(block.chunks.size());
     for (size_t c = 0; c < block.chunks.size(); ++c)
@@ -276,7 +280,7 @@ class FeatureComputer {
       }
       FinishRecency(row, /*complete=*/own);
       if (own) {
-        sink.EmitRow(r, row);
+        sink.EmitRow(writer, r, row);
         emitted[r] = 1;
       } else {
         row.ForEachTouched([&](size_t col, float v) { deferred.push_back({r, static_cast<uint32_t>(col), v}); });
