@@ -11,7 +11,7 @@
 //
 //   accuracy_bench --data DIR --prediction FILE_OR_JSON [--prediction ...]
 //                  [--truth truth.csv --truth-columns purchase_7d,churn_14d]
-//                  [--cutoff T] [--threads N] [--seed S] [--json]
+//                  [--cutoff T] [--stack K] [--threads N] [--seed S] [--json]
 //
 // --cutoff T trains at T_train = T (as of T + H), the cutoff the truth file is for;
 // without it, as of the store's last event.
@@ -84,6 +84,7 @@ struct Options {
   int threads = 0;
   uint64_t seed = 42;
   int top_events = 50;
+  int stack = 0;
   bool json = false;
 };
 
@@ -94,6 +95,7 @@ nlohmann::json RunOne(const EventReader& reader, const pipeline::PredictionDefin
   request.set.seed = options.seed;
   request.set.taxonomy.top_events = options.top_events;
   request.keep_matrix = true;
+  request.set.stack = options.stack;
   if (!options.cutoff.empty()) {
     int64_t t = FloorHour(*ParseTime(options.cutoff));
     request.as_of_ms = t + static_cast<int64_t>(definition.horizon_days) * kMsPerDay;
@@ -127,14 +129,27 @@ nlohmann::json RunOne(const EventReader& reader, const pipeline::PredictionDefin
     out["error"] = baseline.status().ToString();
     return out;
   }
-  std::vector<float> labels = ml::GatherLabels(data, split.test_rows);
+  // With --stack the held-out users also have rows at earlier cutoffs; everything below
+  // is measured on their rows at T_train (the cutoff the truth is for).
+  std::vector<size_t> newest;  // indexes into split.test_rows / the held-out predictions
+  for (size_t i = 0; i < split.test_rows.size(); ++i)
+    if (fitted->set.row_cutoff[split.test_rows[i]] == 0) newest.push_back(i);
+  std::vector<float> labels;
+  std::vector<double> sibyl_newest, baseline_newest;
+  for (size_t i : newest) {
+    labels.push_back(data.labels[split.test_rows[i]]);
+    sibyl_newest.push_back(sibyl_scores[i]);
+    baseline_newest.push_back((*baseline)[i]);
+  }
+  double positives = 0;
+  for (float y : labels) positives += y;
   out["held_out_users"] = labels.size();
-  out["all_held_out"] = {{"sibyl_auc", ml::RocAuc(sibyl_scores, labels)},
-                         {"baseline_auc", ml::RocAuc(*baseline, labels)},
-                         {"sibyl_ece", ml::ExpectedCalibrationError(sibyl_scores, labels)},
-                         {"sibyl_log_loss", ml::LogLoss(sibyl_scores, labels)},
-                         {"baseline_log_loss", ml::LogLoss(*baseline, labels)},
-                         {"base_rate", fitted->result.metrics.base_rate}};
+  out["all_held_out"] = {{"sibyl_auc", ml::RocAuc(sibyl_newest, labels)},
+                         {"baseline_auc", ml::RocAuc(baseline_newest, labels)},
+                         {"sibyl_ece", ml::ExpectedCalibrationError(sibyl_newest, labels)},
+                         {"sibyl_log_loss", ml::LogLoss(sibyl_newest, labels)},
+                         {"baseline_log_loss", ml::LogLoss(baseline_newest, labels)},
+                         {"base_rate", labels.empty() ? 0.0 : positives / labels.size()}};
   if (options.truth.empty() || truth_column.empty()) return out;
 
   auto truth = ReadTruthColumn(options.truth, truth_column);
@@ -145,13 +160,13 @@ nlohmann::json RunOne(const EventReader& reader, const pipeline::PredictionDefin
   // Only held-out rows the truth covers (signed-up users; anonymous devices have none).
   std::vector<double> t, b, s;
   std::vector<float> y;
-  for (size_t i = 0; i < split.test_rows.size(); ++i) {
-    auto it = truth->find(fitted->set.row_ids[split.test_rows[i]]);
+  for (size_t k = 0; k < newest.size(); ++k) {
+    auto it = truth->find(fitted->set.row_ids[split.test_rows[newest[k]]]);
     if (it == truth->end()) continue;
     t.push_back(it->second);
-    b.push_back((*baseline)[i]);
-    s.push_back(sibyl_scores[i]);
-    y.push_back(labels[i]);
+    b.push_back(baseline_newest[k]);
+    s.push_back(sibyl_newest[k]);
+    y.push_back(labels[k]);
   }
   const double truth_auc = ml::RocAuc(t, y), base_auc = ml::RocAuc(b, y), sibyl_auc = ml::RocAuc(s, y);
   out["with_truth"] = {{"users", y.size()},
@@ -213,6 +228,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", options.threads, "learner threads (0: all)");
   app.add_option("--seed", options.seed, "seed");
   app.add_option("--top-events", options.top_events, "event types with feature columns");
+  app.add_option("--stack", options.stack, "earlier weekly cutoffs stacked for training");
   app.add_flag("--json", options.json, "print JSON lines");
   CLI11_PARSE(app, argc, argv);
 

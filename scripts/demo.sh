@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on generated data: install, build, generate a product's events, ingest
-# them into a fresh store and summarise it.
+# them into a fresh store and summarise it, then create a purchase and a churn prediction,
+# train both and print their quality (report pages in $work/*.html).
 #   scripts/demo.sh [USERS] [DAYS]      (defaults: 20000 users, 90 days; training needs DAYS >= 63:
 #                                        49 days of history before T_train plus the 14-day horizon)
 set -euo pipefail
