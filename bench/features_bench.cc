@@ -221,6 +221,8 @@ int main(int argc, char** argv) {
     ScanSpec spec;
     spec.end_ms = cutoff;
     spec.with_sessions = true;
+    spec.sessions_begin_ms = cutoff - 8 * kMsPerWeek;
+    spec.properties_begin_ms = cutoff - 4 * kMsPerWeek;
     for (const EventPropertySpec& p : taxonomy.event_properties)
       if (auto key = reader->property_keys().Find(p.name)) spec.property_keys.push_back(*key);
     Time("reader alone: block scan, whole-matrix columns", repeat, [&] {

@@ -3,14 +3,15 @@
 # the 8 weekly counts of the 50 most frequent event types before one cutoff, from the same
 # generated NDJSON on the same machine. Prints each time and the ratios of one run.
 #   bench/features_peers.sh [USERS] [DAYS]        (defaults: 100000 users, 84 days)
-# Needs a build (BUILD=build-query by default) with `sibyl` and `features_bench`.
+# Needs a build (BUILD=build-qperf by default) with `features_bench`, and `sibyl` (SIBYL,
+# default $BUILD/sibyl) for generate and ingest. WORK keeps the NDJSON and the store.
 set -euo pipefail
 users=${1:-100000}; days=${2:-84}
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD:-$root/build-query}
+build=${BUILD:-$root/build-qperf}
 peers=${PEERS:-$root/../shared/peers}
 work=${WORK:-$(mktemp -d /tmp/sibyl-peers-XXXXXX)}
-sibyl=$build/sibyl
+sibyl=${SIBYL:-$build/sibyl}
 
 start_ms=$(date -u -d 2024-01-01 +%s)000
 cutoff=$((start_ms + (days - 7) * 86400000))
@@ -24,8 +25,10 @@ fi
 [ -s "$events" ] || "$sibyl" generate --users "$users" --days "$days" --out "$events" >&2
 [ -d "$work/data" ] || "$sibyl" --data "$work/data" --quiet ingest "$events" >&2
 
-sibyl_s=$("$build/bench/features_bench" --data "$work/data" --as-of "$cutoff" --repeat 3 --only top-50 |
-          awk '/top-50/ {print $(NF-4)}')
+# The headline path: compressed rows (SparseFeatures); best of 3.
+sibyl_s=$("$build/bench/features_bench" --data "$work/data" --as-of "$cutoff" --repeat 3 \
+            --only "counts, every user (sparse)" | tee "$work/features_bench.txt" |
+          awk '/top-50.*sparse/ {for (i = 1; i < NF; i++) if ($i == "best") print $(i + 1)}')
 
 "$peers/clickhouse.sh" start >&2
 ch=$("$peers/ch_features.sh" "$events" "$cutoff")

@@ -226,6 +226,8 @@ class FeatureComputer {
     spec.begin_ms = layout_.recency ? INT64_MIN : window_begin_;
     spec.end_ms = cutoff_;
     spec.with_sessions = layout_.session_weeks > 0;
+    spec.sessions_begin_ms = cutoff_ - layout_.session_weeks * kMsPerWeek;
+    spec.properties_begin_ms = cutoff_ - layout_.property_weeks * kMsPerWeek;
     for (const auto& p : layout_.properties)
       if (p.key != kNoDictId) spec.property_keys.push_back(p.key);
     std::mutex deferred_mutex;

@@ -11,8 +11,9 @@ namespace {
 
 using query_internal::ColumnOfKey;
 
-// Value counting is the expensive part of the scan; above this many events in the
-// lookback only a deterministic sample of chunks feeds it (event type counts stay exact).
+// Property statistics (decoding property columns) are the expensive part; above this many
+// events in the lookback they come from the most recent weeks holding this many (event
+// type counts stay exact).
 constexpr uint64_t kValueSampleEvents = 4'000'000;
 
 struct KeyStats {
@@ -24,15 +25,6 @@ struct KeyStats {
 
 bool Contains(const std::vector<std::string>& names, std::string_view name) {
   return std::find(names.begin(), names.end(), name) != names.end();
-}
-
-// A deterministic per-chunk hash so that sampling does not depend on thread scheduling.
-uint64_t ChunkHash(const EventChunk& chunk) {
-  if (chunk.size == 0) return 0;
-  uint64_t h = chunk.actor[0] * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(chunk.time[0]);
-  h ^= chunk.size * 0xC2B2AE3D27D4EB4Full;
-  h ^= h >> 29;
-  return h * 0xBF58476D1CE4E5B9ull;
 }
 
 template <typename Count>
@@ -108,42 +100,73 @@ Result<Taxonomy> BuildTaxonomy(const EventReader& reader, int64_t cutoff_ms,
   for (const std::string& name : options.required_event_types)
     if (!types.Find(name)) return NotFound("required event type \"{}\" is not in the store", name);
 
-  // Candidate event property keys: every key except those sibyl writes back.
+  // Pass 1, core columns only: exact event type counts, and events per week of the
+  // lookback (week 0 is the last).
+  int64_t lookback_begin = cutoff - options.lookback_ms;
+  int lookback_weeks = static_cast<int>((options.lookback_ms + kMsPerWeek - 1) / kMsPerWeek);
+  std::vector<uint64_t> type_counts(types.size(), 0);
+  std::vector<uint64_t> week_counts(lookback_weeks, 0);
+  std::mutex mu;
+  ScanSpec core;
+  core.begin_ms = lookback_begin;
+  core.end_ms = cutoff;
+  RETURN_IF_ERROR(reader.Scan(
+      core,
+      [&](const EventChunk& chunk) {
+        std::vector<uint64_t> local_types(types.size(), 0), local_weeks(lookback_weeks, 0);
+        for (size_t i = 0; i < chunk.size; ++i) {
+          int64_t t = chunk.time[i];
+          if (t < lookback_begin || t >= cutoff) continue;
+          ++local_types[chunk.event_type[i]];
+          ++local_weeks[std::min<int64_t>(lookback_weeks - 1, (cutoff - 1 - t) / kMsPerWeek)];
+        }
+        std::lock_guard lock(mu);
+        for (size_t t = 0; t < local_types.size(); ++t) type_counts[t] += local_types[t];
+        for (int w = 0; w < lookback_weeks; ++w) week_counts[w] += local_weeks[w];
+        return Status::Ok();
+      },
+      parallel));
+
+  // Pass 2, property statistics: decoding property columns is what costs, so above
+  // kValueSampleEvents events they come from the most recent whole weeks that hold at
+  // least that many (the values a model will be scored on), the rest of the lookback
+  // unread. Presence shares are taken within that sample.
+  int64_t sample_begin = lookback_begin;
+  uint64_t sample_events = 0;
+  for (int w = 0; w < lookback_weeks; ++w) {
+    sample_events += week_counts[w];
+    if (sample_events >= kValueSampleEvents) {
+      sample_begin = std::max(lookback_begin, cutoff - (w + 1) * kMsPerWeek);
+      break;
+    }
+  }
   ScanSpec spec;
-  spec.begin_ms = cutoff - options.lookback_ms;
+  spec.begin_ms = sample_begin;
   spec.end_ms = cutoff;
+  spec.properties_begin_ms = sample_begin;
+  // Candidate event property keys: every key except those sibyl writes back.
   for (DictId k = 0; k < keys.size(); ++k)
     if (!IsSibylOwnedProperty(keys.name(k))) spec.property_keys.push_back(k);
-
-  std::vector<uint64_t> type_counts(types.size(), 0);
   std::vector<KeyStats> key_stats(keys.size());
-  std::mutex mu;
-  uint64_t sample_every = std::max<uint64_t>(1, reader.event_count() / kValueSampleEvents);
   size_t max_distinct = static_cast<size_t>(options.max_distinct_event_values);
-
   RETURN_IF_ERROR(reader.Scan(
       spec,
       [&](const EventChunk& chunk) {
-        std::vector<uint64_t> local_types(types.size(), 0);
         std::vector<uint8_t> in_range(chunk.size);
-        for (size_t i = 0; i < chunk.size; ++i) {
+        for (size_t i = 0; i < chunk.size; ++i)
           in_range[i] = chunk.time[i] >= spec.begin_ms && chunk.time[i] < spec.end_ms;
-          local_types[chunk.event_type[i]] += in_range[i];
-        }
-        bool count_values = ChunkHash(chunk) % sample_every == 0;
         std::vector<KeyStats> local(chunk.properties.size());
         for (size_t c = 0; c < chunk.properties.size(); ++c) {
           const PropertyColumn& column = chunk.properties[c];
           for (size_t i = 0; i < column.rows.size(); ++i) {
-            if (!in_range[column.rows[i]]) continue;
+            if (!in_range[column.rows[i] - chunk.first_row]) continue;
             const StoredValue& v = column.values[i];
             ++local[c].rows;
             if (v.kind == ValueKind::kNumber || v.kind == ValueKind::kBool) ++local[c].numeric;
-            else if (v.kind == ValueKind::kString && count_values) ++local[c].string_counts[v.string];
+            else if (v.kind == ValueKind::kString) ++local[c].string_counts[v.string];
           }
         }
         std::lock_guard lock(mu);
-        for (size_t t = 0; t < local_types.size(); ++t) type_counts[t] += local_types[t];
         for (size_t c = 0; c < chunk.properties.size(); ++c) {
           KeyStats& global = key_stats[chunk.properties[c].key];
           global.rows += local[c].rows;
@@ -161,8 +184,6 @@ Result<Taxonomy> BuildTaxonomy(const EventReader& reader, int64_t cutoff_ms,
       parallel));
 
   Taxonomy taxonomy;
-  uint64_t total_events = 0;
-  for (uint64_t c : type_counts) total_events += c;
   // Required types always count; the rest of the places go by volume.
   taxonomy.event_types = options.required_event_types;
   size_t limit = static_cast<size_t>(std::max(options.top_events, 0));
@@ -183,7 +204,7 @@ Result<Taxonomy> BuildTaxonomy(const EventReader& reader, int64_t cutoff_ms,
     bool required = Contains(options.required_event_properties, std::string(keys.name(k)));
     if (s.rows == 0) continue;
     bool numeric = s.numeric * 10 >= s.rows * 9;
-    bool frequent = s.rows >= options.min_event_property_share * static_cast<double>(total_events);
+    bool frequent = s.rows >= options.min_event_property_share * static_cast<double>(sample_events);
     bool categorical = !numeric && !s.high_cardinality && !s.string_counts.empty();
     if (required || (frequent && (numeric || categorical)))
       candidates.emplace_back(required ? UINT64_MAX : s.rows, k);
