@@ -72,6 +72,12 @@ struct ScanSpec {
   std::vector<DictId> event_types;    // empty: all types
   std::vector<DictId> property_keys;  // properties to load alongside the core columns
   bool with_sessions = false;         // also decode session ids
+  // Property columns and session ids are only wanted for events at or after these times:
+  // segments that end before them are not decoded for them, and their chunks carry none.
+  // Decoding is most of a wide scan's cost, and a query over all history (recency) may
+  // need them only for its last weeks.
+  int64_t properties_begin_ms = INT64_MIN;
+  int64_t sessions_begin_ms = INT64_MIN;
 };
 
 // One change to a user property, as stored: the history of every user property. The

@@ -67,8 +67,13 @@ Result<std::vector<StoreSnapshot::Selected>> StoreSnapshot::Select(const ScanSpe
   if (spec.with_sessions || !spec.property_keys.empty()) {
     std::vector<DictId> keys = spec.property_keys;
     std::sort(keys.begin(), keys.end());
+    const std::vector<DictId> no_keys;
     RETURN_IF_ERROR(ParallelFor(selected.size(), parallel, [&](size_t i) -> Status {
-      ASSIGN_OR_RETURN(selected[i].extras, selected[i].segment->Extras(spec.with_sessions, keys));
+      const Segment& s = *selected[i].segment;
+      bool sessions = spec.with_sessions && s.max_time() >= spec.sessions_begin_ms;
+      bool properties = s.max_time() >= spec.properties_begin_ms;
+      if (!sessions && !(properties && !keys.empty())) return Status::Ok();
+      ASSIGN_OR_RETURN(selected[i].extras, s.Extras(sessions, properties ? keys : no_keys));
       return Status::Ok();
     }));
   }
