@@ -1,5 +1,7 @@
 #include "ingest/file_source.h"
 
+#include "common/memory.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -272,9 +274,15 @@ class Pipeline {
       job->batch.files.push_back(name_);
       // Reserve for the densest plausible input so the vectors never grow (and copy)
       // while parsing; pages never touched cost nothing.
-      job->batch.events.reserve(job->text.size() / 32 + 16);
-      job->batch.properties.reserve(job->text.size() / 8 + 16);
-      job->batch.user_updates.reserve(job->text.size() / 16 + 16);
+      // Sized for typical events (~350 bytes, ~3 properties); vectors grow if needed.
+      job->batch.events.reserve(job->text.size() / 256 + 16);
+      job->batch.properties.reserve(job->text.size() / 64 + 16);
+      job->batch.user_updates.reserve(job->text.size() / 32 + 16);  // device fields are $sets
+      // First touches of fresh pages are very slow on VMs; map them in one call.
+      Prefault(job->batch.events.data(), job->batch.events.capacity() * sizeof(ParsedEvent));
+      Prefault(job->batch.properties.data(), job->batch.properties.capacity() * sizeof(Property));
+      Prefault(job->batch.user_updates.data(),
+               job->batch.user_updates.capacity() * sizeof(UserPropertyUpdate));
       std::string_view text = AdoptInput(job->batch, std::move(job->text));
       job->skipped = parser->Parse(text, job->first_line, job->batch, job->errors);
       {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/memory.h"
+
 namespace sibyl {
 namespace {
 uint64_t NonZero(uint64_t h) { return h == 0 ? 1 : h; }
@@ -30,6 +32,18 @@ bool DedupIndex::Insert(uint64_t hash, int64_t ingested_ms) {
   ++used_;
   entries_.emplace_back(hash, ingested_ms);
   return true;
+}
+
+void DedupIndex::InsertMany(const uint64_t* hashes, size_t n, int64_t ingested_ms, bool* added) {
+  constexpr size_t kAhead = 16;
+  if ((used_ + n) * 2 > slots_.size()) {
+    while ((used_ + n) * 2 > slots_.size()) Grow();
+  }
+  size_t mask = slots_.size() - 1;
+  for (size_t i = 0; i < n; ++i) {
+    if (i + kAhead < n) __builtin_prefetch(&slots_[NonZero(hashes[i + kAhead]) & mask], 1);
+    added[i] = Insert(hashes[i], ingested_ms);
+  }
 }
 
 void DedupIndex::EraseSlot(size_t slot) {
@@ -65,7 +79,11 @@ void DedupIndex::TruncateTo(size_t size) {
 
 void DedupIndex::Grow() {
   std::vector<uint64_t> old = std::move(slots_);
-  slots_.assign(std::max<size_t>(1024, old.size() * 2), 0);
+  size_t size = std::max<size_t>(1024, old.size() * 2);
+  slots_.reserve(size);
+  Prefault(slots_.data(), size * sizeof(uint64_t));
+  slots_.assign(size, 0);
+  ReservePrefaulted(entries_, size / 2);
   size_t mask = slots_.size() - 1;
   for (uint64_t h : old) {
     if (h == 0) continue;

@@ -45,6 +45,9 @@ class DedupIndex {
   bool Contains(uint64_t hash) const;
   // Adds `hash` unless present; returns whether it was added.
   bool Insert(uint64_t hash, int64_t ingested_ms);
+  // Insert for many hashes at once, prefetching their slots (the table is far bigger
+  // than the caches, so single inserts wait on memory). added[i] = Insert(hashes[i]).
+  void InsertMany(const uint64_t* hashes, size_t n, int64_t ingested_ms, bool* added);
   // Removes the entries added after the index held `size` entries (an aborted
   // transaction's ids).
   void TruncateTo(size_t size);

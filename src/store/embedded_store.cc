@@ -265,12 +265,12 @@ void EmbeddedStore::ApplyCommitted(std::vector<StagedBatch>& batches) {
     if (s.segment) {
       version->events += s.segment->size();
       version->memtable.push_back(s.segment);
-      // Many small commits (HTTP batches) would leave thousands of segments. Segments of
-      // similar size (same power of 16) are merged once 16 of them exist, so each event
+      // Many small commits (HTTP batches) would leave thousands of segments. Past 64,
+      // segments of similar size (same power of 16) are merged 16 at a time, so each event
       // is re-sorted O(log n) times; the checkpoint merges the rest.
       auto& m = version->memtable;
       auto tier = [](size_t n) { return std::bit_width(n) / 4; };
-      for (bool merged = true; merged;) {
+      for (bool merged = m.size() > 64; merged;) {
         merged = false;
         std::map<int, std::vector<size_t>> by_tier;
         for (size_t i = 0; i < m.size(); ++i) by_tier[tier(m[i]->size())].push_back(i);

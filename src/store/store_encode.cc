@@ -120,16 +120,31 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
     return nullptr;
   };
 
-  for (const ParsedEvent& e : batch.events) {
-    int64_t time = e.has_time ? e.time_ms : staged.ingested_ms;
-    if (!e.insert_id.empty()) {
-      uint64_t h = HashInsertId(e.insert_id);
-      if (!dedup_.Insert(h, staged.ingested_ms)) {
-        ++staged.counts.duplicates_dropped;
-        continue;
-      }
-      staged.dedup_hashes.push_back(h);
+  // De-duplication first, for the whole batch: the index is far bigger than the caches,
+  // and inserting many ids at once lets their memory loads overlap.
+  std::vector<uint64_t> hashes;
+  std::vector<uint32_t> with_id;
+  for (uint32_t i = 0; i < batch.events.size(); ++i) {
+    if (batch.events[i].insert_id.empty()) continue;
+    hashes.push_back(HashInsertId(batch.events[i].insert_id));
+    with_id.push_back(i);
+  }
+  std::unique_ptr<bool[]> added(new bool[hashes.size() + 1]);
+  dedup_.InsertMany(hashes.data(), hashes.size(), staged.ingested_ms, added.get());
+  std::vector<char> duplicate(batch.events.size(), 0);
+  for (size_t k = 0; k < hashes.size(); ++k) {
+    if (added[k]) {
+      staged.dedup_hashes.push_back(hashes[k]);
+    } else {
+      duplicate[with_id[k]] = 1;
+      ++staged.counts.duplicates_dropped;
     }
+  }
+
+  for (size_t index = 0; index < batch.events.size(); ++index) {
+    const ParsedEvent& e = batch.events[index];
+    if (duplicate[index]) continue;
+    int64_t time = e.has_time ? e.time_ms : staged.ingested_ms;
     ActorId actor;
     if (!e.user_id.empty()) {
       actor = intern_actor('u', e.user_id);
