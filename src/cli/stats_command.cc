@@ -103,7 +103,8 @@ void Print(const StatsReport& r, size_t top, bool json) {
     nlohmann::json out;
     out["events"] = s.events;
     out["users"] = s.users;
-    out["anonymous_devices"] = s.devices;
+    out["devices"] = s.devices;
+    out["anonymous_devices"] = s.anonymous_devices;
     out["duplicates_dropped"] = s.duplicates_dropped;
     out["identity_links"] = r.identity_links;
     out["user_property_changes"] = r.user_property_changes;
@@ -129,7 +130,7 @@ void Print(const StatsReport& r, size_t top, bool json) {
   }
   fmt::print("events               {}\n", s.events);
   fmt::print("users                {}\n", s.users);
-  fmt::print("anonymous devices    {}\n", s.devices);
+  fmt::print("devices              {} ({} never linked to a user)\n", s.devices, s.anonymous_devices);
   if (s.events)
     fmt::print("time span            {} .. {} ({:.1f} days)\n", FormatTime(s.min_time_ms),
                FormatTime(s.max_time_ms), static_cast<double>(s.max_time_ms - s.min_time_ms) / kMsPerDay);

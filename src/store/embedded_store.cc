@@ -429,6 +429,7 @@ Result<StoreStats> EmbeddedStore::Stats() const {
   for (size_t i = 0; i < s.actors; ++i) {
     if (catalog_->actors.name(static_cast<DictId>(i))[0] == 'u') ++s.users; else ++s.devices;
   }
+  s.anonymous_devices = s.devices - v->links_size;
   for (const auto* list : {&v->parts, &v->memtable})
     for (const auto& seg : *list) {
       if (seg->size() == 0) continue;

@@ -39,7 +39,8 @@ struct StoreStats {
   uint64_t events = 0;
   uint64_t actors = 0;
   uint64_t users = 0;
-  uint64_t devices = 0;
+  uint64_t devices = 0;           // every device id seen
+  uint64_t anonymous_devices = 0;  // devices never linked to a user
   uint64_t duplicates_dropped = 0;  // over the store's lifetime
   int64_t min_time_ms = INT64_MAX;
   int64_t max_time_ms = INT64_MIN;

@@ -1,0 +1,135 @@
+// The sibyl binary end to end: generate → ingest → stats agree with the file; a second
+// ingest of the same file only drops duplicates; a bad line stops ingest and changes
+// nothing; --skip-invalid ingests the rest and reports the bad line.
+#include <sys/wait.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace sibyl {
+namespace {
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;
+};
+
+RunResult Sibyl(const std::string& args) {
+  std::string command = std::string(SIBYL_BINARY_DIR) + "/sibyl --quiet " + args + " 2>&1";
+  RunResult run;
+  FILE* pipe = popen(command.c_str(), "r");
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) run.out.append(buffer, n);
+  int status = pclose(pipe);
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return run;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "sibyl-cli-XXXXXX").string();
+    dir_ = mkdtemp(tmpl.data());
+    data_ = "--data " + dir_ + "/data ";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  nlohmann::json Stats() {
+    RunResult r = Sibyl(data_ + "--json stats");
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    return nlohmann::json::parse(r.out);
+  }
+  std::string dir_, data_;
+};
+
+TEST_F(CliTest, IngestThenStatsAgreesWithTheGeneratedFile) {
+  std::string file = dir_ + "/events.ndjson";
+  RunResult gen = Sibyl("generate --users 300 --days 21 --seed 5 --out " + file);
+  ASSERT_EQ(gen.exit_code, 0) << gen.out;
+  // What the file holds, counted independently of sibyl's parser.
+  uint64_t events = 0, identifies = 0, with_insert_id = 0;
+  std::set<std::string> users, types;
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);) {
+    auto e = nlohmann::json::parse(line);
+    with_insert_id += e.contains("insert_id");
+    if (e.value("event_type", "") == "$identify") {
+      ++identifies;
+      continue;
+    }
+    ++events;
+    if (e.contains("user_id")) users.insert(e["user_id"].get<std::string>());
+    types.insert(e["event_type"].get<std::string>());
+  }
+  ASSERT_GT(events, 1000u);
+
+  RunResult ingest = Sibyl(data_ + "--json ingest " + file);
+  ASSERT_EQ(ingest.exit_code, 0) << ingest.out;
+  auto report = nlohmann::json::parse(ingest.out);
+  EXPECT_EQ(report["events_written"], events);
+  EXPECT_EQ(report["identify_calls"], identifies);
+
+  auto stats = Stats();
+  EXPECT_EQ(stats["events"], events);
+  EXPECT_EQ(stats["users"], users.size());
+  EXPECT_EQ(stats["event_type_count"], types.size());
+  EXPECT_EQ(stats["duplicates_dropped"], 0u);
+
+  // The same file again: every line with an insert_id (events and identify calls) repeats.
+  RunResult again = Sibyl(data_ + "--json ingest " + file);
+  ASSERT_EQ(again.exit_code, 0) << again.out;
+  EXPECT_EQ(nlohmann::json::parse(again.out)["events_written"], 0u);
+  stats = Stats();
+  EXPECT_EQ(stats["events"], events);
+  EXPECT_EQ(stats["duplicates_dropped"], with_insert_id);
+}
+
+TEST_F(CliTest, BadLineStopsIngestAndChangesNothingUnlessSkipped) {
+  std::string file = dir_ + "/mixed.ndjson";
+  {
+    std::ofstream out(file);
+    out << R"({"user_id":"user-0001","event_type":"View","time":1700000000000})" "\n";
+    out << R"({"user_id":"null","event_type":"View","time":1700000000000})" "\n";
+    out << R"({"user_id":"user-0002","event_type":"View","time":1700000001000})" "\n";
+  }
+  RunResult bad = Sibyl(data_ + "ingest " + file);
+  EXPECT_EQ(bad.exit_code, 2) << bad.out;
+  EXPECT_NE(bad.out.find(file + ":2"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("user_id"), std::string::npos) << bad.out;
+  // Nothing was written: the store holds no events (it may not even exist yet).
+  RunResult stats = Sibyl(data_ + "--json stats");
+  if (stats.exit_code == 0) {
+    EXPECT_EQ(nlohmann::json::parse(stats.out)["events"], 0u);
+  } else {
+    EXPECT_EQ(stats.exit_code, 3) << stats.out;  // not found: no store
+  }
+
+  RunResult skipped = Sibyl(data_ + "--json ingest --skip-invalid " + file);
+  ASSERT_EQ(skipped.exit_code, 0) << skipped.out;
+  auto report = nlohmann::json::parse(skipped.out);
+  EXPECT_EQ(report["events_written"], 2u);
+  EXPECT_EQ(report["invalid_skipped"], 1u);
+  EXPECT_NE(report["invalid_examples"][0].get<std::string>().find(file + ":2"), std::string::npos);
+  EXPECT_EQ(Stats()["events"], 2u);
+}
+
+TEST_F(CliTest, EveryVerbHasHelpAndUnknownFlagsFail) {
+  for (const char* verb : {"generate", "ingest", "stats"}) {
+    RunResult help = Sibyl(std::string(verb) + " --help");
+    EXPECT_EQ(help.exit_code, 0) << verb;
+    EXPECT_NE(help.out.find("Usage"), std::string::npos) << verb;
+  }
+  EXPECT_NE(Sibyl("stats --no-such-flag").exit_code, 0);
+  RunResult missing = Sibyl("--data /nonexistent/sibyl-test stats");
+  EXPECT_EQ(missing.exit_code, 3) << missing.out;
+  EXPECT_NE(missing.out.find("/nonexistent/sibyl-test"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sibyl
