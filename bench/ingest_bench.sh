@@ -37,12 +37,22 @@ echo "sibyl ingest s      $wall  (cpu $(echo "$user + $sys" | bc) s, peak RSS $(
 echo "sibyl events/s      $(echo "$events / $wall" | bc)"
 echo "disk bytes/event    events $(echo "scale=2; $event_bytes / $events" | bc), everything $(echo "scale=2; $all_bytes / $events" | bc)"
 if [ "${SIBYL_SKIP_PEERS:-0}" != 1 ]; then
+  # The same table as ../shared/peers/ch_features.sh, loaded with clickhouse-client, which
+  # streams the file (that script's `curl --data-binary @FILE` holds the whole file in
+  # memory and fails on files of a gigabyte or more here).
   ../shared/peers/clickhouse.sh start "$work/clickhouse" >/dev/null
-  cutoff=$(head -1 "$input" | python3 -c 'import json,sys; print(json.load(sys.stdin)["time"] + 60*86400000)')
-  ch=$(../shared/peers/ch_features.sh "$input" "$cutoff")
+  port=${CH_TCP_PORT:-19000}
+  ch() { clickhouse-client --port "$port" "$@"; }
+  ch --query "DROP TABLE IF EXISTS peer_events"
+  ch --query "CREATE TABLE peer_events (user_id String, event_type String, time UInt64) ENGINE=MergeTree ORDER BY (user_id, time)"
+  t0=$(date +%s.%N)
+  ch --input_format_skip_unknown_fields=1 --query "INSERT INTO peer_events FORMAT JSONEachRow" < "$input"
+  t1=$(date +%s.%N)
+  ch_rows=$(ch --query "SELECT count() FROM peer_events")
   ../shared/peers/clickhouse.sh stop "$work/clickhouse" || true
-  ch_ingest=$(echo "$ch" | awk '/ingest_s/ {print $2}')
+  ch_ingest=$(echo "$t1 - $t0" | bc)
+  echo "clickhouse rows     $ch_rows"
   echo "clickhouse ingest s $ch_ingest"
   echo "clickhouse events/s $(echo "$events / $ch_ingest" | bc)"
-  echo "ratio (sibyl/clickhouse events/s) $(echo "scale=2; $ch_ingest / $wall" | bc)"
+  echo "ratio (sibyl events/s / clickhouse events/s) $(echo "scale=2; $ch_ingest / $wall" | bc)"
 fi
