@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <span>
+#include <unordered_map>
 
 #include "store/codec.h"
 #include "store/embedded_store.h"
@@ -23,6 +25,21 @@ uint64_t HashInsertId(std::string_view id) {
   h *= 0xc4ceb9fe1a85ec53ull;
   h ^= h >> 33;
   return h;
+}
+
+bool SameRawValue(const Value& a, const Value& b) {
+  return a.kind == b.kind && a.boolean == b.boolean && a.number == b.number && a.text == b.text;
+}
+
+// Equal, idempotent update lists: re-applying `b` after `a` changes nothing.
+bool SameUpdates(std::span<const UserPropertyUpdate> a, std::span<const UserPropertyUpdate> b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].op != b[i].op || a[i].key != b[i].key || !SameRawValue(a[i].value, b[i].value))
+      return false;
+    if (a[i].op == UserPropertyOp::kAdd || a[i].op == UserPropertyOp::kAppend) return false;
+  }
+  return true;
 }
 
 bool SameValue(const StoredValue& a, const StoredValue& b) {
@@ -141,6 +158,7 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
     }
   }
 
+  std::unordered_map<ActorId, std::span<const UserPropertyUpdate>> last_updates;
   for (size_t index = 0; index < batch.events.size(); ++index) {
     const ParsedEvent& e = batch.events[index];
     if (duplicate[index]) continue;
@@ -161,7 +179,16 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
       actor = intern_actor('d', e.device_id);
     }
 
-    for (const UserPropertyUpdate& u : batch.UserUpdatesOf(e)) {
+    // Events usually repeat their user's device fields and properties verbatim. When the
+    // updates equal those of the actor's previous event in this batch and are all
+    // idempotent ($set, $setOnce, $unset), applying them again cannot change anything.
+    auto updates = batch.UserUpdatesOf(e);
+    if (!updates.empty()) {
+      auto [it, fresh] = last_updates.try_emplace(actor, updates);
+      if (!fresh && SameUpdates(it->second, updates)) updates = {};
+      else it->second = batch.UserUpdatesOf(e);
+    }
+    for (const UserPropertyUpdate& u : updates) {
       DictId key = c.property_keys.Intern(u.key);
       uint64_t slot = UserKey(actor, key);
       const StoredValue* current = current_value(slot);
