@@ -46,5 +46,9 @@ void AddCohortSizeCommand(CLI::App& app, const GlobalOptions& global);
 void AddPredictCommand(CLI::App& app, const GlobalOptions& global);
 void AddTrainCommand(CLI::App& app, const GlobalOptions& global);
 void AddBacktestCommand(CLI::App& app, const GlobalOptions& global);
+void AddScoreCommand(CLI::App& app, const GlobalOptions& global);
+void AddCohortCommand(CLI::App& app, const GlobalOptions& global);
+void AddExplainCommand(CLI::App& app, const GlobalOptions& global);
+void AddForecastCommand(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace sibyl

@@ -58,6 +58,10 @@ int main(int argc, char** argv) {
   AddPredictCommand(app, global);
   AddTrainCommand(app, global);
   AddBacktestCommand(app, global);
+  AddScoreCommand(app, global);
+  AddCohortCommand(app, global);
+  AddExplainCommand(app, global);
+  AddForecastCommand(app, global);
 
   try {
     app.parse(argc, argv);

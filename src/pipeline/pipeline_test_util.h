@@ -25,6 +25,8 @@ class GeneratedStore {
   ~GeneratedStore();
   const std::string& dir() const { return dir_; }
   std::shared_ptr<const EventReader> Snapshot() const { return store_->Snapshot(); }
+  // The writer, for tests that append (scoring writes scores back).
+  EventStore& store() const { return *store_; }
   const Status& status() const { return status_; }
 
  private:

@@ -1,0 +1,125 @@
+// `sibyl cohort NAME --top 20%`: export a predictive cohort, the users with the highest
+// (or lowest) written-back scores, as CSV or NDJSON (docs/SCORING.md).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "common/file.h"
+#include "pipeline/registry.h"
+#include "scoring/scoring.h"
+#include "store/event_store.h"
+
+namespace sibyl {
+namespace {
+
+struct CohortFlags {
+  std::string name;
+  std::string top, bottom;
+  double min_score = -1e300;
+  std::string format = "csv";
+  std::string out;
+};
+
+// "20%" -> {20, true}; "500" -> {500, false}.
+Result<std::pair<double, bool>> ParseAmount(const std::string& flag, const std::string& text) {
+  bool percent = !text.empty() && text.back() == '%';
+  std::string digits = percent ? text.substr(0, text.size() - 1) : text;
+  char* end = nullptr;
+  double v = std::strtod(digits.c_str(), &end);
+  if (digits.empty() || *end != '\0' || v < 0 || (percent && v > 100))
+    return InvalidArgument("{} \"{}\": use a percentage (\"20%\") or a number of users (\"500\")", flag, text);
+  return std::make_pair(v, percent);
+}
+
+std::string CsvField(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+void RunCohort(const GlobalOptions& global, const CohortFlags& flags) {
+  if (!flags.top.empty() && !flags.bottom.empty()) Check(InvalidArgument("give --top or --bottom, not both"));
+  if (flags.format != "csv" && flags.format != "ndjson")
+    Check(InvalidArgument("--format \"{}\": use csv or ndjson", flags.format));
+  pipeline::PredictionRegistry registry(global.data_dir);
+  Check(registry.Get(flags.name).status());
+  auto store = Check(EventStore::Open(StoreOptions{.data_dir = global.data_dir, .read_only = true}));
+  auto reader = store->Snapshot();
+  std::vector<scoring::WrittenScore> scores = scoring::ReadWrittenScores(*reader, flags.name);
+  if (scores.empty())
+    Check(FailedPrecondition("no scores of {} in the store yet: run `sibyl score {}` first", flags.name, flags.name));
+  // Best first; the percentile breaks score ties (calibration plateaus), then the id.
+  std::sort(scores.begin(), scores.end(), [](const auto& a, const auto& b) {
+    if (a.score != b.score) return a.score > b.score;
+    if (a.percentile != b.percentile) return a.percentile > b.percentile;
+    return a.user_id < b.user_id;
+  });
+  std::vector<const scoring::WrittenScore*> chosen;
+  auto keep = [&](const scoring::WrittenScore& w) { return w.score >= flags.min_score; };
+  if (!flags.top.empty() || !flags.bottom.empty()) {
+    bool top = !flags.top.empty();
+    auto [amount, percent] = Check(ParseAmount(top ? "--top" : "--bottom", top ? flags.top : flags.bottom));
+    if (percent) {
+      // By percentile, so that `--top 20%` is exactly the cohort `percentile >= 80`.
+      for (const auto& w : scores)
+        if (keep(w) && (top ? w.percentile >= 100 - amount : w.percentile <= amount)) chosen.push_back(&w);
+      if (!top) std::reverse(chosen.begin(), chosen.end());
+    } else {
+      size_t n = static_cast<size_t>(amount);
+      if (top) {
+        for (const auto& w : scores)
+          if (chosen.size() < n && keep(w)) chosen.push_back(&w);
+      } else {
+        for (auto it = scores.rbegin(); it != scores.rend() && chosen.size() < n; ++it)
+          if (keep(*it)) chosen.push_back(&*it);
+      }
+    }
+  } else {
+    for (const auto& w : scores)
+      if (keep(w)) chosen.push_back(&w);
+  }
+
+  std::string text;
+  if (flags.format == "csv") text = "user_id,score,percentile,model_version\n";
+  for (const auto* w : chosen) {
+    if (flags.format == "csv") {
+      text += fmt::format("{},{},{},{}\n", CsvField(w->user_id), w->score, w->percentile, w->version);
+    } else {
+      text += nlohmann::json{{"user_id", w->user_id}, {"score", w->score}, {"percentile", w->percentile},
+                             {"model_version", w->version}}
+                  .dump() +
+              "\n";
+    }
+  }
+  if (flags.out.empty()) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+  } else {
+    Check(WriteFileAtomic(flags.out, text));
+    if (!global.quiet)
+      std::fprintf(stderr, "wrote %zu of %zu scored users to %s\n", chosen.size(), scores.size(), flags.out.c_str());
+  }
+}
+
+}  // namespace
+
+void AddCohortCommand(CLI::App& app, const GlobalOptions& global) {
+  auto* cmd = app.add_subcommand(
+      "cohort", "Export a predictive cohort: users with their written-back score and percentile, best first");
+  auto flags = std::make_shared<CohortFlags>();
+  cmd->add_option("NAME", flags->name, "prediction name")->required();
+  cmd->add_option("--top", flags->top, "the best users: \"20%\" (percentile >= 80) or a number (\"500\")");
+  cmd->add_option("--bottom", flags->bottom, "the worst users: \"20%\" (percentile <= 20) or a number");
+  cmd->add_option("--min-score", flags->min_score, "only users scoring at least this");
+  cmd->add_option("--format", flags->format, "csv or ndjson")->capture_default_str();
+  cmd->add_option("--out", flags->out, "write to this file instead of stdout");
+  cmd->callback([&global, flags] { RunCohort(global, *flags); });
+}
+
+}  // namespace sibyl

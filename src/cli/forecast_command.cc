@@ -1,0 +1,72 @@
+// `sibyl forecast NAME`: how many users will do the outcome, the sum of the written-back
+// calibrated probabilities, with 90% and 95% intervals (src/scoring/insights.h).
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "common/time.h"
+#include "pipeline/registry.h"
+#include "scoring/insights.h"
+#include "scoring/scoring.h"
+#include "store/event_store.h"
+
+namespace sibyl {
+namespace {
+
+void RunForecast(const GlobalOptions& global, const std::string& name) {
+  pipeline::PredictionRegistry registry(global.data_dir);
+  pipeline::PredictionDefinition definition = Check(registry.Get(name));
+  auto store = Check(EventStore::Open(StoreOptions{.data_dir = global.data_dir, .read_only = true}));
+  auto reader = store->Snapshot();
+  std::vector<scoring::WrittenScore> written = scoring::ReadWrittenScores(*reader, name);
+  if (written.empty()) Check(FailedPrecondition("no scores of {} in the store yet: run `sibyl score {}` first", name, name));
+  std::vector<double> p;
+  p.reserve(written.size());
+  int64_t newest = 0;
+  for (const auto& w : written) {
+    p.push_back(w.score);
+    newest = std::max(newest, w.cutoff_ms);
+  }
+  scoring::Forecast f = scoring::ForecastFromProbabilities(p);
+  const bool revenue = definition.kind == pipeline::PredictionKind::kRevenue;
+  if (global.json) {
+    nlohmann::json j = scoring::ToJson(f);
+    j["prediction"] = name;
+    j["horizon_days"] = definition.horizon_days;
+    j["scores_as_of"] = FormatTime(newest);
+    if (revenue) {
+      j["expected_revenue"] = f.expected;
+      j.erase("interval_90");
+      j.erase("interval_95");
+      j.erase("stddev");
+    }
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  if (revenue) {
+    std::printf("%s: expected revenue %.2f from %zu users within %d days (scores as of %s; no interval for "
+                "revenue yet)\n",
+                name.c_str(), f.expected, f.users, definition.horizon_days, FormatTime(newest).c_str());
+    return;
+  }
+  std::printf("%s: %.0f of %zu scored users expected to %s within %d days (scores as of %s)\n", name.c_str(),
+              f.expected, f.users, pipeline::DescribeDefinition(definition).c_str(), definition.horizon_days,
+              FormatTime(newest).c_str());
+  std::printf("90%% interval %.0f - %.0f, 95%% interval %.0f - %.0f (independent users, normal approximation)\n",
+              f.low90, f.high90, f.low95, f.high95);
+}
+
+}  // namespace
+
+void AddForecastCommand(CLI::App& app, const GlobalOptions& global) {
+  auto* cmd = app.add_subcommand(
+      "forecast", "How many users will do the outcome: the sum of their calibrated probabilities, with intervals");
+  auto name = std::make_shared<std::string>();
+  cmd->add_option("NAME", *name, "prediction name")->required();
+  cmd->callback([&global, name] { RunForecast(global, *name); });
+}
+
+}  // namespace sibyl

@@ -1,0 +1,120 @@
+// `sibyl score NAME [--as-of T] [--active-within 1h]`: score the prediction's cohort (or
+// its recently active users) with the latest trained version and write the scores back
+// as user properties (src/scoring/score_run.h, docs/SCORING.md).
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "common/time.h"
+#include "pipeline/registry.h"
+#include "scoring/score_run.h"
+#include "store/event_store.h"
+
+namespace sibyl {
+namespace {
+
+struct ScoreFlags {
+  std::string name;
+  std::string as_of;
+  std::string active_within;
+  int version = 0;
+  size_t block_users = 1 << 20;
+  bool dry_run = false;
+};
+
+// "90m", "1h", "2d", "1w" (a bare number is hours).
+Result<int64_t> ParseWindow(const std::string& text) {
+  if (text.empty()) return InvalidArgument("empty --active-within");
+  char unit = text.back();
+  int64_t scale = kMsPerHour;
+  std::string digits = text;
+  if (unit < '0' || unit > '9') {
+    digits.pop_back();
+    switch (unit) {
+      case 'm': scale = 60 * kMsPerSecond; break;
+      case 'h': scale = kMsPerHour; break;
+      case 'd': scale = kMsPerDay; break;
+      case 'w': scale = kMsPerWeek; break;
+      default: return InvalidArgument("--active-within \"{}\": use a number with m, h, d or w (\"1h\")", text);
+    }
+  }
+  char* end = nullptr;
+  double n = std::strtod(digits.c_str(), &end);
+  if (digits.empty() || *end != '\0' || !(n > 0))
+    return InvalidArgument("--active-within \"{}\": use a positive number with m, h, d or w (\"1h\")", text);
+  return static_cast<int64_t>(n * scale);
+}
+
+void RunScore(const GlobalOptions& global, const ScoreFlags& flags) {
+  pipeline::PredictionRegistry registry(global.data_dir);
+  Check(registry.Get(flags.name).status());
+  scoring::ScoreRequest request;
+  if (!flags.as_of.empty()) request.as_of_ms = Check(ParseTime(flags.as_of));
+  if (!flags.active_within.empty()) request.active_within_ms = Check(ParseWindow(flags.active_within));
+  if (flags.version > 0) request.version = flags.version;
+  request.users_per_block = flags.block_users;
+  request.write_back = !flags.dry_run;
+  auto store = Check(EventStore::Open(StoreOptions{.data_dir = global.data_dir, .read_only = flags.dry_run}));
+  scoring::ScoreRunResult run = Check(scoring::RunScoring(registry, *store, flags.name, request));
+  const nlohmann::json& r = run.record;
+  if (global.json) {
+    nlohmann::json out = r;
+    out.erase("quantiles");  // long; in the run file
+    if (!run.run_file.empty()) out["run_file"] = run.run_file;
+    std::printf("%s\n", out.dump().c_str());
+    return;
+  }
+  const nlohmann::json& s = r["score_summary"];
+  std::printf("scored %zu users of %s (version %d, %s run) as of %s in %.2f s%s\n", r["users_scored"].get<size_t>(),
+              flags.name.c_str(), r["version"].get<int>(), r["kind"].get<std::string>().c_str(),
+              r["cutoff"].get<std::string>().c_str(), r["seconds"].value("total", 0.0),
+              flags.dry_run ? " (dry run: nothing written)" : "");
+  if (s.value("users", 0) > 0)
+    std::printf("scores: mean %.4f, p10 %.4f, median %.4f, p90 %.4f, max %.4f\n", s.value("mean", 0.0),
+                s.value("p10", 0.0), s.value("p50", 0.0), s.value("p90", 0.0), s.value("max", 0.0));
+  std::string stages;
+  for (const auto& [stage, seconds] : r["seconds"].items())
+    if (stage != "total") stages += fmt::format("{}{} {:.2f}s", stages.empty() ? "" : ", ", stage, seconds.get<double>());
+  std::printf("stages: %s\n", stages.c_str());
+  if (r.contains("drift")) {
+    const nlohmann::json& d = r["drift"];
+    std::printf("drift since training (%s): score PSI %.3f%s; %zu features with PSI > %.1f",
+                d["reference"].get<std::string>().c_str(), d["score_psi"].get<double>(),
+                d["score_shifted"].get<bool>() ? " (the score distribution moved)" : "",
+                d["flagged_features"].size(), d["threshold"].get<double>());
+    size_t shown = 0;
+    for (const auto& f : d["flagged_features"]) {
+      if (shown++ == 3) { std::printf(", ..."); break; }
+      std::printf("%s %s", shown == 1 ? ":" : ",", f.get<std::string>().c_str());
+    }
+    std::printf("\n");
+  }
+  if (!flags.dry_run)
+    std::printf("written as sibyl.%s.score / .percentile / .model_version at %s; run record %s\n",
+                flags.name.c_str(), r["cutoff"].get<std::string>().c_str(), run.run_file.c_str());
+}
+
+}  // namespace
+
+void AddScoreCommand(CLI::App& app, const GlobalOptions& global) {
+  auto* cmd = app.add_subcommand(
+      "score", "Score a prediction's cohort with its latest version at T and write the scores back as user "
+               "properties sibyl.NAME.score / .percentile / .model_version");
+  auto flags = std::make_shared<ScoreFlags>();
+  cmd->add_option("NAME", flags->name, "prediction name")->required();
+  cmd->add_option("--as-of", flags->as_of,
+                  "cutoff T (floored to the hour; default: the start of the hour of the store's last event)");
+  cmd->add_option("--active-within", flags->active_within,
+                  "hourly run: only cohort users active in this window before T (\"1h\", \"30m\", \"2d\")");
+  cmd->add_option("--version", flags->version, "trained version to use (default: the latest)");
+  cmd->add_option("--block-users", flags->block_users, "users per feature block (bounds memory)")
+      ->capture_default_str();
+  cmd->add_flag("--dry-run", flags->dry_run, "score but write nothing (no write-back, no run record)");
+  cmd->callback([&global, flags] { RunScore(global, *flags); });
+}
+
+}  // namespace sibyl

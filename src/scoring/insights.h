@@ -1,0 +1,47 @@
+// What the written-back scores answer: why one user scores as they do (Explain), and how
+// many users will do the outcome (Forecast). See docs/SCORING.md.
+#pragma once
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "scoring/scoring.h"
+
+namespace sibyl::scoring {
+
+// One feature's push on a user's score, in plain words.
+struct Reason {
+  std::string column;
+  std::string words;   // "Add to Cart events in the last 7 days: 6"
+  double value = 0;    // the user's feature value
+  double contribution = 0;  // margin units (log-odds for probabilities)
+};
+
+struct Explanation {
+  UserScore user;
+  double bias = 0;
+  std::vector<Reason> up;    // strongest first, at most `count`
+  std::vector<Reason> down;  // most negative first
+};
+
+// Per-user contributions of `user.features` split into the strongest reasons each way.
+Result<Explanation> Explain(const ScoringModel& model, UserScore user, size_t count = 3);
+nlohmann::json ToJson(const Explanation& e);
+
+struct Forecast {
+  size_t users = 0;
+  double expected = 0;  // sum of calibrated probabilities (revenue: of predicted amounts)
+  double stddev = 0;    // Poisson-binomial: sqrt(sum p(1 - p)); 0 for revenue
+  double low90 = 0, high90 = 0, low95 = 0, high95 = 0;
+};
+
+// The normal approximation of the Poisson-binomial count of independent users with
+// probabilities `p`: expected +- z * stddev, clamped to [0, users].
+Forecast ForecastFromProbabilities(std::span<const double> p);
+nlohmann::json ToJson(const Forecast& f);
+
+}  // namespace sibyl::scoring

@@ -1,0 +1,362 @@
+#include "scoring/score_run.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "common/file.h"
+#include "common/time.h"
+#include "query/query_engine.h"
+
+namespace sibyl::scoring {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Drift looks at an evenly spaced sample of rows: binning every cell of a million rows by
+// several hundred columns would cost more than scoring them.
+constexpr size_t kDriftSampleRows = 50'000;
+constexpr int kDriftBins = 10;
+constexpr double kDriftThreshold = 0.2;
+
+class Stopwatch {
+ public:
+  double Lap() {
+    auto now = std::chrono::steady_clock::now();
+    double s = std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+    return s;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+std::string RunsDir(const pipeline::PredictionRegistry& registry, const std::string& name) {
+  return (fs::path(registry.PredictionDir(name)) / "runs").string();
+}
+
+Result<nlohmann::json> ReadJson(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded()) return Corruption("{}: not valid JSON", path);
+  return j;
+}
+
+// Distinct decile cut points of `values` (sorted in place): bin b holds values v with
+// edges[b-1] <= v < edges[b].
+std::vector<double> DecileEdges(std::vector<double>& values) {
+  std::vector<double> edges;
+  if (values.empty()) return edges;
+  std::sort(values.begin(), values.end());
+  for (int k = 1; k < kDriftBins; ++k) {
+    double v = values[values.size() * k / kDriftBins];
+    if (edges.empty() || v > edges.back()) edges.push_back(v);
+  }
+  return edges;
+}
+
+size_t BinOf(const std::vector<double>& edges, double v) {
+  return static_cast<size_t>(std::upper_bound(edges.begin(), edges.end(), v) - edges.begin());
+}
+
+// Bin shares of `values` over `edges`.
+std::vector<double> Shares(const std::vector<double>& edges, std::span<const double> values) {
+  std::vector<double> counts(edges.size() + 1, 0.0);
+  for (double v : values) counts[BinOf(edges, v)] += 1;
+  for (double& c : counts) c /= std::max<size_t>(1, values.size());
+  return counts;
+}
+
+// Feature values of a row sample, column by column, and the margins of the same rows.
+struct Sample {
+  std::vector<std::vector<double>> columns;
+  std::vector<double> margins;
+};
+
+// Scores `users` in blocks, calling `on_rows` on each dense sub-block with the global
+// index of its first row.
+struct BlockScores {
+  std::vector<ActorId> actors;
+  std::vector<double> scores, margins;
+  double features_seconds = 0, model_seconds = 0;
+};
+
+Result<BlockScores> ScoreUsers(const QueryEngine& engine, const ScoringModel& model, const UserSet& users,
+                               size_t users_per_block, size_t sample_stride, Sample* sample) {
+  BlockScores out;
+  const size_t cols = model.bundle.feature_names.size();
+  if (sample) sample->columns.assign(cols, {});
+  for (size_t begin = 0; begin < users.actors.size(); begin += users_per_block) {
+    size_t end = std::min(users.actors.size(), begin + users_per_block);
+    UserSet block{users.cutoff_ms, {users.actors.begin() + begin, users.actors.begin() + end}};
+    Stopwatch watch;
+    ASSIGN_OR_RETURN(SparseFeatureMatrix matrix, engine.SparseFeatures(model.spec, users.cutoff_ms, block));
+    out.features_seconds += watch.Lap();
+    size_t row_base = begin;
+    auto on_block = [&](std::span<const float> rows, size_t count) {
+      if (!sample) return;
+      for (size_t r = 0; r < count; ++r) {
+        if ((row_base + r) % sample_stride != 0) continue;
+        for (size_t c = 0; c < cols; ++c) sample->columns[c].push_back(rows[r * cols + c]);
+      }
+      row_base += count;
+    };
+    ASSIGN_OR_RETURN(ScoredRows scored, ScoreMatrix(model, matrix, 4096, on_block));
+    out.model_seconds += watch.Lap();
+    out.actors.insert(out.actors.end(), matrix.actors.begin(), matrix.actors.end());
+    out.scores.insert(out.scores.end(), scored.scores.begin(), scored.scores.end());
+    out.margins.insert(out.margins.end(), scored.margins.begin(), scored.margins.end());
+  }
+  if (sample) {
+    for (size_t i = 0; i < out.margins.size(); i += sample_stride) sample->margins.push_back(out.margins[i]);
+  }
+  return out;
+}
+
+size_t StrideFor(size_t rows) { return std::max<size_t>(1, (rows + kDriftSampleRows - 1) / kDriftSampleRows); }
+
+// The training-time histograms of a version: its cohort at its training cutoff, scored
+// by itself. Computed by the first full run of the version and kept beside the runs.
+Result<nlohmann::json> DriftReference(const pipeline::PredictionRegistry& registry, const QueryEngine& engine,
+                                      const ScoringModel& model) {
+  std::string dir = RunsDir(registry, model.name);
+  std::string path = fmt::format("{}/reference-v{}.json", dir, model.version);
+  if (fs::exists(path)) return ReadJson(path);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return IoError("{}: {}", dir, ec.message());
+  ASSIGN_OR_RETURN(UserSet users, engine.Cohort(model.cohort, model.train_cutoff_ms));
+  // Only the sample's users are needed.
+  size_t stride = StrideFor(users.actors.size());
+  UserSet sampled{users.cutoff_ms, {}};
+  for (size_t i = 0; i < users.actors.size(); i += stride) sampled.actors.push_back(users.actors[i]);
+  Sample sample;
+  ASSIGN_OR_RETURN(BlockScores scored, ScoreUsers(engine, model, sampled, 1 << 20, 1, &sample));
+  nlohmann::json features = nlohmann::json::array();
+  for (size_t c = 0; c < sample.columns.size(); ++c) {
+    std::vector<double> edges = DecileEdges(sample.columns[c]);
+    features.push_back({{"name", model.bundle.feature_names[c]}, {"edges", edges},
+                        {"shares", Shares(edges, sample.columns[c])}});
+  }
+  std::vector<double> margin_edges = DecileEdges(sample.margins);
+  nlohmann::json reference = {{"version", model.version},
+                              {"cutoff", FormatTime(model.train_cutoff_ms)},
+                              {"users", sampled.actors.size()},
+                              {"features", features},
+                              {"margin", {{"edges", margin_edges}, {"shares", Shares(margin_edges, sample.margins)}}},
+                              {"mean_score", scored.scores.empty() ? 0.0
+                                                                   : std::accumulate(scored.scores.begin(),
+                                                                                     scored.scores.end(), 0.0) /
+                                                                         scored.scores.size()}};
+  RETURN_IF_ERROR(WriteFileAtomic(path, reference.dump()));
+  return reference;
+}
+
+nlohmann::json CompareWithReference(const nlohmann::json& reference, const ScoringModel& model, const Sample& sample,
+                                    double mean_score) {
+  nlohmann::json features = nlohmann::json::array();
+  nlohmann::json flagged = nlohmann::json::array();
+  const auto& ref_features = reference["features"];
+  for (size_t c = 0; c < sample.columns.size() && c < ref_features.size(); ++c) {
+    auto edges = ref_features[c]["edges"].get<std::vector<double>>();
+    auto expected = ref_features[c]["shares"].get<std::vector<double>>();
+    double psi = PopulationStabilityIndex(expected, Shares(edges, sample.columns[c]));
+    features.push_back({{"name", model.bundle.feature_names[c]}, {"psi", psi}});
+    if (psi > kDriftThreshold) flagged.push_back(model.bundle.feature_names[c]);
+  }
+  auto margin_edges = reference["margin"]["edges"].get<std::vector<double>>();
+  auto margin_expected = reference["margin"]["shares"].get<std::vector<double>>();
+  double score_psi = PopulationStabilityIndex(margin_expected, Shares(margin_edges, sample.margins));
+  return {{"reference", reference["cutoff"]},
+          {"threshold", kDriftThreshold},
+          {"features", features},
+          {"flagged_features", flagged},
+          {"score_psi", score_psi},
+          {"score_shifted", score_psi > kDriftThreshold},
+          {"training_mean_score", reference.value("mean_score", 0.0)},
+          {"mean_score", mean_score}};
+}
+
+nlohmann::json Summary(std::vector<double> scores) {
+  if (scores.empty()) return {{"users", 0}};
+  double sum = std::accumulate(scores.begin(), scores.end(), 0.0);
+  std::sort(scores.begin(), scores.end());
+  auto at = [&](double q) { return scores[static_cast<size_t>(q * (scores.size() - 1))]; };
+  return {{"users", scores.size()}, {"sum", sum},     {"mean", sum / scores.size()}, {"min", scores.front()},
+          {"p10", at(0.1)},         {"p50", at(0.5)}, {"p90", at(0.9)},              {"max", scores.back()}};
+}
+
+Status WriteBack(EventStore& store, const std::string& name, int version, int64_t cutoff_ms,
+                 const std::vector<std::string>& user_ids, const std::vector<double>& scores,
+                 const std::vector<double>& percentiles) {
+  constexpr size_t kUsersPerBatch = 200'000;
+  ASSIGN_OR_RETURN(auto txn, store.Begin());
+  const std::string score_key = ScoreProperty(name), percentile_key = PercentileProperty(name),
+                    version_key = ModelVersionProperty(name);
+  constexpr std::string_view kDevice = "device:";
+  for (size_t begin = 0; begin < user_ids.size(); begin += kUsersPerBatch) {
+    size_t end = std::min(user_ids.size(), begin + kUsersPerBatch);
+    EventBatch batch;
+    batch.events.reserve(end - begin);
+    batch.user_updates.reserve(3 * (end - begin));
+    std::string_view keys[3] = {batch.Intern(score_key), batch.Intern(percentile_key), batch.Intern(version_key)};
+    for (size_t i = begin; i < end; ++i) {
+      ParsedEvent e;
+      const std::string& id = user_ids[i];
+      if (id.starts_with(kDevice)) e.device_id = batch.Intern(std::string_view(id).substr(kDevice.size()));
+      else e.user_id = batch.Intern(id);
+      e.is_identify = true;
+      e.time_ms = cutoff_ms;
+      e.has_time = true;
+      e.position.index = static_cast<uint32_t>(i - begin);
+      e.user_updates_begin = static_cast<uint32_t>(batch.user_updates.size());
+      batch.user_updates.push_back({UserPropertyOp::kSet, keys[0], Value::Number(scores[i])});
+      batch.user_updates.push_back({UserPropertyOp::kSet, keys[1], Value::Number(percentiles[i])});
+      batch.user_updates.push_back({UserPropertyOp::kSet, keys[2], Value::Number(version)});
+      e.user_updates_end = static_cast<uint32_t>(batch.user_updates.size());
+      batch.events.push_back(e);
+    }
+    RETURN_IF_ERROR(txn->Add(batch).status());
+  }
+  return txn->Commit();
+}
+
+Result<std::string> NextRunFile(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return IoError("{}: {}", dir, ec.message());
+  int next = 1;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    std::string stem = entry.path().stem().string();
+    if (entry.path().extension() == ".json" && !stem.empty() &&
+        std::all_of(stem.begin(), stem.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      next = std::max(next, std::atoi(stem.c_str()) + 1);
+  }
+  return fmt::format("{}/{:06d}.json", dir, next);
+}
+
+}  // namespace
+
+double PopulationStabilityIndex(std::span<const double> expected, std::span<const double> actual) {
+  double psi = 0;
+  for (size_t i = 0; i < expected.size() && i < actual.size(); ++i) {
+    double e = std::max(expected[i], 1e-4), a = std::max(actual[i], 1e-4);
+    psi += (a - e) * std::log(a / e);
+  }
+  return psi;
+}
+
+Result<std::vector<nlohmann::json>> ListRuns(const pipeline::PredictionRegistry& registry, const std::string& name) {
+  std::vector<std::pair<std::string, nlohmann::json>> runs;
+  std::string dir = RunsDir(registry, name);
+  if (!fs::exists(dir)) return std::vector<nlohmann::json>{};
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    std::string stem = entry.path().stem().string();
+    if (entry.path().extension() != ".json" || stem.starts_with("reference")) continue;
+    ASSIGN_OR_RETURN(nlohmann::json j, ReadJson(entry.path().string()));
+    runs.emplace_back(stem, std::move(j));
+  }
+  std::sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<nlohmann::json> out;
+  for (auto& [stem, j] : runs) out.push_back(std::move(j));
+  return out;
+}
+
+Result<nlohmann::json> LatestFullRun(const pipeline::PredictionRegistry& registry, const std::string& name,
+                                     int version) {
+  ASSIGN_OR_RETURN(std::vector<nlohmann::json> runs, ListRuns(registry, name));
+  for (auto it = runs.rbegin(); it != runs.rend(); ++it)
+    if ((*it).value("kind", "") == "full" && (*it).value("version", 0) == version) return *it;
+  return FailedPrecondition("no full scoring run of {} version {} yet: run `sibyl score {}` without "
+                            "--active-within first (its score distribution gives the percentiles)",
+                            name, version, name);
+}
+
+Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, EventStore& store,
+                                  const std::string& name, const ScoreRequest& request) {
+  Stopwatch total, watch;
+  nlohmann::json timings = nlohmann::json::object();
+  ASSIGN_OR_RETURN(ScoringModel model, LoadScoringModel(registry, name, request.version));
+  std::shared_ptr<const EventReader> reader = store.Snapshot();
+  const int64_t cutoff = request.as_of_ms ? FloorHour(*request.as_of_ms) : DefaultScoringCutoff(*reader);
+  auto engine = MakeEmbeddedQueryEngine(reader, request.parallel);
+  timings["load"] = watch.Lap();
+
+  const bool full = !request.active_within_ms.has_value();
+  nlohmann::json reference_run;
+  std::vector<double> quantiles;
+  if (!full) {
+    ASSIGN_OR_RETURN(reference_run, LatestFullRun(registry, name, model.version));
+    quantiles = reference_run["quantiles"].get<std::vector<double>>();
+  }
+  CohortExpr cohort = model.cohort;
+  if (!full) {
+    CohortExpr active;
+    active.kind = CohortExpr::Kind::kActiveWithin;
+    // Half a millisecond over, so the cohort's truncation to whole ms gives the window exactly.
+    active.within_days = (static_cast<double>(*request.active_within_ms) + 0.5) / kMsPerDay;
+    cohort = CohortExpr{};
+    cohort.children = {model.cohort, active};
+  }
+  ASSIGN_OR_RETURN(UserSet users, engine->Cohort(cohort, cutoff));
+  timings["cohort"] = watch.Lap();
+
+  Sample sample;
+  const bool drift = full && request.drift;
+  ASSIGN_OR_RETURN(BlockScores scored, ScoreUsers(*engine, model, users, std::max<size_t>(1, request.users_per_block),
+                                                  StrideFor(users.actors.size()), drift ? &sample : nullptr));
+  timings["features"] = scored.features_seconds;
+  timings["model"] = scored.model_seconds;
+  watch.Lap();
+
+  ScoreRunResult result;
+  if (full) quantiles = MarginQuantiles(scored.margins);
+  result.percentiles.reserve(scored.margins.size());
+  for (double m : scored.margins) result.percentiles.push_back(PercentileOf(quantiles, m));
+  result.user_ids = engine->UserIds(UserSet{cutoff, scored.actors});
+  result.scores = std::move(scored.scores);
+  timings["percentiles"] = watch.Lap();
+
+  if (request.write_back) {
+    RETURN_IF_ERROR(WriteBack(store, name, model.version, cutoff, result.user_ids, result.scores, result.percentiles));
+  }
+  timings["write_back"] = watch.Lap();
+
+  nlohmann::json& r = result.record;
+  r = {{"prediction", name},
+       {"version", model.version},
+       {"kind", full ? "full" : "active"},
+       {"cutoff", FormatTime(cutoff)},
+       {"cutoff_ms", cutoff},
+       {"task", model.regression() ? "revenue" : "probability"},
+       {"users_scored", result.scores.size()},
+       {"written_back", request.write_back},
+       {"score_summary", Summary(result.scores)}};
+  if (full) {
+    r["quantiles"] = quantiles;
+  } else {
+    r["active_within_ms"] = *request.active_within_ms;
+    r["percentiles_from"] = reference_run.value("cutoff", "");
+  }
+  if (drift && !result.scores.empty()) {
+    ASSIGN_OR_RETURN(nlohmann::json reference, DriftReference(registry, *engine, model));
+    double mean = r["score_summary"].value("mean", 0.0);
+    r["drift"] = CompareWithReference(reference, model, sample, mean);
+    timings["drift"] = watch.Lap();
+  }
+  timings["total"] = total.Lap();
+  r["seconds"] = timings;
+  if (request.write_back) {
+    ASSIGN_OR_RETURN(result.run_file, NextRunFile(RunsDir(registry, name)));
+    RETURN_IF_ERROR(WriteFileAtomic(result.run_file, r.dump(1)));
+  }
+  return result;
+}
+
+}  // namespace sibyl::scoring

@@ -1,0 +1,57 @@
+// A scoring run: the prediction's cohort at T (or its users active in the last window),
+// features in blocks of users, model and calibration, percentiles, write-back of
+// sibyl.NAME.{score,percentile,model_version} at time T in one store transaction, drift
+// against the training distributions, and a run record:
+//
+//   <data>/predictions/<name>/runs/<nnnnnn>.json      one per run (docs/SCORING.md)
+//   <data>/predictions/<name>/runs/reference-v<n>.json training-time histograms of version n
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "pipeline/registry.h"
+#include "scoring/scoring.h"
+#include "store/event_store.h"
+
+namespace sibyl::scoring {
+
+struct ScoreRequest {
+  std::optional<int64_t> as_of_ms;         // floored to the hour; default DefaultScoringCutoff
+  std::optional<int64_t> active_within_ms;  // hourly run: only users active in [T - w, T)
+  std::optional<int> version;               // default: the latest
+  size_t users_per_block = 1 << 20;         // feature blocks (bounded memory)
+  bool write_back = true;
+  bool drift = true;                        // full runs only
+  bool parallel = true;
+};
+
+struct ScoreRunResult {
+  nlohmann::json record;  // what the run file holds
+  std::string run_file;
+  // Every scored user (kept for tests and benchmarks; small next to the features).
+  std::vector<std::string> user_ids;
+  std::vector<double> scores;
+  std::vector<double> percentiles;
+};
+
+// Runs one scoring run. `store` must be open for writing when request.write_back.
+Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, EventStore& store,
+                                  const std::string& name, const ScoreRequest& request);
+
+// The run records of `name`, oldest first.
+Result<std::vector<nlohmann::json>> ListRuns(const pipeline::PredictionRegistry& registry, const std::string& name);
+// The newest full run of `version` (its quantiles are the reference of hourly runs).
+Result<nlohmann::json> LatestFullRun(const pipeline::PredictionRegistry& registry, const std::string& name,
+                                     int version);
+
+// Population stability index of `actual` against `expected` bin shares (each bin floored
+// at 1e-4 so empty bins stay finite).
+double PopulationStabilityIndex(std::span<const double> expected, std::span<const double> actual);
+
+}  // namespace sibyl::scoring

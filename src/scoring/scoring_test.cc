@@ -1,0 +1,194 @@
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "common/time.h"
+#include "pipeline/pipeline_test_util.h"
+#include "pipeline/registry.h"
+#include "pipeline/train_run.h"
+#include "query/query_engine.h"
+#include "scoring/insights.h"
+#include "scoring/score_run.h"
+#include "scoring/scoring.h"
+
+namespace sibyl::scoring {
+namespace {
+
+namespace fs = std::filesystem;
+using pipeline::testing_util::GeneratedStore;
+
+// One store with a trained purchase_7d for the whole suite: generating and training are
+// the slow parts. Tests that write run in the order below (gtest keeps file order).
+class ScoringTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    store_ = new GeneratedStore();
+    ASSERT_TRUE(store_->status().ok()) << store_->status().ToString();
+    pipeline::PredictionRegistry registry(store_->dir());
+    auto definition = pipeline::testing_util::PurchaseDefinition();
+    ASSERT_TRUE(registry.Create(definition).ok());
+    pipeline::TrainRequest request;
+    request.num_threads = 1;
+    request.parallel_queries = false;
+    request.ml.train_linear = false;
+    request.ml.train_random_forest = false;
+    auto trained = pipeline::TrainPrediction(registry, *store_->Snapshot(), definition, request);
+    ASSERT_TRUE(trained.ok()) << trained.status().ToString();
+  }
+  static void TearDownTestSuite() {
+    delete store_;
+    store_ = nullptr;
+  }
+  void SetUp() override { ASSERT_NE(store_, nullptr); }
+
+  static pipeline::PredictionRegistry Registry() { return pipeline::PredictionRegistry(store_->dir()); }
+  static ScoringModel Model() {
+    auto model = LoadScoringModel(Registry(), "purchase_7d");
+    EXPECT_TRUE(model.ok()) << model.status().ToString();
+    return std::move(model).value();
+  }
+
+  static GeneratedStore* store_;
+};
+GeneratedStore* ScoringTest::store_ = nullptr;
+
+TEST_F(ScoringTest, BatchActiveOnlyAndSingleUserScoresAreIdentical) {
+  auto reader = store_->Snapshot();
+  const int64_t cutoff = DefaultScoringCutoff(*reader);
+  ScoreRequest full;
+  full.write_back = false;
+  full.parallel = false;
+  full.users_per_block = 700;  // several blocks
+  auto batch = RunScoring(Registry(), store_->store(), "purchase_7d", full);
+  ASSERT_TRUE(batch.ok()) << batch.status().ToString();
+  ASSERT_GT(batch->scores.size(), 100u);
+  EXPECT_EQ(batch->record["cutoff_ms"].get<int64_t>(), cutoff);
+  ASSERT_TRUE(batch->record.contains("drift"));
+  EXPECT_GE(batch->record["drift"]["score_psi"].get<double>(), 0.0);
+
+  // The hourly path needs a full run on record for its percentiles.
+  ScoreRequest written = full;
+  written.write_back = true;
+  written.drift = false;
+  auto first = RunScoring(Registry(), store_->store(), "purchase_7d", written);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(first->scores, batch->scores);
+
+  ScoreRequest active = full;
+  active.active_within_ms = 3 * kMsPerDay;
+  auto hourly = RunScoring(Registry(), store_->store(), "purchase_7d", active);
+  ASSERT_TRUE(hourly.ok()) << hourly.status().ToString();
+  ASSERT_GT(hourly->scores.size(), 0u);
+  EXPECT_LT(hourly->scores.size(), batch->scores.size());
+
+  std::map<std::string, std::pair<double, double>> by_user;
+  for (size_t i = 0; i < batch->user_ids.size(); ++i)
+    by_user[batch->user_ids[i]] = {batch->scores[i], batch->percentiles[i]};
+  for (size_t i = 0; i < hourly->user_ids.size(); ++i) {
+    auto it = by_user.find(hourly->user_ids[i]);
+    ASSERT_NE(it, by_user.end()) << hourly->user_ids[i];
+    EXPECT_EQ(hourly->scores[i], it->second.first) << hourly->user_ids[i];
+    EXPECT_EQ(hourly->percentiles[i], it->second.second) << hourly->user_ids[i];
+  }
+
+  ScoringModel model = Model();
+  auto quantiles = first->record["quantiles"].get<std::vector<double>>();
+  for (size_t i = 0; i < batch->user_ids.size(); i += batch->user_ids.size() / 5) {
+    auto one = ScoreUser(*reader, model, batch->user_ids[i], cutoff, quantiles);
+    ASSERT_TRUE(one.ok()) << one.status().ToString();
+    EXPECT_EQ(one->score, batch->scores[i]);
+    EXPECT_EQ(*one->percentile, batch->percentiles[i]);
+    EXPECT_TRUE(one->in_cohort);
+  }
+}
+
+TEST_F(ScoringTest, WrittenScoresSurviveARestartAndFeedTheCohortLanguage) {
+  ScoreRequest request;
+  request.parallel = false;
+  auto run = RunScoring(Registry(), store_->store(), "purchase_7d", request);
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  const int64_t cutoff = run->record["cutoff_ms"].get<int64_t>();
+  size_t top = std::count_if(run->percentiles.begin(), run->percentiles.end(), [](double p) { return p >= 80; });
+  ASSERT_GT(top, 0u);
+
+  // A second, read-only open sees what the writer acknowledged: the store on disk.
+  auto reopened = EventStore::Open(StoreOptions{.data_dir = store_->dir() + "/data", .read_only = true});
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  auto reader = (*reopened)->Snapshot();
+  auto written = ReadWrittenScores(*reader, "purchase_7d");
+  ASSERT_EQ(written.size(), run->scores.size());
+  std::map<std::string, double> score_of;
+  for (const WrittenScore& w : written) score_of[w.user_id] = w.score;
+  for (size_t i = 0; i < run->user_ids.size(); ++i) EXPECT_EQ(score_of[run->user_ids[i]], run->scores[i]);
+
+  auto engine = MakeEmbeddedQueryEngine(reader, false);
+  auto cohort = ParseCohort(nlohmann::json::parse(R"({"user_property": "sibyl.purchase_7d.percentile >= 80"})"));
+  ASSERT_TRUE(cohort.ok());
+  // Scores are timestamped at T: invisible as of T, visible from the next hour on.
+  auto at_t = engine->Cohort(*cohort, cutoff);
+  ASSERT_TRUE(at_t.ok()) << at_t.status().ToString();
+  auto later = engine->Cohort(*cohort, cutoff + kMsPerHour);
+  ASSERT_TRUE(later.ok());
+  EXPECT_EQ(later->actors.size(), top);
+  // An earlier full run wrote at the same T, so only "never before T" holds for at_t.
+  EXPECT_LT(at_t->actors.size(), later->actors.size());
+}
+
+TEST_F(ScoringTest, PercentilesRankByScoreAndTopFifthIsAboveEighty) {
+  std::vector<double> margins;
+  for (int i = 0; i < 1000; ++i) margins.push_back(i * 0.01);
+  auto q = MarginQuantiles(margins);
+  ASSERT_EQ(q.size(), kQuantilePoints);
+  EXPECT_EQ(PercentileOf(q, 9.99), 100.0);
+  EXPECT_NEAR(PercentileOf(q, 5.0), 50.0, 0.2);
+  EXPECT_EQ(PercentileOf(q, -1.0), 0.0);
+  size_t top = std::count_if(margins.begin(), margins.end(), [&](double m) { return PercentileOf(q, m) >= 80; });
+  EXPECT_NEAR(static_cast<double>(top), 200.0, 3.0);
+}
+
+TEST_F(ScoringTest, ContributionsPlusBiasEqualTheRawMargin) {
+  ScoringModel model = Model();
+  auto reader = store_->Snapshot();
+  auto written = ReadWrittenScores(*reader, "purchase_7d");
+  ASSERT_FALSE(written.empty());
+  for (size_t i = 0; i < written.size(); i += written.size() / 4) {
+    auto user = ScoreUser(*reader, model, written[i].user_id, written[i].cutoff_ms);
+    ASSERT_TRUE(user.ok()) << user.status().ToString();
+    auto contributions = model.bundle.Contributions(user->features);
+    ASSERT_TRUE(contributions.ok());
+    double sum = 0;
+    for (double c : *contributions) sum += c;
+    EXPECT_NEAR(sum, user->margin, 1e-4);
+    auto explanation = Explain(model, *user);
+    ASSERT_TRUE(explanation.ok());
+    EXPECT_LE(explanation->up.size(), 3u);
+    for (size_t k = 1; k < explanation->up.size(); ++k)
+      EXPECT_GE(explanation->up[k - 1].contribution, explanation->up[k].contribution);
+    for (const Reason& r : explanation->down) EXPECT_LT(r.contribution, 0);
+  }
+}
+
+TEST_F(ScoringTest, ForecastIntervalsCoverTheRealisedCountAsOftenAsTheyClaim) {
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<double> uniform(0, 1);
+  std::vector<double> p(2000);
+  for (double& v : p) v = std::pow(uniform(rng), 3);  // skewed, like propensities
+  Forecast f = ForecastFromProbabilities(p);
+  constexpr int kRuns = 400;
+  int covered90 = 0, covered95 = 0;
+  for (int run = 0; run < kRuns; ++run) {
+    int count = 0;
+    for (double v : p) count += uniform(rng) < v;
+    covered90 += count >= f.low90 && count <= f.high90;
+    covered95 += count >= f.low95 && count <= f.high95;
+  }
+  // Binomial noise of 400 runs: +- 3 sd is about 0.045 at 90%.
+  EXPECT_NEAR(covered90 / double(kRuns), 0.90, 0.045);
+  EXPECT_NEAR(covered95 / double(kRuns), 0.95, 0.035);
+}
+
+}  // namespace
+}  // namespace sibyl::scoring
