@@ -31,3 +31,11 @@ echo "== quality"
 $sibyl --data "$work/data" predict show purchase_7d --html "$work/purchase_7d.html"
 $sibyl --data "$work/data" predict show churn_14d --html "$work/churn_14d.html"
 $sibyl --data "$work/data" predict list
+echo "== score (write sibyl.NAME.score / .percentile / .model_version back at T), predictive cohort, explain, forecast"
+$sibyl --data "$work/data" score purchase_7d
+$sibyl --data "$work/data" score churn_14d
+$sibyl --data "$work/data" cohort purchase_7d --top 20% --out "$work/purchase_7d_top20.csv"
+head -4 "$work/purchase_7d_top20.csv"
+top_user=$(sed -n 2p "$work/purchase_7d_top20.csv" | cut -d, -f1)
+$sibyl --data "$work/data" explain purchase_7d "$top_user"
+$sibyl --data "$work/data" forecast purchase_7d

@@ -52,9 +52,8 @@ void RunForecast(const GlobalOptions& global, const std::string& name) {
                 name.c_str(), f.expected, f.users, definition.horizon_days, FormatTime(newest).c_str());
     return;
   }
-  std::printf("%s: %.0f of %zu scored users expected to %s within %d days (scores as of %s)\n", name.c_str(),
-              f.expected, f.users, pipeline::DescribeDefinition(definition).c_str(), definition.horizon_days,
-              FormatTime(newest).c_str());
+  std::printf("%s (%s): %.0f of %zu scored users expected (scores as of %s)\n", name.c_str(),
+              pipeline::DescribeDefinition(definition).c_str(), f.expected, f.users, FormatTime(newest).c_str());
   std::printf("90%% interval %.0f - %.0f, 95%% interval %.0f - %.0f (independent users, normal approximation)\n",
               f.low90, f.high90, f.low95, f.high95);
 }
