@@ -86,6 +86,7 @@ struct Options {
   int top_events = 50;
   int stack = 0;
   bool json = false;
+  ml::TrainOptions ml;  // learner settings (defaults: ml's)
 };
 
 nlohmann::json RunOne(const EventReader& reader, const pipeline::PredictionDefinition& definition,
@@ -95,6 +96,7 @@ nlohmann::json RunOne(const EventReader& reader, const pipeline::PredictionDefin
   request.set.seed = options.seed;
   request.set.taxonomy.top_events = options.top_events;
   request.keep_matrix = true;
+  request.ml = options.ml;
   request.set.stack = options.stack;
   if (!options.cutoff.empty()) {
     int64_t t = FloorHour(*ParseTime(options.cutoff));
@@ -110,6 +112,14 @@ nlohmann::json RunOne(const EventReader& reader, const pipeline::PredictionDefin
                         {"positives", fitted->set.positives},
                         {"model_type", ml::ModelTypeName(fitted->result.model->type())},
                         {"stage_times", pipeline::StageTimesJson(fitted->stage_times)}};
+  out["candidates"] = nlohmann::json::array();
+  for (const auto& c : fitted->result.candidates) {
+    out["candidates"].push_back({{"model", ml::ModelTypeName(c.type)},
+                                 {"auc", c.metrics.roc_auc},
+                                 {"log_loss", c.metrics.log_loss},
+                                 {"seconds", c.train_seconds},
+                                 {"training", c.training}});
+  }
   double total = 0;
   for (const auto& t : fitted->stage_times) total += t.seconds;
   out["total_seconds"] = total;
@@ -198,6 +208,14 @@ void Print(const nlohmann::json& r) {
     stages += fmt::format("{}{} {:.2f}", stages.empty() ? "" : ", ", t["stage"].get<std::string>(),
                           t["seconds"].get<double>());
   std::printf("  stages (s): %s\n", stages.c_str());
+  for (const auto& c : r["candidates"]) {
+    std::string note;
+    if (c["training"].contains("rounds")) note = fmt::format(", {} rounds", c["training"]["rounds"].dump());
+    if (c["training"].contains("iterations")) note = fmt::format(", {} iterations", c["training"]["iterations"].dump());
+    std::printf("  candidate %s: held-out AUC %.4f, log loss %.4f, %.2f s%s\n",
+                c["model"].get<std::string>().c_str(), c["auc"].get<double>(),
+                c["log_loss"].get<double>(), c["seconds"].get<double>(), note.c_str());
+  }
   if (r.contains("error")) std::printf("  error: %s\n", r["error"].get<std::string>().c_str());
   if (!r.contains("all_held_out")) return;
   const auto& a = r["all_held_out"];
@@ -230,6 +248,21 @@ int main(int argc, char** argv) {
   app.add_option("--top-events", options.top_events, "event types with feature columns");
   app.add_option("--stack", options.stack, "earlier weekly cutoffs stacked for training");
   app.add_flag("--json", options.json, "print JSON lines");
+  // Learner settings, for trying other defaults without a rebuild.
+  auto& gbt = options.ml.gradient_boosting;
+  app.add_option("--gbt-eta", gbt.learning_rate, "boosting learning rate");
+  app.add_option("--gbt-depth", gbt.max_depth, "boosting max depth");
+  app.add_option("--gbt-min-child-weight", gbt.min_child_weight, "boosting min_child_weight");
+  app.add_option("--gbt-colsample", gbt.colsample_bytree, "boosting colsample_bytree");
+  app.add_option("--gbt-subsample", gbt.subsample, "boosting subsample");
+  app.add_option("--gbt-rounds", gbt.max_rounds, "boosting max rounds");
+  app.add_option("--gbt-patience", gbt.early_stopping_rounds, "boosting early-stopping rounds");
+  app.add_option("--gbt-max-bin", gbt.max_bin, "boosting histogram bins");
+  app.add_option("--rf-trees", options.ml.random_forest.num_trees, "random forest trees");
+  app.add_option("--rf-depth", options.ml.random_forest.max_depth, "random forest depth");
+  app.add_option("--rf-subsample", options.ml.random_forest.subsample, "random forest row sample");
+  app.add_option("--linear-iterations", options.ml.linear.max_iterations, "linear max iterations");
+  app.add_option("--linear-tolerance", options.ml.linear.tolerance, "linear relative tolerance");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<std::string> columns;

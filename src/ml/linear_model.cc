@@ -31,17 +31,47 @@ void ForEachChunk(size_t num_chunks, int num_threads, Fn&& fn) {
   for (auto& thread : threads) thread.join();
 }
 
+// The fit rows in compressed sparse form: per row, the columns with a non-zero value
+// (NaN already replaced by the column mean), constant columns left out. Event features
+// are mostly zero counts and flags, so one pass over this touches a small share of the
+// dense matrix; centring is folded into the offset and the gradient (sum of d * mean).
+struct SparseRows {
+  std::vector<size_t> starts;     // num_rows + 1
+  std::vector<uint32_t> columns;
+  std::vector<float> values;
+};
+
+SparseRows ToSparse(const Dataset& data, std::span<const uint32_t> rows,
+                    const std::vector<double>& means, const std::vector<double>& scales) {
+  const size_t p = means.size();
+  SparseRows out;
+  out.starts.reserve(rows.size() + 1);
+  out.starts.push_back(0);
+  for (uint32_t r : rows) {
+    const float* x = data.row(r);
+    for (size_t j = 0; j < p; ++j) {
+      if (scales[j] <= 0) continue;
+      const float v = std::isnan(x[j]) ? static_cast<float>(means[j]) : x[j];
+      if (v == 0.0f) continue;
+      out.columns.push_back(static_cast<uint32_t>(j));
+      out.values.push_back(v);
+    }
+    out.starts.push_back(out.values.size());
+  }
+  return out;
+}
+
 // The objective: weighted mean loss plus the ridge penalty, over the standardised
 // coefficients w (size p) and the intercept b (last entry of theta).
 class Objective {
  public:
-  Objective(const Dataset& data, std::span<const uint32_t> rows, std::span<const float> weights,
+  Objective(const SparseRows& sparse, size_t num_rows, std::span<const float> weights,
             std::vector<double> targets, const std::vector<double>& means,
-            const std::vector<double>& scales, double l2, int num_threads)
-      : data_(data), rows_(rows), weights_(weights), targets_(std::move(targets)), means_(means),
-        scales_(scales), l2_(l2), num_threads_(num_threads) {
+            const std::vector<double>& scales, double l2, bool classify, int num_threads)
+      : sparse_(sparse), num_rows_(num_rows), weights_(weights), targets_(std::move(targets)),
+        means_(means), scales_(scales), l2_(l2), classify_(classify), num_threads_(num_threads) {
     total_weight_ = 0;
-    for (size_t i = 0; i < rows_.size(); ++i) total_weight_ += weights_.empty() ? 1.0 : weights_[i];
+    for (size_t i = 0; i < num_rows_; ++i) total_weight_ += weights_.empty() ? 1.0 : weights_[i];
   }
 
   // Returns the objective at theta and writes its gradient.
@@ -53,26 +83,24 @@ class Objective {
       a[j] = scales_[j] > 0 ? theta[j] / scales_[j] : 0;
       offset -= a[j] * means_[j];
     }
-    const size_t num_chunks = (rows_.size() + kChunkRows - 1) / kChunkRows;
+    const size_t num_chunks = (num_rows_ + kChunkRows - 1) / kChunkRows;
     std::vector<double> chunk_loss(num_chunks, 0), chunk_dsum(num_chunks, 0);
     std::vector<std::vector<double>> chunk_grad(num_chunks);
-    const bool classify = data_.kind == TaskKind::kClassification;
     ForEachChunk(num_chunks, num_threads_, [&](size_t c) {
       std::vector<double>& grad = chunk_grad[c];
       grad.assign(p, 0);
       double loss = 0, dsum = 0;
-      const size_t end = std::min(rows_.size(), (c + 1) * kChunkRows);
+      const size_t end = std::min(num_rows_, (c + 1) * kChunkRows);
+      const uint32_t* columns = sparse_.columns.data();
+      const float* values = sparse_.values.data();
       for (size_t i = c * kChunkRows; i < end; ++i) {
-        const float* x = data_.row(rows_[i]);
+        const size_t begin = sparse_.starts[i], stop = sparse_.starts[i + 1];
         double margin = offset;
-        for (size_t j = 0; j < p; ++j) {
-          double v = std::isnan(x[j]) ? means_[j] : x[j];
-          margin += a[j] * v;
-        }
+        for (size_t k = begin; k < stop; ++k) margin += a[columns[k]] * values[k];
         const double w = weights_.empty() ? 1.0 : weights_[i];
         const double y = targets_[i];
         double d;
-        if (classify) {
+        if (classify_) {
           loss += w * (Softplus(margin) - y * margin);
           d = w * (Sigmoid(margin) - y);
         } else {
@@ -80,10 +108,7 @@ class Objective {
           d = w * (margin - y);
         }
         dsum += d;
-        for (size_t j = 0; j < p; ++j) {
-          double v = std::isnan(x[j]) ? means_[j] : x[j];
-          grad[j] += d * v;
-        }
+        for (size_t k = begin; k < stop; ++k) grad[columns[k]] += d * values[k];
       }
       chunk_loss[c] = loss;
       chunk_dsum[c] = dsum;
@@ -108,13 +133,14 @@ class Objective {
   }
 
  private:
-  const Dataset& data_;
-  std::span<const uint32_t> rows_;
+  const SparseRows& sparse_;
+  size_t num_rows_;
   std::span<const float> weights_;
   std::vector<double> targets_;
   const std::vector<double>& means_;
   const std::vector<double>& scales_;
   double l2_;
+  bool classify_;
   int num_threads_;
   double total_weight_;
 };
@@ -263,8 +289,10 @@ Result<std::unique_ptr<LinearModel>> LinearModel::Train(const Dataset& data,
     double rate = std::clamp(target_mean, 1e-6, 1 - 1e-6);
     theta[p] = std::log(rate / (1 - rate));
   }
-  Objective objective(data, rows, row_weights, std::move(targets), model->means_, model->scales_,
-                      options.l2, ResolveThreads(options.num_threads));
+  const SparseRows sparse = ToSparse(data, rows, model->means_, model->scales_);
+  Objective objective(sparse, rows.size(), row_weights, std::move(targets), model->means_,
+                      model->scales_, options.l2, data.kind == TaskKind::kClassification,
+                      ResolveThreads(options.num_threads));
   double final_value = 0;
   int iterations = MinimiseLbfgs(objective, theta, options.max_iterations, options.tolerance, final_value);
 

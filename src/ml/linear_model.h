@@ -17,9 +17,10 @@ struct LinearOptions {
   // Penalty (l2 / 2) * |w|^2 added to the weighted mean loss; w are coefficients of
   // standardised features, so one value suits every feature scale.
   double l2 = 1e-4;
-  int max_iterations = 200;
+  int max_iterations = 100;  // 60 lose 0.0004 AUC on the generated purchase data, 200 nothing more
+
   // Stop when the objective improves by less than this, relative, over one iteration.
-  double tolerance = 1e-9;
+  double tolerance = 1e-7;
   int num_threads = 0;  // 0 = all hardware threads; the result is the same for any count
 };
 

@@ -14,17 +14,20 @@ namespace sibyl::ml {
 
 // Fixed, robust defaults (see docs/ML.md); nothing here is tuned per prediction.
 struct GradientBoostingOptions {
-  double learning_rate = 0.1;
+  // A slower rate with larger leaves and half the columns per tree: on the generated
+  // purchase data +0.004 held-out AUC over (0.1, depth 6, weight 1, 0.8 columns) at about
+  // the same time (more rounds, each cheaper); see docs/ML.md.
+  double learning_rate = 0.05;
   int max_depth = 6;
-  double min_child_weight = 1;
+  double min_child_weight = 20;
   double subsample = 0.8;
-  double colsample_bytree = 0.8;
+  double colsample_bytree = 0.5;
   double l2 = 1;
   // Histogram bins per feature. XGBoost's per-node cost grows with the total number of
   // bins (features x bins), which dominates at 400+ columns; 64 bins lose little.
   int max_bin = 64;
   int max_rounds = 400;
-  int early_stopping_rounds = 20;  // stop when validation loss has not improved for this long
+  int early_stopping_rounds = 40;  // stop when validation loss has not improved for this long
 };
 
 struct RandomForestOptions {
