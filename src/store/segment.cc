@@ -8,6 +8,7 @@
 #include <queue>
 #include <tuple>
 
+#include "common/memory.h"
 #include "store/codec.h"
 
 namespace sibyl {
@@ -57,8 +58,9 @@ Status DecodeValues(std::string_view raw, std::string_view what, SegmentExtras::
   ByteReader r(raw);
   uint64_t n = r.Varint();
   if (!r.ok() || n > raw.size()) return Corruption("{}: bad property column", what);
-  column.rows.resize(n);
-  column.values.resize(n);
+  // Big fresh vectors: prefault instead of faulting page by page (see common/memory.h).
+  ResizePrefaulted(column.rows, n);
+  ResizePrefaulted(column.values, n);
   uint32_t row = 0;
   for (uint64_t i = 0; i < n; ++i) column.rows[i] = row += static_cast<uint32_t>(r.Varint());
   std::vector<uint8_t> codes(n);
@@ -103,7 +105,7 @@ Result<std::shared_ptr<const SegmentExtras>> DecodeExtras(std::string_view bytes
     ASSIGN_OR_RETURN(std::string session_raw, ReadCompressedBlock(r, what));
     ByteReader s(session_raw);
     uint64_t n = s.Varint();
-    extras->session.resize(n);
+    ResizePrefaulted(extras->session, n);
     int64_t previous = 0;
     for (uint64_t i = 0; i < n; ++i) {
       int64_t delta = s.SignedVarint();
@@ -393,9 +395,9 @@ Status DecodeCore(std::string_view bytes, std::string_view what, std::vector<Act
   ASSIGN_OR_RETURN(std::string times_raw, ReadCompressedBlock(r, what));
   ASSIGN_OR_RETURN(std::string types_raw, ReadCompressedBlock(r, what));
   if (types_raw.size() != n * sizeof(EventTypeId)) return Corruption("{}: bad type column", what);
-  actor.resize(n);
-  time.resize(n);
-  type.resize(n);
+  ResizePrefaulted(actor, n);
+  ResizePrefaulted(time, n);
+  ResizePrefaulted(type, n);
   std::memcpy(type.data(), types_raw.data(), types_raw.size());
   ByteReader runs(runs_raw), times(times_raw);
   uint64_t run_count = runs.Varint();
