@@ -228,7 +228,7 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
           next = {};
           break;
       }
-      if (!change || next.kind == ValueKind::kNull && current == nullptr) continue;
+      if (!change || (next.kind == ValueKind::kNull && current == nullptr)) continue;
       // Events usually repeat the user's properties; only real changes are history.
       if (current != nullptr && SameValue(*current, next)) continue;
       overlay.user_values[slot] = next;

@@ -209,7 +209,9 @@ TEST_F(StoreTest, UserPropertiesAsOfApplyOperationsInOrder) {
     EXPECT_EQ(value_of(401, "tags"), "<unset>");
     store.reset();
     store = Open();
-    if (reopen == 0) ASSERT_TRUE(store->Checkpoint().ok());
+    if (reopen == 0) {
+      ASSERT_TRUE(store->Checkpoint().ok());
+    }
   }
 }
 
