@@ -1,7 +1,5 @@
 // `sibyl cohort NAME --top 20%`: export a predictive cohort, the users with the highest
 // (or lowest) written-back scores, as CSV or NDJSON (docs/SCORING.md).
-#include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -12,6 +10,7 @@
 #include "cli/commands.h"
 #include "common/file.h"
 #include "pipeline/registry.h"
+#include "scoring/cohort_export.h"
 #include "scoring/scoring.h"
 #include "store/event_store.h"
 
@@ -55,45 +54,25 @@ void RunCohort(const GlobalOptions& global, const CohortFlags& flags) {
   std::vector<scoring::WrittenScore> scores = scoring::ReadWrittenScores(*reader, flags.name);
   if (scores.empty())
     Check(FailedPrecondition("no scores of {} in the store yet: run `sibyl score {}` first", flags.name, flags.name));
-  // Best first; the percentile breaks score ties (calibration plateaus), then the id.
-  std::sort(scores.begin(), scores.end(), [](const auto& a, const auto& b) {
-    if (a.score != b.score) return a.score > b.score;
-    if (a.percentile != b.percentile) return a.percentile > b.percentile;
-    return a.user_id < b.user_id;
-  });
-  std::vector<const scoring::WrittenScore*> chosen;
-  auto keep = [&](const scoring::WrittenScore& w) { return w.score >= flags.min_score; };
+  scoring::CohortSelection selection;
+  selection.min_score = flags.min_score;
   if (!flags.top.empty() || !flags.bottom.empty()) {
     bool top = !flags.top.empty();
     auto [amount, percent] = Check(ParseAmount(top ? "--top" : "--bottom", top ? flags.top : flags.bottom));
-    if (percent) {
-      // By percentile, so that `--top 20%` is exactly the cohort `percentile >= 80`.
-      for (const auto& w : scores)
-        if (keep(w) && (top ? w.percentile >= 100 - amount : w.percentile <= amount)) chosen.push_back(&w);
-      if (!top) std::reverse(chosen.begin(), chosen.end());
-    } else {
-      size_t n = static_cast<size_t>(amount);
-      if (top) {
-        for (const auto& w : scores)
-          if (chosen.size() < n && keep(w)) chosen.push_back(&w);
-      } else {
-        for (auto it = scores.rbegin(); it != scores.rend() && chosen.size() < n; ++it)
-          if (keep(*it)) chosen.push_back(&*it);
-      }
-    }
-  } else {
-    for (const auto& w : scores)
-      if (keep(w)) chosen.push_back(&w);
+    if (percent) (top ? selection.top_percent : selection.bottom_percent) = amount;
+    else (top ? selection.top_count : selection.bottom_count) = static_cast<size_t>(amount);
   }
+  const size_t scored = scores.size();
+  std::vector<scoring::WrittenScore> chosen = scoring::SelectCohort(std::move(scores), selection);
 
   std::string text;
   if (flags.format == "csv") text = "user_id,score,percentile,model_version\n";
-  for (const auto* w : chosen) {
+  for (const auto& w : chosen) {
     if (flags.format == "csv") {
-      text += fmt::format("{},{},{},{}\n", CsvField(w->user_id), w->score, w->percentile, w->version);
+      text += fmt::format("{},{},{},{}\n", CsvField(w.user_id), w.score, w.percentile, w.version);
     } else {
-      text += nlohmann::json{{"user_id", w->user_id}, {"score", w->score}, {"percentile", w->percentile},
-                             {"model_version", w->version}}
+      text += nlohmann::json{{"user_id", w.user_id}, {"score", w.score}, {"percentile", w.percentile},
+                             {"model_version", w.version}}
                   .dump() +
               "\n";
     }
@@ -103,7 +82,7 @@ void RunCohort(const GlobalOptions& global, const CohortFlags& flags) {
   } else {
     Check(WriteFileAtomic(flags.out, text));
     if (!global.quiet)
-      std::fprintf(stderr, "wrote %zu of %zu scored users to %s\n", chosen.size(), scores.size(), flags.out.c_str());
+      std::fprintf(stderr, "wrote %zu of %zu scored users to %s\n", chosen.size(), scored, flags.out.c_str());
   }
 }
 

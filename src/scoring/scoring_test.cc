@@ -2,6 +2,7 @@
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <set>
 
 #include <gtest/gtest.h>
 
@@ -10,6 +11,7 @@
 #include "pipeline/registry.h"
 #include "pipeline/train_run.h"
 #include "query/query_engine.h"
+#include "scoring/cohort_export.h"
 #include "scoring/insights.h"
 #include "scoring/score_run.h"
 #include "scoring/scoring.h"
@@ -135,6 +137,44 @@ TEST_F(ScoringTest, WrittenScoresSurviveARestartAndFeedTheCohortLanguage) {
   EXPECT_EQ(later->actors.size(), top);
   // An earlier full run wrote at the same T, so only "never before T" holds for at_t.
   EXPECT_LT(at_t->actors.size(), later->actors.size());
+}
+
+TEST_F(ScoringTest, CohortExportIsOrderedAndTopFifthIsTheCohortLanguagesSet) {
+  auto reader = store_->Snapshot();
+  auto written = ReadWrittenScores(*reader, "purchase_7d");
+  ASSERT_GT(written.size(), 100u);
+  auto top = SelectCohort(written, CohortSelection{.top_percent = 20});
+  ASSERT_FALSE(top.empty());
+  for (size_t i = 1; i < top.size(); ++i) {
+    EXPECT_GE(top[i - 1].score, top[i].score);
+    if (top[i - 1].score == top[i].score) {
+      EXPECT_GE(top[i - 1].percentile, top[i].percentile);
+    }
+  }
+  // Percentiles follow the score order: nobody outside the export outscores anyone in it.
+  double lowest_in = top.back().score;
+  std::set<std::string> ids;
+  for (const auto& w : top) ids.insert(w.user_id);
+  for (const auto& w : written)
+    if (!ids.count(w.user_id)) {
+      EXPECT_LE(w.score, lowest_in) << w.user_id;
+    }
+  // About a fifth of the full run (the hourly run reused its scale), and the same users as
+  // the cohort `sibyl.purchase_7d.percentile >= 80` an hour after the scores' T.
+  EXPECT_NEAR(static_cast<double>(top.size()) / written.size(), 0.2, 0.05);
+  auto engine = MakeEmbeddedQueryEngine(reader, false);
+  auto cohort = ParseCohort(nlohmann::json::parse(R"({"user_property": "sibyl.purchase_7d.percentile >= 80"})"));
+  ASSERT_TRUE(cohort.ok());
+  auto members = engine->Cohort(*cohort, written.front().cutoff_ms + kMsPerHour);
+  ASSERT_TRUE(members.ok());
+  std::vector<std::string> member_ids = engine->UserIds(*members);
+  EXPECT_EQ(std::set<std::string>(member_ids.begin(), member_ids.end()), ids);
+
+  auto three = SelectCohort(written, CohortSelection{.bottom_count = 3});
+  ASSERT_EQ(three.size(), 3u);
+  for (const auto& w : written) EXPECT_GE(w.score, three[0].score);
+  auto rich = SelectCohort(written, CohortSelection{.min_score = 0.3});
+  for (const auto& w : rich) EXPECT_GE(w.score, 0.3);
 }
 
 TEST_F(ScoringTest, PercentilesRankByScoreAndTopFifthIsAboveEighty) {
