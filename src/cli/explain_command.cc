@@ -27,8 +27,8 @@ void RunExplain(const GlobalOptions& global, const ExplainFlags& flags) {
   scoring::ScoringModel model = Check(scoring::LoadScoringModel(registry, flags.name));
   auto store = Check(EventStore::Open(StoreOptions{.data_dir = global.data_dir, .read_only = true}));
   auto reader = store->Snapshot();
-  // The T and percentiles of the newest full run of this version, so the explanation
-  // matches the written-back score; without one, the store's current cutoff.
+  // Percentiles on the scale of the newest full run of this version, and by default its T,
+  // so the explanation matches the written-back score; without one, the store's cutoff.
   int64_t cutoff = scoring::DefaultScoringCutoff(*reader);
   std::vector<double> quantiles;
   auto full = scoring::LatestFullRun(registry, flags.name, model.version);
@@ -36,6 +36,10 @@ void RunExplain(const GlobalOptions& global, const ExplainFlags& flags) {
     cutoff = (*full)["cutoff_ms"].get<int64_t>();
     quantiles = (*full)["quantiles"].get<std::vector<double>>();
   }
+  // The user's own written score wins: an hourly run may have scored them after the
+  // last full run, and its T is the one their score holds at.
+  for (const scoring::WrittenScore& w : scoring::ReadWrittenScores(*reader, flags.name))
+    if (w.user_id == flags.user && w.version == model.version) cutoff = w.cutoff_ms;
   if (!flags.as_of.empty()) cutoff = FloorHour(Check(ParseTime(flags.as_of)));
   scoring::UserScore user = Check(scoring::ScoreUser(*reader, model, flags.user, cutoff, quantiles));
   scoring::Explanation e = Check(scoring::Explain(model, std::move(user), static_cast<size_t>(flags.reasons)));
@@ -69,7 +73,7 @@ void AddExplainCommand(CLI::App& app, const GlobalOptions& global) {
   auto flags = std::make_shared<ExplainFlags>();
   cmd->add_option("NAME", flags->name, "prediction name")->required();
   cmd->add_option("USER", flags->user, "user id (\"device:<id>\" for an anonymous device)")->required();
-  cmd->add_option("--as-of", flags->as_of, "cutoff T (default: the T of the latest full scoring run)");
+  cmd->add_option("--as-of", flags->as_of, "cutoff T (default: the T of the user's written score, else of the latest full run)");
   cmd->add_option("--reasons", flags->reasons, "reasons each way")->capture_default_str();
   cmd->callback([&global, flags] { RunExplain(global, *flags); });
 }

@@ -13,7 +13,7 @@ namespace {
 
 std::string ValueWords(double v) {
   if (v == std::floor(v) && std::fabs(v) < 1e15) return fmt::format("{}", static_cast<int64_t>(v));
-  return fmt::format("{:.3g}", v);
+  return std::fabs(v) >= 10 ? fmt::format("{:.1f}", v) : fmt::format("{:.3g}", v);
 }
 
 Reason MakeReason(const ScoringModel& model, const UserScore& user, size_t col, double contribution) {
