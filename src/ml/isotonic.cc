@@ -51,13 +51,27 @@ IsotonicCalibration IsotonicCalibration::Fit(std::span<const double> scores,
   }
 
   const double floor = 0.5 / (static_cast<double>(order.size()) + 1.0);
-  for (const Block& b : blocks) {
-    double y = std::clamp(b.mean(), floor, 1.0 - floor);
-    result.knots_x_.push_back(b.x_min);
-    result.knots_y_.push_back(y);
-    if (b.x_max > b.x_min) {
-      result.knots_x_.push_back(b.x_max);
-      result.knots_y_.push_back(y);
+  // A flat block would tie every score inside it and so lower the ranking quality (AUC)
+  // of the calibrated output; its ends are tilted by a tiny amount instead (at most 1e-6
+  // and a quarter of the smallest step between blocks), which keeps the map strictly
+  // increasing and the raw model's order intact without a visible change in calibration.
+  std::vector<double> means(blocks.size());
+  for (size_t b = 0; b < blocks.size(); ++b) means[b] = std::clamp(blocks[b].mean(), floor, 1.0 - floor);
+  double tilt = 1e-6;
+  for (size_t b = 1; b < means.size(); ++b) {
+    if (means[b] > means[b - 1]) tilt = std::min(tilt, 0.25 * (means[b] - means[b - 1]));
+  }
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const Block& block = blocks[b];
+    const bool flat = block.x_max > block.x_min;
+    const bool strict = (b == 0 || means[b] > means[b - 1]) &&
+                        (b + 1 == blocks.size() || means[b + 1] > means[b]);
+    const double t = flat && strict ? tilt : 0;
+    result.knots_x_.push_back(block.x_min);
+    result.knots_y_.push_back(std::max(floor, means[b] - t));
+    if (flat) {
+      result.knots_x_.push_back(block.x_max);
+      result.knots_y_.push_back(std::min(1.0 - floor, means[b] + t));
     }
   }
   return result;

@@ -16,13 +16,15 @@ TEST(IsotonicTest, PoolsAdjacentViolators) {
   std::vector<double> s = {1, 2, 3, 4};
   std::vector<float> y = {1, 0, 1, 1};
   IsotonicCalibration iso = IsotonicCalibration::Fit(s, y);
-  // {1, 2} pool to 0.5; {3, 4} pool to 1, clamped to 1 - 0.5 / 5.
-  EXPECT_DOUBLE_EQ(iso.Apply(1), 0.5);
-  EXPECT_DOUBLE_EQ(iso.Apply(2), 0.5);
-  EXPECT_DOUBLE_EQ(iso.Apply(3), 0.9);
-  EXPECT_DOUBLE_EQ(iso.Apply(2.5), 0.7);  // interpolated between knots
-  EXPECT_DOUBLE_EQ(iso.Apply(-5), 0.5);   // clamped below
-  EXPECT_DOUBLE_EQ(iso.Apply(50), 0.9);   // clamped above
+  // {1, 2} pool to 0.5; {3, 4} pool to 1, clamped to 1 - 0.5 / 5. Flat blocks are
+  // tilted by at most 1e-6 so that the map stays strictly increasing.
+  EXPECT_NEAR(iso.Apply(1), 0.5, 2e-6);
+  EXPECT_NEAR(iso.Apply(2), 0.5, 2e-6);
+  EXPECT_LT(iso.Apply(1), iso.Apply(2));
+  EXPECT_NEAR(iso.Apply(3), 0.9, 2e-6);
+  EXPECT_NEAR(iso.Apply(2.5), 0.7, 2e-6);  // interpolated between knots
+  EXPECT_NEAR(iso.Apply(-5), 0.5, 2e-6);   // clamped below
+  EXPECT_NEAR(iso.Apply(50), 0.9, 2e-6);   // clamped above
 }
 
 TEST(IsotonicTest, MonotoneAndReducesEceOnMiscalibratedScores) {
