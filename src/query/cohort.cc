@@ -24,7 +24,10 @@ Result<CohortExpr> Parse(const nlohmann::json& j, int depth) {
   if (depth > kMaxDepth) return InvalidArgument("cohort nests deeper than {} levels", kMaxDepth);
   if (!j.is_object() || j.size() != 1)
     return InvalidArgument("a cohort condition is an object with exactly one key, got {}", j.dump());
-  const auto& [key, value] = *j.items().begin();
+  // items() yields proxies that die with the statement: copy the key, keep the value
+  // as a reference into `j` itself.
+  const std::string key = j.begin().key();
+  const nlohmann::json& value = j.begin().value();
   CohortExpr e;
   if (key == "all" || key == "any") {
     e.kind = key == "all" ? Kind::kAll : Kind::kAny;
