@@ -11,7 +11,8 @@ namespace sibyl::pipeline::testing_util {
 
 // Sizes that keep the suite fast, smaller still under AddressSanitizer.
 #if defined(__SANITIZE_ADDRESS__)
-inline constexpr uint64_t kTestUsers = 1200;
+// Enough for ~140 purchasers in the cohort: training needs 100 positives to be eligible.
+inline constexpr uint64_t kTestUsers = 2400;
 #else
 inline constexpr uint64_t kTestUsers = 3000;
 #endif
