@@ -117,18 +117,34 @@ double BrierScore(std::span<const double> probabilities, std::span<const float> 
   return total / labels.size();
 }
 
-double ExpectedCalibrationError(std::span<const double> probabilities,
-                                std::span<const float> labels, int num_bins) {
-  if (labels.empty()) return 0;
-  std::vector<double> sum_p(num_bins, 0), sum_y(num_bins, 0);
-  std::vector<size_t> count(num_bins, 0);
+namespace {
+
+// Equal-width probability bins: per bin the sum of predictions, of labels, and the count.
+struct ProbabilityBins {
+  std::vector<double> sum_p, sum_y;
+  std::vector<size_t> count;
+};
+
+ProbabilityBins BinByProbability(std::span<const double> probabilities,
+                                 std::span<const float> labels, int num_bins) {
+  ProbabilityBins bins{std::vector<double>(num_bins, 0), std::vector<double>(num_bins, 0),
+                       std::vector<size_t>(num_bins, 0)};
   for (size_t i = 0; i < labels.size(); ++i) {
     double p = std::clamp(probabilities[i], 0.0, 1.0);
     int bin = std::min(num_bins - 1, static_cast<int>(p * num_bins));
-    sum_p[bin] += p;
-    sum_y[bin] += labels[i];
-    ++count[bin];
+    bins.sum_p[bin] += p;
+    bins.sum_y[bin] += labels[i];
+    ++bins.count[bin];
   }
+  return bins;
+}
+
+}  // namespace
+
+double ExpectedCalibrationError(std::span<const double> probabilities,
+                                std::span<const float> labels, int num_bins) {
+  if (labels.empty()) return 0;
+  auto [sum_p, sum_y, count] = BinByProbability(probabilities, labels, num_bins);
   double ece = 0;
   for (int b = 0; b < num_bins; ++b) {
     if (count[b] == 0) continue;
@@ -263,15 +279,7 @@ std::vector<CurvePoint> RocCurve(std::span<const double> scores, std::span<const
 
 std::vector<CurvePoint> ReliabilityCurve(std::span<const double> probabilities,
                                          std::span<const float> labels, int num_bins) {
-  std::vector<double> sum_p(num_bins, 0), sum_y(num_bins, 0);
-  std::vector<size_t> count(num_bins, 0);
-  for (size_t i = 0; i < labels.size(); ++i) {
-    double p = std::clamp(probabilities[i], 0.0, 1.0);
-    int bin = std::min(num_bins - 1, static_cast<int>(p * num_bins));
-    sum_p[bin] += p;
-    sum_y[bin] += labels[i];
-    ++count[bin];
-  }
+  auto [sum_p, sum_y, count] = BinByProbability(probabilities, labels, num_bins);
   std::vector<CurvePoint> curve;
   for (int b = 0; b < num_bins; ++b) {
     if (count[b]) curve.push_back({sum_p[b] / count[b], sum_y[b] / count[b]});
