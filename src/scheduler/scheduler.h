@@ -120,10 +120,12 @@ class Scheduler {
   std::optional<int64_t> LastSuccessMs(const std::string& prediction, JobKind kind) const;
   // When the next scheduled run of (prediction, kind) is due; nullopt if unknown or disabled.
   std::optional<int64_t> NextDueMs(const std::string& prediction, JobKind kind) const;
+  // The first failure to persist the history since Open (runs go on in memory); OK if none.
+  Status PersistStatus() const;
 
-  struct Impl;
 
  private:
+  struct Impl;
   explicit Scheduler(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
