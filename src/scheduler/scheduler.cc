@@ -162,11 +162,13 @@ struct Scheduler::Impl {
   void AdvanceCadenceLocked(const ScheduleKey& key, int64_t interval, int64_t now) {
     ScheduleState& state = schedules[key];
     if (interval <= 0 || !state.anchor_ms || now < *state.anchor_ms + interval) return;
-    int64_t latest_due = *state.anchor_ms + (now - *state.anchor_ms) / interval * interval;
+    // A due time passed while the process was down: this run catches up on those.
+    const bool missed_while_down = *state.anchor_ms + interval < opened_ms;
+    const int64_t latest_due = *state.anchor_ms + (now - *state.anchor_ms) / interval * interval;
     state.anchor_ms = latest_due;
     PersistSchedule(key);
     if (queued.count(key)) return;  // collapses into the run already waiting
-    NewRunLocked(key.first, key.second, latest_due < opened_ms ? "catch_up" : "schedule", 1, latest_due);
+    NewRunLocked(key.first, key.second, missed_while_down ? "catch_up" : "schedule", 1, latest_due);
   }
 
   void QueueDueLocked(int64_t now) {
