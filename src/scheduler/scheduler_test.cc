@@ -49,7 +49,19 @@ class FakeRunner final : public JobRunner {
     const RunRecord& run = context.run;
     calls_.push_back({run.id, run.prediction, run.kind, run.trigger, run.attempt, context.now_ms, context.since_ms});
     changed_.notify_all();
-    while (blocked_.count(run.prediction)) {
+    // An overlapping call is counted and never blocks, so a broken scheduler fails the
+    // test instead of hanging it.
+    const bool overlapping = !active_.insert(run.prediction).second;
+    if (overlapping) ++overlaps_;
+    struct Leave {
+      FakeRunner* self;
+      std::string prediction;
+      bool overlapping;
+      ~Leave() {
+        if (!overlapping) self->active_.erase(prediction);
+      }
+    } leave{this, run.prediction, overlapping};
+    while (!overlapping && blocked_.count(run.prediction)) {
       if (context.cancel.load()) return Status(StatusCode::kCancelled, "stopped early");
       changed_.wait_for(lock, std::chrono::milliseconds(2));
     }
@@ -74,6 +86,11 @@ class FakeRunner final : public JobRunner {
     std::lock_guard lock(mu_);
     blocked_.erase(prediction);
     changed_.notify_all();
+  }
+  // Calls that started while another call of the same prediction was running.
+  size_t Overlaps() const {
+    std::lock_guard lock(mu_);
+    return overlaps_;
   }
   std::vector<Call> Calls() const {
     std::lock_guard lock(mu_);
@@ -105,6 +122,8 @@ class FakeRunner final : public JobRunner {
   std::vector<Call> calls_;
   std::map<std::pair<std::string, JobKind>, Failure> failures_;
   std::set<std::string> blocked_;
+  std::set<std::string> active_;  // predictions with a call in progress
+  size_t overlaps_ = 0;
 };
 
 class SchedulerTest : public ::testing::Test {
@@ -116,7 +135,10 @@ class SchedulerTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
     options_.state_dir = dir_.string();
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override {
+    EXPECT_EQ(runner_.Overlaps(), 0u) << "two runs of one prediction overlapped";
+    std::filesystem::remove_all(dir_);
+  }
 
   std::unique_ptr<Scheduler> OpenWith(const Clock& clock) {
     auto opened = Scheduler::Open(options_, clock, runner_);
@@ -370,6 +392,7 @@ TEST_F(SchedulerTest, RunsOfOnePredictionNeverOverlap) {
     a_started += calls[i].prediction == "a";
   }
   EXPECT_EQ(a_started, 0u);
+  EXPECT_EQ(runner_.Overlaps(), 0u);
   EXPECT_EQ(runner_.Count("b", JobKind::kScoreActive), 1u);
   EXPECT_EQ(scheduler->RunningCount(), 1u);
   EXPECT_GE(scheduler->QueueDepth(), 1u);  // a's due runs collapse into one per kind
