@@ -243,8 +243,11 @@ struct Scheduler::Impl {
     const ScheduleKey key{run.prediction, run.kind};
     if (result.ok()) {
       run.detail = std::move(result).value();
-      schedules[key].last_success_ms = run.started_ms;
-      PersistSchedule(key);
+      // A prediction removed while this ran has forgotten its schedule; it stays forgotten.
+      if (cadences.count(run.prediction)) {
+        schedules[key].last_success_ms = run.started_ms;
+        PersistSchedule(key);
+      }
       FinishLocked(run, "succeeded", "", now);
     } else if (cancel.load() || result.status().code() == StatusCode::kCancelled) {
       std::string error = cancel.load() ? fmt::format("{}: {}", kShutdownError, result.status().ToString())
@@ -300,11 +303,15 @@ struct Scheduler::Impl {
     }
   }
 
-  // Until the earliest known due time, at most poll_ms (cadences are re-checked then).
+  // Until the earliest queued run that is not yet due, at most poll_ms (cadences are
+  // re-checked then). Due runs waiting for their prediction are woken by `changed`.
   int64_t WaitMsLocked(int64_t now, int64_t poll_ms) const {
     int64_t wait = std::max<int64_t>(poll_ms, 1);
-    for (const auto& [key, id] : queued) wait = std::min(wait, runs.at(id).due_ms - now);
-    return std::max<int64_t>(wait, 1);
+    for (const auto& [key, id] : queued) {
+      const int64_t due = runs.at(id).due_ms;
+      if (due > now) wait = std::min(wait, due - now);
+    }
+    return wait;
   }
 };
 
