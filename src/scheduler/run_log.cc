@@ -1,16 +1,19 @@
 #include "scheduler/run_log.h"
 
-#include <string_view>
-
 #include <fmt/format.h>
+
+#include <string_view>
 
 namespace sibyl::scheduler {
 
 std::string_view JobKindName(JobKind kind) {
   switch (kind) {
-    case JobKind::kTrain: return "train";
-    case JobKind::kScoreActive: return "score_active";
-    case JobKind::kScoreFull: return "score_full";
+    case JobKind::kTrain:
+      return "train";
+    case JobKind::kScoreActive:
+      return "score_active";
+    case JobKind::kScoreFull:
+      return "score_full";
   }
   return "unknown";
 }
@@ -158,8 +161,9 @@ Result<RunLog::Opened> RunLog::Open(const std::string& dir) {
         // Appends are synced one at a time, so only the last line can be torn; damage
         // with good lines after it is not a crash and must not be silently skipped.
         if (newline + 1 < data.size()) {
-          return Corruption("{}: record at byte {}: {} (move the file aside to start with an empty history)",
-                            path, pos, applied.message());
+          return Corruption(
+              "{}: record at byte {}: {} (move the file aside to start with an empty history)",
+              path, pos, applied.message());
         }
         break;
       }

@@ -27,18 +27,24 @@ namespace {
 // At equal due times, train first (scores then use the fresh model), then full scoring.
 int KindPriority(JobKind kind) {
   switch (kind) {
-    case JobKind::kTrain: return 0;
-    case JobKind::kScoreFull: return 1;
-    case JobKind::kScoreActive: return 2;
+    case JobKind::kTrain:
+      return 0;
+    case JobKind::kScoreFull:
+      return 1;
+    case JobKind::kScoreActive:
+      return 2;
   }
   return 3;
 }
 
 int64_t IntervalMs(const Cadence& cadence, JobKind kind) {
   switch (kind) {
-    case JobKind::kTrain: return cadence.train_every_ms;
-    case JobKind::kScoreActive: return cadence.score_every_ms;
-    case JobKind::kScoreFull: return cadence.full_score_every_ms;
+    case JobKind::kTrain:
+      return cadence.train_every_ms;
+    case JobKind::kScoreActive:
+      return cadence.score_every_ms;
+    case JobKind::kScoreFull:
+      return cadence.full_score_every_ms;
   }
   return 0;
 }
@@ -89,7 +95,7 @@ struct Scheduler::Impl {
   RunMap runs;  // the retained history plus every queued and running run
   ScheduleMap schedules;
   std::map<std::string, Cadence> cadences;
-  std::map<ScheduleKey, uint64_t> queued;   // at most one queued run per (prediction, kind)
+  std::map<ScheduleKey, uint64_t> queued;     // at most one queued run per (prediction, kind)
   std::set<std::string> running_predictions;  // one run at a time per prediction
   size_t finished_count = 0;
   uint64_t next_id = 1;
@@ -104,7 +110,9 @@ struct Scheduler::Impl {
     if (!status.ok() && persist_status.ok()) persist_status = status;
   }
   void PersistRun(const RunRecord& run) { NotePersist(log->AppendRun(run)); }
-  void PersistSchedule(const ScheduleKey& key) { NotePersist(log->AppendSchedule(key, schedules[key])); }
+  void PersistSchedule(const ScheduleKey& key) {
+    NotePersist(log->AppendSchedule(key, schedules[key]));
+  }
 
   // Keeps history_limit finished runs in memory and rewrites the log once it holds
   // several times that many records.
@@ -122,8 +130,8 @@ struct Scheduler::Impl {
 
   // --- the queue (mu held) ---
 
-  uint64_t NewRunLocked(const std::string& prediction, JobKind kind, std::string trigger, int attempt,
-                        int64_t due_ms) {
+  uint64_t NewRunLocked(const std::string& prediction, JobKind kind, std::string trigger,
+                        int attempt, int64_t due_ms) {
     RunRecord run;
     run.id = next_id++;
     run.prediction = prediction;
@@ -143,7 +151,8 @@ struct Scheduler::Impl {
   bool HasRunningLocked(const ScheduleKey& key) const {
     if (!running_predictions.count(key.first)) return false;
     for (auto it = runs.rbegin(); it != runs.rend(); ++it) {
-      if (it->second.state == "running" && it->second.prediction == key.first) return it->second.kind == key.second;
+      if (it->second.state == "running" && it->second.prediction == key.first)
+        return it->second.kind == key.second;
     }
     return false;
   }
@@ -179,7 +188,8 @@ struct Scheduler::Impl {
         // Never scheduled: train at once (once; if that fails for good the cadence goes on).
         train.anchor_ms = now;
         PersistSchedule(train_key);
-        if (!queued.count(train_key) && !HasRunningLocked(train_key)) NewRunLocked(name, JobKind::kTrain, "new", 1, now);
+        if (!queued.count(train_key) && !HasRunningLocked(train_key))
+          NewRunLocked(name, JobKind::kTrain, "new", 1, now);
       } else {
         AdvanceCadenceLocked(train_key, cadence.train_every_ms, now);
       }
@@ -196,7 +206,8 @@ struct Scheduler::Impl {
         // full scoring is off); the other kind's cadence starts now.
         schedules[key].anchor_ms = now;
         PersistSchedule(key);
-        const bool first_scoring = interval > 0 && (kind == JobKind::kScoreFull || cadence.full_score_every_ms <= 0);
+        const bool first_scoring =
+            interval > 0 && (kind == JobKind::kScoreFull || cadence.full_score_every_ms <= 0);
         if (first_scoring && !queued.count(key)) NewRunLocked(name, kind, "new", 1, now);
       }
     }
@@ -208,7 +219,9 @@ struct Scheduler::Impl {
     const RunRecord* best = nullptr;
     for (const auto& [key, id] : queued) {
       const RunRecord& run = runs.at(id);
-      if (run.due_ms > now || !cadences.count(run.prediction) || running_predictions.count(run.prediction)) continue;
+      if (run.due_ms > now || !cadences.count(run.prediction) ||
+          running_predictions.count(run.prediction))
+        continue;
       if (!best || std::tuple(run.due_ms, KindPriority(run.kind), run.id) <
                        std::tuple(best->due_ms, KindPriority(best->kind), best->id)) {
         best = &run;
@@ -250,17 +263,19 @@ struct Scheduler::Impl {
       }
       FinishLocked(run, "succeeded", "", now);
     } else if (cancel.load() || result.status().code() == StatusCode::kCancelled) {
-      std::string error = cancel.load() ? fmt::format("{}: {}", kShutdownError, result.status().ToString())
-                                        : result.status().ToString();
+      std::string error = cancel.load()
+                              ? fmt::format("{}: {}", kShutdownError, result.status().ToString())
+                              : result.status().ToString();
       FinishLocked(run, "aborted", std::move(error), now);
     } else {
       FinishLocked(run, "failed", result.status().ToString(), now);
       // A precondition ("not trained") does not change by waiting: no retry storm.
       const bool retryable = result.status().code() != StatusCode::kFailedPrecondition;
-      if (retryable && run.attempt < options.max_attempts && cadences.count(run.prediction) && !stopping &&
-          !queued.count(key)) {
+      if (retryable && run.attempt < options.max_attempts && cadences.count(run.prediction) &&
+          !stopping && !queued.count(key)) {
         const int attempt = run.attempt + 1;
-        NewRunLocked(key.first, key.second, "retry", attempt, now + BackoffMs(options, run.attempt));
+        NewRunLocked(key.first, key.second, "retry", attempt,
+                     now + BackoffMs(options, run.attempt));
       }
     }
     TrimLocked();
@@ -281,9 +296,11 @@ struct Scheduler::Impl {
       const bool interrupted = !IsFinished(run.state);
       if (interrupted) FinishLocked(run, "aborted", std::string(kRestartError), now);
       const bool by_shutdown = run.state == "aborted" && run.error.starts_with(kShutdownError);
-      if ((interrupted || by_shutdown) && newest[{run.prediction, run.kind}] == id) rerun.push_back(run);
+      if ((interrupted || by_shutdown) && newest[{run.prediction, run.kind}] == id)
+        rerun.push_back(run);
     }
-    for (const RunRecord& run : rerun) NewRunLocked(run.prediction, run.kind, "catch_up", run.attempt, run.due_ms);
+    for (const RunRecord& run : rerun)
+      NewRunLocked(run.prediction, run.kind, "catch_up", run.attempt, run.due_ms);
     TrimLocked();
   }
 
@@ -319,11 +336,14 @@ Scheduler::Scheduler(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Scheduler::~Scheduler() { Stop(true); }
 
-Result<std::unique_ptr<Scheduler>> Scheduler::Open(SchedulerOptions options, const Clock& clock, JobRunner& runner) {
+Result<std::unique_ptr<Scheduler>> Scheduler::Open(SchedulerOptions options, const Clock& clock,
+                                                   JobRunner& runner) {
   if (options.state_dir.empty()) return InvalidArgument("scheduler: state_dir is empty");
-  if (options.max_attempts < 1) return InvalidArgument("scheduler: max_attempts must be at least 1");
+  if (options.max_attempts < 1)
+    return InvalidArgument("scheduler: max_attempts must be at least 1");
   if (options.workers < 1) return InvalidArgument("scheduler: workers must be at least 1");
-  if (options.history_limit < 1) return InvalidArgument("scheduler: history_limit must be at least 1");
+  if (options.history_limit < 1)
+    return InvalidArgument("scheduler: history_limit must be at least 1");
   auto opened = RunLog::Open(options.state_dir);
   if (!opened.ok()) return opened.status().WithContext("scheduler");
   auto impl = std::make_unique<Impl>(std::move(options), clock, runner);
@@ -369,7 +389,8 @@ Result<uint64_t> Scheduler::Trigger(const std::string& prediction, JobKind kind)
   Impl& s = *impl_;
   std::lock_guard lock(s.mu);
   if (s.stopping) return FailedPrecondition("scheduler is stopping");
-  if (!s.cadences.count(prediction)) return NotFound("no scheduled prediction named \"{}\"", prediction);
+  if (!s.cadences.count(prediction))
+    return NotFound("no scheduled prediction named \"{}\"", prediction);
   const int64_t now = s.clock.NowMs();
   auto it = s.queued.find({prediction, kind});
   if (it != s.queued.end()) {

@@ -13,12 +13,11 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/status.h"
 #include "common/time.h"
@@ -34,7 +33,7 @@ std::optional<JobKind> ParseJobKind(std::string_view name);
 struct Cadence {
   std::string prediction;
   int64_t train_every_ms = 24 * 3600 * 1000LL;
-  int64_t score_every_ms = 3600 * 1000LL;             // hourly: users active since the last score run
+  int64_t score_every_ms = 3600 * 1000LL;  // hourly: users active since the last score run
   int64_t full_score_every_ms = 24 * 3600 * 1000LL;  // daily full scoring
 };
 
@@ -50,8 +49,8 @@ struct RunRecord {
   std::string trigger;  // "new", "schedule", "manual", "retry", "catch_up"
   int attempt = 1;
   int64_t due_ms = 0, started_ms = 0, finished_ms = 0;  // scheduler clock
-  std::string state;    // "queued", "running", "succeeded", "failed", "aborted"
-  std::string error;    // failed/aborted: one line
+  std::string state;      // "queued", "running", "succeeded", "failed", "aborted"
+  std::string error;      // failed/aborted: one line
   nlohmann::json detail;  // what the job returned (version, users scored, timings)
 };
 nlohmann::json ToJson(const RunRecord& run);
@@ -81,8 +80,8 @@ struct SchedulerOptions {
   int64_t retry_base_ms = 60'000;  // failure backoff: base * 2^(attempt-1), capped
   int64_t retry_max_ms = 3'600'000;
   int max_attempts = 4;
-  int workers = 1;                 // concurrent runs (different predictions only)
-  size_t history_limit = 10'000;   // finished runs kept; older ones are compacted away
+  int workers = 1;                // concurrent runs (different predictions only)
+  size_t history_limit = 10'000;  // finished runs kept; older ones are compacted away
 };
 
 class Scheduler {
@@ -111,7 +110,8 @@ class Scheduler {
   // waits for them. Idempotent.
   void Stop(bool abort_running);
 
-  std::vector<RunRecord> Runs(const std::string& prediction = "", size_t limit = 100) const;  // newest first
+  std::vector<RunRecord> Runs(const std::string& prediction = "",
+                              size_t limit = 100) const;  // newest first
   std::optional<RunRecord> GetRun(uint64_t id) const;
   size_t QueueDepth() const;
   size_t RunningCount() const;
@@ -122,7 +122,6 @@ class Scheduler {
   std::optional<int64_t> NextDueMs(const std::string& prediction, JobKind kind) const;
   // The first failure to persist the history since Open (runs go on in memory); OK if none.
   Status PersistStatus() const;
-
 
  private:
   struct Impl;

@@ -47,7 +47,8 @@ class FakeRunner final : public JobRunner {
   Result<nlohmann::json> Run(const JobContext& context) override {
     std::unique_lock lock(mu_);
     const RunRecord& run = context.run;
-    calls_.push_back({run.id, run.prediction, run.kind, run.trigger, run.attempt, context.now_ms, context.since_ms});
+    calls_.push_back({run.id, run.prediction, run.kind, run.trigger, run.attempt, context.now_ms,
+                      context.since_ms});
     changed_.notify_all();
     // An overlapping call is counted and never blocks, so a broken scheduler fails the
     // test instead of hanging it.
@@ -74,7 +75,8 @@ class FakeRunner final : public JobRunner {
   }
 
   // Fails the next `times` runs of (prediction, kind); -1: always.
-  void Fail(const std::string& prediction, JobKind kind, int times, StatusCode code = StatusCode::kInternal) {
+  void Fail(const std::string& prediction, JobKind kind, int times,
+            StatusCode code = StatusCode::kInternal) {
     std::lock_guard lock(mu_);
     failures_[{prediction, kind}] = {times, code};
   }
@@ -157,7 +159,8 @@ class SchedulerTest : public ::testing::Test {
 
 std::vector<std::string> Triggers(const std::vector<FakeRunner::Call>& calls) {
   std::vector<std::string> out;
-  for (const auto& call : calls) out.push_back(std::string(JobKindName(call.kind)) + ":" + call.trigger);
+  for (const auto& call : calls)
+    out.push_back(std::string(JobKindName(call.kind)) + ":" + call.trigger);
   return out;
 }
 
@@ -169,7 +172,8 @@ TEST(JobKindTest, NamesRoundTrip) {
 }
 
 TEST(RunRecordTest, JsonRoundTrip) {
-  RunRecord run{7, "p", JobKind::kScoreFull, "retry", 3, 10, 20, 30, "failed", "internal: x", {{"users", 5}}};
+  RunRecord run{7,  "p",      JobKind::kScoreFull, "retry",       3, 10, 20,
+                30, "failed", "internal: x",       {{"users", 5}}};
   auto back = RunRecordFromJson(ToJson(run));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(ToJson(*back), ToJson(run));
@@ -205,8 +209,8 @@ TEST_F(SchedulerTest, CadenceOverThreeDaysRunsExactCounts) {
     clock_.Advance(kMsPerHour);
     scheduler->RunDueNow();
   }
-  EXPECT_EQ(runner_.Count("p", JobKind::kTrain), 4u);       // t0, +24h, +48h, +72h
-  EXPECT_EQ(runner_.Count("p", JobKind::kScoreFull), 4u);   // likewise
+  EXPECT_EQ(runner_.Count("p", JobKind::kTrain), 4u);         // t0, +24h, +48h, +72h
+  EXPECT_EQ(runner_.Count("p", JobKind::kScoreFull), 4u);     // likewise
   EXPECT_EQ(runner_.Count("p", JobKind::kScoreActive), 72u);  // every hour after the first model
   // Active scoring covers [previous active run, now) with no gap; at a day boundary the
   // train runs first.
@@ -248,7 +252,8 @@ TEST_F(SchedulerTest, ScoringWaitsForASuccessfulTrain) {
   }
   clock_.Advance(kMsPerHour);  // the next day's train succeeds, then scoring starts
   EXPECT_EQ(scheduler->RunDueNow(), 2u);
-  EXPECT_EQ(Triggers(runner_.Calls()), (std::vector<std::string>{"train:new", "train:schedule", "score_full:new"}));
+  EXPECT_EQ(Triggers(runner_.Calls()),
+            (std::vector<std::string>{"train:new", "train:schedule", "score_full:new"}));
 }
 
 TEST_F(SchedulerTest, NotTrainedFailsWithoutRetries) {
@@ -372,6 +377,24 @@ TEST_F(SchedulerTest, RemovedPredictionLosesQueuedRunsAndComesBackNew) {
   EXPECT_EQ(Triggers(runner_.Calls()), (std::vector<std::string>{"train:new", "score_full:new"}));
 }
 
+TEST_F(SchedulerTest, PredictionRemovedWhileRunningStaysForgotten) {
+  AtomicClock clock(kT0);
+  auto scheduler = OpenWith(clock);
+  runner_.Block("p");
+  scheduler->SetCadences({Cadence{"p"}});
+  std::thread busy([&] { scheduler->RunDueNow(); });
+  ASSERT_TRUE(runner_.WaitForCalls("p", 1));
+  scheduler->SetCadences({});  // deleted while its first train runs
+  runner_.Release("p");
+  busy.join();
+  EXPECT_EQ(scheduler->Runs("p")[0].state, "succeeded");  // left to finish
+  EXPECT_FALSE(scheduler->LastSuccessMs("p", JobKind::kTrain).has_value());
+  EXPECT_EQ(runner_.Count("p", JobKind::kScoreFull), 0u);
+  scheduler->SetCadences({Cadence{"p"}});  // created again: a new prediction
+  EXPECT_EQ(scheduler->RunDueNow(), 2u);
+  EXPECT_EQ(runner_.Calls()[1].trigger, "new");
+}
+
 TEST_F(SchedulerTest, RunsOfOnePredictionNeverOverlap) {
   AtomicClock clock(kT0);
   auto scheduler = OpenWith(clock);
@@ -405,7 +428,8 @@ TEST_F(SchedulerTest, RunsOfOnePredictionNeverOverlap) {
   EXPECT_EQ(scheduler->QueueDepth(), 0u);
   // a's train and its scorings never ran at once: each started after the previous finished.
   auto runs = scheduler->Runs("a");
-  for (size_t i = 0; i + 1 < runs.size(); ++i) EXPECT_GE(runs[i].started_ms, runs[i + 1].finished_ms);
+  for (size_t i = 0; i + 1 < runs.size(); ++i)
+    EXPECT_GE(runs[i].started_ms, runs[i + 1].finished_ms);
 }
 
 TEST_F(SchedulerTest, TwoWorkersRunOtherPredictionsWhileOneIsBusy) {
@@ -477,8 +501,9 @@ TEST_F(SchedulerTest, RestartAfterThreeDaysCatchesUpOncePerKind) {
   auto& scheduler = *opened;
   scheduler->SetCadences({Cadence{"p"}});
   EXPECT_EQ(scheduler->RunDueNow(), 3u);
-  EXPECT_EQ(Triggers(after_restart.Calls()),
-            (std::vector<std::string>{"train:catch_up", "score_full:catch_up", "score_active:catch_up"}));
+  EXPECT_EQ(
+      Triggers(after_restart.Calls()),
+      (std::vector<std::string>{"train:catch_up", "score_full:catch_up", "score_active:catch_up"}));
   EXPECT_EQ(after_restart.Calls().back().since_ms, last_active);  // no gap in active scoring
   clock_.Advance(kMsPerHour);
   EXPECT_EQ(scheduler->RunDueNow(), 1u);
@@ -515,13 +540,15 @@ TEST_F(SchedulerTest, RunningAtCrashIsAbortedAndRerunOnce) {
   EXPECT_EQ(interrupted->error, "process restarted");
   scheduler->SetCadences({Cadence{"p"}});
   scheduler->RunDueNow();
-  auto calls = after_crash.Calls();
-  ASSERT_FALSE(calls.empty());
-  EXPECT_EQ(calls[0].kind, JobKind::kTrain);
-  EXPECT_EQ(calls[0].trigger, "catch_up");
-  size_t trains = 0;
-  for (const auto& call : calls) trains += call.kind == JobKind::kTrain;
-  EXPECT_EQ(trains, 1u);  // the re-run also stands for the day's scheduled train
+  // The running train and the two scorings queued behind it each run once more; the
+  // re-run train also stands for the day's scheduled one.
+  EXPECT_EQ(
+      Triggers(after_crash.Calls()),
+      (std::vector<std::string>{"train:catch_up", "score_full:catch_up", "score_active:catch_up"}));
+  EXPECT_EQ(after_crash.Calls()[0].attempt, 1);
+  size_t aborted = 0;
+  for (const RunRecord& run : scheduler->Runs()) aborted += run.state == "aborted";
+  EXPECT_EQ(aborted, 3u);
   std::filesystem::remove_all(crashed_dir);
 }
 
