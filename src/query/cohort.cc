@@ -1,6 +1,7 @@
 #include "query/cohort.h"
 
 #include <algorithm>
+#include <mutex>
 
 #include "common/time.h"
 #include "query/scan_util.h"
@@ -91,8 +92,11 @@ std::vector<std::string> UserPropertyNames(const EventReader& reader) {
   return names;
 }
 
-// Evaluation: each condition becomes a byte per actor (1 = member), over the canonical
-// actors seen before the cutoff.
+// Evaluation: each condition becomes a byte per slot (1 = member). A slot is a canonical
+// actor: every actor of the store (slot = actor id), or in gather mode only the
+// candidates asked about (slot i = candidates_[i]), whose events are then gathered by
+// binary search (EventReader::GatherActors) instead of scanned. Both modes compute the
+// same per-actor values, so they agree on every candidate.
 class Evaluator {
  public:
   Evaluator(const EventReader& reader, int64_t cutoff, bool parallel)
@@ -103,15 +107,71 @@ class Evaluator {
     return query_internal::ComputeActivity(reader_, resolved_, cutoff_, parallel_, activity_);
   }
 
+  // Gather mode over `candidates` (ascending, distinct). A candidate that is not
+  // canonical at the cutoff (a device linked before it) is never a member.
+  Status PrepareFor(std::span<const ActorId> candidates) {
+    gather_ = true;
+    const size_t actors = reader_.actors().size();
+    for (ActorId c : candidates) {
+      if (c >= actors || reader_.ResolveIdentity(c, cutoff_) != c) continue;
+      uint32_t slot = static_cast<uint32_t>(candidates_.size());
+      candidates_.push_back(c);
+      targets_.push_back({c, slot});
+      for (ActorId device : reader_.LinkedDevices(c, cutoff_)) targets_.push_back({device, slot});
+    }
+    std::sort(targets_.begin(), targets_.end(), [](const Target& a, const Target& b) { return a.actor < b.actor; });
+    for (const Target& t : targets_) target_actors_.push_back(t.actor);
+    size_t n = candidates_.size();
+    activity_.first_seen.assign(n, INT64_MAX);
+    activity_.last_event.assign(n, INT64_MIN);
+    ScanSpec spec;
+    spec.end_ms = cutoff_;
+    std::mutex mutex;  // visitors on two threads may share a slot (a user and its device)
+    RETURN_IF_ERROR(reader_.GatherActors(
+        target_actors_, spec,
+        [&](const EventReader::ActorBlock& block) {
+          int64_t first = INT64_MAX, last = INT64_MIN;
+          for (const EventChunk& chunk : block.chunks) {
+            size_t end = chunk.size;
+            while (end > 0 && chunk.time[end - 1] >= cutoff_) --end;
+            if (end == 0) continue;
+            first = std::min(first, chunk.time[0]);
+            last = std::max(last, chunk.time[end - 1]);
+          }
+          if (first == INT64_MAX) return Status::Ok();
+          std::lock_guard lock(mutex);
+          uint32_t slot = SlotOf(block.first_actor);
+          activity_.first_seen[slot] = std::min(activity_.first_seen[slot], first);
+          activity_.last_event[slot] = std::max(activity_.last_event[slot], last);
+          return Status::Ok();
+        },
+        parallel_));
+    auto history = reader_.user_property_history();
+    for (const Target& t : targets_) {
+      auto it = std::lower_bound(history.begin(), history.end(), t.actor,
+                                 [](const UserPropertyRecord& r, ActorId a) { return r.actor < a; });
+      if (it != history.end() && it->actor == t.actor && it->time_ms < cutoff_)
+        activity_.first_seen[t.slot] = std::min(activity_.first_seen[t.slot], it->time_ms);
+    }
+    return Status::Ok();
+  }
+
   std::vector<ActorId> Universe() const {
     std::vector<ActorId> out;
+    if (gather_) {
+      for (size_t i = 0; i < candidates_.size(); ++i)
+        if (activity_.first_seen[i] < cutoff_) out.push_back(static_cast<ActorId>(i));
+      return out;
+    }
     for (ActorId a = 0; a < resolved_.size(); ++a)
       if (resolved_[a] == a && activity_.first_seen[a] < cutoff_) out.push_back(a);
     return out;
   }
+  // The canonical actor of a slot.
+  ActorId ActorOfSlot(ActorId slot) const { return gather_ ? candidates_[slot] : slot; }
 
   Result<std::vector<uint8_t>> Eval(const CohortExpr& e) {
-    size_t n = resolved_.size();
+    size_t n = gather_ ? candidates_.size() : resolved_.size();
     std::vector<uint8_t> out(n, 0);
     switch (e.kind) {
       case Kind::kAll:
@@ -147,7 +207,7 @@ class Evaluator {
 
  private:
   Result<std::vector<uint8_t>> Performed(const CohortExpr& e) {
-    size_t n = resolved_.size();
+    size_t n = gather_ ? candidates_.size() : resolved_.size();
     DictId event = *reader_.event_types().Find(e.event);
     CompiledFilters filters = CompiledFilters::Compile(e.where, reader_);
     ScanSpec scan;
@@ -158,9 +218,8 @@ class Evaluator {
     // Each block counts its own actors (no locks); linked devices are folded into their
     // users after the scan.
     std::vector<uint32_t> counts(n, 0);
-    RETURN_IF_ERROR(reader_.ScanActorBlocks(
-        scan, query_internal::kActorsPerBlock,
-        [&](const EventReader::ActorBlock& block) {
+    std::mutex mutex;  // gather mode: a user and its device may be visited on two threads
+    auto visit = [&](const EventReader::ActorBlock& block) {
           std::vector<uint8_t> mask;
           for (const EventChunk& chunk : block.chunks) {
             if (!filters.empty()) {
@@ -174,12 +233,23 @@ class Evaluator {
               for (size_t i = begin; i < end; ++i)
                 count += chunk.time[i] >= scan.begin_ms && chunk.time[i] < scan.end_ms &&
                          chunk.event_type[i] == event && (mask.empty() || mask[i]);
-              if (actor < n) counts[actor] += count;
+              if (gather_) {
+                std::lock_guard lock(mutex);
+                counts[SlotOf(actor)] += count;
+              } else if (actor < n) {
+                counts[actor] += count;
+              }
             });
           }
           return Status::Ok();
-        },
-        parallel_));
+    };
+    if (gather_) {
+      RETURN_IF_ERROR(reader_.GatherActors(target_actors_, scan, visit, parallel_));
+      std::vector<uint8_t> out(n);
+      for (size_t i = 0; i < n; ++i) out[i] = counts[i] >= e.at_least;
+      return out;
+    }
+    RETURN_IF_ERROR(reader_.ScanActorBlocks(scan, query_internal::kActorsPerBlock, visit, parallel_));
     for (size_t a = 0; a < n; ++a)
       if (resolved_[a] != a && counts[a] > 0) {
         counts[resolved_[a]] += counts[a];
@@ -192,11 +262,23 @@ class Evaluator {
 
   // The actor's own last value of the property before the cutoff.
   Result<std::vector<uint8_t>> UserProperty(const PropertyFilter& filter) {
-    size_t n = resolved_.size();
+    size_t n = gather_ ? candidates_.size() : resolved_.size();
     DictId key = *reader_.property_keys().Find(filter.property);
     CompiledFilter compiled = CompiledFilter::Compile(filter, key, reader_);
     std::vector<uint8_t> out(n, compiled.Matches(nullptr) ? 1 : 0);
     auto history = reader_.user_property_history();
+    if (gather_) {
+      for (size_t slot = 0; slot < n; ++slot) {
+        ActorId actor = candidates_[slot];
+        auto it = std::lower_bound(history.begin(), history.end(), actor,
+                                   [](const UserPropertyRecord& r, ActorId a) { return r.actor < a; });
+        const StoredValue* last = nullptr;
+        for (; it != history.end() && it->actor == actor; ++it)
+          if (it->key == key && it->time_ms < cutoff_) last = &it->value;
+        if (last != nullptr) out[slot] = compiled.Matches(last);
+      }
+      return out;
+    }
     size_t i = 0;
     while (i < history.size()) {
       ActorId actor = history[i].actor;
@@ -208,11 +290,26 @@ class Evaluator {
     return out;
   }
 
+  // Gather mode: the slot whose counts an actor's events go to.
+  struct Target {
+    ActorId actor;
+    uint32_t slot;
+  };
+  uint32_t SlotOf(ActorId actor) const {
+    auto it = std::lower_bound(targets_.begin(), targets_.end(), actor,
+                               [](const Target& t, ActorId a) { return t.actor < a; });
+    return it->slot;
+  }
+
   const EventReader& reader_;
   int64_t cutoff_;
   bool parallel_;
   std::vector<ActorId> resolved_;
   query_internal::Activity activity_;
+  bool gather_ = false;
+  std::vector<ActorId> candidates_;      // by slot
+  std::vector<Target> targets_;          // by actor
+  std::vector<ActorId> target_actors_;   // the same actors, for GatherActors
 };
 
 }  // namespace
@@ -291,6 +388,55 @@ Result<std::vector<ActorId>> EvaluateCohort(const EventReader& reader, const Coh
   std::vector<ActorId> out;
   for (ActorId a : evaluator.Universe())
     if (member[a]) out.push_back(a);
+  return out;
+}
+
+Result<std::vector<ActorId>> EvaluateCohortFor(const EventReader& reader, const CohortExpr& expr,
+                                               int64_t cutoff_ms, std::span<const ActorId> candidates,
+                                               bool parallel) {
+  // Names only need to be known here (a real-time call must not list every user
+  // property of the store to check one); EvaluateCohort gives the "did you mean" errors.
+  std::vector<std::string> events, event_props, user_props;
+  CollectNames(expr, events, event_props, user_props);
+  for (const std::string& name : events)
+    if (!reader.event_types().Find(name)) return ValidateCohort(reader, expr);
+  for (const auto* names : {&event_props, &user_props})
+    for (const std::string& name : *names)
+      if (!reader.property_keys().Find(name)) return ValidateCohort(reader, expr);
+  std::vector<ActorId> sorted(candidates.begin(), candidates.end());
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  Evaluator evaluator(reader, FloorHour(cutoff_ms), parallel);
+  RETURN_IF_ERROR(evaluator.PrepareFor(sorted));
+  ASSIGN_OR_RETURN(std::vector<uint8_t> member, evaluator.Eval(expr));
+  std::vector<ActorId> out;
+  for (ActorId slot : evaluator.Universe())
+    if (member[slot]) out.push_back(evaluator.ActorOfSlot(slot));
+  return out;
+}
+
+Result<std::vector<ActorId>> ActiveActors(const EventReader& reader, int64_t cutoff_ms, int64_t window_ms,
+                                          bool parallel) {
+  const int64_t cutoff = FloorHour(cutoff_ms);
+  ScanSpec spec;
+  spec.begin_ms = cutoff - window_ms;
+  spec.end_ms = cutoff;
+  const size_t actors = reader.actors().size();
+  std::vector<uint8_t> active(actors, 0);  // a byte per actor: chunks may run on two threads
+  RETURN_IF_ERROR(reader.Scan(
+      spec,
+      [&](const EventChunk& chunk) {
+        for (size_t i = 0; i < chunk.size; ++i)
+          if (chunk.time[i] >= spec.begin_ms && chunk.time[i] < cutoff && chunk.actor[i] < actors)
+            active[chunk.actor[i]] = 1;
+        return Status::Ok();
+      },
+      parallel));
+  std::vector<ActorId> out;
+  for (ActorId a = 0; a < actors; ++a)
+    if (active[a]) out.push_back(reader.ResolveIdentity(a, cutoff));
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 

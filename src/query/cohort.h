@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -54,5 +55,20 @@ Status ValidateCohort(const EventReader& reader, const CohortExpr& expr);
 // The members at the hour-aligned cutoff, ascending by ActorId. Validates first.
 Result<std::vector<ActorId>> EvaluateCohort(const EventReader& reader, const CohortExpr& expr,
                                             int64_t cutoff_ms, bool parallel = true);
+
+// The members among `candidates` at the hour-aligned cutoff, ascending: exactly
+// EvaluateCohort's answer restricted to them, from their own events (and those of the
+// devices linked to them) gathered by binary search. For a few users out of many (one
+// user's cohort membership in real time, an hourly run's active users).
+Result<std::vector<ActorId>> EvaluateCohortFor(const EventReader& reader, const CohortExpr& expr,
+                                               int64_t cutoff_ms, std::span<const ActorId> candidates,
+                                               bool parallel = true);
+
+// The canonical actors at the hour-aligned cutoff with an event in [cutoff - window,
+// cutoff) (their own or a linked device's), ascending; reads only the segments of that
+// window. A superset check for {"active_within_days": window}: evaluate the cohort on
+// them with EvaluateCohortFor.
+Result<std::vector<ActorId>> ActiveActors(const EventReader& reader, int64_t cutoff_ms, int64_t window_ms,
+                                          bool parallel = true);
 
 }  // namespace sibyl

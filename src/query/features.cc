@@ -77,6 +77,7 @@ struct DeferredCell {
   uint32_t row;
   uint32_t col;
   float value;
+  ActorId actor;  // the device: merges go in (row, col, device) order, whatever the threads did
 };
 
 // Where finished rows go: a dense matrix, written row by row.
@@ -121,9 +122,9 @@ class SparseSink {
 class FeatureComputer {
  public:
   FeatureComputer(const EventReader& reader, const FeatureSpec& spec, int64_t cutoff,
-                  std::span<const ActorId> rows)
+                  std::span<const ActorId> rows, FeaturePath path)
       : reader_(reader), layout_(query_internal::MakeFeatureLayout(reader, spec)), cutoff_(cutoff),
-        rows_(rows) {
+        rows_(rows), path_(path) {
     window_begin_ = cutoff_ - layout_.MaxWeeks() * kMsPerWeek;
   }
 
@@ -146,6 +147,7 @@ class FeatureComputer {
       if (emitted[r]) continue;  // a row with no actor in the store, or a repeated one
       for (size_t c = 0; c < cols; ++c) m.values.data()[r * cols + c] = layout_.EmptyValue(c);
     }
+    SortDeferred();
     for (const DeferredCell& d : deferred_) {
       float& cell = m.values.data()[static_cast<size_t>(d.row) * cols + d.col];
       cell = Merge(d.col, cell, d.value);
@@ -216,10 +218,63 @@ class FeatureComputer {
     return layout_.recency_cap - freshness;
   }
 
+  // Few rows out of many actors: gather their actors' events by binary search
+  // (EventReader::GatherActors) instead of walking every actor of the store. Both paths
+  // fold the same rows in the same order, so they give identical numbers.
+  static constexpr size_t kGatherShare = 16;  // gather when rows <= actors / kGatherShare
+  bool UseGather() const {
+    if (path_ != FeaturePath::kAuto) return path_ == FeaturePath::kGather;
+    return rows_.size() * kGatherShare <= reader_.actors().size();
+  }
+
+  // Gather mode: the actors whose events count for a row (the row's own actor when it is
+  // canonical at the cutoff, and the devices linked to it before then), by actor.
+  struct Target {
+    ActorId actor;
+    uint32_t row;
+    bool own;
+  };
+  void BuildTargets() {
+    const size_t actors = reader_.actors().size();
+    // As MakeRowMap: a repeated row id counts for its last row.
+    std::vector<std::pair<ActorId, uint32_t>> row_of;
+    row_of.reserve(rows_.size());
+    for (uint32_t r = 0; r < rows_.size(); ++r)
+      if (rows_[r] < actors) row_of.emplace_back(rows_[r], r);
+    std::stable_sort(row_of.begin(), row_of.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (size_t i = 0; i < row_of.size(); ++i) {
+      if (i + 1 < row_of.size() && row_of[i + 1].first == row_of[i].first) continue;
+      auto [actor, r] = row_of[i];
+      if (reader_.ResolveIdentity(actor, cutoff_) == actor) targets_.push_back({actor, r, true});
+      for (ActorId device : reader_.LinkedDevices(actor, cutoff_)) targets_.push_back({device, r, false});
+    }
+    std::sort(targets_.begin(), targets_.end(), [](const Target& a, const Target& b) { return a.actor < b.actor; });
+  }
+
+  // The row `actor`'s events count for, and whether it is the row's own actor.
+  bool RowOf(ActorId actor, uint32_t& row, bool& own) const {
+    if (gather_) {
+      auto it = std::lower_bound(targets_.begin(), targets_.end(), actor,
+                                 [](const Target& t, ActorId a) { return t.actor < a; });
+      if (it == targets_.end() || it->actor != actor) return false;
+      row = it->row;
+      own = it->own;
+      return true;
+    }
+    row = actor < row_of_actor_.size() ? row_of_actor_[actor] : kNoRow;
+    own = row != kNoRow && resolved_[actor] == actor;
+    return row != kNoRow;
+  }
+
   template <typename Sink>
   Status Scan(Sink& sink, std::vector<uint8_t>& emitted, bool parallel) {
-    resolved_ = reader_.ResolveIdentities(cutoff_);
-    row_of_actor_ = query_internal::MakeRowMap(resolved_, rows_).row_of_actor;
+    gather_ = UseGather();
+    if (gather_) {
+      BuildTargets();
+    } else {
+      resolved_ = reader_.ResolveIdentities(cutoff_);
+      row_of_actor_ = query_internal::MakeRowMap(resolved_, rows_).row_of_actor;
+    }
     history_ = reader_.user_property_history();
     ScanSpec spec;
     // Recency and tenure look at all history; everything else at the window only.
@@ -231,18 +286,22 @@ class FeatureComputer {
     for (const auto& p : layout_.properties)
       if (p.key != kNoDictId) spec.property_keys.push_back(p.key);
     std::mutex deferred_mutex;
-    return reader_.ScanActorBlocks(
-        spec, query_internal::kActorsPerBlock,
-        [&](const EventReader::ActorBlock& block) {
-          std::vector<DeferredCell> deferred;
-          VisitBlock(block, sink, emitted, deferred);
-          if (!deferred.empty()) {
-            std::lock_guard lock(deferred_mutex);
-            deferred_.insert(deferred_.end(), deferred.begin(), deferred.end());
-          }
-          return Status::Ok();
-        },
-        parallel);
+    auto visit = [&](const EventReader::ActorBlock& block) {
+      std::vector<DeferredCell> deferred;
+      VisitBlock(block, sink, emitted, deferred);
+      if (!deferred.empty()) {
+        std::lock_guard lock(deferred_mutex);
+        deferred_.insert(deferred_.end(), deferred.begin(), deferred.end());
+      }
+      return Status::Ok();
+    };
+    if (gather_) {
+      std::vector<ActorId> actors;
+      actors.reserve(targets_.size());
+      for (const Target& t : targets_) actors.push_back(t.actor);
+      return reader_.GatherActors(actors, spec, visit, parallel);
+    }
+    return reader_.ScanActorBlocks(spec, query_internal::kActorsPerBlock, visit, parallel);
   }
 
   // A property column of a chunk matched to the layout, with a cursor that moves forward
@@ -272,10 +331,10 @@ class FeatureComputer {
 
     for (ActorId actor = block.first_actor; actor < block.end_actor; ++actor) {
       std::span<const BlockActorWalk::Run> runs = walk.Runs(actor);
-      uint32_t r = actor < row_of_actor_.size() ? row_of_actor_[actor] : kNoRow;
-      if (r == kNoRow) continue;
+      uint32_t r = kNoRow;
+      bool own = false;
+      if (!RowOf(actor, r, own)) continue;
       for (const BlockActorWalk::Run& run : runs) AddRun(block.chunks[run.chunk], run, cursors[run.chunk], row);
-      bool own = resolved_[actor] == actor;
       if (own && !l.user_properties.empty()) {
         while (history < history_.size() && history_[history].actor < actor) ++history;
         AddUserProperties(actor, history, row);
@@ -285,7 +344,7 @@ class FeatureComputer {
         sink.EmitRow(writer, r, row);
         emitted[r] = 1;
       } else {
-        row.ForEachTouched([&](size_t col, float v) { deferred.push_back({r, static_cast<uint32_t>(col), v}); });
+        row.ForEachTouched([&](size_t col, float v) { deferred.push_back({r, static_cast<uint32_t>(col), v, actor}); });
       }
       row.Clear();
     }
@@ -400,13 +459,20 @@ class FeatureComputer {
       row.Set(l.tenure, static_cast<float>(static_cast<double>(cutoff_ - row.first_time) / kMsPerHour));
   }
 
+  // Device contributions merge in (row, column, device) order: float sums of several
+  // devices then do not depend on which thread finished first, or on the scan mode.
+  void SortDeferred() {
+    std::sort(deferred_.begin(), deferred_.end(), [](const DeferredCell& a, const DeferredCell& b) {
+      if (a.row != b.row) return a.row < b.row;
+      return a.col != b.col ? a.col < b.col : a.actor < b.actor;
+    });
+  }
+
   // Rewrites each row with linked-device contributions as the merge of its cells and
   // theirs (few rows: only users with a device linked before T that has events).
   void MergeDeferredSparse(SparseMatrixBuilder& builder) {
     if (deferred_.empty()) return;
-    std::sort(deferred_.begin(), deferred_.end(), [](const DeferredCell& a, const DeferredCell& b) {
-      return a.row != b.row ? a.row < b.row : a.col < b.col;
-    });
+    SortDeferred();
     SparseFeatureMatrix& m = builder.matrix();
     SparseMatrixBuilder::Writer writer(builder);
     std::vector<SparseCell> merged;
@@ -434,11 +500,14 @@ class FeatureComputer {
   FeatureLayout layout_;
   int64_t cutoff_;
   std::span<const ActorId> rows_;
+  FeaturePath path_;
   int64_t window_begin_ = 0;
   std::vector<ActorId> resolved_;
   std::vector<uint32_t> row_of_actor_;
   std::span<const UserPropertyRecord> history_;
   std::vector<DeferredCell> deferred_;
+  bool gather_ = false;
+  std::vector<Target> targets_;
   static thread_local std::vector<int32_t> first_slot_, last_slot_;
 };
 
@@ -449,8 +518,8 @@ thread_local std::vector<int32_t> FeatureComputer::last_slot_;
 
 Result<FeatureMatrix> ComputeFeatures(const EventReader& reader, const FeatureSpec& spec,
                                       int64_t cutoff_ms, std::span<const ActorId> rows,
-                                      bool parallel) {
-  FeatureComputer computer(reader, spec, FloorHour(cutoff_ms), rows);
+                                      bool parallel, FeaturePath path) {
+  FeatureComputer computer(reader, spec, FloorHour(cutoff_ms), rows, path);
   std::vector<std::string> columns = spec.ColumnNames();
   if (columns.size() != computer.layout().cols)
     return Internal("feature layout has {} columns, spec names {}", computer.layout().cols, columns.size());
@@ -461,14 +530,26 @@ Result<FeatureMatrix> ComputeFeatures(const EventReader& reader, const FeatureSp
 
 Result<SparseFeatureMatrix> ComputeSparseFeatures(const EventReader& reader, const FeatureSpec& spec,
                                                   int64_t cutoff_ms, std::span<const ActorId> rows,
-                                                  bool parallel) {
-  FeatureComputer computer(reader, spec, FloorHour(cutoff_ms), rows);
+                                                  bool parallel, FeaturePath path) {
+  FeatureComputer computer(reader, spec, FloorHour(cutoff_ms), rows, path);
   std::vector<std::string> columns = spec.ColumnNames();
   if (columns.size() != computer.layout().cols)
     return Internal("feature layout has {} columns, spec names {}", computer.layout().cols, columns.size());
   ASSIGN_OR_RETURN(SparseFeatureMatrix m, computer.Sparse(parallel));
   m.columns = std::move(columns);
   return m;
+}
+
+Result<FeatureMatrix> ComputeFeatures(const EventReader& reader, const FeatureSpec& spec,
+                                      int64_t cutoff_ms, std::span<const ActorId> rows,
+                                      bool parallel) {
+  return ComputeFeatures(reader, spec, cutoff_ms, rows, parallel, FeaturePath::kAuto);
+}
+
+Result<SparseFeatureMatrix> ComputeSparseFeatures(const EventReader& reader, const FeatureSpec& spec,
+                                                  int64_t cutoff_ms, std::span<const ActorId> rows,
+                                                  bool parallel) {
+  return ComputeSparseFeatures(reader, spec, cutoff_ms, rows, parallel, FeaturePath::kAuto);
 }
 
 }  // namespace sibyl

@@ -27,4 +27,18 @@ Result<SparseFeatureMatrix> ComputeSparseFeatures(const EventReader& reader, con
                                                   int64_t cutoff_ms, std::span<const ActorId> rows,
                                                   bool parallel = true);
 
+// How the feature query reaches the rows' events. Both paths give bit-identical
+// matrices; kAuto gathers when the rows are at most a sixteenth of the store's actors.
+enum class FeaturePath {
+  kAuto,
+  kScan,    // every actor block of the store (EventReader::ScanActorBlocks)
+  kGather,  // only the rows' actors, by binary search (EventReader::GatherActors)
+};
+Result<FeatureMatrix> ComputeFeatures(const EventReader& reader, const FeatureSpec& spec,
+                                      int64_t cutoff_ms, std::span<const ActorId> rows,
+                                      bool parallel, FeaturePath path);
+Result<SparseFeatureMatrix> ComputeSparseFeatures(const EventReader& reader, const FeatureSpec& spec,
+                                                  int64_t cutoff_ms, std::span<const ActorId> rows,
+                                                  bool parallel, FeaturePath path);
+
 }  // namespace sibyl

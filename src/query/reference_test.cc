@@ -7,6 +7,7 @@
 #include <random>
 
 #include "common/time.h"
+#include "query/cohort.h"
 #include "query/features.h"
 #include "query/query_engine.h"
 #include "query/query_test_util.h"
@@ -230,6 +231,103 @@ TEST_P(ReferenceTest, FastLabelsAndActivityEqualTheNaiveReference) {
     EXPECT_EQ(std::binary_search(active->actors.begin(), active->actors.end(), row), recent)
         << engine->UserId(row);
   }
+}
+
+void ExpectSameRow(const SparseFeatureMatrix& a, size_t ra, const SparseFeatureMatrix& b, size_t rb,
+                   const std::string& what) {
+  std::span<const SparseCell> x = a.row(ra), y = b.row(rb);
+  ASSERT_EQ(x.size(), y.size()) << what;
+  for (size_t i = 0; i < x.size(); ++i) {
+    EXPECT_EQ(x[i].col, y[i].col) << what;
+    EXPECT_EQ(x[i].value, y[i].value) << what << ", column " << a.columns[x[i].col];
+  }
+}
+
+// The gather path (a few actors by binary search: real-time and hourly scoring) gives
+// bit-identical rows to the block scan, sessions, linked devices and repeated or
+// non-canonical row ids included.
+TEST_P(ReferenceTest, GatheredFeaturesEqualTheScannedOnes) {
+  TempStore store;
+  AddRandomLog(GetParam(), store);
+  auto reader = store.Snapshot();
+  auto engine = MakeEmbeddedQueryEngine(reader);
+  auto taxonomy = engine->BuildTaxonomy(kCutoff, TaxonomyOptions{.top_events = 4});
+  ASSERT_TRUE(taxonomy.ok());
+  FeatureSpec spec;
+  spec.taxonomy = *taxonomy;
+  auto users = engine->Cohort(CohortExpr::Everyone(), kCutoff);
+  ASSERT_TRUE(users.ok());
+  std::vector<ActorId> every_actor;  // devices linked before T too (rows that get nothing)
+  for (ActorId a = 0; a < reader->actors().size(); ++a) every_actor.push_back(a);
+  std::vector<ActorId> repeated = {users->actors[0], users->actors[1], users->actors[0]};
+  for (const std::vector<ActorId>* rows : {&users->actors, &every_actor, &repeated}) {
+    for (bool parallel : {false, true}) {
+      auto scanned = ComputeSparseFeatures(*reader, spec, kCutoff, *rows, parallel, FeaturePath::kScan);
+      auto gathered = ComputeSparseFeatures(*reader, spec, kCutoff, *rows, parallel, FeaturePath::kGather);
+      ASSERT_TRUE(scanned.ok() && gathered.ok());
+      for (size_t r = 0; r < rows->size(); ++r)
+        ExpectSameRow(*scanned, r, *gathered, r, "row " + engine->UserId((*rows)[r]));
+      auto dense_scanned = ComputeFeatures(*reader, spec, kCutoff, *rows, parallel, FeaturePath::kScan);
+      auto dense_gathered = ComputeFeatures(*reader, spec, kCutoff, *rows, parallel, FeaturePath::kGather);
+      ASSERT_TRUE(dense_scanned.ok() && dense_gathered.ok());
+      for (size_t r = 0; r < rows->size(); ++r)
+        for (size_t c = 0; c < dense_scanned->cols(); ++c)
+          EXPECT_EQ(dense_scanned->at(r, c), dense_gathered->at(r, c)) << "row " << r << ", column " << c;
+    }
+  }
+  // One user at a time, as ScoreUser asks (kAuto picks the gather for one row of many).
+  auto all = ComputeSparseFeatures(*reader, spec, kCutoff, users->actors, true, FeaturePath::kScan);
+  ASSERT_TRUE(all.ok());
+  for (size_t r = 0; r < users->actors.size(); ++r) {
+    const ActorId one[1] = {users->actors[r]};
+    auto alone = ComputeSparseFeatures(*reader, spec, kCutoff, one, false, FeaturePath::kGather);
+    ASSERT_TRUE(alone.ok());
+    ExpectSameRow(*all, r, *alone, 0, "alone " + engine->UserId(users->actors[r]));
+  }
+}
+
+// The cohort of a few candidates (EvaluateCohortFor) is the whole cohort's answer for
+// them, for every kind of condition; ActiveActors finds every member of an activity window.
+TEST_P(ReferenceTest, CohortOfSomeCandidatesEqualsTheWholeCohort) {
+  TempStore store;
+  AddRandomLog(GetParam(), store);
+  auto reader = store.Snapshot();
+  std::vector<ActorId> every_actor, every_third;
+  for (ActorId a = 0; a < reader->actors().size(); ++a) {
+    every_actor.push_back(a);
+    if (a % 3 == GetParam() % 3) every_third.push_back(a);
+  }
+  for (const char* text : {
+           R"({"all": []})",
+           R"({"active_within_days": 10})",
+           R"({"first_seen_within_days": 30})",
+           R"({"performed": {"event": "Buy", "at_least": 2, "within_days": 40, "where": ["price >= 10"]}})",
+           R"({"performed": {"event": "View", "where": ["color = a"]}})",
+           R"({"user_property": "plan = a"})",
+           R"({"not": {"user_property": "tier != b"}})",
+           R"({"any": [{"active_within_days": 3}, {"all": [{"performed": {"event": "Cart"}}, {"not": {"first_seen_within_days": 60}}]}]})",
+       }) {
+    auto expr = ParseCohortText(text);
+    ASSERT_TRUE(expr.ok()) << text;
+    auto whole = EvaluateCohort(*reader, *expr, kCutoff);
+    ASSERT_TRUE(whole.ok()) << text;
+    for (const std::vector<ActorId>* candidates : {&every_actor, &every_third}) {
+      std::vector<ActorId> expected;
+      for (ActorId a : *whole)
+        if (std::binary_search(candidates->begin(), candidates->end(), a)) expected.push_back(a);
+      for (bool parallel : {false, true}) {
+        auto some = EvaluateCohortFor(*reader, *expr, kCutoff, *candidates, parallel);
+        ASSERT_TRUE(some.ok()) << text;
+        EXPECT_EQ(*some, expected) << text;
+      }
+    }
+  }
+  auto active = EvaluateCohort(*reader, *ParseCohortText(R"({"active_within_days": 2})"), kCutoff);
+  auto window = ActiveActors(*reader, kCutoff, 2 * kMsPerDay);
+  ASSERT_TRUE(active.ok() && window.ok());
+  auto members = EvaluateCohortFor(*reader, *ParseCohortText(R"({"active_within_days": 2})"), kCutoff, *window);
+  ASSERT_TRUE(members.ok());
+  EXPECT_EQ(*members, *active);
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, ReferenceTest, ::testing::Values(1u, 2u, 3u, 4u, 5u));

@@ -270,9 +270,20 @@ Result<std::vector<nlohmann::json>> ListRuns(const pipeline::PredictionRegistry&
 
 Result<nlohmann::json> LatestFullRun(const pipeline::PredictionRegistry& registry, const std::string& name,
                                      int version) {
-  ASSIGN_OR_RETURN(std::vector<nlohmann::json> runs, ListRuns(registry, name));
-  for (auto it = runs.rbegin(); it != runs.rend(); ++it)
-    if ((*it).value("kind", "") == "full" && (*it).value("version", 0) == version) return *it;
+  // Newest first, reading records only until the first full run of the version: an
+  // hourly run must not parse every record of a month of hourly runs.
+  std::vector<std::string> stems;
+  std::string dir = RunsDir(registry, name);
+  if (fs::exists(dir))
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      std::string stem = entry.path().stem().string();
+      if (entry.path().extension() == ".json" && !stem.starts_with("reference")) stems.push_back(stem);
+    }
+  std::sort(stems.rbegin(), stems.rend());
+  for (const std::string& stem : stems) {
+    ASSIGN_OR_RETURN(nlohmann::json run, ReadJson((fs::path(dir) / (stem + ".json")).string()));
+    if (run.value("kind", "") == "full" && run.value("version", 0) == version) return run;
+  }
   return FailedPrecondition("no full scoring run of {} version {} yet: run `sibyl score {}` without "
                             "--active-within first (its score distribution gives the percentiles)",
                             name, version, name);
@@ -304,7 +315,18 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
     cohort = CohortExpr{};
     cohort.children = {model.cohort, active};
   }
-  ASSIGN_OR_RETURN(UserSet users, engine->Cohort(cohort, cutoff));
+  UserSet users;
+  if (full) {
+    ASSIGN_OR_RETURN(users, engine->Cohort(cohort, cutoff));
+  } else {
+    // Only the users with an event in the window can be members: find them in the
+    // window's segments, then evaluate the cohort on them alone (their events gathered
+    // by binary search), not on every user of the store.
+    ASSIGN_OR_RETURN(std::vector<ActorId> active,
+                     ActiveActors(*reader, cutoff, *request.active_within_ms, request.parallel));
+    users.cutoff_ms = cutoff;
+    ASSIGN_OR_RETURN(users.actors, EvaluateCohortFor(*reader, cohort, cutoff, active, request.parallel));
+  }
   timings["cohort"] = watch.Lap();
 
   Sample sample;

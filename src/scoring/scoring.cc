@@ -5,6 +5,7 @@
 
 #include "common/time.h"
 #include "pipeline/train_run.h"
+#include "query/features.h"
 
 namespace sibyl::scoring {
 
@@ -100,13 +101,15 @@ Result<UserScore> ScoreUser(const EventReader& reader, const ScoringModel& model
   std::optional<ActorId> actor = ActorOfUserId(reader, user_id);
   if (!actor) return NotFound("unknown user \"{}\"", user_id);
   cutoff_ms = FloorHour(cutoff_ms);
-  // A non-owning pointer: the engine must not outlive this call.
-  std::shared_ptr<const EventReader> borrowed(&reader, [](const EventReader*) {});
-  auto engine = MakeEmbeddedQueryEngine(borrowed, /*parallel=*/false);
-  UserSet one{cutoff_ms, {*actor}};
-  ASSIGN_OR_RETURN(SparseFeatureMatrix matrix, engine->SparseFeatures(model.spec, cutoff_ms, one));
+  // One row out of many: the feature query and the cohort gather this actor's events
+  // (and its linked devices') by binary search in each segment, the same numbers the
+  // batch scan gives (docs/SCORING.md, "Purity").
+  const ActorId one[1] = {*actor};
+  ASSIGN_OR_RETURN(SparseFeatureMatrix matrix,
+                   ComputeSparseFeatures(reader, model.spec, cutoff_ms, one, /*parallel=*/false));
   ASSIGN_OR_RETURN(ScoredRows scored, ScoreMatrix(model, matrix));
-  ASSIGN_OR_RETURN(std::vector<ActorId> members, EvaluateCohort(reader, model.cohort, cutoff_ms, false));
+  ASSIGN_OR_RETURN(std::vector<ActorId> members,
+                   EvaluateCohortFor(reader, model.cohort, cutoff_ms, one, /*parallel=*/false));
   UserScore out;
   out.user_id = user_id;
   out.version = model.version;
@@ -114,7 +117,7 @@ Result<UserScore> ScoreUser(const EventReader& reader, const ScoringModel& model
   out.score = scored.scores.at(0);
   out.margin = scored.margins.at(0);
   if (!quantiles.empty()) out.percentile = PercentileOf(quantiles, out.margin);
-  out.in_cohort = std::binary_search(members.begin(), members.end(), *actor);
+  out.in_cohort = !members.empty();
   DensifyRows(matrix, 0, 1, out.features);
   return out;
 }

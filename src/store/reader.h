@@ -137,6 +137,25 @@ class EventReader {
                                  const std::function<Status(const ActorBlock&)>& visit,
                                  bool parallel = false) const = 0;
 
+  // The events of a few actors out of many, found by binary search in each stored segment
+  // instead of a walk over all of them: the path for one user's score in real time or the
+  // hourly run's active users. `actors` must be ascending and distinct. `visit` gets one
+  // block [actor, actor + 1) per actor of `actors` (with no chunks when the actor has no
+  // events `spec` selects), holding the same rows and columns ScanActorBlocks would give
+  // for that actor. With `parallel`, visitors may run on two threads (disjoint actors).
+  // Decoded property and session columns are kept for later gathers (a server scores one
+  // user at a time), so the first gather of a part pays its decoding once.
+  virtual Status GatherActors(std::span<const ActorId> actors, const ScanSpec& spec,
+                              const std::function<Status(const ActorBlock&)>& visit,
+                              bool parallel = false) const;
+
+  // The actor whose events `actor`'s count for as of `as_of_ms`: ResolveIdentities for
+  // one actor, without building the whole map.
+  ActorId ResolveIdentity(ActorId actor, int64_t as_of_ms) const;
+  // The devices whose events count for `user` as of `as_of_ms` (linked to it by a link
+  // made before then; ResolveIdentity(device) == user), ascending.
+  virtual std::vector<ActorId> LinkedDevices(ActorId user, int64_t as_of_ms) const;
+
   // One actor's events in [begin, end), in time order.
   virtual Status ScanActor(ActorId actor, int64_t begin_ms, int64_t end_ms,
                            const std::function<void(int64_t time_ms, DictId event_type)>& visit)

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <iterator>
+#include <mutex>
 #include <thread>
 
 namespace sibyl {
@@ -176,24 +178,330 @@ Status StoreSnapshot::ScanActor(ActorId actor, int64_t begin_ms, int64_t end_ms,
   return Status::Ok();
 }
 
+namespace {
+
+// Sorted copies of a catalog's logs, shared by the snapshots of one store. A later
+// snapshot sees a longer prefix: its new records are sorted on their own and merged in
+// (std::merge keeps the older records first among equal keys, as a stable sort of the
+// whole prefix would).
+struct LogCache {
+  std::weak_ptr<const Catalog> catalog;
+  const Catalog* key = nullptr;
+  size_t history_size = 0;
+  std::shared_ptr<const std::vector<UserPropertyRecord>> history;
+  size_t links_size = 0;
+  std::shared_ptr<const std::vector<IdentityLink>> links, links_by_user;
+};
+
+std::mutex log_cache_mutex;
+std::vector<LogCache> log_caches;  // one per open store; a handful at most
+
+// The cache entry of `catalog` (log_cache_mutex held); forgets closed stores.
+LogCache& LogCacheFor(const std::shared_ptr<const Catalog>& catalog) {
+  std::erase_if(log_caches, [](const LogCache& c) { return c.catalog.expired(); });
+  for (LogCache& c : log_caches)
+    if (c.key == catalog.get()) return c;
+  log_caches.push_back(LogCache{catalog, catalog.get()});
+  return log_caches.back();
+}
+
+bool HistoryBefore(const UserPropertyRecord& a, const UserPropertyRecord& b) {
+  return a.actor != b.actor ? a.actor < b.actor : a.time_ms < b.time_ms;
+}
+bool LinkBefore(const IdentityLink& a, const IdentityLink& b) { return a.device < b.device; }
+bool LinkByUserBefore(const IdentityLink& a, const IdentityLink& b) {
+  return a.user != b.user ? a.user < b.user : a.device < b.device;
+}
+
+// The first n records of `log` sorted by `before` (stable), reusing `cached` (the sorted
+// first `cached_size`) when it is a prefix.
+template <typename T, typename Log, typename Before>
+std::shared_ptr<const std::vector<T>> SortedPrefix(const Log& log, size_t n, size_t cached_size,
+                                                   const std::shared_ptr<const std::vector<T>>& cached,
+                                                   Before before) {
+  size_t from = cached && cached_size <= n ? cached_size : 0;
+  std::vector<T> fresh;
+  fresh.reserve(n - from);
+  for (size_t i = from; i < n; ++i) fresh.push_back(log[i]);
+  std::stable_sort(fresh.begin(), fresh.end(), before);
+  if (from == 0) return std::make_shared<const std::vector<T>>(std::move(fresh));
+  auto merged = std::make_shared<std::vector<T>>();
+  merged->reserve(n);
+  std::merge(cached->begin(), cached->end(), fresh.begin(), fresh.end(), std::back_inserter(*merged), before);
+  return merged;
+}
+
+// Decoded optional columns of part files, kept for gathers (GatherActors): a real-time
+// request reads a few rows of each part and cannot afford to decode its columns each
+// time. One entry per segment, grown when a gather asks for more keys; views are never
+// changed once published, so readers need no lock.
+struct ExtrasView {
+  const std::vector<int64_t>* session = nullptr;
+  std::vector<std::pair<DictId, const SegmentExtras::Column*>> columns;  // sorted by key
+  std::vector<std::shared_ptr<const SegmentExtras>> hold;
+};
+
+struct ExtrasCacheEntry {
+  std::weak_ptr<const Segment> segment;
+  const Segment* key = nullptr;
+  bool sessions = false;
+  std::vector<DictId> keys;  // decoded (or absent from the segment), sorted
+  std::shared_ptr<const ExtrasView> view;
+};
+
+std::mutex extras_cache_mutex;
+std::vector<ExtrasCacheEntry> extras_cache;
+
+Result<std::shared_ptr<const ExtrasView>> CachedExtras(const std::shared_ptr<const Segment>& segment,
+                                                       bool sessions, const std::vector<DictId>& keys) {
+  std::lock_guard lock(extras_cache_mutex);
+  std::erase_if(extras_cache, [](const ExtrasCacheEntry& e) { return e.segment.expired(); });
+  ExtrasCacheEntry* entry = nullptr;
+  for (ExtrasCacheEntry& e : extras_cache)
+    if (e.key == segment.get()) entry = &e;
+  if (entry == nullptr) {
+    extras_cache.push_back(ExtrasCacheEntry{segment, segment.get()});
+    entry = &extras_cache.back();
+  }
+  std::vector<DictId> missing;
+  std::set_difference(keys.begin(), keys.end(), entry->keys.begin(), entry->keys.end(), std::back_inserter(missing));
+  bool need_sessions = sessions && !entry->sessions;
+  if (entry->view && missing.empty() && !need_sessions) return entry->view;
+  ASSIGN_OR_RETURN(std::shared_ptr<const SegmentExtras> piece, segment->Extras(need_sessions, missing));
+  auto view = entry->view ? std::make_shared<ExtrasView>(*entry->view) : std::make_shared<ExtrasView>();
+  view->hold.push_back(piece);
+  if (piece->session.size() == segment->size() && (need_sessions || view->session == nullptr))
+    view->session = &piece->session;
+  for (const SegmentExtras::Column& column : piece->properties) {
+    auto at = std::lower_bound(view->columns.begin(), view->columns.end(), column.key,
+                               [](const auto& c, DictId k) { return c.first < k; });
+    if (at == view->columns.end() || at->first != column.key) view->columns.insert(at, {column.key, &column});
+  }
+  entry->sessions = entry->sessions || need_sessions;
+  std::vector<DictId> all;
+  std::set_union(entry->keys.begin(), entry->keys.end(), missing.begin(), missing.end(), std::back_inserter(all));
+  entry->keys = std::move(all);
+  entry->view = view;
+  return entry->view;
+}
+
+// The first row at or after `from` whose actor is >= `actor` (`actors` sorted): a
+// galloping search, cheap when consecutive calls ask for nearby actors.
+size_t Gallop(const std::vector<ActorId>& actors, size_t from, ActorId actor) {
+  size_t n = actors.size();
+  if (from >= n || actors[from] >= actor) return from;
+  size_t lo = from, step = 1;  // actors[lo] < actor
+  while (lo + step < n && actors[lo + step] < actor) {
+    lo += step;
+    step *= 2;
+  }
+  size_t hi = std::min(n, lo + step);
+  return static_cast<size_t>(std::lower_bound(actors.begin() + static_cast<std::ptrdiff_t>(lo) + 1,
+                                              actors.begin() + static_cast<std::ptrdiff_t>(hi), actor) -
+                             actors.begin());
+}
+
+// Rows [begin, end) of a chunk, as a chunk (property rows stay segment-relative).
+EventChunk SubChunk(const EventChunk& chunk, size_t begin, size_t end) {
+  EventChunk out;
+  out.size = end - begin;
+  out.first_row = chunk.first_row + static_cast<uint32_t>(begin);
+  out.actor = chunk.actor.subspan(begin, end - begin);
+  out.time = chunk.time.subspan(begin, end - begin);
+  out.event_type = chunk.event_type.subspan(begin, end - begin);
+  if (!chunk.session_id.empty()) out.session_id = chunk.session_id.subspan(begin, end - begin);
+  uint32_t first = out.first_row, last = out.first_row + static_cast<uint32_t>(out.size);
+  for (const PropertyColumn& column : chunk.properties) {
+    PropertyColumn sub;
+    sub.key = column.key;
+    auto lo = std::lower_bound(column.rows.begin(), column.rows.end(), first);
+    auto hi = std::lower_bound(lo, column.rows.end(), last);
+    size_t from = static_cast<size_t>(lo - column.rows.begin());
+    sub.rows = column.rows.subspan(from, static_cast<size_t>(hi - lo));
+    sub.values = column.values.subspan(from, static_cast<size_t>(hi - lo));
+    out.properties.push_back(sub);
+  }
+  return out;
+}
+
+}  // namespace
+
+// The defaults of the gather helpers, for readers without an index: a full block scan
+// that hands on only the asked-for actors.
+Status EventReader::GatherActors(std::span<const ActorId> actors, const ScanSpec& spec,
+                                 const std::function<Status(const ActorBlock&)>& visit, bool parallel) const {
+  return ScanActorBlocks(
+      spec, 4096,
+      [&](const ActorBlock& block) -> Status {
+        auto lo = std::lower_bound(actors.begin(), actors.end(), block.first_actor);
+        auto hi = std::lower_bound(lo, actors.end(), block.end_actor);
+        for (auto it = lo; it != hi; ++it) {
+          ActorBlock one;
+          one.first_actor = *it;
+          one.end_actor = *it + 1;
+          for (const EventChunk& chunk : block.chunks) {
+            auto [b, e] = std::equal_range(chunk.actor.begin(), chunk.actor.end(), *it);
+            if (b != e)
+              one.chunks.push_back(SubChunk(chunk, static_cast<size_t>(b - chunk.actor.begin()),
+                                            static_cast<size_t>(e - chunk.actor.begin())));
+          }
+          RETURN_IF_ERROR(visit(one));
+        }
+        return Status::Ok();
+      },
+      parallel);
+}
+
+ActorId EventReader::ResolveIdentity(ActorId actor, int64_t as_of_ms) const {
+  std::span<const IdentityLink> links = identity_links();
+  auto [lo, hi] = std::equal_range(links.begin(), links.end(), IdentityLink{actor, 0, 0}, LinkBefore);
+  ActorId owner = actor;
+  // As ResolveIdentities: the last qualifying link in device order wins.
+  for (auto it = lo; it != hi; ++it)
+    if (it->time_ms < as_of_ms) owner = it->user;
+  return owner;
+}
+
+std::vector<ActorId> EventReader::LinkedDevices(ActorId user, int64_t as_of_ms) const {
+  std::vector<ActorId> out;
+  for (const IdentityLink& link : identity_links())
+    if (link.user == user && link.time_ms < as_of_ms && ResolveIdentity(link.device, as_of_ms) == user)
+      out.push_back(link.device);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+std::vector<ActorId> StoreSnapshot::LinkedDevices(ActorId user, int64_t as_of_ms) const {
+  identity_links();  // builds links_by_user_ too
+  std::vector<ActorId> out;
+  auto [lo, hi] = std::equal_range(links_by_user_->begin(), links_by_user_->end(), IdentityLink{0, user, 0},
+                                   [](const IdentityLink& a, const IdentityLink& b) { return a.user < b.user; });
+  for (auto it = lo; it != hi; ++it)
+    if (it->time_ms < as_of_ms && (out.empty() || out.back() != it->device) &&
+        ResolveIdentity(it->device, as_of_ms) == user)
+      out.push_back(it->device);
+  return out;
+}
+
+Status StoreSnapshot::GatherActors(std::span<const ActorId> actors, const ScanSpec& spec,
+                                   const std::function<Status(const ActorBlock&)>& visit, bool parallel) const {
+  struct Source {
+    const Segment* segment;
+    std::shared_ptr<const ExtrasView> extras;
+  };
+  std::vector<DictId> keys = spec.property_keys;
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  const std::vector<DictId> no_keys;
+  std::vector<Source> sources;
+  for (const auto* list : {&version_->parts, &version_->memtable})
+    for (const std::shared_ptr<const Segment>& s : *list) {
+      if (s->size() == 0 || s->max_time() < spec.begin_ms || s->min_time() >= spec.end_ms) continue;
+      Source source{s.get(), nullptr};
+      bool sessions = spec.with_sessions && s->max_time() >= spec.sessions_begin_ms;
+      bool properties = !keys.empty() && s->max_time() >= spec.properties_begin_ms;
+      if (sessions || properties) {
+        ASSIGN_OR_RETURN(source.extras, CachedExtras(s, sessions, properties ? keys : no_keys));
+      }
+      sources.push_back(std::move(source));
+    }
+  auto chunk_of = [&](const Source& source, uint32_t begin, uint32_t end) {
+    const Segment& s = *source.segment;
+    EventChunk chunk;
+    chunk.size = end - begin;
+    chunk.first_row = begin;
+    chunk.actor = std::span(s.actor()).subspan(begin, end - begin);
+    chunk.time = std::span(s.time()).subspan(begin, end - begin);
+    chunk.event_type = std::span(s.type()).subspan(begin, end - begin);
+    if (!source.extras) return chunk;
+    const ExtrasView& x = *source.extras;
+    if (spec.with_sessions && x.session != nullptr) chunk.session_id = std::span(*x.session).subspan(begin, end - begin);
+    for (DictId key : spec.property_keys) {
+      PropertyColumn column;
+      column.key = key;
+      auto it = std::lower_bound(x.columns.begin(), x.columns.end(), key,
+                                 [](const auto& c, DictId k) { return c.first < k; });
+      if (it != x.columns.end() && it->first == key) {
+        const SegmentExtras::Column& c = *it->second;
+        auto lo = std::lower_bound(c.rows.begin(), c.rows.end(), begin);
+        auto hi = std::lower_bound(lo, c.rows.end(), end);
+        size_t from = static_cast<size_t>(lo - c.rows.begin());
+        column.rows = std::span(c.rows).subspan(from, static_cast<size_t>(hi - lo));
+        column.values = std::span(c.values).subspan(from, static_cast<size_t>(hi - lo));
+      }
+      chunk.properties.push_back(column);
+    }
+    return chunk;
+  };
+  auto gather = [&](size_t from, size_t to) -> Status {
+    std::vector<size_t> next(sources.size(), 0);
+    ActorBlock block;
+    for (size_t i = from; i < to; ++i) {
+      ActorId actor = actors[i];
+      block.first_actor = actor;
+      block.end_actor = actor + 1;
+      block.chunks.clear();
+      for (size_t k = 0; k < sources.size(); ++k) {
+        const std::vector<ActorId>& column = sources[k].segment->actor();
+        size_t begin = Gallop(column, next[k], actor), end = begin;
+        while (end < column.size() && column[end] == actor) ++end;
+        next[k] = end;
+        if (begin < end) block.chunks.push_back(chunk_of(sources[k], static_cast<uint32_t>(begin), static_cast<uint32_t>(end)));
+      }
+      RETURN_IF_ERROR(visit(block));
+    }
+    return Status::Ok();
+  };
+  // Two halves on two threads only when there is enough work to pay for a thread.
+  if (!parallel || actors.size() < 4096 || std::thread::hardware_concurrency() < 2) return gather(0, actors.size());
+  Status first_half;
+  std::thread helper([&] { first_half = gather(0, actors.size() / 2); });
+  Status second_half = gather(actors.size() / 2, actors.size());
+  helper.join();
+  RETURN_IF_ERROR(first_half);
+  return second_half;
+}
+
 std::span<const UserPropertyRecord> StoreSnapshot::user_property_history() const {
   std::call_once(history_once_, [&] {
-    history_.reserve(version_->history_size);
-    for (size_t i = 0; i < version_->history_size; ++i) history_.push_back(catalog_->history[i]);
-    std::stable_sort(history_.begin(), history_.end(), [](const auto& a, const auto& b) {
-      return a.actor != b.actor ? a.actor < b.actor : a.time_ms < b.time_ms;
-    });
+    std::lock_guard lock(log_cache_mutex);
+    LogCache& cache = LogCacheFor(catalog_);
+    size_t n = version_->history_size;
+    if (cache.history && cache.history_size == n) {
+      history_ = cache.history;
+      return;
+    }
+    history_ = SortedPrefix<UserPropertyRecord>(catalog_->history, n, cache.history_size, cache.history, HistoryBefore);
+    if (n >= cache.history_size) {  // an older snapshot's prefix is not worth keeping
+      cache.history = history_;
+      cache.history_size = n;
+    }
   });
-  return history_;
+  return *history_;
 }
 
 std::span<const IdentityLink> StoreSnapshot::identity_links() const {
   std::call_once(links_once_, [&] {
-    for (size_t i = 0; i < version_->links_size; ++i) links_.push_back(catalog_->links[i]);
-    std::stable_sort(links_.begin(), links_.end(),
-                     [](const auto& a, const auto& b) { return a.device < b.device; });
+    std::lock_guard lock(log_cache_mutex);
+    LogCache& cache = LogCacheFor(catalog_);
+    size_t n = version_->links_size;
+    if (cache.links && cache.links_size == n) {
+      links_ = cache.links;
+      links_by_user_ = cache.links_by_user;
+      return;
+    }
+    links_ = SortedPrefix<IdentityLink>(catalog_->links, n, cache.links_size, cache.links, LinkBefore);
+    auto by_user = std::make_shared<std::vector<IdentityLink>>(*links_);
+    std::sort(by_user->begin(), by_user->end(), LinkByUserBefore);
+    links_by_user_ = std::move(by_user);
+    if (n >= cache.links_size) {
+      cache.links = links_;
+      cache.links_by_user = links_by_user_;
+      cache.links_size = n;
+    }
   });
-  return links_;
+  return *links_;
 }
 
 std::shared_ptr<const EventReader> EmbeddedStoreSnapshot(std::shared_ptr<const Catalog> catalog,

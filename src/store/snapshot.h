@@ -29,8 +29,16 @@ class StoreSnapshot final : public EventReader {
                          bool parallel) const override;
   Status ScanActor(ActorId actor, int64_t begin_ms, int64_t end_ms,
                    const std::function<void(int64_t, DictId)>& visit) const override;
+  Status GatherActors(std::span<const ActorId> actors, const ScanSpec& spec,
+                      const std::function<Status(const ActorBlock&)>& visit, bool parallel) const override;
+  std::vector<ActorId> LinkedDevices(ActorId user, int64_t as_of_ms) const override;
   std::span<const UserPropertyRecord> user_property_history() const override;
   std::span<const IdentityLink> identity_links() const override;
+
+  // The sorted history and links (and links by user) of a catalog prefix, shared by every
+  // snapshot of the same store: a server takes a snapshot per request, and sorting
+  // millions of history records per request would cost more than answering it.
+  struct SortedLogs;
 
  private:
   std::vector<const Segment*> Segments() const;
@@ -48,10 +56,11 @@ class StoreSnapshot final : public EventReader {
   std::shared_ptr<const Version> version_;
   DictionarySnapshot actors_, event_types_, property_keys_, string_values_;
   int64_t min_time_ = INT64_MAX, max_time_ = INT64_MIN;
-  // Sorted copies of the catalog's append-only logs, built on first use.
+  // Sorted copies of the catalog's append-only logs, built on first use (or shared with
+  // an earlier snapshot of the same prefix).
   mutable std::once_flag history_once_, links_once_;
-  mutable std::vector<UserPropertyRecord> history_;
-  mutable std::vector<IdentityLink> links_;
+  mutable std::shared_ptr<const std::vector<UserPropertyRecord>> history_;
+  mutable std::shared_ptr<const std::vector<IdentityLink>> links_, links_by_user_;
 };
 
 }  // namespace sibyl
