@@ -50,5 +50,6 @@ void AddScoreCommand(CLI::App& app, const GlobalOptions& global);
 void AddCohortCommand(CLI::App& app, const GlobalOptions& global);
 void AddExplainCommand(CLI::App& app, const GlobalOptions& global);
 void AddForecastCommand(CLI::App& app, const GlobalOptions& global);
+void AddServeCommand(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace sibyl

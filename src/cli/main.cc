@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
   AddCohortCommand(app, global);
   AddExplainCommand(app, global);
   AddForecastCommand(app, global);
+  AddServeCommand(app, global);
 
   try {
     app.parse(argc, argv);

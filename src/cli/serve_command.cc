@@ -1,0 +1,98 @@
+// `sibyl serve`: the store, the HTTP endpoints and the scheduler in one long-running
+// process (src/server, docs/SERVER.md). Runs until SIGTERM or SIGINT, then shuts down
+// gracefully and exits 0.
+#include <signal.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "cli/commands.h"
+#include "server/server.h"
+
+namespace sibyl {
+namespace {
+
+struct ServeFlags {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  int threads = 16;
+  server::KeySources keys;
+  bool no_scheduler = false;
+  int scheduler_workers = 1;
+  int train_threads = 0;
+  uint64_t max_pending_events = 200'000;
+  uint64_t checkpoint_events = 1'000'000;
+  double checkpoint_minutes = 10;
+  bool no_request_log = false;
+};
+
+void RunServe(const GlobalOptions& global, const ServeFlags& flags) {
+  // Block the shutdown signals in every thread (the server's threads inherit this mask);
+  // this thread then waits for them with sigwait, outside any signal-handler context.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);  // a client hanging up mid-response is not fatal
+
+  server::ServerOptions options;
+  options.data_dir = global.data_dir;
+  options.host = flags.host;
+  options.port = flags.port;
+  options.threads = flags.threads;
+  options.keys = Check(server::LoadKeys(flags.keys));
+  options.scheduler = !flags.no_scheduler;
+  options.scheduler_workers = flags.scheduler_workers;
+  options.train_threads = flags.train_threads;
+  options.limits.max_pending_events = flags.max_pending_events;
+  options.checkpoint_events = flags.checkpoint_events;
+  options.checkpoint_every_ms = static_cast<int64_t>(flags.checkpoint_minutes * 60'000);
+  options.log_requests = !flags.no_request_log;
+  std::unique_ptr<server::Server> server = Check(server::Server::Open(options));
+  Check(server->Start());
+  if (!global.quiet)
+    std::fprintf(stderr, "sibyl serve: listening on http://%s:%d/ (data %s)\n", flags.host.c_str(), server->port(),
+                 global.data_dir.c_str());
+  int received = 0;
+  sigwait(&signals, &received);
+  Check(server->Stop());
+}
+
+}  // namespace
+
+void AddServeCommand(CLI::App& app, const GlobalOptions& global) {
+  auto* cmd = app.add_subcommand(
+      "serve", "Run the HTTP server: Amplitude and Segment ingest endpoints, the /api/v1 JSON API, a web page, "
+               "/metrics and the scheduler that trains and scores predictions (docs/SERVER.md)");
+  auto flags = std::make_shared<ServeFlags>();
+  cmd->add_option("--host", flags->host, "address to bind (0.0.0.0 exposes the server to the network)")
+      ->capture_default_str();
+  cmd->add_option("--port", flags->port, "port (0: any free port)")->capture_default_str();
+  cmd->add_option("--threads", flags->threads, "HTTP worker threads (a keep-alive connection holds one)")
+      ->capture_default_str();
+  cmd->add_option("--admin-key-file", flags->keys.admin_key_file,
+                  "file holding the admin key (default: $SIBYL_ADMIN_KEY)");
+  cmd->add_option("--ingest-keys-file", flags->keys.ingest_keys_file,
+                  "file with the ingest keys (Amplitude api_key / Segment write key), one a line "
+                  "(default: $SIBYL_INGEST_KEYS, comma-separated)");
+  cmd->add_flag("--no-scheduler", flags->no_scheduler, "serve without training or scoring on a schedule");
+  cmd->add_option("--scheduler-workers", flags->scheduler_workers, "runs of different predictions at once")
+      ->capture_default_str();
+  cmd->add_option("--train-threads", flags->train_threads, "learner threads of a training run (0: all cores)")
+      ->capture_default_str();
+  cmd->add_option("--max-pending-events", flags->max_pending_events,
+                  "events waiting for commit before ingest answers 429")
+      ->capture_default_str();
+  cmd->add_option("--checkpoint-events", flags->checkpoint_events,
+                  "checkpoint the store after this many acknowledged events")
+      ->capture_default_str();
+  cmd->add_option("--checkpoint-minutes", flags->checkpoint_minutes,
+                  "checkpoint at least this often when events arrived")
+      ->capture_default_str();
+  cmd->add_flag("--no-request-log", flags->no_request_log, "no JSON line per request on stderr");
+  cmd->callback([&global, flags] { RunServe(global, *flags); });
+}
+
+}  // namespace sibyl

@@ -1,0 +1,74 @@
+// What every route handler shares: the store, the registry, the scheduler, metrics, logs.
+// Internal to src/server.
+#pragma once
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "pipeline/registry.h"
+#include "scheduler/scheduler.h"
+#include "server/group_commit.h"
+#include "server/job_runner.h"
+#include "server/log.h"
+#include "server/metrics.h"
+#include "server/model_cache.h"
+#include "server/server.h"
+#include "store/event_store.h"
+
+namespace sibyl::server {
+
+struct ServerContext {
+  explicit ServerContext(ServerOptions o)
+      : options(std::move(o)), registry(options.data_dir), log(stderr, options.log) {}
+
+  ServerOptions options;
+  pipeline::PredictionRegistry registry;
+  Metrics metrics;
+  JsonLog log;
+  std::unique_ptr<EventStore> store;
+  std::unique_ptr<GroupCommitter> committer;
+  std::unique_ptr<ModelCache> models;
+  std::unique_ptr<ServerJobRunner> runner;
+  std::unique_ptr<scheduler::Scheduler> scheduler;  // null when disabled
+  std::atomic<uint64_t> events_since_checkpoint{0};
+  std::mutex predictions_mutex;  // create/delete and the cadences they change
+  std::shared_ptr<void> api_keepalive;  // route handler state, alive as long as the routes
+
+  // Gives the scheduler the cadences of every stored definition (after create/delete).
+  Status RefreshCadences();
+};
+
+// Per-request values the logger and metrics read after the handler (httplib runs a
+// request's handler and logger on the same thread).
+struct RequestInfo {
+  std::chrono::steady_clock::time_point started;
+  const char* route = "other";  // low-cardinality route family for metrics
+  uint64_t events = 0;          // ingest: events accepted
+  std::string error;            // a short reason for 4xx/5xx (never a key)
+};
+RequestInfo& CurrentRequest();
+
+// JSON replies.
+void SendJson(httplib::Response& res, int status, const nlohmann::json& body);
+// {"error": {"code": "not_found", "message": ...}} with the status mapped from `status`.
+void SendStatus(httplib::Response& res, const Status& status);
+void SendError(httplib::Response& res, int http_status, const std::string& code, const std::string& message);
+int HttpStatusFor(const Status& status);
+
+// The admin key check for /api/v1, the web pages and /metrics: Authorization Bearer or
+// Basic (password = key). Writes 401/403 and returns false when not allowed. `browser`
+// adds WWW-Authenticate so a browser asks for the key.
+bool RequireAdmin(const ServerContext& ctx, const httplib::Request& req, httplib::Response& res, bool browser = false);
+
+void RegisterIngestRoutes(httplib::Server& http, ServerContext& ctx);
+void RegisterApiRoutes(httplib::Server& http, ServerContext& ctx);
+void RegisterWebRoutes(httplib::Server& http, ServerContext& ctx);
+
+}  // namespace sibyl::server

@@ -1,0 +1,299 @@
+// The vendor ingest endpoints: Amplitude HTTP V2 (/2/httpapi), batch (/batch) and identify
+// (/identify); Segment track, identify and batch (/v1/...). Each request is checked in
+// this order: size (413), key (401/403), body (400, every bad event named), event count
+// (413), then queued for group commit (429 when the queue is full) and acknowledged only
+// once its transaction is durable. A rejected request writes nothing.
+#include <simdjson.h>
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "ingest/json_parser.h"
+#include "server/context.h"
+
+namespace sibyl::server {
+namespace {
+
+enum class Vendor { kAmplitude, kSegment };
+
+struct Endpoint {
+  const char* path;
+  Vendor vendor;
+  BodyKind kind;
+  size_t max_body_bytes;
+  const char* segment_type = nullptr;  // /v1/track, /v1/identify: the message type the path implies
+};
+
+// What the Amplitude envelope says besides the events.
+struct Envelope {
+  std::optional<std::string> api_key;
+  std::optional<int64_t> min_id_length;
+};
+
+// Reads api_key and options.min_id_length from an Amplitude body without building the
+// events (the full parse comes after the key check). InvalidArgument when the body is not
+// a JSON object.
+Result<Envelope> ReadEnvelope(const std::string& body) {
+  thread_local simdjson::ondemand::parser parser;
+  simdjson::padded_string padded(body);
+  simdjson::ondemand::document doc;
+  if (parser.iterate(padded).get(doc)) return InvalidArgument("the body is not valid JSON");
+  simdjson::ondemand::object object;
+  if (doc.get_object().get(object)) return InvalidArgument("the body is not a JSON object");
+  Envelope envelope;
+  for (auto field : object) {
+    std::string_view key;
+    if (field.unescaped_key().get(key)) return InvalidArgument("the body is not valid JSON");
+    if (key == "api_key") {
+      std::string_view value;
+      if (field.value().get_string().get(value) == simdjson::SUCCESS) envelope.api_key = std::string(value);
+    } else if (key == "options") {
+      simdjson::ondemand::object options;
+      if (field.value().get_object().get(options) != simdjson::SUCCESS) continue;
+      for (auto option : options) {
+        std::string_view name;
+        if (option.unescaped_key().get(name)) break;
+        int64_t n;
+        if (name == "min_id_length" && option.value().get_int64().get(n) == simdjson::SUCCESS) envelope.min_id_length = n;
+      }
+    }
+  }
+  return envelope;
+}
+
+// application/x-www-form-urlencoded: "a=1&b=%7B%7D" -> {a: 1, b: {}}.
+std::map<std::string, std::string> ParseForm(std::string_view body) {
+  auto decode = [](std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '+') {
+        out.push_back(' ');
+      } else if (s[i] == '%' && i + 2 < s.size() + 0 && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+                 std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+        out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
+        i += 2;
+      } else {
+        out.push_back(s[i]);
+      }
+    }
+    return out;
+  };
+  std::map<std::string, std::string> form;
+  size_t start = 0;
+  while (start < body.size()) {
+    size_t end = body.find('&', start);
+    if (end == std::string_view::npos) end = body.size();
+    std::string_view pair = body.substr(start, end - start);
+    size_t eq = pair.find('=');
+    if (!pair.empty()) form[decode(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : decode(pair.substr(eq + 1));
+    start = end + 1;
+  }
+  return form;
+}
+
+bool IsMissingReason(const IngestError& e) {
+  return e.reason.find("is required") != std::string::npos || e.reason.find("needs a user_id") != std::string::npos;
+}
+
+nlohmann::json ErrorList(const std::vector<IngestError>& errors, size_t limit = 100) {
+  nlohmann::json list = nlohmann::json::array();
+  for (size_t i = 0; i < errors.size() && i < limit; ++i) {
+    nlohmann::json e = {{"field", errors[i].field}, {"reason", errors[i].reason}, {"message", errors[i].ToString()}};
+    if (errors[i].in_array) e["index"] = errors[i].position.index;
+    list.push_back(std::move(e));
+  }
+  return list;
+}
+
+class IngestHandler {
+ public:
+  IngestHandler(ServerContext& ctx, Endpoint endpoint) : ctx_(ctx), ep_(endpoint) {}
+
+  void operator()(const httplib::Request& req, httplib::Response& res, const std::string& body) {
+    CurrentRequest().route = ep_.path;
+    const std::string endpoint_label = fmt::format("endpoint=\"{}\"", ep_.path);
+    ctx_.metrics.Add("sibyl_ingest_requests_total", endpoint_label);
+    if (body.size() > ep_.max_body_bytes) {
+      return Fail(res, 413, "Payload too large",
+                  {{"payload_size_bytes", body.size()}, {"max_payload_size_bytes", ep_.max_body_bytes}});
+    }
+
+    // The key, and for Amplitude the body's options.
+    std::optional<std::string> key;
+    std::string events_text;
+    JsonParseOptions parse_options;
+    if (ep_.vendor == Vendor::kSegment) {
+      key = CredentialFromAuthorization(req.get_header_value("Authorization"));
+    } else if (ep_.kind == BodyKind::kAmplitudeIdentify) {
+      auto form = ParseForm(body);
+      if (auto it = form.find("api_key"); it != form.end()) key = it->second;
+      if (auto it = form.find("identification"); it != form.end()) events_text = std::move(it->second);
+    } else {
+      auto envelope = ReadEnvelope(body);
+      if (!envelope.ok()) return Fail(res, 400, "Invalid JSON request body: " + envelope.status().message());
+      key = envelope->api_key;
+      if (envelope->min_id_length) {
+        if (*envelope->min_id_length < 1 || *envelope->min_id_length > 1024)
+          return Fail(res, 400, "options.min_id_length must be between 1 and 1024");
+        parse_options.validation.min_id_length = static_cast<size_t>(*envelope->min_id_length);
+      }
+    }
+    switch (CheckKey(key ? std::optional<std::string_view>(*key) : std::nullopt, ctx_.options.keys.ingest)) {
+      case AuthOutcome::kMissing:
+        return Fail(res, 401, ep_.vendor == Vendor::kSegment ? "missing write key (HTTP Basic user name)" : "missing api_key");
+      case AuthOutcome::kWrong:
+        return Fail(res, 403, ep_.vendor == Vendor::kSegment ? "invalid write key" : "invalid api_key");
+      case AuthOutcome::kOk: break;
+    }
+
+    // Parse and validate every event; any error rejects the whole request.
+    EventBatch batch;
+    std::vector<IngestError> errors;
+    Status parsed;
+    if (ep_.kind == BodyKind::kAmplitudeIdentify) {
+      if (events_text.empty()) return Fail(res, 400, "missing identification");
+      parsed = ParseRequestBody(std::move(events_text), ep_.kind, batch, errors, parse_options);
+    } else if (ep_.segment_type != nullptr) {
+      auto text = WithSegmentType(body);
+      if (!text.ok()) return Fail(res, 400, text.status().message());
+      parsed = ParseRequestBody(std::move(*text), ep_.kind, batch, errors, parse_options);
+    } else {
+      parsed = ParseRequestBody(body, ep_.kind, batch, errors, parse_options);
+    }
+    if (!parsed.ok()) return Fail(res, 400, "Invalid JSON request body: " + parsed.message());
+    const size_t received = batch.events.size() + errors.size();
+    if (received > ctx_.options.limits.max_events_per_request) {
+      return Fail(res, 413, "Too many events in one request",
+                  {{"events", received}, {"max_events_per_request", ctx_.options.limits.max_events_per_request}});
+    }
+    if (!errors.empty()) return InvalidEvents(res, errors);
+    if (ep_.vendor == Vendor::kAmplitude && ep_.kind == BodyKind::kAmplitudeEvents && batch.events.empty())
+      return Fail(res, 400, "Request missing required field", {{"missing_field", "events"}});
+
+    auto committed = ctx_.committer->Submit(batch);
+    if (!committed.ok()) {
+      const Status& st = committed.status();
+      if (st.code() == StatusCode::kResourceExhausted) {
+        res.set_header("Retry-After", "1");
+        return Fail(res, 429, "Too many requests: " + st.message(), {{"retry_after_seconds", 1}});
+      }
+      if (st.code() == StatusCode::kFailedPrecondition) return Fail(res, 503, st.message());
+      return Fail(res, 500, "not stored: " + st.ToString());
+    }
+    const AppendResult& r = *committed;
+    ctx_.events_since_checkpoint += r.events_written;
+    ctx_.metrics.Add("sibyl_ingest_events_total", endpoint_label, static_cast<double>(batch.events.size()));
+    ctx_.metrics.Add("sibyl_ingest_duplicates_total", endpoint_label, static_cast<double>(r.duplicates_dropped));
+    ctx_.metrics.Add("sibyl_ingest_bytes_total", endpoint_label, static_cast<double>(body.size()));
+    CurrentRequest().events = batch.events.size();
+    if (ep_.vendor == Vendor::kSegment) return SendJson(res, 200, {{"success", true}});
+    if (ep_.kind == BodyKind::kAmplitudeIdentify) {
+      res.set_content("success", "text/plain");
+      res.status = 200;
+      return;
+    }
+    SendJson(res, 200, {{"code", 200}, {"events_ingested", batch.events.size()},
+                        {"payload_size_bytes", body.size()},
+                        {"server_upload_time", ctx_.options.clock->NowMs()},
+                        {"duplicates_dropped", r.duplicates_dropped}});
+  }
+
+ private:
+  // /v1/track and /v1/identify bodies are one message whose type the path gives; Segment's
+  // HTTP API does not require "type" in them, our parser does.
+  Result<std::string> WithSegmentType(const std::string& body) const {
+    auto j = nlohmann::json::parse(body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return InvalidArgument("Invalid JSON request body: not a JSON object");
+    if (j.contains("type")) {
+      if (!j["type"].is_string() || j["type"].get<std::string>() != ep_.segment_type)
+        return InvalidArgument("a {} message was sent to {}", j["type"].dump(), ep_.path);
+      return body;
+    }
+    j["type"] = ep_.segment_type;
+    return j.dump();
+  }
+
+  void InvalidEvents(httplib::Response& res, const std::vector<IngestError>& errors) {
+    CurrentRequest().error = errors.front().ToString();
+    ctx_.metrics.Add("sibyl_ingest_errors_total", fmt::format("endpoint=\"{}\",code=\"400\"", ep_.path));
+    ctx_.metrics.Add("sibyl_ingest_invalid_events_total", fmt::format("endpoint=\"{}\"", ep_.path),
+                     static_cast<double>(errors.size()));
+    nlohmann::json list = ErrorList(errors);
+    if (ep_.vendor == Vendor::kSegment) {
+      return SendJson(res, 400, {{"success", false}, {"message", errors.front().ToString()}, {"errors", list}});
+    }
+    // Amplitude's shape: field -> indices of the events, split into missing and invalid.
+    nlohmann::json invalid = nlohmann::json::object(), missing = nlohmann::json::object();
+    for (const IngestError& e : errors) {
+      if (!e.in_array) continue;
+      nlohmann::json& target = IsMissingReason(e) ? missing : invalid;
+      target[e.field.empty() ? "event" : e.field].push_back(e.position.index);
+    }
+    SendJson(res, 400, {{"code", 400}, {"error", "Invalid field values on some events; nothing was stored"},
+                        {"events_with_invalid_fields", invalid}, {"events_with_missing_fields", missing},
+                        {"errors", list}, {"invalid_events", errors.size()}});
+  }
+
+  void Fail(httplib::Response& res, int status, const std::string& message, nlohmann::json extra = nlohmann::json::object()) {
+    CurrentRequest().error = message;
+    ctx_.metrics.Add("sibyl_ingest_errors_total", fmt::format("endpoint=\"{}\",code=\"{}\"", ep_.path, status));
+    if (ep_.vendor == Vendor::kSegment) {
+      nlohmann::json body = {{"success", false}, {"message", message}};
+      body.update(extra);
+      return SendJson(res, status, body);
+    }
+    nlohmann::json body = {{"code", status}, {"error", message}};
+    body.update(extra);
+    SendJson(res, status, body);
+  }
+
+  ServerContext& ctx_;
+  Endpoint ep_;
+};
+
+}  // namespace
+
+void RegisterIngestRoutes(httplib::Server& http, ServerContext& ctx) {
+  const IngestLimits& l = ctx.options.limits;
+  const Endpoint endpoints[] = {
+      {"/2/httpapi", Vendor::kAmplitude, BodyKind::kAmplitudeEvents, l.httpapi_max_body_bytes},
+      {"/batch", Vendor::kAmplitude, BodyKind::kAmplitudeEvents, l.batch_max_body_bytes},
+      {"/v1/track", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "track"},
+      {"/v1/identify", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "identify"},
+      {"/v1/batch", Vendor::kSegment, BodyKind::kSegment, l.segment_batch_max_body_bytes},
+  };
+  for (const Endpoint& ep : endpoints) {
+    IngestHandler handler(ctx, ep);
+    http.Post(ep.path, [handler](const httplib::Request& req, httplib::Response& res) mutable {
+      handler(req, res, req.body);
+    });
+  }
+  // Identify is form-encoded. httplib refuses form bodies over 8 KB on its own (a compiled-in
+  // limit), so this route reads the body itself and applies our limit.
+  IngestHandler identify(ctx, {"/identify", Vendor::kAmplitude, BodyKind::kAmplitudeIdentify, l.identify_max_body_bytes});
+  const size_t identify_limit = l.identify_max_body_bytes;
+  http.Post("/identify", [identify, identify_limit](const httplib::Request& req, httplib::Response& res,
+                                    const httplib::ContentReader& reader) mutable {
+    std::string body;
+    bool too_large = false;
+    reader([&](const char* data, size_t length) {
+      if (body.size() + length > identify_limit) {
+        too_large = true;
+        body.append(data, std::min(length, identify_limit + 1 - body.size()));
+        return false;
+      }
+      body.append(data, length);
+      return true;
+    });
+    (void)too_large;  // the handler sees body.size() > limit and answers 413
+    identify(req, res, body);
+  });
+}
+
+}  // namespace sibyl::server

@@ -1,0 +1,330 @@
+#include "server/server.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "server/context.h"
+
+namespace sibyl::server {
+
+// ---- shared helpers (context.h) ----
+
+RequestInfo& CurrentRequest() {
+  thread_local RequestInfo info;
+  return info;
+}
+
+void SendJson(httplib::Response& res, int status, const nlohmann::json& body) {
+  res.status = status;
+  res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
+}
+
+int HttpStatusFor(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kOk: return 200;
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kUnauthenticated: return 401;
+    case StatusCode::kPermissionDenied: return 403;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kAlreadyExists:
+    case StatusCode::kFailedPrecondition: return 409;
+    case StatusCode::kResourceExhausted: return 429;
+    case StatusCode::kCancelled: return 503;
+    case StatusCode::kCorruption:
+    case StatusCode::kIoError:
+    case StatusCode::kInternal: return 500;
+  }
+  return 500;
+}
+
+namespace {
+const char* CodeName(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kOk: return "ok";
+    case StatusCode::kInvalidArgument: return "invalid_argument";
+    case StatusCode::kNotFound: return "not_found";
+    case StatusCode::kAlreadyExists: return "already_exists";
+    case StatusCode::kFailedPrecondition: return "failed_precondition";
+    case StatusCode::kCorruption: return "corruption";
+    case StatusCode::kIoError: return "io_error";
+    case StatusCode::kResourceExhausted: return "resource_exhausted";
+    case StatusCode::kUnauthenticated: return "unauthenticated";
+    case StatusCode::kPermissionDenied: return "permission_denied";
+    case StatusCode::kCancelled: return "cancelled";
+    case StatusCode::kInternal: return "internal";
+  }
+  return "internal";
+}
+}  // namespace
+
+void SendError(httplib::Response& res, int http_status, const std::string& code, const std::string& message) {
+  CurrentRequest().error = message;
+  SendJson(res, http_status, {{"error", {{"code", code}, {"message", message}}}});
+}
+
+void SendStatus(httplib::Response& res, const Status& status) {
+  SendError(res, HttpStatusFor(status), CodeName(status), status.message());
+}
+
+bool RequireAdmin(const ServerContext& ctx, const httplib::Request& req, httplib::Response& res, bool browser) {
+  std::optional<std::string> key = CredentialFromAuthorization(req.get_header_value("Authorization"));
+  switch (CheckKey(key ? std::optional<std::string_view>(*key) : std::nullopt, {ctx.options.keys.admin})) {
+    case AuthOutcome::kOk: return true;
+    case AuthOutcome::kMissing:
+      // Browsers then ask for the key (any user name, the key as password).
+      res.set_header("WWW-Authenticate", "Basic realm=\"sibyl admin\", charset=\"UTF-8\"");
+      SendError(res, 401, "unauthenticated", "missing admin key (Authorization: Bearer KEY, or Basic with the key as password)");
+      return false;
+    case AuthOutcome::kWrong:
+      if (browser) res.set_header("WWW-Authenticate", "Basic realm=\"sibyl admin\", charset=\"UTF-8\"");
+      SendError(res, 403, "permission_denied", "wrong admin key");
+      return false;
+  }
+  return false;
+}
+
+Status ServerContext::RefreshCadences() {
+  if (!scheduler) return Status::Ok();
+  std::lock_guard lock(predictions_mutex);
+  ASSIGN_OR_RETURN(std::vector<pipeline::PredictionDefinition> definitions, registry.List());
+  std::vector<scheduler::Cadence> cadences;
+  for (const auto& d : definitions)
+    cadences.push_back(scheduler::CadenceFromHours(d.name, d.train_every_hours, d.score_every_hours));
+  scheduler->SetCadences(std::move(cadences));
+  return Status::Ok();
+}
+
+// ---- the server ----
+
+struct Server::Impl {
+  explicit Impl(ServerOptions options) : ctx(std::move(options)) {}
+
+  ServerContext ctx;
+  httplib::Server http;
+  int port = 0;
+  std::thread listener;
+  std::thread maintenance;
+  std::mutex mutex;
+  std::condition_variable wake;
+  bool started = false;
+  bool stopping = false;
+  bool stopped = false;
+  std::chrono::steady_clock::time_point last_checkpoint = std::chrono::steady_clock::now();
+
+  Status Checkpoint(const char* why) {
+    const uint64_t events = ctx.events_since_checkpoint.exchange(0);
+    auto begun = std::chrono::steady_clock::now();
+    Status st = ctx.store->Checkpoint();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begun).count();
+    last_checkpoint = std::chrono::steady_clock::now();
+    ctx.metrics.Add("sibyl_checkpoints_total", fmt::format("outcome=\"{}\"", st.ok() ? "succeeded" : "failed"));
+    nlohmann::json line = {{"event", "checkpoint"}, {"reason", why}, {"events", events}, {"seconds", seconds}};
+    if (!st.ok()) line["error"] = st.ToString();
+    ctx.log.Write(line);
+    return st;
+  }
+
+  void MaintenanceLoop() {
+    std::unique_lock lock(mutex);
+    while (!stopping) {
+      wake.wait_for(lock, std::chrono::seconds(1));
+      if (stopping) break;
+      const uint64_t events = ctx.events_since_checkpoint.load();
+      const auto age = std::chrono::steady_clock::now() - last_checkpoint;
+      const bool by_size = events >= ctx.options.checkpoint_events;
+      const bool by_time = events > 0 && age >= std::chrono::milliseconds(ctx.options.checkpoint_every_ms);
+      if (!by_size && !by_time) continue;
+      lock.unlock();
+      (void)Checkpoint(by_size ? "wal_events" : "interval");
+      lock.lock();
+    }
+  }
+
+  void RegisterOps() {
+    http.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+      CurrentRequest().route = "healthz";
+      auto reader = ctx.store->Snapshot();
+      SendJson(res, 200, {{"status", "ok"}, {"events", reader->event_count()},
+                          {"scheduler", ctx.scheduler ? "running" : "disabled"}});
+    });
+    http.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
+      CurrentRequest().route = "metrics";
+      if (!RequireAdmin(ctx, req, res)) return;
+      res.status = 200;
+      res.set_content(ctx.metrics.RenderPrometheus(), "text/plain; version=0.0.4");
+    });
+  }
+
+  void DescribeMetrics() {
+    Metrics& m = ctx.metrics;
+    m.DescribeCounter("sibyl_http_requests_total", "HTTP requests by route family and status code");
+    m.DescribeHistogram("sibyl_http_request_seconds", "HTTP request latency by route family", LatencyBuckets());
+    m.DescribeCounter("sibyl_ingest_requests_total", "ingest requests received, by endpoint");
+    m.DescribeCounter("sibyl_ingest_events_total", "events acknowledged (durable), by endpoint");
+    m.DescribeCounter("sibyl_ingest_duplicates_total", "acknowledged events dropped as duplicate insert_ids");
+    m.DescribeCounter("sibyl_ingest_bytes_total", "request body bytes of acknowledged ingest requests");
+    m.DescribeCounter("sibyl_ingest_errors_total", "rejected ingest requests, by endpoint and status code");
+    m.DescribeCounter("sibyl_ingest_invalid_events_total", "invalid events in rejected requests");
+    m.DescribeCounter("sibyl_runs_total", "finished scheduler runs by kind and outcome");
+    m.DescribeHistogram("sibyl_run_duration_seconds", "scheduler run durations by kind and outcome",
+                        RunDurationBuckets());
+    m.DescribeHistogram("sibyl_realtime_score_seconds", "real-time score of one user, inside the handler",
+                        LatencyBuckets());
+    m.DescribeCounter("sibyl_checkpoints_total", "store checkpoints by outcome");
+    m.AddGauge("sibyl_ingest_queue_events", "events waiting for group commit",
+               [this] { return static_cast<double>(ctx.committer->pending_events()); });
+    m.AddGauge("sibyl_ingest_commits", "store transactions committed by group commit",
+               [this] { return static_cast<double>(ctx.committer->commits()); });
+    m.AddGauge("sibyl_scheduler_queue_depth", "scheduler runs queued",
+               [this] { return ctx.scheduler ? static_cast<double>(ctx.scheduler->QueueDepth()) : 0.0; });
+    m.AddGauge("sibyl_scheduler_running", "scheduler runs in progress",
+               [this] { return ctx.scheduler ? static_cast<double>(ctx.scheduler->RunningCount()) : 0.0; });
+    m.AddGauge("sibyl_store_events", "events in the store",
+               [this] { return static_cast<double>(ctx.store->Snapshot()->event_count()); });
+    m.AddGauge("sibyl_wal_events_since_checkpoint", "events acknowledged since the last checkpoint",
+               [this] { return static_cast<double>(ctx.events_since_checkpoint.load()); });
+  }
+};
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() { (void)Stop(); }
+
+int Server::port() const { return impl_->port; }
+
+Result<std::unique_ptr<Server>> Server::Open(ServerOptions options) {
+  auto impl = std::make_unique<Impl>(std::move(options));
+  ServerContext& ctx = impl->ctx;
+  const ServerOptions& o = ctx.options;
+  if (o.keys.admin.empty() || o.keys.ingest.empty()) return InvalidArgument("the server needs an admin key and an ingest key");
+  StoreOptions store_options;
+  store_options.data_dir = o.data_dir;
+  store_options.clock = o.clock;
+  ASSIGN_OR_RETURN(ctx.store, EventStore::Open(store_options));
+  ctx.committer = std::make_unique<GroupCommitter>(
+      *ctx.store, GroupCommitOptions{.max_pending_events = o.limits.max_pending_events});
+  ctx.models = std::make_unique<ModelCache>(o.data_dir);
+  JobRunnerOptions runner_options;
+  runner_options.train_threads = o.train_threads;
+  ModelCache* models = ctx.models.get();
+  runner_options.on_model_change = [models](const std::string& name) { models->Invalidate(name); };
+  ctx.runner = std::make_unique<ServerJobRunner>(o.data_dir, *ctx.store, ctx.metrics, ctx.log, runner_options);
+  if (o.scheduler) {
+    scheduler::SchedulerOptions so;
+    so.state_dir = (std::filesystem::path(o.data_dir) / "scheduler").string();
+    so.workers = o.scheduler_workers;
+    so.retry_base_ms = o.retry_base_ms;
+    ASSIGN_OR_RETURN(ctx.scheduler, scheduler::Scheduler::Open(so, *o.clock, *ctx.runner));
+    RETURN_IF_ERROR(ctx.RefreshCadences());
+  }
+  impl->DescribeMetrics();
+
+  httplib::Server& http = impl->http;
+  const int threads = std::max(2, o.threads);
+  http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  http.set_keep_alive_max_count(100'000);
+  http.set_keep_alive_timeout(5);
+  http.set_read_timeout(30);
+  http.set_write_timeout(30);
+  // Bodies beyond the largest endpoint limit are refused by httplib itself (413) before
+  // being read whole; each endpoint then applies its own limit.
+  http.set_payload_max_length(std::max({o.limits.batch_max_body_bytes, o.limits.httpapi_max_body_bytes,
+                                        o.limits.api_max_body_bytes, o.limits.identify_max_body_bytes}) +
+                              (1 << 20));
+  Impl* raw = impl.get();
+  http.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+    RequestInfo& info = CurrentRequest();
+    info = RequestInfo{};
+    info.started = std::chrono::steady_clock::now();
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  http.set_logger([raw](const httplib::Request& req, const httplib::Response& res) {
+    RequestInfo& info = CurrentRequest();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - info.started).count();
+    raw->ctx.metrics.Add("sibyl_http_requests_total", fmt::format("route=\"{}\",code=\"{}\"", info.route, res.status));
+    raw->ctx.metrics.Observe("sibyl_http_request_seconds", fmt::format("route=\"{}\"", info.route), seconds);
+    if (!raw->ctx.options.log_requests) return;
+    // The path, never the query string or headers (no keys in logs).
+    nlohmann::json line = {{"event", "request"}, {"method", req.method}, {"path", req.path},
+                           {"route", info.route}, {"status", res.status}, {"ms", seconds * 1000},
+                           {"bytes_in", req.body.size()}, {"remote", req.remote_addr}};
+    if (info.events) line["events"] = info.events;
+    if (!info.error.empty()) line["error"] = info.error;
+    raw->ctx.log.Write(std::move(line));
+  });
+  http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "internal error";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    SendError(res, 500, "internal", what);
+  });
+  impl->RegisterOps();
+  RegisterIngestRoutes(http, ctx);
+  RegisterApiRoutes(http, ctx);
+  RegisterWebRoutes(http, ctx);
+  http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 404) SendError(res, 404, "not_found", "no such endpoint");
+    else if (res.status == 413) SendError(res, 413, "payload_too_large", "the request body is too large");
+  });
+
+  if (o.port == 0) {
+    impl->port = http.bind_to_any_port(o.host);
+    if (impl->port < 0) return IoError("cannot bind {}:<any port>", o.host);
+  } else {
+    if (!http.bind_to_port(o.host, o.port)) return IoError("cannot bind {}:{} (in use, or not allowed)", o.host, o.port);
+    impl->port = o.port;
+  }
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+Status Server::Start() {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.mutex);
+  if (s.started) return FailedPrecondition("already started");
+  s.started = true;
+  if (s.ctx.scheduler) s.ctx.scheduler->Start(s.ctx.options.scheduler_poll_ms);
+  s.listener = std::thread([&s] { s.http.listen_after_bind(); });
+  s.maintenance = std::thread([&s] { s.MaintenanceLoop(); });
+  s.ctx.log.Write({{"event", "started"}, {"host", s.ctx.options.host}, {"port", s.port},
+                   {"data", s.ctx.options.data_dir}, {"threads", s.ctx.options.threads},
+                   {"scheduler", s.ctx.scheduler != nullptr}});
+  return Status::Ok();
+}
+
+Status Server::Stop() {
+  Impl& s = *impl_;
+  {
+    std::lock_guard lock(s.mutex);
+    if (s.stopped) return Status::Ok();
+    s.stopped = true;
+    s.stopping = true;
+    s.wake.notify_all();
+  }
+  s.ctx.log.Write({{"event", "stopping"}});
+  if (s.listener.joinable()) {
+    // listen_after_bind may not have set its running flag yet; stop() is a no-op until it has.
+    for (int i = 0; i < 2000 && !s.http.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    // Closes the listening socket; listen returns once in-flight requests are answered
+    // (its worker pool is joined).
+    s.http.stop();
+    s.listener.join();
+  }
+  if (s.maintenance.joinable()) s.maintenance.join();
+  if (s.ctx.scheduler) s.ctx.scheduler->Stop(/*abort_running=*/true);
+  s.ctx.committer->Stop();
+  Status st = s.Checkpoint("shutdown");
+  s.ctx.log.Write({{"event", "stopped"}, {"checkpoint", st.ok() ? "ok" : st.ToString()}});
+  s.ctx.log.Flush();
+  return st;
+}
+
+}  // namespace sibyl::server

@@ -1,0 +1,78 @@
+// `sibyl serve`: one process holding the event store, an HTTP server (cpp-httplib) and
+// the scheduler. Ingest endpoints at the vendors' paths, the /api/v1 JSON API, a web page,
+// /healthz and /metrics. See docs/SERVER.md.
+//
+//   auto server = Server::Open(options);   // opens the store, the scheduler, binds the port
+//   (*server)->Start();                    // serves on its own threads
+//   ...                                    // until SIGTERM, say
+//   (*server)->Stop();                     // graceful: see Stop
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "common/time.h"
+#include "server/keys.h"
+
+namespace sibyl::server {
+
+// Per-endpoint request limits (docs/SERVER.md, "Limits"); Amplitude's documented ones.
+struct IngestLimits {
+  size_t httpapi_max_body_bytes = 1 << 20;          // POST /2/httpapi: 1 MB
+  size_t batch_max_body_bytes = 20 << 20;           // POST /batch: 20 MB
+  size_t identify_max_body_bytes = 1 << 20;         // POST /identify
+  size_t max_events_per_request = 2000;             // Amplitude: 2,000 events a request
+  size_t segment_max_body_bytes = 32 << 10;         // POST /v1/track, /v1/identify: 32 KB
+  size_t segment_batch_max_body_bytes = 500 << 10;  // POST /v1/batch: 500 KB
+  size_t api_max_body_bytes = 1 << 20;              // /api/v1 request bodies
+  uint64_t max_pending_events = 200'000;            // waiting for commit; beyond: 429
+};
+
+struct ServerOptions {
+  std::string data_dir = "sibyl-data";
+  std::string host = "127.0.0.1";
+  int port = 8080;  // 0: any free port (see Server::port)
+  int threads = 16;  // HTTP worker threads (each keep-alive connection holds one while open)
+  Keys keys;
+  IngestLimits limits;
+  // Scheduler: started unless disabled (tests of the HTTP layer alone).
+  bool scheduler = true;
+  int64_t scheduler_poll_ms = 1000;
+  int scheduler_workers = 1;
+  int64_t retry_base_ms = 60'000;
+  int train_threads = 0;
+  // Periodic checkpoint: when this many events were acknowledged since the last one, or
+  // this long has passed with any, the write-ahead log is written out as parts.
+  uint64_t checkpoint_events = 1'000'000;
+  int64_t checkpoint_every_ms = 10 * 60 * 1000;
+  bool log_requests = true;  // one JSON line a request on stderr
+  bool log = true;           // lifecycle and run lines
+  const Clock* clock = &SystemClock::Instance();
+};
+
+class Server {
+ public:
+  // Opens the store in options.data_dir (taking its writer lock), the scheduler's history,
+  // and binds host:port. Nothing is served until Start.
+  static Result<std::unique_ptr<Server>> Open(ServerOptions options);
+  ~Server();  // Stop()
+
+  int port() const;
+  // Serves on background threads; returns at once.
+  Status Start();
+  // Graceful shutdown: stop accepting, finish in-flight requests (every acknowledged
+  // event is already durable), stop the scheduler (running jobs are told to abort and
+  // waited for), commit anything queued, checkpoint the store, flush the log.
+  // Idempotent; safe from any thread but a request handler.
+  Status Stop();
+
+  struct Impl;
+
+ private:
+  explicit Server(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sibyl::server

@@ -1,0 +1,368 @@
+// `sibyl serve` API contract: status codes and bodies of every endpoint for good and bad
+// requests, the auth matrix (no key 401, wrong key 403, right key 2xx; a rejected request
+// leaves the store unchanged), ingest durability across a restart. In-process server on
+// an ephemeral loopback port, httplib::Client as the client.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "serve_test_util.h"
+
+namespace sibyl::server {
+namespace {
+
+using namespace testing_util;
+using nlohmann::json;
+
+json Json(const httplib::Result& r) {
+  if (!r) return json();
+  auto j = json::parse(r->body, nullptr, false);
+  return j.is_discarded() ? json() : j;
+}
+
+std::string Basic(const std::string& user, const std::string& pass) {
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string in = user + ":" + pass, out;
+  int val = 0, bits = -6;
+  for (unsigned char c : in) {
+    val = (val << 8) + c;
+    bits += 8;
+    while (bits >= 0) {
+      out.push_back(kAlphabet[(val >> bits) & 0x3F]);
+      bits -= 6;
+    }
+  }
+  if (bits > -6) out.push_back(kAlphabet[((val << 8) >> (bits + 8)) & 0x3F]);
+  while (out.size() % 4) out.push_back('=');
+  return "Basic " + out;
+}
+
+class ServeApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<TestServer>(TestOptions(dir_.Sub("data")));
+    ASSERT_TRUE(server_->status().ok()) << server_->status().ToString();
+  }
+  uint64_t Events() {
+    auto r = server_->Client()->Get("/healthz");
+    return Json(r).value("events", uint64_t{0});
+  }
+  TempDir dir_;
+  std::unique_ptr<TestServer> server_;
+};
+
+TEST_F(ServeApiTest, HealthzAnswersWithoutKey) {
+  auto r = server_->Client()->Get("/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(Json(r)["status"], "ok");
+}
+
+TEST_F(ServeApiTest, HttpApiAcknowledgesWithAmplitudeShape) {
+  auto r = server_->Client()->Post("/2/httpapi", AmplitudeBody(kIngestKey, 0, 10), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json j = Json(r);
+  EXPECT_EQ(j["code"], 200);
+  EXPECT_EQ(j["events_ingested"], 10);
+  EXPECT_GT(j["payload_size_bytes"].get<int64_t>(), 100);
+  EXPECT_GT(j["server_upload_time"].get<int64_t>(), 0);
+  EXPECT_EQ(Events(), 10u);
+}
+
+TEST_F(ServeApiTest, BatchEndpointAcceptsTheSameBody) {
+  auto r = server_->Client()->Post("/batch", AmplitudeBody(kOtherIngestKey, 0, 1500), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(Json(r)["events_ingested"], 1500);
+}
+
+TEST_F(ServeApiTest, InvalidEventRejectsTheWholeRequestNamingIndexFieldReason) {
+  json body = json::parse(AmplitudeBody(kIngestKey, 0, 4));
+  body["events"][2]["user_id"] = "null";
+  body["events"][3].erase("event_type");
+  auto r = server_->Client()->Post("/2/httpapi", body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  json j = Json(r);
+  EXPECT_EQ(j["code"], 400);
+  EXPECT_EQ(j["events_with_invalid_fields"]["user_id"], json::array({2}));
+  EXPECT_EQ(j["events_with_missing_fields"]["event_type"], json::array({3}));
+  ASSERT_EQ(j["errors"].size(), 2u);
+  EXPECT_EQ(j["errors"][0]["index"], 2);
+  EXPECT_EQ(j["errors"][0]["field"], "user_id");
+  EXPECT_NE(j["errors"][0]["reason"].get<std::string>().find("blocked"), std::string::npos);
+  EXPECT_EQ(Events(), 0u) << "a rejected request must write nothing";
+}
+
+TEST_F(ServeApiTest, MalformedBodiesAre400) {
+  auto c = server_->Client();
+  for (const std::string& body : {std::string("{not json"), std::string("[1,2]"), std::string("\"x\"")}) {
+    auto r = c->Post("/2/httpapi", body, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << body;
+    EXPECT_EQ(Json(r)["code"], 400);
+  }
+  auto r = c->Post("/2/httpapi", json{{"api_key", kIngestKey}, {"events", json::array()}}.dump(), "application/json");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(Json(r)["missing_field"], "events");
+  EXPECT_EQ(Events(), 0u);
+}
+
+TEST_F(ServeApiTest, MinIdLengthOptionIsHonoured) {
+  json body = {{"api_key", kIngestKey}, {"options", {{"min_id_length", 2}}},
+               {"events", {{{"user_id", "ab"}, {"event_type", "X"}, {"time", 1'700'000'000'000LL}}}}};
+  auto r = server_->Client()->Post("/2/httpapi", body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  body.erase("options");
+  r = server_->Client()->Post("/2/httpapi", body.dump(), "application/json");
+  EXPECT_EQ(r->status, 400);
+}
+
+TEST_F(ServeApiTest, LimitsAre413WithTheLimitInTheBody) {
+  auto c = server_->Client();
+  // 2,001 events: over Amplitude's 2,000 a request.
+  auto r = c->Post("/batch", AmplitudeBody(kIngestKey, 0, 2001), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(Json(r)["max_events_per_request"], 2000);
+  // Over 1 MB on /2/httpapi.
+  json body = json::parse(AmplitudeBody(kIngestKey, 0, 1));
+  body["events"][0]["event_properties"]["pad"] = std::string(1100 * 1000, 'x');
+  r = c->Post("/2/httpapi", body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(Json(r)["max_payload_size_bytes"], 1 << 20);
+  EXPECT_EQ(Events(), 0u);
+}
+
+TEST_F(ServeApiTest, IdentifyIsFormEncodedAndSetsUserProperties) {
+  auto c = server_->Client();
+  ASSERT_EQ(c->Post("/2/httpapi", AmplitudeBody(kIngestKey, 0, 3), "application/json")->status, 200);
+  json identification = {{"user_id", "user-1"}, {"user_properties", {{"$set", {{"plan", "pro"}}}}}};
+  httplib::Params form = {{"api_key", kIngestKey}, {"identification", identification.dump()}};
+  auto r = c->Post("/identify", form);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->body, "success");
+  auto user = server_->Admin()->Get("/api/v1/users/user-1");
+  ASSERT_TRUE(user);
+  ASSERT_EQ(user->status, 200) << user->body;
+  EXPECT_EQ(Json(user)["properties"]["plan"], "pro");
+  // A large identify body (over httplib's own 8 KB form limit) still works.
+  json many = json::array();
+  for (int i = 0; i < 200; ++i)
+    many.push_back({{"user_id", "user-" + std::to_string(i)}, {"user_properties", {{"$set", {{"tier", i}}}}}});
+  r = c->Post("/identify", httplib::Params{{"api_key", kIngestKey}, {"identification", many.dump()}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  // Missing identification; missing and wrong keys.
+  EXPECT_EQ(c->Post("/identify", httplib::Params{{"api_key", kIngestKey}})->status, 400);
+  EXPECT_EQ(c->Post("/identify", httplib::Params{{"identification", identification.dump()}})->status, 401);
+  EXPECT_EQ(c->Post("/identify", httplib::Params{{"api_key", "wrong-key-123456"}, {"identification", identification.dump()}})->status, 403);
+}
+
+TEST_F(ServeApiTest, SegmentEndpointsTakeTheWriteKeyAsBasicUser) {
+  auto c = server_->Client();
+  httplib::Headers auth = {{"Authorization", Basic(kIngestKey, "")}};
+  json track = {{"userId", "seg-user-1"}, {"event", "Signed Up"}, {"properties", {{"plan", "pro"}}},
+                {"timestamp", "2024-03-01T12:00:00Z"}, {"messageId", "m-1"}};
+  auto r = c->Post("/v1/track", auth, track.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(Json(r)["success"], true);
+  json identify = {{"userId", "seg-user-1"}, {"traits", {{"email", "a@b.c"}}}};
+  r = c->Post("/v1/identify", auth, identify.dump(), "application/json");
+  EXPECT_EQ(r->status, 200) << r->body;
+  json batch = {{"batch", {{{"type", "track"}, {"userId", "seg-user-2"}, {"event", "Opened"},
+                            {"timestamp", "2024-03-01T12:00:00Z"}},
+                           {{"type", "identify"}, {"userId", "seg-user-2"}, {"traits", {{"x", 1}}}}}}};
+  r = c->Post("/v1/batch", auth, batch.dump(), "application/json");
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(Events(), 2u);
+  // A message of another type sent to /v1/track; an invalid message in a batch.
+  r = c->Post("/v1/track", auth, identify.dump().replace(1, 0, "\"type\":\"identify\","), "application/json");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(Json(r)["success"], false);
+  json bad = {{"batch", {{{"type", "track"}, {"userId", "null"}, {"event", "Opened"}}}}};
+  r = c->Post("/v1/batch", auth, bad.dump(), "application/json");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(Json(r)["errors"][0]["field"], "user_id");
+  // Over Segment's 32 KB for one message.
+  track["properties"]["pad"] = std::string(40 << 10, 'x');
+  EXPECT_EQ(c->Post("/v1/track", auth, track.dump(), "application/json")->status, 413);
+  EXPECT_EQ(Events(), 2u);
+}
+
+TEST_F(ServeApiTest, IngestAuthMatrixAndNothingChangesWithoutAValidKey) {
+  auto c = server_->Client();
+  // Amplitude: the key is in the body.
+  for (const char* path : {"/2/httpapi", "/batch"}) {
+    EXPECT_EQ(c->Post(path, AmplitudeBody("", 0, 5), "application/json")->status, 401) << path;
+    EXPECT_EQ(c->Post(path, AmplitudeBody("not-a-valid-key", 0, 5), "application/json")->status, 403) << path;
+    EXPECT_EQ(c->Post(path, AmplitudeBody(kAdminKey, 0, 5), "application/json")->status, 403)
+        << path << ": the admin key is not an ingest key";
+  }
+  // Segment: HTTP Basic.
+  json track = {{"userId", "seg-user-1"}, {"event", "Signed Up"}};
+  for (const char* path : {"/v1/track", "/v1/batch"}) {
+    std::string body = std::string(path) == "/v1/batch" ? json{{"batch", {track}}}.dump() : track.dump();
+    if (std::string(path) == "/v1/batch") body = json{{"batch", {{{"type", "track"}, {"userId", "seg-user-1"}, {"event", "A"}}}}}.dump();
+    EXPECT_EQ(c->Post(path, body, "application/json")->status, 401) << path;
+    EXPECT_EQ(c->Post(path, {{"Authorization", Basic("wrong-write-key", "")}}, body, "application/json")->status, 403) << path;
+  }
+  EXPECT_EQ(Events(), 0u);
+  EXPECT_EQ(c->Post("/2/httpapi", AmplitudeBody(kIngestKey, 0, 5), "application/json")->status, 200);
+  EXPECT_EQ(c->Post("/v1/track", {{"Authorization", Basic(kOtherIngestKey, "")}}, track.dump(), "application/json")->status, 200);
+  EXPECT_EQ(Events(), 6u);
+}
+
+TEST_F(ServeApiTest, AdminAuthMatrix) {
+  struct Call {
+    std::string method, path, body;
+  };
+  const std::vector<Call> calls = {
+      {"GET", "/api/v1/predictions", ""},
+      {"POST", "/api/v1/predictions", R"({"name":"p1","kind":"churn","horizon_days":7})"},
+      {"GET", "/api/v1/predictions/p1", ""},
+      {"GET", "/api/v1/runs", ""},
+      {"GET", "/api/v1/users/user-1", ""},
+      {"GET", "/api/v1/predictions/p1/cohort", ""},
+      {"GET", "/api/v1/predictions/p1/forecast", ""},
+      {"GET", "/api/v1/predictions/p1/users/user-1/score", ""},
+      {"GET", "/api/v1/predictions/p1/users/user-1/explanation", ""},
+      {"POST", "/api/v1/predictions/p1/train", ""},
+      {"DELETE", "/api/v1/predictions/p1", ""},
+      {"GET", "/metrics", ""},
+      {"GET", "/", ""},
+  };
+  ASSERT_EQ(server_->Client()->Post("/2/httpapi", AmplitudeBody(kIngestKey, 0, 5), "application/json")->status, 200);
+  auto send = [&](httplib::Client& c, const Call& call) {
+    if (call.method == "GET") return c.Get(call.path);
+    if (call.method == "DELETE") return c.Delete(call.path);
+    return c.Post(call.path, call.body, "application/json");
+  };
+  for (const Call& call : calls) {
+    auto none = server_->Client();
+    auto r = send(*none, call);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 401) << call.method << " " << call.path;
+    auto wrong = server_->Client();
+    wrong->set_bearer_token_auth(kIngestKey.c_str());  // an ingest key is not the admin key
+    r = send(*wrong, call);
+    EXPECT_EQ(r->status, 403) << call.method << " " << call.path;
+  }
+  EXPECT_EQ(Json(server_->Admin()->Get("/api/v1/predictions"))["predictions"].size(), 0u)
+      << "a rejected create must not create";
+  // With the key (bearer, or Basic with the key as password): not an auth failure.
+  auto basic = server_->Client();
+  basic->set_basic_auth("admin", kAdminKey.c_str());
+  for (const Call& call : calls) {
+    auto r = send(call.method == "GET" ? *basic : *server_->Admin(), call);
+    ASSERT_TRUE(r);
+    EXPECT_NE(r->status, 401) << call.method << " " << call.path;
+    EXPECT_NE(r->status, 403) << call.method << " " << call.path;
+  }
+}
+
+TEST_F(ServeApiTest, PredictionsCrudWithCliValidation) {
+  auto c = server_->Admin();
+  ASSERT_EQ(server_->Client()->Post("/2/httpapi", AmplitudeBody(kIngestKey, 0, 20), "application/json")->status, 200);
+  auto r = c->Post("/api/v1/predictions", "{not json", "application/json");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(Json(r)["error"]["code"], "invalid_argument");
+  r = c->Post("/api/v1/predictions", R"({"name":"p1","kind":"psychic","horizon_days":7})", "application/json");
+  EXPECT_EQ(r->status, 400);
+  r = c->Post("/api/v1/predictions", R"({"name":"p1","kind":"propensity","horizon_days":7,"outcome":{"event":"Evnt 1"}})",
+              "application/json");
+  EXPECT_EQ(r->status / 100, 4) << "unknown event type: checked against the store";
+  EXPECT_NE(Json(r)["error"]["message"].get<std::string>().find("Event 1"), std::string::npos) << r->body;
+  const std::string good = R"({"name":"p1","kind":"propensity","horizon_days":7,"outcome":{"event":"Event 1"}})";
+  r = c->Post("/api/v1/predictions", good, "application/json");
+  ASSERT_EQ(r->status, 201) << r->body;
+  EXPECT_EQ(Json(r)["name"], "p1");
+  EXPECT_EQ(c->Post("/api/v1/predictions", good, "application/json")->status, 409);
+  EXPECT_EQ(c->Post("/api/v1/predictions?replace=true", good, "application/json")->status, 201);
+  r = c->Get("/api/v1/predictions");
+  ASSERT_EQ(Json(r)["predictions"].size(), 1u);
+  EXPECT_EQ(Json(r)["predictions"][0]["latest_version"], 0);
+  r = c->Get("/api/v1/predictions/p1");
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(Json(r)["definition"]["outcome"]["event"], "Event 1");
+  EXPECT_EQ(c->Get("/api/v1/predictions/nope")->status, 404);
+  // Nothing trained or scored yet.
+  EXPECT_EQ(c->Get("/api/v1/predictions/p1/users/user-1/score")->status, 409);
+  EXPECT_EQ(c->Get("/api/v1/predictions/p1/users/user-1/explanation")->status, 409);
+  EXPECT_EQ(c->Get("/api/v1/predictions/p1/cohort")->status, 409);
+  EXPECT_EQ(c->Get("/api/v1/predictions/p1/forecast")->status, 409);
+  EXPECT_EQ(c->Get("/api/v1/predictions/nope/forecast")->status, 404);
+  // The scheduler is off in this fixture.
+  EXPECT_EQ(c->Post("/api/v1/predictions/p1/train", "", "text/plain")->status, 503);
+  EXPECT_EQ(c->Delete("/api/v1/predictions/p1")->status, 200);
+  EXPECT_EQ(c->Delete("/api/v1/predictions/p1")->status, 404);
+  EXPECT_EQ(c->Get("/api/v1/nothing-here")->status, 404);
+}
+
+TEST_F(ServeApiTest, UsersAndPageParameters) {
+  auto c = server_->Admin();
+  ASSERT_EQ(server_->Client()->Post("/2/httpapi", AmplitudeBody(kIngestKey, 0, 5), "application/json")->status, 200);
+  EXPECT_EQ(c->Get("/api/v1/users/nobody-at-all")->status, 404);
+  auto r = c->Get("/api/v1/users/user-1");
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(Json(r)["user_id"], "user-1");
+  EXPECT_TRUE(Json(r)["scores"].is_object());
+  EXPECT_EQ(c->Get("/api/v1/runs?limit=0")->status, 200) << "no scheduler: an empty list";
+  r = c->Get("/");
+  EXPECT_EQ(r->status, 200);
+  EXPECT_NE(r->body.find("<form id=\"create\""), std::string::npos);
+  EXPECT_EQ(r->body.find("http://"), std::string::npos) << "the page loads nothing from the network";
+  EXPECT_EQ(c->Get("/predictions/nope")->status, 404);
+}
+
+TEST_F(ServeApiTest, MetricsArePrometheusText) {
+  ASSERT_EQ(server_->Client()->Post("/2/httpapi", AmplitudeBody(kIngestKey, 0, 7), "application/json")->status, 200);
+  ASSERT_EQ(server_->Client()->Post("/2/httpapi", AmplitudeBody("", 0, 7), "application/json")->status, 401);
+  auto r = server_->Admin()->Get("/metrics");
+  ASSERT_EQ(r->status, 200);
+  EXPECT_NE(r->body.find("# TYPE sibyl_ingest_events_total counter"), std::string::npos);
+  EXPECT_NE(r->body.find("sibyl_ingest_events_total{endpoint=\"/2/httpapi\"} 7"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("sibyl_ingest_errors_total{endpoint=\"/2/httpapi\",code=\"401\"} 1"), std::string::npos);
+  EXPECT_NE(r->body.find("sibyl_ingest_queue_events 0"), std::string::npos);
+  EXPECT_NE(r->body.find("sibyl_http_request_seconds_bucket"), std::string::npos);
+}
+
+TEST(ServeDurabilityTest, AcknowledgedEventsAreThereAfterRestart) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  {
+    TestServer server(TestOptions(data));
+    ASSERT_TRUE(server.status().ok());
+    for (int i = 0; i < 5; ++i)
+      ASSERT_EQ(server.Client()->Post("/batch", AmplitudeBody(kIngestKey, i * 100, 100), "application/json")->status, 200);
+    // Acknowledged means durable now, not at shutdown: a read-only open sees them.
+    EXPECT_EQ(StoredEvents(data), 500u);
+    // Re-sending the same insert_ids is acknowledged but de-duplicated.
+    auto r = server.Client()->Post("/batch", AmplitudeBody(kIngestKey, 0, 100), "application/json");
+    EXPECT_EQ(Json(r)["duplicates_dropped"], 100);
+  }
+  EXPECT_EQ(StoredEvents(data), 500u);
+  TestServer again(TestOptions(data));
+  ASSERT_TRUE(again.status().ok()) << again.status().ToString();
+  EXPECT_EQ(Json(again.Client()->Get("/healthz"))["events"], 500);
+}
+
+TEST(ServeStartupTest, RefusesASecondServerOnTheSameDataAndMissingKeys) {
+  TempDir dir;
+  TestServer first(TestOptions(dir.Sub("data")));
+  ASSERT_TRUE(first.status().ok());
+  auto second = Server::Open(TestOptions(dir.Sub("data")));
+  EXPECT_FALSE(second.ok());
+  ServerOptions no_keys = TestOptions(dir.Sub("other"));
+  no_keys.keys = Keys{};
+  EXPECT_FALSE(Server::Open(no_keys).ok());
+}
+
+}  // namespace
+}  // namespace sibyl::server
