@@ -359,24 +359,40 @@ class FeatureComputer {
     // A run is sorted by time: drop its tail at or after the cutoff.
     while (end > begin && times[end - 1] >= cutoff_) --end;
     if (begin < end) {
+      const int32_t* slot_of_type = l.slot_of_type.data();
+      int64_t* last_of_slot = row.last_of_slot();
+      size_t first_in_window = begin;
+      while (first_in_window < end && times[first_in_window] < window_begin_) ++first_in_window;
       if (l.recency) {
         row.has_events = true;
         row.first_time = std::min(row.first_time, times[begin]);
         row.last_time = std::max(row.last_time, times[end - 1]);
-        int64_t* last_of_slot = row.last_of_slot();
-        for (size_t i = begin; i < end; ++i) {
-          int32_t slot = l.slot_of_type[types[i]];
+        // Events before the window only matter for recency (the window loop does the rest).
+        for (size_t i = begin; i < first_in_window; ++i) {
+          int32_t slot = slot_of_type[types[i]];
           if (slot >= 0) last_of_slot[slot] = std::max(last_of_slot[slot], times[i]);
         }
       }
-      size_t first_in_window = begin;
-      while (first_in_window < end && times[first_in_window] < window_begin_) ++first_in_window;
       bool sessions = l.session_weeks > 0 && !chunk.session_id.empty();
       int64_t previous_session = -1;
+      // Times ascend within a run, so the week index only steps down: track the next week
+      // boundary instead of dividing for every event.
+      int week = 0;
+      int64_t next_boundary = INT64_MIN;  // events at or after it are in a later week
+      if (first_in_window < end) {
+        week = static_cast<int>((cutoff_ - 1 - times[first_in_window]) / kMsPerWeek);
+        next_boundary = cutoff_ - static_cast<int64_t>(week) * kMsPerWeek;
+      }
       for (size_t i = first_in_window; i < end; ++i) {
-        int week = static_cast<int>((cutoff_ - 1 - times[i]) / kMsPerWeek);
-        int32_t slot = l.slot_of_type[types[i]];
-        if (slot >= 0 && week < l.event_weeks) row.Add(l.counts + slot * l.event_weeks + week, 1);
+        while (times[i] >= next_boundary) {
+          --week;
+          next_boundary += kMsPerWeek;
+        }
+        int32_t slot = slot_of_type[types[i]];
+        if (slot >= 0) {
+          if (l.recency) last_of_slot[slot] = std::max(last_of_slot[slot], times[i]);
+          if (week < l.event_weeks) row.Add(l.counts + slot * l.event_weeks + week, 1);
+        }
         if (sessions && week < l.session_weeks) {
           int64_t s = chunk.session_id[i];
           if (s != -1 && s != previous_session) row.Add(l.sessions + week, 1);
