@@ -98,16 +98,17 @@ Result<BlockScores> ScoreUsers(const QueryEngine& engine, const ScoringModel& mo
     Stopwatch watch;
     ASSIGN_OR_RETURN(SparseFeatureMatrix matrix, engine.SparseFeatures(model.spec, users.cutoff_ms, block));
     out.features_seconds += watch.Lap();
-    size_t row_base = begin;
-    auto on_block = [&](std::span<const float> rows, size_t count) {
-      if (!sample) return;
-      for (size_t r = 0; r < count; ++r) {
-        if ((row_base + r) % sample_stride != 0) continue;
-        for (size_t c = 0; c < cols; ++c) sample->columns[c].push_back(rows[r * cols + c]);
+    if (sample) {
+      // The drift sample's rows, made dense one at a time.
+      std::vector<float> dense;
+      for (size_t r = 0; r < matrix.rows(); ++r) {
+        if ((begin + r) % sample_stride != 0) continue;
+        DensifyRows(matrix, r, r + 1, dense);
+        for (size_t c = 0; c < cols; ++c) sample->columns[c].push_back(dense[c]);
       }
-      row_base += count;
-    };
-    ASSIGN_OR_RETURN(ScoredRows scored, ScoreMatrix(model, matrix, 4096, on_block));
+    }
+    watch.Lap();
+    ASSIGN_OR_RETURN(ScoredRows scored, ScoreMatrix(model, matrix));
     out.model_seconds += watch.Lap();
     out.actors.insert(out.actors.end(), matrix.actors.begin(), matrix.actors.end());
     out.scores.insert(out.scores.end(), scored.scores.begin(), scored.scores.end());

@@ -19,6 +19,7 @@
 #include "query/feature_matrix.h"
 #include "query/feature_spec.h"
 #include "query/query_engine.h"
+#include "scoring/sparse_predict.h"
 #include "store/reader.h"
 
 namespace sibyl::scoring {
@@ -37,6 +38,9 @@ struct ScoringModel {
   FeatureSpec spec;
   ml::ModelBundle bundle;
   int64_t train_cutoff_ms = 0;
+  // Tree models predicted from compressed rows (same margins as bundle.model, without
+  // densifying); set by LoadScoringModel, null for linear models (then the dense path).
+  std::shared_ptr<const SparsePredictor> sparse_predictor;
   bool regression() const { return bundle.task == ml::TaskKind::kRegression; }
 };
 
@@ -55,7 +59,9 @@ struct ScoredRows {
 void DensifyRows(const SparseFeatureMatrix& matrix, size_t begin, size_t end, std::vector<float>& out);
 
 // Scores every row of `matrix` in dense sub-blocks of `rows_per_block` (bounded memory).
-// `on_block`, when set, sees each dense sub-block (drift histograms).
+// `on_block`, when set, sees each dense sub-block (drift histograms). Without it, tree
+// models with a sparse_predictor score the compressed rows directly (on two threads for
+// large matrices): the same margins, without densifying.
 Result<ScoredRows> ScoreMatrix(const ScoringModel& model, const SparseFeatureMatrix& matrix,
                                size_t rows_per_block = 4096,
                                const std::function<void(std::span<const float> rows, size_t count)>& on_block = {});
