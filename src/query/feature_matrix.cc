@@ -115,7 +115,10 @@ SparseMatrixBuilder::SparseMatrixBuilder(size_t rows) {
 }
 
 std::pair<SparseCell*, uint32_t> SparseMatrixBuilder::NewSlab(size_t min_cells, size_t& capacity) {
-  capacity = std::max(kSlabCells, min_cells);
+  // No bigger than the whole matrix could need: a one-row matrix (a real-time score) must
+  // not allocate and prefault 8 MB.
+  size_t rows = matrix_.row_size_.size();
+  capacity = std::max(min_cells, std::min(kSlabCells, std::max<size_t>(1, rows) * min_cells));
   auto slab = std::make_unique_for_overwrite<SparseCell[]>(capacity);
   Prefault(slab.get(), capacity * sizeof(SparseCell));
   std::lock_guard lock(mutex_);
