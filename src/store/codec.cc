@@ -7,16 +7,30 @@
 namespace sibyl {
 
 void AppendCompressedBlock(std::string_view raw, int level, std::string* out) {
-  std::string compressed;
-  compressed.resize(ZSTD_compressBound(raw.size()));
-  size_t n = ZSTD_compress(compressed.data(), compressed.size(), raw.data(), raw.size(), level);
+  // One compression context and one scratch buffer per thread, reused: a fresh context
+  // per block allocated (and page-faulted) megabytes of tables every time, and a fresh
+  // buffer was zero-filled before zstd overwrote it.
+  struct Scratch {
+    ZSTD_CCtx* context = ZSTD_createCCtx();
+    std::string buffer;
+    ~Scratch() { ZSTD_freeCCtx(context); }
+  };
+  thread_local Scratch scratch;
+  size_t bound = ZSTD_compressBound(raw.size());
+  if (scratch.buffer.size() < bound) scratch.buffer.resize(bound);
+  size_t n = scratch.context == nullptr
+                 ? ZSTD_compress(scratch.buffer.data(), bound, raw.data(), raw.size(), level)
+                 : ZSTD_compressCCtx(scratch.context, scratch.buffer.data(), bound, raw.data(),
+                                     raw.size(), level);
   // Compression into a buffer of ZSTD_compressBound bytes cannot fail.
-  compressed.resize(ZSTD_isError(n) ? 0 : n);
+  std::string_view compressed(scratch.buffer.data(), ZSTD_isError(n) ? 0 : n);
   ByteWriter w(out);
   w.Varint(raw.size());
   w.Varint(compressed.size());
   w.U32(Crc32c(compressed));
   out->append(compressed);
+  // Keep the scratch for typical blocks, not for the rare huge one.
+  if (scratch.buffer.size() > (64u << 20)) std::string().swap(scratch.buffer);
 }
 
 Result<std::string> ReadCompressedBlock(ByteReader& reader, std::string_view what) {

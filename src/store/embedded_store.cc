@@ -6,9 +6,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "store/codec.h"
 
@@ -243,7 +245,7 @@ Status EmbeddedStore::ReplayLog() {
   return Status::Ok();
 }
 
-void EmbeddedStore::ApplyCommitted(std::vector<StagedBatch>& batches) {
+void EmbeddedStore::ApplyCommitted(std::vector<StagedBatch>& batches, bool merge_memtable) {
   auto version = std::make_shared<Version>(*current());
   for (StagedBatch& s : batches) {
     for (const auto& rec : s.records) {
@@ -270,7 +272,7 @@ void EmbeddedStore::ApplyCommitted(std::vector<StagedBatch>& batches) {
       // is re-sorted O(log n) times; the checkpoint merges the rest.
       auto& m = version->memtable;
       auto tier = [](size_t n) { return std::bit_width(n) / 4; };
-      for (bool merged = m.size() > 64; merged;) {
+      for (bool merged = merge_memtable && m.size() > 64; merged;) {
         merged = false;
         std::map<int, std::vector<size_t>> by_tier;
         for (size_t i = 0; i < m.size(); ++i) by_tier[tier(m[i]->size())].push_back(i);
@@ -320,11 +322,23 @@ Status EmbeddedStore::CheckpointLocked() {
   std::vector<std::string> part_files = part_files_;
   if (!version->memtable.empty()) {
     auto partitions = Segment::MergeByPartition(version->memtable, kPartitionMs);
+    // Compressing the parts is most of a checkpoint's work and the partitions are
+    // independent: encode them on two threads (the parse threads are idle by now).
+    std::vector<std::string> encoded(partitions.size());
+    std::atomic<size_t> next_part{0};
+    auto encode_parts = [&] {
+      for (size_t k; (k = next_part.fetch_add(1)) < partitions.size();)
+        encoded[k] = partitions[k]->EncodePart(kPartZstdLevel);
+    };
+    {
+      std::jthread helper(encode_parts);
+      encode_parts();
+    }
     for (size_t k = 0; k < partitions.size(); ++k) {
       int64_t partition = partitions[k]->min_time() / kPartitionMs;
       std::string name = fmt::format("p{}-g{}-{}.seg", partition, generation, k);
-      RETURN_IF_ERROR(
-          WriteFileAtomic(dir_ + "/parts/" + name, partitions[k]->EncodePart(kPartZstdLevel)));
+      RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/parts/" + name, encoded[k]));
+      std::string().swap(encoded[k]);
       // Re-open from disk so that optional columns are not held decoded in memory.
       ASSIGN_OR_RETURN(auto file, MappedFile::Open(dir_ + "/parts/" + name));
       ASSIGN_OR_RETURN(auto segment, Segment::Decode(std::shared_ptr<const MappedFile>(std::move(file))));

@@ -57,8 +57,10 @@ class EmbeddedStore final : public EventStore {
   Status LogDictionaryGrowth();
   std::string EncodeStaged(uint64_t txn, const StagedBatch& staged) const;
   Result<StagedBatch> DecodeStaged(std::string_view payload, uint64_t* txn) const;
-  // Applies committed batches to the in-memory state and publishes a new version.
-  void ApplyCommitted(std::vector<StagedBatch>& batches);
+  // Applies committed batches to the in-memory state and publishes a new version. With
+  // `merge_memtable` false the memtable's segments are not merged (the caller checkpoints
+  // next, which merges everything once).
+  void ApplyCommitted(std::vector<StagedBatch>& batches, bool merge_memtable = true);
   Status CheckpointLocked();
   std::shared_ptr<const Version> current() const;
 

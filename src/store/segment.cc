@@ -197,10 +197,10 @@ std::vector<std::shared_ptr<const Segment>> Segment::FromRows(
   for (uint32_t g = 0; g < groups; ++g) {
     out[g] = std::shared_ptr<Segment>(new Segment());
     out_extras[g] = std::make_shared<SegmentExtras>();
-    out[g]->actor_.reserve(group_size[g]);
-    out[g]->time_.reserve(group_size[g]);
-    out[g]->type_.reserve(group_size[g]);
-    out_extras[g]->session.reserve(group_size[g]);
+    ReservePrefaulted(out[g]->actor_, group_size[g]);
+    ReservePrefaulted(out[g]->time_, group_size[g]);
+    ReservePrefaulted(out[g]->type_, group_size[g]);
+    ReservePrefaulted(out_extras[g]->session, group_size[g]);
   }
   // Where each input row goes: its group and its row there.
   std::vector<std::vector<uint32_t>> new_group(inputs.size()), new_row(inputs.size());
@@ -228,33 +228,69 @@ std::vector<std::shared_ptr<const Segment>> Segment::FromRows(
     for (const auto& column : x->properties) keys.push_back(column.key);
   std::sort(keys.begin(), keys.end());
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-  std::vector<std::vector<std::pair<uint32_t, StoredValue>>> gathered(groups);
-  std::vector<char> ascending(groups);
+  // Each input's rows arrive in ascending output order (the merge keeps an input's order),
+  // so a group's list is a sequence of ascending runs. Inputs usually hold disjoint actor
+  // ranges (a file is cut into chunks), so each run is merged into place over just the
+  // part it overlaps; when runs interleave a lot, one sort at the end is cheaper.
+  using Entry = std::pair<uint32_t, StoredValue>;
+  auto by_row = [](const Entry& a, const Entry& b) { return a.first < b.first; };
+  std::vector<std::vector<Entry>> gathered(groups);
+  std::vector<size_t> run_start(groups), merge_work(groups), group_count(groups);
+  std::vector<char> needs_sort(groups);
   for (DictId key : keys) {
     for (uint32_t g = 0; g < groups; ++g) gathered[g].clear();
-    std::fill(ascending.begin(), ascending.end(), 1);
+    std::fill(needs_sort.begin(), needs_sort.end(), 0);
+    std::fill(merge_work.begin(), merge_work.end(), 0);
+    // The inputs' columns of this key, and how many values each group gets: fresh pages
+    // fault in one by one at great cost on VMs, so each list is reserved prefaulted once.
+    std::vector<const SegmentExtras::Column*> columns(extras.size(), nullptr);
+    std::fill(group_count.begin(), group_count.end(), 0);
     for (size_t k = 0; k < extras.size(); ++k) {
       auto it = std::lower_bound(extras[k]->properties.begin(), extras[k]->properties.end(), key,
                                  [](const SegmentExtras::Column& c, DictId d) { return c.key < d; });
       if (it == extras[k]->properties.end() || it->key != key) continue;
+      columns[k] = &*it;
+      if (groups == 1) {
+        group_count[0] += it->rows.size();
+      } else {
+        for (uint32_t row : it->rows)
+          if (uint32_t g = new_group[k][row]; g != UINT32_MAX) ++group_count[g];
+      }
+    }
+    for (uint32_t g = 0; g < groups; ++g) ReservePrefaulted(gathered[g], group_count[g]);
+    for (size_t k = 0; k < extras.size(); ++k) {
+      const SegmentExtras::Column* it = columns[k];
+      if (it == nullptr) continue;
+      for (uint32_t g = 0; g < groups; ++g) run_start[g] = gathered[g].size();
       for (size_t j = 0; j < it->rows.size(); ++j) {
         uint32_t g = new_group[k][it->rows[j]];
         if (g == UINT32_MAX) continue;
-        uint32_t row = new_row[k][it->rows[j]];
+        gathered[g].emplace_back(new_row[k][it->rows[j]], it->values[j]);
+      }
+      for (uint32_t g = 0; g < groups; ++g) {
         auto& list = gathered[g];
-        if (!list.empty() && list.back().first > row) ascending[g] = 0;
-        list.emplace_back(row, it->values[j]);
+        size_t start = run_start[g];
+        if (needs_sort[g] || start == 0 || start == list.size() ||
+            list[start - 1].first < list[start].first)
+          continue;
+        auto from = std::upper_bound(list.begin(), list.begin() + static_cast<ptrdiff_t>(start),
+                                     list[start], by_row);
+        merge_work[g] += static_cast<size_t>(list.end() - from);
+        if (merge_work[g] > 4 * list.size() + 4096) {
+          needs_sort[g] = 1;  // runs interleave: sort once instead
+          continue;
+        }
+        std::inplace_merge(from, list.begin() + static_cast<ptrdiff_t>(start), list.end(), by_row);
       }
     }
     for (uint32_t g = 0; g < groups; ++g) {
       auto& list = gathered[g];
       if (list.empty()) continue;
-      if (!ascending[g])
-        std::sort(list.begin(), list.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+      if (needs_sort[g]) std::sort(list.begin(), list.end(), by_row);
       SegmentExtras::Column column;
       column.key = key;
-      column.rows.reserve(list.size());
-      column.values.reserve(list.size());
+      ReservePrefaulted(column.rows, list.size());
+      ReservePrefaulted(column.values, list.size());
       for (const auto& [row, value] : list) {
         column.rows.push_back(row);
         column.values.push_back(value);

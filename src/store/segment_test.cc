@@ -62,6 +62,48 @@ TEST(SegmentTest, MergeByPartitionKeepsEveryEventOnce) {
   EXPECT_EQ(total, 200u);
 }
 
+// Property values must follow their rows through a merge, whether the inputs hold
+// disjoint actor ranges (runs merged into place) or interleave (one sort).
+TEST(SegmentTest, MergeKeepsEachPropertyWithItsEvent) {
+  for (bool interleaved : {false, true}) {
+    std::mt19937_64 rng(11);
+    std::vector<std::shared_ptr<const Segment>> inputs;
+    int64_t next_time = 0;
+    size_t with_property = 0;
+    for (int k = 0; k < 40; ++k) {
+      std::vector<EncodedEvent> events;
+      std::vector<EncodedProperty> props;
+      for (int i = 0; i < 200; ++i) {
+        int64_t time = next_time++ * 1000;
+        uint32_t begin = static_cast<uint32_t>(props.size());
+        if (rng() % 3 != 0) {
+          props.push_back({1, {ValueKind::kNumber, static_cast<double>(time), kNoDictId}});
+          ++with_property;
+        }
+        // Disjoint: input k holds actors 10k..10k+10 (neighbours share one actor).
+        ActorId actor = static_cast<ActorId>(interleaved ? rng() % 50 : 10 * k + rng() % 11);
+        events.push_back({actor, 0, time, -1, begin, static_cast<uint32_t>(props.size())});
+      }
+      inputs.push_back(Segment::Build(events, props));
+    }
+    for (const auto& merged : {Segment::MergeByPartition(inputs, 1'000'000'000'000),
+                               Segment::MergeByPartition(inputs, 50'000)}) {
+      size_t checked = 0;
+      for (const auto& part : merged) {
+        auto extras = *part->Extras();
+        ASSERT_EQ(extras->properties.size(), 1u);
+        const auto& column = extras->properties[0];
+        for (size_t j = 0; j < column.rows.size(); ++j) {
+          if (j > 0) ASSERT_LT(column.rows[j - 1], column.rows[j]);
+          EXPECT_EQ(column.values[j].number, static_cast<double>(part->time()[column.rows[j]]));
+          ++checked;
+        }
+      }
+      EXPECT_EQ(checked, with_property) << "interleaved " << interleaved;
+    }
+  }
+}
+
 TEST(SegmentTest, TruncatedBytesAreCorruptionNotACrash) {
   std::vector<EncodedEvent> events = {{1, 2, 3, 4, 0, 0}, {2, 3, 4, 5, 0, 0}};
   std::string bytes = Segment::Build(events, {})->Encode(1);

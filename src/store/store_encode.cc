@@ -107,12 +107,22 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
   events.reserve(batch.events.size());
   properties.reserve(batch.properties.size());
 
+  // Consecutive events mostly come from the same user and device (a session): remember
+  // the last id of each kind instead of hashing and probing the actor dictionary again.
+  struct LastActor {
+    std::string_view id;
+    ActorId actor = 0;
+    bool valid = false;
+  } last_user, last_device;
   auto intern_actor = [&](char prefix, std::string_view id) {
+    LastActor& last = prefix == 'u' ? last_user : last_device;
+    if (last.valid && last.id == id) return last.actor;
     scratch_key_.clear();
     scratch_key_.push_back(prefix);
     scratch_key_.push_back(':');
     scratch_key_.append(id);
-    return c.actors.Intern(scratch_key_);
+    last = {id, c.actors.Intern(scratch_key_), true};
+    return last.actor;
   };
   auto store_value = [&](const Value& v) -> StoredValue {
     switch (v.kind) {
@@ -159,6 +169,8 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
   }
 
   std::unordered_map<ActorId, std::span<const UserPropertyUpdate>> last_updates;
+  ActorId linked_device = 0;
+  bool has_linked_device = false;
   for (size_t index = 0; index < batch.events.size(); ++index) {
     const ParsedEvent& e = batch.events[index];
     if (duplicate[index]) continue;
@@ -169,7 +181,11 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
       if (!e.device_id.empty()) {
         ActorId device = intern_actor('d', e.device_id);
         // First link wins: a device later seen with another user stays with the first.
-        if (owner_of(device) == nullptr) {
+        // After this the device has an owner either way, so a repeat needs no lookup.
+        bool known = has_linked_device && linked_device == device;
+        has_linked_device = true;
+        linked_device = device;
+        if (!known && owner_of(device) == nullptr) {
           overlay.device_owner[device] = actor;
           staged.links.push_back({device, actor, time});
           ++staged.counts.identity_links;
@@ -345,6 +361,8 @@ Result<StagedBatch> EmbeddedStore::DecodeStaged(std::string_view payload, uint64
 
 // A transaction holds the store's write lock for its whole life.
 class StoreTransaction final : public Transaction {
+  static constexpr size_t kBulkLoadBatches = 64;
+
  public:
   explicit StoreTransaction(EmbeddedStore* store)
       : store_(store), lock_(store->write_mutex_), id_(store->next_txn_++) {
@@ -376,10 +394,15 @@ class StoreTransaction final : public Transaction {
     RETURN_IF_ERROR(store_->wal_->Add(WalRecordType::kTxnCommit, payload));
     RETURN_IF_ERROR(store_->wal_->Sync());
     committed_ = true;
-    store_->ApplyCommitted(batches_);
+    // A transaction of many batches is a bulk load (`sibyl ingest` of a file): merging its
+    // segments in memory only to merge them again when they are written out would sort
+    // every event twice more, so it is checkpointed right away (one merge, into parts).
+    bool bulk = batches_.size() > kBulkLoadBatches;
+    store_->ApplyCommitted(batches_, /*merge_memtable=*/!bulk);
+    batches_.clear();
     uint64_t memtable_events = 0;
     for (const auto& s : store_->current()->memtable) memtable_events += s->size();
-    if (memtable_events >= store_->options_.checkpoint_events) return store_->CheckpointLocked();
+    if (bulk || memtable_events >= store_->options_.checkpoint_events) return store_->CheckpointLocked();
     return Status::Ok();
   }
 

@@ -240,6 +240,50 @@ TEST_F(StoreTest, UncommittedTransactionLeavesNothing) {
   EXPECT_EQ(store->Append(again)->events_written, 1u);  // its insert_id was never seen
 }
 
+TEST_F(StoreTest, BulkTransactionIsCheckpointedIntoPartsAtCommit) {
+  // More batches than kBulkLoadBatches: the commit writes parts instead of merging in memory.
+  constexpr int kBatches = 70, kPerBatch = 30;
+  {
+    auto store = Open();
+    auto txn = store->Begin();
+    ASSERT_TRUE(txn.ok());
+    for (int b = 0; b < kBatches; ++b) {
+      EventBatch batch;
+      // Users straddle batch boundaries, so the parts merge overlapping segments.
+      for (int i = 0; i < kPerBatch; ++i) {
+        // A tenth of a day apart: the parts span many weekly partitions.
+        int64_t n = b * kPerBatch + i;
+        Add(batch, fmt::format("user-{:03}", n / 45), "View", n * (kMsPerDay / 10) + n % 997,
+            fmt::format("id-{}", n));
+      }
+      ASSERT_TRUE((*txn)->Add(batch).ok());
+    }
+    ASSERT_TRUE((*txn)->Commit().ok());
+    auto stats = store->Stats();
+    ASSERT_TRUE(stats.ok());
+    EXPECT_GT(stats->parts, 0u);
+    EXPECT_EQ(stats->events, uint64_t{kBatches * kPerBatch});
+  }
+  auto store = Open();
+  auto reader = store->Snapshot();
+  EXPECT_EQ(CountEvents(*reader), uint64_t{kBatches * kPerBatch});
+  // Every event kept its own price (time % 1000 / 10) through the merge.
+  auto price = reader->property_keys().Find("price");
+  ASSERT_TRUE(price.has_value());
+  uint64_t checked = 0;
+  ScanSpec spec;
+  spec.property_keys = {*price};
+  ASSERT_TRUE(reader->Scan(spec, [&](const EventChunk& c) {
+    for (const auto& column : c.properties)
+      for (size_t j = 0; j < column.rows.size(); ++j) {
+        EXPECT_EQ(column.values[j].number, static_cast<double>(c.time[column.rows[j]] % 1000) / 10);
+        ++checked;
+      }
+    return Status::Ok();
+  }).ok());
+  EXPECT_EQ(checked, uint64_t{kBatches * kPerBatch});
+}
+
 TEST_F(StoreTest, TornLogTailIsDroppedButDamageInsideIsReported) {
   {
     auto store = Open();
