@@ -156,6 +156,21 @@ class CsvChunkParser final : public ChunkParser {
   std::shared_ptr<const CsvParser> parser_;
 };
 
+// memchr hops from line to line with vector instructions; std::count looks at every byte
+// (it was a tenth of the ingest's CPU time).
+uint64_t CountNewlines(std::string_view text) {
+  uint64_t lines = 0;
+  const char* p = text.data();
+  const char* end = p + text.size();
+  while (p < end) {
+    const void* hit = std::memchr(p, '\n', static_cast<size_t>(end - p));
+    if (hit == nullptr) break;
+    ++lines;
+    p = static_cast<const char*>(hit) + 1;
+  }
+  return lines;
+}
+
 // Where the complete units of `text` end: after the last newline (JSON lines) or the
 // last newline outside quotes (CSV).
 using SplitFunction = size_t (*)(std::string_view text);
@@ -235,7 +250,7 @@ class Pipeline {
       }
       carry.assign(buffer, cut, std::string::npos);
       buffer.resize(cut);
-      uint64_t lines = static_cast<uint64_t>(std::count(buffer.begin(), buffer.end(), '\n'));
+      uint64_t lines = CountNewlines(buffer);
       if (!buffer.empty()) {
         auto job = std::make_unique<Job>();
         bytes_ += buffer.size();
