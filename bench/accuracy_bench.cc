@@ -84,7 +84,7 @@ struct Options {
   int threads = 0;
   uint64_t seed = 42;
   int top_events = 50;
-  int stack = 0;
+  int stack = pipeline::TrainingSetOptions::kAutoStack;
   bool json = false;
   ml::TrainOptions ml;  // learner settings (defaults: ml's)
 };
@@ -108,6 +108,7 @@ nlohmann::json RunOne(const EventReader& reader, const pipeline::PredictionDefin
   nlohmann::json out = {{"prediction", definition.name},
                         {"train_cutoff", FormatTime(fitted->train_cutoff_ms)},
                         {"rows", data.num_rows()},
+                        {"stacked_cutoffs", fitted->set.cutoffs.size() - 1},
                         {"features", data.num_columns()},
                         {"positives", fitted->set.positives},
                         {"model_type", ml::ModelTypeName(fitted->result.model->type())},
@@ -199,8 +200,9 @@ void Print(const nlohmann::json& r) {
     std::printf("  error: %s\n", r["error"].get<std::string>().c_str());
     return;
   }
-  std::printf("  T_train %s, %zu rows x %zu features, %zu positives, winner %s, whole run %.1f s\n",
-              r["train_cutoff"].get<std::string>().c_str(), r["rows"].get<size_t>(), r["features"].get<size_t>(),
+  std::printf("  T_train %s (+%zu stacked weeks), %zu rows x %zu features, %zu positives, winner %s, whole run %.1f s\n",
+              r["train_cutoff"].get<std::string>().c_str(), r["stacked_cutoffs"].get<size_t>(),
+              r["rows"].get<size_t>(), r["features"].get<size_t>(),
               r["positives"].get<size_t>(), r["model_type"].get<std::string>().c_str(),
               r["total_seconds"].get<double>());
   std::string stages;
@@ -246,7 +248,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", options.threads, "learner threads (0: all)");
   app.add_option("--seed", options.seed, "seed");
   app.add_option("--top-events", options.top_events, "event types with feature columns");
-  app.add_option("--stack", options.stack, "earlier weekly cutoffs stacked for training");
+  app.add_option("--stack", options.stack, "earlier weekly cutoffs stacked for training (-1: auto, the default)");
   app.add_flag("--json", options.json, "print JSON lines");
   // Learner settings, for trying other defaults without a rebuild.
   auto& gbt = options.ml.gradient_boosting;

@@ -75,7 +75,8 @@ void AddTrainCommand(CLI::App& app, const GlobalOptions& global) {
   auto name = std::make_shared<std::string>();
   auto flags = std::make_shared<TrainFlags>();
   cmd->add_option("NAME", *name, "prediction name")->required();
-  cmd->add_option("--stack", flags->stack, "also stack K earlier weekly cutoffs for more examples")
+  cmd->add_option("--stack", flags->stack, "earlier weekly cutoffs stacked for more examples: K, or auto (stack up to 3 weeks "
+                  "while the rows are fewer than 150,000)")
       ->capture_default_str();
   AddTrainFlags(*cmd, *flags);
   cmd->callback([&global, name, flags] { RunTrain(global, *name, *flags); });

@@ -1,6 +1,7 @@
 // Flags and progress display shared by `sibyl train` and `sibyl backtest`.
 #pragma once
 
+#include <charconv>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -17,7 +18,7 @@ namespace sibyl {
 // Flags shared by train and backtest.
 struct TrainFlags {
   std::string as_of;
-  int stack = 0;
+  std::string stack = "auto";
   uint64_t seed = 42;
   int threads = 0;
   uint64_t max_users = 5'000'000;
@@ -51,8 +52,15 @@ inline pipeline::TrainRequest MakeTrainRequest(const TrainFlags& f) {
     if (!t.ok()) throw CommandFailed(InvalidArgument("--as-of: cannot parse \"{}\"", f.as_of));
     request.as_of_ms = *t;
   }
-  if (f.stack < 0 || f.stack > 52) throw CommandFailed(InvalidArgument("--stack must be between 0 and 52"));
-  request.set.stack = f.stack;
+  if (f.stack == "auto") {
+    request.set.stack = pipeline::TrainingSetOptions::kAutoStack;
+  } else {
+    int stack = -1;
+    auto [end, error] = std::from_chars(f.stack.data(), f.stack.data() + f.stack.size(), stack);
+    if (error != std::errc() || end != f.stack.data() + f.stack.size() || stack < 0 || stack > 52)
+      throw CommandFailed(InvalidArgument("--stack must be \"auto\" or a number of weeks from 0 to 52, not \"{}\"", f.stack));
+    request.set.stack = stack;
+  }
   request.set.seed = f.seed;
   request.set.max_users = f.max_users;
   request.set.eligibility = {.min_positives = f.min_positives, .min_negatives = f.min_negatives,

@@ -170,10 +170,9 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
   RETURN_IF_ERROR(validation_matrix->SetLabels(validation.labels));
   if (!validation.weights.empty()) RETURN_IF_ERROR(validation_matrix->SetWeights(validation.weights));
   if (any_trees) {
-    // The fit rows are copied once for XGBoost and the copy dropped at once: XGBoost
-    // keeps its own compressed form.
-    std::vector<float> fit_values = GatherRows(data, fit.rows);
-    ASSIGN_OR_RETURN(fit_matrix, XgbMatrix::FromDense(fit_values, fit.rows.size(), p, threads));
+    // The fit rows go straight from the dataset into XGBoost's sparse form (no dense
+    // copy: at 150k rows x 800 columns that copy alone took seconds of page faults).
+    ASSIGN_OR_RETURN(fit_matrix, XgbMatrix::FromRows(data.values, p, fit.rows, threads));
     RETURN_IF_ERROR(fit_matrix->SetLabels(fit.labels));
     if (!fit.weights.empty()) RETURN_IF_ERROR(fit_matrix->SetWeights(fit.weights));
   }

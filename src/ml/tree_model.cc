@@ -84,6 +84,16 @@ Result<std::unique_ptr<TreeModel>> TreeModel::TrainGradientBoosting(
   return model;
 }
 
+namespace {
+
+// The share of the fit rows each forest tree samples.
+double RowShare(const RandomForestOptions& options, size_t fit_rows) {
+  if (options.max_rows_per_tree == 0 || fit_rows == 0) return options.subsample;
+  return std::min(options.subsample, static_cast<double>(options.max_rows_per_tree) / fit_rows);
+}
+
+}  // namespace
+
 Result<std::unique_ptr<TreeModel>> TreeModel::TrainRandomForest(
     const TreeTrainingData& data, const RandomForestOptions& options) {
   if (!data.fit) return InvalidArgument("random forest needs fit data");
@@ -98,7 +108,7 @@ Result<std::unique_ptr<TreeModel>> TreeModel::TrainRandomForest(
                  {"num_parallel_tree", Num(options.num_trees)},
                  {"max_depth", Num(options.max_depth)},
                  {"min_child_weight", Num(options.min_child_weight)},
-                 {"subsample", Num(options.subsample)},
+                 {"subsample", Num(RowShare(options, data.fit->num_rows()))},
                  {"colsample_bynode", Num(std::min(1.0, features_per_split / data.num_features))},
                  {"lambda", "1"}});
   nlohmann::json summary;

@@ -34,6 +34,12 @@ struct RandomForestOptions {
   int num_trees = 50;
   int max_depth = 7;
   double subsample = 0.632;  // the share of a bootstrap sample's distinct rows
+  // Each tree sees at most this many rows (the share above shrinks for large fits).
+  // Averaging decorrelated trees is what makes a forest; past a few tens of thousands of
+  // rows per tree its held-out loss barely moves while its cost still grows with them
+  // (at 154k rows the cap cut the forest's time by a fifth; held-out AUC on the generated
+  // purchase and churn predictions moved by 0.000 and -0.003; docs/ML.md).
+  size_t max_rows_per_tree = 40'000;
   double min_child_weight = 1;
   int max_bin = 64;
   // Features tried per split: sqrt(num_features), the usual forest default.

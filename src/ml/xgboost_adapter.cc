@@ -7,6 +7,8 @@
 #include <limits>
 #include <utility>
 
+#include "common/memory.h"
+
 namespace sibyl::ml {
 namespace {
 
@@ -21,27 +23,41 @@ Status Check(int code, const char* call) {
 
 }  // namespace
 
-Result<XgbMatrix> XgbMatrix::FromDense(std::span<const float> values, size_t num_rows,
-                                       size_t num_columns, int num_threads) {
-  if (values.size() != num_rows * num_columns) {
-    return InvalidArgument("matrix has {} values for {} x {}", values.size(), num_rows, num_columns);
-  }
-  // Stored sparse: zeros and NaN are both left out, as XGBoost does for any sparse
-  // input. Event features are mostly zero counts and flags, so histogram building only
-  // touches the few present values; each split learns a default side for the absent
-  // ones, which for non-negative counts is the same as a split below the smallest count.
-  std::vector<size_t> row_starts(num_rows + 1, 0);
+namespace {
+
+// Builds a DMatrix from `num_rows` dense rows, row r at `row_at(r)`. Stored sparse: zeros
+// and NaN are both left out, as XGBoost does for any sparse input. Event features are
+// mostly zero counts and flags, so histogram building only touches the few present
+// values; each split learns a default side for the absent ones, which for non-negative
+// counts is the same as a split below the smallest count.
+template <typename RowAt>
+Result<DMatrixHandle> CreateSparse(size_t num_rows, size_t num_columns, RowAt row_at) {
+  auto present_in = [&](const float* row) {
+    size_t n = 0;
+    for (size_t c = 0; c < num_columns; ++c) n += row[c] != 0.0f && !std::isnan(row[c]);
+    return n;
+  };
+  // Counted first so the CSR arrays are allocated (and prefaulted) once: growing them
+  // page by page costs more than the counting pass on this kind of machine.
+  std::vector<size_t> row_starts;
+  ResizePrefaulted(row_starts, num_rows + 1);
+  row_starts[0] = 0;
+  for (size_t r = 0; r < num_rows; ++r) row_starts[r + 1] = row_starts[r] + present_in(row_at(r));
+  const size_t total = row_starts[num_rows];
   std::vector<unsigned> columns;
   std::vector<float> present;
+  ResizePrefaulted(columns, total);
+  ResizePrefaulted(present, total);
   for (size_t r = 0; r < num_rows; ++r) {
-    const float* row = values.data() + r * num_columns;
+    const float* row = row_at(r);
+    size_t out = row_starts[r];
     for (size_t c = 0; c < num_columns; ++c) {
       if (row[c] != 0.0f && !std::isnan(row[c])) {
-        columns.push_back(static_cast<unsigned>(c));
-        present.push_back(row[c]);
+        columns[out] = static_cast<unsigned>(c);
+        present[out] = row[c];
+        ++out;
       }
     }
-    row_starts[r + 1] = present.size();
   }
   // XGBoost rejects null pointers for empty arrays.
   static const unsigned kNoColumn[1] = {0};
@@ -50,7 +66,35 @@ Result<XgbMatrix> XgbMatrix::FromDense(std::span<const float> values, size_t num
   XGB_CALL(XGDMatrixCreateFromCSREx(row_starts.data(), columns.empty() ? kNoColumn : columns.data(),
                                     present.empty() ? kNoValue : present.data(), row_starts.size(),
                                     present.size(), num_columns, &handle));
+  return handle;
+}
+
+}  // namespace
+
+Result<XgbMatrix> XgbMatrix::FromDense(std::span<const float> values, size_t num_rows,
+                                       size_t num_columns, int num_threads) {
+  if (values.size() != num_rows * num_columns) {
+    return InvalidArgument("matrix has {} values for {} x {}", values.size(), num_rows, num_columns);
+  }
+  ASSIGN_OR_RETURN(DMatrixHandle handle, CreateSparse(num_rows, num_columns, [&](size_t r) {
+                     return values.data() + r * num_columns;
+                   }));
   return XgbMatrix(handle, num_rows);
+}
+
+Result<XgbMatrix> XgbMatrix::FromRows(std::span<const float> values, size_t num_columns,
+                                      std::span<const uint32_t> rows, int num_threads) {
+  if (num_columns == 0 || values.size() % num_columns != 0) {
+    return InvalidArgument("matrix of {} values is not a whole number of {}-column rows", values.size(), num_columns);
+  }
+  const size_t available = values.size() / num_columns;
+  for (uint32_t r : rows) {
+    if (r >= available) return InvalidArgument("row {} of a {}-row matrix", r, available);
+  }
+  ASSIGN_OR_RETURN(DMatrixHandle handle, CreateSparse(rows.size(), num_columns, [&](size_t i) {
+                     return values.data() + static_cast<size_t>(rows[i]) * num_columns;
+                   }));
+  return XgbMatrix(handle, rows.size());
 }
 
 XgbMatrix::XgbMatrix(XgbMatrix&& other) noexcept

@@ -17,6 +17,10 @@ class XgbMatrix {
  public:
   static Result<XgbMatrix> FromDense(std::span<const float> values, size_t num_rows,
                                      size_t num_columns, int num_threads);
+  // The rows `rows` of the dense row-major `values` (num_columns wide), without copying
+  // them into a dense buffer first.
+  static Result<XgbMatrix> FromRows(std::span<const float> values, size_t num_columns,
+                                    std::span<const uint32_t> rows, int num_threads);
   XgbMatrix(XgbMatrix&& other) noexcept;
   XgbMatrix& operator=(XgbMatrix&& other) noexcept;
   XgbMatrix(const XgbMatrix&) = delete;

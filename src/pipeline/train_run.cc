@@ -67,7 +67,7 @@ Result<FittedPrediction> FitPrediction(const EventReader& reader, const Predicti
   TrainingSetOptions set_options = request.set;
   set_options.on_stage = request.on_stage;
   ASSIGN_OR_RETURN(fitted.set, BuildTrainingSet(reader, *engine, definition,
-                                                StackedCutoffs(fitted.train_cutoff_ms, set_options.stack),
+                                                CandidateCutoffs(fitted.train_cutoff_ms, set_options),
                                                 set_options));
   fitted.stage_times = fitted.set.stage_times;
 
@@ -149,7 +149,8 @@ Status WriteVersion(const std::string& version_dir, int version, FittedPredictio
              {"data_window", window},
              {"seed", request.set.seed},
              {"threads", request.num_threads},
-             {"stack", request.set.stack},
+             {"stack", request.set.stack == TrainingSetOptions::kAutoStack ? nlohmann::json("auto")
+                                                                            : nlohmann::json(request.set.stack)},
              {"max_users", request.set.max_users},
              {"eligibility", {{"min_positives", request.set.eligibility.min_positives},
                               {"min_negatives", request.set.eligibility.min_negatives},

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 
 #include <fmt/format.h>
 
+#include "common/memory.h"
 #include "common/time.h"
 #include "ml/split.h"
 
@@ -104,6 +104,11 @@ std::vector<int64_t> StackedCutoffs(int64_t train_cutoff_ms, int stack) {
   return cutoffs;
 }
 
+std::vector<int64_t> CandidateCutoffs(int64_t train_cutoff_ms, const TrainingSetOptions& options) {
+  return StackedCutoffs(train_cutoff_ms,
+                        options.stack == TrainingSetOptions::kAutoStack ? options.auto_stack_max : options.stack);
+}
+
 uint64_t UserKey(std::string_view row_id) {
   uint64_t h = 0xcbf29ce484222325ULL;
   for (unsigned char c : row_id) {
@@ -157,10 +162,17 @@ Result<TrainingSet> BuildTrainingSet(const EventReader& reader, const QueryEngin
   TrainingSet set;
   set.cutoffs = cutoffs;
   StageClock clock(set.stage_times, options.on_stage);
+  const bool automatic = options.stack == TrainingSetOptions::kAutoStack;
 
   clock.Start("eligibility");
   RETURN_IF_ERROR(ValidateAgainstStore(definition, reader));
-  RETURN_IF_ERROR(CheckHistory(reader, *std::min_element(cutoffs.begin(), cutoffs.end()), options.eligibility));
+  if (automatic) {
+    // Automatic stacking leaves out the older weeks that lack history instead of failing.
+    while (set.cutoffs.size() > 1 && !CheckHistory(reader, set.cutoffs.back(), options.eligibility).ok())
+      set.cutoffs.pop_back();
+  }
+  RETURN_IF_ERROR(
+      CheckHistory(reader, *std::min_element(set.cutoffs.begin(), set.cutoffs.end()), options.eligibility));
   ASSIGN_OR_RETURN(LabelSpec label, ToLabelSpec(definition));
   ASSIGN_OR_RETURN(CohortExpr cohort, ToCohort(definition));
 
@@ -169,17 +181,18 @@ Result<TrainingSet> BuildTrainingSet(const EventReader& reader, const QueryEngin
     std::vector<std::string> ids;
     std::vector<float> labels;
   };
-  std::vector<PerCutoff> parts(cutoffs.size());
-  for (size_t c = 0; c < cutoffs.size(); ++c) {
+  std::vector<PerCutoff> parts(set.cutoffs.size());
+  uint64_t rows_so_far = 0;
+  for (size_t c = 0; c < set.cutoffs.size(); ++c) {
     clock.Start("cohort");
     PerCutoff& part = parts[c];
-    ASSIGN_OR_RETURN(part.users, engine.Cohort(cohort, cutoffs[c]));
+    ASSIGN_OR_RETURN(part.users, engine.Cohort(cohort, set.cutoffs[c]));
     part.ids = engine.UserIds(part.users);
-    CutoffSummary summary{.cutoff_ms = cutoffs[c], .cohort_users = part.users.actors.size()};
+    CutoffSummary summary{.cutoff_ms = set.cutoffs[c], .cohort_users = part.users.actors.size()};
     SampleUsers(part.users, part.ids, options.max_users, options.seed);
     summary.rows = part.users.actors.size();
     clock.Start("labels");
-    ASSIGN_OR_RETURN(part.labels, engine.Labels(label, cutoffs[c], part.users));
+    ASSIGN_OR_RETURN(part.labels, engine.Labels(label, set.cutoffs[c], part.users));
     for (float y : part.labels) {
       summary.positives += IsPositive(y);
       summary.label_sum += y;
@@ -187,6 +200,14 @@ Result<TrainingSet> BuildTrainingSet(const EventReader& reader, const QueryEngin
     set.positives += summary.positives;
     set.negatives += summary.rows - summary.positives;
     set.summaries.push_back(summary);
+    rows_so_far += summary.rows;
+    // Automatic stacking stops once there are rows enough and both classes are eligible.
+    if (automatic && rows_so_far >= options.auto_stack_rows &&
+        set.positives >= options.eligibility.min_positives && set.negatives >= options.eligibility.min_negatives) {
+      parts.resize(c + 1);
+      set.cutoffs.resize(c + 1);
+      break;
+    }
   }
   clock.Start("eligibility");
   RETURN_IF_ERROR(CheckLabelCounts(definition.kind, set.positives, set.negatives, set.summaries, options.eligibility));
@@ -195,7 +216,7 @@ Result<TrainingSet> BuildTrainingSet(const EventReader& reader, const QueryEngin
   // the newest data is what scoring will look like.
   clock.Start("taxonomy");
   ASSIGN_OR_RETURN(set.spec.taxonomy,
-                   engine.BuildTaxonomy(cutoffs.front(), TaxonomyFor(definition, cohort, options.taxonomy)));
+                   engine.BuildTaxonomy(set.cutoffs.front(), TaxonomyFor(definition, cohort, options.taxonomy)));
   const std::vector<std::string> columns = set.spec.ColumnNames();
   const size_t p = columns.size();
   size_t total_rows = 0;
@@ -203,22 +224,23 @@ Result<TrainingSet> BuildTrainingSet(const EventReader& reader, const QueryEngin
 
   set.data.kind = TaskFor(definition.kind);
   set.data.feature_names = columns;
-  set.data.values.reserve(total_rows * p);
+  // One prefaulted allocation for every cutoff's rows (first touches of fresh pages are
+  // what a copy of this size costs on a virtual machine).
+  ReservePrefaulted(set.data.values, total_rows * p);
   set.data.labels.reserve(total_rows);
   set.data.user_keys.reserve(total_rows);
   set.row_ids.reserve(total_rows);
   set.row_cutoff.reserve(total_rows);
-  for (size_t c = 0; c < cutoffs.size(); ++c) {
+  for (size_t c = 0; c < set.cutoffs.size(); ++c) {
     clock.Start("features");
     PerCutoff& part = parts[c];
-    ASSIGN_OR_RETURN(FeatureMatrix matrix, engine.Features(set.spec, cutoffs[c], part.users));
+    ASSIGN_OR_RETURN(FeatureMatrix matrix, engine.Features(set.spec, set.cutoffs[c], part.users));
     if (matrix.cols() != p || matrix.rows() != part.labels.size())
       return Internal("feature matrix is {}x{}, expected {}x{}", matrix.rows(), matrix.cols(), part.labels.size(), p);
     clock.Start("dataset");
-    const size_t before = set.data.values.size();
-    set.data.values.resize(before + matrix.rows() * p);
-    if (matrix.rows() * p > 0)
-      std::memcpy(set.data.values.data() + before, matrix.values.data(), matrix.rows() * p * sizeof(float));
+    // Appended in one pass (resize-then-copy would write every value twice).
+    set.data.values.insert(set.data.values.end(), matrix.values.data(),
+                           matrix.values.data() + matrix.rows() * p);
     for (size_t r = 0; r < part.ids.size(); ++r) {
       // One key per user for all its rows: a user never sits on both sides of the split.
       set.data.user_keys.push_back(UserKey(part.ids[r]));

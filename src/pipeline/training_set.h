@@ -31,8 +31,16 @@ struct EligibilityOptions {
 };
 
 struct TrainingSetOptions {
-  // Earlier weekly cutoffs stacked below the main one (0: just T_train).
-  int stack = 0;
+  // Earlier weekly cutoffs stacked below the main one (0: just T_train), or kAutoStack:
+  // stack earlier weeks only while the rows so far are fewer than `auto_stack_rows`, at
+  // most `auto_stack_max` of them, and only weeks with enough history. Boosted trees on
+  // hundreds of sparse columns keep gaining from rows up to about 10^5 (docs/ML.md,
+  // "Stacked cutoffs"); past that, more rows cost time and gain little, so large cohorts
+  // train on their newest week alone.
+  int stack = kAutoStack;
+  static constexpr int kAutoStack = -1;
+  uint64_t auto_stack_rows = 150'000;
+  int auto_stack_max = 3;
   uint64_t seed = 42;
   // At most this many users per cutoff, chosen by a seeded hash of the user id.
   uint64_t max_users = 5'000'000;
@@ -48,6 +56,9 @@ int64_t TrainCutoff(int64_t as_of_ms, int horizon_days);
 
 // T_train, then `stack` earlier cutoffs one week apart (newest first).
 std::vector<int64_t> StackedCutoffs(int64_t train_cutoff_ms, int stack);
+// The candidate cutoffs of `options`: StackedCutoffs with `stack`, or with
+// `auto_stack_max` under kAutoStack (BuildTrainingSet then decides how many it uses).
+std::vector<int64_t> CandidateCutoffs(int64_t train_cutoff_ms, const TrainingSetOptions& options);
 
 // Stable 64-bit key of a row id (FNV-1a), so that the same user gets the same key at every
 // stacked cutoff and in every run: the split and the sample depend on it.

@@ -83,6 +83,45 @@ TEST(TrainingSetTest, StackedRowsKeepEachUserOnOneSideOfTheSplit) {
   EXPECT_EQ(fit.size() + validation.size() + test.size(), distinct.size());
 }
 
+TEST(TrainingSetTest, AutoStackAddsEarlierWeeksOnlyWhileRowsAreFewAndHistoryAllows) {
+  const auto& store = testing_util::SharedStore();
+  ASSERT_TRUE(store.status().ok()) << store.status().ToString();
+  auto reader = store.Snapshot();
+  auto engine = MakeEmbeddedQueryEngine(reader, /*parallel=*/false);
+  TrainingSetOptions options;
+  ASSERT_EQ(options.stack, TrainingSetOptions::kAutoStack);  // the default
+  options.eligibility.min_positives = options.eligibility.min_negatives = 1;
+  options.eligibility.min_history_days = 28;
+  options.auto_stack_max = 3;
+  const int64_t t = TrainCutoff(reader->max_time_ms(), 7);
+  const std::vector<int64_t> candidates = CandidateCutoffs(t, options);
+  ASSERT_EQ(candidates.size(), 4u);
+  auto build = [&](uint64_t rows) {
+    options.auto_stack_rows = rows;
+    return BuildTrainingSet(*reader, *engine, testing_util::PurchaseDefinition(), candidates, options);
+  };
+
+  auto one = build(1);  // the newest week alone has rows enough
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  ASSERT_EQ(one->cutoffs, std::vector<int64_t>{t});
+  ASSERT_EQ(one->summaries.size(), 1u);
+  const uint64_t newest_rows = one->summaries[0].rows;
+  ASSERT_EQ(one->data.num_rows(), newest_rows);
+
+  auto two = build(newest_rows + 1);  // one more week is needed, and enough
+  ASSERT_TRUE(two.ok()) << two.status().ToString();
+  ASSERT_EQ(two->cutoffs, (std::vector<int64_t>{t, t - kMsPerWeek}));
+  EXPECT_EQ(two->data.num_rows(), two->summaries[0].rows + two->summaries[1].rows);
+  EXPECT_EQ(two->row_cutoff.back(), 1u);
+
+  auto all = build(UINT64_MAX);  // as many weeks as the history allows, none without it
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  ASSERT_GE(all->cutoffs.size(), 2u);
+  for (int64_t c : all->cutoffs) EXPECT_TRUE(CheckHistory(*reader, c, options.eligibility).ok());
+  if (all->cutoffs.size() < candidates.size())
+    EXPECT_FALSE(CheckHistory(*reader, candidates[all->cutoffs.size()], options.eligibility).ok());
+}
+
 TEST(TrainingSetTest, SampleCapIsDeterministicAndBounded) {
   const auto& store = testing_util::SharedStore();
   ASSERT_TRUE(store.status().ok());
