@@ -9,6 +9,7 @@
 #include <atomic>
 #include <bit>
 #include <map>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -25,12 +26,6 @@ constexpr int kPartZstdLevel = 3;
 std::string WalName(uint64_t sequence) { return fmt::format("{:06}.log", sequence); }
 
 // Files other than parts: a magic line, one compressed block, and nothing else.
-Status WriteBlobFile(const std::string& path, std::string_view magic, std::string_view raw) {
-  std::string out(magic);
-  AppendCompressedBlock(raw, kPartZstdLevel, &out);
-  return WriteFileAtomic(path, out);
-}
-
 Result<std::string> ReadBlobFile(const std::string& path, std::string_view magic) {
   ASSIGN_OR_RETURN(std::string data, ReadFile(path));
   if (data.substr(0, magic.size()) != magic) return Corruption("{}: bad magic", path);
@@ -320,39 +315,11 @@ Status EmbeddedStore::CheckpointLocked() {
   uint64_t generation = generation_ + 1;
   auto version = std::make_shared<Version>(*old);
   std::vector<std::string> part_files = part_files_;
-  if (!version->memtable.empty()) {
-    auto partitions = Segment::MergeByPartition(version->memtable, kPartitionMs);
-    // Compressing the parts is most of a checkpoint's work and the partitions are
-    // independent: encode them on two threads (the parse threads are idle by now).
-    std::vector<std::string> encoded(partitions.size());
-    std::atomic<size_t> next_part{0};
-    auto encode_parts = [&] {
-      for (size_t k; (k = next_part.fetch_add(1)) < partitions.size();)
-        encoded[k] = partitions[k]->EncodePart(kPartZstdLevel);
-    };
-    {
-      std::jthread helper(encode_parts);
-      encode_parts();
-    }
-    for (size_t k = 0; k < partitions.size(); ++k) {
-      int64_t partition = partitions[k]->min_time() / kPartitionMs;
-      std::string name = fmt::format("p{}-g{}-{}.seg", partition, generation, k);
-      RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/parts/" + name, encoded[k]));
-      std::string().swap(encoded[k]);
-      // Re-open from disk so that optional columns are not held decoded in memory.
-      ASSIGN_OR_RETURN(auto file, MappedFile::Open(dir_ + "/parts/" + name));
-      ASSIGN_OR_RETURN(auto segment, Segment::Decode(std::shared_ptr<const MappedFile>(std::move(file))));
-      version->parts.push_back(segment);
-      part_files.push_back(name);
-    }
-    version->memtable.clear();
-  }
 
   std::string dicts;
   for (int i = 0; i < Catalog::kDictionaries; ++i)
     catalog_->dictionary(i)->EncodeFrom(0, &dicts);
   std::string dict_name = fmt::format("dictionaries-g{}.bin", generation);
-  RETURN_IF_ERROR(WriteBlobFile(dir_ + "/" + dict_name, "SIBYLDICT1\n", dicts));
 
   dedup_.Expire(options_.clock->NowMs() - options_.dedup_window_ms);
   std::string users;
@@ -380,7 +347,42 @@ Status EmbeddedStore::CheckpointLocked() {
     u.SignedVarint(at);
   }
   std::string users_name = fmt::format("users-g{}.bin", generation);
-  RETURN_IF_ERROR(WriteBlobFile(dir_ + "/" + users_name, "SIBYLUSER1\n", users));
+
+  // Compression is most of a checkpoint's work, and the parts and the two state files are
+  // independent: compress them on two threads (the parse threads are idle by now). The
+  // biggest jobs (the user state, then the parts) go first.
+  std::vector<std::shared_ptr<const Segment>> partitions;
+  if (!version->memtable.empty())
+    partitions = Segment::MergeByPartition(version->memtable, kPartitionMs);
+  std::vector<std::string> encoded(partitions.size());
+  std::string users_file("SIBYLUSER1\n"), dicts_file("SIBYLDICT1\n");
+  std::vector<std::function<void()>> jobs;
+  jobs.push_back([&] { AppendCompressedBlock(users, kPartZstdLevel, &users_file); });
+  for (size_t k = 0; k < partitions.size(); ++k)
+    jobs.push_back([&, k] { encoded[k] = partitions[k]->EncodePart(kPartZstdLevel); });
+  jobs.push_back([&] { AppendCompressedBlock(dicts, kPartZstdLevel, &dicts_file); });
+  std::atomic<size_t> next_job{0};
+  auto run_jobs = [&] {
+    for (size_t j; (j = next_job.fetch_add(1)) < jobs.size();) jobs[j]();
+  };
+  {
+    std::jthread helper(run_jobs);
+    run_jobs();
+  }
+  for (size_t k = 0; k < partitions.size(); ++k) {
+    int64_t partition = partitions[k]->min_time() / kPartitionMs;
+    std::string name = fmt::format("p{}-g{}-{}.seg", partition, generation, k);
+    RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/parts/" + name, encoded[k]));
+    std::string().swap(encoded[k]);
+    // Re-open from disk so that optional columns are not held decoded in memory.
+    ASSIGN_OR_RETURN(auto file, MappedFile::Open(dir_ + "/parts/" + name));
+    ASSIGN_OR_RETURN(auto segment, Segment::Decode(std::shared_ptr<const MappedFile>(std::move(file))));
+    version->parts.push_back(segment);
+    part_files.push_back(name);
+  }
+  version->memtable.clear();
+  RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/" + dict_name, dicts_file));
+  RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/" + users_name, users_file));
 
   // The manifest switch is the commit point of the checkpoint: before it, recovery
   // replays the old log; after it, the new files hold everything.
