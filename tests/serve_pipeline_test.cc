@@ -54,7 +54,8 @@ TEST(ServePipelineTest, NewPredictionTrainsThenScoresAndEveryReadAnswers) {
   // The scheduler queues the first training at once; it shows in the run list.
   json train;
   for (int i = 0; i < 200 && train.is_null(); ++i) {
-    for (const json& run : Json(c->Get("/api/v1/runs?prediction=purchase_7d"))["runs"])
+    const json runs = Json(c->Get("/api/v1/runs?prediction=purchase_7d"));
+    for (const json& run : runs["runs"])
       if (run["kind"] == "train") train = run;
     if (train.is_null()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }

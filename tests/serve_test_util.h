@@ -124,13 +124,15 @@ inline Status GenerateStore(const std::string& work_dir, const std::string& data
   sim.out_path = work_dir + "/events.ndjson";
   RETURN_IF_ERROR(sim::Generate(sim).status());
   ASSIGN_OR_RETURN(auto store, EventStore::Open(StoreOptions{.data_dir = data_dir}));
-  ASSIGN_OR_RETURN(auto txn, store->Begin());
-  FileParseOptions options;
-  options.threads = 1;
-  RETURN_IF_ERROR(ParseFile(sim.out_path, options, [&](EventBatch&& batch, std::vector<IngestError>&&) {
-                    return txn->Add(batch).status();
-                  }).status());
-  RETURN_IF_ERROR(txn->Commit());
+  {
+    ASSIGN_OR_RETURN(auto txn, store->Begin());
+    FileParseOptions options;
+    options.threads = 1;
+    RETURN_IF_ERROR(ParseFile(sim.out_path, options, [&](EventBatch&& batch, std::vector<IngestError>&&) {
+                      return txn->Add(batch).status();
+                    }).status());
+    RETURN_IF_ERROR(txn->Commit());
+  }  // the transaction holds the store's write lock until destroyed
   return store->Checkpoint();
 }
 
