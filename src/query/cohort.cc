@@ -146,12 +146,10 @@ class Evaluator {
           return Status::Ok();
         },
         parallel_));
-    auto history = reader_.user_property_history();
     for (const Target& t : targets_) {
-      auto it = std::lower_bound(history.begin(), history.end(), t.actor,
-                                 [](const UserPropertyRecord& r, ActorId a) { return r.actor < a; });
-      if (it != history.end() && it->actor == t.actor && it->time_ms < cutoff_)
-        activity_.first_seen[t.slot] = std::min(activity_.first_seen[t.slot], it->time_ms);
+      std::vector<UserPropertyRecord> records = reader_.UserPropertyHistoryOf(t.actor);
+      if (!records.empty() && records[0].time_ms < cutoff_)
+        activity_.first_seen[t.slot] = std::min(activity_.first_seen[t.slot], records[0].time_ms);
     }
     return Status::Ok();
   }
@@ -266,19 +264,17 @@ class Evaluator {
     DictId key = *reader_.property_keys().Find(filter.property);
     CompiledFilter compiled = CompiledFilter::Compile(filter, key, reader_);
     std::vector<uint8_t> out(n, compiled.Matches(nullptr) ? 1 : 0);
-    auto history = reader_.user_property_history();
     if (gather_) {
       for (size_t slot = 0; slot < n; ++slot) {
-        ActorId actor = candidates_[slot];
-        auto it = std::lower_bound(history.begin(), history.end(), actor,
-                                   [](const UserPropertyRecord& r, ActorId a) { return r.actor < a; });
+        std::vector<UserPropertyRecord> records = reader_.UserPropertyHistoryOf(candidates_[slot]);
         const StoredValue* last = nullptr;
-        for (; it != history.end() && it->actor == actor; ++it)
-          if (it->key == key && it->time_ms < cutoff_) last = &it->value;
+        for (const UserPropertyRecord& r : records)
+          if (r.key == key && r.time_ms < cutoff_) last = &r.value;
         if (last != nullptr) out[slot] = compiled.Matches(last);
       }
       return out;
     }
+    auto history = reader_.user_property_history();
     size_t i = 0;
     while (i < history.size()) {
       ActorId actor = history[i].actor;

@@ -274,8 +274,9 @@ class FeatureComputer {
     } else {
       resolved_ = reader_.ResolveIdentities(cutoff_);
       row_of_actor_ = query_internal::MakeRowMap(resolved_, rows_).row_of_actor;
+      // The gather path reads each row's own records (EventReader::UserPropertyHistoryOf).
+      history_ = reader_.user_property_history();
     }
-    history_ = reader_.user_property_history();
     ScanSpec spec;
     // Recency and tenure look at all history; everything else at the window only.
     spec.begin_ms = layout_.recency ? INT64_MIN : window_begin_;
@@ -336,8 +337,15 @@ class FeatureComputer {
       if (!RowOf(actor, r, own)) continue;
       for (const BlockActorWalk::Run& run : runs) AddRun(block.chunks[run.chunk], run, cursors[run.chunk], row);
       if (own && !l.user_properties.empty()) {
-        while (history < history_.size() && history_[history].actor < actor) ++history;
-        AddUserProperties(actor, history, row);
+        if (gather_) {
+          std::vector<UserPropertyRecord> records = reader_.UserPropertyHistoryOf(actor);
+          AddUserProperties(records, row);
+        } else {
+          while (history < history_.size() && history_[history].actor < actor) ++history;
+          size_t end = history;
+          while (end < history_.size() && history_[end].actor == actor) ++end;
+          AddUserProperties(history_.subspan(history, end - history), row);
+        }
       }
       FinishRecency(row, /*complete=*/own);
       if (own) {
@@ -433,14 +441,14 @@ class FeatureComputer {
   }
 
   // First and last value of each spec'd user property as of the cutoff, of the row's own
-  // actor (a device's anonymous properties do not carry over to its user). `at` is the
-  // actor's first history record, if any.
-  void AddUserProperties(ActorId actor, size_t at, ActorRow& row) {
+  // actor (a device's anonymous properties do not carry over to its user). `records` are
+  // the actor's history records, by time.
+  void AddUserProperties(std::span<const UserPropertyRecord> records, ActorRow& row) {
     const FeatureLayout& l = layout_;
     first_slot_.assign(l.user_properties.size(), -1);
     last_slot_.assign(l.user_properties.size(), -1);
-    for (size_t k = at; k < history_.size() && history_[k].actor == actor && history_[k].time_ms < cutoff_; ++k) {
-      const UserPropertyRecord& record = history_[k];
+    for (const UserPropertyRecord& record : records) {
+      if (record.time_ms >= cutoff_) break;
       int32_t p = record.key < l.user_property_of_key.size() ? l.user_property_of_key[record.key] : -1;
       if (p < 0) continue;
       if (record.value.kind == ValueKind::kNull) {

@@ -330,6 +330,62 @@ TEST_P(ReferenceTest, CohortOfSomeCandidatesEqualsTheWholeCohort) {
   EXPECT_EQ(*members, *active);
 }
 
+// Snapshots share the sorted logs (a sorted base and a delta of the newest commits): after
+// every commit, per-actor lookups equal the slices of the whole sorted history and links,
+// which stay sorted, and an older snapshot keeps seeing its own prefix.
+TEST_P(ReferenceTest, PerActorHistoryAndLinksEqualTheSortedLogsAfterEachCommit) {
+  TempStore store;
+  std::mt19937 rng(GetParam());
+  std::vector<std::shared_ptr<const EventReader>> snapshots;
+  std::vector<size_t> history_sizes;
+  // Enough records over the commits that the delta is folded into the base.
+  for (int commit = 0; commit < 6; ++commit) {
+    EventBatch batch;
+    for (int i = 0; i < 1500; ++i) {
+      nlohmann::json line = {{"user_id", fmt::format("user-{}", rng() % 300)},
+                             {"time", kCutoff - static_cast<int64_t>(rng() % (4 * kMsPerWeek))}};
+      if (rng() % 4 == 0) line["device_id"] = fmt::format("device-{}", rng() % 200);
+      line["identify"] = true;
+      line["user_properties"] = {{"plan", fmt::format("p{}", rng() % 5)}};
+      AddLogLine(line, kCutoff, batch);
+    }
+    ASSERT_TRUE(store.store().Append(batch).ok());
+    auto reader = store.Snapshot();
+    snapshots.push_back(reader);
+    std::span<const UserPropertyRecord> history = reader->user_property_history();
+    history_sizes.push_back(history.size());
+    for (size_t i = 1; i < history.size(); ++i)
+      ASSERT_FALSE(history[i].actor < history[i - 1].actor ||
+                   (history[i].actor == history[i - 1].actor && history[i].time_ms < history[i - 1].time_ms));
+    std::vector<ActorId> resolved = reader->ResolveIdentities(kCutoff);
+    std::span<const IdentityLink> links = reader->identity_links();
+    for (ActorId a = 0; a < reader->actors().size(); ++a) {
+      std::vector<UserPropertyRecord> slice;
+      for (const UserPropertyRecord& r : history)
+        if (r.actor == a) slice.push_back(r);
+      std::vector<UserPropertyRecord> mine = reader->UserPropertyHistoryOf(a);
+      ASSERT_EQ(mine.size(), slice.size());
+      for (size_t i = 0; i < slice.size(); ++i) {
+        EXPECT_EQ(mine[i].time_ms, slice[i].time_ms);
+        EXPECT_EQ(mine[i].value.string, slice[i].value.string);
+      }
+      std::vector<IdentityLink> device_links;
+      for (const IdentityLink& l : links)
+        if (l.device == a) device_links.push_back(l);
+      std::vector<IdentityLink> of_device = reader->LinksOfDevice(a);
+      ASSERT_EQ(of_device.size(), device_links.size());
+      for (size_t i = 0; i < device_links.size(); ++i) EXPECT_EQ(of_device[i].user, device_links[i].user);
+      EXPECT_EQ(reader->ResolveIdentity(a, kCutoff), resolved[a]);
+      std::vector<ActorId> linked;
+      for (ActorId d = 0; d < resolved.size(); ++d)
+        if (d != a && resolved[d] == a) linked.push_back(d);
+      EXPECT_EQ(reader->LinkedDevices(a, kCutoff), linked);
+    }
+  }
+  for (size_t k = 0; k < snapshots.size(); ++k)
+    EXPECT_EQ(snapshots[k]->user_property_history().size(), history_sizes[k]);
+}
+
 INSTANTIATE_TEST_SUITE_P(Seeds, ReferenceTest, ::testing::Values(1u, 2u, 3u, 4u, 5u));
 
 }  // namespace

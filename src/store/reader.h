@@ -155,6 +155,12 @@ class EventReader {
   // The devices whose events count for `user` as of `as_of_ms` (linked to it by a link
   // made before then; ResolveIdentity(device) == user), ascending.
   virtual std::vector<ActorId> LinkedDevices(ActorId user, int64_t as_of_ms) const;
+  // The identity links of one device, in identity_links() order.
+  virtual std::vector<IdentityLink> LinksOfDevice(ActorId device) const;
+  // One actor's slice of user_property_history() (sorted by time, arrival order among
+  // equal times). Per-actor paths use it: a snapshot taken right after a commit answers
+  // it without building the store's whole sorted history.
+  virtual std::vector<UserPropertyRecord> UserPropertyHistoryOf(ActorId actor) const;
 
   // One actor's events in [begin, end), in time order.
   virtual Status ScanActor(ActorId actor, int64_t begin_ms, int64_t end_ms,

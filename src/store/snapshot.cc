@@ -180,17 +180,22 @@ Status StoreSnapshot::ScanActor(ActorId actor, int64_t begin_ms, int64_t end_ms,
 
 namespace {
 
-// Sorted copies of a catalog's logs, shared by the snapshots of one store. A later
-// snapshot sees a longer prefix: its new records are sorted on their own and merged in
-// (std::merge keeps the older records first among equal keys, as a stable sort of the
-// whole prefix would).
+// Sorted copies of a catalog's logs, shared by the snapshots of one store (see
+// StoreSnapshot::Parts). A later snapshot sees a longer prefix: only its new records are
+// sorted, and merged into the small delta (std::merge keeps the older records first
+// among equal keys, as a stable sort of the whole prefix would).
+template <typename T>
+struct SortedLog {
+  size_t size = 0;  // records covered by base + delta
+  std::shared_ptr<const std::vector<T>> base = std::make_shared<const std::vector<T>>();
+  std::shared_ptr<const std::vector<T>> delta = std::make_shared<const std::vector<T>>();
+};
+
 struct LogCache {
   std::weak_ptr<const Catalog> catalog;
   const Catalog* key = nullptr;
-  size_t history_size = 0;
-  std::shared_ptr<const std::vector<UserPropertyRecord>> history;
-  size_t links_size = 0;
-  std::shared_ptr<const std::vector<IdentityLink>> links, links_by_user;
+  SortedLog<UserPropertyRecord> history;
+  SortedLog<IdentityLink> links, links_by_user;
 };
 
 std::mutex log_cache_mutex;
@@ -201,7 +206,7 @@ LogCache& LogCacheFor(const std::shared_ptr<const Catalog>& catalog) {
   std::erase_if(log_caches, [](const LogCache& c) { return c.catalog.expired(); });
   for (LogCache& c : log_caches)
     if (c.key == catalog.get()) return c;
-  log_caches.push_back(LogCache{catalog, catalog.get()});
+  log_caches.push_back(LogCache{catalog, catalog.get(), {}, {}, {}});
   return log_caches.back();
 }
 
@@ -209,26 +214,56 @@ bool HistoryBefore(const UserPropertyRecord& a, const UserPropertyRecord& b) {
   return a.actor != b.actor ? a.actor < b.actor : a.time_ms < b.time_ms;
 }
 bool LinkBefore(const IdentityLink& a, const IdentityLink& b) { return a.device < b.device; }
-bool LinkByUserBefore(const IdentityLink& a, const IdentityLink& b) {
-  return a.user != b.user ? a.user < b.user : a.device < b.device;
+bool LinkByUserBefore(const IdentityLink& a, const IdentityLink& b) { return a.user < b.user; }
+
+template <typename T, typename Before>
+std::shared_ptr<const std::vector<T>> Merged(const std::vector<T>& older, const std::vector<T>& newer, Before before) {
+  auto out = std::make_shared<std::vector<T>>();
+  out->reserve(older.size() + newer.size());
+  std::merge(older.begin(), older.end(), newer.begin(), newer.end(), std::back_inserter(*out), before);
+  return out;
 }
 
-// The first n records of `log` sorted by `before` (stable), reusing `cached` (the sorted
-// first `cached_size`) when it is a prefix.
-template <typename T, typename Log, typename Before>
-std::shared_ptr<const std::vector<T>> SortedPrefix(const Log& log, size_t n, size_t cached_size,
-                                                   const std::shared_ptr<const std::vector<T>>& cached,
-                                                   Before before) {
-  size_t from = cached && cached_size <= n ? cached_size : 0;
-  std::vector<T> fresh;
-  fresh.reserve(n - from);
-  for (size_t i = from; i < n; ++i) fresh.push_back(log[i]);
-  std::stable_sort(fresh.begin(), fresh.end(), before);
-  if (from == 0) return std::make_shared<const std::vector<T>>(std::move(fresh));
-  auto merged = std::make_shared<std::vector<T>>();
-  merged->reserve(n);
-  std::merge(cached->begin(), cached->end(), fresh.begin(), fresh.end(), std::back_inserter(*merged), before);
-  return merged;
+// Brings `log` to the first `n` records of `records` (sorted stably by `before`) and
+// returns base and delta for a snapshot of that prefix. An older prefix than the cached
+// one (a snapshot taken before the newest commit) is sorted on its own, not cached.
+template <typename T, typename Records, typename Before>
+std::pair<std::shared_ptr<const std::vector<T>>, std::shared_ptr<const std::vector<T>>> Advance(
+    SortedLog<T>& log, const Records& records, size_t n, Before before) {
+  auto sorted_range = [&](size_t from, size_t to) {
+    std::vector<T> fresh;
+    fresh.reserve(to - from);
+    for (size_t i = from; i < to; ++i) fresh.push_back(records[i]);
+    std::stable_sort(fresh.begin(), fresh.end(), before);
+    return fresh;
+  };
+  if (n < log.size)
+    return {std::make_shared<const std::vector<T>>(sorted_range(0, n)), std::make_shared<const std::vector<T>>()};
+  if (n > log.size) {
+    auto delta = Merged(*log.delta, sorted_range(log.size, n), before);
+    // Fold the delta in once it is an eighth of the base: each record is copied into a
+    // new base O(log) times, and per-actor lookups stay two binary searches.
+    if (delta->size() > std::max<size_t>(4096, log.base->size() / 8)) {
+      log.base = Merged(*log.base, *delta, before);
+      log.delta = std::make_shared<const std::vector<T>>();
+    } else {
+      log.delta = std::move(delta);
+    }
+    log.size = n;
+  }
+  return {log.base, log.delta};
+}
+
+// The records of `parts` equal to `probe` under `before`, base first (older arrivals).
+template <typename T, typename Before>
+std::vector<T> EqualIn(const std::shared_ptr<const std::vector<T>>& base, const std::shared_ptr<const std::vector<T>>& delta,
+                       const T& probe, Before before) {
+  std::vector<T> out;
+  for (const auto* part : {base.get(), delta.get()}) {
+    auto [lo, hi] = std::equal_range(part->begin(), part->end(), probe, before);
+    out.insert(out.end(), lo, hi);
+  }
+  return out;
 }
 
 // Decoded optional columns of part files, kept for gathers (GatherActors): a real-time
@@ -353,13 +388,24 @@ Status EventReader::GatherActors(std::span<const ActorId> actors, const ScanSpec
 }
 
 ActorId EventReader::ResolveIdentity(ActorId actor, int64_t as_of_ms) const {
-  std::span<const IdentityLink> links = identity_links();
-  auto [lo, hi] = std::equal_range(links.begin(), links.end(), IdentityLink{actor, 0, 0}, LinkBefore);
   ActorId owner = actor;
   // As ResolveIdentities: the last qualifying link in device order wins.
-  for (auto it = lo; it != hi; ++it)
-    if (it->time_ms < as_of_ms) owner = it->user;
+  for (const IdentityLink& link : LinksOfDevice(actor))
+    if (link.time_ms < as_of_ms) owner = link.user;
   return owner;
+}
+
+std::vector<IdentityLink> EventReader::LinksOfDevice(ActorId device) const {
+  std::span<const IdentityLink> links = identity_links();
+  auto [lo, hi] = std::equal_range(links.begin(), links.end(), IdentityLink{device, 0, 0}, LinkBefore);
+  return {lo, hi};
+}
+
+std::vector<UserPropertyRecord> EventReader::UserPropertyHistoryOf(ActorId actor) const {
+  std::span<const UserPropertyRecord> history = user_property_history();
+  auto [lo, hi] = std::equal_range(history.begin(), history.end(), UserPropertyRecord{actor, 0, 0, {}},
+                                   [](const UserPropertyRecord& a, const UserPropertyRecord& b) { return a.actor < b.actor; });
+  return {lo, hi};
 }
 
 std::vector<ActorId> EventReader::LinkedDevices(ActorId user, int64_t as_of_ms) const {
@@ -372,15 +418,43 @@ std::vector<ActorId> EventReader::LinkedDevices(ActorId user, int64_t as_of_ms) 
   return out;
 }
 
+void StoreSnapshot::LoadParts() const {
+  std::call_once(parts_once_, [&] {
+    std::lock_guard lock(log_cache_mutex);
+    LogCache& cache = LogCacheFor(catalog_);
+    std::tie(history_parts_.base, history_parts_.delta) =
+        Advance(cache.history, catalog_->history, version_->history_size, HistoryBefore);
+    std::tie(links_parts_.base, links_parts_.delta) =
+        Advance(cache.links, catalog_->links, version_->links_size, LinkBefore);
+    std::tie(links_by_user_parts_.base, links_by_user_parts_.delta) =
+        Advance(cache.links_by_user, catalog_->links, version_->links_size, LinkByUserBefore);
+  });
+}
+
+std::vector<IdentityLink> StoreSnapshot::LinksOfDevice(ActorId device) const {
+  LoadParts();
+  return EqualIn(links_parts_.base, links_parts_.delta, IdentityLink{device, 0, 0}, LinkBefore);
+}
+
+std::vector<UserPropertyRecord> StoreSnapshot::UserPropertyHistoryOf(ActorId actor) const {
+  LoadParts();
+  auto by_actor = [](const UserPropertyRecord& a, const UserPropertyRecord& b) { return a.actor < b.actor; };
+  std::vector<UserPropertyRecord> out =
+      EqualIn(history_parts_.base, history_parts_.delta, UserPropertyRecord{actor, 0, 0, {}}, by_actor);
+  // Base records arrived before delta records: a stable sort by time keeps that order.
+  std::stable_sort(out.begin(), out.end(), HistoryBefore);
+  return out;
+}
+
 std::vector<ActorId> StoreSnapshot::LinkedDevices(ActorId user, int64_t as_of_ms) const {
-  identity_links();  // builds links_by_user_ too
+  LoadParts();
   std::vector<ActorId> out;
-  auto [lo, hi] = std::equal_range(links_by_user_->begin(), links_by_user_->end(), IdentityLink{0, user, 0},
-                                   [](const IdentityLink& a, const IdentityLink& b) { return a.user < b.user; });
-  for (auto it = lo; it != hi; ++it)
-    if (it->time_ms < as_of_ms && (out.empty() || out.back() != it->device) &&
-        ResolveIdentity(it->device, as_of_ms) == user)
-      out.push_back(it->device);
+  for (const IdentityLink& link :
+       EqualIn(links_by_user_parts_.base, links_by_user_parts_.delta, IdentityLink{0, user, 0}, LinkByUserBefore))
+    if (link.time_ms < as_of_ms) out.push_back(link.device);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  std::erase_if(out, [&](ActorId device) { return ResolveIdentity(device, as_of_ms) != user; });
   return out;
 }
 
@@ -465,41 +539,18 @@ Status StoreSnapshot::GatherActors(std::span<const ActorId> actors, const ScanSp
 
 std::span<const UserPropertyRecord> StoreSnapshot::user_property_history() const {
   std::call_once(history_once_, [&] {
-    std::lock_guard lock(log_cache_mutex);
-    LogCache& cache = LogCacheFor(catalog_);
-    size_t n = version_->history_size;
-    if (cache.history && cache.history_size == n) {
-      history_ = cache.history;
-      return;
-    }
-    history_ = SortedPrefix<UserPropertyRecord>(catalog_->history, n, cache.history_size, cache.history, HistoryBefore);
-    if (n >= cache.history_size) {  // an older snapshot's prefix is not worth keeping
-      cache.history = history_;
-      cache.history_size = n;
-    }
+    LoadParts();
+    history_ = history_parts_.delta->empty() ? history_parts_.base
+                                             : Merged(*history_parts_.base, *history_parts_.delta, HistoryBefore);
   });
   return *history_;
 }
 
 std::span<const IdentityLink> StoreSnapshot::identity_links() const {
   std::call_once(links_once_, [&] {
-    std::lock_guard lock(log_cache_mutex);
-    LogCache& cache = LogCacheFor(catalog_);
-    size_t n = version_->links_size;
-    if (cache.links && cache.links_size == n) {
-      links_ = cache.links;
-      links_by_user_ = cache.links_by_user;
-      return;
-    }
-    links_ = SortedPrefix<IdentityLink>(catalog_->links, n, cache.links_size, cache.links, LinkBefore);
-    auto by_user = std::make_shared<std::vector<IdentityLink>>(*links_);
-    std::sort(by_user->begin(), by_user->end(), LinkByUserBefore);
-    links_by_user_ = std::move(by_user);
-    if (n >= cache.links_size) {
-      cache.links = links_;
-      cache.links_by_user = links_by_user_;
-      cache.links_size = n;
-    }
+    LoadParts();
+    links_ = links_parts_.delta->empty() ? links_parts_.base
+                                         : Merged(*links_parts_.base, *links_parts_.delta, LinkBefore);
   });
   return *links_;
 }

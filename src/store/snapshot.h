@@ -32,6 +32,8 @@ class StoreSnapshot final : public EventReader {
   Status GatherActors(std::span<const ActorId> actors, const ScanSpec& spec,
                       const std::function<Status(const ActorBlock&)>& visit, bool parallel) const override;
   std::vector<ActorId> LinkedDevices(ActorId user, int64_t as_of_ms) const override;
+  std::vector<IdentityLink> LinksOfDevice(ActorId device) const override;
+  std::vector<UserPropertyRecord> UserPropertyHistoryOf(ActorId actor) const override;
   std::span<const UserPropertyRecord> user_property_history() const override;
   std::span<const IdentityLink> identity_links() const override;
 
@@ -56,11 +58,21 @@ class StoreSnapshot final : public EventReader {
   std::shared_ptr<const Version> version_;
   DictionarySnapshot actors_, event_types_, property_keys_, string_values_;
   int64_t min_time_ = INT64_MAX, max_time_ = INT64_MIN;
-  // Sorted copies of the catalog's append-only logs, built on first use (or shared with
-  // an earlier snapshot of the same prefix).
-  mutable std::once_flag history_once_, links_once_;
+  // The catalog's append-only logs sorted, shared with the other snapshots of the store:
+  // a large sorted base and a small sorted delta of the newest records (a commit sorts only
+  // its own records into the delta; the delta is folded into the base when it grows past
+  // an eighth of it). Per-actor lookups read both; the whole sorted span
+  // (user_property_history(), identity_links()) is merged on first use.
+  template <typename T>
+  struct Parts {
+    std::shared_ptr<const std::vector<T>> base, delta;
+  };
+  void LoadParts() const;
+  mutable std::once_flag parts_once_, history_once_, links_once_;
+  mutable Parts<UserPropertyRecord> history_parts_;
+  mutable Parts<IdentityLink> links_parts_, links_by_user_parts_;
   mutable std::shared_ptr<const std::vector<UserPropertyRecord>> history_;
-  mutable std::shared_ptr<const std::vector<IdentityLink>> links_, links_by_user_;
+  mutable std::shared_ptr<const std::vector<IdentityLink>> links_;
 };
 
 }  // namespace sibyl
