@@ -92,13 +92,18 @@ int main(int argc, char** argv) {
   t1.Print("full run");
   std::printf("  %zu users; stages %s\n", run.scores.size(), run.record["seconds"].dump().c_str());
 
+  // The first hourly run of a process decodes the property and session columns of the
+  // parts it gathers from; a resident scheduler keeps them, so the second run is its
+  // steady state.
   scoring::ScoreRequest hourly = full;
   hourly.active_within_ms = active_within_ms;
-  Timer t2;
-  auto active = OrDie(scoring::RunScoring(registry, *store, name, hourly));
-  t2.Print("hourly run");
-  std::printf("  %zu users active within %lld ms; stages %s\n", active.scores.size(),
-              static_cast<long long>(active_within_ms), active.record["seconds"].dump().c_str());
+  for (const char* what : {"hourly run (first in process)", "hourly run (again)"}) {
+    Timer t2;
+    auto active = OrDie(scoring::RunScoring(registry, *store, name, hourly));
+    t2.Print(what);
+    std::printf("  %zu users active within %lld ms; stages %s\n", active.scores.size(),
+                static_cast<long long>(active_within_ms), active.record["seconds"].dump().c_str());
+  }
 
   scoring::ScoringModel model = OrDie(scoring::LoadScoringModel(registry, name));
   auto quantiles = run.record.contains("quantiles") ? run.record["quantiles"].get<std::vector<double>>()
