@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
   Timer t1;
   auto run = OrDie(scoring::RunScoring(registry, *store, name, full));
   t1.Print("full run");
-  std::printf("  %zu users; stages %s\n", run.scores.size(), run.record["seconds"].dump().c_str());
+  std::printf("  %zu users; stages (wall) %s\n  stages (cpu) %s\n", run.scores.size(), run.record["seconds"].dump().c_str(),
+              run.record["cpu_seconds"].dump().c_str());
 
   // The first hourly run of a process decodes the property and session columns of the
   // parts it gathers from; a resident scheduler keeps them, so the second run is its
@@ -101,8 +102,9 @@ int main(int argc, char** argv) {
     Timer t2;
     auto active = OrDie(scoring::RunScoring(registry, *store, name, hourly));
     t2.Print(what);
-    std::printf("  %zu users active within %lld ms; stages %s\n", active.scores.size(),
-                static_cast<long long>(active_within_ms), active.record["seconds"].dump().c_str());
+    std::printf("  %zu users active within %lld ms; stages (wall) %s\n  stages (cpu) %s\n", active.scores.size(),
+                static_cast<long long>(active_within_ms), active.record["seconds"].dump().c_str(),
+                active.record["cpu_seconds"].dump().c_str());
   }
 
   scoring::ScoringModel model = OrDie(scoring::LoadScoringModel(registry, name));

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <numeric>
 
+#include <sys/resource.h>
+
 #include <fmt/format.h>
 
 #include "common/file.h"
@@ -24,17 +26,30 @@ constexpr size_t kDriftSampleRows = 50'000;
 constexpr int kDriftBins = 10;
 constexpr double kDriftThreshold = 0.2;
 
+// Wall time per stage, and the process's CPU time (user + system, every thread) over the
+// same stage: on a shared machine the wall time moves with everyone else's load.
 class Stopwatch {
  public:
   double Lap() {
     auto now = std::chrono::steady_clock::now();
     double s = std::chrono::duration<double>(now - last_).count();
     last_ = now;
+    double cpu = ProcessCpuSeconds();
+    cpu_lap_ = cpu - last_cpu_;
+    last_cpu_ = cpu;
     return s;
   }
+  double cpu_lap() const { return cpu_lap_; }
 
  private:
+  static double ProcessCpuSeconds() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+           static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+  }
   std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+  double last_cpu_ = ProcessCpuSeconds(), cpu_lap_ = 0;
 };
 
 std::string RunsDir(const pipeline::PredictionRegistry& registry, const std::string& name) {
@@ -84,7 +99,7 @@ struct Sample {
 struct BlockScores {
   std::vector<ActorId> actors;
   std::vector<double> scores, margins;
-  double features_seconds = 0, model_seconds = 0;
+  double features_seconds = 0, model_seconds = 0, features_cpu = 0, model_cpu = 0;
 };
 
 Result<BlockScores> ScoreUsers(const QueryEngine& engine, const ScoringModel& model, const UserSet& users,
@@ -98,6 +113,7 @@ Result<BlockScores> ScoreUsers(const QueryEngine& engine, const ScoringModel& mo
     Stopwatch watch;
     ASSIGN_OR_RETURN(SparseFeatureMatrix matrix, engine.SparseFeatures(model.spec, users.cutoff_ms, block));
     out.features_seconds += watch.Lap();
+    out.features_cpu += watch.cpu_lap();
     if (sample) {
       // The drift sample's rows, made dense one at a time.
       std::vector<float> dense;
@@ -110,6 +126,7 @@ Result<BlockScores> ScoreUsers(const QueryEngine& engine, const ScoringModel& mo
     watch.Lap();
     ASSIGN_OR_RETURN(ScoredRows scored, ScoreMatrix(model, matrix));
     out.model_seconds += watch.Lap();
+    out.model_cpu += watch.cpu_lap();
     out.actors.insert(out.actors.end(), matrix.actors.begin(), matrix.actors.end());
     out.scores.insert(out.scores.end(), scored.scores.begin(), scored.scores.end());
     out.margins.insert(out.margins.end(), scored.margins.begin(), scored.margins.end());
@@ -293,12 +310,13 @@ Result<nlohmann::json> LatestFullRun(const pipeline::PredictionRegistry& registr
 Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, EventStore& store,
                                   const std::string& name, const ScoreRequest& request) {
   Stopwatch total, watch;
-  nlohmann::json timings = nlohmann::json::object();
+  nlohmann::json timings = nlohmann::json::object(), cpu = nlohmann::json::object();
   ASSIGN_OR_RETURN(ScoringModel model, LoadScoringModel(registry, name, request.version));
   std::shared_ptr<const EventReader> reader = store.Snapshot();
   const int64_t cutoff = request.as_of_ms ? FloorHour(*request.as_of_ms) : DefaultScoringCutoff(*reader);
   auto engine = MakeEmbeddedQueryEngine(reader, request.parallel);
   timings["load"] = watch.Lap();
+  cpu["load"] = watch.cpu_lap();
 
   const bool full = !request.active_within_ms.has_value();
   nlohmann::json reference_run;
@@ -329,6 +347,7 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
     ASSIGN_OR_RETURN(users.actors, EvaluateCohortFor(*reader, cohort, cutoff, active, request.parallel));
   }
   timings["cohort"] = watch.Lap();
+  cpu["cohort"] = watch.cpu_lap();
 
   Sample sample;
   const bool drift = full && request.drift;
@@ -336,6 +355,8 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
                                                   StrideFor(users.actors.size()), drift ? &sample : nullptr));
   timings["features"] = scored.features_seconds;
   timings["model"] = scored.model_seconds;
+  cpu["features"] = scored.features_cpu;
+  cpu["model"] = scored.model_cpu;
   watch.Lap();
 
   ScoreRunResult result;
@@ -345,11 +366,13 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
   result.user_ids = engine->UserIds(UserSet{cutoff, scored.actors});
   result.scores = std::move(scored.scores);
   timings["percentiles"] = watch.Lap();
+  cpu["percentiles"] = watch.cpu_lap();
 
   if (request.write_back) {
     RETURN_IF_ERROR(WriteBack(store, name, model.version, cutoff, result.user_ids, result.scores, result.percentiles));
   }
   timings["write_back"] = watch.Lap();
+  cpu["write_back"] = watch.cpu_lap();
 
   nlohmann::json& r = result.record;
   r = {{"prediction", name},
@@ -372,9 +395,12 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
     double mean = r["score_summary"].value("mean", 0.0);
     r["drift"] = CompareWithReference(reference, model, sample, mean);
     timings["drift"] = watch.Lap();
+    cpu["drift"] = watch.cpu_lap();
   }
   timings["total"] = total.Lap();
+  cpu["total"] = total.cpu_lap();
   r["seconds"] = timings;
+  r["cpu_seconds"] = cpu;
   if (request.write_back) {
     ASSIGN_OR_RETURN(result.run_file, NextRunFile(RunsDir(registry, name)));
     RETURN_IF_ERROR(WriteFileAtomic(result.run_file, r.dump(1)));
