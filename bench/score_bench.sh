@@ -6,6 +6,9 @@
 # printing each run's stage times and peak RSS. Figures in docs/BENCHMARKS.md ("Scoring").
 #   bench/score_bench.sh [USERS] [DAYS] [DIR]     (defaults: 100000 70 /tmp/sibyl-score-bench)
 #   SIBYL=build-score/sibyl bench/score_bench.sh  (which binary; default build/sibyl)
+#   SCORING_BENCH=build-qperf/bench/scoring_bench  also runs the in-process bench on the store
+#   (full, hourly twice, real-time latency; CPU seconds per stage), e.g. on a 1M-user store:
+#   build-qperf/bench/scoring_bench --data DIR --prediction NAME --requests 2000
 set -euo pipefail
 users=${1:-100000}
 days=${2:-70}
@@ -30,3 +33,7 @@ run
 run
 run --active-within 1h
 run --active-within 24h
+if [[ -n "${SCORING_BENCH:-}" ]]; then
+  echo "== scoring_bench (in process)"
+  "$SCORING_BENCH" --data "$dir/data" --prediction purchase_7d
+fi
