@@ -39,3 +39,23 @@ head -4 "$work/purchase_7d_top20.csv"
 top_user=$(sed -n 2p "$work/purchase_7d_top20.csv" | cut -d, -f1)
 $sibyl --data "$work/data" explain purchase_7d "$top_user"
 $sibyl --data "$work/data" forecast purchase_7d
+echo "== serve: HTTP ingest, real-time score, then a graceful stop (docs/SERVER.md)"
+export SIBYL_ADMIN_KEY=demo-admin-key-0001 SIBYL_INGEST_KEYS=demo-ingest-key-0001
+$sibyl --data "$work/data" serve --port 0 2> "$work/serve.log" &
+server=$!
+port=""
+for _ in $(seq 1 100); do
+  port=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\)/.*|\1|p' "$work/serve.log" | head -1)
+  [ -n "$port" ] && break
+  sleep 0.1
+done
+[ -n "$port" ] || { echo "serve did not start:" >&2; cat "$work/serve.log" >&2; kill "$server"; exit 1; }
+curl -sf "http://127.0.0.1:$port/healthz"; echo
+now=$(($(date +%s) * 1000))
+curl -sf "http://127.0.0.1:$port/2/httpapi" -d '{"api_key":"demo-ingest-key-0001","events":[
+  {"user_id":"'"$top_user"'","event_type":"View Item","time":'"$now"',"insert_id":"demo-'"$now"'"}]}'; echo
+curl -sf -H "Authorization: Bearer demo-admin-key-0001" \
+  "http://127.0.0.1:$port/api/v1/predictions/purchase_7d/users/$top_user/score"; echo
+kill -TERM "$server"
+wait "$server"
+echo "server stopped cleanly; web page and API while it runs: docs/SERVER.md"
