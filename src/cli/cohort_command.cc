@@ -25,17 +25,6 @@ struct CohortFlags {
   std::string out;
 };
 
-// "20%" -> {20, true}; "500" -> {500, false}.
-Result<std::pair<double, bool>> ParseAmount(const std::string& flag, const std::string& text) {
-  bool percent = !text.empty() && text.back() == '%';
-  std::string digits = percent ? text.substr(0, text.size() - 1) : text;
-  char* end = nullptr;
-  double v = std::strtod(digits.c_str(), &end);
-  if (digits.empty() || *end != '\0' || v < 0 || (percent && v > 100))
-    return InvalidArgument("{} \"{}\": use a percentage (\"20%\") or a number of users (\"500\")", flag, text);
-  return std::make_pair(v, percent);
-}
-
 std::string CsvField(const std::string& s) {
   if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
   std::string out = "\"";
@@ -58,7 +47,7 @@ void RunCohort(const GlobalOptions& global, const CohortFlags& flags) {
   selection.min_score = flags.min_score;
   if (!flags.top.empty() || !flags.bottom.empty()) {
     bool top = !flags.top.empty();
-    auto [amount, percent] = Check(ParseAmount(top ? "--top" : "--bottom", top ? flags.top : flags.bottom));
+    auto [amount, percent] = Check(scoring::ParseCohortAmount(top ? "--top" : "--bottom", top ? flags.top : flags.bottom));
     if (percent) (top ? selection.top_percent : selection.bottom_percent) = amount;
     else (top ? selection.top_count : selection.bottom_count) = static_cast<size_t>(amount);
   }

@@ -27,19 +27,12 @@ void RunExplain(const GlobalOptions& global, const ExplainFlags& flags) {
   scoring::ScoringModel model = Check(scoring::LoadScoringModel(registry, flags.name));
   auto store = Check(EventStore::Open(StoreOptions{.data_dir = global.data_dir, .read_only = true}));
   auto reader = store->Snapshot();
-  // Percentiles on the scale of the newest full run of this version, and by default its T,
-  // so the explanation matches the written-back score; without one, the store's cutoff.
-  int64_t cutoff = scoring::DefaultScoringCutoff(*reader);
+  // Percentiles on the scale of the newest full run of this version; the cutoff matches
+  // the user's written-back score (scoring::ExplanationCutoff) unless --as-of is given.
+  int64_t cutoff = scoring::ExplanationCutoff(registry, *reader, model, flags.user);
   std::vector<double> quantiles;
-  auto full = scoring::LatestFullRun(registry, flags.name, model.version);
-  if (full.ok()) {
-    cutoff = (*full)["cutoff_ms"].get<int64_t>();
+  if (auto full = scoring::LatestFullRun(registry, flags.name, model.version); full.ok())
     quantiles = (*full)["quantiles"].get<std::vector<double>>();
-  }
-  // The user's own written score wins: an hourly run may have scored them after the
-  // last full run, and its T is the one their score holds at.
-  for (const scoring::WrittenScore& w : scoring::ReadWrittenScores(*reader, flags.name))
-    if (w.user_id == flags.user && w.version == model.version) cutoff = w.cutoff_ms;
   if (!flags.as_of.empty()) cutoff = FloorHour(Check(ParseTime(flags.as_of)));
   scoring::UserScore user = Check(scoring::ScoreUser(*reader, model, flags.user, cutoff, quantiles));
   scoring::Explanation e = Check(scoring::Explain(model, std::move(user), static_cast<size_t>(flags.reasons)));

@@ -1,6 +1,7 @@
 #include "scoring/cohort_export.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace sibyl::scoring {
 
@@ -23,6 +24,16 @@ std::vector<WrittenScore> SelectCohort(std::vector<WrittenScore> scores, const C
     out.push_back(std::move(w));
   }
   return out;
+}
+
+Result<std::pair<double, bool>> ParseCohortAmount(std::string_view what, const std::string& text) {
+  const bool percent = !text.empty() && text.back() == '%';
+  const std::string digits = percent ? text.substr(0, text.size() - 1) : text;
+  char* end = nullptr;
+  const double v = std::strtod(digits.c_str(), &end);
+  if (digits.empty() || *end != '\0' || !(v >= 0) || (percent && v > 100))
+    return InvalidArgument("{} \"{}\": use a percentage (\"20%\") or a number of users (\"500\")", what, text);
+  return std::make_pair(v, percent);
 }
 
 }  // namespace sibyl::scoring

@@ -4,8 +4,12 @@
 
 #include <cstddef>
 #include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
+#include "common/status.h"
 #include "scoring/scoring.h"
 
 namespace sibyl::scoring {
@@ -18,6 +22,10 @@ struct CohortSelection {
   std::optional<size_t> bottom_count;
   double min_score = -1e300;
 };
+
+// A cohort size as users write it: "20%" -> {20, true} (a percentage), "500" -> {500,
+// false} (a number of users). `what` names the flag or parameter in the error.
+Result<std::pair<double, bool>> ParseCohortAmount(std::string_view what, const std::string& text);
 
 // The selected users, best first (score, then percentile, then user id, descending score
 // and percentile); bottom selections worst first.

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "pipeline/feature_words.h"
+#include "scoring/score_run.h"
 
 namespace sibyl::scoring {
 
@@ -81,6 +82,16 @@ Forecast ForecastFromProbabilities(std::span<const double> p) {
 nlohmann::json ToJson(const Forecast& f) {
   return {{"users", f.users},   {"expected", f.expected}, {"stddev", f.stddev},
           {"interval_90", {f.low90, f.high90}}, {"interval_95", {f.low95, f.high95}}};
+}
+
+int64_t ExplanationCutoff(const pipeline::PredictionRegistry& registry, const EventReader& reader,
+                          const ScoringModel& model, const std::string& user_id) {
+  int64_t cutoff = DefaultScoringCutoff(reader);
+  if (auto full = LatestFullRun(registry, model.name, model.version); full.ok())
+    cutoff = (*full)["cutoff_ms"].get<int64_t>();
+  for (const WrittenScore& w : ReadWrittenScores(reader, model.name))
+    if (w.user_id == user_id && w.version == model.version) cutoff = w.cutoff_ms;
+  return cutoff;
 }
 
 }  // namespace sibyl::scoring

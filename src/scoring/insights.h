@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
+#include "pipeline/registry.h"
 #include "scoring/scoring.h"
 
 namespace sibyl::scoring {
@@ -31,6 +32,13 @@ struct Explanation {
 // Per-user contributions of `user.features` split into the strongest reasons each way.
 Result<Explanation> Explain(const ScoringModel& model, UserScore user, size_t count = 3);
 nlohmann::json ToJson(const Explanation& e);
+
+// The cutoff an explanation of `user_id` uses by default, so that it matches the score the
+// user holds: the T of the user's own written score of this version (an hourly run may
+// have scored them after the last full run), else of the newest full run of the version,
+// else the store's default scoring cutoff.
+int64_t ExplanationCutoff(const pipeline::PredictionRegistry& registry, const EventReader& reader,
+                          const ScoringModel& model, const std::string& user_id);
 
 struct Forecast {
   size_t users = 0;

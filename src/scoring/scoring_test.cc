@@ -37,6 +37,7 @@ class ScoringTest : public ::testing::Test {
     request.parallel_queries = false;
     request.ml.train_linear = false;
     request.ml.train_random_forest = false;
+    request.set.stack = 0;  // one cutoff: these tests are about scoring, not training
     auto trained = pipeline::TrainPrediction(registry, *store_->Snapshot(), definition, request);
     ASSERT_TRUE(trained.ok()) << trained.status().ToString();
   }
@@ -56,6 +57,21 @@ class ScoringTest : public ::testing::Test {
   static GeneratedStore* store_;
 };
 GeneratedStore* ScoringTest::store_ = nullptr;
+
+TEST(CohortAmountTest, PercentagesAndCountsParseAndNonsenseIsRefusedByName) {
+  auto percent = ParseCohortAmount("--top", "20%");
+  ASSERT_TRUE(percent.ok());
+  EXPECT_EQ(*percent, std::make_pair(20.0, true));
+  auto count = ParseCohortAmount("--top", "500");
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, std::make_pair(500.0, false));
+  for (const char* bad : {"", "%", "101%", "-5", "20x", "nan"}) {
+    auto r = ParseCohortAmount("--bottom", bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("--bottom"), std::string::npos) << r.status().message();
+  }
+}
 
 TEST_F(ScoringTest, BatchActiveOnlyAndSingleUserScoresAreIdentical) {
   auto reader = store_->Snapshot();

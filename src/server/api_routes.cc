@@ -110,17 +110,6 @@ Result<int64_t> IntParam(const Request& req, const char* name, int64_t fallback,
   return static_cast<int64_t>(v);
 }
 
-// "20%" -> {20, true}; "500" -> {500, false} (as `sibyl cohort --top`).
-Result<std::pair<double, bool>> ParseAmount(const std::string& flag, const std::string& text) {
-  bool percent = !text.empty() && text.back() == '%';
-  std::string digits = percent ? text.substr(0, text.size() - 1) : text;
-  char* end = nullptr;
-  double v = std::strtod(digits.c_str(), &end);
-  if (digits.empty() || *end != '\0' || v < 0 || (percent && v > 100))
-    return InvalidArgument("{}=\"{}\": use a percentage (\"20%\") or a number of users (\"500\")", flag, text);
-  return std::make_pair(v, percent);
-}
-
 nlohmann::json ValueJson(const EventReader& reader, const StoredValue& v) {
   switch (v.kind) {
     case ValueKind::kNull: return nullptr;
@@ -288,13 +277,8 @@ class Api {
     if (!model.ok()) return SendStatus(res, model.status());
     const scoring::ScoringModel& m = *(*model)->model;
     auto reader = ctx_.store->Snapshot();
-    // As `sibyl explain`: the T of the user's written score of this version, else of the
-    // newest full run, else the store's cutoff; ?as_of= overrides.
-    int64_t cutoff = scoring::DefaultScoringCutoff(*reader);
-    auto full = scoring::LatestFullRun(ctx_.registry, name, m.version);
-    if (full.ok()) cutoff = (*full)["cutoff_ms"].get<int64_t>();
-    for (const scoring::WrittenScore& w : scoring::ReadWrittenScores(*reader, name))
-      if (w.user_id == user && w.version == m.version) cutoff = w.cutoff_ms;
+    // As `sibyl explain`: the cutoff of the user's written score; ?as_of= overrides.
+    int64_t cutoff = scoring::ExplanationCutoff(ctx_.registry, *reader, m, user);
     if (req.has_param("as_of")) {
       auto t = ParseTime(req.get_param_value("as_of"));
       if (!t.ok()) return SendStatus(res, t.status());
@@ -321,7 +305,7 @@ class Api {
     const std::string top = Param(req, "top"), bottom = Param(req, "bottom");
     if (!top.empty() && !bottom.empty()) return SendError(res, 400, "invalid_argument", "give top or bottom, not both");
     if (!top.empty() || !bottom.empty()) {
-      auto amount = ParseAmount(top.empty() ? "bottom" : "top", top.empty() ? bottom : top);
+      auto amount = scoring::ParseCohortAmount(top.empty() ? "bottom" : "top", top.empty() ? bottom : top);
       if (!amount.ok()) return SendStatus(res, amount.status());
       auto [v, percent] = *amount;
       if (percent) (top.empty() ? selection.bottom_percent : selection.top_percent) = v;
