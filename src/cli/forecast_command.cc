@@ -21,28 +21,13 @@ void RunForecast(const GlobalOptions& global, const std::string& name) {
   pipeline::PredictionDefinition definition = Check(registry.Get(name));
   auto store = Check(EventStore::Open(StoreOptions{.data_dir = global.data_dir, .read_only = true}));
   auto reader = store->Snapshot();
-  std::vector<scoring::WrittenScore> written = scoring::ReadWrittenScores(*reader, name);
-  if (written.empty()) Check(FailedPrecondition("no scores of {} in the store yet: run `sibyl score {}` first", name, name));
-  std::vector<double> p;
-  p.reserve(written.size());
-  int64_t newest = 0;
-  for (const auto& w : written) {
-    p.push_back(w.score);
-    newest = std::max(newest, w.cutoff_ms);
-  }
-  scoring::Forecast f = scoring::ForecastFromProbabilities(p);
+  const auto written = scoring::ForecastFromWrittenScores(*reader, name);
+  if (!written) Check(FailedPrecondition("no scores of {} in the store yet: run `sibyl score {}` first", name, name));
+  const scoring::Forecast& f = written->forecast;
+  const int64_t newest = written->scores_as_of_ms;
   const bool revenue = definition.kind == pipeline::PredictionKind::kRevenue;
   if (global.json) {
-    nlohmann::json j = scoring::ToJson(f);
-    j["prediction"] = name;
-    j["horizon_days"] = definition.horizon_days;
-    j["scores_as_of"] = FormatTime(newest);
-    if (revenue) {
-      j["expected_revenue"] = f.expected;
-      j.erase("interval_90");
-      j.erase("interval_95");
-      j.erase("stddev");
-    }
+    nlohmann::json j = scoring::ToJson(*written, definition);
     std::printf("%s\n", j.dump().c_str());
     return;
   }

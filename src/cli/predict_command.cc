@@ -188,29 +188,16 @@ void RunShow(const GlobalOptions& global, const ShowFlags& flags) {
   std::optional<pipeline::LoadedVersion> loaded;
   if (version) {
     loaded = Check(pipeline::LoadVersion(registry, flags.name, version));
-    const bool regression = loaded->bundle.task == ml::TaskKind::kRegression;
-    nlohmann::json drivers = nlohmann::json::array();
-    for (const ml::Driver& d : loaded->bundle.drivers) {
-      drivers.push_back({{"feature", d.feature}, {"words", pipeline::DescribeFeature(d.feature)},
-                         {"importance", d.importance}, {"direction", d.direction},
-                         {"direction_words", pipeline::DescribeDirection(d.direction, regression)}});
-    }
     out["shown_version"] = version;
     out["summary"] = loaded->summary;
-    out["drivers"] = drivers;
+    out["drivers"] = pipeline::DriversJson(loaded->bundle);
     out["candidates"] = loaded->bundle.candidates;
   }
   if (!flags.html.empty()) {
     if (!loaded) throw CommandFailed(FailedPrecondition("prediction \"{}\" has no trained version yet: sibyl train {}",
                                                         flags.name, flags.name));
-    ml::ReportInput input;
-    input.title = fmt::format("{} (version {}): {}", flags.name, version, pipeline::DescribeDefinition(definition));
-    input.task = loaded->bundle.task;
-    input.predictions = loaded->holdout_predictions;
-    input.labels = loaded->holdout_labels;
-    input.drivers = loaded->bundle.drivers;
-    for (ml::Driver& d : input.drivers) d.feature = pipeline::DescribeFeature(d.feature);
-    input.candidates = loaded->bundle.candidates;
+    const ml::ReportInput input = pipeline::ReportInputOf(
+        *loaded, fmt::format("{} (version {}): {}", flags.name, version, pipeline::DescribeDefinition(definition)));
     Check(WriteFileAtomic(flags.html, ml::RenderReportHtml(input)));
     out["html"] = flags.html;
   }

@@ -10,6 +10,7 @@
 
 #include "common/file.h"
 #include "common/time.h"
+#include "pipeline/feature_words.h"
 #include "query/query_engine.h"
 
 namespace sibyl::pipeline {
@@ -224,6 +225,29 @@ Result<FeatureSpec> SpecOf(const ml::ModelBundle& bundle) {
   auto it = bundle.extra.find("feature_spec");
   if (it == bundle.extra.end()) return Corruption("the model has no feature spec in extra.json");
   return FeatureSpecFromJson(*it);
+}
+
+nlohmann::json DriversJson(const ml::ModelBundle& bundle) {
+  const bool regression = bundle.task == ml::TaskKind::kRegression;
+  nlohmann::json drivers = nlohmann::json::array();
+  for (const ml::Driver& d : bundle.drivers) {
+    drivers.push_back({{"feature", d.feature}, {"words", DescribeFeature(d.feature)},
+                       {"importance", d.importance}, {"direction", d.direction},
+                       {"direction_words", DescribeDirection(d.direction, regression)}});
+  }
+  return drivers;
+}
+
+ml::ReportInput ReportInputOf(const LoadedVersion& loaded, std::string title) {
+  ml::ReportInput input;
+  input.title = std::move(title);
+  input.task = loaded.bundle.task;
+  input.predictions = loaded.holdout_predictions;
+  input.labels = loaded.holdout_labels;
+  input.drivers = loaded.bundle.drivers;
+  for (ml::Driver& d : input.drivers) d.feature = DescribeFeature(d.feature);
+  input.candidates = loaded.bundle.candidates;
+  return input;
 }
 
 }  // namespace sibyl::pipeline

@@ -22,6 +22,7 @@
 
 #include "common/status.h"
 #include "ml/bundle.h"
+#include "ml/report_html.h"
 #include "ml/trainer.h"
 #include "pipeline/prediction.h"
 #include "pipeline/registry.h"
@@ -82,6 +83,13 @@ struct LoadedVersion {
   std::vector<double> holdout_predictions;
   std::vector<float> holdout_labels;
 };
+// The drivers of a bundle as JSON rows: feature, words, importance, direction,
+// direction_words (what `predict show --json` and the API print).
+nlohmann::json DriversJson(const ml::ModelBundle& bundle);
+
+// The report page's input for a loaded version, drivers in plain words.
+ml::ReportInput ReportInputOf(const LoadedVersion& loaded, std::string title);
+
 Result<LoadedVersion> LoadVersion(const PredictionRegistry& registry, const std::string& name, int version);
 
 // The feature spec saved with a bundle.

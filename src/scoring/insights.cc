@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "common/time.h"
 #include "pipeline/feature_words.h"
 #include "scoring/score_run.h"
 
@@ -92,6 +93,34 @@ int64_t ExplanationCutoff(const pipeline::PredictionRegistry& registry, const Ev
   for (const WrittenScore& w : ReadWrittenScores(reader, model.name))
     if (w.user_id == user_id && w.version == model.version) cutoff = w.cutoff_ms;
   return cutoff;
+}
+
+std::optional<WrittenForecast> ForecastFromWrittenScores(const EventReader& reader, const std::string& name) {
+  const std::vector<WrittenScore> written = ReadWrittenScores(reader, name);
+  if (written.empty()) return std::nullopt;
+  std::vector<double> p;
+  p.reserve(written.size());
+  WrittenForecast out;
+  for (const WrittenScore& w : written) {
+    p.push_back(w.score);
+    out.scores_as_of_ms = std::max(out.scores_as_of_ms, w.cutoff_ms);
+  }
+  out.forecast = ForecastFromProbabilities(p);
+  return out;
+}
+
+nlohmann::json ToJson(const WrittenForecast& f, const pipeline::PredictionDefinition& definition) {
+  nlohmann::json j = ToJson(f.forecast);
+  j["prediction"] = definition.name;
+  j["horizon_days"] = definition.horizon_days;
+  j["scores_as_of"] = FormatTime(f.scores_as_of_ms);
+  if (definition.kind == pipeline::PredictionKind::kRevenue) {
+    j["expected_revenue"] = f.forecast.expected;
+    j.erase("interval_90");
+    j.erase("interval_95");
+    j.erase("stddev");
+  }
+  return j;
 }
 
 }  // namespace sibyl::scoring

@@ -2,6 +2,7 @@
 // many users will do the outcome (Forecast). See docs/SCORING.md.
 #pragma once
 
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -51,5 +52,16 @@ struct Forecast {
 // probabilities `p`: expected +- z * stddev, clamped to [0, users].
 Forecast ForecastFromProbabilities(std::span<const double> p);
 nlohmann::json ToJson(const Forecast& f);
+
+// The forecast of a prediction from its written-back scores, and the newest T they hold.
+struct WrittenForecast {
+  Forecast forecast;
+  int64_t scores_as_of_ms = 0;
+};
+// nullopt when the store holds no scores of `name` yet.
+std::optional<WrittenForecast> ForecastFromWrittenScores(const EventReader& reader, const std::string& name);
+// What `sibyl forecast --json` and the API print: ToJson plus prediction, horizon and
+// scores_as_of; revenue reports `expected_revenue` and no count intervals.
+nlohmann::json ToJson(const WrittenForecast& f, const pipeline::PredictionDefinition& definition);
 
 }  // namespace sibyl::scoring

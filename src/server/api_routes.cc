@@ -71,14 +71,7 @@ Result<nlohmann::json> PredictionDetail(const ServerContext& ctx, const std::str
   if (!versions.empty()) {
     auto loaded = pipeline::LoadVersion(ctx.registry, name, versions.back());
     if (loaded.ok()) {
-      const bool regression = loaded->bundle.task == ml::TaskKind::kRegression;
-      nlohmann::json drivers = nlohmann::json::array();
-      for (const ml::Driver& d : loaded->bundle.drivers) {
-        drivers.push_back({{"feature", d.feature}, {"words", pipeline::DescribeFeature(d.feature)},
-                           {"importance", d.importance}, {"direction", d.direction},
-                           {"direction_words", pipeline::DescribeDirection(d.direction, regression)}});
-      }
-      out["drivers"] = drivers;
+      out["drivers"] = pipeline::DriversJson(loaded->bundle);
       out["summary"] = loaded->summary;
     }
   }
@@ -342,27 +335,10 @@ class Api {
     auto definition = ctx_.registry.Get(name);
     if (!definition.ok()) return SendStatus(res, definition.status());
     auto reader = ctx_.store->Snapshot();
-    std::vector<scoring::WrittenScore> written = scoring::ReadWrittenScores(*reader, name);
-    if (written.empty())
+    auto forecast = scoring::ForecastFromWrittenScores(*reader, name);
+    if (!forecast)
       return SendError(res, 409, "failed_precondition", fmt::format("no scores of {} in the store yet: score it first", name));
-    std::vector<double> p;
-    p.reserve(written.size());
-    int64_t newest = 0;
-    for (const auto& w : written) {
-      p.push_back(w.score);
-      newest = std::max(newest, w.cutoff_ms);
-    }
-    scoring::Forecast f = scoring::ForecastFromProbabilities(p);
-    nlohmann::json j = scoring::ToJson(f);
-    j["prediction"] = name;
-    j["horizon_days"] = definition->horizon_days;
-    j["scores_as_of"] = FormatTime(newest);
-    if (definition->kind == pipeline::PredictionKind::kRevenue) {
-      j["expected_revenue"] = f.expected;
-      j.erase("interval_90");
-      j.erase("interval_95");
-      j.erase("stddev");
-    }
+    nlohmann::json j = scoring::ToJson(*forecast, *definition);
     SendJson(res, 200, j);
   }
 

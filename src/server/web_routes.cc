@@ -186,15 +186,8 @@ void RegisterWebRoutes(httplib::Server& http, ServerContext& ctx) {
     } else {
       auto loaded = pipeline::LoadVersion(ctx.registry, name, version);
       if (!loaded.ok()) return SendStatus(res, loaded.status());
-      ml::ReportInput input;
-      input.title = fmt::format("{} (version {}): {}", name, version, detail->value("description", ""));
-      input.task = loaded->bundle.task;
-      input.predictions = loaded->holdout_predictions;
-      input.labels = loaded->holdout_labels;
-      input.drivers = loaded->bundle.drivers;
-      for (ml::Driver& d : input.drivers) d.feature = pipeline::DescribeFeature(d.feature);
-      input.candidates = loaded->bundle.candidates;
-      page = ml::RenderReportHtml(input);
+      page = ml::RenderReportHtml(pipeline::ReportInputOf(
+          *loaded, fmt::format("{} (version {}): {}", name, version, detail->value("description", ""))));
       const std::string header = ScoreHeader(*detail);
       size_t body = page.find("<body");
       size_t at = body == std::string::npos ? std::string::npos : page.find('>', body);
