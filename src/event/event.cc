@@ -23,6 +23,12 @@ std::string_view EventBatch::Own(std::string buffer) {
   owned_.push_back(std::make_unique<std::string>(std::move(buffer)));
   return *owned_.back();
 }
+
+std::string_view EventBatch::Own(std::unique_ptr<char[]> buffer, size_t size) {
+  owned_raw_.push_back(std::move(buffer));
+  return std::string_view(owned_raw_.back().get(), size);
+}
+
 std::string EventBatch::Describe(const SourcePosition& p) const {
   std::string_view file = p.file < files.size() ? std::string_view(files[p.file]) : "";
   if (file.empty()) return fmt::format("batch index {}", p.index);
@@ -48,6 +54,7 @@ void EventBatch::Append(EventBatch&& other) {
   }
   // Take ownership of the memory the moved views point into.
   for (auto& s : other.owned_) owned_.push_back(std::move(s));
+  for (auto& s : other.owned_raw_) owned_raw_.push_back(std::move(s));
   other.Clear();
 }
 
@@ -57,6 +64,7 @@ void EventBatch::Clear() {
   user_updates.clear();
   files.clear();
   owned_.clear();
+  owned_raw_.clear();
   arena_ = nullptr;
 }
 

@@ -73,7 +73,13 @@ class InputStream {
   Result<size_t> Read(std::string& out, size_t n) {
     size_t old = out.size();
     out.resize(old + n);
-    char* dest = out.data() + old;
+    Result<size_t> got = ReadInto(out.data() + old, n);
+    out.resize(old + (got.ok() ? *got : 0));
+    return got;
+  }
+
+  // Reads up to `n` bytes into `dest`; returns how many (0 at the end).
+  Result<size_t> ReadInto(char* dest, size_t n) {
     size_t total = std::min(n, peeked_.size());
     std::memcpy(dest, peeked_.data(), total);
     peeked_.erase(0, total);
@@ -85,21 +91,16 @@ class InputStream {
         if (got < 0) {
           int code;
           const char* message = gzerror(gz_, &code);
-          out.resize(old);
           return IoError("reading {}: {}", path_, message);
         }
       } else {
         got = read(fd_, dest + total, want);
         if (got < 0 && errno == EINTR) continue;
-        if (got < 0) {
-          out.resize(old);
-          return IoError("reading {}: {}", path_, std::strerror(errno));
-        }
+        if (got < 0) return IoError("reading {}: {}", path_, std::strerror(errno));
       }
       if (got == 0) break;
       total += static_cast<size_t>(got);
     }
-    out.resize(old + total);
     return total;
   }
 
@@ -215,7 +216,8 @@ class Pipeline {
 
  private:
   struct Job {
-    std::string text;
+    std::unique_ptr<char[]> text;  // text_size bytes, then room for kInputPadding
+    size_t text_size = 0;
     uint64_t first_line = 0;
     EventBatch batch;
     std::vector<IngestError> errors;
@@ -226,35 +228,42 @@ class Pipeline {
   void ReadAll(InputStream& input, std::string carry, uint64_t line) {
     bool eof = false;
     while (!eof) {
-      std::string buffer = std::move(carry);
+      // Raw buffers, not std::string: a string would be zero-filled before the read, and
+      // reallocated (copied) to add the parser's padding afterwards.
+      size_t capacity = std::max(chunk_bytes_, carry.size());
+      std::unique_ptr<char[]> buffer(new char[capacity + kInputPadding]);
+      size_t size = carry.size();
+      std::memcpy(buffer.get(), carry.data(), size);
       carry.clear();
       Status status;
-      while (!eof && buffer.size() < chunk_bytes_) {
-        Result<size_t> got = input.Read(buffer, chunk_bytes_ - buffer.size());
+      while (!eof && size < capacity) {
+        Result<size_t> got = input.ReadInto(buffer.get() + size, capacity - size);
         if (!got.ok()) {
           status = got.status();
           break;
         }
+        size += *got;
         eof = *got == 0;
       }
       if (!status.ok()) {
         Finish(status);
         return;
       }
-      size_t cut = eof ? buffer.size() : split_(buffer);
+      std::string_view text(buffer.get(), size);
+      size_t cut = eof ? size : split_(text);
       if (cut == 0 && !eof) {
         // One unit longer than a chunk: keep reading until it ends.
-        carry = std::move(buffer);
+        carry.assign(text);
         chunk_bytes_ *= 2;
         continue;
       }
-      carry.assign(buffer, cut, std::string::npos);
-      buffer.resize(cut);
-      uint64_t lines = CountNewlines(buffer);
-      if (!buffer.empty()) {
+      carry.assign(text.substr(cut));
+      uint64_t lines = CountNewlines(text.substr(0, cut));
+      if (cut > 0) {
         auto job = std::make_unique<Job>();
-        bytes_ += buffer.size();
+        bytes_ += cut;
         job->text = std::move(buffer);
+        job->text_size = cut;
         job->first_line = line;
         std::unique_lock lock(mu_);
         cv_.wait(lock, [&] { return cancelled_ || order_.size() < max_in_flight_; });
@@ -290,15 +299,15 @@ class Pipeline {
       // Reserve for the densest plausible input so the vectors never grow (and copy)
       // while parsing; pages never touched cost nothing.
       // Sized for typical events (~350 bytes, ~3 properties); vectors grow if needed.
-      job->batch.events.reserve(job->text.size() / 256 + 16);
-      job->batch.properties.reserve(job->text.size() / 64 + 16);
-      job->batch.user_updates.reserve(job->text.size() / 32 + 16);  // device fields are $sets
+      job->batch.events.reserve(job->text_size / 256 + 16);
+      job->batch.properties.reserve(job->text_size / 64 + 16);
+      job->batch.user_updates.reserve(job->text_size / 32 + 16);  // device fields are $sets
       // First touches of fresh pages are very slow on VMs; map them in one call.
       Prefault(job->batch.events.data(), job->batch.events.capacity() * sizeof(ParsedEvent));
       Prefault(job->batch.properties.data(), job->batch.properties.capacity() * sizeof(Property));
       Prefault(job->batch.user_updates.data(),
                job->batch.user_updates.capacity() * sizeof(UserPropertyUpdate));
-      std::string_view text = AdoptInput(job->batch, std::move(job->text));
+      std::string_view text = AdoptInput(job->batch, std::move(job->text), job->text_size);
       job->skipped = parser->Parse(text, job->first_line, job->batch, job->errors);
       {
         std::lock_guard lock(mu_);

@@ -575,6 +575,13 @@ std::string_view AdoptInput(EventBatch& batch, std::string buffer) {
   return batch.Own(std::move(buffer)).substr(0, size);
 }
 
+static_assert(kInputPadding == simdjson::SIMDJSON_PADDING);
+
+std::string_view AdoptInput(EventBatch& batch, std::unique_ptr<char[]> buffer, size_t size) {
+  std::memset(buffer.get() + size, 0, kInputPadding);
+  return batch.Own(std::move(buffer), size);
+}
+
 JsonEventParser::JsonEventParser(JsonParseOptions options)
     : impl_(std::make_unique<Impl>(std::move(options))) {}
 JsonEventParser::~JsonEventParser() = default;

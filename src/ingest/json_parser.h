@@ -25,6 +25,13 @@ namespace sibyl {
 // original bytes, valid as long as the batch.
 std::string_view AdoptInput(EventBatch& batch, std::string buffer);
 
+// simdjson's padding: readable bytes a parsed text needs after its end.
+inline constexpr size_t kInputPadding = 64;
+
+// The same for a raw buffer of at least `size + kInputPadding` bytes (its padding is
+// written here), so that big chunks are neither zero-filled nor copied to add padding.
+std::string_view AdoptInput(EventBatch& batch, std::unique_ptr<char[]> buffer, size_t size);
+
 // Which endpoint a body came to. kAuto guesses from the shape: {"events":[..]} is
 // Amplitude, {"batch":[..]} or {"type":..} is Segment, a bare array holds Amplitude
 // events or identifications (elements without event_type).

@@ -1,13 +1,127 @@
 #include "store/catalog.h"
 
 #include <algorithm>
+#include <bit>
+#include <map>
 
 #include "common/memory.h"
+#include "common/time.h"
+#include "store/codec.h"
 
 namespace sibyl {
 namespace {
 uint64_t NonZero(uint64_t h) { return h == 0 ? 1 : h; }
+
+// Sorts uniformly distributed 64-bit hashes: one counting pass on the top 16 bits, then
+// small buckets (std::sort of millions of hashes was most of a checkpoint's index cost).
+void SortHashes(std::vector<uint64_t>& v) {
+  if (v.size() < 65536) {
+    std::sort(v.begin(), v.end());
+    return;
+  }
+  std::vector<uint32_t> start(65537, 0);
+  for (uint64_t h : v) ++start[(h >> 48) + 1];
+  for (size_t b = 1; b < start.size(); ++b) start[b] += start[b - 1];
+  std::vector<uint64_t> out(v.size());
+  std::vector<uint32_t> at(start.begin(), start.end() - 1);
+  for (uint64_t h : v) out[at[h >> 48]++] = h;
+  for (size_t b = 0; b + 1 < start.size(); ++b)
+    std::sort(out.begin() + start[b], out.begin() + start[b + 1]);
+  v.swap(out);
+}
+
+// Elias-Fano code of `n` sorted 64-bit values: the low `low_bits` of each packed, the
+// high parts as a unary bit vector (bit high_i + i set). About 2 + 64 - log2(n) bits each.
+void PutEliasFano(const std::vector<uint64_t>& sorted, ByteWriter& w) {
+  size_t n = sorted.size();
+  int low_bits = n == 0 ? 0 : 64 - std::bit_width(n);
+  uint64_t mask = low_bits == 0 ? 0 : (uint64_t{1} << low_bits) - 1;
+  uint64_t high_bits = n == 0 ? 0 : n + (sorted.back() >> low_bits) + 1;
+  std::vector<uint64_t> low((n * low_bits + 63) / 64 + 1, 0), high((high_bits + 63) / 64, 0);
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t v = sorted[i] & mask;
+    size_t bit = i * static_cast<size_t>(low_bits);
+    size_t word = bit / 64, shift = bit % 64;
+    low[word] |= v << shift;
+    if (shift + low_bits > 64) low[word + 1] |= v >> (64 - shift);
+    uint64_t h = (sorted[i] >> low_bits) + i;
+    high[h / 64] |= uint64_t{1} << (h % 64);
+  }
+  w.Varint(n);
+  w.U8(static_cast<uint8_t>(low_bits));
+  w.Varint(high_bits);
+  w.Raw(low.data(), (n * low_bits + 7) / 8);
+  w.Raw(high.data(), (high_bits + 7) / 8);
+}
+
+bool GetEliasFano(ByteReader& r, std::vector<uint64_t>& out) {
+  uint64_t n = r.Varint();
+  int low_bits = r.U8();
+  uint64_t high_bits = r.Varint();
+  if (!r.ok() || low_bits > 63 || n > high_bits || high_bits / 8 > r.remaining() ||
+      n * low_bits / 8 > r.remaining())
+    return false;
+  std::vector<uint64_t> low((n * low_bits + 63) / 64 + 1, 0), high((high_bits + 63) / 64, 0);
+  r.Raw(low.data(), (n * low_bits + 7) / 8);
+  r.Raw(high.data(), (high_bits + 7) / 8);
+  if (!r.ok()) return false;
+  uint64_t mask = low_bits == 0 ? 0 : (uint64_t{1} << low_bits) - 1;
+  out.clear();
+  out.reserve(n);
+  for (size_t word = 0; word < high.size(); ++word) {
+    for (uint64_t bits = high[word]; bits != 0; bits &= bits - 1) {
+      size_t i = out.size();
+      if (i == n) return false;
+      uint64_t h = word * 64 + static_cast<uint64_t>(std::countr_zero(bits)) - i;
+      size_t bit = i * static_cast<size_t>(low_bits), w = bit / 64, shift = bit % 64;
+      uint64_t v = low[w] >> shift;
+      if (shift + low_bits > 64) v |= low[w + 1] << (64 - shift);
+      uint64_t value = (h << low_bits) | (v & mask);
+      if (i > 0 && value <= out.back()) return false;
+      out.push_back(value);
+    }
+  }
+  return out.size() == n;
+}
+
 }  // namespace
+
+void DedupIndex::EncodeTo(std::string* out) const {
+  // Group by ingestion day; each group remembers its latest ingestion time.
+  auto day_of = [](int64_t at) {
+    return at >= 0 ? at / kMsPerDay : -((-at + kMsPerDay - 1) / kMsPerDay);
+  };
+  std::map<int64_t, std::pair<int64_t, std::vector<uint64_t>>> days;  // day -> latest, hashes
+  std::map<int64_t, size_t> counts;
+  for (const auto& entry : entries_) ++counts[day_of(entry.second)];
+  for (const auto& [day, count] : counts) ReservePrefaulted(days[day].second, count);
+  for (const auto& [hash, at] : entries_) {
+    auto& group = days[day_of(at)];
+    group.first = group.second.empty() ? at : std::max(group.first, at);
+    group.second.push_back(hash);
+  }
+  ByteWriter w(out);
+  w.Varint(days.size());
+  for (auto& [day, group] : days) {
+    SortHashes(group.second);
+    w.SignedVarint(group.first);
+    PutEliasFano(group.second, w);
+  }
+}
+
+Status DedupIndex::DecodeFrom(std::string_view bytes, std::string_view what) {
+  ByteReader r(bytes);
+  uint64_t groups = r.Varint();
+  std::vector<uint64_t> hashes;
+  for (uint64_t g = 0; g < groups && r.ok(); ++g) {
+    int64_t at = r.SignedVarint();
+    if (!GetEliasFano(r, hashes)) return Corruption("{}: bad de-duplication index", what);
+    std::unique_ptr<bool[]> added(new bool[hashes.size() + 1]);
+    InsertMany(hashes.data(), hashes.size(), at, added.get());
+  }
+  if (!r.ok() || !r.done()) return Corruption("{}: truncated de-duplication index", what);
+  return Status::Ok();
+}
 
 bool DedupIndex::Contains(uint64_t hash) const {
   if (slots_.empty()) return false;

@@ -6,6 +6,10 @@
 #include <memory>
 #include <vector>
 
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
 #include "store/append_only.h"
 #include "store/dictionary.h"
 #include "store/reader.h"
@@ -55,6 +59,15 @@ class DedupIndex {
   void Expire(int64_t oldest_ms);
   size_t size() const { return entries_.size(); }
   const std::vector<std::pair<uint64_t, int64_t>>& entries() const { return entries_; }
+
+  // The on-disk form (docs/FORMAT.md, users file): ids grouped by the UTC day they were
+  // ingested on, each group's hashes sorted and Elias-Fano coded (~5.5 bytes an id, where
+  // a hash and a time took ~8.8 compressed). Every id of a group comes back with the
+  // group's latest ingestion time, so after a reopen an id can be remembered up to a day
+  // longer than the window (never shorter).
+  void EncodeTo(std::string* out) const;
+  // Inserts the ids of a section written by EncodeTo; `what` names the file for errors.
+  Status DecodeFrom(std::string_view bytes, std::string_view what);
 
  private:
   void Grow();

@@ -22,6 +22,8 @@ constexpr std::string_view kManifest = "MANIFEST";
 constexpr int kFormatVersion = 1;
 constexpr int64_t kPartitionMs = kMsPerWeek;
 constexpr int kPartZstdLevel = 3;
+constexpr std::string_view kUsersMagic = "SIBYLUSER2\n";
+constexpr std::string_view kUsersMagicV1 = "SIBYLUSER1\n";
 
 std::string WalName(uint64_t sequence) { return fmt::format("{:06}.log", sequence); }
 
@@ -125,7 +127,14 @@ Status EmbeddedStore::LoadCheckpoint() {
   }
   if (!d.ok()) return Corruption("{}: truncated dictionaries", m.value("dictionaries", ""));
 
-  ASSIGN_OR_RETURN(std::string users, ReadBlobFile(dir_ + "/" + m.value("users", ""), "SIBYLUSER1\n"));
+  // Users file: format 2 keeps the de-dup index in its own section after the block;
+  // format 1 (older stores) kept it inside the block, as hash and time per id.
+  std::string users_path = dir_ + "/" + m.value("users", "");
+  ASSIGN_OR_RETURN(std::string users_file, ReadFile(users_path));
+  bool users_v1 = users_file.starts_with(kUsersMagicV1);
+  if (!users_v1 && !users_file.starts_with(kUsersMagic)) return Corruption("{}: bad magic", users_path);
+  ByteReader users_reader(std::string_view(users_file).substr(kUsersMagic.size()));
+  ASSIGN_OR_RETURN(std::string users, ReadCompressedBlock(users_reader, users_path));
   ByteReader u(users);
   uint64_t n = u.Varint();
   for (uint64_t k = 0; k < n && u.ok(); ++k) {
@@ -150,13 +159,28 @@ Status EmbeddedStore::LoadCheckpoint() {
     catalog_->links.push_back(link);
     device_owner_.emplace(link.device, link.user);
   }
-  n = u.Varint();
-  for (uint64_t k = 0; k < n && u.ok(); ++k) {
-    uint64_t hash = u.U64();
-    int64_t at = u.SignedVarint();
-    if (!options_.read_only) dedup_.Insert(hash, at);
+  if (users_v1) {
+    n = u.Varint();
+    for (uint64_t k = 0; k < n && u.ok(); ++k) {
+      uint64_t hash = u.U64();
+      int64_t at = u.SignedVarint();
+      if (!options_.read_only) dedup_.Insert(hash, at);
+    }
   }
-  if (!u.ok()) return Corruption("{}: truncated user state", m.value("users", ""));
+  if (!u.ok()) return Corruption("{}: truncated user state", users_path);
+  if (users_v1) {
+    if (!users_reader.done()) return Corruption("{}: trailing bytes", users_path);
+  } else {
+    uint32_t crc = users_reader.U32();
+    std::string_view section = users_reader.Bytes();
+    if (!users_reader.ok() || !users_reader.done())
+      return Corruption("{}: truncated de-duplication index", users_path);
+    // Read-only opens never de-duplicate: they skip the index.
+    if (!options_.read_only) {
+      if (Crc32c(section) != crc) return Corruption("{}: checksum mismatch", users_path);
+      RETURN_IF_ERROR(dedup_.DecodeFrom(section, users_path));
+    }
+  }
 
   for (const auto& part : m.value("parts", nlohmann::json::array())) {
     std::string name = part.value("file", "");
@@ -341,11 +365,6 @@ Status EmbeddedStore::CheckpointLocked() {
     u.Varint(link.user);
     u.SignedVarint(link.time_ms);
   }
-  u.Varint(dedup_.entries().size());
-  for (const auto& [hash, at] : dedup_.entries()) {
-    u.U64(hash);
-    u.SignedVarint(at);
-  }
   std::string users_name = fmt::format("users-g{}.bin", generation);
 
   // Compression is most of a checkpoint's work, and the parts and the two state files are
@@ -355,9 +374,11 @@ Status EmbeddedStore::CheckpointLocked() {
   if (!version->memtable.empty())
     partitions = Segment::MergeByPartition(version->memtable, kPartitionMs);
   std::vector<std::string> encoded(partitions.size());
-  std::string users_file("SIBYLUSER1\n"), dicts_file("SIBYLDICT1\n");
+  std::string users_file(kUsersMagic), dicts_file("SIBYLDICT1\n"), dedup_section;
   std::vector<std::function<void()>> jobs;
   jobs.push_back([&] { AppendCompressedBlock(users, kPartZstdLevel, &users_file); });
+  // The index's hashes are random: compressing them gains nothing, Elias-Fano does.
+  jobs.push_back([&] { dedup_.EncodeTo(&dedup_section); });
   for (size_t k = 0; k < partitions.size(); ++k)
     jobs.push_back([&, k] { encoded[k] = partitions[k]->EncodePart(kPartZstdLevel); });
   jobs.push_back([&] { AppendCompressedBlock(dicts, kPartZstdLevel, &dicts_file); });
@@ -381,6 +402,12 @@ Status EmbeddedStore::CheckpointLocked() {
     part_files.push_back(name);
   }
   version->memtable.clear();
+  {
+    ByteWriter w(&users_file);
+    w.U32(Crc32c(dedup_section));
+    w.Bytes(dedup_section);
+    std::string().swap(dedup_section);
+  }
   RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/" + dict_name, dicts_file));
   RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/" + users_name, users_file));
 

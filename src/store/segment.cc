@@ -146,14 +146,38 @@ std::shared_ptr<const Segment> Segment::Build(std::vector<EncodedEvent> events,
   segment->time_.resize(n);
   segment->type_.resize(n);
   extras->session.resize(n);
-  // Property columns by key: count first so each column is allocated once.
+  // Property columns by key, each allocated once. Keys are dictionary ids, usually few
+  // and small: index them directly (sorting every property's key cost a measurable part
+  // of each batch); a batch of rare huge ids falls back to a sorted key list.
+  DictId max_key = 0;
+  for (const auto& p : properties) max_key = std::max(max_key, p.key);
+  bool dense = properties.empty() || max_key < 4 * properties.size() + 4096;
   std::vector<DictId> keys;
-  for (const auto& p : properties) keys.push_back(p.key);
-  std::sort(keys.begin(), keys.end());
-  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  std::vector<uint32_t> column_index, column_count;
+  if (dense) {
+    column_count.assign(properties.empty() ? 0 : size_t{max_key} + 1, 0);
+    for (const auto& p : properties) ++column_count[p.key];
+    column_index.assign(column_count.size(), UINT32_MAX);
+    for (size_t key = 0; key < column_count.size(); ++key) {
+      if (column_count[key] == 0) continue;
+      column_index[key] = static_cast<uint32_t>(keys.size());
+      keys.push_back(static_cast<DictId>(key));
+    }
+  } else {
+    for (const auto& p : properties) keys.push_back(p.key);
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  }
   extras->properties.resize(keys.size());
-  for (size_t k = 0; k < keys.size(); ++k) extras->properties[k].key = keys[k];
+  for (size_t k = 0; k < keys.size(); ++k) {
+    extras->properties[k].key = keys[k];
+    if (dense) {
+      extras->properties[k].rows.reserve(column_count[keys[k]]);
+      extras->properties[k].values.reserve(column_count[keys[k]]);
+    }
+  }
   auto column_of = [&](DictId key) -> SegmentExtras::Column& {
+    if (dense) return extras->properties[column_index[key]];
     auto it = std::lower_bound(keys.begin(), keys.end(), key);
     return extras->properties[static_cast<size_t>(it - keys.begin())];
   };
