@@ -222,8 +222,10 @@ MappedFile::~MappedFile() {
   if (addr_ != nullptr) ::munmap(addr_, size_);
 }
 
-uint32_t Crc32c(std::string_view data, uint32_t crc) {
-  // Table-driven CRC-32C; built once. Fast enough for checksumming compressed blocks.
+namespace {
+
+// Table-driven CRC-32C (slicing by 8) of the inverted crc: the portable path.
+uint32_t Crc32cTable(const unsigned char* p, size_t n, uint32_t crc) {
   static const auto table = [] {
     std::array<std::array<uint32_t, 256>, 8> t{};
     for (uint32_t i = 0; i < 256; ++i) {
@@ -235,10 +237,7 @@ uint32_t Crc32c(std::string_view data, uint32_t crc) {
       for (int s = 1; s < 8; ++s) t[s][i] = (t[s - 1][i] >> 8) ^ t[0][t[s - 1][i] & 0xff];
     return t;
   }();
-  crc = ~crc;
-  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
-  size_t n = data.size();
-  while (n >= 8) {  // slicing-by-8
+  while (n >= 8) {
     uint64_t word;
     std::memcpy(&word, p, 8);
     word ^= crc;
@@ -249,7 +248,42 @@ uint32_t Crc32c(std::string_view data, uint32_t crc) {
     n -= 8;
   }
   while (n--) crc = (crc >> 8) ^ table[0][(crc ^ *p++) & 0xff];
-  return ~crc;
+  return crc;
+}
+
+#if defined(__x86_64__)
+// SSE 4.2's crc32 instruction computes exactly this CRC (Castagnoli, reflected), 8 bytes
+// an instruction: several times the table's speed. Every part, log record and block is
+// checksummed on write and on read, so this shows in opening a store and in ingest.
+__attribute__((target("sse4.2"))) uint32_t Crc32cHardware(const unsigned char* p, size_t n,
+                                                          uint32_t crc) {
+  uint64_t c = crc;
+  while (n >= 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    c = __builtin_ia32_crc32di(c, word);
+    p += 8;
+    n -= 8;
+  }
+  auto c32 = static_cast<uint32_t>(c);
+  while (n--) c32 = __builtin_ia32_crc32qi(c32, *p++);
+  return c32;
+}
+#endif
+
+}  // namespace
+
+uint32_t Crc32c(std::string_view data, uint32_t crc) {
+  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
+#if defined(__x86_64__)
+  static const bool hardware = __builtin_cpu_supports("sse4.2");
+  if (hardware) return ~Crc32cHardware(p, data.size(), ~crc);
+#endif
+  return ~Crc32cTable(p, data.size(), ~crc);
+}
+
+uint32_t Crc32cPortable(std::string_view data, uint32_t crc) {
+  return ~Crc32cTable(reinterpret_cast<const unsigned char*>(data.data()), data.size(), ~crc);
 }
 
 }  // namespace sibyl

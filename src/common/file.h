@@ -73,5 +73,8 @@ class MappedFile {
 
 // CRC-32C (Castagnoli) of `data`, continuing from `crc` (0 to start).
 uint32_t Crc32c(std::string_view data, uint32_t crc = 0);
+// The same checksum without the CPU's crc32 instruction (Crc32c uses it when present);
+// tests compare the two.
+uint32_t Crc32cPortable(std::string_view data, uint32_t crc = 0);
 
 }  // namespace sibyl

@@ -63,5 +63,23 @@ TEST(FileTest, Crc32cMatchesKnownVector) {
   EXPECT_NE(Crc32c(long_input), Crc32c(long_input.substr(1)));
 }
 
+TEST(FileTest, Crc32cHardwareAndPortablePathsAgree) {
+  std::string data;
+  uint64_t x = 12345;
+  for (int i = 0; i < 5000; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    data.push_back(static_cast<char>(x >> 56));
+  }
+  // Every length 0..64 (the 8-byte loop and its tail) and offsets that misalign the words.
+  for (size_t offset = 0; offset < 8; ++offset)
+    for (size_t length = 0; length <= 64; ++length) {
+      std::string_view piece = std::string_view(data).substr(offset, length);
+      ASSERT_EQ(Crc32c(piece), Crc32cPortable(piece)) << offset << " " << length;
+      ASSERT_EQ(Crc32c(piece, 0xDEADBEEF), Crc32cPortable(piece, 0xDEADBEEF));
+    }
+  EXPECT_EQ(Crc32c(data), Crc32cPortable(data));
+  EXPECT_EQ(Crc32cPortable("123456789"), 0xE3069283u);
+}
+
 }  // namespace
 }  // namespace sibyl

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <new>
+#include <utility>
 
 namespace sibyl {
 
@@ -17,6 +19,31 @@ void Prefault(void* data, size_t bytes) {
   (void)data;
   (void)bytes;
 #endif
+}
+
+PageBuffer::PageBuffer(size_t bytes, bool prefault) : bytes_(bytes) {
+  if (bytes == 0) return;
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  if (bytes >= (size_t{2} << 20)) madvise(p, bytes, MADV_HUGEPAGE);  // advisory
+  data_ = p;
+  if (prefault) Prefault(p, bytes);
+}
+
+PageBuffer::~PageBuffer() {
+  if (data_ != nullptr) munmap(data_, bytes_);
+}
+
+PageBuffer::PageBuffer(PageBuffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+
+PageBuffer& PageBuffer::operator=(PageBuffer&& other) noexcept {
+  if (this != &other) {
+    if (data_ != nullptr) munmap(data_, bytes_);
+    data_ = std::exchange(other.data_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
 }
 
 }  // namespace sibyl

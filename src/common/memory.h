@@ -37,4 +37,28 @@ void ReservePrefaulted(std::vector<T>& v, size_t n) {
   v.swap(fresh);
 }
 
+// Memory straight from the kernel, zero-filled, backed by huge pages where the kernel
+// allows, optionally prefaulted. For big write-once outputs (feature matrices): on this
+// VM, writes into 4 KB pages of a fresh heap block cost several times more than into
+// huge pages (TLB misses walk two levels of page tables), and a heap block would be
+// zeroed or faulted page by page anyway.
+class PageBuffer {
+ public:
+  PageBuffer() = default;
+  // `bytes` may be 0 (no mapping). Throws std::bad_alloc when the kernel refuses.
+  explicit PageBuffer(size_t bytes, bool prefault);
+  ~PageBuffer();
+  PageBuffer(PageBuffer&& other) noexcept;
+  PageBuffer& operator=(PageBuffer&& other) noexcept;
+  PageBuffer(const PageBuffer&) = delete;
+  PageBuffer& operator=(const PageBuffer&) = delete;
+
+  void* data() const { return data_; }
+  size_t size() const { return bytes_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 }  // namespace sibyl

@@ -1,6 +1,5 @@
 #include "query/feature_matrix.h"
 
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <bit>
@@ -15,36 +14,7 @@
 
 namespace sibyl {
 
-FloatBuffer::FloatBuffer(size_t count) : size_(count) {
-  if (count == 0) return;
-  mapped_bytes_ = count * sizeof(float);
-  void* p = mmap(nullptr, mapped_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
-  madvise(p, mapped_bytes_, MADV_HUGEPAGE);  // advisory; fine if refused
-  data_ = static_cast<float*>(p);
-}
-
-FloatBuffer::~FloatBuffer() {
-  if (data_ != nullptr) munmap(data_, mapped_bytes_);
-}
-
-FloatBuffer::FloatBuffer(FloatBuffer&& other) noexcept
-    : data_(other.data_), size_(other.size_), mapped_bytes_(other.mapped_bytes_) {
-  other.data_ = nullptr;
-  other.size_ = other.mapped_bytes_ = 0;
-}
-
-FloatBuffer& FloatBuffer::operator=(FloatBuffer&& other) noexcept {
-  if (this != &other) {
-    if (data_ != nullptr) munmap(data_, mapped_bytes_);
-    data_ = other.data_;
-    size_ = other.size_;
-    mapped_bytes_ = other.mapped_bytes_;
-    other.data_ = nullptr;
-    other.size_ = other.mapped_bytes_ = 0;
-  }
-  return *this;
-}
+FloatBuffer::FloatBuffer(size_t count) : pages_(count * sizeof(float), /*prefault=*/false) {}
 
 namespace {
 
@@ -110,7 +80,7 @@ SparseMatrixBuilder::SparseMatrixBuilder(size_t rows) {
   ResizePrefaulted(matrix_.row_size_, rows);
   // Rows never written point at the start of slab 0 with size 0: a one-cell slab that
   // always exists.
-  matrix_.slabs_.push_back(std::make_unique<SparseCell[]>(1));
+  matrix_.slabs_.emplace_back(sizeof(SparseCell), /*prefault=*/false);
   matrix_.slab_sizes_.push_back(1);
 }
 
@@ -119,10 +89,9 @@ std::pair<SparseCell*, uint32_t> SparseMatrixBuilder::NewSlab(size_t min_cells, 
   // not allocate and prefault 8 MB.
   size_t rows = matrix_.row_size_.size();
   capacity = std::max(min_cells, std::min(kSlabCells, std::max<size_t>(1, rows) * min_cells));
-  auto slab = std::make_unique_for_overwrite<SparseCell[]>(capacity);
-  Prefault(slab.get(), capacity * sizeof(SparseCell));
+  PageBuffer slab(capacity * sizeof(SparseCell), /*prefault=*/true);
   std::lock_guard lock(mutex_);
-  SparseCell* data = slab.get();
+  auto* data = static_cast<SparseCell*>(slab.data());
   matrix_.slabs_.push_back(std::move(slab));
   matrix_.slab_sizes_.push_back(capacity);
   return {data, static_cast<uint32_t>(matrix_.slabs_.size() - 1)};

@@ -13,32 +13,26 @@
 #include <string>
 #include <vector>
 
+#include "common/memory.h"
 #include "common/status.h"
 #include "store/reader.h"
 
 namespace sibyl {
 
-// Zero-filled float storage straight from the kernel (huge pages where possible): a
-// million users by 600 columns is 2.4 GB, and memset-ing it up front would cost as much as
-// computing it.
+// Zero-filled float storage straight from the kernel (huge pages where possible,
+// common/memory.h): a million users by 600 columns is 2.4 GB, and memset-ing it up front
+// would cost as much as computing it.
 class FloatBuffer {
  public:
   FloatBuffer() = default;
   explicit FloatBuffer(size_t count);
-  ~FloatBuffer();
-  FloatBuffer(FloatBuffer&& other) noexcept;
-  FloatBuffer& operator=(FloatBuffer&& other) noexcept;
-  FloatBuffer(const FloatBuffer&) = delete;
-  FloatBuffer& operator=(const FloatBuffer&) = delete;
 
-  float* data() { return data_; }
-  const float* data() const { return data_; }
-  size_t size() const { return size_; }
+  float* data() { return static_cast<float*>(pages_.data()); }
+  const float* data() const { return static_cast<const float*>(pages_.data()); }
+  size_t size() const { return pages_.size() / sizeof(float); }
 
  private:
-  float* data_ = nullptr;
-  size_t size_ = 0;
-  size_t mapped_bytes_ = 0;
+  PageBuffer pages_;
 };
 
 struct FeatureMatrix {
@@ -75,7 +69,7 @@ class SparseFeatureMatrix {
   size_t cols() const { return columns.size(); }
   std::span<const SparseCell> row(size_t r) const {
     uint64_t where = row_start_[r];
-    return {slabs_[where >> 32].get() + (where & 0xFFFFFFFFu), row_size_[r]};
+    return {static_cast<const SparseCell*>(slabs_[where >> 32].data()) + (where & 0xFFFFFFFFu), row_size_[r]};
   }
   float at(size_t r, size_t c) const;
   uint64_t stored_cells() const;
@@ -88,7 +82,7 @@ class SparseFeatureMatrix {
   friend class SparseMatrixBuilder;
   std::vector<uint64_t> row_start_;  // slab index << 32 | offset in the slab
   std::vector<uint32_t> row_size_;
-  std::vector<std::unique_ptr<SparseCell[]>> slabs_;
+  std::vector<PageBuffer> slabs_;
   std::vector<size_t> slab_sizes_;
 };
 

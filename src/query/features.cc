@@ -22,12 +22,16 @@ using query_internal::FeatureLayout;
 using query_internal::kNoRow;
 using query_internal::PerThread;
 
-// One actor's partial row, in L1: cells are added into a dense array and marked in a
-// bitmap, so emitting the row visits the touched cells in column order.
+// One actor's partial row, in L1: cells start at their column's fill value (0, or the
+// recency cap) and are added into or set, each change marked in a bitmap, so emitting the
+// row visits only the changed cells in column order, and a cell left at its fill value
+// costs nothing.
 class ActorRow {
  public:
   explicit ActorRow(const FeatureLayout& l)
-      : cells_(l.cols, 0.0f), touched_((l.cols + 63) / 64, 0), last_of_slot_(l.n_slots, INT64_MIN) {}
+      : cells_(l.cols), fill_(l.cols), touched_((l.cols + 63) / 64, 0), last_of_slot_(l.n_slots, INT64_MIN) {
+    for (size_t c = 0; c < l.cols; ++c) cells_[c] = fill_[c] = l.EmptyValue(c);
+  }
 
   void Add(size_t col, float v) {
     cells_[col] += v;
@@ -38,6 +42,7 @@ class ActorRow {
     touched_[col >> 6] |= uint64_t{1} << (col & 63);
   }
   const float* cells() const { return cells_.data(); }
+  const float* fill() const { return fill_.data(); }
 
   // visit(col, value) for every touched cell, ascending.
   template <typename Visit>
@@ -51,8 +56,10 @@ class ActorRow {
 
   void Clear() {
     for (size_t w = 0; w < touched_.size(); ++w) {
-      for (uint64_t bits = touched_[w]; bits != 0; bits &= bits - 1)
-        cells_[w * 64 + static_cast<size_t>(std::countr_zero(bits))] = 0;
+      for (uint64_t bits = touched_[w]; bits != 0; bits &= bits - 1) {
+        size_t col = w * 64 + static_cast<size_t>(std::countr_zero(bits));
+        cells_[col] = fill_[col];
+      }
       touched_[w] = 0;
     }
     if (has_events) std::fill(last_of_slot_.begin(), last_of_slot_.end(), INT64_MIN);
@@ -66,7 +73,7 @@ class ActorRow {
   int64_t* last_of_slot() { return last_of_slot_.data(); }
 
  private:
-  std::vector<float> cells_;
+  std::vector<float> cells_, fill_;
   std::vector<uint64_t> touched_;
   std::vector<int64_t> last_of_slot_;
 };
@@ -107,8 +114,12 @@ class SparseSink {
   void EmitRow(SparseMatrixBuilder::Writer& writer, uint32_t row, const ActorRow& cells) {
     SparseCell* out = writer.BeginRow(fill_.size());
     size_t n = 0;
+    const float* fill = cells.fill();
+    // Write every touched cell and keep it only if it differs from the fill: no branch to
+    // mispredict on data (recency often equals the cap, counts rarely equal 0).
     cells.ForEachTouched([&](size_t col, float v) {
-      if (v != fill_[col]) out[n++] = {static_cast<uint32_t>(col), v};
+      out[n] = {static_cast<uint32_t>(col), v};
+      n += v != fill[col];
     });
     writer.CommitRow(row, n);
   }
@@ -347,7 +358,7 @@ class FeatureComputer {
           AddUserProperties(history_.subspan(history, end - history), row);
         }
       }
-      FinishRecency(row, /*complete=*/own);
+      FinishRecency(row);
       if (own) {
         sink.EmitRow(writer, r, row);
         emitted[r] = 1;
@@ -434,7 +445,10 @@ class FeatureComputer {
       size_t value_slot = p.values.size();  // other
       if (v.kind == ValueKind::kString)
         for (size_t j = 0; j < p.values.size(); ++j)
-          if (p.values[j] == v.string) value_slot = j;
+          if (p.values[j] == v.string) {
+            value_slot = j;
+            break;
+          }
       row.Add(p.base + value_slot * l.property_weeks + week, 1);
     }
     cursor.next = k;
@@ -465,20 +479,16 @@ class FeatureComputer {
     }
   }
 
-  // Turns the actor's event times into recency and tenure cells. A complete row (the
-  // row's own actor) gets every recency cell, the cap where nothing happened; a linked
-  // device's partial row only those it has times for.
-  void FinishRecency(ActorRow& row, bool complete) {
+  // Turns the actor's event times into recency and tenure cells. Only cells with a time
+  // are set: the others hold the cap already (a complete row's "never"), and a linked
+  // device's partial row must not contribute them (its merge takes the minimum).
+  void FinishRecency(ActorRow& row) {
     const FeatureLayout& l = layout_;
     if (!l.recency) return;
-    float cap = l.recency_cap;
     if (row.last_time != INT64_MIN) row.Set(l.recency_any, Recency(row.last_time));
-    else if (complete) row.Set(l.recency_any, cap);
     const int64_t* last_of_slot = row.last_of_slot();
-    for (size_t s = 0; s < l.n_slots; ++s) {
+    for (size_t s = 0; s < l.n_slots; ++s)
       if (last_of_slot[s] != INT64_MIN) row.Set(l.recency_types + s, Recency(last_of_slot[s]));
-      else if (complete) row.Set(l.recency_types + s, cap);
-    }
     if (row.first_time != INT64_MAX)
       row.Set(l.tenure, static_cast<float>(static_cast<double>(cutoff_ - row.first_time) / kMsPerHour));
   }

@@ -2,6 +2,8 @@
 
 #include <zstd.h>
 
+#include <memory>
+
 #include "common/file.h"
 
 namespace sibyl {
@@ -39,11 +41,15 @@ Result<std::string> ReadCompressedBlock(ByteReader& reader, std::string_view wha
   uint32_t crc = reader.U32();
   if (!reader.ok() || compressed_size > reader.remaining() || raw_size > (1ull << 40))
     return Corruption("{}: truncated block header", what);
-  std::string compressed(compressed_size, '\0');
-  reader.Raw(compressed.data(), compressed_size);
+  // Checksum and decompress in place: no copy of the compressed bytes.
+  std::string_view compressed = reader.View(compressed_size);
   if (Crc32c(compressed) != crc) return Corruption("{}: checksum mismatch", what);
   std::string raw(raw_size, '\0');
-  size_t n = ZSTD_decompress(raw.data(), raw.size(), compressed.data(), compressed.size());
+  // One decompression context per thread: ZSTD_decompress would allocate and initialise
+  // a fresh one (~100 KB) for every block.
+  thread_local std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> context(ZSTD_createDCtx(), &ZSTD_freeDCtx);
+  if (context == nullptr) return Internal("{}: cannot create a zstd context", what);
+  size_t n = ZSTD_decompressDCtx(context.get(), raw.data(), raw.size(), compressed.data(), compressed.size());
   if (ZSTD_isError(n) || n != raw_size)
     return Corruption("{}: block does not decompress ({})", what,
                       ZSTD_isError(n) ? ZSTD_getErrorName(n) : "size mismatch");

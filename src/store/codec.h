@@ -56,15 +56,31 @@ class ByteReader {
   uint64_t U64() { uint64_t v = 0; Raw(&v, 8); return v; }
   double F64() { double v = 0; Raw(&v, 8); return v; }
   uint64_t Varint() {
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (pos_ >= in_.size()) { failed_ = true; return 0; }
-      uint8_t b = static_cast<uint8_t>(in_[pos_++]);
-      v |= static_cast<uint64_t>(b & 0x7f) << shift;
-      if (!(b & 0x80)) return v;
+    // With 10 bytes left (the longest varint) no byte needs a bounds check, and most
+    // varints of a column (deltas, ids, cents) end after one or two bytes.
+    if (in_.size() - pos_ >= 10) [[likely]] {
+      const auto* p = reinterpret_cast<const uint8_t*>(in_.data()) + pos_;
+      uint64_t v = p[0];
+      if (v < 0x80) {
+        pos_ += 1;
+        return v;
+      }
+      v &= 0x7f;
+      size_t i = 1;
+      uint64_t b;
+      do {
+        b = p[i];
+        v |= (b & 0x7f) << (7 * i);
+        ++i;
+      } while ((b & 0x80) && i < 10);
+      if (b & 0x80) {
+        failed_ = true;
+        return 0;
+      }
+      pos_ += i;
+      return v;
     }
-    failed_ = true;
-    return 0;
+    return VarintNearEnd();
   }
   int64_t SignedVarint() { return UnZigZag(Varint()); }
   std::string_view Bytes() {
@@ -83,12 +99,32 @@ class ByteReader {
     if (failed_ || n > in_.size() - pos_) { failed_ = true; return; }
     pos_ += n;
   }
+  // The next `n` bytes, without copying (empty, and failed, when fewer are left).
+  std::string_view View(size_t n) {
+    if (failed_ || n > in_.size() - pos_) { failed_ = true; return {}; }
+    std::string_view v = in_.substr(pos_, n);
+    pos_ += n;
+    return v;
+  }
   bool ok() const { return !failed_; }
   bool done() const { return pos_ == in_.size(); }
   size_t pos() const { return pos_; }
   size_t remaining() const { return in_.size() - pos_; }
 
  private:
+  // Varint within the last 10 bytes: checks each byte against the end.
+  uint64_t VarintNearEnd() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (pos_ >= in_.size()) { failed_ = true; return 0; }
+      uint8_t b = static_cast<uint8_t>(in_[pos_++]);
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) return v;
+    }
+    failed_ = true;
+    return 0;
+  }
+
   std::string_view in_;
   size_t pos_ = 0;
   bool failed_ = false;
