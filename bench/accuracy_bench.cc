@@ -27,6 +27,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/memory.h"
 #include "common/file.h"
 #include "common/time.h"
 #include "ml/metrics.h"
@@ -237,6 +238,7 @@ void Print(const nlohmann::json& r) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  sibyl::UseSibylHeapSettings();  // as the sibyl binary
   Options options;
   CLI::App app{"accuracy_bench: sibyl vs the truth and a recency-frequency baseline on held-out users"};
   app.add_option("--data", options.data_dir, "data directory of an ingested store")->required();

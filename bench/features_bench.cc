@@ -15,6 +15,7 @@
 #include <functional>
 #include <thread>
 
+#include "common/memory.h"
 #include "common/time.h"
 #include "query/query_engine.h"
 #include "store/event_store.h"
@@ -140,6 +141,7 @@ T OrDie(Result<T> r) {
 }  // namespace sibyl
 
 int main(int argc, char** argv) {
+  sibyl::UseSibylHeapSettings();  // as the sibyl binary
   using namespace sibyl;
   CLI::App app{"features_bench: time the feature, label and cohort queries"};
   std::string data_dir = "bench-features-data", as_of;

@@ -22,6 +22,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/memory.h"
 #include "ingest/file_source.h"
 #include "server/server.h"
 #include "sim/generator.h"
@@ -96,6 +97,7 @@ double Percentile(std::vector<double> v, double q) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  sibyl::UseSibylHeapSettings();  // as the sibyl binary
   uint64_t users = 3000;
   int days = 70, seconds = 10, clients = 4, rate = 1000, server_threads = 16;
   std::string dir;

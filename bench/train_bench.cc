@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/memory.h"
 #include "common/file.h"
 #include "ml/bundle.h"
 #include "ml/metrics.h"
@@ -25,6 +26,7 @@ double Seconds(std::chrono::steady_clock::time_point since) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  sibyl::UseSibylHeapSettings();  // as the sibyl binary
   using namespace sibyl::ml;
   SyntheticOptions synthetic;
   synthetic.num_rows = 100'000;

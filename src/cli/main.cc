@@ -1,10 +1,9 @@
 // sibyl: predictive insights for product event data. One binary, many verbs.
-#include <malloc.h>
-
 #include <cstdio>
 #include <cstdlib>
 
 #include "cli/commands.h"
+#include "common/memory.h"
 #include "common/progress.h"
 
 namespace sibyl {
@@ -30,11 +29,7 @@ int ExitCodeFor(const Status& status) {
 }  // namespace sibyl
 
 int main(int argc, char** argv) {
-  // Ingest and queries allocate and free large buffers over and over; keeping freed memory
-  // in the heap instead of returning it to the kernel avoids re-faulting it page by page.
-  mallopt(M_MMAP_THRESHOLD, 256 << 20);
-  mallopt(M_TRIM_THRESHOLD, 512 << 20);
-  mallopt(M_ARENA_MAX, 1);  // per-thread arenas would return memory to the kernel on their own
+  sibyl::UseSibylHeapSettings();
   using namespace sibyl;
   CLI::App app{"sibyl: predictive insights for product event data"};
   app.require_subcommand(1);

@@ -1,5 +1,6 @@
 #include "common/memory.h"
 
+#include <malloc.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -8,6 +9,12 @@
 #include <utility>
 
 namespace sibyl {
+
+void UseSibylHeapSettings() {
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  mallopt(M_ARENA_MAX, 1);  // per-thread arenas would return memory to the kernel on their own
+}
 
 void Prefault(void* data, size_t bytes) {
 #ifdef MADV_POPULATE_WRITE

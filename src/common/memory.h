@@ -8,6 +8,12 @@
 
 namespace sibyl {
 
+// The heap settings of every sibyl process (the binary and the benchmarks, so that they
+// measure the same program): ingest and queries allocate and free large buffers over and
+// over, and keeping freed memory in the heap instead of returning it to the kernel avoids
+// re-faulting it page by page. Call first thing in main().
+void UseSibylHeapSettings();
+
 // Maps the pages of [data, data + bytes) writable in one system call. A hint: failures
 // (old kernels) are ignored and the pages fault in on first touch as usual. Only worth it
 // for buffers of a megabyte or more.
