@@ -37,12 +37,7 @@ Result<std::string> ReadBlobFile(const std::string& path, std::string_view magic
   return raw;
 }
 
-void PutStored(ByteWriter& w, const StoredValue& v) {
-  w.U8(static_cast<uint8_t>(v.kind));
-  w.F64(v.number);
-  w.Varint(v.string);
-}
-
+// Format 1 (older stores): every field of every value.
 StoredValue GetStored(ByteReader& r) {
   StoredValue v;
   v.kind = static_cast<ValueKind>(r.U8());
@@ -52,6 +47,50 @@ StoredValue GetStored(ByteReader& r) {
 }
 
 uint64_t UserKey(ActorId actor, DictId key) { return (static_cast<uint64_t>(actor) << 32) | key; }
+
+// The user property history in users file format 2: one stream per field (deltas of
+// actors and times, keys, kinds, then only the value field each kind uses), each
+// length-prefixed, so that zstd sees like next to like.
+void PutHistory(const AppendOnlyVector<UserPropertyRecord>& history, size_t n, ByteWriter& out) {
+  std::string actors, times, keys, kinds, values;
+  ByteWriter a(&actors), t(&times), k(&keys), c(&kinds), v(&values);
+  int64_t previous_actor = 0, previous_time = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const UserPropertyRecord& rec = history[i];
+    a.SignedVarint(static_cast<int64_t>(rec.actor) - previous_actor);
+    t.SignedVarint(rec.time_ms - previous_time);
+    previous_actor = rec.actor;
+    previous_time = rec.time_ms;
+    k.Varint(rec.key);
+    c.U8(static_cast<uint8_t>(rec.value.kind));
+    if (rec.value.kind == ValueKind::kNumber || rec.value.kind == ValueKind::kBool)
+      v.F64(rec.value.number);
+    if (rec.value.kind == ValueKind::kString || rec.value.kind == ValueKind::kArray)
+      v.Varint(rec.value.string);
+  }
+  out.Varint(n);
+  for (const std::string* stream : {&actors, &times, &keys, &kinds, &values}) out.Bytes(*stream);
+}
+
+bool GetHistory(ByteReader& in, std::vector<UserPropertyRecord>& out) {
+  uint64_t n = in.Varint();
+  ByteReader a(in.Bytes()), t(in.Bytes()), k(in.Bytes()), c(in.Bytes()), v(in.Bytes());
+  if (!in.ok() || n > c.remaining()) return false;
+  out.resize(n);
+  int64_t actor = 0, time = 0;
+  for (UserPropertyRecord& rec : out) {
+    rec.actor = static_cast<ActorId>(actor += a.SignedVarint());
+    rec.time_ms = time += t.SignedVarint();
+    rec.key = static_cast<DictId>(k.Varint());
+    rec.value = {};
+    rec.value.kind = static_cast<ValueKind>(c.U8());
+    if (rec.value.kind == ValueKind::kNumber || rec.value.kind == ValueKind::kBool)
+      rec.value.number = v.F64();
+    if (rec.value.kind == ValueKind::kString || rec.value.kind == ValueKind::kArray)
+      rec.value.string = static_cast<DictId>(v.Varint());
+  }
+  return a.ok() && t.ok() && k.ok() && c.ok() && v.ok() && v.done();
+}
 
 }  // namespace
 
@@ -136,13 +175,21 @@ Status EmbeddedStore::LoadCheckpoint() {
   ByteReader users_reader(std::string_view(users_file).substr(kUsersMagic.size()));
   ASSIGN_OR_RETURN(std::string users, ReadCompressedBlock(users_reader, users_path));
   ByteReader u(users);
-  uint64_t n = u.Varint();
-  for (uint64_t k = 0; k < n && u.ok(); ++k) {
-    UserPropertyRecord rec;
-    rec.actor = static_cast<ActorId>(u.Varint());
-    rec.time_ms = u.SignedVarint();
-    rec.key = static_cast<DictId>(u.Varint());
-    rec.value = GetStored(u);
+  std::vector<UserPropertyRecord> history;
+  if (users_v1) {
+    uint64_t n = u.Varint();
+    for (uint64_t k = 0; k < n && u.ok(); ++k) {
+      UserPropertyRecord rec;
+      rec.actor = static_cast<ActorId>(u.Varint());
+      rec.time_ms = u.SignedVarint();
+      rec.key = static_cast<DictId>(u.Varint());
+      rec.value = GetStored(u);
+      history.push_back(rec);
+    }
+  } else if (!GetHistory(u, history)) {
+    return Corruption("{}: bad user property history", users_path);
+  }
+  for (const UserPropertyRecord& rec : history) {
     catalog_->history.push_back(rec);
     if (rec.value.kind == ValueKind::kNull) {
       user_values_.erase(UserKey(rec.actor, rec.key));
@@ -150,7 +197,7 @@ Status EmbeddedStore::LoadCheckpoint() {
       user_values_[UserKey(rec.actor, rec.key)] = rec.value;
     }
   }
-  n = u.Varint();
+  uint64_t n = u.Varint();
   for (uint64_t k = 0; k < n && u.ok(); ++k) {
     IdentityLink link;
     link.device = static_cast<ActorId>(u.Varint());
@@ -349,14 +396,7 @@ Status EmbeddedStore::CheckpointLocked() {
   std::string users;
   ByteWriter u(&users);
   size_t history = catalog_->history.size();
-  u.Varint(history);
-  for (size_t i = 0; i < history; ++i) {
-    const auto& rec = catalog_->history[i];
-    u.Varint(rec.actor);
-    u.SignedVarint(rec.time_ms);
-    u.Varint(rec.key);
-    PutStored(u, rec.value);
-  }
+  PutHistory(catalog_->history, history, u);
   size_t links = catalog_->links.size();
   u.Varint(links);
   for (size_t i = 0; i < links; ++i) {

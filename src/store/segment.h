@@ -103,6 +103,7 @@ class Segment {
   std::shared_ptr<const SegmentExtras> extras_;
   std::shared_ptr<const MappedFile> file_;
   std::string_view encoded_extras_;
+  int format_ = 2;  // of encoded_extras_ (the session column's coding changed in 2)
 };
 
 }  // namespace sibyl

@@ -4,6 +4,8 @@
 
 #include <random>
 
+#include "store/codec.h"
+
 namespace sibyl {
 namespace {
 
@@ -111,6 +113,70 @@ TEST(SegmentTest, TruncatedBytesAreCorruptionNotACrash) {
     auto r = Segment::DecodeBytes(std::string_view(bytes).substr(0, cut), "cut");
     EXPECT_FALSE(r.ok()) << cut;
   }
+}
+
+}  // namespace
+}  // namespace sibyl
+
+namespace sibyl {
+namespace {
+
+TEST(SegmentTest, SessionsRoundTripIncludingExtremeIds) {
+  // Sessions are coded against event times; ids far from the time must wrap back exactly.
+  std::vector<int64_t> sessions = {-1, INT64_MIN, INT64_MAX, 0, 1'700'000'000'000, 1'700'000'000'000,
+                                   -1, 42, 42, INT64_MIN};
+  std::vector<EncodedEvent> events;
+  for (size_t i = 0; i < sessions.size(); ++i)
+    events.push_back({1, 0, static_cast<int64_t>(1'700'000'000'500 + i * 1000), sessions[i], 0, 0});
+  auto segment = Segment::Build(events, {});
+  auto decoded = Segment::DecodeBytes(segment->Encode(1), "test");
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ((*decoded)->Extras().value()->session, sessions);
+}
+
+}  // namespace
+}  // namespace sibyl
+
+namespace sibyl {
+namespace {
+
+TEST(SegmentTest, FormatOneSegmentsAreStillRead) {
+  // Two events of actor 3 and one of actor 5, laid out as format 1 wrote them: plain
+  // varint time deltas and sessions as deltas between rows.
+  std::string bytes("SIBYLSG1"), raw;
+  ByteWriter r(&raw);
+  r.Varint(3);
+  r.SignedVarint(1000);
+  r.SignedVarint(1500);
+  AppendCompressedBlock(raw, 1, &bytes);
+  raw.clear();
+  r.Varint(2);  // runs
+  r.Varint(3);
+  r.Varint(2);
+  r.Varint(2);
+  r.Varint(1);
+  AppendCompressedBlock(raw, 1, &bytes);
+  raw.clear();
+  for (uint64_t delta : {0, 200, 500}) r.Varint(delta);  // 1000, 1200 | 1500
+  AppendCompressedBlock(raw, 1, &bytes);
+  uint16_t types[] = {7, 8, 9};
+  AppendCompressedBlock(std::string_view(reinterpret_cast<const char*>(types), sizeof(types)), 1,
+                        &bytes);
+  std::string extras;
+  raw.clear();
+  r.Varint(3);
+  for (int64_t delta : {900, 0, -901}) r.SignedVarint(delta);  // 900, 900, -1
+  AppendCompressedBlock(raw, 1, &extras);
+  ByteWriter(&extras).Varint(0);  // no property columns
+  ByteWriter(&bytes).Varint(extras.size());
+  bytes += extras;
+
+  auto decoded = Segment::DecodeBytes(bytes, "old.seg");
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ((*decoded)->actor(), (std::vector<ActorId>{3, 3, 5}));
+  EXPECT_EQ((*decoded)->time(), (std::vector<int64_t>{1000, 1200, 1500}));
+  EXPECT_EQ((*decoded)->type(), (std::vector<EventTypeId>{7, 8, 9}));
+  EXPECT_EQ((*decoded)->Extras().value()->session, (std::vector<int64_t>{900, 900, -1}));
 }
 
 }  // namespace
