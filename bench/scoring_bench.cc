@@ -8,7 +8,10 @@
 // record's stage times. The store is opened once; opening it is not timed.
 //
 //   scoring_bench --data DIR --prediction NAME [--as-of T] [--active-within-ms MS]
-//                 [--requests N] [--threads N] [--no-write-back]
+//                 [--requests N] [--threads N] [--no-write-back] [--check-native]
+//
+// --check-native (before the runs): the full run's feature matrix scored by the native tree
+// walk and by XGBoost itself; the bench fails unless every margin is equal.
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -22,6 +25,7 @@
 #include "scoring/score_run.h"
 #include "scoring/scoring.h"
 #include "store/event_store.h"
+#include "query/query_engine.h"
 
 namespace {
 
@@ -65,7 +69,7 @@ int main(int argc, char** argv) {
   int64_t active_within_ms = kMsPerHour;
   size_t requests = 2000;
   int threads = 2;
-  bool no_write_back = false;
+  bool no_write_back = false, check_native = false;
   app.add_option("--data", data_dir, "store directory with a trained prediction")->required();
   app.add_option("--prediction", name, "prediction name")->required();
   app.add_option("--as-of", as_of, "scoring cutoff (default: the store's)");
@@ -73,6 +77,7 @@ int main(int argc, char** argv) {
   app.add_option("--requests", requests, "real-time requests")->capture_default_str();
   app.add_option("--threads", threads, "threads for the real-time throughput run")->capture_default_str();
   app.add_flag("--no-write-back", no_write_back, "score without writing (the hourly run then needs an earlier full run on record)");
+  app.add_flag("--check-native", check_native, "compare the native tree walk with XGBoost on every row first");
   CLI11_PARSE(app, argc, argv);
 
   auto store = OrDie(EventStore::Open(StoreOptions{.data_dir = data_dir, .read_only = no_write_back}));
@@ -83,6 +88,30 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(store->Snapshot()->event_count()), store->Snapshot()->actors().size(),
               PeakRssMb());
 
+  {
+    scoring::ScoringModel model = OrDie(scoring::LoadScoringModel(registry, name));
+    const auto& predictor = model.sparse_predictor;
+    std::printf("tree walk: %s\n", !predictor ? "none (linear model)"
+                                    : predictor->native() ? "native"
+                                                          : ("XGBoost: " + predictor->why_not_native()).c_str());
+    if (check_native && predictor) {
+      auto reader = store->Snapshot();
+      const int64_t at = cutoff ? *cutoff : scoring::DefaultScoringCutoff(*reader);
+      auto engine = MakeEmbeddedQueryEngine(reader);
+      UserSet users = OrDie(engine->Cohort(model.cohort, at));
+      auto matrix = OrDie(engine->SparseFeatures(model.spec, at, users));
+      size_t differ = 0;
+      Timer native, xgb;
+      auto mine = OrDie(predictor->Margins(matrix, 0, matrix.rows()));
+      native.Print("check: native margins");
+      Timer t;
+      auto theirs = OrDie(predictor->XgboostMargins(matrix, 0, matrix.rows()));
+      t.Print("check: XGBoost margins");
+      for (size_t r = 0; r < matrix.rows(); ++r) differ += !(mine[r] == theirs[r]);
+      std::printf("check: %zu rows, %zu margins differ\n", matrix.rows(), differ);
+      if (differ != 0) return 1;
+    }
+  }
   scoring::ScoreRequest full;
   full.as_of_ms = cutoff;
   full.drift = false;

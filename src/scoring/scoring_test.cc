@@ -123,6 +123,34 @@ TEST_F(ScoringTest, BatchActiveOnlyAndSingleUserScoresAreIdentical) {
   }
 }
 
+// The native tree walk (SparsePredictor) gives XGBoost's margins exactly: those of a CSR
+// matrix of the same entries and those of ml's dense path (what training evaluated).
+TEST_F(ScoringTest, NativeTreeWalkGivesXgboostsMarginsOnEveryRow) {
+  ScoringModel model = Model();
+  ASSERT_NE(model.sparse_predictor, nullptr);
+  ASSERT_TRUE(model.sparse_predictor->native()) << model.sparse_predictor->why_not_native();
+  auto reader = store_->Snapshot();
+  auto engine = MakeEmbeddedQueryEngine(reader, false);
+  const int64_t cutoff = DefaultScoringCutoff(*reader);
+  auto users = engine->Cohort(model.cohort, cutoff);
+  ASSERT_TRUE(users.ok());
+  auto matrix = engine->SparseFeatures(model.spec, cutoff, *users);
+  ASSERT_TRUE(matrix.ok()) << matrix.status().ToString();
+  ASSERT_GT(matrix->rows(), 100u);
+  auto native = model.sparse_predictor->Margins(*matrix, 0, matrix->rows());
+  auto csr = model.sparse_predictor->XgboostMargins(*matrix, 0, matrix->rows());
+  std::vector<float> dense;
+  DensifyRows(*matrix, 0, matrix->rows(), dense);
+  auto dense_margins = model.bundle.model->PredictMargin(dense);
+  ASSERT_TRUE(native.ok() && csr.ok() && dense_margins.ok());
+  size_t distinct = std::set<double>(native->begin(), native->end()).size();
+  EXPECT_GT(distinct, 10u);  // the rows take many paths through the trees
+  for (size_t r = 0; r < matrix->rows(); ++r) {
+    ASSERT_EQ((*native)[r], (*csr)[r]) << "row " << r;
+    ASSERT_EQ((*native)[r], (*dense_margins)[r]) << "row " << r;
+  }
+}
+
 TEST_F(ScoringTest, WrittenScoresSurviveARestartAndFeedTheCohortLanguage) {
   ScoreRequest request;
   request.parallel = false;

@@ -6,6 +6,8 @@
 #include <mutex>
 #include <thread>
 
+#include "common/memory.h"
+
 namespace sibyl {
 
 StoreSnapshot::StoreSnapshot(std::shared_ptr<const Catalog> catalog,
@@ -219,35 +221,91 @@ bool LinkByUserBefore(const IdentityLink& a, const IdentityLink& b) { return a.u
 template <typename T, typename Before>
 std::shared_ptr<const std::vector<T>> Merged(const std::vector<T>& older, const std::vector<T>& newer, Before before) {
   auto out = std::make_shared<std::vector<T>>();
-  out->reserve(older.size() + newer.size());
+  ReservePrefaulted(*out, older.size() + newer.size());
   std::merge(older.begin(), older.end(), newer.begin(), newer.end(), std::back_inserter(*out), before);
   return out;
 }
 
-// Brings `log` to the first `n` records of `records` (sorted stably by `before`) and
+// How each log is ordered: by a dense key (an actor id), then, for history, by time;
+// records equal in both stay in arrival order (a stable sort).
+struct HistoryOrder {
+  static ActorId Key(const UserPropertyRecord& r) { return r.actor; }
+  static bool Before(const UserPropertyRecord& a, const UserPropertyRecord& b) { return HistoryBefore(a, b); }
+  static constexpr bool kByTime = true;
+};
+struct LinkOrder {
+  static ActorId Key(const IdentityLink& l) { return l.device; }
+  static bool Before(const IdentityLink& a, const IdentityLink& b) { return LinkBefore(a, b); }
+  static constexpr bool kByTime = false;
+};
+struct LinkByUserOrder {
+  static ActorId Key(const IdentityLink& l) { return l.user; }
+  static bool Before(const IdentityLink& a, const IdentityLink& b) { return LinkByUserBefore(a, b); }
+  static constexpr bool kByTime = false;
+};
+
+// Below this many records a comparison sort is cheaper than a counting array over every
+// actor id.
+constexpr size_t kCountingSortMin = 1 << 16;
+
+// records[from, to) in `Order`, stably. Large ranges (the whole history of a store opened
+// a moment ago: millions of records) are counting-sorted by actor into one prefaulted
+// array, then each actor's few records by time (usually already in order): linear, and
+// no vector growth, temporary buffer or merge copies, whose first touches of fresh pages
+// cost more than the sorting itself on a VM.
+template <typename Order, typename T, typename Records>
+std::vector<T> SortedRange(const Records& records, size_t from, size_t to) {
+  std::vector<T> out;
+  const size_t n = to - from;
+  if (n < kCountingSortMin) {
+    out.reserve(n);
+    for (size_t i = from; i < to; ++i) out.push_back(records[i]);
+    std::stable_sort(out.begin(), out.end(), Order::Before);
+    return out;
+  }
+  ActorId max_key = 0;
+  for (size_t i = from; i < to; ++i) max_key = std::max(max_key, Order::Key(records[i]));
+  // start[k]: where key k's records begin in `out` (then: where its next record goes).
+  std::vector<size_t> start;
+  ResizePrefaulted(start, size_t{max_key} + 2);
+  for (size_t i = from; i < to; ++i) ++start[size_t{Order::Key(records[i])} + 1];
+  for (size_t k = 1; k < start.size(); ++k) start[k] += start[k - 1];
+  ResizePrefaulted(out, n);
+  std::vector<size_t> next(start.begin(), start.end() - 1);
+  for (size_t i = from; i < to; ++i) {
+    const T& r = records[i];
+    out[next[Order::Key(r)]++] = r;
+  }
+  if constexpr (Order::kByTime) {
+    for (size_t k = 0; k + 1 < start.size(); ++k) {
+      auto lo = out.begin() + static_cast<std::ptrdiff_t>(start[k]);
+      auto hi = out.begin() + static_cast<std::ptrdiff_t>(start[k + 1]);
+      if (hi - lo > 1 && !std::is_sorted(lo, hi, Order::Before)) std::stable_sort(lo, hi, Order::Before);
+    }
+  }
+  return out;
+}
+
+// Brings `log` to the first `n` records of `records` (sorted stably in `Order`) and
 // returns base and delta for a snapshot of that prefix. An older prefix than the cached
 // one (a snapshot taken before the newest commit) is sorted on its own, not cached.
-template <typename T, typename Records, typename Before>
+template <typename Order, typename T, typename Records>
 std::pair<std::shared_ptr<const std::vector<T>>, std::shared_ptr<const std::vector<T>>> Advance(
-    SortedLog<T>& log, const Records& records, size_t n, Before before) {
-  auto sorted_range = [&](size_t from, size_t to) {
-    std::vector<T> fresh;
-    fresh.reserve(to - from);
-    for (size_t i = from; i < to; ++i) fresh.push_back(records[i]);
-    std::stable_sort(fresh.begin(), fresh.end(), before);
-    return fresh;
+    SortedLog<T>& log, const Records& records, size_t n) {
+  auto sorted = [&](size_t from, size_t to) {
+    return std::make_shared<const std::vector<T>>(SortedRange<Order, T>(records, from, to));
   };
-  if (n < log.size)
-    return {std::make_shared<const std::vector<T>>(sorted_range(0, n)), std::make_shared<const std::vector<T>>()};
+  if (n < log.size) return {sorted(0, n), std::make_shared<const std::vector<T>>()};
   if (n > log.size) {
-    auto delta = Merged(*log.delta, sorted_range(log.size, n), before);
-    // Fold the delta in once it is an eighth of the base: each record is copied into a
-    // new base O(log) times, and per-actor lookups stay two binary searches.
-    if (delta->size() > std::max<size_t>(4096, log.base->size() / 8)) {
-      log.base = Merged(*log.base, *delta, before);
+    // Re-sort the whole prefix into a new base once the delta would pass an eighth of the
+    // base (a sort of the whole prefix is linear, like a merge, and has no delta to
+    // copy): each record is sorted O(log) times, and per-actor lookups stay two binary
+    // searches. A fresh process sorts everything once, straight into the base.
+    if (log.delta->size() + (n - log.size) > std::max<size_t>(4096, log.base->size() / 8)) {
+      log.base = sorted(0, n);
       log.delta = std::make_shared<const std::vector<T>>();
     } else {
-      log.delta = std::move(delta);
+      log.delta = Merged(*log.delta, SortedRange<Order, T>(records, log.size, n), Order::Before);
     }
     log.size = n;
   }
@@ -422,12 +480,20 @@ void StoreSnapshot::LoadParts() const {
   std::call_once(parts_once_, [&] {
     std::lock_guard lock(log_cache_mutex);
     LogCache& cache = LogCacheFor(catalog_);
-    std::tie(history_parts_.base, history_parts_.delta) =
-        Advance(cache.history, catalog_->history, version_->history_size, HistoryBefore);
-    std::tie(links_parts_.base, links_parts_.delta) =
-        Advance(cache.links, catalog_->links, version_->links_size, LinkBefore);
+    auto history = [&] {
+      std::tie(history_parts_.base, history_parts_.delta) =
+          Advance<HistoryOrder>(cache.history, catalog_->history, version_->history_size);
+    };
+    // The first snapshot of a store sorts millions of history records: on a second
+    // thread, beside the links (the three logs share nothing but the lock held here).
+    const bool big = version_->history_size > cache.history.size + kCountingSortMin;
+    std::thread helper;
+    if (big && std::thread::hardware_concurrency() > 1) helper = std::thread(history);
+    else history();
+    std::tie(links_parts_.base, links_parts_.delta) = Advance<LinkOrder>(cache.links, catalog_->links, version_->links_size);
     std::tie(links_by_user_parts_.base, links_by_user_parts_.delta) =
-        Advance(cache.links_by_user, catalog_->links, version_->links_size, LinkByUserBefore);
+        Advance<LinkByUserOrder>(cache.links_by_user, catalog_->links, version_->links_size);
+    if (helper.joinable()) helper.join();
   });
 }
 
@@ -554,6 +620,18 @@ std::span<const IdentityLink> StoreSnapshot::identity_links() const {
   });
   return *links_;
 }
+
+namespace store_internal {
+std::vector<UserPropertyRecord> SortedHistory(std::span<const UserPropertyRecord> records) {
+  return SortedRange<HistoryOrder, UserPropertyRecord>(records, 0, records.size());
+}
+std::vector<IdentityLink> SortedLinksByDevice(std::span<const IdentityLink> links) {
+  return SortedRange<LinkOrder, IdentityLink>(links, 0, links.size());
+}
+std::vector<IdentityLink> SortedLinksByUser(std::span<const IdentityLink> links) {
+  return SortedRange<LinkByUserOrder, IdentityLink>(links, 0, links.size());
+}
+}  // namespace store_internal
 
 std::shared_ptr<const EventReader> EmbeddedStoreSnapshot(std::shared_ptr<const Catalog> catalog,
                                                          std::shared_ptr<const Version> version) {

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <mutex>
+#include <span>
 #include <vector>
 
 #include "store/catalog.h"
@@ -74,5 +75,14 @@ class StoreSnapshot final : public EventReader {
   mutable std::shared_ptr<const std::vector<UserPropertyRecord>> history_;
   mutable std::shared_ptr<const std::vector<IdentityLink>> links_;
 };
+
+namespace store_internal {
+// The orders a snapshot keeps the catalog's logs in (user property history stably by
+// (actor, time), links stably by device and by user), with the same code: exposed for
+// tests of the sort of large logs.
+std::vector<UserPropertyRecord> SortedHistory(std::span<const UserPropertyRecord> records);
+std::vector<IdentityLink> SortedLinksByDevice(std::span<const IdentityLink> links);
+std::vector<IdentityLink> SortedLinksByUser(std::span<const IdentityLink> links);
+}  // namespace store_internal
 
 }  // namespace sibyl
