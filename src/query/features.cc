@@ -279,14 +279,18 @@ class FeatureComputer {
 
   template <typename Sink>
   Status Scan(Sink& sink, std::vector<uint8_t>& emitted, bool parallel) {
+    Trace trace;
     gather_ = UseGather();
     if (gather_) {
       BuildTargets();
+      trace.Lap("gather targets");
     } else {
       resolved_ = reader_.ResolveIdentities(cutoff_);
       row_of_actor_ = query_internal::MakeRowMap(resolved_, rows_).row_of_actor;
+      trace.Lap("identities resolved, rows mapped");
       // The gather path reads each row's own records (EventReader::UserPropertyHistoryOf).
-      history_ = reader_.user_property_history();
+      if (!layout_.user_properties.empty()) history_ = reader_.user_property_history();
+      trace.Lap("user property history");
     }
     ScanSpec spec;
     // Recency and tenure look at all history; everything else at the window only.

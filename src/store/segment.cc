@@ -71,8 +71,9 @@ Status DecodeValues(std::string_view raw, std::string_view what, SegmentExtras::
   ResizePrefaulted(column.values, n);
   uint32_t row = 0;
   for (uint64_t i = 0; i < n; ++i) column.rows[i] = row += static_cast<uint32_t>(r.Varint());
-  std::vector<uint8_t> codes(n);
-  r.Raw(codes.data(), n);
+  // The value codes, read in place (a copy would be one more pass over fresh memory).
+  const auto* codes = reinterpret_cast<const uint8_t*>(r.View(n).data());
+  if (!r.ok()) return Corruption("{}: truncated property column", what);
   for (uint64_t i = 0; i < n; ++i) {
     StoredValue& value = column.values[i];
     switch (codes[i]) {
