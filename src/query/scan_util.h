@@ -31,36 +31,46 @@ void ForEachActorRunIn(const EventChunk& chunk, size_t from, size_t to, Visit&& 
 }
 
 // Walks the chunks of an ActorBlock actor by actor. Runs(actor) returns the actor's rows
-// [begin, end) in each chunk that has any (sorted by time within a chunk); calls must
-// come in ascending actor order, which lets each chunk's cursor only move forward.
+// [begin, end) in each chunk that has any (sorted by time within a chunk), in chunk order.
+// The runs are found chunk by chunk up front and bucketed by actor, so the cost is the
+// chunks' rows plus their runs, not actors times chunks (a block of a store with 80 parts
+// has up to 80 chunks, and most actors have rows in a few of them).
 class BlockActorWalk {
  public:
   struct Run {
     uint32_t chunk;
     uint32_t begin, end;
   };
-  explicit BlockActorWalk(const EventReader::ActorBlock& block)
-      : block_(block), next_(block.chunks.size(), 0) {
-    runs_.reserve(block.chunks.size());
-  }
-  std::span<const Run> Runs(ActorId actor) {
-    runs_.clear();
-    for (uint32_t c = 0; c < block_.chunks.size(); ++c) {
-      const EventChunk& chunk = block_.chunks[c];
-      const ActorId* actors = chunk.actor.data();
-      uint32_t i = next_[c];
-      while (i < chunk.size && actors[i] < actor) ++i;
-      uint32_t begin = i;
-      while (i < chunk.size && actors[i] == actor) ++i;
-      next_[c] = i;
-      if (i > begin) runs_.push_back({c, begin, i});
+  explicit BlockActorWalk(const EventReader::ActorBlock& block) : first_(block.first_actor) {
+    const size_t actors = block.end_actor - block.first_actor;
+    start_.assign(actors + 1, 0);
+    struct Found {
+      uint32_t actor;  // offset from first_
+      Run run;
+    };
+    std::vector<Found> found;
+    for (uint32_t c = 0; c < block.chunks.size(); ++c) {
+      const EventChunk& chunk = block.chunks[c];
+      ForEachActorRunIn(chunk, 0, chunk.size, [&](ActorId actor, size_t begin, size_t end) {
+        if (actor < block.first_actor || actor >= block.end_actor) return;
+        uint32_t a = actor - block.first_actor;
+        found.push_back({a, {c, static_cast<uint32_t>(begin), static_cast<uint32_t>(end)}});
+        ++start_[a + 1];
+      });
     }
-    return runs_;
+    for (size_t a = 0; a < actors; ++a) start_[a + 1] += start_[a];
+    runs_.resize(found.size());
+    std::vector<uint32_t> next(start_.begin(), start_.end() - 1);
+    for (const Found& f : found) runs_[next[f.actor]++] = f.run;  // stable: chunk order
+  }
+  std::span<const Run> Runs(ActorId actor) const {
+    size_t a = actor - first_;
+    return {runs_.data() + start_[a], start_[a + 1] - start_[a]};
   }
 
  private:
-  const EventReader::ActorBlock& block_;
-  std::vector<uint32_t> next_;
+  ActorId first_;
+  std::vector<uint32_t> start_;  // actor offset -> first run; one more entry than actors
   std::vector<Run> runs_;
 };
 
