@@ -54,6 +54,8 @@ void Run(const GlobalOptions& global, const IngestOptions& opts) {
 
   FileParseOptions parse_options;
   if (!opts.mapping.empty()) parse_options.csv_mapping = Check(CsvMapping::FromFile(opts.mapping));
+  // Dictionary lookups of names the store already knows happen on the parse threads.
+  parse_options.prepare = [&store](EventBatch& batch) { store->Prepare(batch); };
   for (const std::string& path : opts.files) {
     Result<FileParseStats> parsed = ParseFile(path, parse_options, [&](EventBatch&& batch, std::vector<IngestError>&& errors) -> Status {
       for (const IngestError& e : errors) {

@@ -37,6 +37,7 @@ std::string EventBatch::Describe(const SourcePosition& p) const {
 }
 
 void EventBatch::Append(EventBatch&& other) {
+  resolved = {};  // indices shift; the writer resolves again
   uint32_t file_base = static_cast<uint32_t>(files.size());
   uint32_t prop_base = static_cast<uint32_t>(properties.size());
   uint32_t update_base = static_cast<uint32_t>(user_updates.size());
@@ -65,6 +66,7 @@ void EventBatch::Clear() {
   files.clear();
   owned_.clear();
   owned_raw_.clear();
+  resolved = {};
   arena_ = nullptr;
 }
 

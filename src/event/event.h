@@ -86,6 +86,17 @@ class EventBatch {
   std::vector<UserPropertyUpdate> user_updates;
   std::vector<std::string> files;  // source names, for SourcePosition::file
 
+  // Dictionary ids a store resolved ahead, on the thread that parsed the batch (see
+  // EventStore::Prepare), so its single writer need not hash and probe every string.
+  // Parallel to events (event types), properties (keys, string values) and user_updates;
+  // empty, or UINT32_MAX for a string not resolved (the writer looks those up itself).
+  struct ResolvedIds {
+    std::vector<uint32_t> event_types, property_keys, property_values, update_keys,
+        update_values;
+    uint64_t store = 0;  // serial of the store whose dictionaries the ids belong to
+  };
+  ResolvedIds resolved;
+
   // Copies `s` into memory owned by the batch and returns a view of the copy. Views
   // stay valid as long as the batch lives (storage never moves).
   std::string_view Intern(std::string_view s);
@@ -111,7 +122,7 @@ class EventBatch {
   // Moves every event of `other` to the end of this batch (other stays valid but empty).
   void Append(EventBatch&& other);
 
-  void Clear();
+  void Clear();  // also drops `resolved`
 
  private:
   // Heap-held so that moving a batch, or appending one to another, never moves the bytes

@@ -187,12 +187,14 @@ size_t SplitAfterLastNewline(std::string_view text) {
 class Pipeline {
  public:
   Pipeline(std::string name, int threads, size_t chunk_bytes,
-           std::function<std::unique_ptr<ChunkParser>()> make_parser, SplitFunction split)
+           std::function<std::unique_ptr<ChunkParser>()> make_parser, SplitFunction split,
+           std::function<void(EventBatch&)> prepare)
       : name_(std::move(name)),
         threads_(threads),
         chunk_bytes_(chunk_bytes),
         make_parser_(std::move(make_parser)),
         split_(split),
+        prepare_(std::move(prepare)),
         max_in_flight_(static_cast<size_t>(threads) * 2 + 2) {}
 
   // `carry` holds bytes already read (the header probe); `first_line` is its first line.
@@ -309,6 +311,7 @@ class Pipeline {
                job->batch.user_updates.capacity() * sizeof(UserPropertyUpdate));
       std::string_view text = AdoptInput(job->batch, std::move(job->text), job->text_size);
       job->skipped = parser->Parse(text, job->first_line, job->batch, job->errors);
+      if (prepare_) prepare_(job->batch);
       {
         std::lock_guard lock(mu_);
         job->done = true;
@@ -342,6 +345,7 @@ class Pipeline {
   size_t chunk_bytes_;
   std::function<std::unique_ptr<ChunkParser>()> make_parser_;
   SplitFunction split_;
+  std::function<void(EventBatch&)> prepare_;
   const size_t max_in_flight_;
 
   std::mutex mu_;
@@ -445,7 +449,8 @@ Result<FileParseStats> ParseFile(const std::string& path, const FileParseOptions
           std::count(head.begin(), head.begin() + static_cast<ptrdiff_t>(header_end), '\n'));
       Pipeline pipeline(
           name, threads, chunk_bytes,
-          [parser] { return std::make_unique<CsvChunkParser>(parser); }, &CsvCompleteRecordsEnd);
+          [parser] { return std::make_unique<CsvChunkParser>(parser); }, &CsvCompleteRecordsEnd,
+          options.prepare);
       RETURN_IF_ERROR(pipeline.Run(*input, head.substr(header_end), 1 + header_lines, sink, stats));
       stats.bytes += header_end;
       return stats;
@@ -455,7 +460,8 @@ Result<FileParseStats> ParseFile(const std::string& path, const FileParseOptions
       JsonParseOptions json = options.json;
       Pipeline pipeline(
           name, threads, chunk_bytes,
-          [json] { return std::make_unique<JsonLinesChunkParser>(json); }, &SplitAfterLastNewline);
+          [json] { return std::make_unique<JsonLinesChunkParser>(json); }, &SplitAfterLastNewline,
+          options.prepare);
       RETURN_IF_ERROR(pipeline.Run(*input, std::move(head), 1, sink, stats));
       return stats;
     }

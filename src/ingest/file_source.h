@@ -38,6 +38,9 @@ struct FileParseOptions {
   size_t chunk_bytes = 4 << 20;          // input per batch (whole lines are kept together)
   JsonParseOptions json;
   std::shared_ptr<const CsvMapping> csv_mapping;  // required for CSV
+  // Run on the parsing thread on each parsed batch before it goes to the sink (e.g. a
+  // store's Prepare, to take work off the thread that appends). Must be thread-safe.
+  std::function<void(EventBatch&)> prepare;
 };
 
 // Receives each parsed chunk in file order: the valid events (batch.files[0] is the

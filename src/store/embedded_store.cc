@@ -48,6 +48,11 @@ StoredValue GetStored(ByteReader& r) {
 
 uint64_t UserKey(ActorId actor, DictId key) { return (static_cast<uint64_t>(actor) << 32) | key; }
 
+uint64_t NextStoreSerial() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1);
+}
+
 // The user property history in users file format 2: one stream per field (deltas of
 // actors and times, keys, kinds, then only the value field each kind uses), each
 // length-prefixed, so that zstd sees like next to like.
@@ -95,7 +100,7 @@ bool GetHistory(ByteReader& in, std::vector<UserPropertyRecord>& out) {
 }  // namespace
 
 EmbeddedStore::EmbeddedStore(const StoreOptions& options)
-    : options_(options), dir_(options.data_dir), catalog_(std::make_shared<Catalog>()),
+    : options_(options), serial_(NextStoreSerial()), dir_(options.data_dir), catalog_(std::make_shared<Catalog>()),
       version_(std::make_shared<Version>()) {}
 
 EmbeddedStore::~EmbeddedStore() {

@@ -42,6 +42,7 @@ class EmbeddedStore final : public EventStore {
   std::shared_ptr<const EventReader> Snapshot() const override;
   Status Checkpoint() override;
   Result<StoreStats> Stats() const override;
+  void Prepare(EventBatch& batch) const override;  // store_prepare.cc
 
  private:
   friend class StoreTransaction;
@@ -65,6 +66,7 @@ class EmbeddedStore final : public EventStore {
   std::shared_ptr<const Version> current() const;
 
   StoreOptions options_;
+  const uint64_t serial_;  // unique in the process: tags ids resolved by Prepare
   std::string dir_;
   int lock_fd_ = -1;
   std::shared_ptr<Catalog> catalog_;

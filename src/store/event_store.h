@@ -85,6 +85,12 @@ class EventStore {
   virtual Status Checkpoint() = 0;
 
   virtual Result<StoreStats> Stats() const = 0;
+
+  // Optional work on a parsed batch before it is appended, on any thread (parsers call it
+  // on their own threads): resolves the batch's names that the store's dictionaries
+  // already hold into batch.resolved, so the single writer mostly copies ids. Appending
+  // gives the same result with or without it.
+  virtual void Prepare(EventBatch& batch) const { (void)batch; }
 };
 
 }  // namespace sibyl

@@ -124,13 +124,25 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
     last = {id, c.actors.Intern(scratch_key_), true};
     return last.actor;
   };
-  auto store_value = [&](const Value& v) -> StoredValue {
+  // Ids resolved ahead by Prepare (on the parse threads), when they are this store's and
+  // match the batch; kNoDictId entries and batches without them are interned here.
+  const EventBatch::ResolvedIds& resolved = batch.resolved;
+  bool have_resolved = resolved.store == serial_ &&
+                       resolved.event_types.size() == batch.events.size() &&
+                       resolved.property_keys.size() == batch.properties.size() &&
+                       resolved.property_values.size() == batch.properties.size() &&
+                       resolved.update_keys.size() == batch.user_updates.size() &&
+                       resolved.update_values.size() == batch.user_updates.size();
+  auto intern = [](Dictionary& dict, std::string_view name, DictId known) {
+    return known != kNoDictId ? known : dict.Intern(name);
+  };
+  auto store_value = [&](const Value& v, DictId known = kNoDictId) -> StoredValue {
     switch (v.kind) {
       case ValueKind::kNull: return {};
       case ValueKind::kBool: return {ValueKind::kBool, v.boolean ? 1.0 : 0.0, kNoDictId};
       case ValueKind::kNumber: return {ValueKind::kNumber, v.number, kNoDictId};
-      case ValueKind::kString: return {ValueKind::kString, 0, c.string_values.Intern(v.text)};
-      case ValueKind::kArray: return {ValueKind::kArray, 0, c.string_values.Intern(v.text)};
+      case ValueKind::kString: return {ValueKind::kString, 0, intern(c.string_values, v.text, known)};
+      case ValueKind::kArray: return {ValueKind::kArray, 0, intern(c.string_values, v.text, known)};
     }
     return {};
   };
@@ -205,16 +217,18 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
       else it->second = batch.UserUpdatesOf(e);
     }
     for (const UserPropertyUpdate& u : updates) {
-      DictId key = c.property_keys.Intern(u.key);
+      size_t at = static_cast<size_t>(&u - batch.user_updates.data());
+      DictId known_value = have_resolved ? resolved.update_values[at] : kNoDictId;
+      DictId key = intern(c.property_keys, u.key, have_resolved ? resolved.update_keys[at] : kNoDictId);
       uint64_t slot = UserKey(actor, key);
       const StoredValue* current = current_value(slot);
       StoredValue next;
       bool change = true;
       switch (u.op) {
-        case UserPropertyOp::kSet: next = store_value(u.value); break;
+        case UserPropertyOp::kSet: next = store_value(u.value, known_value); break;
         case UserPropertyOp::kSetOnce:
           change = current == nullptr;
-          if (change) next = store_value(u.value);
+          if (change) next = store_value(u.value, known_value);
           break;
         case UserPropertyOp::kAdd: {
           change = u.value.kind == ValueKind::kNumber;
@@ -256,13 +270,19 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
       ++staged.counts.identify_calls;
       continue;
     }
-    DictId type = c.event_types.Intern(e.event_type);
+    DictId type = intern(c.event_types, e.event_type, have_resolved ? resolved.event_types[index] : kNoDictId);
     if (type > UINT16_MAX)
       return ResourceExhausted("{}: more than 65,535 event types", batch.Describe(e.position));
     uint32_t begin = static_cast<uint32_t>(properties.size());
-    for (const Property& p : batch.PropertiesOf(e)) {
+    for (uint32_t at = e.properties_begin; at < e.properties_end; ++at) {
+      const Property& p = batch.properties[at];
       if (p.value.kind == ValueKind::kNull) continue;
-      properties.push_back({c.property_keys.Intern(p.key), store_value(p.value)});
+      if (have_resolved) {
+        properties.push_back({intern(c.property_keys, p.key, resolved.property_keys[at]),
+                              store_value(p.value, resolved.property_values[at])});
+      } else {
+        properties.push_back({c.property_keys.Intern(p.key), store_value(p.value)});
+      }
     }
     events.push_back({actor, static_cast<EventTypeId>(type), time, e.session_id, begin,
                       static_cast<uint32_t>(properties.size())});

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -401,6 +402,87 @@ TEST_F(StoreTest, ActorBlocksCoverEveryEventOnceWithItsProperties) {
     EXPECT_EQ(seen.size(), 1500u) << per_block;
     for (const auto& [actor, time, p] : seen) EXPECT_DOUBLE_EQ(p, static_cast<double>(time % 1000) / 10);
   }
+}
+
+}  // namespace
+}  // namespace sibyl
+
+namespace sibyl {
+namespace {
+
+// Every event's (actor name, type name, category value) in scan order.
+std::vector<std::tuple<std::string, std::string, std::string>> Rows(const EventReader& snap) {
+  std::vector<std::tuple<std::string, std::string, std::string>> rows;
+  ScanSpec spec;
+  spec.property_keys = {*snap.property_keys().Find("category")};
+  EXPECT_TRUE(snap.Scan(spec, [&](const EventChunk& c) {
+    for (size_t i = 0; i < c.size; ++i) {
+      std::string category;
+      const PropertyColumn& column = c.properties[0];
+      for (size_t k = 0; k < column.rows.size(); ++k)
+        if (column.rows[k] - c.first_row == i) category = snap.string_values().name(column.values[k].string);
+      rows.emplace_back(snap.actors().name(c.actor[i]), snap.event_types().name(c.event_type[i]), category);
+    }
+    return Status::Ok();
+  }).ok());
+  return rows;
+}
+
+TEST_F(StoreTest, PreparedBatchesAppendExactlyLikeUnpreparedOnes) {
+  // A second store whose dictionaries hold other names at the same ids: ids it resolves
+  // must not be trusted by the first.
+  StoreOptions other_options = options_;
+  other_options.data_dir = dir_ + "/other";
+  auto other = EventStore::Open(other_options);
+  ASSERT_TRUE(other.ok());
+  EventBatch seed_other;
+  Add(seed_other, "someone", "Buy", 1);   // Buy = 0, View = 1 there; the other way round here
+  Add(seed_other, "someone", "View", 2);
+  ASSERT_TRUE((*other)->Append(seed_other).ok());
+
+  auto store = Open();
+  EventBatch first;
+  Add(first, "user-a", "View", 1000, "id-1");
+  ASSERT_TRUE(store->Append(first).ok());
+  auto make = [&] {
+    EventBatch b;
+    Add(b, "user-b", "View", 2000, "id-2");
+    Add(b, "user-b", "Buy", 3000, "id-3");  // a type the store does not know yet
+    SetProperty(b, "user-b", 3000, UserPropertyOp::kSet, "plan", Value::String(b.Intern("shoes")));
+    return b;
+  };
+  EventBatch prepared = make();
+  store->Prepare(prepared);
+  auto snap = store->Snapshot();
+  ASSERT_EQ(prepared.resolved.event_types.size(), 3u);
+  EXPECT_EQ(prepared.resolved.event_types[0], *snap->event_types().Find("View"));
+  EXPECT_EQ(prepared.resolved.event_types[1], kNoDictId);
+  EXPECT_EQ(prepared.resolved.property_keys[1], *snap->property_keys().Find("category"));
+  EXPECT_EQ(prepared.resolved.property_values[1], *snap->string_values().Find("shoes"));
+  EXPECT_EQ(prepared.resolved.update_keys[0], kNoDictId);  // "plan" is new
+  EXPECT_EQ(prepared.resolved.update_values[0], *snap->string_values().Find("shoes"));
+  ASSERT_TRUE(store->Append(prepared).ok());
+
+  EventBatch foreign = make();
+  (*other)->Prepare(foreign);
+  foreign.events[0].insert_id = foreign.Intern("id-4");
+  foreign.events[1].insert_id = foreign.Intern("id-5");
+  ASSERT_TRUE(store->Append(foreign).ok());
+
+  snap = store->Snapshot();
+  using Row = std::tuple<std::string, std::string, std::string>;
+  auto rows = Rows(*snap);  // segment by segment: sort to compare
+  std::sort(rows.begin(), rows.end());
+  EXPECT_EQ(rows, (std::vector<Row>{{"u:user-a", "View", "shoes"},
+                                           {"u:user-b", "Buy", "shoes"},
+                                           {"u:user-b", "Buy", "shoes"},
+                                           {"u:user-b", "View", "shoes"},
+                                           {"u:user-b", "View", "shoes"}}));
+  ActorId b = *snap->actors().Find("u:user-b");
+  auto props = snap->UserPropertiesAsOf(b, 4000);
+  ASSERT_EQ(props.size(), 1u);
+  EXPECT_EQ(snap->property_keys().name(props[0].first), "plan");
+  EXPECT_EQ(snap->string_values().name(props[0].second.string), "shoes");
 }
 
 }  // namespace
