@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <mutex>
 #include <numeric>
 
 #include <sys/resource.h>
@@ -245,6 +246,42 @@ Status WriteBack(EventStore& store, const std::string& name, int version, int64_
   return txn->Commit();
 }
 
+// The loaded versions of this process: a resident scheduler runs the same version every
+// hour, and loading it (files, two XGBoost boosters, the tree walk's self-check) would be
+// a fifth of an hourly run. A version directory appears whole and never changes; its
+// modification time is part of the key in case a prediction is deleted and recreated.
+Result<std::shared_ptr<const ScoringModel>> CachedModel(const pipeline::PredictionRegistry& registry,
+                                                        const std::string& name, std::optional<int> version) {
+  if (!version) {
+    ASSIGN_OR_RETURN(std::vector<int> versions, registry.Versions(name));
+    if (versions.empty())
+      return NotFound("prediction \"{}\" has no trained version; run `sibyl train {}` first", name, name);
+    version = versions.back();
+  }
+  std::string dir = registry.VersionDir(name, *version);
+  std::error_code ec;
+  auto stamp = fs::last_write_time(dir, ec);
+  std::string key = fmt::format("{}@{}", dir, ec ? 0 : stamp.time_since_epoch().count());
+  // Never destroyed: XGBoost's own globals may be gone by the time static objects are,
+  // and freeing a booster then crashes the exit.
+  static std::mutex& mutex = *new std::mutex;
+  static auto& cache = *new std::vector<std::pair<std::string, std::shared_ptr<const ScoringModel>>>;  // newest last
+  {
+    std::lock_guard lock(mutex);
+    for (const auto& [k, model] : cache)
+      if (k == key) return model;
+  }
+  ASSIGN_OR_RETURN(ScoringModel loaded, LoadScoringModel(registry, name, version));
+  auto model = std::make_shared<const ScoringModel>(std::move(loaded));
+  // Two runs may share a cached model at once: only models scored without an XGBoost
+  // booster (the native tree walk, linear models' own code) are kept.
+  if (model->sparse_predictor && !model->sparse_predictor->native()) return model;
+  std::lock_guard lock(mutex);
+  cache.emplace_back(key, model);
+  if (cache.size() > 4) cache.erase(cache.begin());
+  return model;
+}
+
 Result<std::string> NextRunFile(const std::string& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -311,7 +348,8 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
                                   const std::string& name, const ScoreRequest& request) {
   Stopwatch total, watch;
   nlohmann::json timings = nlohmann::json::object(), cpu = nlohmann::json::object();
-  ASSIGN_OR_RETURN(ScoringModel model, LoadScoringModel(registry, name, request.version));
+  ASSIGN_OR_RETURN(std::shared_ptr<const ScoringModel> loaded_model, CachedModel(registry, name, request.version));
+  const ScoringModel& model = *loaded_model;
   std::shared_ptr<const EventReader> reader = store.Snapshot();
   const int64_t cutoff = request.as_of_ms ? FloorHour(*request.as_of_ms) : DefaultScoringCutoff(*reader);
   auto engine = MakeEmbeddedQueryEngine(reader, request.parallel);
