@@ -63,11 +63,16 @@ Result<ScoredRows> ScoreMatrix(const ScoringModel& model, const SparseFeatureMat
     constexpr size_t kRows = size_t{1} << 16;
     const size_t blocks = (matrix.rows() + kRows - 1) / kRows;
     out.margins.resize(matrix.rows());
+    out.scores.resize(matrix.rows());
+    // Each lane calibrates its own rows too (an exp and a search a row).
     auto lane = [&](int which) -> Status {
       for (size_t b = static_cast<size_t>(which); b < blocks; b += 2) {
         size_t begin = b * kRows, end = std::min(matrix.rows(), begin + kRows);
         ASSIGN_OR_RETURN(std::vector<double> margins, model.sparse_predictor->Margins(matrix, begin, end, which));
-        std::copy(margins.begin(), margins.end(), out.margins.begin() + static_cast<std::ptrdiff_t>(begin));
+        for (size_t r = begin; r < end; ++r) {
+          out.margins[r] = margins[r - begin];
+          out.scores[r] = model.bundle.calibration.Apply(ml::MarginToOutput(model.bundle.task, out.margins[r]));
+        }
       }
       return Status::Ok();
     };
@@ -78,8 +83,6 @@ Result<ScoredRows> ScoreMatrix(const ScoringModel& model, const SparseFeatureMat
     if (helper.joinable()) helper.join();
     RETURN_IF_ERROR(first);
     RETURN_IF_ERROR(second);
-    for (double m : out.margins)
-      out.scores.push_back(model.bundle.calibration.Apply(ml::MarginToOutput(model.bundle.task, m)));
     return out;
   }
   std::vector<float> dense;
