@@ -22,6 +22,35 @@ namespace {
 // that the unused tail of each thread's last slab is.
 constexpr size_t kSlabCells = size_t{1} << 20;
 
+// Full-size slabs of matrices that are gone, kept for the next matrix: fresh memory costs
+// the kernel's zeroing and the page faults (about a fifth of a whole-matrix query at a
+// million users), and a resident process (the server, a daily and an hourly run) builds
+// matrices of the same size again and again. Bounded: beyond 1 GB they are unmapped.
+class SlabPool {
+ public:
+  static SlabPool& Get() {
+    static SlabPool* pool = new SlabPool();  // never destroyed: matrices may outlive main
+    return *pool;
+  }
+  bool Take(PageBuffer& slab) {
+    std::lock_guard lock(mutex_);
+    if (free_.empty()) return false;
+    slab = std::move(free_.back());
+    free_.pop_back();
+    return true;
+  }
+  void Give(PageBuffer slab) noexcept {
+    std::lock_guard lock(mutex_);
+    if (free_.size() < kMaxSlabs) free_.push_back(std::move(slab));  // reserved: no throw
+  }
+
+ private:
+  static constexpr size_t kMaxSlabs = (size_t{1} << 30) / (kSlabCells * sizeof(SparseCell));
+  SlabPool() { free_.reserve(kMaxSlabs); }
+  std::mutex mutex_;
+  std::vector<PageBuffer> free_;
+};
+
 // Runs work(from, to) over [0, n) split between two threads when n is large.
 template <typename Work>
 void OnTwoThreads(size_t n, size_t threshold, Work&& work) {
@@ -35,6 +64,21 @@ void OnTwoThreads(size_t n, size_t threshold, Work&& work) {
 }
 
 }  // namespace
+
+void CellSlab::Release() noexcept {
+  if (pages_.size() == kSlabCells * sizeof(SparseCell)) SlabPool::Get().Give(std::move(pages_));
+  pages_ = PageBuffer();
+}
+
+CellSlab::~CellSlab() { Release(); }
+
+CellSlab& CellSlab::operator=(CellSlab&& other) noexcept {
+  if (this != &other) {
+    Release();
+    pages_ = std::move(other.pages_);
+  }
+  return *this;
+}
 
 float SparseFeatureMatrix::at(size_t r, size_t c) const {
   std::span<const SparseCell> cells = row(r);
@@ -80,7 +124,7 @@ SparseMatrixBuilder::SparseMatrixBuilder(size_t rows) {
   ResizePrefaulted(matrix_.row_size_, rows);
   // Rows never written point at the start of slab 0 with size 0: a one-cell slab that
   // always exists.
-  matrix_.slabs_.emplace_back(sizeof(SparseCell), /*prefault=*/false);
+  matrix_.slabs_.emplace_back(PageBuffer(sizeof(SparseCell), /*prefault=*/false));
   matrix_.slab_sizes_.push_back(1);
 }
 
@@ -89,9 +133,12 @@ std::pair<SparseCell*, uint32_t> SparseMatrixBuilder::NewSlab(size_t min_cells, 
   // not allocate and prefault 8 MB.
   size_t rows = matrix_.row_size_.size();
   capacity = std::max(min_cells, std::min(kSlabCells, std::max<size_t>(1, rows) * min_cells));
-  PageBuffer slab(capacity * sizeof(SparseCell), /*prefault=*/true);
+  PageBuffer pages;
+  if (capacity != kSlabCells || !SlabPool::Get().Take(pages))
+    pages = PageBuffer(capacity * sizeof(SparseCell), /*prefault=*/true);
+  CellSlab slab(std::move(pages));
   std::lock_guard lock(mutex_);
-  auto* data = static_cast<SparseCell*>(slab.data());
+  SparseCell* data = slab.data();
   matrix_.slabs_.push_back(std::move(slab));
   matrix_.slab_sizes_.push_back(capacity);
   return {data, static_cast<uint32_t>(matrix_.slabs_.size() - 1)};

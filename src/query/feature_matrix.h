@@ -54,6 +54,24 @@ struct SparseCell {
   float value;
 };
 
+// Memory for sparse cells. A full-size slab that is dropped goes back to a bounded pool
+// for the next matrix instead of to the kernel (feature_matrix.cc, SlabPool).
+class CellSlab {
+ public:
+  CellSlab() = default;
+  explicit CellSlab(PageBuffer pages) : pages_(std::move(pages)) {}
+  CellSlab(CellSlab&&) noexcept = default;
+  CellSlab& operator=(CellSlab&& other) noexcept;
+  ~CellSlab();
+
+  SparseCell* data() const { return static_cast<SparseCell*>(pages_.data()); }
+  PageBuffer& pages() { return pages_; }
+
+ private:
+  void Release() noexcept;
+  PageBuffer pages_;
+};
+
 // Compressed rows: a row stores, in column order, only its cells that differ from the
 // column's fill value (0, or the recency cap for "hours since" columns). A million users
 // have a few dozen such cells each out of several hundred columns, so this is a fraction
@@ -69,7 +87,7 @@ class SparseFeatureMatrix {
   size_t cols() const { return columns.size(); }
   std::span<const SparseCell> row(size_t r) const {
     uint64_t where = row_start_[r];
-    return {static_cast<const SparseCell*>(slabs_[where >> 32].data()) + (where & 0xFFFFFFFFu), row_size_[r]};
+    return {slabs_[where >> 32].data() + (where & 0xFFFFFFFFu), row_size_[r]};
   }
   float at(size_t r, size_t c) const;
   uint64_t stored_cells() const;
@@ -82,7 +100,7 @@ class SparseFeatureMatrix {
   friend class SparseMatrixBuilder;
   std::vector<uint64_t> row_start_;  // slab index << 32 | offset in the slab
   std::vector<uint32_t> row_size_;
-  std::vector<PageBuffer> slabs_;
+  std::vector<CellSlab> slabs_;
   std::vector<size_t> slab_sizes_;
 };
 
@@ -112,7 +130,7 @@ class SparseMatrixBuilder {
   SparseFeatureMatrix Finish() { return std::move(matrix_); }
 
  private:
-  // A fresh prefaulted slab of at least `min_cells` cells.
+  // A slab of at least `min_cells` cells: a recycled one, or fresh and prefaulted.
   std::pair<SparseCell*, uint32_t> NewSlab(size_t min_cells, size_t& capacity);
 
   std::mutex mutex_;
