@@ -93,6 +93,7 @@ class EventBatch {
   struct ResolvedIds {
     std::vector<uint32_t> event_types, property_keys, property_values, update_keys,
         update_values;
+    std::vector<uint64_t> insert_id_hashes;  // parallel to events; 0 for no insert_id
     uint64_t store = 0;  // serial of the store whose dictionaries the ids belong to
   };
   ResolvedIds resolved;

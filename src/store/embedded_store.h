@@ -13,6 +13,9 @@
 
 namespace sibyl {
 
+// The de-duplication hash of an insert_id (persisted: stable across builds and platforms).
+uint64_t HashInsertId(std::string_view id);
+
 // A batch encoded against the dictionaries, ready to log and apply.
 struct StagedBatch {
   std::shared_ptr<const Segment> segment;  // may be null: identify-only batches

@@ -14,19 +14,6 @@ namespace {
 
 uint64_t UserKey(ActorId actor, DictId key) { return (static_cast<uint64_t>(actor) << 32) | key; }
 
-uint64_t HashInsertId(std::string_view id) {
-  // FNV-1a then a murmur finaliser: stable across builds and platforms (std::hash is
-  // not guaranteed to be), which matters because the hashes are persisted.
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : id) h = (h ^ c) * 1099511628211ull;
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdull;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ull;
-  h ^= h >> 33;
-  return h;
-}
-
 bool SameRawValue(const Value& a, const Value& b) {
   return a.kind == b.kind && a.boolean == b.boolean && a.number == b.number && a.text == b.text;
 }
@@ -98,6 +85,19 @@ StoredValue GetValue(ByteReader& r) {
 
 }  // namespace
 
+uint64_t HashInsertId(std::string_view id) {
+  // FNV-1a then a murmur finaliser: stable across builds and platforms (std::hash is
+  // not guaranteed to be), which matters because the hashes are persisted.
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : id) h = (h ^ c) * 1099511628211ull;
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  return h;
+}
+
 Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOverlay& overlay) {
   Catalog& c = *catalog_;
   StagedBatch staged;
@@ -161,11 +161,13 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
 
   // De-duplication first, for the whole batch: the index is far bigger than the caches,
   // and inserting many ids at once lets their memory loads overlap.
+  // (The parse threads usually hashed the ids already, in Prepare.)
   std::vector<uint64_t> hashes;
   std::vector<uint32_t> with_id;
+  bool have_hashes = have_resolved && resolved.insert_id_hashes.size() == batch.events.size();
   for (uint32_t i = 0; i < batch.events.size(); ++i) {
     if (batch.events[i].insert_id.empty()) continue;
-    hashes.push_back(HashInsertId(batch.events[i].insert_id));
+    hashes.push_back(have_hashes ? resolved.insert_id_hashes[i] : HashInsertId(batch.events[i].insert_id));
     with_id.push_back(i);
   }
   std::unique_ptr<bool[]> added(new bool[hashes.size() + 1]);

@@ -63,8 +63,10 @@ void EmbeddedStore::Prepare(EventBatch& batch) const {
     return text ? memo.string_values.Resolve(c.string_values, v.text) : kNoDictId;
   };
   r.event_types.resize(batch.events.size());
+  r.insert_id_hashes.resize(batch.events.size());
   for (size_t i = 0; i < batch.events.size(); ++i) {
     const ParsedEvent& e = batch.events[i];
+    r.insert_id_hashes[i] = e.insert_id.empty() ? 0 : HashInsertId(e.insert_id);
     r.event_types[i] = e.is_identify ? kNoDictId : memo.event_types.Resolve(c.event_types, e.event_type);
   }
   r.property_keys.resize(batch.properties.size());

@@ -462,6 +462,12 @@ TEST_F(StoreTest, PreparedBatchesAppendExactlyLikeUnpreparedOnes) {
   EXPECT_EQ(prepared.resolved.update_keys[0], kNoDictId);  // "plan" is new
   EXPECT_EQ(prepared.resolved.update_values[0], *snap->string_values().Find("shoes"));
   ASSERT_TRUE(store->Append(prepared).ok());
+  // Insert ids hashed on the parsing thread de-duplicate like the writer's own hashes.
+  EventBatch repeat;
+  Add(repeat, "user-a", "View", 1000, "id-1");
+  store->Prepare(repeat);
+  ASSERT_EQ(repeat.resolved.insert_id_hashes.size(), 1u);
+  EXPECT_EQ(store->Append(repeat)->duplicates_dropped, 1u);
 
   EventBatch foreign = make();
   (*other)->Prepare(foreign);
