@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "common/memory.h"
 #include "common/time.h"
 #include "scoring/score_run.h"
 #include "scoring/scoring.h"
@@ -64,6 +65,7 @@ struct Timer {
 }  // namespace
 
 int main(int argc, char** argv) {
+  sibyl::UseSibylHeapSettings();  // as the sibyl binary
   CLI::App app{"scoring_bench: full, hourly and real-time scoring on one store"};
   std::string data_dir, name, as_of;
   int64_t active_within_ms = kMsPerHour;
