@@ -32,12 +32,17 @@ class DictionaryView {
 };
 
 // A stored property value. Strings and arrays are ids into string_values(); numbers and
-// booleans are kept as doubles (booleans as 0/1).
+// booleans are kept as doubles (booleans as 0/1). The kind goes last so the value takes 16
+// bytes, not 24: scans decode tens of millions of them. Built as {kind, number, string}.
 struct StoredValue {
-  ValueKind kind = ValueKind::kNull;
-  double number = 0;       // kNumber, kBool
+  constexpr StoredValue() = default;
+  constexpr StoredValue(ValueKind k, double n, DictId s) : number(n), string(s), kind(k) {}
+
+  double number = 0;          // kNumber, kBool
   DictId string = kNoDictId;  // kString, kArray (canonical JSON)
+  ValueKind kind = ValueKind::kNull;
 };
+static_assert(sizeof(StoredValue) == 16);
 
 // The values of one event property over the rows of a chunk; sparse: only rows that have
 // the property appear, in ascending row order. A key absent from a chunk has no rows.
