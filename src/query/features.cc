@@ -42,7 +42,6 @@ class ActorRow {
     touched_[col >> 6] |= uint64_t{1} << (col & 63);
   }
   const float* cells() const { return cells_.data(); }
-  const float* fill() const { return fill_.data(); }
 
   // visit(col, value) for every touched cell, ascending.
   template <typename Visit>
@@ -114,12 +113,11 @@ class SparseSink {
   void EmitRow(SparseMatrixBuilder::Writer& writer, uint32_t row, const ActorRow& cells) {
     SparseCell* out = writer.BeginRow(fill_.size());
     size_t n = 0;
-    const float* fill = cells.fill();
     // Write every touched cell and keep it only if it differs from the fill: no branch to
     // mispredict on data (recency often equals the cap, counts rarely equal 0).
     cells.ForEachTouched([&](size_t col, float v) {
       out[n] = {static_cast<uint32_t>(col), v};
-      n += v != fill[col];
+      n += v != fill_[col];
     });
     writer.CommitRow(row, n);
   }

@@ -69,20 +69,17 @@ void EmbeddedStore::Prepare(EventBatch& batch) const {
     r.insert_id_hashes[i] = e.insert_id.empty() ? 0 : HashInsertId(e.insert_id);
     r.event_types[i] = e.is_identify ? kNoDictId : memo.event_types.Resolve(c.event_types, e.event_type);
   }
-  r.property_keys.resize(batch.properties.size());
-  r.property_values.resize(batch.properties.size());
-  for (size_t i = 0; i < batch.properties.size(); ++i) {
-    const Property& p = batch.properties[i];
-    r.property_keys[i] = memo.property_keys.Resolve(c.property_keys, p.key);
-    r.property_values[i] = value_id(p.value);
-  }
-  r.update_keys.resize(batch.user_updates.size());
-  r.update_values.resize(batch.user_updates.size());
-  for (size_t i = 0; i < batch.user_updates.size(); ++i) {
-    const UserPropertyUpdate& u = batch.user_updates[i];
-    r.update_keys[i] = memo.property_keys.Resolve(c.property_keys, u.key);
-    r.update_values[i] = value_id(u.value);
-  }
+  // Event properties and user property updates: both are (key, value) lists.
+  auto resolve = [&](const auto& items, std::vector<DictId>& keys, std::vector<DictId>& values) {
+    keys.resize(items.size());
+    values.resize(items.size());
+    for (size_t i = 0; i < items.size(); ++i) {
+      keys[i] = memo.property_keys.Resolve(c.property_keys, items[i].key);
+      values[i] = value_id(items[i].value);
+    }
+  };
+  resolve(batch.properties, r.property_keys, r.property_values);
+  resolve(batch.user_updates, r.update_keys, r.update_values);
 }
 
 }  // namespace sibyl
