@@ -3,6 +3,8 @@
 #include "common/memory.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -67,6 +69,14 @@ class InputStream {
   ~InputStream() {
     if (gz_ != nullptr) gzclose(gz_);
     if (fd_ >= 0) close(fd_);
+  }
+
+  // The descriptor of a plain (not gzip, not stdin) regular file, else -1: such a file
+  // can be memory-mapped instead of read.
+  int MappableFd() const {
+    struct stat st;
+    if (gz_ != nullptr || fd_ < 0 || fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
+    return fd_;
   }
 
   // Appends up to `n` bytes to `out`; returns how many (0 at the end).
@@ -198,9 +208,18 @@ class Pipeline {
         max_in_flight_(static_cast<size_t>(threads) * 2 + 2) {}
 
   // `carry` holds bytes already read (the header probe); `first_line` is its first line.
-  Status Run(InputStream& input, std::string carry, uint64_t first_line, const BatchSink& sink,
-             FileParseStats& stats) {
-    std::thread reader([&] { ReadAll(input, std::move(carry), first_line); });
+  // `carry_offset` is where `carry` starts in the file: a plain file is mapped from there
+  // instead of read.
+  Status Run(InputStream& input, std::string carry, uint64_t carry_offset, uint64_t first_line,
+             const BatchSink& sink, FileParseStats& stats) {
+    int fd = input.MappableFd();
+    std::thread reader([&] {
+      if (fd >= 0) {
+        MapAll(fd, carry_offset, first_line);
+      } else {
+        ReadAll(input, std::move(carry), first_line);
+      }
+    });
     std::vector<std::thread> workers;
     for (int i = 0; i < threads_; ++i) workers.emplace_back([this] { Work(); });
     Status status = Deliver(sink, stats);
@@ -219,6 +238,9 @@ class Pipeline {
  private:
   struct Job {
     std::unique_ptr<char[]> text;  // text_size bytes, then room for kInputPadding
+    // Or, for a mapped file: the mapping and where the chunk's text starts in it.
+    std::shared_ptr<const void> mapping;
+    const char* mapped_text = nullptr;
     size_t text_size = 0;
     uint64_t first_line = 0;
     EventBatch batch;
@@ -279,6 +301,94 @@ class Pipeline {
     Finish(Status::Ok());
   }
 
+  // A chunk of a mapped file. The pages a chunk maps are the page cache's own, so parsing
+  // them in place saves the kernel's copy of every byte into a buffer (read(2)'s copy was
+  // 15% of an ingest's CPU time). The mapping is populated here, on the reader thread,
+  // in one call rather than by a fault per page on the parse threads.
+  class Mapping {
+   public:
+    Mapping(void* address, size_t length) : address_(address), length_(length) {}
+    ~Mapping() { munmap(address_, length_); }
+    const char* data() const { return static_cast<const char*>(address_); }
+
+   private:
+    void* address_;
+    size_t length_;
+  };
+
+  // Reads [offset, end of file) of `fd` by mapping it chunk by chunk. The last chunk, and
+  // any whose padding would reach past the end of the file (unmapped bytes), are read
+  // into a buffer as before.
+  void MapAll(int fd, uint64_t offset, uint64_t line) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+      Finish(IoError("{}: cannot stat: {}", name_, std::strerror(errno)));
+      return;
+    }
+    const uint64_t file_size = static_cast<uint64_t>(st.st_size);
+    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    while (offset < file_size) {
+      uint64_t want_end = std::min<uint64_t>(offset + chunk_bytes_, file_size);
+      if (want_end + kInputPadding > file_size) {
+        // The tail: into a padded buffer.
+        size_t size = static_cast<size_t>(file_size - offset);
+        std::unique_ptr<char[]> buffer(new char[size + kInputPadding]);
+        for (size_t done = 0; done < size;) {
+          ssize_t got = pread(fd, buffer.get() + done, size - done, static_cast<off_t>(offset + done));
+          if (got < 0 && errno == EINTR) continue;
+          if (got <= 0) {
+            Finish(IoError("reading {}: {}", name_, got < 0 ? std::strerror(errno) : "file shrank"));
+            return;
+          }
+          done += static_cast<size_t>(got);
+        }
+        bytes_ += size;
+        if (!Enqueue(std::move(buffer), nullptr, nullptr, size, line)) return;
+        break;
+      }
+      uint64_t map_start = offset & ~(page - 1);
+      size_t length = static_cast<size_t>(want_end + kInputPadding - map_start);
+      void* address = mmap(nullptr, length, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd,
+                           static_cast<off_t>(map_start));
+      if (address == MAP_FAILED) {
+        Finish(IoError("cannot map {}: {}", name_, std::strerror(errno)));
+        return;
+      }
+      auto mapping = std::make_shared<Mapping>(address, length);
+      const char* text = mapping->data() + (offset - map_start);
+      size_t cut = split_(std::string_view(text, static_cast<size_t>(want_end - offset)));
+      if (cut == 0) {
+        // One unit longer than a chunk: map a bigger window.
+        chunk_bytes_ *= 2;
+        continue;
+      }
+      uint64_t lines = CountNewlines(std::string_view(text, cut));
+      bytes_ += cut;
+      if (!Enqueue(nullptr, std::move(mapping), text, cut, line)) return;
+      offset += cut;
+      line += lines;
+    }
+    Finish(Status::Ok());
+  }
+
+  // Hands a chunk to the workers; false if parsing was cancelled.
+  bool Enqueue(std::unique_ptr<char[]> buffer, std::shared_ptr<const void> mapping,
+               const char* mapped_text, size_t size, uint64_t first_line) {
+    auto job = std::make_unique<Job>();
+    job->text = std::move(buffer);
+    job->mapping = std::move(mapping);
+    job->mapped_text = mapped_text;
+    job->text_size = size;
+    job->first_line = first_line;
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return cancelled_ || order_.size() < max_in_flight_; });
+    if (cancelled_) return false;
+    todo_.push_back(job.get());
+    order_.push_back(std::move(job));
+    cv_.notify_all();
+    return true;
+  }
+
   void Finish(Status status) {
     std::lock_guard lock(mu_);
     read_status_ = std::move(status);
@@ -309,7 +419,13 @@ class Pipeline {
       Prefault(job->batch.properties.data(), job->batch.properties.capacity() * sizeof(Property));
       Prefault(job->batch.user_updates.data(),
                job->batch.user_updates.capacity() * sizeof(UserPropertyUpdate));
-      std::string_view text = AdoptInput(job->batch, std::move(job->text), job->text_size);
+      std::string_view text;
+      if (job->mapping) {
+        job->batch.Keep(std::move(job->mapping));
+        text = std::string_view(job->mapped_text, job->text_size);
+      } else {
+        text = AdoptInput(job->batch, std::move(job->text), job->text_size);
+      }
       job->skipped = parser->Parse(text, job->first_line, job->batch, job->errors);
       if (prepare_) prepare_(job->batch);
       {
@@ -451,7 +567,8 @@ Result<FileParseStats> ParseFile(const std::string& path, const FileParseOptions
           name, threads, chunk_bytes,
           [parser] { return std::make_unique<CsvChunkParser>(parser); }, &CsvCompleteRecordsEnd,
           options.prepare);
-      RETURN_IF_ERROR(pipeline.Run(*input, head.substr(header_end), 1 + header_lines, sink, stats));
+      RETURN_IF_ERROR(pipeline.Run(*input, head.substr(header_end), header_end, 1 + header_lines,
+                                   sink, stats));
       stats.bytes += header_end;
       return stats;
     }
@@ -462,7 +579,7 @@ Result<FileParseStats> ParseFile(const std::string& path, const FileParseOptions
           name, threads, chunk_bytes,
           [json] { return std::make_unique<JsonLinesChunkParser>(json); }, &SplitAfterLastNewline,
           options.prepare);
-      RETURN_IF_ERROR(pipeline.Run(*input, std::move(head), 1, sink, stats));
+      RETURN_IF_ERROR(pipeline.Run(*input, std::move(head), 0, 1, sink, stats));
       return stats;
     }
   }
