@@ -198,14 +198,15 @@ class Pipeline {
  public:
   Pipeline(std::string name, int threads, size_t chunk_bytes,
            std::function<std::unique_ptr<ChunkParser>()> make_parser, SplitFunction split,
-           std::function<void(EventBatch&)> prepare)
+           std::function<void(EventBatch&)> prepare, bool lines_by_reader = false)
       : name_(std::move(name)),
         threads_(threads),
         chunk_bytes_(chunk_bytes),
         make_parser_(std::move(make_parser)),
         split_(split),
         prepare_(std::move(prepare)),
-        max_in_flight_(static_cast<size_t>(threads) * 2 + 2) {}
+        max_in_flight_(static_cast<size_t>(threads) * 2 + 2),
+        lines_by_reader_(lines_by_reader) {}
 
   // `carry` holds bytes already read (the header probe); `first_line` is its first line.
   // `carry_offset` is where `carry` starts in the file: a plain file is mapped from there
@@ -213,11 +214,13 @@ class Pipeline {
   Status Run(InputStream& input, std::string carry, uint64_t carry_offset, uint64_t first_line,
              const BatchSink& sink, FileParseStats& stats) {
     int fd = input.MappableFd();
+    next_line_ = first_line;
+    reader_line_ = first_line;
     std::thread reader([&] {
       if (fd >= 0) {
-        MapAll(fd, carry_offset, first_line);
+        MapAll(fd, carry_offset);
       } else {
-        ReadAll(input, std::move(carry), first_line);
+        ReadAll(input, std::move(carry));
       }
     });
     std::vector<std::thread> workers;
@@ -242,14 +245,15 @@ class Pipeline {
     std::shared_ptr<const void> mapping;
     const char* mapped_text = nullptr;
     size_t text_size = 0;
-    uint64_t first_line = 0;
+    uint64_t first_line = 0;  // when lines_by_reader_
+    uint64_t lines = 0;       // newlines in the text, counted by the worker otherwise
     EventBatch batch;
     std::vector<IngestError> errors;
     uint64_t skipped = 0;
     bool done = false;
   };
 
-  void ReadAll(InputStream& input, std::string carry, uint64_t line) {
+  void ReadAll(InputStream& input, std::string carry) {
     bool eof = false;
     while (!eof) {
       // Raw buffers, not std::string: a string would be zero-filled before the read, and
@@ -282,21 +286,10 @@ class Pipeline {
         continue;
       }
       carry.assign(text.substr(cut));
-      uint64_t lines = CountNewlines(text.substr(0, cut));
       if (cut > 0) {
-        auto job = std::make_unique<Job>();
         bytes_ += cut;
-        job->text = std::move(buffer);
-        job->text_size = cut;
-        job->first_line = line;
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return cancelled_ || order_.size() < max_in_flight_; });
-        if (cancelled_) return;
-        todo_.push_back(job.get());
-        order_.push_back(std::move(job));
-        cv_.notify_all();
+        if (!Enqueue(std::move(buffer), nullptr, nullptr, cut)) return;
       }
-      line += lines;
     }
     Finish(Status::Ok());
   }
@@ -319,7 +312,7 @@ class Pipeline {
   // Reads [offset, end of file) of `fd` by mapping it chunk by chunk. The last chunk, and
   // any whose padding would reach past the end of the file (unmapped bytes), are read
   // into a buffer as before.
-  void MapAll(int fd, uint64_t offset, uint64_t line) {
+  void MapAll(int fd, uint64_t offset) {
     struct stat st;
     if (fstat(fd, &st) != 0) {
       Finish(IoError("{}: cannot stat: {}", name_, std::strerror(errno)));
@@ -343,7 +336,7 @@ class Pipeline {
           done += static_cast<size_t>(got);
         }
         bytes_ += size;
-        if (!Enqueue(std::move(buffer), nullptr, nullptr, size, line)) return;
+        if (!Enqueue(std::move(buffer), nullptr, nullptr, size)) return;
         break;
       }
       uint64_t map_start = offset & ~(page - 1);
@@ -362,24 +355,25 @@ class Pipeline {
         chunk_bytes_ *= 2;
         continue;
       }
-      uint64_t lines = CountNewlines(std::string_view(text, cut));
       bytes_ += cut;
-      if (!Enqueue(nullptr, std::move(mapping), text, cut, line)) return;
+      if (!Enqueue(nullptr, std::move(mapping), text, cut)) return;
       offset += cut;
-      line += lines;
     }
     Finish(Status::Ok());
   }
 
   // Hands a chunk to the workers; false if parsing was cancelled.
   bool Enqueue(std::unique_ptr<char[]> buffer, std::shared_ptr<const void> mapping,
-               const char* mapped_text, size_t size, uint64_t first_line) {
+               const char* mapped_text, size_t size) {
     auto job = std::make_unique<Job>();
+    if (lines_by_reader_) {
+      job->first_line = reader_line_;
+      reader_line_ += CountNewlines(std::string_view(mapped_text ? mapped_text : buffer.get(), size));
+    }
     job->text = std::move(buffer);
     job->mapping = std::move(mapping);
     job->mapped_text = mapped_text;
     job->text_size = size;
-    job->first_line = first_line;
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return cancelled_ || order_.size() < max_in_flight_; });
     if (cancelled_) return false;
@@ -426,7 +420,12 @@ class Pipeline {
       } else {
         text = AdoptInput(job->batch, std::move(job->text), job->text_size);
       }
-      job->skipped = parser->Parse(text, job->first_line, job->batch, job->errors);
+      // Lines are numbered from 1 within the chunk and shifted in Deliver, which knows
+      // where the chunk starts: counting lines on the reader thread was a cold pass over
+      // every byte before the parser's own.
+      // (CSV insert_id templates use the row number itself: there the reader counts.)
+      job->skipped = parser->Parse(text, lines_by_reader_ ? job->first_line : 1, job->batch, job->errors);
+      if (!lines_by_reader_) job->lines = CountNewlines(text);
       if (prepare_) prepare_(job->batch);
       {
         std::lock_guard lock(mu_);
@@ -449,6 +448,13 @@ class Pipeline {
         order_.pop_front();
       }
       cv_.notify_all();
+      if (uint64_t shift = next_line_ - 1; shift != 0 && !lines_by_reader_) {
+        for (ParsedEvent& e : job->batch.events)
+          if (e.position.line > 0) e.position.line += shift;
+        for (IngestError& e : job->errors)
+          if (e.position.line > 0) e.position.line += shift;
+      }
+      next_line_ += job->lines;
       stats.events += job->batch.events.size();
       stats.errors += job->errors.size();
       stats.skipped_rows += job->skipped;
@@ -469,6 +475,9 @@ class Pipeline {
   std::deque<Job*> todo_;                  // read, not yet parsed
   std::deque<std::unique_ptr<Job>> order_; // every chunk in flight, in file order
   uint64_t bytes_ = 0;  // written by the reader, read after it is joined
+  uint64_t next_line_ = 1;    // Deliver's: the line the next chunk starts at
+  uint64_t reader_line_ = 1;  // the reader's, when lines_by_reader_
+  bool lines_by_reader_ = false;
   bool read_done_ = false;
   bool cancelled_ = false;
   Status read_status_;
@@ -566,7 +575,7 @@ Result<FileParseStats> ParseFile(const std::string& path, const FileParseOptions
       Pipeline pipeline(
           name, threads, chunk_bytes,
           [parser] { return std::make_unique<CsvChunkParser>(parser); }, &CsvCompleteRecordsEnd,
-          options.prepare);
+          options.prepare, /*lines_by_reader=*/true);
       RETURN_IF_ERROR(pipeline.Run(*input, head.substr(header_end), header_end, 1 + header_lines,
                                    sink, stats));
       stats.bytes += header_end;

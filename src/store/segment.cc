@@ -1,5 +1,8 @@
 #include "store/segment.h"
 
+#include <atomic>
+#include <thread>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -284,60 +287,76 @@ std::vector<std::shared_ptr<const Segment>> Segment::FromRows(
   // part it overlaps; when runs interleave a lot, one sort at the end is cheaper.
   using Entry = std::pair<uint32_t, StoredValue>;
   auto by_row = [](const Entry& a, const Entry& b) { return a.first < b.first; };
-  std::vector<std::vector<Entry>> gathered(groups);
-  std::vector<size_t> run_start(groups), merge_work(groups), group_count(groups);
-  std::vector<char> needs_sort(groups);
-  for (DictId key : keys) {
-    for (uint32_t g = 0; g < groups; ++g) gathered[g].clear();
-    std::fill(needs_sort.begin(), needs_sort.end(), 0);
-    std::fill(merge_work.begin(), merge_work.end(), 0);
+  // Keys are independent: two threads take them in turns (a checkpoint otherwise spends
+  // most of its merge on one core while the other waits), each with its own scratch.
+  // columns_of[key index][group] collects the results, appended in key order below.
+  std::vector<std::vector<SegmentExtras::Column>> columns_of(keys.size());
+  struct Scratch {
+    std::vector<std::vector<Entry>> gathered;
+    std::vector<size_t> run_start, merge_work, group_count;
+    std::vector<char> needs_sort;
+    std::vector<const SegmentExtras::Column*> columns;
+  };
+  auto merge_key = [&](size_t key_index, Scratch& x) {
+    DictId key = keys[key_index];
+    x.gathered.resize(groups);
+    x.run_start.assign(groups, 0);
+    x.merge_work.assign(groups, 0);
+    x.group_count.assign(groups, 0);
+    x.needs_sort.assign(groups, 0);
+    for (uint32_t g = 0; g < groups; ++g) x.gathered[g].clear();
     // The inputs' columns of this key, and how many values each group gets: fresh pages
     // fault in one by one at great cost on VMs, so each list is reserved prefaulted once.
-    std::vector<const SegmentExtras::Column*> columns(extras.size(), nullptr);
-    std::fill(group_count.begin(), group_count.end(), 0);
+    x.columns.assign(extras.size(), nullptr);
     for (size_t k = 0; k < extras.size(); ++k) {
       auto it = std::lower_bound(extras[k]->properties.begin(), extras[k]->properties.end(), key,
                                  [](const SegmentExtras::Column& c, DictId d) { return c.key < d; });
       if (it == extras[k]->properties.end() || it->key != key) continue;
-      columns[k] = &*it;
+      x.columns[k] = &*it;
       if (groups == 1) {
-        group_count[0] += it->rows.size();
+        x.group_count[0] += it->rows.size();
       } else {
         for (uint32_t row : it->rows)
-          if (uint32_t g = new_group[k][row]; g != UINT32_MAX) ++group_count[g];
+          if (uint32_t g = new_group[k][row]; g != UINT32_MAX) ++x.group_count[g];
       }
     }
-    for (uint32_t g = 0; g < groups; ++g) ReservePrefaulted(gathered[g], group_count[g]);
+    for (uint32_t g = 0; g < groups; ++g) ReservePrefaulted(x.gathered[g], x.group_count[g]);
+    // Each input's rows arrive in ascending output order (the merge keeps an input's
+    // order), so a group's list is a sequence of ascending runs. Inputs usually hold
+    // disjoint actor ranges (a file is cut into chunks), so each run is merged into place
+    // over just the part it overlaps; when runs interleave a lot, one sort at the end is
+    // cheaper.
     for (size_t k = 0; k < extras.size(); ++k) {
-      const SegmentExtras::Column* it = columns[k];
+      const SegmentExtras::Column* it = x.columns[k];
       if (it == nullptr) continue;
-      for (uint32_t g = 0; g < groups; ++g) run_start[g] = gathered[g].size();
+      for (uint32_t g = 0; g < groups; ++g) x.run_start[g] = x.gathered[g].size();
       for (size_t j = 0; j < it->rows.size(); ++j) {
         uint32_t g = new_group[k][it->rows[j]];
         if (g == UINT32_MAX) continue;
-        gathered[g].emplace_back(new_row[k][it->rows[j]], it->values[j]);
+        x.gathered[g].emplace_back(new_row[k][it->rows[j]], it->values[j]);
       }
       for (uint32_t g = 0; g < groups; ++g) {
-        auto& list = gathered[g];
-        size_t start = run_start[g];
-        if (needs_sort[g] || start == 0 || start == list.size() ||
+        auto& list = x.gathered[g];
+        size_t start = x.run_start[g];
+        if (x.needs_sort[g] || start == 0 || start == list.size() ||
             list[start - 1].first < list[start].first)
           continue;
         auto from = std::upper_bound(list.begin(), list.begin() + static_cast<ptrdiff_t>(start),
                                      list[start], by_row);
-        merge_work[g] += static_cast<size_t>(list.end() - from);
-        if (merge_work[g] > 4 * list.size() + 4096) {
-          needs_sort[g] = 1;  // runs interleave: sort once instead
+        x.merge_work[g] += static_cast<size_t>(list.end() - from);
+        if (x.merge_work[g] > 4 * list.size() + 4096) {
+          x.needs_sort[g] = 1;  // runs interleave: sort once instead
           continue;
         }
         std::inplace_merge(from, list.begin() + static_cast<ptrdiff_t>(start), list.end(), by_row);
       }
     }
+    columns_of[key_index].resize(groups);
     for (uint32_t g = 0; g < groups; ++g) {
-      auto& list = gathered[g];
+      auto& list = x.gathered[g];
       if (list.empty()) continue;
-      if (needs_sort[g]) std::sort(list.begin(), list.end(), by_row);
-      SegmentExtras::Column column;
+      if (x.needs_sort[g]) std::sort(list.begin(), list.end(), by_row);
+      SegmentExtras::Column& column = columns_of[key_index][g];
       column.key = key;
       ReservePrefaulted(column.rows, list.size());
       ReservePrefaulted(column.values, list.size());
@@ -345,9 +364,22 @@ std::vector<std::shared_ptr<const Segment>> Segment::FromRows(
         column.rows.push_back(row);
         column.values.push_back(value);
       }
-      out_extras[g]->properties.push_back(std::move(column));
     }
+  };
+  std::atomic<size_t> next_key{0};
+  auto merge_keys = [&] {
+    Scratch scratch;
+    for (size_t i; (i = next_key.fetch_add(1)) < keys.size();) merge_key(i, scratch);
+  };
+  {
+    // Small merges (a few HTTP batches) are not worth a thread.
+    std::jthread helper;
+    if (order.size() >= (1u << 16) && keys.size() > 1) helper = std::jthread(merge_keys);
+    merge_keys();
   }
+  for (auto& per_group : columns_of)
+    for (uint32_t g = 0; g < groups; ++g)
+      if (!per_group[g].rows.empty()) out_extras[g]->properties.push_back(std::move(per_group[g]));
   std::vector<std::shared_ptr<const Segment>> result;
   for (uint32_t g = 0; g < groups; ++g) {
     out[g]->extras_ = std::move(out_extras[g]);
