@@ -56,7 +56,6 @@ void EventBatch::Append(EventBatch&& other) {
   // Take ownership of the memory the moved views point into.
   for (auto& s : other.owned_) owned_.push_back(std::move(s));
   for (auto& s : other.owned_raw_) owned_raw_.push_back(std::move(s));
-  for (auto& s : other.kept_) kept_.push_back(std::move(s));
   other.Clear();
 }
 
@@ -67,7 +66,6 @@ void EventBatch::Clear() {
   files.clear();
   owned_.clear();
   owned_raw_.clear();
-  kept_.clear();
   resolved = {};
   arena_ = nullptr;
 }

@@ -108,9 +108,6 @@ class EventBatch {
   // The same for a raw buffer of at least `size` bytes (big input chunks are read into
   // one of these: a std::string would be zero-filled first, a tenth of a chunk's cost).
   std::string_view Own(std::unique_ptr<char[]> buffer, size_t size);
-  // Keeps any other owner of the bytes alive with the batch (a memory-mapped chunk of an
-  // input file, say: parsing it in place saves the kernel's copy into a buffer).
-  void Keep(std::shared_ptr<const void> owner) { kept_.push_back(std::move(owner)); }
 
   std::span<const Property> PropertiesOf(const ParsedEvent& e) const {
     return {properties.data() + e.properties_begin, e.properties_end - e.properties_begin};
@@ -133,7 +130,6 @@ class EventBatch {
   // that views point into (not even short strings kept inline by std::string).
   std::vector<std::unique_ptr<std::string>> owned_;
   std::vector<std::unique_ptr<char[]>> owned_raw_;
-  std::vector<std::shared_ptr<const void>> kept_;
   std::string* arena_ = nullptr;  // the block Intern appends to
 };
 

@@ -3,8 +3,6 @@
 #include "common/memory.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -69,14 +67,6 @@ class InputStream {
   ~InputStream() {
     if (gz_ != nullptr) gzclose(gz_);
     if (fd_ >= 0) close(fd_);
-  }
-
-  // The descriptor of a plain (not gzip, not stdin) regular file, else -1: such a file
-  // can be memory-mapped instead of read.
-  int MappableFd() const {
-    struct stat st;
-    if (gz_ != nullptr || fd_ < 0 || fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
-    return fd_;
   }
 
   // Appends up to `n` bytes to `out`; returns how many (0 at the end).
@@ -209,20 +199,11 @@ class Pipeline {
         lines_by_reader_(lines_by_reader) {}
 
   // `carry` holds bytes already read (the header probe); `first_line` is its first line.
-  // `carry_offset` is where `carry` starts in the file: a plain file is mapped from there
-  // instead of read.
-  Status Run(InputStream& input, std::string carry, uint64_t carry_offset, uint64_t first_line,
-             const BatchSink& sink, FileParseStats& stats) {
-    int fd = input.MappableFd();
+  Status Run(InputStream& input, std::string carry, uint64_t first_line, const BatchSink& sink,
+             FileParseStats& stats) {
     next_line_ = first_line;
     reader_line_ = first_line;
-    std::thread reader([&] {
-      if (fd >= 0) {
-        MapAll(fd, carry_offset);
-      } else {
-        ReadAll(input, std::move(carry));
-      }
-    });
+    std::thread reader([&] { ReadAll(input, std::move(carry)); });
     std::vector<std::thread> workers;
     for (int i = 0; i < threads_; ++i) workers.emplace_back([this] { Work(); });
     Status status = Deliver(sink, stats);
@@ -241,9 +222,6 @@ class Pipeline {
  private:
   struct Job {
     std::unique_ptr<char[]> text;  // text_size bytes, then room for kInputPadding
-    // Or, for a mapped file: the mapping and where the chunk's text starts in it.
-    std::shared_ptr<const void> mapping;
-    const char* mapped_text = nullptr;
     size_t text_size = 0;
     uint64_t first_line = 0;  // when lines_by_reader_
     uint64_t lines = 0;       // newlines in the text, counted by the worker otherwise
@@ -288,91 +266,20 @@ class Pipeline {
       carry.assign(text.substr(cut));
       if (cut > 0) {
         bytes_ += cut;
-        if (!Enqueue(std::move(buffer), nullptr, nullptr, cut)) return;
+        if (!Enqueue(std::move(buffer), cut)) return;
       }
-    }
-    Finish(Status::Ok());
-  }
-
-  // A chunk of a mapped file. The pages a chunk maps are the page cache's own, so parsing
-  // them in place saves the kernel's copy of every byte into a buffer (read(2)'s copy was
-  // 15% of an ingest's CPU time). The mapping is populated here, on the reader thread,
-  // in one call rather than by a fault per page on the parse threads.
-  class Mapping {
-   public:
-    Mapping(void* address, size_t length) : address_(address), length_(length) {}
-    ~Mapping() { munmap(address_, length_); }
-    const char* data() const { return static_cast<const char*>(address_); }
-
-   private:
-    void* address_;
-    size_t length_;
-  };
-
-  // Reads [offset, end of file) of `fd` by mapping it chunk by chunk. The last chunk, and
-  // any whose padding would reach past the end of the file (unmapped bytes), are read
-  // into a buffer as before.
-  void MapAll(int fd, uint64_t offset) {
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-      Finish(IoError("{}: cannot stat: {}", name_, std::strerror(errno)));
-      return;
-    }
-    const uint64_t file_size = static_cast<uint64_t>(st.st_size);
-    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-    while (offset < file_size) {
-      uint64_t want_end = std::min<uint64_t>(offset + chunk_bytes_, file_size);
-      if (want_end + kInputPadding > file_size) {
-        // The tail: into a padded buffer.
-        size_t size = static_cast<size_t>(file_size - offset);
-        std::unique_ptr<char[]> buffer(new char[size + kInputPadding]);
-        for (size_t done = 0; done < size;) {
-          ssize_t got = pread(fd, buffer.get() + done, size - done, static_cast<off_t>(offset + done));
-          if (got < 0 && errno == EINTR) continue;
-          if (got <= 0) {
-            Finish(IoError("reading {}: {}", name_, got < 0 ? std::strerror(errno) : "file shrank"));
-            return;
-          }
-          done += static_cast<size_t>(got);
-        }
-        bytes_ += size;
-        if (!Enqueue(std::move(buffer), nullptr, nullptr, size)) return;
-        break;
-      }
-      uint64_t map_start = offset & ~(page - 1);
-      size_t length = static_cast<size_t>(want_end + kInputPadding - map_start);
-      void* address = mmap(nullptr, length, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd,
-                           static_cast<off_t>(map_start));
-      if (address == MAP_FAILED) {
-        Finish(IoError("cannot map {}: {}", name_, std::strerror(errno)));
-        return;
-      }
-      auto mapping = std::make_shared<Mapping>(address, length);
-      const char* text = mapping->data() + (offset - map_start);
-      size_t cut = split_(std::string_view(text, static_cast<size_t>(want_end - offset)));
-      if (cut == 0) {
-        // One unit longer than a chunk: map a bigger window.
-        chunk_bytes_ *= 2;
-        continue;
-      }
-      bytes_ += cut;
-      if (!Enqueue(nullptr, std::move(mapping), text, cut)) return;
-      offset += cut;
     }
     Finish(Status::Ok());
   }
 
   // Hands a chunk to the workers; false if parsing was cancelled.
-  bool Enqueue(std::unique_ptr<char[]> buffer, std::shared_ptr<const void> mapping,
-               const char* mapped_text, size_t size) {
+  bool Enqueue(std::unique_ptr<char[]> buffer, size_t size) {
     auto job = std::make_unique<Job>();
     if (lines_by_reader_) {
       job->first_line = reader_line_;
-      reader_line_ += CountNewlines(std::string_view(mapped_text ? mapped_text : buffer.get(), size));
+      reader_line_ += CountNewlines(std::string_view(buffer.get(), size));
     }
     job->text = std::move(buffer);
-    job->mapping = std::move(mapping);
-    job->mapped_text = mapped_text;
     job->text_size = size;
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return cancelled_ || order_.size() < max_in_flight_; });
@@ -413,17 +320,11 @@ class Pipeline {
       Prefault(job->batch.properties.data(), job->batch.properties.capacity() * sizeof(Property));
       Prefault(job->batch.user_updates.data(),
                job->batch.user_updates.capacity() * sizeof(UserPropertyUpdate));
-      std::string_view text;
-      if (job->mapping) {
-        job->batch.Keep(std::move(job->mapping));
-        text = std::string_view(job->mapped_text, job->text_size);
-      } else {
-        text = AdoptInput(job->batch, std::move(job->text), job->text_size);
-      }
+      std::string_view text = AdoptInput(job->batch, std::move(job->text), job->text_size);
       // Lines are numbered from 1 within the chunk and shifted in Deliver, which knows
-      // where the chunk starts: counting lines on the reader thread was a cold pass over
-      // every byte before the parser's own.
-      // (CSV insert_id templates use the row number itself: there the reader counts.)
+      // where the chunk starts, so the reader thread only reads (and the count runs over
+      // text this thread has just parsed). CSV insert_id templates use the row number
+      // itself: there the reader counts.
       job->skipped = parser->Parse(text, lines_by_reader_ ? job->first_line : 1, job->batch, job->errors);
       if (!lines_by_reader_) job->lines = CountNewlines(text);
       if (prepare_) prepare_(job->batch);
@@ -576,8 +477,7 @@ Result<FileParseStats> ParseFile(const std::string& path, const FileParseOptions
           name, threads, chunk_bytes,
           [parser] { return std::make_unique<CsvChunkParser>(parser); }, &CsvCompleteRecordsEnd,
           options.prepare, /*lines_by_reader=*/true);
-      RETURN_IF_ERROR(pipeline.Run(*input, head.substr(header_end), header_end, 1 + header_lines,
-                                   sink, stats));
+      RETURN_IF_ERROR(pipeline.Run(*input, head.substr(header_end), 1 + header_lines, sink, stats));
       stats.bytes += header_end;
       return stats;
     }
@@ -588,7 +488,7 @@ Result<FileParseStats> ParseFile(const std::string& path, const FileParseOptions
           name, threads, chunk_bytes,
           [json] { return std::make_unique<JsonLinesChunkParser>(json); }, &SplitAfterLastNewline,
           options.prepare);
-      RETURN_IF_ERROR(pipeline.Run(*input, std::move(head), 0, 1, sink, stats));
+      RETURN_IF_ERROR(pipeline.Run(*input, std::move(head), 1, sink, stats));
       return stats;
     }
   }

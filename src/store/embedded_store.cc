@@ -10,6 +10,7 @@
 #include <bit>
 #include <map>
 #include <functional>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -398,42 +399,50 @@ Status EmbeddedStore::CheckpointLocked() {
   std::string dict_name = fmt::format("dictionaries-g{}.bin", generation);
 
   dedup_.Expire(options_.clock->NowMs() - options_.dedup_window_ms);
-  std::string users;
-  ByteWriter u(&users);
-  size_t history = catalog_->history.size();
-  PutHistory(catalog_->history, history, u);
-  size_t links = catalog_->links.size();
-  u.Varint(links);
-  for (size_t i = 0; i < links; ++i) {
-    const auto& link = catalog_->links[i];
-    u.Varint(link.device);
-    u.Varint(link.user);
-    u.SignedVarint(link.time_ms);
-  }
   std::string users_name = fmt::format("users-g{}.bin", generation);
 
-  // Compression is most of a checkpoint's work, and the parts and the two state files are
-  // independent: compress them on two threads (the parse threads are idle by now). The
-  // biggest jobs (the user state, then the parts) go first.
-  std::vector<std::shared_ptr<const Segment>> partitions;
-  if (!version->memtable.empty())
-    partitions = Segment::MergeByPartition(version->memtable, kPartitionMs);
-  std::vector<std::string> encoded(partitions.size());
+  // The user state, the de-dup index and the dictionaries do not depend on the events:
+  // a helper thread encodes and compresses them while this thread merges the memtable
+  // (whose first steps run on one thread), then both compress the parts. Nothing else
+  // writes while the checkpoint holds the write lock.
   std::string users_file(kUsersMagic), dicts_file("SIBYLDICT1\n"), dedup_section;
-  std::vector<std::function<void()>> jobs;
-  jobs.push_back([&] { AppendCompressedBlock(users, kPartZstdLevel, &users_file); });
-  // The index's hashes are random: compressing them gains nothing, Elias-Fano does.
-  jobs.push_back([&] { dedup_.EncodeTo(&dedup_section); });
-  for (size_t k = 0; k < partitions.size(); ++k)
-    jobs.push_back([&, k] { encoded[k] = partitions[k]->EncodePart(kPartZstdLevel); });
-  jobs.push_back([&] { AppendCompressedBlock(dicts, kPartZstdLevel, &dicts_file); });
-  std::atomic<size_t> next_job{0};
-  auto run_jobs = [&] {
-    for (size_t j; (j = next_job.fetch_add(1)) < jobs.size();) jobs[j]();
+  auto encode_state = [&] {
+    std::string users;
+    ByteWriter u(&users);
+    PutHistory(catalog_->history, catalog_->history.size(), u);
+    size_t links = catalog_->links.size();
+    u.Varint(links);
+    for (size_t i = 0; i < links; ++i) {
+      const auto& link = catalog_->links[i];
+      u.Varint(link.device);
+      u.Varint(link.user);
+      u.SignedVarint(link.time_ms);
+    }
+    AppendCompressedBlock(users, kPartZstdLevel, &users_file);
+    // The index's hashes are random: compressing them gains nothing, Elias-Fano does.
+    dedup_.EncodeTo(&dedup_section);
+    AppendCompressedBlock(dicts, kPartZstdLevel, &dicts_file);
+  };
+  std::vector<std::shared_ptr<const Segment>> partitions;
+  std::vector<std::string> encoded;
+  std::atomic<size_t> next_part{0};
+  auto encode_parts = [&] {
+    for (size_t k; (k = next_part.fetch_add(1)) < partitions.size();)
+      encoded[k] = partitions[k]->EncodePart(kPartZstdLevel);
   };
   {
-    std::jthread helper(run_jobs);
-    run_jobs();
+    std::promise<void> merged_promise;
+    std::shared_future<void> merged = merged_promise.get_future().share();
+    std::jthread helper([&] {
+      encode_state();
+      merged.wait();
+      encode_parts();
+    });
+    if (!version->memtable.empty())
+      partitions = Segment::MergeByPartition(version->memtable, kPartitionMs);
+    encoded.resize(partitions.size());
+    merged_promise.set_value();
+    encode_parts();
   }
   for (size_t k = 0; k < partitions.size(); ++k) {
     int64_t partition = partitions[k]->min_time() / kPartitionMs;
