@@ -1,12 +1,47 @@
 // EmbeddedStore::Prepare: resolving a parsed batch's names to dictionary ids on the
 // thread that parsed it, so the single writer thread mostly copies ids (hashing and
 // probing the dictionaries was a fifth of its time).
+#include <cstring>
 #include <functional>
 
 #include "store/embedded_store.h"
 
 namespace sibyl {
 namespace {
+
+// Names are short (keys, categories, event types): hashing and comparing them 8 bytes at a
+// time inline beats std::hash's and memcmp's calls (the memo's lookups were a sixth of
+// an ingest's CPU time). The memo's hash is never stored, so it need not be stable.
+inline uint64_t Word(const char* p, size_t n) {  // n <= 8 bytes, little-endian
+  uint64_t w = 0;
+  std::memcpy(&w, p, n);
+  return w;
+}
+
+inline uint64_t MemoHash(std::string_view s) {
+  constexpr uint64_t kMul = 0x9e3779b97f4a7c15ull;
+  uint64_t h = s.size() * kMul;
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    h = (h ^ Word(s.data() + i, 8)) * kMul;
+    h ^= h >> 29;
+  }
+  if (i < s.size()) {
+    h = (h ^ Word(s.data() + i, s.size() - i)) * kMul;
+    h ^= h >> 29;
+  }
+  h *= 0xbf58476d1ce4e5b9ull;
+  return h ^ (h >> 31);
+}
+
+inline bool SameName(std::string_view a, std::string_view b) {
+  size_t n = a.size();
+  if (n != b.size()) return false;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    if (Word(a.data() + i, 8) != Word(b.data() + i, 8)) return false;
+  return i == n || Word(a.data() + i, n - i) == Word(b.data() + i, n - i);
+}
 
 // One thread's memo of one dictionary, without locks: slots hold (32 bits of the name's
 // hash << 32 | id + 1), and a hit is confirmed against the dictionary's name, which never
@@ -16,14 +51,14 @@ class IdMemo {
  public:
   DictId Resolve(const Dictionary& dict, std::string_view name) {
     if (slots_.empty()) slots_.assign(1024, 0);
-    uint64_t hash = std::hash<std::string_view>{}(name);
+    uint64_t hash = MemoHash(name);
     uint64_t tag = hash >> 32;
     size_t mask = slots_.size() - 1;
     size_t i = hash & mask;
     for (uint64_t slot; (slot = slots_[i]) != 0; i = (i + 1) & mask) {
       if ((slot >> 32) != tag) continue;
       DictId id = static_cast<DictId>((slot & 0xffffffffu) - 1);
-      if (dict.name(id) == name) return id;
+      if (SameName(dict.name(id), name)) return id;
     }
     std::optional<DictId> id = dict.Find(name);
     if (!id) return kNoDictId;
