@@ -72,12 +72,14 @@ int main(int argc, char** argv) {
   size_t requests = 2000;
   int threads = 2;
   bool no_write_back = false, check_native = false;
+  size_t block_users = scoring::ScoreRequest{}.users_per_block;
   app.add_option("--data", data_dir, "store directory with a trained prediction")->required();
   app.add_option("--prediction", name, "prediction name")->required();
   app.add_option("--as-of", as_of, "scoring cutoff (default: the store's)");
   app.add_option("--active-within-ms", active_within_ms, "window of the hourly run")->capture_default_str();
   app.add_option("--requests", requests, "real-time requests")->capture_default_str();
   app.add_option("--threads", threads, "threads for the real-time throughput run")->capture_default_str();
+  app.add_option("--block-users", block_users, "users per feature block")->capture_default_str();
   app.add_flag("--no-write-back", no_write_back, "score without writing (the hourly run then needs an earlier full run on record)");
   app.add_flag("--check-native", check_native, "compare the native tree walk with XGBoost on every row first");
   CLI11_PARSE(app, argc, argv);
@@ -118,6 +120,7 @@ int main(int argc, char** argv) {
   full.as_of_ms = cutoff;
   full.drift = false;
   full.write_back = !no_write_back;
+  full.users_per_block = block_users;
   Timer t1;
   auto run = OrDie(scoring::RunScoring(registry, *store, name, full));
   t1.Print("full run");

@@ -299,6 +299,15 @@ class FeatureComputer {
     spec.properties_begin_ms = cutoff_ - layout_.property_weeks * kMsPerWeek;
     for (const auto& p : layout_.properties)
       if (p.key != kNoDictId) spec.property_keys.push_back(p.key);
+    if (!gather_) {
+      // Only the blocks from the first to the last actor that counts for a row (linked
+      // devices included): a scoring run's block of users is a slice of the actors.
+      auto counts = [](uint32_t row) { return row != kNoRow; };
+      auto first = std::find_if(row_of_actor_.begin(), row_of_actor_.end(), counts);
+      auto last = std::find_if(row_of_actor_.rbegin(), row_of_actor_.rend(), counts);
+      spec.first_actor = static_cast<ActorId>(first - row_of_actor_.begin());
+      spec.end_actor = static_cast<ActorId>(row_of_actor_.rend() - last);
+    }
     std::mutex deferred_mutex;
     auto visit = [&](const EventReader::ActorBlock& block) {
       std::vector<DeferredCell> deferred;

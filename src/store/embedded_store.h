@@ -58,6 +58,9 @@ class EmbeddedStore final : public EventStore {
 
   // Encodes `batch` against the dictionaries and the transaction's view of user state.
   Result<StagedBatch> Encode(const EventBatch& batch, TransactionOverlay& overlay);
+  // The same for numbers set on known actors (store_bulk.cc). Checks everything before it
+  // changes the overlay or a dictionary.
+  Result<StagedBatch> EncodeNumbers(const NumberPropertyUpdates& updates, TransactionOverlay& overlay);
   Status LogDictionaryGrowth();
   std::string EncodeStaged(uint64_t txn, const StagedBatch& staged) const;
   Result<StagedBatch> DecodeStaged(std::string_view payload, uint64_t* txn) const;

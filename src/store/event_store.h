@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -49,6 +51,17 @@ struct StoreStats {
   uint64_t parts = 0;
 };
 
+// Numbers set as user properties of actors the store already knows, all at one time:
+// scoring's write-back of a million scores. The effect is exactly that of one identify
+// event per actor carrying a `$set` of every column (a value equal to the current one
+// records no change), without the ids' round trip through strings and the event path.
+struct NumberPropertyUpdates {
+  int64_t time_ms = 0;
+  std::span<const ActorId> actors;
+  // Property name and one value per actor.
+  std::vector<std::pair<std::string, std::span<const double>>> columns;
+};
+
 // A multi-batch, all-or-nothing append (one `sibyl ingest` of several files, say). Batches
 // added are staged in the write-ahead log but invisible until Commit; destroying an
 // uncommitted transaction, or a crash before Commit returns, discards all of it.
@@ -58,6 +71,10 @@ class Transaction {
   // Stages `batch` (already validated). De-duplication sees earlier batches of the same
   // transaction. The returned counts are final once Commit succeeds.
   virtual Result<AppendResult> Add(const EventBatch& batch) = 0;
+  // Stages `updates` like Add. Refused whole (nothing staged) when an actor is unknown,
+  // a column's length differs from the actors', a name is empty or too long, or a value
+  // is not finite.
+  virtual Result<AppendResult> SetNumbers(const NumberPropertyUpdates& updates) = 0;
   // Makes every staged batch durable and visible at once.
   virtual Status Commit() = 0;
 };

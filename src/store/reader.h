@@ -83,6 +83,11 @@ struct ScanSpec {
   // need them only for its last weeks.
   int64_t properties_begin_ms = INT64_MIN;
   int64_t sessions_begin_ms = INT64_MIN;
+  // ScanActorBlocks: only the actors in [first_actor, end_actor) are wanted (a block of a
+  // scoring run's users). A hint: blocks outside it are skipped, but a visitor may still
+  // see other actors of the blocks it gets, and must skip them.
+  ActorId first_actor = 0;
+  ActorId end_actor = UINT32_MAX;
 };
 
 // One change to a user property, as stored: the history of every user property. The

@@ -281,10 +281,6 @@ std::vector<std::shared_ptr<const Segment>> Segment::FromRows(
     for (const auto& column : x->properties) keys.push_back(column.key);
   std::sort(keys.begin(), keys.end());
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-  // Each input's rows arrive in ascending output order (the merge keeps an input's order),
-  // so a group's list is a sequence of ascending runs. Inputs usually hold disjoint actor
-  // ranges (a file is cut into chunks), so each run is merged into place over just the
-  // part it overlaps; when runs interleave a lot, one sort at the end is cheaper.
   using Entry = std::pair<uint32_t, StoredValue>;
   auto by_row = [](const Entry& a, const Entry& b) { return a.first < b.first; };
   // Keys are independent: two threads take them in turns (a checkpoint otherwise spends

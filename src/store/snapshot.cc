@@ -134,23 +134,30 @@ Status StoreSnapshot::ScanActorBlocks(const ScanSpec& spec, uint32_t actors_per_
   if (actors_per_block == 0) return InvalidArgument("actors_per_block must be positive");
   ASSIGN_OR_RETURN(auto selected, Select(spec, parallel));
   size_t actors = actors_.size();
-  size_t blocks = (actors + actors_per_block - 1) / actors_per_block;
-  // Row boundaries of every block in every segment, by one pass over each actor column.
+  // The blocks that hold the wanted actor range (all of them by default): a scoring run
+  // in blocks of users must not walk the whole store for each block.
+  uint64_t range_end = std::min<uint64_t>(actors, spec.end_actor);
+  size_t first_block = spec.first_actor / actors_per_block;
+  size_t blocks = range_end > spec.first_actor ? (range_end + actors_per_block - 1) / actors_per_block : first_block;
+  // Row boundaries of every block in every segment, by one pass over each actor column
+  // (sorted by actor), from the range's first row on.
   std::vector<std::vector<uint32_t>> bounds(selected.size());
   RETURN_IF_ERROR(ParallelFor(selected.size(), parallel, [&](size_t k) -> Status {
     const auto& a = selected[k].segment->actor();
     auto& b = bounds[k];
-    b.resize(blocks + 1);
-    size_t row = 0;
-    for (size_t block = 0; block <= blocks; ++block) {
+    b.assign(blocks + 1, 0);
+    uint64_t range_first = static_cast<uint64_t>(first_block) * actors_per_block;
+    size_t row = static_cast<size_t>(std::lower_bound(a.begin(), a.end(), range_first) - a.begin());
+    for (size_t block = first_block; block <= blocks; ++block) {
       uint64_t first = static_cast<uint64_t>(block) * actors_per_block;
       while (row < a.size() && a[row] < first) ++row;
       b[block] = static_cast<uint32_t>(row);
     }
-    b[blocks] = static_cast<uint32_t>(a.size());
+    if (blocks * uint64_t{actors_per_block} >= actors) b[blocks] = static_cast<uint32_t>(a.size());
     return Status::Ok();
   }));
-  return ParallelFor(blocks, parallel, [&](size_t block) -> Status {
+  return ParallelFor(blocks - first_block, parallel, [&](size_t index) -> Status {
+    const size_t block = first_block + index;
     ActorBlock ab;
     ab.first_actor = static_cast<ActorId>(block * actors_per_block);
     ab.end_actor = static_cast<ActorId>(std::min<uint64_t>(actors, (block + 1) * uint64_t{actors_per_block}));

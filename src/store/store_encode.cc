@@ -400,13 +400,15 @@ class StoreTransaction final : public Transaction {
     // only be abandoned after that.
     failed_ = true;
     ASSIGN_OR_RETURN(StagedBatch staged, store_->Encode(batch, overlay_));
-    // Dictionary names first: ids must replay identically whether or not this commits.
-    RETURN_IF_ERROR(store_->LogDictionaryGrowth());
-    RETURN_IF_ERROR(store_->wal_->Add(WalRecordType::kTxnData, store_->EncodeStaged(id_, staged)));
-    failed_ = false;
-    AppendResult counts = staged.counts;
-    batches_.push_back(std::move(staged));
-    return counts;
+    return Stage(std::move(staged));
+  }
+
+  Result<AppendResult> SetNumbers(const NumberPropertyUpdates& updates) override {
+    if (committed_ || failed_) return FailedPrecondition("transaction already ended");
+    // A refused request leaves the overlay as it was, so the transaction goes on.
+    ASSIGN_OR_RETURN(StagedBatch staged, store_->EncodeNumbers(updates, overlay_));
+    failed_ = true;
+    return Stage(std::move(staged));
   }
 
   Status Commit() override {
@@ -426,6 +428,19 @@ class StoreTransaction final : public Transaction {
     for (const auto& s : store_->current()->memtable) memtable_events += s->size();
     if (bulk || memtable_events >= store_->options_.checkpoint_events) return store_->CheckpointLocked();
     return Status::Ok();
+  }
+
+ private:
+  // Logs an encoded batch and keeps it for Commit. The caller has set failed_ first: an
+  // error leaves it set, since the overlay holds the batch's changes.
+  Result<AppendResult> Stage(StagedBatch staged) {
+    // Dictionary names first: ids must replay identically whether or not this commits.
+    RETURN_IF_ERROR(store_->LogDictionaryGrowth());
+    RETURN_IF_ERROR(store_->wal_->Add(WalRecordType::kTxnData, store_->EncodeStaged(id_, staged)));
+    failed_ = false;
+    AppendResult counts = staged.counts;
+    batches_.push_back(std::move(staged));
+    return counts;
   }
 
  private:
