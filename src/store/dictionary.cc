@@ -21,27 +21,6 @@ std::string_view Dictionary::Store(std::string_view name) {
   return {p, name.size()};
 }
 
-namespace {
-// Names are short (ids, keys, categories): comparing 8 bytes at a time inline beats a
-// call to memcmp, which was the ingest writer's single hottest function.
-inline bool SameName(std::string_view a, std::string_view b) {
-  size_t n = a.size();
-  if (n != b.size()) return false;
-  const char* p = a.data();
-  const char* q = b.data();
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t x, y;
-    std::memcpy(&x, p + i, 8);
-    std::memcpy(&y, q + i, 8);
-    if (x != y) return false;
-  }
-  for (; i < n; ++i)
-    if (p[i] != q[i]) return false;
-  return true;
-}
-}  // namespace
-
 size_t Dictionary::Probe(std::string_view name, uint64_t hash) const {
   size_t mask = slots_.size() - 1;
   uint64_t tag = hash >> 32;

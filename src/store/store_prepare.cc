@@ -9,25 +9,6 @@
 namespace sibyl {
 namespace {
 
-// Names are short (keys, categories, event types): comparing them 8 bytes at a time inline
-// beats a call to memcmp (as in Dictionary).
-inline bool SameName(std::string_view a, std::string_view b) {
-  size_t n = a.size();
-  if (n != b.size()) return false;
-  const char* p = a.data();
-  const char* q = b.data();
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t x, y;
-    std::memcpy(&x, p + i, 8);
-    std::memcpy(&y, q + i, 8);
-    if (x != y) return false;
-  }
-  for (; i < n; ++i)
-    if (p[i] != q[i]) return false;
-  return true;
-}
-
 // One thread's memo of one dictionary, without locks: slots hold (32 bits of the name's
 // hash << 32 | id + 1), and a hit is confirmed against the dictionary's name, which never
 // changes or moves once published. A miss asks the dictionary (under its reader lock);
