@@ -8,12 +8,58 @@
 #include <new>
 #include <utility>
 
+#ifdef SIBYL_JEMALLOC
+#include <jemalloc/jemalloc.h>
+
+// jemalloc reads this at its first allocation, before main(); MALLOC_CONF in the
+// environment still overrides it (for experiments).
+//  - thp:always: every extent is madvise(MADV_HUGEPAGE)d (the kernel's THP mode here is
+//    "madvise", so nothing else gets huge pages);
+//  - dirty/muzzy decay -1: freed pages stay mapped for the next buffer instead of being
+//    returned and faulted in again (ReleaseFreeHeapMemory returns them on request);
+//  - oversize_threshold 0: big allocations (feature slabs, decoded columns, hash tables)
+//    come from the same arenas and are reused too, not from a separate eagerly purged one;
+//  - narenas 2: one per core, so freed memory of one thread is found by the next.
+extern "C" {
+const char* malloc_conf =
+    "thp:always,metadata_thp:auto,dirty_decay_ms:-1,muzzy_decay_ms:-1,oversize_threshold:0,narenas:2";
+}
+#endif
+
 namespace sibyl {
 
 void UseSibylHeapSettings() {
+#ifndef SIBYL_JEMALLOC
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
   mallopt(M_ARENA_MAX, 1);  // per-thread arenas would return memory to the kernel on their own
+#endif
+}
+
+void ReleaseFreeHeapMemory() {
+#ifdef SIBYL_JEMALLOC
+  // "arena.<MALLCTL_ARENAS_ALL>.purge" (4096): every arena's unused dirty pages.
+  static_assert(MALLCTL_ARENAS_ALL == 4096);
+  mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);
+#else
+  malloc_trim(0);
+#endif
+}
+
+HeapInfo CurrentHeapInfo() {
+  HeapInfo info;
+#ifdef SIBYL_JEMALLOC
+  info.allocator = "jemalloc";
+  const char* thp = nullptr;
+  size_t size = sizeof(thp);
+  if (mallctl("opt.thp", &thp, &size, nullptr, 0) == 0 && thp != nullptr) info.transparent_huge = thp;
+  ssize_t decay = 0;
+  size = sizeof(decay);
+  if (mallctl("opt.dirty_decay_ms", &decay, &size, nullptr, 0) == 0) info.dirty_decay_ms = decay;
+#else
+  info.allocator = "glibc";
+#endif
+  return info;
 }
 
 void Prefault(void* data, size_t bytes) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <vector>
 
 namespace sibyl {
@@ -12,7 +13,26 @@ namespace sibyl {
 // measure the same program): ingest and queries allocate and free large buffers over and
 // over, and keeping freed memory in the heap instead of returning it to the kernel avoids
 // re-faulting it page by page. Call first thing in main().
+//
+// Release builds link jemalloc (SIBYL_JEMALLOC), configured in memory.cc to back its
+// memory with transparent huge pages and to keep freed pages: on this VM a first touch of
+// a 4 KB page costs ~40 us (1 GB touched page by page: 10 s; in huge pages: 0.1-0.2 s),
+// and that was a third of a scoring run. Sanitizer and fuzz builds keep glibc's malloc
+// (ASan replaces the allocator), tuned here with mallopt.
 void UseSibylHeapSettings();
+
+// Gives the heap's free pages back to the kernel. For long-lived processes (`sibyl serve`)
+// after a big job: batch verbs keep freed memory for reuse and exit.
+void ReleaseFreeHeapMemory();
+
+// Which allocator this build uses and how it is set up, for `--version`-style reports and
+// the test that checks the release build really runs on huge pages.
+struct HeapInfo {
+  std::string allocator;          // "jemalloc" or "glibc"
+  std::string transparent_huge;   // jemalloc's opt.thp ("always"), or "" for glibc
+  long dirty_decay_ms = 0;        // jemalloc: -1 = freed pages are kept
+};
+HeapInfo CurrentHeapInfo();
 
 // Maps the pages of [data, data + bytes) writable in one system call. A hint: failures
 // (old kernels) are ignored and the pages fault in on first touch as usual. Only worth it
