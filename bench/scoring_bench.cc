@@ -145,10 +145,11 @@ int main(int argc, char** argv) {
   auto quantiles = run.record.contains("quantiles") ? run.record["quantiles"].get<std::vector<double>>()
                                                     : std::vector<double>{};
   const int64_t at = run.record["cutoff_ms"].get<int64_t>();
-  std::vector<std::string> users;
-  size_t stride = std::max<size_t>(1, run.user_ids.size() / std::max<size_t>(1, requests));
-  for (size_t i = 0; i < run.user_ids.size() && users.size() < requests; i += stride) users.push_back(run.user_ids[i]);
   auto reader = store->Snapshot();
+  const std::vector<std::string> user_ids = MakeEmbeddedQueryEngine(reader)->UserIds(UserSet{at, run.actors});
+  std::vector<std::string> users;
+  size_t stride = std::max<size_t>(1, user_ids.size() / std::max<size_t>(1, requests));
+  for (size_t i = 0; i < user_ids.size() && users.size() < requests; i += stride) users.push_back(user_ids[i]);
   {
     Timer warm;
     OrDie(scoring::ScoreUser(*reader, model, users.at(0), at, quantiles));

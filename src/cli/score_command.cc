@@ -22,7 +22,7 @@ struct ScoreFlags {
   std::string as_of;
   std::string active_within;
   int version = 0;
-  size_t block_users = 1 << 20;
+  size_t block_users = scoring::ScoreRequest{}.users_per_block;
   bool dry_run = false;
 };
 

@@ -388,7 +388,6 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
   if (full) quantiles = MarginQuantiles(scored.margins);
   result.percentiles.reserve(scored.margins.size());
   for (double m : scored.margins) result.percentiles.push_back(PercentileOf(quantiles, m));
-  result.user_ids = engine->UserIds(UserSet{cutoff, scored.actors});
   result.scores = std::move(scored.scores);
   timings["percentiles"] = watch.Lap();
   cpu["percentiles"] = watch.cpu_lap();
@@ -396,6 +395,7 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
   if (request.write_back) {
     RETURN_IF_ERROR(WriteBack(store, name, model.version, cutoff, scored.actors, result.scores, result.percentiles));
   }
+  result.actors = std::move(scored.actors);
   timings["write_back"] = watch.Lap();
   cpu["write_back"] = watch.cpu_lap();
 

@@ -25,7 +25,7 @@ struct ScoreRequest {
   std::optional<int64_t> as_of_ms;         // floored to the hour; default DefaultScoringCutoff
   std::optional<int64_t> active_within_ms;  // hourly run: only users active in [T - w, T)
   std::optional<int> version;               // default: the latest
-  size_t users_per_block = 1 << 20;         // feature blocks (bounded memory)
+  size_t users_per_block = 1 << 18;         // feature blocks (bounded memory; see SCORING.md)
   bool write_back = true;
   bool drift = true;                        // full runs only
   bool parallel = true;
@@ -34,8 +34,9 @@ struct ScoreRequest {
 struct ScoreRunResult {
   nlohmann::json record;  // what the run file holds
   std::string run_file;
-  // Every scored user (kept for tests and benchmarks; small next to the features).
-  std::vector<std::string> user_ids;
+  // Every scored user, as actor ids of the store (QueryEngine::UserIds names them: a
+  // million id strings would cost a tenth of a run, and nothing in a run needs them).
+  std::vector<ActorId> actors;
   std::vector<double> scores;
   std::vector<double> percentiles;
 };

@@ -102,20 +102,25 @@ TEST_F(ScoringTest, BatchActiveOnlyAndSingleUserScoresAreIdentical) {
   ASSERT_GT(hourly->scores.size(), 0u);
   EXPECT_LT(hourly->scores.size(), batch->scores.size());
 
+  auto names = MakeEmbeddedQueryEngine(reader, false);
+  const std::vector<std::string> batch_ids = names->UserIds(UserSet{cutoff, batch->actors});
+  const std::vector<std::string> hourly_ids = names->UserIds(UserSet{cutoff, hourly->actors});
+  ASSERT_EQ(batch_ids.size(), batch->scores.size());
+  ASSERT_EQ(hourly_ids.size(), hourly->scores.size());
   std::map<std::string, std::pair<double, double>> by_user;
-  for (size_t i = 0; i < batch->user_ids.size(); ++i)
-    by_user[batch->user_ids[i]] = {batch->scores[i], batch->percentiles[i]};
-  for (size_t i = 0; i < hourly->user_ids.size(); ++i) {
-    auto it = by_user.find(hourly->user_ids[i]);
-    ASSERT_NE(it, by_user.end()) << hourly->user_ids[i];
-    EXPECT_EQ(hourly->scores[i], it->second.first) << hourly->user_ids[i];
-    EXPECT_EQ(hourly->percentiles[i], it->second.second) << hourly->user_ids[i];
+  for (size_t i = 0; i < batch_ids.size(); ++i)
+    by_user[batch_ids[i]] = {batch->scores[i], batch->percentiles[i]};
+  for (size_t i = 0; i < hourly_ids.size(); ++i) {
+    auto it = by_user.find(hourly_ids[i]);
+    ASSERT_NE(it, by_user.end()) << hourly_ids[i];
+    EXPECT_EQ(hourly->scores[i], it->second.first) << hourly_ids[i];
+    EXPECT_EQ(hourly->percentiles[i], it->second.second) << hourly_ids[i];
   }
 
   ScoringModel model = Model();
   auto quantiles = first->record["quantiles"].get<std::vector<double>>();
-  for (size_t i = 0; i < batch->user_ids.size(); i += batch->user_ids.size() / 5) {
-    auto one = ScoreUser(*reader, model, batch->user_ids[i], cutoff, quantiles);
+  for (size_t i = 0; i < batch_ids.size(); i += batch_ids.size() / 5) {
+    auto one = ScoreUser(*reader, model, batch_ids[i], cutoff, quantiles);
     ASSERT_TRUE(one.ok()) << one.status().ToString();
     EXPECT_EQ(one->score, batch->scores[i]);
     EXPECT_EQ(*one->percentile, batch->percentiles[i]);
@@ -168,9 +173,11 @@ TEST_F(ScoringTest, WrittenScoresSurviveARestartAndFeedTheCohortLanguage) {
   ASSERT_EQ(written.size(), run->scores.size());
   std::map<std::string, double> score_of;
   for (const WrittenScore& w : written) score_of[w.user_id] = w.score;
-  for (size_t i = 0; i < run->user_ids.size(); ++i) EXPECT_EQ(score_of[run->user_ids[i]], run->scores[i]);
-
   auto engine = MakeEmbeddedQueryEngine(reader, false);
+  const std::vector<std::string> run_ids = engine->UserIds(UserSet{cutoff, run->actors});
+  ASSERT_EQ(run_ids.size(), run->scores.size());
+  for (size_t i = 0; i < run_ids.size(); ++i) EXPECT_EQ(score_of[run_ids[i]], run->scores[i]);
+
   auto cohort = ParseCohort(nlohmann::json::parse(R"({"user_property": "sibyl.purchase_7d.percentile >= 80"})"));
   ASSERT_TRUE(cohort.ok());
   // Scores are timestamped at T: invisible as of T, visible from the next hour on.

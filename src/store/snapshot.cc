@@ -77,7 +77,18 @@ Result<std::vector<StoreSnapshot::Selected>> StoreSnapshot::Select(const ScanSpe
       bool sessions = spec.with_sessions && s.max_time() >= spec.sessions_begin_ms;
       bool properties = s.max_time() >= spec.properties_begin_ms;
       if (!sessions && !(properties && !keys.empty())) return Status::Ok();
-      ASSIGN_OR_RETURN(selected[i].extras, s.Extras(sessions, properties ? keys : no_keys));
+      DecodedKey key{&s, sessions, properties ? keys : no_keys};
+      {
+        std::lock_guard lock(decoded_mutex_);
+        if (auto it = decoded_.find(key); it != decoded_.end()) {
+          selected[i].extras = it->second;
+          return Status::Ok();
+        }
+      }
+      // Decoded outside the lock: the segments of one Select decode in parallel.
+      ASSIGN_OR_RETURN(selected[i].extras, s.Extras(sessions, key.keys));
+      std::lock_guard lock(decoded_mutex_);
+      decoded_.emplace(std::move(key), selected[i].extras);
       return Status::Ok();
     }));
   }

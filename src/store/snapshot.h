@@ -1,6 +1,8 @@
 // StoreSnapshot: the EventReader over one Version of the embedded store.
 #pragma once
 
+#include <compare>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -74,6 +76,18 @@ class StoreSnapshot final : public EventReader {
   mutable Parts<IdentityLink> links_parts_, links_by_user_parts_;
   mutable std::shared_ptr<const std::vector<UserPropertyRecord>> history_;
   mutable std::shared_ptr<const std::vector<IdentityLink>> links_;
+  // Optional columns of part files that scans of this snapshot decoded, by segment and the
+  // column set asked for: a scoring run scans the same parts once per block of users, and
+  // decoding them again for each block cost more than the blocks' own work. They go with
+  // the snapshot (a run's, or a request's).
+  struct DecodedKey {
+    const Segment* segment;
+    bool sessions;
+    std::vector<DictId> keys;
+    auto operator<=>(const DecodedKey&) const = default;
+  };
+  mutable std::mutex decoded_mutex_;
+  mutable std::map<DecodedKey, std::shared_ptr<const SegmentExtras>> decoded_;
 };
 
 namespace store_internal {
