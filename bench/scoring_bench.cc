@@ -124,8 +124,9 @@ int main(int argc, char** argv) {
   Timer t1;
   auto run = OrDie(scoring::RunScoring(registry, *store, name, full));
   t1.Print("full run");
-  std::printf("  %zu users; stages (wall) %s\n  stages (cpu) %s\n", run.scores.size(), run.record["seconds"].dump().c_str(),
-              run.record["cpu_seconds"].dump().c_str());
+  std::printf("  %zu users; stages (wall) %s\n  stages (cpu) %s\n  peak RSS after each stage (MB) %s\n",
+              run.scores.size(), run.record["seconds"].dump().c_str(), run.record["cpu_seconds"].dump().c_str(),
+              run.record["peak_rss_mb"].dump().c_str());
 
   // The first hourly run of a process decodes the property and session columns of the
   // parts it gathers from; a resident scheduler keeps them, so the second run is its

@@ -41,6 +41,13 @@ class Stopwatch {
     return s;
   }
   double cpu_lap() const { return cpu_lap_; }
+  // The process's peak resident memory so far, in MB: what a stage added to it shows as
+  // the step from the previous stage's figure.
+  static double PeakRssMb() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return static_cast<double>(usage.ru_maxrss) / 1024.0;
+  }
 
  private:
   static double ProcessCpuSeconds() {
@@ -334,14 +341,20 @@ Result<nlohmann::json> LatestFullRun(const pipeline::PredictionRegistry& registr
 Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, EventStore& store,
                                   const std::string& name, const ScoreRequest& request) {
   Stopwatch total, watch;
-  nlohmann::json timings = nlohmann::json::object(), cpu = nlohmann::json::object();
+  nlohmann::json timings = nlohmann::json::object(), cpu = nlohmann::json::object(),
+                 rss = nlohmann::json::object();
+  // Wall and CPU seconds of the stage that ends here, and the peak memory after it.
+  auto mark = [&](const char* stage) {
+    timings[stage] = watch.Lap();
+    cpu[stage] = watch.cpu_lap();
+    rss[stage] = std::round(Stopwatch::PeakRssMb());
+  };
   ASSIGN_OR_RETURN(std::shared_ptr<const ScoringModel> loaded_model, CachedModel(registry, name, request.version));
   const ScoringModel& model = *loaded_model;
   std::shared_ptr<const EventReader> reader = store.Snapshot();
   const int64_t cutoff = request.as_of_ms ? FloorHour(*request.as_of_ms) : DefaultScoringCutoff(*reader);
   auto engine = MakeEmbeddedQueryEngine(reader, request.parallel);
-  timings["load"] = watch.Lap();
-  cpu["load"] = watch.cpu_lap();
+  mark("load");
 
   const bool full = !request.active_within_ms.has_value();
   nlohmann::json reference_run;
@@ -371,8 +384,7 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
     users.cutoff_ms = cutoff;
     ASSIGN_OR_RETURN(users.actors, EvaluateCohortFor(*reader, cohort, cutoff, active, request.parallel));
   }
-  timings["cohort"] = watch.Lap();
-  cpu["cohort"] = watch.cpu_lap();
+  mark("cohort");
 
   Sample sample;
   const bool drift = full && request.drift;
@@ -382,6 +394,7 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
   timings["model"] = scored.model_seconds;
   cpu["features"] = scored.features_cpu;
   cpu["model"] = scored.model_cpu;
+  rss["model"] = std::round(Stopwatch::PeakRssMb());
   watch.Lap();
 
   ScoreRunResult result;
@@ -389,15 +402,13 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
   result.percentiles.reserve(scored.margins.size());
   for (double m : scored.margins) result.percentiles.push_back(PercentileOf(quantiles, m));
   result.scores = std::move(scored.scores);
-  timings["percentiles"] = watch.Lap();
-  cpu["percentiles"] = watch.cpu_lap();
+  mark("percentiles");
 
   if (request.write_back) {
     RETURN_IF_ERROR(WriteBack(store, name, model.version, cutoff, scored.actors, result.scores, result.percentiles));
   }
   result.actors = std::move(scored.actors);
-  timings["write_back"] = watch.Lap();
-  cpu["write_back"] = watch.cpu_lap();
+  mark("write_back");
 
   nlohmann::json& r = result.record;
   r = {{"prediction", name},
@@ -419,13 +430,13 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
     ASSIGN_OR_RETURN(nlohmann::json reference, DriftReference(registry, *engine, model));
     double mean = r["score_summary"].value("mean", 0.0);
     r["drift"] = CompareWithReference(reference, model, sample, mean);
-    timings["drift"] = watch.Lap();
-    cpu["drift"] = watch.cpu_lap();
+    mark("drift");
   }
   timings["total"] = total.Lap();
   cpu["total"] = total.cpu_lap();
   r["seconds"] = timings;
   r["cpu_seconds"] = cpu;
+  r["peak_rss_mb"] = rss;
   if (request.write_back) {
     ASSIGN_OR_RETURN(result.run_file, NextRunFile(RunsDir(registry, name)));
     RETURN_IF_ERROR(WriteFileAtomic(result.run_file, r.dump(1)));

@@ -21,9 +21,11 @@ Result<nlohmann::json> ServerJobRunner::Run(const scheduler::JobContext& context
   Result<nlohmann::json> result = context.run.kind == scheduler::JobKind::kTrain
                                       ? Train(context)
                                       : Score(context, context.run.kind == scheduler::JobKind::kScoreFull);
-  // A resident server keeps freed heap pages for reuse (common/memory.h); a train or full
-  // score run frees gigabytes at its end, which would otherwise stay mapped until the next.
-  ReleaseFreeHeapMemory();
+  // A resident server keeps freed heap pages for reuse (common/memory.h). A training or a
+  // full scoring run frees gigabytes at its end, which would otherwise stay mapped until
+  // the next one; hourly runs are small and run every hour, so their pages are kept (on
+  // this VM a re-faulted page costs more than the hourly run's own work).
+  if (context.run.kind != scheduler::JobKind::kScoreActive) ReleaseFreeHeapMemory();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   const std::string outcome = result.ok() ? "succeeded" : "failed";
   const std::string labels = fmt::format("kind=\"{}\",outcome=\"{}\"", kind, outcome);
