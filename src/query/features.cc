@@ -403,8 +403,10 @@ class FeatureComputer {
           if (slot >= 0) last_of_slot[slot] = std::max(last_of_slot[slot], times[i]);
         }
       }
-      bool sessions = l.session_weeks > 0 && !chunk.session_id.empty();
-      int64_t previous_session = -1;
+      bool sessions = l.session_weeks > 0 && !chunk.session_marks.empty();
+      // Sessions started in the window: the first windowed event with a session starts
+      // one, later events when their session differs from the event before.
+      uint8_t starts_session = kSameSession;  // marks at or above it count: then only kNewSession
       // Times ascend within a run, so the week index only steps down: track the next week
       // boundary instead of dividing for every event.
       int week = 0;
@@ -424,9 +426,8 @@ class FeatureComputer {
           if (week < l.event_weeks) row.Add(l.counts + slot * l.event_weeks + week, 1);
         }
         if (sessions && week < l.session_weeks) {
-          int64_t s = chunk.session_id[i];
-          if (s != -1 && s != previous_session) row.Add(l.sessions + week, 1);
-          previous_session = s;
+          if (chunk.session_marks[i] >= starts_session) row.Add(l.sessions + week, 1);
+          starts_session = kNewSession;
         }
       }
     }

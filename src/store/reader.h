@@ -57,6 +57,15 @@ struct PropertyColumn {
 using EventTypeId = uint16_t;
 
 // A slice of events in columnar form, sorted by (actor, time).
+// How an event's session relates to the event before it in its segment (rows sorted by
+// actor, then time): all that scans' consumers need of sessions (counting session
+// starts), in one byte an event instead of the eight of a session id.
+enum SessionMark : uint8_t {
+  kNoSession = 0,    // the event had no session id (-1)
+  kSameSession = 1,  // the same session id as the row before it
+  kNewSession = 2,   // a session id other than the row before it's (or the first row)
+};
+
 struct EventChunk {
   size_t size = 0;
   // Property rows count from the start of the stored segment; row r of a property column
@@ -65,8 +74,11 @@ struct EventChunk {
   std::span<const ActorId> actor;
   std::span<const int64_t> time;  // epoch ms
   std::span<const EventTypeId> event_type;
-  // Only filled when ScanSpec::with_sessions; -1 when the event had none.
-  std::span<const int64_t> session_id;
+  // Only filled when ScanSpec::with_sessions: per event, a SessionMark saying
+  // whether it had a session and whether it is another session than the event before
+  // it (an actor's events are consecutive, in time order). The first event of a run of an
+  // actor's events starts a session when it has one.
+  std::span<const uint8_t> session_marks;
   // The properties the scan asked for, in ScanSpec::property_keys order.
   std::vector<PropertyColumn> properties;
 };
@@ -76,7 +88,7 @@ struct ScanSpec {
   int64_t end_ms = INT64_MAX;    // exclusive
   std::vector<DictId> event_types;    // empty: all types
   std::vector<DictId> property_keys;  // properties to load alongside the core columns
-  bool with_sessions = false;         // also decode session ids
+  bool with_sessions = false;         // also decode session marks
   // Property columns and session ids are only wanted for events at or after these times:
   // segments that end before them are not decoded for them, and their chunks carry none.
   // Decoding is most of a wide scan's cost, and a query over all history (recency) may

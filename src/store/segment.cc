@@ -106,8 +106,22 @@ Status SkipCompressedBlock(ByteReader& r, std::string_view what) {
   return Status::Ok();
 }
 
+}  // namespace
+
+std::vector<uint8_t> SessionMarks(const std::vector<int64_t>& session) {
+  std::vector<uint8_t> marks(session.size());
+  for (size_t i = 0; i < session.size(); ++i) {
+    const int64_t s = session[i];
+    marks[i] = s == -1 ? kNoSession : (i > 0 && s == session[i - 1]) ? kSameSession : kNewSession;
+  }
+  return marks;
+}
+
+namespace {
+
 // Decodes sessions (when `sessions`) and the property columns whose key is in `keys`
-// (sorted; nullptr means all).
+// (sorted; nullptr means all). A whole decode (nullptr) gives session ids and marks; a
+// scan's decode (keys given) only the marks, an eighth of the memory.
 Result<std::shared_ptr<const SegmentExtras>> DecodeExtras(std::string_view bytes,
                                                           std::string_view what, bool sessions,
                                                           const std::vector<DictId>* keys,
@@ -121,24 +135,30 @@ Result<std::shared_ptr<const SegmentExtras>> DecodeExtras(std::string_view bytes
     uint64_t n = s.Varint();
     if (n > session_raw.size() || (format >= 2 && n != 0 && n != time.size()))
       return Corruption("{}: bad session column", what);
-    ResizePrefaulted(extras->session, n);
+    const bool ids = keys == nullptr;
+    if (ids) ResizePrefaulted(extras->session, n);
+    ResizePrefaulted(extras->session_marks, n);
     int64_t previous = 0;
     for (uint64_t i = 0; i < n; ++i) {
+      int64_t current = previous;
       if (format < 2) {
-        extras->session[i] = previous += s.SignedVarint();
-        continue;
+        current = previous + s.SignedVarint();
+      } else {
+        switch (s.U8()) {
+          case kSessionSame: break;
+          case kSessionNone: current = -1; break;
+          case kSessionSinceStart:
+            // Unsigned arithmetic: wraps the same way the encoder's did.
+            current = static_cast<int64_t>(static_cast<uint64_t>(time[i]) - static_cast<uint64_t>(s.SignedVarint()));
+            break;
+          default: return Corruption("{}: bad session code", what);
+        }
       }
-      switch (s.U8()) {
-        case kSessionSame: break;
-        case kSessionNone: previous = -1; break;
-        case kSessionSinceStart:
-          // Unsigned arithmetic: wraps the same way the encoder's did.
-          previous = static_cast<int64_t>(static_cast<uint64_t>(time[i]) -
-                                          static_cast<uint64_t>(s.SignedVarint()));
-          break;
-        default: return Corruption("{}: bad session code", what);
-      }
-      extras->session[i] = previous;
+      extras->session_marks[i] = current == -1                       ? kNoSession
+                                 : (i > 0 && current == previous) ? kSameSession
+                                                                    : kNewSession;
+      if (ids) extras->session[i] = current;
+      previous = current;
     }
     if (!s.ok()) return Corruption("{}: truncated session column", what);
   } else {
@@ -224,6 +244,7 @@ std::shared_ptr<const Segment> Segment::Build(std::vector<EncodedEvent> events,
       column.values.push_back(properties[p].value);
     }
   }
+  extras->session_marks = SessionMarks(extras->session);
   segment->extras_ = std::move(extras);
   return segment;
 }
@@ -378,6 +399,7 @@ std::vector<std::shared_ptr<const Segment>> Segment::FromRows(
       if (!per_group[g].rows.empty()) out_extras[g]->properties.push_back(std::move(per_group[g]));
   std::vector<std::shared_ptr<const Segment>> result;
   for (uint32_t g = 0; g < groups; ++g) {
+    out_extras[g]->session_marks = SessionMarks(out_extras[g]->session);
     out[g]->extras_ = std::move(out_extras[g]);
     result.push_back(std::move(out[g]));
   }

@@ -35,9 +35,16 @@ struct RowRef {
   uint32_t row;
 };
 
+// The SessionMarks (reader.h) of a session column, row by row.
+std::vector<uint8_t> SessionMarks(const std::vector<int64_t>& session);
+
 // Decoded optional columns: sessions and event properties.
 struct SegmentExtras {
+  // Session ids: whole decodes (Extras()) and in-memory segments, which merges copy.
   std::vector<int64_t> session;
+  // Session marks: every extras with sessions, and the only session column that scans
+  // decode (Extras(sessions, keys)).
+  std::vector<uint8_t> session_marks;
   struct Column {
     DictId key;
     std::vector<uint32_t> rows;

@@ -134,6 +134,37 @@ TEST(SegmentTest, SessionsRoundTripIncludingExtremeIds) {
   EXPECT_EQ((*decoded)->Extras().value()->session, sessions);
 }
 
+TEST(SegmentTest, SessionMarksSayWhetherEachEventStartsAnotherSession) {
+  // Two actors: marks compare with the row before, whoever's it is (scans reset per run).
+  std::vector<int64_t> sessions = {-1, 5, 5, -1, -1, 7, 5, /* actor 2 */ 5, 5, -1, 9};
+  const std::vector<uint8_t> expected = {kNoSession,  kNewSession,  kSameSession, kNoSession,
+                                         kNoSession,  kNewSession,  kNewSession,  kSameSession,
+                                         kSameSession, kNoSession, kNewSession};
+  std::vector<EncodedEvent> events;
+  for (size_t i = 0; i < sessions.size(); ++i)
+    events.push_back({i < 7 ? ActorId{1} : ActorId{2}, 0, static_cast<int64_t>(1'700'000'000'000 + i * 1000),
+                      sessions[i], 0, 0});
+  EXPECT_EQ(SessionMarks(sessions), expected);
+  auto built = Segment::Build(events, {});
+  EXPECT_EQ(built->Extras().value()->session_marks, expected);  // in memory (memtable)
+
+  // A part file: a whole decode has ids and marks; a scan's decode only the marks.
+  const std::string path = ::testing::TempDir() + "/session_marks.part";
+  ASSERT_TRUE(WriteFileAtomic(path, built->EncodePart(1)).ok());
+  auto file = MappedFile::Open(path);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  auto part = Segment::Decode(std::shared_ptr<const MappedFile>(std::move(*file)));
+  ASSERT_TRUE(part.ok()) << part.status().ToString();
+  auto whole = (*part)->Extras();
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ((*whole)->session, sessions);
+  EXPECT_EQ((*whole)->session_marks, expected);
+  auto scanned = (*part)->Extras(/*sessions=*/true, {});
+  ASSERT_TRUE(scanned.ok());
+  EXPECT_TRUE((*scanned)->session.empty());
+  EXPECT_EQ((*scanned)->session_marks, expected);
+}
+
 }  // namespace
 }  // namespace sibyl
 
@@ -177,6 +208,7 @@ TEST(SegmentTest, FormatOneSegmentsAreStillRead) {
   EXPECT_EQ((*decoded)->time(), (std::vector<int64_t>{1000, 1200, 1500}));
   EXPECT_EQ((*decoded)->type(), (std::vector<EventTypeId>{7, 8, 9}));
   EXPECT_EQ((*decoded)->Extras().value()->session, (std::vector<int64_t>{900, 900, -1}));
+  EXPECT_EQ((*decoded)->Extras().value()->session_marks, (std::vector<uint8_t>{kNewSession, kSameSession, kNoSession}));
 }
 
 }  // namespace

@@ -106,8 +106,8 @@ EventChunk StoreSnapshot::MakeChunk(const ScanSpec& spec, const Selected& select
   chunk.event_type = std::span(s.type()).subspan(begin, end - begin);
   if (!selected.extras) return chunk;
   const SegmentExtras& x = *selected.extras;
-  if (spec.with_sessions && x.session.size() == s.size())
-    chunk.session_id = std::span(x.session).subspan(begin, end - begin);
+  if (spec.with_sessions && x.session_marks.size() == s.size())
+    chunk.session_marks = std::span(x.session_marks).subspan(begin, end - begin);
   for (DictId key : spec.property_keys) {
     PropertyColumn column;
     column.key = key;
@@ -347,7 +347,7 @@ std::vector<T> EqualIn(const std::shared_ptr<const std::vector<T>>& base, const 
 // time. One entry per segment, grown when a gather asks for more keys; views are never
 // changed once published, so readers need no lock.
 struct ExtrasView {
-  const std::vector<int64_t>* session = nullptr;
+  const std::vector<uint8_t>* session_marks = nullptr;
   std::vector<std::pair<DictId, const SegmentExtras::Column*>> columns;  // sorted by key
   std::vector<std::shared_ptr<const SegmentExtras>> hold;
 };
@@ -381,8 +381,8 @@ Result<std::shared_ptr<const ExtrasView>> CachedExtras(const std::shared_ptr<con
   ASSIGN_OR_RETURN(std::shared_ptr<const SegmentExtras> piece, segment->Extras(need_sessions, missing));
   auto view = entry->view ? std::make_shared<ExtrasView>(*entry->view) : std::make_shared<ExtrasView>();
   view->hold.push_back(piece);
-  if (piece->session.size() == segment->size() && (need_sessions || view->session == nullptr))
-    view->session = &piece->session;
+  if (piece->session_marks.size() == segment->size() && (need_sessions || view->session_marks == nullptr))
+    view->session_marks = &piece->session_marks;
   for (const SegmentExtras::Column& column : piece->properties) {
     auto at = std::lower_bound(view->columns.begin(), view->columns.end(), column.key,
                                [](const auto& c, DictId k) { return c.first < k; });
@@ -420,7 +420,7 @@ EventChunk SubChunk(const EventChunk& chunk, size_t begin, size_t end) {
   out.actor = chunk.actor.subspan(begin, end - begin);
   out.time = chunk.time.subspan(begin, end - begin);
   out.event_type = chunk.event_type.subspan(begin, end - begin);
-  if (!chunk.session_id.empty()) out.session_id = chunk.session_id.subspan(begin, end - begin);
+  if (!chunk.session_marks.empty()) out.session_marks = chunk.session_marks.subspan(begin, end - begin);
   uint32_t first = out.first_row, last = out.first_row + static_cast<uint32_t>(out.size);
   for (const PropertyColumn& column : chunk.properties) {
     PropertyColumn sub;
@@ -574,7 +574,8 @@ Status StoreSnapshot::GatherActors(std::span<const ActorId> actors, const ScanSp
     chunk.event_type = std::span(s.type()).subspan(begin, end - begin);
     if (!source.extras) return chunk;
     const ExtrasView& x = *source.extras;
-    if (spec.with_sessions && x.session != nullptr) chunk.session_id = std::span(*x.session).subspan(begin, end - begin);
+    if (spec.with_sessions && x.session_marks != nullptr)
+      chunk.session_marks = std::span(*x.session_marks).subspan(begin, end - begin);
     for (DictId key : spec.property_keys) {
       PropertyColumn column;
       column.key = key;
