@@ -195,14 +195,8 @@ Status EmbeddedStore::LoadCheckpoint() {
   } else if (!GetHistory(u, history)) {
     return Corruption("{}: bad user property history", users_path);
   }
-  for (const UserPropertyRecord& rec : history) {
-    catalog_->history.push_back(rec);
-    if (rec.value.kind == ValueKind::kNull) {
-      user_values_.erase(UserKey(rec.actor, rec.key));
-    } else {
-      user_values_[UserKey(rec.actor, rec.key)] = rec.value;
-    }
-  }
+  catalog_->history.append(history);
+  ApplyToUserValues(history);
   uint64_t n = u.Varint();
   for (uint64_t k = 0; k < n && u.ok(); ++k) {
     IdentityLink link;
@@ -317,17 +311,27 @@ Status EmbeddedStore::ReplayLog() {
   return Status::Ok();
 }
 
+void EmbeddedStore::ApplyToUserValues(std::span<const UserPropertyRecord> records) {
+  // The map is far bigger than the caches: fetching the slots of later records while this
+  // one is applied lets their memory loads overlap.
+  constexpr size_t kAhead = 16;
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (i + kAhead < records.size())
+      user_values_.prefetch(UserKey(records[i + kAhead].actor, records[i + kAhead].key));
+    const UserPropertyRecord& rec = records[i];
+    if (rec.value.kind == ValueKind::kNull) {
+      user_values_.erase(UserKey(rec.actor, rec.key));
+    } else {
+      user_values_.insert_or_assign(UserKey(rec.actor, rec.key), rec.value);
+    }
+  }
+}
+
 void EmbeddedStore::ApplyCommitted(std::vector<StagedBatch>& batches, bool merge_memtable) {
   auto version = std::make_shared<Version>(*current());
   for (StagedBatch& s : batches) {
-    for (const auto& rec : s.records) {
-      catalog_->history.push_back(rec);
-      if (rec.value.kind == ValueKind::kNull) {
-        user_values_.erase(UserKey(rec.actor, rec.key));
-      } else {
-        user_values_[UserKey(rec.actor, rec.key)] = rec.value;
-      }
-    }
+    catalog_->history.append(s.records);
+    ApplyToUserValues(s.records);
     for (const auto& link : s.links) {
       catalog_->links.push_back(link);
       device_owner_.emplace(link.device, link.user);

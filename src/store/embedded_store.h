@@ -3,9 +3,12 @@
 
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include <absl/container/flat_hash_map.h>
 
 #include "store/catalog.h"
 #include "store/event_store.h"
@@ -26,9 +29,17 @@ struct StagedBatch {
   AppendResult counts;
 };
 
+// The latest value of user properties, by (actor << 32 | key). Open addressing: the
+// store's map holds one entry per property of every user (millions), where a node per
+// entry would cost an allocation each and a pointer chase on every lookup.
+using UserValues = absl::flat_hash_map<uint64_t, StoredValue>;
+
 // Changes a transaction has made to per-user state, visible to its own later batches.
 struct TransactionOverlay {
-  std::unordered_map<uint64_t, StoredValue> user_values;  // (actor << 32 | key) -> value; kNull: unset
+  UserValues user_values;  // kNull: unset by this transaction
+  // Slots of user_values the store had no value for: at most this many entries are added
+  // to the store's map at commit, which reserves them at once.
+  size_t new_user_values = 0;
   std::unordered_map<ActorId, ActorId> device_owner;
   // The store's de-dup index already holds this transaction's insert_ids (so later
   // batches see them); this is its size before, to take them out again on abort.
@@ -68,6 +79,8 @@ class EmbeddedStore final : public EventStore {
   // `merge_memtable` false the memtable's segments are not merged (the caller checkpoints
   // next, which merges everything once).
   void ApplyCommitted(std::vector<StagedBatch>& batches, bool merge_memtable = true);
+  // Makes user_values_ the state after `records` (history records, in arrival order).
+  void ApplyToUserValues(std::span<const UserPropertyRecord> records);
   Status CheckpointLocked();
   std::shared_ptr<const Version> current() const;
 
@@ -79,7 +92,7 @@ class EmbeddedStore final : public EventStore {
   size_t logged_dictionary_sizes_[Catalog::kDictionaries] = {0, 0, 0, 0};
 
   // Latest state, for applying user property operations and linking identities.
-  std::unordered_map<uint64_t, StoredValue> user_values_;
+  UserValues user_values_;  // no kNull entries: an unset property is erased
   std::unordered_map<ActorId, ActorId> device_owner_;
   DedupIndex dedup_;
   bool replaying_ = false;

@@ -1,9 +1,13 @@
 // Transaction::SetNumbers, the bulk write of numbers as user properties (scoring's
-// write-back), against the identify-event path it stands for.
+// write-back), against the identify-event path it stands for; and the latest user
+// property values both paths decide against.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
+#include <map>
+#include <random>
+#include <tuple>
 
 #include "store/event_store.h"
 
@@ -72,14 +76,15 @@ class StoreBulkTest : public ::testing::Test {
     return result;
   }
 
-  // Every actor's property history as (name, time, value) lists.
-  static std::vector<std::vector<std::tuple<std::string, int64_t, double>>> Histories(const EventStore& store) {
+  using HistoryRow = std::tuple<std::string, int64_t, ValueKind, double>;  // name, time, value
+  // Every actor's property history, by actor id.
+  static std::vector<std::vector<HistoryRow>> Histories(const EventStore& store) {
     auto snap = store.Snapshot();
-    std::vector<std::vector<std::tuple<std::string, int64_t, double>>> out;
+    std::vector<std::vector<HistoryRow>> out;
     for (ActorId a = 0; a < snap->actors().size(); ++a) {
       auto& rows = out.emplace_back();
       for (const UserPropertyRecord& r : snap->UserPropertyHistoryOf(a))
-        rows.emplace_back(std::string(snap->property_keys().name(r.key)), r.time_ms, r.value.number);
+        rows.emplace_back(std::string(snap->property_keys().name(r.key)), r.time_ms, r.value.kind, r.value.number);
     }
     return out;
   }
@@ -161,6 +166,126 @@ TEST_F(StoreBulkTest, RefusedRequestsChangeNothingAndNameTheRowOrColumn) {
   EXPECT_FALSE(snap->property_keys().Find("bad").has_value());
   EXPECT_FALSE(snap->property_keys().Find("fine").has_value());
   EXPECT_EQ(snap->user_property_history().size(), 2u);
+}
+
+// The latest value of every user property (what $setOnce, $add, $unset and unchanged
+// `$set`s are decided against) must match a naive model through unsets and re-sets, a
+// transaction's own earlier batches, abandoned transactions, replay and checkpoints. The
+// history records only changes, so comparing histories compares every decision made.
+TEST_F(StoreBulkTest, LatestValuesMatchANaiveModelThroughUnsetsRestartsAndCheckpoints) {
+  const std::vector<std::string> users = {"user-0", "user-1", "user-2", "user-3", "user-4"};
+  const std::vector<std::string> keys = {"k0", "k1", "k2"};
+  auto store = Open("store");
+  ASSERT_TRUE(store->Append(Visits(users)).ok());
+  std::vector<ActorId> actors;
+  for (const auto& u : users) actors.push_back(*store->Snapshot()->actors().Find("u:" + u));
+
+  // The model: latest (kind, number) by (user, key), and the history it implies.
+  std::map<std::pair<size_t, std::string>, std::pair<ValueKind, double>> latest;
+  std::vector<std::vector<HistoryRow>> expected(store->Snapshot()->actors().size());
+  auto model_set = [&](size_t user, const std::string& key, int64_t time, ValueKind kind, double number) {
+    auto [it, fresh] = latest.try_emplace({user, key}, kind, number);
+    if (!fresh && it->second == std::pair(kind, number)) return;
+    it->second = {kind, number};
+    expected[actors[user]].emplace_back(key, time, kind, number);
+  };
+  auto model_unset = [&](size_t user, const std::string& key, int64_t time) {
+    if (latest.erase({user, key})) expected[actors[user]].emplace_back(key, time, ValueKind::kNull, 0);
+  };
+
+  std::mt19937 random(7);
+  auto pick = [&](size_t n) { return static_cast<size_t>(random() % n); };
+  int64_t time = 10'000;
+  for (int round = 0; round < 60; ++round) {
+    // One round in five is abandoned: the store must be as if it never began.
+    const bool abandon = pick(5) == 0;
+    auto txn = std::move(store->Begin()).value();
+    for (size_t step = 0, steps = 1 + pick(4); step < steps; ++step) {
+      if (pick(2) == 0) {
+        // Numbers (few distinct ones, so unchanged values are common) on some actors.
+        std::vector<ActorId> ids;
+        std::vector<size_t> who;
+        for (size_t u = 0; u < users.size(); ++u) {
+          if (pick(2) != 0) continue;
+          ids.push_back(actors[u]);
+          who.push_back(u);
+        }
+        const std::string& key = keys[pick(keys.size())];
+        std::vector<double> values;
+        for (size_t i = 0; i < ids.size(); ++i) values.push_back(1 + pick(3));
+        NumberPropertyUpdates updates;
+        updates.time_ms = ++time;
+        updates.actors = ids;
+        updates.columns = {{key, values}};
+        ASSERT_TRUE(txn->SetNumbers(updates).ok());
+        if (!abandon) {
+          for (size_t i = 0; i < who.size(); ++i) model_set(who[i], key, time, ValueKind::kNumber, values[i]);
+        }
+        continue;
+      }
+      EventBatch batch;
+      for (int n = 0; n < 8; ++n) {
+        const size_t user = pick(users.size());
+        const std::string& key = keys[pick(keys.size())];
+        const double number = 1 + pick(3);
+        const bool as_bool = pick(4) == 0;  // true is not the number 1
+        ParsedEvent e;
+        e.user_id = batch.Intern(users[user]);
+        e.is_identify = true;
+        e.time_ms = ++time;
+        e.has_time = true;
+        e.user_updates_begin = static_cast<uint32_t>(batch.user_updates.size());
+        const auto previous = latest.find({user, key});
+        switch (pick(4)) {
+          case 0:
+            batch.user_updates.push_back({UserPropertyOp::kUnset, batch.Intern(key), Value::Null()});
+            if (!abandon) model_unset(user, key, time);
+            break;
+          case 1:
+            batch.user_updates.push_back({UserPropertyOp::kSetOnce, batch.Intern(key), Value::Number(number)});
+            if (!abandon && previous == latest.end()) model_set(user, key, time, ValueKind::kNumber, number);
+            break;
+          case 2: {
+            batch.user_updates.push_back({UserPropertyOp::kAdd, batch.Intern(key), Value::Number(number)});
+            const bool counts = previous != latest.end() && previous->second.first == ValueKind::kNumber;
+            if (!abandon) model_set(user, key, time, ValueKind::kNumber, (counts ? previous->second.second : 0) + number);
+            break;
+          }
+          default:
+            batch.user_updates.push_back({UserPropertyOp::kSet, batch.Intern(key),
+                                          as_bool ? Value::Bool(true) : Value::Number(number)});
+            if (!abandon) model_set(user, key, time, as_bool ? ValueKind::kBool : ValueKind::kNumber, as_bool ? 1 : number);
+        }
+        e.user_updates_end = static_cast<uint32_t>(batch.user_updates.size());
+        batch.events.push_back(e);
+      }
+      ASSERT_TRUE(txn->Add(batch).ok());
+    }
+    if (!abandon) {
+      ASSERT_TRUE(txn->Commit().ok());
+    }
+    txn.reset();
+    ASSERT_EQ(Histories(*store), expected) << "round " << round;
+    // Then the state is rebuilt: from the log, or from a checkpoint (plus the log after it).
+    if (round % 7 == 3) {
+      store.reset();
+      store = Open("store");
+    } else if (round % 11 == 5) {
+      ASSERT_TRUE(store->Checkpoint().ok());
+      store.reset();
+      store = Open("store");
+    }
+  }
+  auto snap = store->Snapshot();
+  size_t set = 0;
+  for (size_t u = 0; u < users.size(); ++u)
+    for (const auto& [key, value] : snap->UserPropertiesAsOf(actors[u], INT64_MAX)) {
+      auto it = latest.find({u, std::string(snap->property_keys().name(key))});
+      ASSERT_NE(it, latest.end());
+      EXPECT_EQ(std::pair(value.kind, value.number), it->second);
+      ++set;
+    }
+  EXPECT_EQ(set, latest.size());
 }
 
 }  // namespace

@@ -263,7 +263,10 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
       if (!change || (next.kind == ValueKind::kNull && current == nullptr)) continue;
       // Events usually repeat the user's properties; only real changes are history.
       if (current != nullptr && SameValue(*current, next)) continue;
-      overlay.user_values[slot] = next;
+      // For a slot new to the overlay `current` was the store's value: none means the
+      // store's map gains an entry at commit.
+      if (overlay.user_values.insert_or_assign(slot, next).second && current == nullptr)
+        ++overlay.new_user_values;
       staged.records.push_back({actor, time, key, next});
       ++staged.counts.user_property_changes;
     }
@@ -422,6 +425,9 @@ class StoreTransaction final : public Transaction {
     // segments in memory only to merge them again when they are written out would sort
     // every event twice more, so it is checkpointed right away (one merge, into parts).
     bool bulk = batches_.size() > kBulkLoadBatches;
+    // One resize for the whole commit (scoring adds millions of values): growing by
+    // doublings would allocate, fault in and fill every intermediate table.
+    store_->user_values_.reserve(store_->user_values_.size() + overlay_.new_user_values);
     store_->ApplyCommitted(batches_, /*merge_memtable=*/!bulk);
     batches_.clear();
     uint64_t memtable_events = 0;
