@@ -235,6 +235,7 @@ Status WriteBack(EventStore& store, const std::string& name, int version, int64_
     updates.columns = {{ScoreProperty(name), std::span<const double>(scores).subspan(begin, n)},
                        {PercentileProperty(name), std::span<const double>(percentiles).subspan(begin, n)},
                        {ModelVersionProperty(name), std::span<const double>(versions).first(n)}};
+    updates.transaction_values_hint = updates.columns.size() * actors.size();
     RETURN_IF_ERROR(txn->SetNumbers(updates).status());
   }
   return txn->Commit();

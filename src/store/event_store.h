@@ -60,6 +60,10 @@ struct NumberPropertyUpdates {
   std::span<const ActorId> actors;
   // Property name and one value per actor.
   std::vector<std::pair<std::string, std::span<const double>>> columns;
+  // A hint: how many values the whole transaction will set when this is the first of
+  // several calls (a write-back split to bound log records), so its state is sized once
+  // instead of growing table by table.
+  size_t transaction_values_hint = 0;
 };
 
 // A multi-batch, all-or-nothing append (one `sibyl ingest` of several files, say). Batches

@@ -1,6 +1,7 @@
 // The bulk write of numbers as user properties of known actors (scoring's write-back).
 // It stages the same records an identify event with `$set`s would, so reading, logging,
 // replay and checkpoints need nothing new.
+#include <algorithm>
 #include <cmath>
 
 #include "store/embedded_store.h"
@@ -30,7 +31,8 @@ Result<StagedBatch> EmbeddedStore::EncodeNumbers(const NumberPropertyUpdates& up
   StagedBatch staged;
   staged.ingested_ms = options_.clock->NowMs();
   staged.records.reserve(actors * updates.columns.size());
-  overlay.user_values.reserve(overlay.user_values.size() + actors * updates.columns.size());
+  overlay.user_values.reserve(
+      std::max(overlay.user_values.size() + actors * updates.columns.size(), updates.transaction_values_hint));
   // Both maps are far bigger than the caches: the slots of a later actor are fetched while
   // this one's are looked at, so that their memory loads overlap.
   constexpr size_t kAhead = 16;
