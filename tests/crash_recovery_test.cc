@@ -65,7 +65,9 @@ uint64_t RunAndKill(const std::string& data, const std::string& input, int kill_
   fclose(out);
   int status = 0;
   waitpid(pid, &status, 0);
-  if (kill_after_acks == 0) EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  if (kill_after_acks == 0) {
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
   return acknowledged;
 }
 

@@ -72,7 +72,9 @@ class TestServer {
   }
   ~TestServer() { Stop(); }
   void Stop() {
-    if (server_) EXPECT_TRUE(server_->Stop().ok());
+    if (server_) {
+      EXPECT_TRUE(server_->Stop().ok());
+    }
     server_.reset();
   }
   const Status& status() const { return status_; }

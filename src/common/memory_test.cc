@@ -13,6 +13,7 @@
 namespace sibyl {
 namespace {
 
+#ifdef SIBYL_JEMALLOC
 // The kernel's transparent-huge-page mode: the bracketed word of
 // /sys/kernel/mm/transparent_hugepage/enabled ("always", "madvise" or "never").
 std::string KernelThpMode() {
@@ -47,6 +48,7 @@ long ResidentKb() {
   in >> size >> resident;
   return resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
+#endif
 
 TEST(HeapTest, ReleaseBuildRunsOnJemallocWithHugePagesAndKeptPages) {
   HeapInfo info = CurrentHeapInfo();

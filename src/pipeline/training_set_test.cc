@@ -118,8 +118,9 @@ TEST(TrainingSetTest, AutoStackAddsEarlierWeeksOnlyWhileRowsAreFewAndHistoryAllo
   ASSERT_TRUE(all.ok()) << all.status().ToString();
   ASSERT_GE(all->cutoffs.size(), 2u);
   for (int64_t c : all->cutoffs) EXPECT_TRUE(CheckHistory(*reader, c, options.eligibility).ok());
-  if (all->cutoffs.size() < candidates.size())
+  if (all->cutoffs.size() < candidates.size()) {
     EXPECT_FALSE(CheckHistory(*reader, candidates[all->cutoffs.size()], options.eligibility).ok());
+  }
 }
 
 TEST(TrainingSetTest, SampleCapIsDeterministicAndBounded) {

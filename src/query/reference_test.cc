@@ -222,10 +222,11 @@ TEST_P(ReferenceTest, FastLabelsAndActivityEqualTheNaiveReference) {
       ASSERT_TRUE(reader->ScanActor(a, kCutoff, kCutoff + label.horizon_ms, [&](int64_t, DictId type) {
         bought |= type == buy;
       }).ok());
-      if (member_at_t)
+      if (member_at_t) {
         ASSERT_TRUE(reader->ScanActor(a, kCutoff - 10 * kMsPerDay, kCutoff, [&](int64_t, DictId) {
           recent = true;
         }).ok());
+      }
     }
     EXPECT_EQ((*y)[r], bought ? 1 : 0) << engine->UserId(row);
     EXPECT_EQ(std::binary_search(active->actors.begin(), active->actors.end(), row), recent)

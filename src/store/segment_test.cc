@@ -96,7 +96,9 @@ TEST(SegmentTest, MergeKeepsEachPropertyWithItsEvent) {
         ASSERT_EQ(extras->properties.size(), 1u);
         const auto& column = extras->properties[0];
         for (size_t j = 0; j < column.rows.size(); ++j) {
-          if (j > 0) ASSERT_LT(column.rows[j - 1], column.rows[j]);
+          if (j > 0) {
+            ASSERT_LT(column.rows[j - 1], column.rows[j]);
+          }
           EXPECT_EQ(column.values[j].number, static_cast<double>(part->time()[column.rows[j]]));
           ++checked;
         }

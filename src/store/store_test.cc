@@ -377,7 +377,9 @@ TEST_F(StoreTest, ActorBlocksCoverEveryEventOnceWithItsProperties) {
     for (int i = 0; i < 500; ++i)
       Add(batch, "user-" + std::to_string((i * 7 + round) % 97), "View", round * kMsPerWeek + i * 1000);
     ASSERT_TRUE(store->Append(batch).ok());
-    if (round < 2) ASSERT_TRUE(store->Checkpoint().ok());
+    if (round < 2) {
+      ASSERT_TRUE(store->Checkpoint().ok());
+    }
   }
   auto snap = store->Snapshot();
   ScanSpec spec;
