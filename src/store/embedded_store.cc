@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <functional>
 #include <future>
@@ -427,32 +429,76 @@ Status EmbeddedStore::CheckpointLocked() {
     dedup_.EncodeTo(&dedup_section);
     AppendCompressedBlock(dicts, kPartZstdLevel, &dicts_file);
   };
-  std::vector<std::shared_ptr<const Segment>> partitions;
-  std::vector<std::string> encoded;
-  std::atomic<size_t> next_part{0};
-  auto encode_parts = [&] {
-    for (size_t k; (k = next_part.fetch_add(1)) < partitions.size();)
-      encoded[k] = partitions[k]->EncodePart(kPartZstdLevel);
+  // Partitions are built one at a time and compressed as they come, on whichever thread
+  // is free: only a few are in memory at once beside the memtable (which readers may still
+  // hold), instead of a second copy of every event (a 10M-event file peaked at 2.8 GB that
+  // way, and fresh pages are dear on VMs).
+  struct Built {
+    std::shared_ptr<const Segment> segment;  // dropped once encoded
+    int64_t min_time = 0;
+    std::string encoded;
   };
+  std::deque<Built> built;  // in time order; stable addresses
+  std::mutex queue_mutex;
+  std::condition_variable queue_changed;
+  size_t next_to_encode = 0, waiting = 0;
+  bool merge_done = false;
+  constexpr size_t kMaxWaiting = 2;
+  // Compresses waiting partitions until none is left (and, when `until_done`, until the
+  // merge has handed over its last one).
+  auto encode_parts = [&](bool until_done) {
+    std::unique_lock lock(queue_mutex);
+    for (;;) {
+      queue_changed.wait(lock, [&] { return next_to_encode < built.size() || merge_done || !until_done; });
+      if (next_to_encode == built.size()) {
+        if (merge_done || !until_done) return;
+        continue;
+      }
+      Built& b = built[next_to_encode++];
+      lock.unlock();
+      b.encoded = b.segment->EncodePart(kPartZstdLevel);
+      b.segment.reset();
+      lock.lock();
+      --waiting;
+      queue_changed.notify_all();
+    }
+  };
+  Status merged = Status::Ok();
   {
-    std::promise<void> merged_promise;
-    std::shared_future<void> merged = merged_promise.get_future().share();
     std::jthread helper([&] {
       encode_state();
-      merged.wait();
-      encode_parts();
+      encode_parts(/*until_done=*/true);
     });
-    if (!version->memtable.empty())
-      partitions = Segment::MergeByPartition(version->memtable, kPartitionMs);
-    encoded.resize(partitions.size());
-    merged_promise.set_value();
-    encode_parts();
+    if (!version->memtable.empty()) {
+      merged = Segment::MergeEachPartition(
+          version->memtable, kPartitionMs, [&](std::shared_ptr<const Segment> partition) -> Status {
+            std::unique_lock lock(queue_mutex);
+            const int64_t min_time = partition->min_time();
+            built.push_back(Built{std::move(partition), min_time, {}});
+            ++waiting;
+            queue_changed.notify_all();
+            // Bounded: wait for the helper (or compress one here) before building more.
+            while (waiting > kMaxWaiting) {
+              lock.unlock();
+              encode_parts(/*until_done=*/false);
+              lock.lock();
+            }
+            return Status::Ok();
+          });
+    }
+    {
+      std::lock_guard lock(queue_mutex);
+      merge_done = true;
+    }
+    queue_changed.notify_all();
+    encode_parts(/*until_done=*/true);
   }
-  for (size_t k = 0; k < partitions.size(); ++k) {
-    int64_t partition = partitions[k]->min_time() / kPartitionMs;
+  RETURN_IF_ERROR(merged);
+  for (size_t k = 0; k < built.size(); ++k) {
+    int64_t partition = built[k].min_time / kPartitionMs;
     std::string name = fmt::format("p{}-g{}-{}.seg", partition, generation, k);
-    RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/parts/" + name, encoded[k]));
-    std::string().swap(encoded[k]);
+    RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/parts/" + name, built[k].encoded));
+    std::string().swap(built[k].encoded);
     // Re-open from disk so that optional columns are not held decoded in memory.
     ASSIGN_OR_RETURN(auto file, MappedFile::Open(dir_ + "/parts/" + name));
     ASSIGN_OR_RETURN(auto segment, Segment::Decode(std::shared_ptr<const MappedFile>(std::move(file))));

@@ -278,10 +278,15 @@ std::vector<std::shared_ptr<const Segment>> Segment::FromRows(
   }
   // Where each input row goes: its group and its row there.
   std::vector<std::vector<uint32_t>> new_group(inputs.size()), new_row(inputs.size());
+  size_t input_rows = 0;
   for (size_t k = 0; k < inputs.size(); ++k) {
     new_group[k].assign(inputs[k]->size(), UINT32_MAX);
     new_row[k].resize(inputs[k]->size());
+    input_rows += inputs[k]->size();
   }
+  // Every row goes to the one group (a plain merge), or some rows are left out (one
+  // partition of MergeEachPartition) and columns are counted row by row.
+  const bool every_row_to_one = groups == 1 && order.size() == input_rows;
   for (size_t i = 0; i < order.size(); ++i) {
     const RowRef& ref = order[i];
     const Segment& s = *inputs[ref.input];
@@ -330,7 +335,7 @@ std::vector<std::shared_ptr<const Segment>> Segment::FromRows(
                                  [](const SegmentExtras::Column& c, DictId d) { return c.key < d; });
       if (it == extras[k]->properties.end() || it->key != key) continue;
       x.columns[k] = &*it;
-      if (groups == 1) {
+      if (every_row_to_one) {
         x.group_count[0] += it->rows.size();
       } else {
         for (uint32_t row : it->rows)
@@ -439,11 +444,16 @@ std::shared_ptr<const Segment> Segment::Merge(
   return FromRows(inputs, MergeOrder(inputs), {}, 1)[0];
 }
 
+namespace {
+// The partition of time t: floor(t / partition_ms).
+int64_t PartitionOf(int64_t t, int64_t partition_ms) {
+  return t >= 0 ? t / partition_ms : -((-t + partition_ms - 1) / partition_ms);
+}
+}  // namespace
+
 std::vector<std::shared_ptr<const Segment>> Segment::MergeByPartition(
     const std::vector<std::shared_ptr<const Segment>>& inputs, int64_t partition_ms) {
-  auto partition_of = [&](int64_t t) {
-    return t >= 0 ? t / partition_ms : -((-t + partition_ms - 1) / partition_ms);
-  };
+  auto partition_of = [&](int64_t t) { return PartitionOf(t, partition_ms); };
   std::vector<RowRef> order = MergeOrder(inputs);
   std::map<int64_t, uint32_t> group_index;
   for (const RowRef& ref : order) group_index.emplace(partition_of(inputs[ref.input]->time_[ref.row]), 0);
@@ -453,6 +463,42 @@ std::vector<std::shared_ptr<const Segment>> Segment::MergeByPartition(
   for (size_t i = 0; i < order.size(); ++i)
     group_of[i] = group_index[partition_of(inputs[order[i].input]->time_[order[i].row])];
   return FromRows(inputs, order, group_of, groups);
+}
+
+Status Segment::MergeEachPartition(const std::vector<std::shared_ptr<const Segment>>& inputs, int64_t partition_ms,
+                                   const std::function<Status(std::shared_ptr<const Segment>)>& each) {
+  // Each input is merged once for every partition its time range touches.
+  size_t rows = 0, work = 0;
+  for (const auto& s : inputs) {
+    if (s->size() == 0) continue;
+    rows += s->size();
+    const auto span = static_cast<uint64_t>(PartitionOf(s->max_time_, partition_ms) -
+                                            PartitionOf(s->min_time_, partition_ms)) + 1;
+    work += span > 2 * inputs.size() + 2 ? SIZE_MAX / 4 : s->size() * span;  // far too many: fall back
+    if (work > 2 * rows + (size_t{1} << 16)) break;
+  }
+  if (work > 2 * rows + (size_t{1} << 16)) {
+    for (auto& partition : MergeByPartition(inputs, partition_ms)) RETURN_IF_ERROR(each(std::move(partition)));
+    return Status::Ok();
+  }
+  std::map<int64_t, std::vector<std::shared_ptr<const Segment>>> inputs_of;  // in input order
+  for (const auto& s : inputs) {
+    if (s->size() == 0) continue;
+    for (int64_t p = PartitionOf(s->min_time_, partition_ms); p <= PartitionOf(s->max_time_, partition_ms); ++p)
+      inputs_of[p].push_back(s);
+  }
+  for (const auto& [partition, members] : inputs_of) {
+    // A subset of the inputs in their original order merges its rows in the same order
+    // as the whole (the merge order is by actor, time, input, row), so the partition is
+    // the one MergeByPartition builds.
+    std::vector<RowRef> order = MergeOrder(members);
+    std::erase_if(order, [&, p = partition](const RowRef& ref) {
+      return PartitionOf(members[ref.input]->time_[ref.row], partition_ms) != p;
+    });
+    if (order.empty()) continue;
+    RETURN_IF_ERROR(each(FromRows(members, order, {}, 1)[0]));
+  }
+  return Status::Ok();
 }
 
 std::string Segment::Encode(int level) const {

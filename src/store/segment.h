@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -66,6 +67,14 @@ class Segment {
   // aligned to the epoch), in one pass; partitions in time order.
   static std::vector<std::shared_ptr<const Segment>> MergeByPartition(
       const std::vector<std::shared_ptr<const Segment>>& inputs, int64_t partition_ms);
+  // The same partitions, equal row for row, handed to `each` one at a time in time order
+  // and built only from the inputs whose time range overlaps them, so that a checkpoint
+  // holds one or two partitions in memory instead of all of them. When inputs span so
+  // many partitions that this would more than double the merge's work (rows not in time
+  // order), everything is merged at once as MergeByPartition does. Stops at the first
+  // error `each` returns.
+  static Status MergeEachPartition(const std::vector<std::shared_ptr<const Segment>>& inputs, int64_t partition_ms,
+                                   const std::function<Status(std::shared_ptr<const Segment>)>& each);
 
   // Encodes to bytes (a part file's content) with zstd at `level`.
   std::string Encode(int level) const;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <random>
 
 #include "store/codec.h"
@@ -66,6 +67,55 @@ TEST(SegmentTest, MergeByPartitionKeepsEveryEventOnce) {
 
 // Property values must follow their rows through a merge, whether the inputs hold
 // disjoint actor ranges (runs merged into place) or interleave (one sort).
+// Inputs of `rows_each` events whose times start at `first_time(k)` and step by `step`:
+// random actors, two property keys on some events, sessions.
+std::vector<std::shared_ptr<const Segment>> RandomInputs(int inputs, int rows_each, int64_t step,
+                                                         const std::function<int64_t(int)>& first_time) {
+  std::mt19937_64 rng(5);
+  std::vector<std::shared_ptr<const Segment>> out;
+  for (int k = 0; k < inputs; ++k) {
+    std::vector<EncodedEvent> events;
+    std::vector<EncodedProperty> props;
+    for (int i = 0; i < rows_each; ++i) {
+      const int64_t time = first_time(k) + i * step;
+      const uint32_t begin = static_cast<uint32_t>(props.size());
+      if (rng() % 3 != 0) props.push_back({1, {ValueKind::kNumber, static_cast<double>(rng() % 1000), kNoDictId}});
+      if (rng() % 5 == 0) props.push_back({4, {ValueKind::kString, 0, static_cast<DictId>(rng() % 7)}});
+      const int64_t session = rng() % 4 == 0 ? -1 : static_cast<int64_t>(rng() % 3);
+      events.push_back({static_cast<ActorId>(rng() % 300), static_cast<EventTypeId>(rng() % 5), time, session, begin,
+                        static_cast<uint32_t>(props.size())});
+    }
+    out.push_back(Segment::Build(events, props));
+  }
+  return out;
+}
+
+TEST(SegmentTest, MergeEachPartitionBuildsMergeByPartitionsPartitions) {
+  constexpr int64_t kWeek = 7 * 86'400'000LL;
+  // Time-ordered inputs (a file in time order: each touches one or two weeks), built
+  // partition by partition; and inputs that each span every week, merged at once.
+  const auto in_order = RandomInputs(30, 500, 600'000, [](int k) { return k * 500 * 600'000LL; });
+  const auto spanning = RandomInputs(40, 2'000, 3'000'000, [](int k) { return k * 1'000LL; });
+  for (const auto* inputs : {&in_order, &spanning}) {
+    const auto expected = Segment::MergeByPartition(*inputs, kWeek);
+    ASSERT_GT(expected.size(), 3u);
+    std::vector<std::shared_ptr<const Segment>> got;
+    ASSERT_TRUE(Segment::MergeEachPartition(*inputs, kWeek, [&](std::shared_ptr<const Segment> p) {
+                  got.push_back(std::move(p));
+                  return Status::Ok();
+                }).ok());
+    ASSERT_EQ(got.size(), expected.size());
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i]->EncodePart(1), expected[i]->EncodePart(1)) << i;
+  }
+  // The first error from `each` ends the merge.
+  int calls = 0;
+  Status st = Segment::MergeEachPartition(in_order, kWeek, [&](std::shared_ptr<const Segment>) {
+    return ++calls == 2 ? InvalidArgument("stop here") : Status::Ok();
+  });
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(calls, 2);
+}
+
 TEST(SegmentTest, MergeKeepsEachPropertyWithItsEvent) {
   for (bool interleaved : {false, true}) {
     std::mt19937_64 rng(11);
