@@ -284,8 +284,8 @@ std::vector<std::shared_ptr<const Segment>> Segment::FromRows(
     new_row[k].resize(inputs[k]->size());
     input_rows += inputs[k]->size();
   }
-  // Every row goes to the one group (a plain merge), or some rows are left out (one
-  // partition of MergeEachPartition) and columns are counted row by row.
+  // Every row goes to the one group (a plain merge), or some rows are left out (a
+  // partition or a wave of MergeEachPartition) and columns are counted row by row.
   const bool every_row_to_one = groups == 1 && order.size() == input_rows;
   for (size_t i = 0; i < order.size(); ++i) {
     const RowRef& ref = order[i];
@@ -478,7 +478,39 @@ Status Segment::MergeEachPartition(const std::vector<std::shared_ptr<const Segme
     if (work > 2 * rows + (size_t{1} << 16)) break;
   }
   if (work > 2 * rows + (size_t{1} << 16)) {
-    for (auto& partition : MergeByPartition(inputs, partition_ms)) RETURN_IF_ERROR(each(std::move(partition)));
+    // One merge order for everything, then the partitions in waves of about a quarter of
+    // the rows: each wave scans every input's property cells once more, but only a
+    // quarter of the merged copy is in memory at a time.
+    std::vector<RowRef> order = MergeOrder(inputs);
+    std::vector<int64_t> partition_of(order.size());
+    std::map<int64_t, size_t> rows_of;
+    for (size_t i = 0; i < order.size(); ++i) {
+      partition_of[i] = PartitionOf(inputs[order[i].input]->time_[order[i].row], partition_ms);
+      ++rows_of[partition_of[i]];
+    }
+    const size_t wave_rows = std::max<size_t>(1, order.size() / 4);
+    for (auto first = rows_of.begin(); first != rows_of.end();) {
+      std::map<int64_t, uint32_t> group_of_partition;  // this wave's partitions, in order
+      size_t in_wave = 0;
+      auto last = first;
+      for (; last != rows_of.end() && (in_wave == 0 || in_wave + last->second <= wave_rows); ++last) {
+        group_of_partition.emplace(last->first, static_cast<uint32_t>(group_of_partition.size()));
+        in_wave += last->second;
+      }
+      std::vector<RowRef> wave;
+      std::vector<uint32_t> group_of;
+      wave.reserve(in_wave);
+      group_of.reserve(in_wave);
+      for (size_t i = 0; i < order.size(); ++i) {
+        auto it = group_of_partition.find(partition_of[i]);
+        if (it == group_of_partition.end()) continue;
+        wave.push_back(order[i]);
+        group_of.push_back(it->second);
+      }
+      for (auto& partition : FromRows(inputs, wave, group_of, static_cast<uint32_t>(group_of_partition.size())))
+        RETURN_IF_ERROR(each(std::move(partition)));
+      first = last;
+    }
     return Status::Ok();
   }
   std::map<int64_t, std::vector<std::shared_ptr<const Segment>>> inputs_of;  // in input order
