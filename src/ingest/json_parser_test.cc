@@ -1,4 +1,5 @@
 #include "ingest/json_parser.h"
+#include "ingest/json_values.h"
 
 #include <gtest/gtest.h>
 
@@ -100,6 +101,24 @@ TEST(JsonParser, TooDeepNestingIsRejected) {
   Parsed p = ParseLines(R"({"user_id":"user-1","event_type":"E","event_properties":)" + deep + "}");
   ASSERT_EQ(p.errors.size(), 1u);
   EXPECT_NE(p.errors[0].reason.find("8 levels"), std::string::npos) << Errors(p);
+}
+
+TEST(JsonParser, ArraysNestedTooDeepAreRejectedNotACrash) {
+  // Thousands of "[" (a fuzzer's find): canonicalising them must not recurse without end.
+  const std::string deep = std::string(5000, '[') + std::string(5000, ']');
+  Parsed p = ParseLines(R"({"user_id":"user-1","event_type":"E","event_properties":{"x":)" + deep + "}}\n" +
+                        R"({"user_id":"user-2","event_type":"E","event_properties":{"x":[[1,[2]]]}})");
+  ASSERT_EQ(p.errors.size(), 1u) << Errors(p);
+  EXPECT_EQ(p.errors[0].position.line, 1u);
+  EXPECT_NE(p.errors[0].reason.find("deep"), std::string::npos) << Errors(p);
+  ASSERT_EQ(p.batch.events.size(), 1u);  // the next line still parses
+  const Property* x = FindProperty(p.batch, p.batch.events[0], "x");
+  ASSERT_NE(x, nullptr);
+  EXPECT_EQ(x->value.text, "[[1,[2]]]");
+  // As deep as allowed is kept.
+  const std::string ok = std::string(kMaxArrayNesting, '[') + std::string(kMaxArrayNesting, ']');
+  Parsed q = ParseLines(R"({"user_id":"user-1","event_type":"E","event_properties":{"x":)" + ok + "}}");
+  EXPECT_TRUE(q.errors.empty()) << Errors(q);
 }
 
 TEST(JsonParser, EscapedStringsAreUnescaped) {

@@ -113,6 +113,10 @@ void JsonValueReader::WriteEscaped(std::string_view s) {
 // Canonical: no whitespace, strings with minimal escapes, numbers in shortest
 // round-trip form (so [1.0, "\u0041"] and [1,"A"] are the same value).
 error_code JsonValueReader::WriteCanonical(od::value& v, int depth) {
+  // The canonical form is written recursively: a bound keeps hostile input ("[[[[..."
+  // thousands deep, found by fuzz_request_body) from exhausting the stack. The event is
+  // rejected as invalid JSON ("too deep").
+  if (depth >= kMaxArrayNesting) return simdjson::DEPTH_ERROR;
   od::json_type type;
   if (auto e = v.type().get(type)) return e;
   switch (type) {

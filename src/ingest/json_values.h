@@ -12,6 +12,8 @@
 namespace sibyl {
 
 inline constexpr int kMaxPropertyNestingForReader = 8;  // == kMaxPropertyNesting
+// Array values (kept as canonical JSON) may nest arrays and objects this deep.
+inline constexpr int kMaxArrayNesting = 64;
 
 class JsonValueReader {
  public:
