@@ -49,8 +49,6 @@ StoredValue GetStored(ByteReader& r) {
   return v;
 }
 
-uint64_t UserKey(ActorId actor, DictId key) { return (static_cast<uint64_t>(actor) << 32) | key; }
-
 uint64_t NextStoreSerial() {
   static std::atomic<uint64_t> next{1};
   return next.fetch_add(1);

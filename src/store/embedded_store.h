@@ -33,6 +33,7 @@ struct StagedBatch {
 // store's map holds one entry per property of every user (millions), where a node per
 // entry would cost an allocation each and a pointer chase on every lookup.
 using UserValues = absl::flat_hash_map<uint64_t, StoredValue>;
+inline uint64_t UserKey(ActorId actor, DictId key) { return (static_cast<uint64_t>(actor) << 32) | key; }
 
 // Changes a transaction has made to per-user state, visible to its own later batches.
 struct TransactionOverlay {

@@ -106,14 +106,16 @@ Status SkipCompressedBlock(ByteReader& r, std::string_view what) {
   return Status::Ok();
 }
 
+// The SessionMark of row i with session `current`, after a row with `previous`.
+uint8_t MarkOf(size_t i, int64_t current, int64_t previous) {
+  return current == -1 ? kNoSession : (i > 0 && current == previous) ? kSameSession : kNewSession;
+}
+
 }  // namespace
 
 std::vector<uint8_t> SessionMarks(const std::vector<int64_t>& session) {
   std::vector<uint8_t> marks(session.size());
-  for (size_t i = 0; i < session.size(); ++i) {
-    const int64_t s = session[i];
-    marks[i] = s == -1 ? kNoSession : (i > 0 && s == session[i - 1]) ? kSameSession : kNewSession;
-  }
+  for (size_t i = 0; i < session.size(); ++i) marks[i] = MarkOf(i, session[i], i > 0 ? session[i - 1] : 0);
   return marks;
 }
 
@@ -154,9 +156,7 @@ Result<std::shared_ptr<const SegmentExtras>> DecodeExtras(std::string_view bytes
           default: return Corruption("{}: bad session code", what);
         }
       }
-      extras->session_marks[i] = current == -1                       ? kNoSession
-                                 : (i > 0 && current == previous) ? kSameSession
-                                                                    : kNewSession;
+      extras->session_marks[i] = MarkOf(i, current, previous);
       if (ids) extras->session[i] = current;
       previous = current;
     }
@@ -453,52 +453,39 @@ int64_t PartitionOf(int64_t t, int64_t partition_ms) {
 
 std::vector<std::shared_ptr<const Segment>> Segment::MergeByPartition(
     const std::vector<std::shared_ptr<const Segment>>& inputs, int64_t partition_ms) {
-  auto partition_of = [&](int64_t t) { return PartitionOf(t, partition_ms); };
-  std::vector<RowRef> order = MergeOrder(inputs);
-  std::map<int64_t, uint32_t> group_index;
-  for (const RowRef& ref : order) group_index.emplace(partition_of(inputs[ref.input]->time_[ref.row]), 0);
-  uint32_t groups = 0;
-  for (auto& [partition, index] : group_index) index = groups++;
-  std::vector<uint32_t> group_of(order.size());
-  for (size_t i = 0; i < order.size(); ++i)
-    group_of[i] = group_index[partition_of(inputs[order[i].input]->time_[order[i].row])];
-  return FromRows(inputs, order, group_of, groups);
+  std::vector<std::shared_ptr<const Segment>> out;
+  (void)MergeInWaves(inputs, partition_ms, SIZE_MAX, [&](std::shared_ptr<const Segment> partition) {
+    out.push_back(std::move(partition));
+    return Status::Ok();
+  });
+  return out;
 }
 
-Status Segment::MergeEachPartition(const std::vector<std::shared_ptr<const Segment>>& inputs, int64_t partition_ms,
-                                   const std::function<Status(std::shared_ptr<const Segment>)>& each) {
-  // Each input is merged once for every partition its time range touches.
-  size_t rows = 0, work = 0;
-  for (const auto& s : inputs) {
-    if (s->size() == 0) continue;
-    rows += s->size();
-    const auto span = static_cast<uint64_t>(PartitionOf(s->max_time_, partition_ms) -
-                                            PartitionOf(s->min_time_, partition_ms)) + 1;
-    work += span > 2 * inputs.size() + 2 ? SIZE_MAX / 4 : s->size() * span;  // far too many: fall back
-    if (work > 2 * rows + (size_t{1} << 16)) break;
+Status Segment::MergeInWaves(const std::vector<std::shared_ptr<const Segment>>& inputs, int64_t partition_ms,
+                             size_t wave_rows, const std::function<Status(std::shared_ptr<const Segment>)>& each) {
+  std::vector<RowRef> order = MergeOrder(inputs);
+  std::vector<int64_t> partition_of(order.size());
+  std::map<int64_t, size_t> rows_of;
+  for (size_t i = 0; i < order.size(); ++i) {
+    partition_of[i] = PartitionOf(inputs[order[i].input]->time_[order[i].row], partition_ms);
+    ++rows_of[partition_of[i]];
   }
-  if (work > 2 * rows + (size_t{1} << 16)) {
-    // One merge order for everything, then the partitions in waves of about a quarter of
-    // the rows: each wave scans every input's property cells once more, but only a
-    // quarter of the merged copy is in memory at a time.
-    std::vector<RowRef> order = MergeOrder(inputs);
-    std::vector<int64_t> partition_of(order.size());
-    std::map<int64_t, size_t> rows_of;
-    for (size_t i = 0; i < order.size(); ++i) {
-      partition_of[i] = PartitionOf(inputs[order[i].input]->time_[order[i].row], partition_ms);
-      ++rows_of[partition_of[i]];
+  for (auto first = rows_of.begin(); first != rows_of.end();) {
+    // The wave: consecutive partitions up to `wave_rows` rows (at least one partition).
+    std::map<int64_t, uint32_t> group_of_partition;
+    size_t in_wave = 0;
+    auto last = first;
+    for (; last != rows_of.end() && (in_wave == 0 || in_wave + last->second <= wave_rows); ++last) {
+      group_of_partition.emplace(last->first, static_cast<uint32_t>(group_of_partition.size()));
+      in_wave += last->second;
     }
-    const size_t wave_rows = std::max<size_t>(1, order.size() / 4);
-    for (auto first = rows_of.begin(); first != rows_of.end();) {
-      std::map<int64_t, uint32_t> group_of_partition;  // this wave's partitions, in order
-      size_t in_wave = 0;
-      auto last = first;
-      for (; last != rows_of.end() && (in_wave == 0 || in_wave + last->second <= wave_rows); ++last) {
-        group_of_partition.emplace(last->first, static_cast<uint32_t>(group_of_partition.size()));
-        in_wave += last->second;
-      }
-      std::vector<RowRef> wave;
-      std::vector<uint32_t> group_of;
+    std::vector<RowRef> wave;
+    std::vector<uint32_t> group_of;
+    if (group_of_partition.size() == rows_of.size()) {
+      wave = std::move(order);  // everything in one wave: no copy
+      group_of.resize(wave.size());
+      for (size_t i = 0; i < wave.size(); ++i) group_of[i] = group_of_partition[partition_of[i]];
+    } else {
       wave.reserve(in_wave);
       group_of.reserve(in_wave);
       for (size_t i = 0; i < order.size(); ++i) {
@@ -507,12 +494,33 @@ Status Segment::MergeEachPartition(const std::vector<std::shared_ptr<const Segme
         wave.push_back(order[i]);
         group_of.push_back(it->second);
       }
-      for (auto& partition : FromRows(inputs, wave, group_of, static_cast<uint32_t>(group_of_partition.size())))
-        RETURN_IF_ERROR(each(std::move(partition)));
-      first = last;
     }
-    return Status::Ok();
+    for (auto& partition : FromRows(inputs, wave, group_of, static_cast<uint32_t>(group_of_partition.size())))
+      RETURN_IF_ERROR(each(std::move(partition)));
+    first = last;
   }
+  return Status::Ok();
+}
+
+Status Segment::MergeEachPartition(const std::vector<std::shared_ptr<const Segment>>& inputs, int64_t partition_ms,
+                                   const std::function<Status(std::shared_ptr<const Segment>)>& each) {
+  // Merging partition by partition merges each input once for every partition its time
+  // range touches; past twice the rows (inputs that each span many weeks), merge all
+  // inputs once instead and build the partitions in waves of about a quarter of the rows:
+  // each wave scans the inputs' property cells once more, but only a quarter of the
+  // merged copy is in memory at a time.
+  size_t rows = 0, work = 0;
+  bool spread = false;
+  for (const auto& s : inputs) {
+    if (s->size() == 0) continue;
+    rows += s->size();
+    const uint64_t span = static_cast<uint64_t>(PartitionOf(s->max_time_, partition_ms) -
+                                                PartitionOf(s->min_time_, partition_ms)) + 1;
+    if (span > 2 * inputs.size() + 2) spread = true;  // also bounds the loop below
+    work += s->size() * std::min<uint64_t>(span, 2 * inputs.size() + 2);
+  }
+  if (spread || work > 2 * rows + (size_t{1} << 16))
+    return MergeInWaves(inputs, partition_ms, std::max<size_t>(1, rows / 4), each);
   std::map<int64_t, std::vector<std::shared_ptr<const Segment>>> inputs_of;  // in input order
   for (const auto& s : inputs) {
     if (s->size() == 0) continue;

@@ -106,6 +106,10 @@ class Segment {
  private:
   Segment() = default;
   static std::vector<RowRef> MergeOrder(const std::vector<std::shared_ptr<const Segment>>& inputs);
+  // One merge order of all `inputs`, then its partitions in waves of consecutive
+  // partitions of at most `wave_rows` rows (or one partition), each handed to `each`.
+  static Status MergeInWaves(const std::vector<std::shared_ptr<const Segment>>& inputs, int64_t partition_ms,
+                             size_t wave_rows, const std::function<Status(std::shared_ptr<const Segment>)>& each);
   // Rows of `inputs` in `order` (sorted by actor and time), sent to group group_of[i]
   // (all to group 0 when group_of is empty): one segment per group.
   static std::vector<std::shared_ptr<const Segment>> FromRows(

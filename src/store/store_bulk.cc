@@ -38,7 +38,7 @@ Result<StagedBatch> EmbeddedStore::EncodeNumbers(const NumberPropertyUpdates& up
   constexpr size_t kAhead = 16;
   for (const auto& [name, values] : updates.columns) {
     const DictId key = c.property_keys.Intern(name);
-    auto slot_of = [&](size_t i) { return (static_cast<uint64_t>(updates.actors[i]) << 32) | key; };
+    auto slot_of = [&](size_t i) { return UserKey(updates.actors[i], key); };
     for (size_t i = 0; i < actors; ++i) {
       if (i + kAhead < actors) {
         overlay.user_values.prefetch(slot_of(i + kAhead));

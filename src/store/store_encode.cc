@@ -12,8 +12,6 @@
 namespace sibyl {
 namespace {
 
-uint64_t UserKey(ActorId actor, DictId key) { return (static_cast<uint64_t>(actor) << 32) | key; }
-
 bool SameRawValue(const Value& a, const Value& b) {
   return a.kind == b.kind && a.boolean == b.boolean && a.number == b.number && a.text == b.text;
 }
