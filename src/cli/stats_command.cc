@@ -85,6 +85,21 @@ Result<StatsReport> Collect(EventStore& store) {
     }
     user_values[rec.key].insert(bits);
   }
+  // Written scores (number columns): every value counts as a change; distinct values are
+  // exact up to the same bound as event properties'.
+  for (const auto& batch : snap->number_columns())
+    for (size_t c = 0; c < batch->columns.size(); ++c) {
+      const NumberColumnBatch::Column& column = batch->columns[c];
+      if (column.key >= keys) continue;
+      user_counts[column.key] += batch->actors.size();
+      report.user_property_changes += batch->actors.size();
+      for (double v : column.values) {
+        if (user_values[column.key].size() >= 1'000'000) break;
+        uint64_t bits;
+        std::memcpy(&bits, &v, 8);
+        user_values[column.key].insert(bits);
+      }
+    }
   for (size_t k = 0; k < keys; ++k)
     if (user_counts[k] > 0)
       report.user_properties.push_back({std::string(snap->property_keys().name(static_cast<DictId>(k))),

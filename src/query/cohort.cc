@@ -86,6 +86,9 @@ std::vector<std::string> UserPropertyNames(const EventReader& reader) {
   std::vector<bool> seen(reader.property_keys().size(), false);
   for (const UserPropertyRecord& r : reader.user_property_history())
     if (r.key < seen.size()) seen[r.key] = true;
+  for (const auto& batch : reader.number_columns())
+    for (const NumberColumnBatch::Column& c : batch->columns)
+      if (c.key < seen.size()) seen[c.key] = true;
   std::vector<std::string> names;
   for (DictId k = 0; k < seen.size(); ++k)
     if (seen[k]) names.emplace_back(reader.property_keys().name(k));
@@ -264,24 +267,48 @@ class Evaluator {
     DictId key = *reader_.property_keys().Find(filter.property);
     CompiledFilter compiled = CompiledFilter::Compile(filter, key, reader_);
     std::vector<uint8_t> out(n, compiled.Matches(nullptr) ? 1 : 0);
+    // Number columns (written scores) hold the key too when a batch names it: their value
+    // wins over a record of the same or an earlier time (reader.h, NumberColumnBatch).
+    bool in_columns = false;
+    for (const auto& batch : reader_.number_columns()) in_columns |= batch->ColumnOf(key) != SIZE_MAX;
     if (gather_) {
       for (size_t slot = 0; slot < n; ++slot) {
         std::vector<UserPropertyRecord> records = reader_.UserPropertyHistoryOf(candidates_[slot]);
-        const StoredValue* last = nullptr;
+        const UserPropertyRecord* last = nullptr;
         for (const UserPropertyRecord& r : records)
-          if (r.key == key && r.time_ms < cutoff_) last = &r.value;
-        if (last != nullptr) out[slot] = compiled.Matches(last);
+          if (r.key == key && r.time_ms < cutoff_) last = &r;
+        std::optional<std::pair<int64_t, double>> column;
+        if (in_columns) column = reader_.NumberColumnValueAsOf(candidates_[slot], key, cutoff_);
+        if (column && (last == nullptr || column->first >= last->time_ms)) {
+          StoredValue number{ValueKind::kNumber, column->second, kNoDictId};
+          out[slot] = compiled.Matches(&number);
+        } else if (last != nullptr) {
+          out[slot] = compiled.Matches(&last->value);
+        }
       }
       return out;
     }
+    std::vector<int64_t> record_time(in_columns ? n : 0, INT64_MIN);
     auto history = reader_.user_property_history();
     size_t i = 0;
     while (i < history.size()) {
       ActorId actor = history[i].actor;
-      const StoredValue* last = nullptr;
+      const UserPropertyRecord* last = nullptr;
       for (; i < history.size() && history[i].actor == actor; ++i)
-        if (history[i].key == key && history[i].time_ms < cutoff_) last = &history[i].value;
-      if (last != nullptr && actor < n) out[actor] = compiled.Matches(last);
+        if (history[i].key == key && history[i].time_ms < cutoff_) last = &history[i];
+      if (last == nullptr || actor >= n) continue;
+      out[actor] = compiled.Matches(&last->value);
+      if (in_columns) record_time[actor] = last->time_ms;
+    }
+    if (in_columns) {
+      std::vector<int64_t> times;
+      std::vector<double> values;
+      reader_.NumberColumnValuesAsOf(key, cutoff_, n, times, values);
+      for (size_t a = 0; a < n; ++a) {
+        if (times[a] == INT64_MIN || times[a] < record_time[a]) continue;
+        StoredValue number{ValueKind::kNumber, values[a], kNoDictId};
+        out[a] = compiled.Matches(&number);
+      }
     }
     return out;
   }

@@ -90,8 +90,8 @@ int64_t ExplanationCutoff(const pipeline::PredictionRegistry& registry, const Ev
   int64_t cutoff = DefaultScoringCutoff(reader);
   if (auto full = LatestFullRun(registry, model.name, model.version); full.ok())
     cutoff = (*full)["cutoff_ms"].get<int64_t>();
-  for (const WrittenScore& w : ReadWrittenScores(reader, model.name))
-    if (w.user_id == user_id && w.version == model.version) cutoff = w.cutoff_ms;
+  if (std::optional<ActorId> actor = ActorOfUserId(reader, user_id))
+    if (auto w = ReadWrittenScore(reader, model.name, *actor); w && w->version == model.version) cutoff = w->cutoff_ms;
   return cutoff;
 }
 

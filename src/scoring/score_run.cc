@@ -219,23 +219,40 @@ nlohmann::json Summary(std::vector<double> scores) {
 }
 
 // The scores, percentiles and model version as user properties of the scored actors, in
-// one transaction, through the store's bulk path (the same records as an identify event
-// with three `$set`s per user). Chunks bound the size of one log record.
+// one transaction, as number columns (store/reader.h NumberColumnBatch): one batch per
+// million users bounds a log record at ~20 MB.
 Status WriteBack(EventStore& store, const std::string& name, int version, int64_t cutoff_ms,
                  std::span<const ActorId> actors, const std::vector<double>& scores,
                  const std::vector<double>& percentiles) {
-  constexpr size_t kUsersPerBatch = 250'000;
+  constexpr size_t kUsersPerBatch = 1 << 20;
+  // The store wants ascending actors; blocks of the cohort come in actor order already.
+  std::span<const ActorId> sorted_actors = actors;
+  std::span<const double> sorted_scores = scores, sorted_percentiles = percentiles;
+  std::vector<ActorId> actor_copy;
+  std::vector<double> score_copy, percentile_copy;
+  if (!std::is_sorted(actors.begin(), actors.end())) {
+    std::vector<size_t> order(actors.size());
+    std::iota(order.begin(), order.end(), size_t{0});
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return actors[a] < actors[b]; });
+    for (size_t i : order) {
+      actor_copy.push_back(actors[i]);
+      score_copy.push_back(scores[i]);
+      percentile_copy.push_back(percentiles[i]);
+    }
+    sorted_actors = actor_copy;
+    sorted_scores = score_copy;
+    sorted_percentiles = percentile_copy;
+  }
   ASSIGN_OR_RETURN(auto txn, store.Begin());
   const std::vector<double> versions(std::min(actors.size(), kUsersPerBatch), static_cast<double>(version));
   for (size_t begin = 0; begin < actors.size(); begin += kUsersPerBatch) {
     const size_t n = std::min(actors.size(), begin + kUsersPerBatch) - begin;
     NumberPropertyUpdates updates;
     updates.time_ms = cutoff_ms;
-    updates.actors = actors.subspan(begin, n);
-    updates.columns = {{ScoreProperty(name), std::span<const double>(scores).subspan(begin, n)},
-                       {PercentileProperty(name), std::span<const double>(percentiles).subspan(begin, n)},
+    updates.actors = sorted_actors.subspan(begin, n);
+    updates.columns = {{ScoreProperty(name), sorted_scores.subspan(begin, n)},
+                       {PercentileProperty(name), sorted_percentiles.subspan(begin, n)},
                        {ModelVersionProperty(name), std::span<const double>(versions).first(n)}};
-    updates.transaction_values_hint = updates.columns.size() * actors.size();
     RETURN_IF_ERROR(txn->SetNumbers(updates).status());
   }
   return txn->Commit();

@@ -151,41 +151,126 @@ Result<UserScore> ScoreUser(const EventReader& reader, const ScoringModel& model
   return out;
 }
 
+namespace {
+
+std::string UserIdOf(const EventReader& reader, ActorId actor) {
+  std::string_view name = reader.actors().name(actor);
+  return name.starts_with("d:") ? "device:" + std::string(name.substr(2)) : std::string(name.substr(2));
+}
+
+// The keys of a prediction's written properties (kNoDictId where the store has none).
+struct ScoreKeys {
+  DictId score = kNoDictId, percentile = kNoDictId, version = kNoDictId;
+  explicit ScoreKeys(const EventReader& reader, const std::string& name) {
+    const DictionaryView& keys = reader.property_keys();
+    score = keys.Find(ScoreProperty(name)).value_or(kNoDictId);
+    percentile = keys.Find(PercentileProperty(name)).value_or(kNoDictId);
+    version = keys.Find(ModelVersionProperty(name)).value_or(kNoDictId);
+  }
+};
+
+// Applies one actor's history records before `as_of_ms` to `w`: scores set by identify
+// events, or written by stores from before number columns. Returns the time of the last
+// score record (INT64_MIN: none, or unset last).
+int64_t ApplyScoreRecords(std::span<const UserPropertyRecord> records, const ScoreKeys& keys, int64_t as_of_ms,
+                          WrittenScore& w) {
+  int64_t score_time = INT64_MIN;
+  for (const UserPropertyRecord& r : records) {
+    if (r.time_ms >= as_of_ms) continue;
+    const bool unset = r.value.kind == ValueKind::kNull;
+    if (r.key == keys.score) {
+      score_time = unset ? INT64_MIN : r.time_ms;
+      w.score = r.value.number;
+      w.cutoff_ms = r.time_ms;
+    } else if (r.key == keys.percentile) {
+      w.percentile = r.value.number;
+    } else if (r.key == keys.version) {
+      w.version = static_cast<int>(r.value.number);
+    }
+  }
+  return score_time;
+}
+
+// Takes row `row` of `batch` into `w` when the batch holds the score.
+void ApplyScoreColumns(const NumberColumnBatch& batch, size_t row, const ScoreKeys& keys, WrittenScore& w) {
+  w.score = batch.Value(batch.ColumnOf(keys.score), row);
+  w.cutoff_ms = batch.time_ms;
+  if (size_t c = batch.ColumnOf(keys.percentile); c != SIZE_MAX) w.percentile = batch.Value(c, row);
+  if (size_t c = batch.ColumnOf(keys.version); c != SIZE_MAX) w.version = static_cast<int>(batch.Value(c, row));
+}
+
+}  // namespace
+
 std::vector<WrittenScore> ReadWrittenScores(const EventReader& reader, const std::string& name, int64_t as_of_ms) {
   std::vector<WrittenScore> out;
-  auto score_key = reader.property_keys().Find(ScoreProperty(name));
-  if (!score_key) return out;
-  auto percentile_key = reader.property_keys().Find(PercentileProperty(name));
-  auto version_key = reader.property_keys().Find(ModelVersionProperty(name));
+  const ScoreKeys keys(reader, name);
+  if (keys.score == kNoDictId) return out;
+  // Columns: for each actor, the batch (and row) of its latest score before as_of; a later
+  // batch wins a tie.
+  std::span<const std::shared_ptr<const NumberColumnBatch>> batches = reader.number_columns();
+  const size_t actors = reader.actors().size();
+  std::vector<uint32_t> batch_of, row_of;
+  for (size_t b = 0; b < batches.size(); ++b) {
+    const NumberColumnBatch& batch = *batches[b];
+    if (batch.time_ms >= as_of_ms || batch.ColumnOf(keys.score) == SIZE_MAX) continue;
+    if (batch_of.empty()) {
+      batch_of.assign(actors, UINT32_MAX);
+      row_of.assign(actors, 0);
+    }
+    for (size_t row = 0; row < batch.actors.size(); ++row) {
+      const ActorId a = batch.actors[row];
+      if (a >= actors) continue;
+      if (batch_of[a] != UINT32_MAX && batches[batch_of[a]]->time_ms > batch.time_ms) continue;
+      batch_of[a] = static_cast<uint32_t>(b);
+      row_of[a] = static_cast<uint32_t>(row);
+    }
+  }
+  // Records are sorted by actor: walk them beside the actors, and let a column value win
+  // over a record of the same or an earlier time.
   std::span<const UserPropertyRecord> history = reader.user_property_history();
-  // Records are sorted by (actor, time): the last one before as_of per key wins.
   size_t i = 0;
-  while (i < history.size()) {
-    ActorId actor = history[i].actor;
+  for (ActorId actor = 0; actor < actors; ++actor) {
+    size_t begin = i;
+    while (i < history.size() && history[i].actor == actor) ++i;
+    const bool in_columns = !batch_of.empty() && batch_of[actor] != UINT32_MAX;
+    if (begin == i && !in_columns) continue;
     WrittenScore w;
     w.actor = actor;
-    bool has_score = false;
-    for (; i < history.size() && history[i].actor == actor; ++i) {
-      const UserPropertyRecord& r = history[i];
-      if (r.time_ms >= as_of_ms) continue;
-      bool unset = r.value.kind == ValueKind::kNull;
-      if (r.key == *score_key) {
-        has_score = !unset;
-        w.score = r.value.number;
-        w.cutoff_ms = r.time_ms;
-      } else if (percentile_key && r.key == *percentile_key) {
-        w.percentile = r.value.number;
-      } else if (version_key && r.key == *version_key) {
-        w.version = static_cast<int>(r.value.number);
-      }
+    int64_t record_time = ApplyScoreRecords(history.subspan(begin, i - begin), keys, as_of_ms, w);
+    if (in_columns && batches[batch_of[actor]]->time_ms >= record_time) {
+      ApplyScoreColumns(*batches[batch_of[actor]], row_of[actor], keys, w);
+    } else if (record_time == INT64_MIN) {
+      continue;
     }
-    if (!has_score) continue;
-    std::string_view actor_name = reader.actors().name(actor);
-    w.user_id = actor_name.starts_with("d:") ? "device:" + std::string(actor_name.substr(2))
-                                             : std::string(actor_name.substr(2));
+    w.user_id = UserIdOf(reader, actor);
     out.push_back(std::move(w));
   }
   return out;
+}
+
+std::optional<WrittenScore> ReadWrittenScore(const EventReader& reader, const std::string& name, ActorId actor,
+                                             int64_t as_of_ms) {
+  const ScoreKeys keys(reader, name);
+  if (keys.score == kNoDictId) return std::nullopt;
+  WrittenScore w;
+  w.actor = actor;
+  const std::vector<UserPropertyRecord> records = reader.UserPropertyHistoryOf(actor);
+  const int64_t record_time = ApplyScoreRecords(records, keys, as_of_ms, w);
+  const NumberColumnBatch* latest = nullptr;
+  size_t latest_row = 0;
+  for (const auto& batch : reader.number_columns()) {
+    if (batch->time_ms >= as_of_ms || (latest && batch->time_ms < latest->time_ms) ||
+        batch->ColumnOf(keys.score) == SIZE_MAX)
+      continue;
+    if (size_t row = batch->RowOf(actor); row != SIZE_MAX) {
+      latest = batch.get();
+      latest_row = row;
+    }
+  }
+  if (latest != nullptr && latest->time_ms >= record_time) ApplyScoreColumns(*latest, latest_row, keys, w);
+  else if (record_time == INT64_MIN) return std::nullopt;
+  w.user_id = UserIdOf(reader, actor);
+  return w;
 }
 
 int64_t DefaultScoringCutoff(const EventReader& reader) {

@@ -95,7 +95,8 @@ std::optional<ActorId> ActorOfUserId(const EventReader& reader, const std::strin
 Result<UserScore> ScoreUser(const EventReader& reader, const ScoringModel& model, const std::string& user_id,
                             int64_t cutoff_ms, std::span<const double> quantiles = {});
 
-// A written-back score, read from the store's user property history.
+// A written-back score, read from the store's number columns (and user property history:
+// scores set by events, or by stores from before number columns).
 struct WrittenScore {
   ActorId actor = 0;
   std::string user_id;
@@ -109,6 +110,9 @@ struct WrittenScore {
 // strictly before it; INT64_MAX: everything), one per user that has one.
 std::vector<WrittenScore> ReadWrittenScores(const EventReader& reader, const std::string& name,
                                             int64_t as_of_ms = INT64_MAX);
+// The same for one actor, without reading everyone's; nullopt when it has none.
+std::optional<WrittenScore> ReadWrittenScore(const EventReader& reader, const std::string& name, ActorId actor,
+                                             int64_t as_of_ms = INT64_MAX);
 
 // The default scoring cutoff: floor_hour(last event + 1 ms), the start of the hour in
 // progress at the store's last event (docs/SCORING.md).

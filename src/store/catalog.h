@@ -39,6 +39,8 @@ struct Version {
   size_t dictionary_sizes[Catalog::kDictionaries] = {0, 0, 0, 0};
   size_t history_size = 0;
   size_t links_size = 0;
+  // Commit order; immutable once committed (a checkpoint writes each to a file once).
+  std::vector<std::shared_ptr<const NumberColumnBatch>> number_columns;
   uint64_t events = 0;
   uint64_t duplicates_dropped = 0;
 };

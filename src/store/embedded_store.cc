@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "store/codec.h"
+#include "store/number_columns.h"
 
 namespace sibyl {
 namespace {
@@ -132,6 +133,7 @@ Status EmbeddedStore::Load() {
   } else {
     RETURN_IF_ERROR(CreateDirs(dir_ + "/wal"));
     RETURN_IF_ERROR(CreateDirs(dir_ + "/parts"));
+    RETURN_IF_ERROR(CreateDirs(dir_ + "/columns"));
     std::string lock_path = dir_ + "/LOCK";
     lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (lock_fd_ < 0) return IoError("cannot open {}", lock_path);
@@ -238,6 +240,14 @@ Status EmbeddedStore::LoadCheckpoint() {
     version->events += segment->size();
     part_files_.push_back(name);
   }
+  for (const auto& entry : m.value("number_columns", nlohmann::json::array())) {
+    std::string name = entry.value("file", "");
+    std::string path = dir_ + "/columns/" + name;
+    ASSIGN_OR_RETURN(std::string file, ReadFile(path));
+    ASSIGN_OR_RETURN(auto batch, DecodeNumberColumnFile(file, path));
+    version->number_columns.push_back(std::move(batch));
+    number_column_files_.push_back(name);
+  }
   for (int i = 0; i < Catalog::kDictionaries; ++i)
     version->dictionary_sizes[i] = catalog_->dictionary(i)->size();
   version->history_size = catalog_->history.size();
@@ -340,6 +350,7 @@ void EmbeddedStore::ApplyCommitted(std::vector<StagedBatch>& batches, bool merge
     if (!options_.read_only && replaying_)
       for (uint64_t h : s.dedup_hashes) dedup_.Insert(h, s.ingested_ms);
     version->duplicates_dropped += s.counts.duplicates_dropped;
+    if (s.number_columns) version->number_columns.push_back(s.number_columns);
     if (s.segment) {
       version->events += s.segment->size();
       version->memtable.push_back(s.segment);
@@ -510,6 +521,13 @@ Status EmbeddedStore::CheckpointLocked() {
     w.Bytes(dedup_section);
     std::string().swap(dedup_section);
   }
+  // Number column batches are written once, by the first checkpoint after their commit.
+  std::vector<std::string> column_files = number_column_files_;
+  for (size_t k = column_files.size(); k < version->number_columns.size(); ++k) {
+    std::string name = fmt::format("c{}-g{}.col", k, generation);
+    RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/columns/" + name, EncodeNumberColumnFile(*version->number_columns[k])));
+    column_files.push_back(name);
+  }
   RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/" + dict_name, dicts_file));
   RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/" + users_name, users_file));
 
@@ -529,12 +547,18 @@ Status EmbeddedStore::CheckpointLocked() {
     m["parts"].push_back({{"file", part_files[i]}, {"events", version->parts[i]->size()},
                           {"min_time", version->parts[i]->min_time()},
                           {"max_time", version->parts[i]->max_time()}});
+  m["number_columns"] = nlohmann::json::array();
+  for (size_t i = 0; i < column_files.size(); ++i)
+    m["number_columns"].push_back({{"file", column_files[i]},
+                                   {"time_ms", version->number_columns[i]->time_ms},
+                                   {"actors", version->number_columns[i]->actors.size()}});
   RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/" + std::string(kManifest), m.dump(1)));
 
   generation_ = generation;
   wal_start_ = next_wal;
   wal_sequence_ = next_wal;
   part_files_ = std::move(part_files);
+  number_column_files_ = std::move(column_files);
   ASSIGN_OR_RETURN(wal_, WalWriter::Open(dir_ + "/wal/" + WalName(wal_sequence_)));
   {
     std::lock_guard lock(version_mutex_);
@@ -554,6 +578,10 @@ Status EmbeddedStore::CleanUnreferencedFiles() {
   for (const auto& name : part_names)
     if (std::find(part_files_.begin(), part_files_.end(), name) == part_files_.end())
       RETURN_IF_ERROR(RemoveFile(dir_ + "/parts/" + name));
+  ASSIGN_OR_RETURN(auto column_names, ListDir(dir_ + "/columns"));
+  for (const auto& name : column_names)
+    if (std::find(number_column_files_.begin(), number_column_files_.end(), name) == number_column_files_.end())
+      RETURN_IF_ERROR(RemoveFile(dir_ + "/columns/" + name));
   ASSIGN_OR_RETURN(auto top, ListDir(dir_));
   std::string keep_dict = fmt::format("dictionaries-g{}.bin", generation_);
   std::string keep_users = fmt::format("users-g{}.bin", generation_);
@@ -594,11 +622,12 @@ Result<StoreStats> EmbeddedStore::Stats() const {
   };
   add(dir_ + "/parts", true);
   add(dir_ + "/wal", true);
+  add(dir_ + "/columns", false);
   auto top = ListDir(dir_);
   if (top.ok())
     for (const auto& name : *top) {
       auto size = FileSize(dir_ + "/" + name);
-      if (size.ok() && name != "parts" && name != "wal") s.bytes_on_disk += *size;
+      if (size.ok() && name != "parts" && name != "wal" && name != "columns") s.bytes_on_disk += *size;
     }
   return s;
 }

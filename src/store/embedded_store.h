@@ -24,6 +24,7 @@ struct StagedBatch {
   std::shared_ptr<const Segment> segment;  // may be null: identify-only batches
   std::vector<UserPropertyRecord> records;
   std::vector<IdentityLink> links;
+  std::shared_ptr<const NumberColumnBatch> number_columns;  // may be null
   std::vector<uint64_t> dedup_hashes;
   int64_t ingested_ms = 0;
   AppendResult counts;
@@ -70,9 +71,9 @@ class EmbeddedStore final : public EventStore {
 
   // Encodes `batch` against the dictionaries and the transaction's view of user state.
   Result<StagedBatch> Encode(const EventBatch& batch, TransactionOverlay& overlay);
-  // The same for numbers set on known actors (store_bulk.cc). Checks everything before it
-  // changes the overlay or a dictionary.
-  Result<StagedBatch> EncodeNumbers(const NumberPropertyUpdates& updates, TransactionOverlay& overlay);
+  // The same for numbers set on known actors, as a NumberColumnBatch (store_bulk.cc).
+  // Checks everything before it changes a dictionary.
+  Result<StagedBatch> EncodeNumbers(const NumberPropertyUpdates& updates);
   Status LogDictionaryGrowth();
   std::string EncodeStaged(uint64_t txn, const StagedBatch& staged) const;
   Result<StagedBatch> DecodeStaged(std::string_view payload, uint64_t* txn) const;
@@ -104,6 +105,8 @@ class EmbeddedStore final : public EventStore {
   uint64_t generation_ = 0;     // checkpoint generation
   uint64_t next_txn_ = 1;
   std::vector<std::string> part_files_;  // parallel to version parts
+  // Files of the version's first number column batches (the rest are still in the log).
+  std::vector<std::string> number_column_files_;
 
   std::mutex write_mutex_;  // one transaction, append or checkpoint at a time
   mutable std::mutex version_mutex_;

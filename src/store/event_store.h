@@ -52,18 +52,15 @@ struct StoreStats {
 };
 
 // Numbers set as user properties of actors the store already knows, all at one time:
-// scoring's write-back of a million scores. The effect is exactly that of one identify
-// event per actor carrying a `$set` of every column (a value equal to the current one
-// records no change), without the ids' round trip through strings and the event path.
+// scoring's write-back of a million scores. Stored as one NumberColumnBatch (reader.h):
+// a value counts as set at `time_ms` (every value, even one equal to the actor's current
+// value), without the ids' round trip through strings and the event path, and without a
+// history record per value.
 struct NumberPropertyUpdates {
   int64_t time_ms = 0;
-  std::span<const ActorId> actors;
+  std::span<const ActorId> actors;  // ascending, distinct
   // Property name and one value per actor.
   std::vector<std::pair<std::string, std::span<const double>>> columns;
-  // A hint: how many values the whole transaction will set when this is the first of
-  // several calls (a write-back split to bound log records), so its state is sized once
-  // instead of growing table by table.
-  size_t transaction_values_hint = 0;
 };
 
 // A multi-batch, all-or-nothing append (one `sibyl ingest` of several files, say). Batches
@@ -75,9 +72,9 @@ class Transaction {
   // Stages `batch` (already validated). De-duplication sees earlier batches of the same
   // transaction. The returned counts are final once Commit succeeds.
   virtual Result<AppendResult> Add(const EventBatch& batch) = 0;
-  // Stages `updates` like Add. Refused whole (nothing staged) when an actor is unknown,
-  // a column's length differs from the actors', a name is empty or too long, or a value
-  // is not finite.
+  // Stages `updates` like Add. Refused whole (nothing staged) when an actor is unknown or
+  // out of order, a column's length differs from the actors', a name is empty, too long or
+  // repeated, or a value is not finite.
   virtual Result<AppendResult> SetNumbers(const NumberPropertyUpdates& updates) = 0;
   // Makes every staged batch durable and visible at once.
   virtual Status Commit() = 0;

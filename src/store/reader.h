@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <algorithm>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -112,6 +114,43 @@ struct UserPropertyRecord {
   StoredValue value;
 };
 
+// Numbers set on many actors at one time, kept as columns: scoring's write-back of a run
+// (a million users' scores, percentiles and model version). As records these were three
+// 32-byte history records and three latest-value entries per user, every run; as columns
+// they are an actor id and 8 bytes a value, and a value shared by every actor (the model
+// version) is stored once.
+//
+// A column value counts as a user property set at `time_ms`. As of T, a property's value
+// is the latest write strictly before T among history records and column batches; at
+// equal times a column batch wins over records and a later batch over an earlier one.
+// Column values never feed $add/$append/$setOnce of events (those see history records
+// only), and they do not count as activity (first seen). See docs/FORMAT.md.
+struct NumberColumnBatch {
+  struct Column {
+    DictId key = kNoDictId;
+    std::vector<double> values;  // one per actor, or a single value that every actor has
+  };
+  int64_t time_ms = 0;
+  std::vector<ActorId> actors;  // ascending, distinct
+  std::vector<Column> columns;
+
+  // Row of `actor` in this batch, or SIZE_MAX.
+  size_t RowOf(ActorId actor) const {
+    auto it = std::lower_bound(actors.begin(), actors.end(), actor);
+    return it != actors.end() && *it == actor ? static_cast<size_t>(it - actors.begin()) : SIZE_MAX;
+  }
+  double Value(size_t column, size_t row) const {
+    const std::vector<double>& v = columns[column].values;
+    return v.size() == 1 ? v[0] : v[row];
+  }
+  // Index of `key` in columns, or SIZE_MAX.
+  size_t ColumnOf(DictId key) const {
+    for (size_t c = 0; c < columns.size(); ++c)
+      if (columns[c].key == key) return c;
+    return SIZE_MAX;
+  }
+};
+
 // A device linked to a user: from `time_ms` on (events at or after it and, for queries as
 // of a later cutoff, the device's earlier anonymous events too) the device's events
 // belong to `user`.
@@ -195,12 +234,23 @@ class EventReader {
   // Every identity link, sorted by device.
   virtual std::span<const IdentityLink> identity_links() const = 0;
 
+  // Every number column batch, in commit order.
+  virtual std::span<const std::shared_ptr<const NumberColumnBatch>> number_columns() const { return {}; }
+  // The latest value of `key` for `actor` in number_columns() strictly before `as_of_ms`,
+  // with its time; nullopt when no batch before then has one.
+  std::optional<std::pair<int64_t, double>> NumberColumnValueAsOf(ActorId actor, DictId key, int64_t as_of_ms) const;
+  // For every actor below `actors`, the latest value of `key` in number_columns() strictly
+  // before `as_of_ms`: times (INT64_MIN where none) and values, indexed by actor.
+  void NumberColumnValuesAsOf(DictId key, int64_t as_of_ms, size_t actors, std::vector<int64_t>& times,
+                              std::vector<double>& values) const;
+
   // For each actor, the actor its events count for as of `as_of_ms`: itself, or the user
   // its device was linked to by a link made before `as_of_ms`.
   std::vector<ActorId> ResolveIdentities(int64_t as_of_ms) const;
 
   // User properties of `actor` as of `as_of_ms`: for each key, the last record strictly
-  // before `as_of_ms`. Keys never set, or unset last, are absent.
+  // before `as_of_ms`, or the number column value that is later (see NumberColumnBatch).
+  // Keys never set, or unset last, are absent.
   std::vector<std::pair<DictId, StoredValue>> UserPropertiesAsOf(ActorId actor,
                                                                 int64_t as_of_ms) const;
 };

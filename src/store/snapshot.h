@@ -39,6 +39,9 @@ class StoreSnapshot final : public EventReader {
   std::vector<UserPropertyRecord> UserPropertyHistoryOf(ActorId actor) const override;
   std::span<const UserPropertyRecord> user_property_history() const override;
   std::span<const IdentityLink> identity_links() const override;
+  std::span<const std::shared_ptr<const NumberColumnBatch>> number_columns() const override {
+    return version_->number_columns;
+  }
 
   // The sorted history and links (and links by user) of a catalog prefix, shared by every
   // snapshot of the same store: a server takes a snapshot per request, and sorting

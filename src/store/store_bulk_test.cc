@@ -1,10 +1,11 @@
 // Transaction::SetNumbers, the bulk write of numbers as user properties (scoring's
-// write-back), against the identify-event path it stands for; and the latest user
-// property values both paths decide against.
+// write-back) into number columns, against the identify-event path it stands for; and
+// the latest user property values that events' operations decide against.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 #include <tuple>
@@ -89,23 +90,35 @@ class StoreBulkTest : public ::testing::Test {
     return out;
   }
 
+  // Every actor's user properties as of `as_of` (name, kind, number).
+  using Value3 = std::tuple<std::string, ValueKind, double>;
+  static std::vector<std::vector<Value3>> PropertiesAsOf(const EventStore& store, int64_t as_of) {
+    auto snap = store.Snapshot();
+    std::vector<std::vector<Value3>> out;
+    for (ActorId a = 0; a < snap->actors().size(); ++a) {
+      auto& rows = out.emplace_back();
+      for (const auto& [key, value] : snap->UserPropertiesAsOf(a, as_of))
+        rows.emplace_back(std::string(snap->property_keys().name(key)), value.kind, value.number);
+      std::sort(rows.begin(), rows.end());
+    }
+    return out;
+  }
+
   std::string root_;
   ManualClock clock_{1'700'000'000'000};
 };
 
-TEST_F(StoreBulkTest, SetNumbersRecordsWhatIdentifySetsWouldBeforeAndAfterRestart) {
+TEST_F(StoreBulkTest, SetNumbersGivesTheValuesIdentifySetsWouldAsOfAnyTimeAcrossRestartsAndCheckpoints) {
   const std::vector<std::string> users = {"user-1", "user-2", "user-3", "user-4"};
   const std::vector<std::pair<std::string, std::vector<double>>> first = {
       {"sibyl.p.score", {0.1, 0.2, 0.3, 0.4}}, {"sibyl.p.version", {1, 1, 1, 1}}};
-  // The second run changes two scores and no version: unchanged values make no history.
   const std::vector<std::pair<std::string, std::vector<double>>> second = {
-      {"sibyl.p.score", {0.1, 0.25, 0.3, 0.45}}, {"sibyl.p.version", {1, 1, 1, 1}}};
+      {"sibyl.p.score", {0.1, 0.25, 0.3, 0.45}}, {"sibyl.p.version", {2, 2, 2, 2}}};
 
   auto events = Open("events");
   ASSERT_TRUE(events->Append(Visits(users)).ok());
-  auto r1 = events->Append(AsIdentifies(users, 5000, first));
-  auto r2 = events->Append(AsIdentifies(users, 9000, second));
-  ASSERT_TRUE(r1.ok() && r2.ok());
+  ASSERT_TRUE(events->Append(AsIdentifies(users, 5000, first)).ok());
+  ASSERT_TRUE(events->Append(AsIdentifies(users, 9000, second)).ok());
 
   auto bulk = Open("bulk");
   ASSERT_TRUE(bulk->Append(Visits(users)).ok());
@@ -114,20 +127,78 @@ TEST_F(StoreBulkTest, SetNumbersRecordsWhatIdentifySetsWouldBeforeAndAfterRestar
   auto b1 = SetNumbers(*bulk, actors, 5000, first);
   auto b2 = SetNumbers(*bulk, actors, 9000, second);
   ASSERT_TRUE(b1.ok() && b2.ok()) << b1.status().ToString() << b2.status().ToString();
-  EXPECT_EQ(b1->user_property_changes, r1->user_property_changes);
-  EXPECT_EQ(b2->user_property_changes, 2u);
-  EXPECT_EQ(b2->identify_calls, r2->identify_calls);
+  // Every value is written (as columns), changed or not.
+  EXPECT_EQ(b1->user_property_changes, 8u);
+  EXPECT_EQ(b2->identify_calls, 4u);
 
-  auto expected = Histories(*events);
-  ASSERT_EQ(expected[actors[1]].size(), 3u);  // score 0.2, version 1, score 0.25
-  EXPECT_EQ(Histories(*bulk), expected);
+  auto check = [&](const char* when) {
+    auto snap = bulk->Snapshot();
+    EXPECT_TRUE(snap->user_property_history().empty()) << when;
+    ASSERT_EQ(snap->number_columns().size(), 2u) << when;
+    const NumberColumnBatch& batch = *snap->number_columns()[1];
+    EXPECT_EQ(batch.time_ms, 9000);
+    EXPECT_EQ(batch.actors, actors);
+    ASSERT_EQ(batch.columns.size(), 2u);
+    EXPECT_EQ(batch.columns[0].values, second[0].second);
+    EXPECT_EQ(batch.columns[1].values, std::vector<double>{2});  // shared by all: kept once
+    for (int64_t as_of : {int64_t{0}, int64_t{5000}, int64_t{5001}, int64_t{9000}, int64_t{9001}, INT64_MAX})
+      EXPECT_EQ(PropertiesAsOf(*bulk, as_of), PropertiesAsOf(*events, as_of)) << when << ", as of " << as_of;
+  };
+  check("after commit");
   bulk.reset();
-  bulk = Open("bulk");  // replayed from the log
-  EXPECT_EQ(Histories(*bulk), expected);
+  bulk = Open("bulk");
+  check("replayed from the log");
   ASSERT_TRUE(bulk->Checkpoint().ok());
   bulk.reset();
-  bulk = Open("bulk");  // read from the checkpoint
-  EXPECT_EQ(Histories(*bulk), expected);
+  bulk = Open("bulk");
+  check("read from the checkpoint");
+  // A later checkpoint keeps the batches' files as they are.
+  const std::string columns_dir = root_ + "/bulk/columns";
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(columns_dir)) files.push_back(entry.path().string());
+  std::sort(files.begin(), files.end());
+  ASSERT_EQ(files.size(), 2u);
+  auto written = std::filesystem::last_write_time(files[0]);
+  ASSERT_TRUE(bulk->Append(Visits({"user-5"})).ok());
+  ASSERT_TRUE(events->Append(Visits({"user-5"})).ok());
+  ASSERT_TRUE(bulk->Checkpoint().ok());
+  EXPECT_EQ(std::filesystem::last_write_time(files[0]), written);
+  bulk.reset();
+  bulk = Open("bulk");
+  check("after a second checkpoint");
+  bulk.reset();
+
+  // A damaged column file is named.
+  {
+    std::fstream f(files[1], std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-3, std::ios::end);
+    f.put('\x7f');
+  }
+  StoreOptions options;
+  options.data_dir = root_ + "/bulk";
+  auto damaged = EventStore::Open(options);
+  ASSERT_FALSE(damaged.ok());
+  EXPECT_EQ(damaged.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(damaged.status().message().find(files[1]), std::string::npos) << damaged.status().message();
+}
+
+TEST_F(StoreBulkTest, AColumnValueWinsOverARecordOfTheSameTimeAndLosesToALaterOne) {
+  auto store = Open("store");
+  ASSERT_TRUE(store->Append(Visits({"user-1"})).ok());
+  const std::vector<ActorId> actors = {*store->Snapshot()->actors().Find("u:user-1")};
+  ASSERT_TRUE(store->Append(AsIdentifies({"user-1"}, 5000, {{"score", {1}}})).ok());
+  ASSERT_TRUE(SetNumbers(*store, actors, 5000, {{"score", {2}}}).ok());
+  ASSERT_TRUE(store->Append(AsIdentifies({"user-1"}, 6000, {{"score", {3}}})).ok());
+  ASSERT_TRUE(SetNumbers(*store, actors, 7000, {{"score", {4}}}).ok());
+  ASSERT_TRUE(SetNumbers(*store, actors, 7000, {{"score", {5}}}).ok());  // same time: the later batch
+  auto value_as_of = [&](int64_t t) {
+    auto values = store->Snapshot()->UserPropertiesAsOf(actors[0], t);
+    return values.empty() ? -1.0 : values[0].second.number;
+  };
+  EXPECT_EQ(value_as_of(5000), -1.0);
+  EXPECT_EQ(value_as_of(5001), 2.0);
+  EXPECT_EQ(value_as_of(6001), 3.0);
+  EXPECT_EQ(value_as_of(7001), 5.0);
 }
 
 TEST_F(StoreBulkTest, RefusedRequestsChangeNothingAndNameTheRowOrColumn) {
@@ -154,6 +225,9 @@ TEST_F(StoreBulkTest, RefusedRequestsChangeNothingAndNameTheRowOrColumn) {
   refuse(actors, "bad", nan, "column 1 (\"bad\"), row 1: value is not finite");
   refuse(actors, "bad", short_column, "column 1 (\"bad\"): 1 values for 2 actors");
   refuse(actors, "", good, "column 1: property name");
+  refuse(actors, "fine", good, "column 1 (\"fine\"): the same property as column 0");
+  const std::vector<ActorId> backwards = {actors[1], actors[0]};
+  refuse(backwards, "bad", good, "row 1: actor 0 after actor 1: actors must be ascending and distinct");
 
   // The transaction goes on after a refusal, and only the accepted request lands.
   NumberPropertyUpdates ok;
@@ -165,13 +239,17 @@ TEST_F(StoreBulkTest, RefusedRequestsChangeNothingAndNameTheRowOrColumn) {
   snap = store->Snapshot();
   EXPECT_FALSE(snap->property_keys().Find("bad").has_value());
   EXPECT_FALSE(snap->property_keys().Find("fine").has_value());
-  EXPECT_EQ(snap->user_property_history().size(), 2u);
+  EXPECT_TRUE(snap->user_property_history().empty());
+  ASSERT_EQ(snap->number_columns().size(), 1u);
+  EXPECT_EQ(snap->number_columns()[0]->columns.size(), 1u);
 }
 
 // The latest value of every user property (what $setOnce, $add, $unset and unchanged
 // `$set`s are decided against) must match a naive model through unsets and re-sets, a
 // transaction's own earlier batches, abandoned transactions, replay and checkpoints. The
 // history records only changes, so comparing histories compares every decision made.
+// Number columns on the same keys are interleaved: events' operations never see them, and
+// the values as of any time are the later of the two (the model's rule, reader.h).
 TEST_F(StoreBulkTest, LatestValuesMatchANaiveModelThroughUnsetsRestartsAndCheckpoints) {
   const std::vector<std::string> users = {"user-0", "user-1", "user-2", "user-3", "user-4"};
   const std::vector<std::string> keys = {"k0", "k1", "k2"};
@@ -191,6 +269,29 @@ TEST_F(StoreBulkTest, LatestValuesMatchANaiveModelThroughUnsetsRestartsAndCheckp
   };
   auto model_unset = [&](size_t user, const std::string& key, int64_t time) {
     if (latest.erase({user, key})) expected[actors[user]].emplace_back(key, time, ValueKind::kNull, 0);
+  };
+  // Column writes by (user, key), in commit order (times only grow here).
+  std::map<std::pair<size_t, std::string>, std::vector<std::pair<int64_t, double>>> columns;
+  // The model's values of every actor as of `as_of`: the last record or the last column
+  // write before it, whichever is later.
+  auto model_as_of = [&](int64_t as_of) {
+    std::vector<std::vector<Value3>> out(expected.size());
+    for (size_t u = 0; u < users.size(); ++u)
+      for (const std::string& key : keys) {
+        const HistoryRow* record = nullptr;
+        for (const HistoryRow& row : expected[actors[u]])
+          if (std::get<0>(row) == key && std::get<1>(row) < as_of) record = &row;
+        const std::pair<int64_t, double>* column = nullptr;
+        for (const auto& write : columns[{u, key}])
+          if (write.first < as_of) column = &write;
+        if (column && (!record || column->first >= std::get<1>(*record))) {
+          out[actors[u]].emplace_back(key, ValueKind::kNumber, column->second);
+        } else if (record && std::get<2>(*record) != ValueKind::kNull) {
+          out[actors[u]].emplace_back(key, std::get<2>(*record), std::get<3>(*record));
+        }
+      }
+    for (auto& rows : out) std::sort(rows.begin(), rows.end());
+    return out;
   };
 
   std::mt19937 random(7);
@@ -219,7 +320,7 @@ TEST_F(StoreBulkTest, LatestValuesMatchANaiveModelThroughUnsetsRestartsAndCheckp
         updates.columns = {{key, values}};
         ASSERT_TRUE(txn->SetNumbers(updates).ok());
         if (!abandon) {
-          for (size_t i = 0; i < who.size(); ++i) model_set(who[i], key, time, ValueKind::kNumber, values[i]);
+          for (size_t i = 0; i < who.size(); ++i) columns[{who[i], key}].emplace_back(time, values[i]);
         }
         continue;
       }
@@ -266,6 +367,9 @@ TEST_F(StoreBulkTest, LatestValuesMatchANaiveModelThroughUnsetsRestartsAndCheckp
     }
     txn.reset();
     ASSERT_EQ(Histories(*store), expected) << "round " << round;
+    const int64_t some_time = 10'000 + static_cast<int64_t>(pick(static_cast<size_t>(time - 10'000 + 2)));
+    ASSERT_EQ(PropertiesAsOf(*store, INT64_MAX), model_as_of(INT64_MAX)) << "round " << round;
+    ASSERT_EQ(PropertiesAsOf(*store, some_time), model_as_of(some_time)) << "round " << round << ", as of " << some_time;
     // Then the state is rebuilt: from the log, or from a checkpoint (plus the log after it).
     if (round % 7 == 3) {
       store.reset();
@@ -276,16 +380,10 @@ TEST_F(StoreBulkTest, LatestValuesMatchANaiveModelThroughUnsetsRestartsAndCheckp
       store = Open("store");
     }
   }
-  auto snap = store->Snapshot();
-  size_t set = 0;
-  for (size_t u = 0; u < users.size(); ++u)
-    for (const auto& [key, value] : snap->UserPropertiesAsOf(actors[u], INT64_MAX)) {
-      auto it = latest.find({u, std::string(snap->property_keys().name(key))});
-      ASSERT_NE(it, latest.end());
-      EXPECT_EQ(std::pair(value.kind, value.number), it->second);
-      ++set;
-    }
-  EXPECT_EQ(set, latest.size());
+  size_t column_writes = 0;
+  for (const auto& [slot, writes] : columns) column_writes += writes.size();
+  EXPECT_GT(column_writes, 0u);  // the run did interleave columns
+  EXPECT_GT(store->Snapshot()->number_columns().size(), 0u);
 }
 
 }  // namespace

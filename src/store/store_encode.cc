@@ -8,6 +8,7 @@
 
 #include "store/codec.h"
 #include "store/embedded_store.h"
+#include "store/number_columns.h"
 
 namespace sibyl {
 namespace {
@@ -338,6 +339,11 @@ std::string EmbeddedStore::EncodeStaged(uint64_t txn, const StagedBatch& s) cons
   }
   r.Varint(s.dedup_hashes.size());
   for (uint64_t h : s.dedup_hashes) r.U64(h);
+  // Logs written before number columns end here: the section is there only when used.
+  if (s.number_columns) {
+    r.U8(1);
+    PutNumberColumns(*s.number_columns, r);
+  }
   AppendCompressedBlock(raw, 1, &out);
   return out;
 }
@@ -379,6 +385,11 @@ Result<StagedBatch> EmbeddedStore::DecodeStaged(std::string_view payload, uint64
   n = b.Varint();
   for (uint64_t i = 0; i < n && b.ok(); ++i) s.dedup_hashes.push_back(b.U64());
   if (!b.ok()) return Corruption("write-ahead log: truncated batch body");
+  if (!b.done()) {
+    if (b.U8() != 1) return Corruption("write-ahead log: unknown section in a batch");
+    ASSIGN_OR_RETURN(s.number_columns, GetNumberColumns(b, "write-ahead log batch"));
+    if (!b.done()) return Corruption("write-ahead log: trailing bytes in a batch");
+  }
   return s;
 }
 
@@ -407,7 +418,7 @@ class StoreTransaction final : public Transaction {
   Result<AppendResult> SetNumbers(const NumberPropertyUpdates& updates) override {
     if (committed_ || failed_) return FailedPrecondition("transaction already ended");
     // A refused request leaves the overlay as it was, so the transaction goes on.
-    ASSIGN_OR_RETURN(StagedBatch staged, store_->EncodeNumbers(updates, overlay_));
+    ASSIGN_OR_RETURN(StagedBatch staged, store_->EncodeNumbers(updates));
     failed_ = true;
     return Stage(std::move(staged));
   }
@@ -423,8 +434,9 @@ class StoreTransaction final : public Transaction {
     // segments in memory only to merge them again when they are written out would sort
     // every event twice more, so it is checkpointed right away (one merge, into parts).
     bool bulk = batches_.size() > kBulkLoadBatches;
-    // One resize for the whole commit (scoring adds millions of values): growing by
-    // doublings would allocate, fault in and fill every intermediate table.
+    // One resize for the whole commit (a bulk load of identifies can add millions of
+    // values): growing by doublings would allocate, fault in and fill every intermediate
+    // table.
     store_->user_values_.reserve(store_->user_values_.size() + overlay_.new_user_values);
     store_->ApplyCommitted(batches_, /*merge_memtable=*/!bulk);
     batches_.clear();
