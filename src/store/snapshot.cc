@@ -60,38 +60,91 @@ Status ParallelFor(size_t n, bool parallel, const std::function<Status(size_t)>&
   return first_error;
 }
 
+// Decoded optional columns of part files, shared by every snapshot of the process: a
+// real-time request reads a few rows of each part and cannot afford to decode its columns
+// each time, a scoring run scans the same parts once per block of users, and the daily run
+// of a resident server decoded the same immutable parts its hourly runs had. One entry
+// per segment, grown when a scan or gather asks for more keys, dropped with the segment
+// (a checkpoint's new parts replace it); views are never changed once published, so
+// readers need no lock. Decoding runs outside the cache's lock, so the segments of one
+// scan decode in parallel.
+struct ExtrasCacheEntry {
+  std::weak_ptr<const Segment> segment;
+  const Segment* key = nullptr;
+  bool sessions = false;
+  std::vector<DictId> keys;  // decoded (or absent from the segment), sorted
+  std::shared_ptr<const ExtrasView> view;
+};
+
+std::mutex extras_cache_mutex;
+std::vector<ExtrasCacheEntry> extras_cache;
+
+ExtrasCacheEntry& CacheEntryLocked(const std::shared_ptr<const Segment>& segment) {
+  for (ExtrasCacheEntry& e : extras_cache)
+    if (e.key == segment.get() && !e.segment.expired()) return e;
+  std::erase_if(extras_cache, [](const ExtrasCacheEntry& e) { return e.segment.expired(); });
+  extras_cache.push_back(ExtrasCacheEntry{segment, segment.get()});
+  return extras_cache.back();
+}
+
+Result<std::shared_ptr<const ExtrasView>> CachedExtras(const std::shared_ptr<const Segment>& segment,
+                                                       bool sessions, const std::vector<DictId>& keys) {
+  std::vector<DictId> missing;
+  bool need_sessions = false;
+  {
+    std::lock_guard lock(extras_cache_mutex);
+    ExtrasCacheEntry& entry = CacheEntryLocked(segment);
+    std::set_difference(keys.begin(), keys.end(), entry.keys.begin(), entry.keys.end(), std::back_inserter(missing));
+    need_sessions = sessions && !entry.sessions;
+    if (entry.view && missing.empty() && !need_sessions) return entry.view;
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<const SegmentExtras> piece, segment->Extras(need_sessions, missing));
+  std::lock_guard lock(extras_cache_mutex);
+  // Another thread may have published columns meanwhile: merge into the latest view.
+  ExtrasCacheEntry& entry = CacheEntryLocked(segment);
+  auto view = entry.view ? std::make_shared<ExtrasView>(*entry.view) : std::make_shared<ExtrasView>();
+  view->hold.push_back(piece);
+  if (piece->session_marks.size() == segment->size() && (need_sessions || view->session_marks == nullptr))
+    view->session_marks = &piece->session_marks;
+  for (const SegmentExtras::Column& column : piece->properties) {
+    auto at = std::lower_bound(view->columns.begin(), view->columns.end(), column.key,
+                               [](const auto& c, DictId k) { return c.first < k; });
+    if (at == view->columns.end() || at->first != column.key) view->columns.insert(at, {column.key, &column});
+  }
+  entry.sessions = entry.sessions || need_sessions;
+  std::vector<DictId> all;
+  std::set_union(entry.keys.begin(), entry.keys.end(), missing.begin(), missing.end(), std::back_inserter(all));
+  entry.keys = std::move(all);
+  entry.view = view;
+  return entry.view;
+}
+
 }  // namespace
 
 Result<std::vector<StoreSnapshot::Selected>> StoreSnapshot::Select(const ScanSpec& spec,
                                                                    bool parallel) const {
-  std::vector<Selected> selected;
-  for (const Segment* s : Segments())
-    if (s->size() > 0 && s->max_time() >= spec.begin_ms && s->min_time() < spec.end_ms)
-      selected.push_back({s, nullptr});
+  std::vector<std::pair<Selected, const std::shared_ptr<const Segment>*>> candidates;
+  for (const auto* list : {&version_->parts, &version_->memtable})
+    for (const std::shared_ptr<const Segment>& s : *list)
+      if (s->size() > 0 && s->max_time() >= spec.begin_ms && s->min_time() < spec.end_ms)
+        candidates.push_back({Selected{s.get(), nullptr}, &s});
   if (spec.with_sessions || !spec.property_keys.empty()) {
     std::vector<DictId> keys = spec.property_keys;
     std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
     const std::vector<DictId> no_keys;
-    RETURN_IF_ERROR(ParallelFor(selected.size(), parallel, [&](size_t i) -> Status {
-      const Segment& s = *selected[i].segment;
-      bool sessions = spec.with_sessions && s.max_time() >= spec.sessions_begin_ms;
-      bool properties = s.max_time() >= spec.properties_begin_ms;
+    RETURN_IF_ERROR(ParallelFor(candidates.size(), parallel, [&](size_t i) -> Status {
+      const std::shared_ptr<const Segment>& s = *candidates[i].second;
+      bool sessions = spec.with_sessions && s->max_time() >= spec.sessions_begin_ms;
+      bool properties = s->max_time() >= spec.properties_begin_ms;
       if (!sessions && !(properties && !keys.empty())) return Status::Ok();
-      DecodedKey key{&s, sessions, properties ? keys : no_keys};
-      {
-        std::lock_guard lock(decoded_mutex_);
-        if (auto it = decoded_.find(key); it != decoded_.end()) {
-          selected[i].extras = it->second;
-          return Status::Ok();
-        }
-      }
-      // Decoded outside the lock: the segments of one Select decode in parallel.
-      ASSIGN_OR_RETURN(selected[i].extras, s.Extras(sessions, key.keys));
-      std::lock_guard lock(decoded_mutex_);
-      decoded_.emplace(std::move(key), selected[i].extras);
+      ASSIGN_OR_RETURN(candidates[i].first.extras, CachedExtras(s, sessions, properties ? keys : no_keys));
       return Status::Ok();
     }));
   }
+  std::vector<Selected> selected;
+  selected.reserve(candidates.size());
+  for (auto& [one, segment] : candidates) selected.push_back(std::move(one));
   return selected;
 }
 
@@ -105,21 +158,22 @@ EventChunk StoreSnapshot::MakeChunk(const ScanSpec& spec, const Selected& select
   chunk.time = std::span(s.time()).subspan(begin, end - begin);
   chunk.event_type = std::span(s.type()).subspan(begin, end - begin);
   if (!selected.extras) return chunk;
-  const SegmentExtras& x = *selected.extras;
-  if (spec.with_sessions && x.session_marks.size() == s.size())
-    chunk.session_marks = std::span(x.session_marks).subspan(begin, end - begin);
+  const ExtrasView& x = *selected.extras;
+  if (spec.with_sessions && x.session_marks != nullptr)
+    chunk.session_marks = std::span(*x.session_marks).subspan(begin, end - begin);
   for (DictId key : spec.property_keys) {
     PropertyColumn column;
     column.key = key;
-    auto it = std::lower_bound(x.properties.begin(), x.properties.end(), key,
-                               [](const SegmentExtras::Column& c, DictId k) { return c.key < k; });
-    if (it != x.properties.end() && it->key == key) {
-      auto lo = std::lower_bound(it->rows.begin(), it->rows.end(), begin);
-      auto hi = std::lower_bound(lo, it->rows.end(), end);
-      size_t from = static_cast<size_t>(lo - it->rows.begin());
+    auto it = std::lower_bound(x.columns.begin(), x.columns.end(), key,
+                               [](const auto& c, DictId k) { return c.first < k; });
+    if (it != x.columns.end() && it->first == key) {
+      const SegmentExtras::Column& c = *it->second;
+      auto lo = std::lower_bound(c.rows.begin(), c.rows.end(), begin);
+      auto hi = std::lower_bound(lo, c.rows.end(), end);
+      size_t from = static_cast<size_t>(lo - c.rows.begin());
       size_t count = static_cast<size_t>(hi - lo);
-      column.rows = std::span(it->rows).subspan(from, count);
-      column.values = std::span(it->values).subspan(from, count);
+      column.rows = std::span(c.rows).subspan(from, count);
+      column.values = std::span(c.values).subspan(from, count);
     }
     chunk.properties.push_back(column);
   }
@@ -340,60 +394,6 @@ std::vector<T> EqualIn(const std::shared_ptr<const std::vector<T>>& base, const 
     out.insert(out.end(), lo, hi);
   }
   return out;
-}
-
-// Decoded optional columns of part files, kept for gathers (GatherActors): a real-time
-// request reads a few rows of each part and cannot afford to decode its columns each
-// time. One entry per segment, grown when a gather asks for more keys; views are never
-// changed once published, so readers need no lock.
-struct ExtrasView {
-  const std::vector<uint8_t>* session_marks = nullptr;
-  std::vector<std::pair<DictId, const SegmentExtras::Column*>> columns;  // sorted by key
-  std::vector<std::shared_ptr<const SegmentExtras>> hold;
-};
-
-struct ExtrasCacheEntry {
-  std::weak_ptr<const Segment> segment;
-  const Segment* key = nullptr;
-  bool sessions = false;
-  std::vector<DictId> keys;  // decoded (or absent from the segment), sorted
-  std::shared_ptr<const ExtrasView> view;
-};
-
-std::mutex extras_cache_mutex;
-std::vector<ExtrasCacheEntry> extras_cache;
-
-Result<std::shared_ptr<const ExtrasView>> CachedExtras(const std::shared_ptr<const Segment>& segment,
-                                                       bool sessions, const std::vector<DictId>& keys) {
-  std::lock_guard lock(extras_cache_mutex);
-  std::erase_if(extras_cache, [](const ExtrasCacheEntry& e) { return e.segment.expired(); });
-  ExtrasCacheEntry* entry = nullptr;
-  for (ExtrasCacheEntry& e : extras_cache)
-    if (e.key == segment.get()) entry = &e;
-  if (entry == nullptr) {
-    extras_cache.push_back(ExtrasCacheEntry{segment, segment.get()});
-    entry = &extras_cache.back();
-  }
-  std::vector<DictId> missing;
-  std::set_difference(keys.begin(), keys.end(), entry->keys.begin(), entry->keys.end(), std::back_inserter(missing));
-  bool need_sessions = sessions && !entry->sessions;
-  if (entry->view && missing.empty() && !need_sessions) return entry->view;
-  ASSIGN_OR_RETURN(std::shared_ptr<const SegmentExtras> piece, segment->Extras(need_sessions, missing));
-  auto view = entry->view ? std::make_shared<ExtrasView>(*entry->view) : std::make_shared<ExtrasView>();
-  view->hold.push_back(piece);
-  if (piece->session_marks.size() == segment->size() && (need_sessions || view->session_marks == nullptr))
-    view->session_marks = &piece->session_marks;
-  for (const SegmentExtras::Column& column : piece->properties) {
-    auto at = std::lower_bound(view->columns.begin(), view->columns.end(), column.key,
-                               [](const auto& c, DictId k) { return c.first < k; });
-    if (at == view->columns.end() || at->first != column.key) view->columns.insert(at, {column.key, &column});
-  }
-  entry->sessions = entry->sessions || need_sessions;
-  std::vector<DictId> all;
-  std::set_union(entry->keys.begin(), entry->keys.end(), missing.begin(), missing.end(), std::back_inserter(all));
-  entry->keys = std::move(all);
-  entry->view = view;
-  return entry->view;
 }
 
 // The first row at or after `from` whose actor is >= `actor` (`actors` sorted): a

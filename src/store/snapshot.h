@@ -1,8 +1,6 @@
 // StoreSnapshot: the EventReader over one Version of the embedded store.
 #pragma once
 
-#include <compare>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -12,6 +10,15 @@
 #include "store/reader.h"
 
 namespace sibyl {
+
+// A segment's decoded optional columns (session marks, property columns by key), as the
+// process-wide cache of decoded part columns holds them (snapshot.cc): pieces decoded at
+// different times, viewed as one.
+struct ExtrasView {
+  const std::vector<uint8_t>* session_marks = nullptr;
+  std::vector<std::pair<DictId, const SegmentExtras::Column*>> columns;  // sorted by key
+  std::vector<std::shared_ptr<const SegmentExtras>> hold;
+};
 
 class StoreSnapshot final : public EventReader {
  public:
@@ -53,7 +60,7 @@ class StoreSnapshot final : public EventReader {
   // The segments `spec`'s time range touches, with the optional columns it asks for.
   struct Selected {
     const Segment* segment;
-    std::shared_ptr<const SegmentExtras> extras;
+    std::shared_ptr<const ExtrasView> extras;  // null: no optional column asked for
   };
   Result<std::vector<Selected>> Select(const ScanSpec& spec, bool parallel) const;
   // A chunk of rows [begin, end) of `selected`, with `spec`'s columns.
@@ -79,18 +86,6 @@ class StoreSnapshot final : public EventReader {
   mutable Parts<IdentityLink> links_parts_, links_by_user_parts_;
   mutable std::shared_ptr<const std::vector<UserPropertyRecord>> history_;
   mutable std::shared_ptr<const std::vector<IdentityLink>> links_;
-  // Optional columns of part files that scans of this snapshot decoded, by segment and the
-  // column set asked for: a scoring run scans the same parts once per block of users, and
-  // decoding them again for each block cost more than the blocks' own work. They go with
-  // the snapshot (a run's, or a request's).
-  struct DecodedKey {
-    const Segment* segment;
-    bool sessions;
-    std::vector<DictId> keys;
-    auto operator<=>(const DecodedKey&) const = default;
-  };
-  mutable std::mutex decoded_mutex_;
-  mutable std::map<DecodedKey, std::shared_ptr<const SegmentExtras>> decoded_;
 };
 
 namespace store_internal {
