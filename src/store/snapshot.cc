@@ -159,14 +159,16 @@ EventChunk StoreSnapshot::MakeChunk(const ScanSpec& spec, const Selected& select
   chunk.event_type = std::span(s.type()).subspan(begin, end - begin);
   if (!selected.extras) return chunk;
   const ExtrasView& x = *selected.extras;
-  if (spec.with_sessions && x.session_marks != nullptr)
+  // The shared cache may hold more than this spec asked of the segment: only what it asked.
+  if (spec.with_sessions && s.max_time() >= spec.sessions_begin_ms && x.session_marks != nullptr)
     chunk.session_marks = std::span(*x.session_marks).subspan(begin, end - begin);
+  const bool properties = s.max_time() >= spec.properties_begin_ms;
   for (DictId key : spec.property_keys) {
     PropertyColumn column;
     column.key = key;
     auto it = std::lower_bound(x.columns.begin(), x.columns.end(), key,
                                [](const auto& c, DictId k) { return c.first < k; });
-    if (it != x.columns.end() && it->first == key) {
+    if (properties && it != x.columns.end() && it->first == key) {
       const SegmentExtras::Column& c = *it->second;
       auto lo = std::lower_bound(c.rows.begin(), c.rows.end(), begin);
       auto hi = std::lower_bound(lo, c.rows.end(), end);
@@ -574,14 +576,16 @@ Status StoreSnapshot::GatherActors(std::span<const ActorId> actors, const ScanSp
     chunk.event_type = std::span(s.type()).subspan(begin, end - begin);
     if (!source.extras) return chunk;
     const ExtrasView& x = *source.extras;
-    if (spec.with_sessions && x.session_marks != nullptr)
+    // The shared cache may hold more than this spec asked of the segment: only what it asked.
+    if (spec.with_sessions && s.max_time() >= spec.sessions_begin_ms && x.session_marks != nullptr)
       chunk.session_marks = std::span(*x.session_marks).subspan(begin, end - begin);
+    const bool properties = s.max_time() >= spec.properties_begin_ms;
     for (DictId key : spec.property_keys) {
       PropertyColumn column;
       column.key = key;
       auto it = std::lower_bound(x.columns.begin(), x.columns.end(), key,
                                  [](const auto& c, DictId k) { return c.first < k; });
-      if (it != x.columns.end() && it->first == key) {
+      if (properties && it != x.columns.end() && it->first == key) {
         const SegmentExtras::Column& c = *it->second;
         auto lo = std::lower_bound(c.rows.begin(), c.rows.end(), begin);
         auto hi = std::lower_bound(lo, c.rows.end(), end);

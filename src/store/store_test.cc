@@ -7,6 +7,7 @@
 #include <fstream>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <tuple>
 
 namespace sibyl {
@@ -403,6 +404,96 @@ TEST_F(StoreTest, ActorBlocksCoverEveryEventOnceWithItsProperties) {
     }, /*parallel=*/true).ok());
     EXPECT_EQ(seen.size(), 1500u) << per_block;
     for (const auto& [actor, time, p] : seen) EXPECT_DOUBLE_EQ(p, static_cast<double>(time % 1000) / 10);
+  }
+}
+
+// Scans and gathers share the process's cache of decoded part columns, each asking for
+// other columns, from several threads at once: every one must see exactly the values of
+// its own columns (and sessions), as one thread alone on a freshly opened store does.
+TEST_F(StoreTest, ConcurrentScansAndGathersAskingForDifferentColumnsSeeTheirOwnValues) {
+  {
+    auto store = Open();
+    for (int round = 0; round < 4; ++round) {
+      EventBatch batch;
+      for (int i = 0; i < 400; ++i)
+        Add(batch, "user-" + std::to_string((i * 13 + round) % 89), round % 2 ? "View" : "Buy",
+            round * kMsPerWeek + i * 997);
+      ASSERT_TRUE(store->Append(batch).ok());
+      if (round < 3) {
+        ASSERT_TRUE(store->Checkpoint().ok());  // parts, decoded on demand
+      }
+    }
+  }
+  // (actor, time, price or -1, category id or -1, session mark) of every event a spec sees.
+  using Row = std::tuple<ActorId, int64_t, double, int64_t, int>;
+  auto rows_of = [](const EventReader& snap, const ScanSpec& spec, bool gather) {
+    std::mutex mutex;
+    std::multiset<Row> rows;
+    const std::optional<DictId> price = snap.property_keys().Find("price");
+    auto visit_chunk = [&](const EventChunk& c) {
+      std::vector<double> prices(c.size, -1);
+      std::vector<int64_t> categories(c.size, -1);
+      for (const PropertyColumn& column : c.properties)
+        for (size_t j = 0; j < column.rows.size(); ++j) {
+          const size_t at = column.rows[j] - c.first_row;
+          if (column.key == price) prices[at] = column.values[j].number;
+          else categories[at] = column.values[j].string;
+        }
+      std::lock_guard lock(mutex);
+      for (size_t i = 0; i < c.size; ++i)
+        rows.insert({c.actor[i], c.time[i], prices[i], categories[i],
+                     c.session_marks.empty() ? -1 : static_cast<int>(c.session_marks[i])});
+    };
+    Status status;
+    if (gather) {
+      std::vector<ActorId> actors(snap.actors().size());
+      for (size_t a = 0; a < actors.size(); ++a) actors[a] = static_cast<ActorId>(a);
+      status = snap.GatherActors(actors, spec, [&](const EventReader::ActorBlock& block) {
+        for (const EventChunk& c : block.chunks) visit_chunk(c);
+        return Status::Ok();
+      }, /*parallel=*/true);
+    } else {
+      status = snap.Scan(spec, [&](const EventChunk& c) {
+        visit_chunk(c);
+        return Status::Ok();
+      }, /*parallel=*/true);
+    }
+    EXPECT_TRUE(status.ok()) << status.ToString();
+    return rows;
+  };
+  std::vector<ScanSpec> specs(4);
+  std::vector<std::multiset<Row>> expected;
+  {
+    auto store = Open();
+    auto snap = store->Snapshot();
+    const DictId price = *snap->property_keys().Find("price"), category = *snap->property_keys().Find("category");
+    specs[0].property_keys = {price};
+    specs[1].property_keys = {category};
+    specs[2].property_keys = {category, price};
+    specs[2].with_sessions = true;
+    specs[3].with_sessions = true;
+    specs[3].properties_begin_ms = 2 * kMsPerWeek;  // older parts without properties
+    specs[3].property_keys = {price};
+    // One spec at a time, each on a store of its own: nothing cached from another spec.
+    for (const ScanSpec& spec : specs) {
+      store.reset();
+      store = Open();
+      expected.push_back(rows_of(*store->Snapshot(), spec, false));
+    }
+  }
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto store = Open();
+    auto snap = store->Snapshot();
+    std::vector<std::multiset<Row>> seen(specs.size() * 2);
+    std::vector<std::thread> threads;
+    for (size_t k = 0; k < seen.size(); ++k)
+      threads.emplace_back([&, k] { seen[k] = rows_of(*snap, specs[k / 2], k % 2 == 1); });
+    for (auto& t : threads) t.join();
+    for (size_t k = 0; k < seen.size(); ++k) {
+      EXPECT_EQ(seen[k].size(), 1600u) << "spec " << k / 2;
+      // A gather sees the same rows, columns and session marks as a scan.
+      EXPECT_EQ(seen[k], expected[k / 2]) << "spec " << k / 2 << (k % 2 ? " (gather)" : " (scan)");
+    }
   }
 }
 
