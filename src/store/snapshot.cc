@@ -546,19 +546,15 @@ std::vector<ActorId> StoreSnapshot::LinkedDevices(ActorId user, int64_t as_of_ms
 
 Status StoreSnapshot::GatherActors(std::span<const ActorId> actors, const ScanSpec& spec,
                                    const std::function<Status(const ActorBlock&)>& visit, bool parallel) const {
-  struct Source {
-    const Segment* segment;
-    std::shared_ptr<const ExtrasView> extras;
-  };
   std::vector<DictId> keys = spec.property_keys;
   std::sort(keys.begin(), keys.end());
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
   const std::vector<DictId> no_keys;
-  std::vector<Source> sources;
+  std::vector<Selected> sources;
   for (const auto* list : {&version_->parts, &version_->memtable})
     for (const std::shared_ptr<const Segment>& s : *list) {
       if (s->size() == 0 || s->max_time() < spec.begin_ms || s->min_time() >= spec.end_ms) continue;
-      Source source{s.get(), nullptr};
+      Selected source{s.get(), nullptr};
       bool sessions = spec.with_sessions && s->max_time() >= spec.sessions_begin_ms;
       bool properties = !keys.empty() && s->max_time() >= spec.properties_begin_ms;
       if (sessions || properties) {
@@ -566,37 +562,6 @@ Status StoreSnapshot::GatherActors(std::span<const ActorId> actors, const ScanSp
       }
       sources.push_back(std::move(source));
     }
-  auto chunk_of = [&](const Source& source, uint32_t begin, uint32_t end) {
-    const Segment& s = *source.segment;
-    EventChunk chunk;
-    chunk.size = end - begin;
-    chunk.first_row = begin;
-    chunk.actor = std::span(s.actor()).subspan(begin, end - begin);
-    chunk.time = std::span(s.time()).subspan(begin, end - begin);
-    chunk.event_type = std::span(s.type()).subspan(begin, end - begin);
-    if (!source.extras) return chunk;
-    const ExtrasView& x = *source.extras;
-    // The shared cache may hold more than this spec asked of the segment: only what it asked.
-    if (spec.with_sessions && s.max_time() >= spec.sessions_begin_ms && x.session_marks != nullptr)
-      chunk.session_marks = std::span(*x.session_marks).subspan(begin, end - begin);
-    const bool properties = s.max_time() >= spec.properties_begin_ms;
-    for (DictId key : spec.property_keys) {
-      PropertyColumn column;
-      column.key = key;
-      auto it = std::lower_bound(x.columns.begin(), x.columns.end(), key,
-                                 [](const auto& c, DictId k) { return c.first < k; });
-      if (properties && it != x.columns.end() && it->first == key) {
-        const SegmentExtras::Column& c = *it->second;
-        auto lo = std::lower_bound(c.rows.begin(), c.rows.end(), begin);
-        auto hi = std::lower_bound(lo, c.rows.end(), end);
-        size_t from = static_cast<size_t>(lo - c.rows.begin());
-        column.rows = std::span(c.rows).subspan(from, static_cast<size_t>(hi - lo));
-        column.values = std::span(c.values).subspan(from, static_cast<size_t>(hi - lo));
-      }
-      chunk.properties.push_back(column);
-    }
-    return chunk;
-  };
   auto gather = [&](size_t from, size_t to) -> Status {
     std::vector<size_t> next(sources.size(), 0);
     ActorBlock block;
@@ -610,7 +575,7 @@ Status StoreSnapshot::GatherActors(std::span<const ActorId> actors, const ScanSp
         size_t begin = Gallop(column, next[k], actor), end = begin;
         while (end < column.size() && column[end] == actor) ++end;
         next[k] = end;
-        if (begin < end) block.chunks.push_back(chunk_of(sources[k], static_cast<uint32_t>(begin), static_cast<uint32_t>(end)));
+        if (begin < end) block.chunks.push_back(MakeChunk(spec, sources[k], static_cast<uint32_t>(begin), static_cast<uint32_t>(end)));
       }
       RETURN_IF_ERROR(visit(block));
     }
