@@ -123,22 +123,28 @@ bool FirstLineIsCompleteJson(std::string_view head) {
   return parser.parse(padded).get(element) == simdjson::SUCCESS;
 }
 
+// What parsing a chunk found besides its events and errors.
+struct ChunkCounts {
+  uint64_t skipped = 0;  // rows skipped on purpose (CSV rows without an id)
+  uint64_t newlines = 0;  // newline characters in the chunk, if the parser counted them
+  bool counted_newlines = false;
+};
+
 // Parses the chunks of one file; one instance per worker thread.
 class ChunkParser {
  public:
   virtual ~ChunkParser() = default;
-  // Returns rows skipped on purpose (CSV rows without an id).
-  virtual uint64_t Parse(std::string_view text, uint64_t first_line, EventBatch& batch,
-                         std::vector<IngestError>& errors) = 0;
+  virtual ChunkCounts Parse(std::string_view text, uint64_t first_line, EventBatch& batch,
+                            std::vector<IngestError>& errors) = 0;
 };
 
 class JsonLinesChunkParser final : public ChunkParser {
  public:
   explicit JsonLinesChunkParser(const JsonParseOptions& options) : parser_(options) {}
-  uint64_t Parse(std::string_view text, uint64_t first_line, EventBatch& batch,
-                 std::vector<IngestError>& errors) override {
-    parser_.ParseLines(text, 0, first_line, batch, errors);
-    return 0;
+  ChunkCounts Parse(std::string_view text, uint64_t first_line, EventBatch& batch,
+                    std::vector<IngestError>& errors) override {
+    // The parser walks every line anyway: its count saves a second pass over the chunk.
+    return {0, parser_.ParseLines(text, 0, first_line, batch, errors), true};
   }
 
  private:
@@ -148,9 +154,9 @@ class JsonLinesChunkParser final : public ChunkParser {
 class CsvChunkParser final : public ChunkParser {
  public:
   explicit CsvChunkParser(std::shared_ptr<const CsvParser> parser) : parser_(std::move(parser)) {}
-  uint64_t Parse(std::string_view text, uint64_t first_line, EventBatch& batch,
-                 std::vector<IngestError>& errors) override {
-    return parser_->ParseRows(text, 0, first_line, batch, errors);
+  ChunkCounts Parse(std::string_view text, uint64_t first_line, EventBatch& batch,
+                    std::vector<IngestError>& errors) override {
+    return {parser_->ParseRows(text, 0, first_line, batch, errors), 0, false};
   }
 
  private:
@@ -325,8 +331,9 @@ class Pipeline {
       // where the chunk starts, so the reader thread only reads (and the count runs over
       // text this thread has just parsed). CSV insert_id templates use the row number
       // itself: there the reader counts.
-      job->skipped = parser->Parse(text, lines_by_reader_ ? job->first_line : 1, job->batch, job->errors);
-      if (!lines_by_reader_) job->lines = CountNewlines(text);
+      ChunkCounts counts = parser->Parse(text, lines_by_reader_ ? job->first_line : 1, job->batch, job->errors);
+      job->skipped = counts.skipped;
+      if (!lines_by_reader_) job->lines = counts.counted_newlines ? counts.newlines : CountNewlines(text);
       if (prepare_) prepare_(job->batch);
       {
         std::lock_guard lock(mu_);
