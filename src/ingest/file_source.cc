@@ -303,8 +303,25 @@ class Pipeline {
     cv_.notify_all();
   }
 
+  // Items per input byte in a worker's previous chunk (0: none seen yet).
+  struct Density {
+    double events = 0, properties = 0, updates = 0;
+    static size_t Expect(double seen, double first_guess, size_t bytes) {
+      const double per_byte = seen > 0 ? seen * 1.25 : first_guess;
+      return static_cast<size_t>(per_byte * static_cast<double>(bytes)) + 64;
+    }
+    void Learn(const EventBatch& batch, size_t bytes) {
+      if (bytes < (size_t{1} << 16)) return;  // too small a sample
+      const double b = static_cast<double>(bytes);
+      events = static_cast<double>(batch.events.size()) / b;
+      properties = static_cast<double>(batch.properties.size()) / b;
+      updates = static_cast<double>(batch.user_updates.size()) / b;
+    }
+  };
+
   void Work() {
     std::unique_ptr<ChunkParser> parser = make_parser_();
+    Density density;
     while (true) {
       Job* job;
       {
@@ -315,13 +332,14 @@ class Pipeline {
         todo_.pop_front();
       }
       job->batch.files.push_back(name_);
-      // Reserve for the densest plausible input so the vectors never grow (and copy)
-      // while parsing; pages never touched cost nothing.
-      // Sized for typical events (~350 bytes, ~3 properties); vectors grow if needed.
-      job->batch.events.reserve(job->text_size / 256 + 16);
-      job->batch.properties.reserve(job->text_size / 64 + 16);
-      job->batch.user_updates.reserve(job->text_size / 32 + 16);  // device fields are $sets
-      // First touches of fresh pages are very slow on VMs; map them in one call.
+      // Reserve so the vectors rarely grow (and copy) while parsing, and prefault what is
+      // reserved: first touches of fresh pages are very slow on VMs. The first chunk is
+      // sized for dense input (~350-byte events with many properties); later ones for
+      // what this thread's previous chunk held, with a margin, since a reservation for
+      // the densest input prefaulted about twice the memory typical chunks use.
+      job->batch.events.reserve(density.Expect(density.events, 1.0 / 256, job->text_size));
+      job->batch.properties.reserve(density.Expect(density.properties, 1.0 / 64, job->text_size));
+      job->batch.user_updates.reserve(density.Expect(density.updates, 1.0 / 32, job->text_size));
       Prefault(job->batch.events.data(), job->batch.events.capacity() * sizeof(ParsedEvent));
       Prefault(job->batch.properties.data(), job->batch.properties.capacity() * sizeof(Property));
       Prefault(job->batch.user_updates.data(),
@@ -333,6 +351,7 @@ class Pipeline {
       // itself: there the reader counts.
       ChunkCounts counts = parser->Parse(text, lines_by_reader_ ? job->first_line : 1, job->batch, job->errors);
       job->skipped = counts.skipped;
+      density.Learn(job->batch, job->text_size);
       if (!lines_by_reader_) job->lines = counts.counted_newlines ? counts.newlines : CountNewlines(text);
       if (prepare_) prepare_(job->batch);
       {
