@@ -123,22 +123,28 @@ bool FirstLineIsCompleteJson(std::string_view head) {
   return parser.parse(padded).get(element) == simdjson::SUCCESS;
 }
 
+// What parsing a chunk found besides its events and errors.
+struct ChunkCounts {
+  uint64_t skipped = 0;  // rows skipped on purpose (CSV rows without an id)
+  uint64_t newlines = 0;  // newline characters in the chunk, if the parser counted them
+  bool counted_newlines = false;
+};
+
 // Parses the chunks of one file; one instance per worker thread.
 class ChunkParser {
  public:
   virtual ~ChunkParser() = default;
-  // Returns rows skipped on purpose (CSV rows without an id).
-  virtual uint64_t Parse(std::string_view text, uint64_t first_line, EventBatch& batch,
-                         std::vector<IngestError>& errors) = 0;
+  virtual ChunkCounts Parse(std::string_view text, uint64_t first_line, EventBatch& batch,
+                            std::vector<IngestError>& errors) = 0;
 };
 
 class JsonLinesChunkParser final : public ChunkParser {
  public:
   explicit JsonLinesChunkParser(const JsonParseOptions& options) : parser_(options) {}
-  uint64_t Parse(std::string_view text, uint64_t first_line, EventBatch& batch,
-                 std::vector<IngestError>& errors) override {
-    parser_.ParseLines(text, 0, first_line, batch, errors);
-    return 0;
+  ChunkCounts Parse(std::string_view text, uint64_t first_line, EventBatch& batch,
+                    std::vector<IngestError>& errors) override {
+    // The parser walks every line anyway: its count saves a second pass over the chunk.
+    return {0, parser_.ParseLines(text, 0, first_line, batch, errors), true};
   }
 
  private:
@@ -148,9 +154,9 @@ class JsonLinesChunkParser final : public ChunkParser {
 class CsvChunkParser final : public ChunkParser {
  public:
   explicit CsvChunkParser(std::shared_ptr<const CsvParser> parser) : parser_(std::move(parser)) {}
-  uint64_t Parse(std::string_view text, uint64_t first_line, EventBatch& batch,
-                 std::vector<IngestError>& errors) override {
-    return parser_->ParseRows(text, 0, first_line, batch, errors);
+  ChunkCounts Parse(std::string_view text, uint64_t first_line, EventBatch& batch,
+                    std::vector<IngestError>& errors) override {
+    return {parser_->ParseRows(text, 0, first_line, batch, errors), 0, false};
   }
 
  private:
@@ -297,8 +303,25 @@ class Pipeline {
     cv_.notify_all();
   }
 
+  // Items per input byte in a worker's previous chunk (0: none seen yet).
+  struct Density {
+    double events = 0, properties = 0, updates = 0;
+    static size_t Expect(double seen, double first_guess, size_t bytes) {
+      const double per_byte = seen > 0 ? seen * 1.25 : first_guess;
+      return static_cast<size_t>(per_byte * static_cast<double>(bytes)) + 64;
+    }
+    void Learn(const EventBatch& batch, size_t bytes) {
+      if (bytes < (size_t{1} << 16)) return;  // too small a sample
+      const double b = static_cast<double>(bytes);
+      events = static_cast<double>(batch.events.size()) / b;
+      properties = static_cast<double>(batch.properties.size()) / b;
+      updates = static_cast<double>(batch.user_updates.size()) / b;
+    }
+  };
+
   void Work() {
     std::unique_ptr<ChunkParser> parser = make_parser_();
+    Density density;
     while (true) {
       Job* job;
       {
@@ -309,13 +332,14 @@ class Pipeline {
         todo_.pop_front();
       }
       job->batch.files.push_back(name_);
-      // Reserve for the densest plausible input so the vectors never grow (and copy)
-      // while parsing; pages never touched cost nothing.
-      // Sized for typical events (~350 bytes, ~3 properties); vectors grow if needed.
-      job->batch.events.reserve(job->text_size / 256 + 16);
-      job->batch.properties.reserve(job->text_size / 64 + 16);
-      job->batch.user_updates.reserve(job->text_size / 32 + 16);  // device fields are $sets
-      // First touches of fresh pages are very slow on VMs; map them in one call.
+      // Reserve so the vectors rarely grow (and copy) while parsing, and prefault what is
+      // reserved: first touches of fresh pages are very slow on VMs. The first chunk is
+      // sized for dense input (~350-byte events with many properties); later ones for
+      // what this thread's previous chunk held, with a margin, since a reservation for
+      // the densest input prefaulted about twice the memory typical chunks use.
+      job->batch.events.reserve(density.Expect(density.events, 1.0 / 256, job->text_size));
+      job->batch.properties.reserve(density.Expect(density.properties, 1.0 / 64, job->text_size));
+      job->batch.user_updates.reserve(density.Expect(density.updates, 1.0 / 32, job->text_size));
       Prefault(job->batch.events.data(), job->batch.events.capacity() * sizeof(ParsedEvent));
       Prefault(job->batch.properties.data(), job->batch.properties.capacity() * sizeof(Property));
       Prefault(job->batch.user_updates.data(),
@@ -325,8 +349,10 @@ class Pipeline {
       // where the chunk starts, so the reader thread only reads (and the count runs over
       // text this thread has just parsed). CSV insert_id templates use the row number
       // itself: there the reader counts.
-      job->skipped = parser->Parse(text, lines_by_reader_ ? job->first_line : 1, job->batch, job->errors);
-      if (!lines_by_reader_) job->lines = CountNewlines(text);
+      ChunkCounts counts = parser->Parse(text, lines_by_reader_ ? job->first_line : 1, job->batch, job->errors);
+      job->skipped = counts.skipped;
+      density.Learn(job->batch, job->text_size);
+      if (!lines_by_reader_) job->lines = counts.counted_newlines ? counts.newlines : CountNewlines(text);
       if (prepare_) prepare_(job->batch);
       {
         std::lock_guard lock(mu_);

@@ -129,10 +129,10 @@ struct KeyTable {
   }
 };
 
-const KeyTable& Keys() {
-  static const KeyTable table;
-  return table;
-}
+// Built before main (no function-local static: its guard was checked for every key of
+// every event).
+const KeyTable kKeyTable;
+inline const KeyTable& Keys() { return kKeyTable; }
 
 // What the caller knows about the objects being parsed.
 enum class Hint : uint8_t {
@@ -586,7 +586,7 @@ JsonEventParser::JsonEventParser(JsonParseOptions options)
     : impl_(std::make_unique<Impl>(std::move(options))) {}
 JsonEventParser::~JsonEventParser() = default;
 
-void JsonEventParser::ParseLines(std::string_view text, uint32_t file_index,
+uint64_t JsonEventParser::ParseLines(std::string_view text, uint32_t file_index,
                                  uint64_t first_line, EventBatch& batch,
                                  std::vector<IngestError>& errors) {
   std::string_view source =
@@ -594,9 +594,11 @@ void JsonEventParser::ParseLines(std::string_view text, uint32_t file_index,
   Impl::Target t{&batch, &errors, file_index, source, first_line, text.data()};
   const char* p = text.data();
   const char* end = p + text.size();
+  uint64_t newlines = 0;
   while (p < end) {
     const char* newline = static_cast<const char*>(std::memchr(p, '\n', end - p));
     if (newline == nullptr) newline = end;
+    else ++newlines;
     std::string_view line(p, newline - p);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     bool blank = true;
@@ -613,6 +615,7 @@ void JsonEventParser::ParseLines(std::string_view text, uint32_t file_index,
     ++t.line;
     p = newline + 1;
   }
+  return newlines;
 }
 
 Status JsonEventParser::ParseBody(std::string_view body, BodyKind kind, EventBatch& batch,

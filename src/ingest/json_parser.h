@@ -63,7 +63,9 @@ class JsonEventParser {
   // every rejected line or event adds an IngestError. Blank lines are skipped. A line may
   // also hold a whole request body; its events are then numbered by batch index.
   // `text` must come from AdoptInput (or be kept alive and padded the same way).
-  void ParseLines(std::string_view text, uint32_t file_index, uint64_t first_line,
+  // Returns the number of newline characters in `text` (the lines it ends), which file
+  // readers need to number the next chunk's lines.
+  uint64_t ParseLines(std::string_view text, uint32_t file_index, uint64_t first_line,
                   EventBatch& batch, std::vector<IngestError>& errors);
 
   // Parses one request body (see AdoptInput for `body`'s lifetime). Malformed JSON or a

@@ -276,24 +276,26 @@ std::vector<std::shared_ptr<const Segment>> Segment::FromRows(
     ReservePrefaulted(out[g]->type_, group_size[g]);
     ReservePrefaulted(out_extras[g]->session, group_size[g]);
   }
-  // Where each input row goes: its group and its row there.
-  std::vector<std::vector<uint32_t>> new_group(inputs.size()), new_row(inputs.size());
+  // Where each input row goes: its index in `order` (UINT32_MAX: not in this merge), and
+  // for each index its row in its group. Four bytes an input row and an output row, where a
+  // group and a row for every input row took eight.
+  std::vector<std::vector<uint32_t>> new_index(inputs.size());
   size_t input_rows = 0;
   for (size_t k = 0; k < inputs.size(); ++k) {
-    new_group[k].assign(inputs[k]->size(), UINT32_MAX);
-    new_row[k].resize(inputs[k]->size());
+    ResizePrefaulted(new_index[k], inputs[k]->size());
+    std::fill(new_index[k].begin(), new_index[k].end(), UINT32_MAX);
     input_rows += inputs[k]->size();
   }
-  // Every row goes to the one group (a plain merge), or some rows are left out (a
-  // partition or a wave of MergeEachPartition) and columns are counted row by row.
-  const bool every_row_to_one = groups == 1 && order.size() == input_rows;
+  const bool grouped = !group_of.empty() && groups > 1;
+  std::vector<uint32_t> row_in_group;
+  if (grouped) ResizePrefaulted(row_in_group, order.size());
   for (size_t i = 0; i < order.size(); ++i) {
     const RowRef& ref = order[i];
     const Segment& s = *inputs[ref.input];
     uint32_t g = group_of.empty() ? 0 : group_of[i];
     Segment& o = *out[g];
-    new_group[ref.input][ref.row] = g;
-    new_row[ref.input][ref.row] = static_cast<uint32_t>(o.time_.size());
+    new_index[ref.input][ref.row] = static_cast<uint32_t>(i);
+    if (grouped) row_in_group[i] = static_cast<uint32_t>(o.time_.size());
     o.actor_.push_back(s.actor_[ref.row]);
     o.time_.push_back(s.time_[ref.row]);
     o.type_.push_back(s.type_[ref.row]);
@@ -301,14 +303,27 @@ std::vector<std::shared_ptr<const Segment>> Segment::FromRows(
     o.max_time_ = std::max(o.max_time_, s.time_[ref.row]);
     out_extras[g]->session.push_back(extras[ref.input]->session[ref.row]);
   }
+  // The group and row of output index i.
+  auto group_at = [&](uint32_t i) -> uint32_t { return group_of.empty() ? 0 : group_of[i]; };
+  auto row_at = [&](uint32_t i) -> uint32_t { return grouped ? row_in_group[i] : i; };
+  // Every row goes to the one group (a plain merge), or some rows are left out (a
+  // partition or a wave of MergeEachPartition) and columns are counted row by row.
+  const bool every_row_to_one = groups == 1 && order.size() == input_rows;
   // Property columns, key by key, through the row maps: no per-row allocation.
   std::vector<DictId> keys;
   for (const auto& x : extras)
     for (const auto& column : x->properties) keys.push_back(column.key);
   std::sort(keys.begin(), keys.end());
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-  using Entry = std::pair<uint32_t, StoredValue>;
-  auto by_row = [](const Entry& a, const Entry& b) { return a.first < b.first; };
+  // A gathered cell: its output row and where its value is (input, index in the input's
+  // column). Twelve bytes, where the row and a copy of the value took 24: half the
+  // scratch memory (fresh pages are dear on VMs) and half the bytes the merges move.
+  struct Entry {
+    uint32_t row;
+    uint32_t input;
+    uint32_t at;
+  };
+  auto by_row = [](const Entry& a, const Entry& b) { return a.row < b.row; };
   // Keys are independent: two threads take them in turns (a checkpoint otherwise spends
   // most of its merge on one core while the other waits), each with its own scratch.
   // columns_of[key index][group] collects the results, appended in key order below.
@@ -339,7 +354,7 @@ std::vector<std::shared_ptr<const Segment>> Segment::FromRows(
         x.group_count[0] += it->rows.size();
       } else {
         for (uint32_t row : it->rows)
-          if (uint32_t g = new_group[k][row]; g != UINT32_MAX) ++x.group_count[g];
+          if (uint32_t i = new_index[k][row]; i != UINT32_MAX) ++x.group_count[group_at(i)];
       }
     }
     for (uint32_t g = 0; g < groups; ++g) ReservePrefaulted(x.gathered[g], x.group_count[g]);
@@ -353,15 +368,15 @@ std::vector<std::shared_ptr<const Segment>> Segment::FromRows(
       if (it == nullptr) continue;
       for (uint32_t g = 0; g < groups; ++g) x.run_start[g] = x.gathered[g].size();
       for (size_t j = 0; j < it->rows.size(); ++j) {
-        uint32_t g = new_group[k][it->rows[j]];
-        if (g == UINT32_MAX) continue;
-        x.gathered[g].emplace_back(new_row[k][it->rows[j]], it->values[j]);
+        uint32_t i = new_index[k][it->rows[j]];
+        if (i == UINT32_MAX) continue;
+        x.gathered[group_at(i)].push_back({row_at(i), static_cast<uint32_t>(k), static_cast<uint32_t>(j)});
       }
       for (uint32_t g = 0; g < groups; ++g) {
         auto& list = x.gathered[g];
         size_t start = x.run_start[g];
         if (x.needs_sort[g] || start == 0 || start == list.size() ||
-            list[start - 1].first < list[start].first)
+            list[start - 1].row < list[start].row)
           continue;
         auto from = std::upper_bound(list.begin(), list.begin() + static_cast<ptrdiff_t>(start),
                                      list[start], by_row);
@@ -377,14 +392,18 @@ std::vector<std::shared_ptr<const Segment>> Segment::FromRows(
     for (uint32_t g = 0; g < groups; ++g) {
       auto& list = x.gathered[g];
       if (list.empty()) continue;
-      if (x.needs_sort[g]) std::sort(list.begin(), list.end(), by_row);
+      // Ties (an event with a key twice) keep input order, as the merges above do.
+      if (x.needs_sort[g])
+        std::sort(list.begin(), list.end(), [](const Entry& a, const Entry& b) {
+          return std::tie(a.row, a.input, a.at) < std::tie(b.row, b.input, b.at);
+        });
       SegmentExtras::Column& column = columns_of[key_index][g];
       column.key = key;
-      ReservePrefaulted(column.rows, list.size());
-      ReservePrefaulted(column.values, list.size());
-      for (const auto& [row, value] : list) {
-        column.rows.push_back(row);
-        column.values.push_back(value);
+      ResizePrefaulted(column.rows, list.size());
+      ResizePrefaulted(column.values, list.size());
+      for (size_t e = 0; e < list.size(); ++e) {
+        column.rows[e] = list[e].row;
+        column.values[e] = x.columns[list[e].input]->values[list[e].at];
       }
     }
   };
@@ -464,39 +483,75 @@ std::vector<std::shared_ptr<const Segment>> Segment::MergeByPartition(
 Status Segment::MergeInWaves(const std::vector<std::shared_ptr<const Segment>>& inputs, int64_t partition_ms,
                              size_t wave_rows, const std::function<Status(std::shared_ptr<const Segment>)>& each) {
   std::vector<RowRef> order = MergeOrder(inputs);
-  std::vector<int64_t> partition_of(order.size());
-  std::map<int64_t, size_t> rows_of;
-  for (size_t i = 0; i < order.size(); ++i) {
-    partition_of[i] = PartitionOf(inputs[order[i].input]->time_[order[i].row], partition_ms);
-    ++rows_of[partition_of[i]];
-  }
-  for (auto first = rows_of.begin(); first != rows_of.end();) {
-    // The wave: consecutive partitions up to `wave_rows` rows (at least one partition).
-    std::map<int64_t, uint32_t> group_of_partition;
-    size_t in_wave = 0;
-    auto last = first;
-    for (; last != rows_of.end() && (in_wave == 0 || in_wave + last->second <= wave_rows); ++last) {
-      group_of_partition.emplace(last->first, static_cast<uint32_t>(group_of_partition.size()));
-      in_wave += last->second;
+  // The partitions present, in time order, and each row's index among them (four bytes
+  // a row: this runs over every row of a checkpoint, once per wave, where an 8-byte
+  // partition per row and a std::map lookup per row and wave were a tenth of the merge).
+  std::vector<int64_t> partitions;
+  // Inputs spanning very many partitions (years of sparse data) make the list from the
+  // partitions rows fall in instead.
+  const size_t limit = inputs.size() * 4 + 1024;
+  bool listed_all = true;
+  for (const auto& s : inputs) {
+    if (s->size() == 0) continue;
+    const int64_t lo = PartitionOf(s->min_time_, partition_ms), hi = PartitionOf(s->max_time_, partition_ms);
+    if (static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo) >= limit) listed_all = false;
+    for (int64_t p = lo; listed_all && p <= hi; ++p) partitions.push_back(p);
+    if (partitions.size() > 4 * limit) {
+      std::sort(partitions.begin(), partitions.end());
+      partitions.erase(std::unique(partitions.begin(), partitions.end()), partitions.end());
+      listed_all = listed_all && partitions.size() <= limit;
     }
+    if (!listed_all) break;
+  }
+  if (!listed_all) {
+    partitions.clear();
+    for (const RowRef& ref : order) partitions.push_back(PartitionOf(inputs[ref.input]->time_[ref.row], partition_ms));
+  }
+  std::sort(partitions.begin(), partitions.end());
+  partitions.erase(std::unique(partitions.begin(), partitions.end()), partitions.end());
+  // Consecutive partitions (the usual case) are found by subtraction, others by search.
+  const bool consecutive = partitions.empty() ||
+                           static_cast<uint64_t>(partitions.back()) - static_cast<uint64_t>(partitions.front()) + 1 ==
+                               partitions.size();
+  std::vector<uint32_t> partition_index(order.size());
+  std::vector<size_t> rows_of(partitions.size(), 0);
+  for (size_t i = 0; i < order.size(); ++i) {
+    const int64_t p = PartitionOf(inputs[order[i].input]->time_[order[i].row], partition_ms);
+    const auto at = static_cast<uint32_t>(
+        consecutive ? p - partitions.front()
+                    : std::lower_bound(partitions.begin(), partitions.end(), p) - partitions.begin());
+    partition_index[i] = at;
+    ++rows_of[at];
+  }
+  for (size_t first = 0; first < partitions.size();) {
+    while (first < partitions.size() && rows_of[first] == 0) ++first;  // no row falls in it
+    if (first == partitions.size()) break;
+    // The wave: consecutive partitions up to `wave_rows` rows (at least one partition).
+    size_t in_wave = 0, last = first;
+    for (; last < partitions.size() && (in_wave == 0 || in_wave + rows_of[last] <= wave_rows); ++last)
+      in_wave += rows_of[last];
+    // Group numbers of the wave's partitions that hold rows, in time order.
+    std::vector<uint32_t> group_of_partition(last - first, UINT32_MAX);
+    uint32_t groups = 0;
+    for (size_t p = first; p < last; ++p)
+      if (rows_of[p] > 0) group_of_partition[p - first] = groups++;
     std::vector<RowRef> wave;
     std::vector<uint32_t> group_of;
-    if (group_of_partition.size() == rows_of.size()) {
+    if (in_wave == order.size()) {
       wave = std::move(order);  // everything in one wave: no copy
       group_of.resize(wave.size());
-      for (size_t i = 0; i < wave.size(); ++i) group_of[i] = group_of_partition[partition_of[i]];
+      for (size_t i = 0; i < wave.size(); ++i) group_of[i] = group_of_partition[partition_index[i] - first];
     } else {
       wave.reserve(in_wave);
       group_of.reserve(in_wave);
       for (size_t i = 0; i < order.size(); ++i) {
-        auto it = group_of_partition.find(partition_of[i]);
-        if (it == group_of_partition.end()) continue;
+        const uint32_t at = partition_index[i];
+        if (at < first || at >= last) continue;
         wave.push_back(order[i]);
-        group_of.push_back(it->second);
+        group_of.push_back(group_of_partition[at - first]);
       }
     }
-    for (auto& partition : FromRows(inputs, wave, group_of, static_cast<uint32_t>(group_of_partition.size())))
-      RETURN_IF_ERROR(each(std::move(partition)));
+    for (auto& partition : FromRows(inputs, wave, group_of, groups)) RETURN_IF_ERROR(each(std::move(partition)));
     first = last;
   }
   return Status::Ok();

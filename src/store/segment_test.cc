@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <map>
 #include <random>
 
 #include "store/codec.h"
@@ -114,6 +115,48 @@ TEST(SegmentTest, MergeEachPartitionBuildsMergeByPartitionsPartitions) {
   });
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(calls, 2);
+}
+
+// MergeByPartition's partitions are Merge's rows split by partition, whatever the
+// partitions' layout: consecutive weeks, weeks far apart, or an input spanning so many
+// partitions that they are listed from the rows; and an event with one key twice.
+TEST(SegmentTest, MergeByPartitionSplitsMergesRows) {
+  constexpr int64_t kWeek = 7 * 86'400'000LL;
+  auto spread = [](std::vector<int64_t> weeks) {
+    return RandomInputs(12, 300, 1'000, [weeks](int k) { return weeks[k % weeks.size()] * kWeek + k; });
+  };
+  std::vector<std::vector<std::shared_ptr<const Segment>>> cases = {
+      spread({0, 1, 2}), spread({0, 5, 6, 40}), spread({3, 1'000'000'000})};
+  // A key twice in one event, in two inputs with the same actor and time.
+  for (int k = 0; k < 2; ++k) {
+    std::vector<EncodedProperty> props = {{1, {ValueKind::kNumber, 1.0 + k, kNoDictId}},
+                                          {1, {ValueKind::kNumber, 3.0 + k, kNoDictId}}};
+    cases.back().push_back(Segment::Build({{7, 0, 5 * kWeek, -1, 0, 2}}, props));
+  }
+  // One input spanning a billion weeks: the partitions are listed from the rows.
+  cases.back().push_back(Segment::Build({{3, 1, 3 * kWeek + 5, 9, 0, 0}, {3, 1, 1'000'000'000 * kWeek, 9, 0, 0}}, {}));
+  for (const auto& inputs : cases) {
+    auto merged = Segment::Merge(inputs);
+    auto extras = *merged->Extras();
+    // The reference: the merged rows of each partition, rebuilt in their order.
+    std::map<int64_t, std::pair<std::vector<EncodedEvent>, std::vector<EncodedProperty>>> expected_rows;
+    for (size_t i = 0; i < merged->size(); ++i) {
+      auto& [events, props] = expected_rows[merged->time()[i] / kWeek];
+      const uint32_t begin = static_cast<uint32_t>(props.size());
+      for (const auto& column : extras->properties)
+        for (size_t j = 0; j < column.rows.size(); ++j)
+          if (column.rows[j] == i) props.push_back({column.key, column.values[j]});
+      events.push_back({merged->actor()[i], merged->type()[i], merged->time()[i], extras->session[i], begin,
+                        static_cast<uint32_t>(props.size())});
+    }
+    const auto got = Segment::MergeByPartition(inputs, kWeek);
+    ASSERT_EQ(got.size(), expected_rows.size());
+    size_t p = 0;
+    for (const auto& [partition, rows] : expected_rows) {
+      EXPECT_EQ(got[p]->EncodePart(1), Segment::Build(rows.first, rows.second)->EncodePart(1)) << partition;
+      ++p;
+    }
+  }
 }
 
 TEST(SegmentTest, MergeKeepsEachPropertyWithItsEvent) {

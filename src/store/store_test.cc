@@ -521,6 +521,54 @@ std::vector<std::tuple<std::string, std::string, std::string>> Rows(const EventR
   return rows;
 }
 
+TEST_F(StoreTest, PrepareCopiesIdsOnlyForNamesEqualToThePreviousEvents) {
+  // Prepare copies the ids of names equal to those at the same place in the previous
+  // event instead of looking them up: every id must still be the dictionary's own, and a
+  // name that differs (or a value of another kind) at the same place must be looked up.
+  auto store = Open();
+  EventBatch seed;
+  Add(seed, "user-a", "View", 1000);
+  SetProperty(seed, "user-a", 1000, UserPropertyOp::kSet, "plan", Value::String(seed.Intern("free")));
+  SetProperty(seed, "user-a", 1000, UserPropertyOp::kSet, "tier", Value::String(seed.Intern("gold")));
+  ASSERT_TRUE(store->Append(seed).ok());
+  EventBatch b;
+  auto event = [&](std::string_view type, std::vector<std::pair<std::string_view, Value>> props,
+                   std::vector<std::pair<std::string_view, Value>> updates) {
+    ParsedEvent e;
+    e.user_id = b.Intern("user-b");
+    e.event_type = b.Intern(type);
+    e.time_ms = 2000;
+    e.has_time = true;
+    e.properties_begin = static_cast<uint32_t>(b.properties.size());
+    for (auto& [k, v] : props) b.properties.push_back({b.Intern(k), v});
+    e.properties_end = static_cast<uint32_t>(b.properties.size());
+    e.user_updates_begin = static_cast<uint32_t>(b.user_updates.size());
+    for (auto& [k, v] : updates) b.user_updates.push_back({UserPropertyOp::kSet, b.Intern(k), v});
+    e.user_updates_end = static_cast<uint32_t>(b.user_updates.size());
+    b.events.push_back(e);
+  };
+  auto text = [&](std::string_view s) { return Value::String(b.Intern(s)); };
+  event("View", {{"category", text("shoes")}, {"price", Value::Number(1)}}, {{"plan", text("free")}});
+  event("View", {{"category", text("shoes")}, {"price", text("shoes")}}, {{"plan", text("free")}});
+  event("Buy", {{"price", text("shoes")}, {"category", Value::Number(2)}}, {{"tier", text("gold")}});
+  event("View", {{"price", text("new")}}, {{"tier", text("gold")}, {"plan", text("free")}});
+  store->Prepare(b);
+  auto snap = store->Snapshot();
+  auto key = [&](std::string_view k) { return *snap->property_keys().Find(k); };
+  auto value = [&](std::string_view v) { return *snap->string_values().Find(v); };
+  const EventBatch::ResolvedIds& r = b.resolved;
+  EXPECT_EQ(r.event_types, (std::vector<DictId>{*snap->event_types().Find("View"), *snap->event_types().Find("View"),
+                                                kNoDictId, *snap->event_types().Find("View")}));
+  EXPECT_EQ(r.property_keys, (std::vector<DictId>{key("category"), key("price"), key("category"), key("price"),
+                                                  key("price"), key("category"), key("price")}));
+  EXPECT_EQ(r.property_values, (std::vector<DictId>{value("shoes"), kNoDictId, value("shoes"), value("shoes"),
+                                                    value("shoes"), kNoDictId, kNoDictId}));
+  EXPECT_EQ(r.update_keys, (std::vector<DictId>{key("plan"), key("plan"), key("tier"), key("tier"), key("plan")}));
+  EXPECT_EQ(r.update_values, (std::vector<DictId>{value("free"), value("free"), value("gold"), value("gold"),
+                                                  value("free")}));
+  ASSERT_TRUE(store->Append(b).ok());
+}
+
 TEST_F(StoreTest, PreparedBatchesAppendExactlyLikeUnpreparedOnes) {
   // A second store whose dictionaries hold other names at the same ids: ids it resolves
   // must not be trusted by the first.
