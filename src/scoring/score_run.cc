@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <mutex>
 #include <numeric>
-#include <thread>
 
 #include <sys/resource.h>
 
@@ -210,24 +209,6 @@ nlohmann::json CompareWithReference(const nlohmann::json& reference, const Scori
           {"mean_score", mean_score}};
 }
 
-nlohmann::json Summary(std::vector<double> scores) {
-  if (scores.empty()) return {{"users", 0}};
-  double sum = std::accumulate(scores.begin(), scores.end(), 0.0);
-  // Three order statistics, not a sort of a million scores: each nth_element leaves the
-  // elements below its position unordered but smaller, so later ones search the rest.
-  auto at = [&, from = scores.begin()](double q) mutable {
-    auto nth = scores.begin() + static_cast<std::ptrdiff_t>(q * static_cast<double>(scores.size() - 1));
-    std::nth_element(from, nth, scores.end());
-    from = nth;
-    return *nth;
-  };
-  auto [min, max] = std::minmax_element(scores.begin(), scores.end());
-  const double low = *min, high = *max;
-  const double p10 = at(0.1), p50 = at(0.5), p90 = at(0.9);
-  return {{"users", scores.size()}, {"sum", sum},   {"mean", sum / scores.size()}, {"min", low},
-          {"p10", p10},             {"p50", p50},   {"p90", p90},                   {"max", high}};
-}
-
 // The scores, percentiles and model version as user properties of the scored actors, in
 // one transaction, as number columns (store/reader.h NumberColumnBatch): one batch per
 // million users bounds a log record at ~20 MB.
@@ -427,17 +408,7 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
 
   ScoreRunResult result;
   if (full) quantiles = MarginQuantiles(scored.margins);
-  result.percentiles.resize(scored.margins.size());
-  auto percentiles_of = [&](size_t from, size_t to) {
-    for (size_t i = from; i < to; ++i) result.percentiles[i] = PercentileOf(quantiles, scored.margins[i]);
-  };
-  if (request.parallel && scored.margins.size() >= (1u << 16) && std::thread::hardware_concurrency() > 1) {
-    std::thread helper(percentiles_of, 0, scored.margins.size() / 2);
-    percentiles_of(scored.margins.size() / 2, scored.margins.size());
-    helper.join();
-  } else {
-    percentiles_of(0, scored.margins.size());
-  }
+  result.percentiles = PercentilesOf(quantiles, scored.margins, request.parallel);
   result.scores = std::move(scored.scores);
   mark("percentiles");
 
@@ -456,7 +427,7 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
        {"task", model.regression() ? "revenue" : "probability"},
        {"users_scored", result.scores.size()},
        {"written_back", request.write_back},
-       {"score_summary", Summary(result.scores)}};
+       {"score_summary", ScoreSummary(result.scores)}};
   if (full) {
     r["quantiles"] = quantiles;
   } else {

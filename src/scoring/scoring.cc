@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <thread>
 
 #include "common/time.h"
@@ -120,6 +121,39 @@ std::vector<double> MarginQuantiles(std::vector<double> margins) {
     q.push_back(margins[at]);
   }
   return q;
+}
+
+std::vector<double> PercentilesOf(std::span<const double> quantiles, std::span<const double> margins, bool parallel) {
+  std::vector<double> out(margins.size());
+  auto range = [&](size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i) out[i] = PercentileOf(quantiles, margins[i]);
+  };
+  if (parallel && margins.size() >= (1u << 16) && std::thread::hardware_concurrency() > 1) {
+    std::thread helper(range, 0, margins.size() / 2);
+    range(margins.size() / 2, margins.size());
+    helper.join();
+  } else {
+    range(0, margins.size());
+  }
+  return out;
+}
+
+nlohmann::json ScoreSummary(std::vector<double> scores) {
+  if (scores.empty()) return {{"users", 0}};
+  double sum = std::accumulate(scores.begin(), scores.end(), 0.0);
+  // Three order statistics, not a sort of a million scores: each nth_element leaves the
+  // elements below its position unordered but smaller, so later ones search the rest.
+  auto at = [&, from = scores.begin()](double q) mutable {
+    auto nth = scores.begin() + static_cast<std::ptrdiff_t>(q * static_cast<double>(scores.size() - 1));
+    std::nth_element(from, nth, scores.end());
+    from = nth;
+    return *nth;
+  };
+  auto [min, max] = std::minmax_element(scores.begin(), scores.end());
+  const double low = *min, high = *max;
+  const double p10 = at(0.1), p50 = at(0.5), p90 = at(0.9);
+  return {{"users", scores.size()}, {"sum", sum},   {"mean", sum / scores.size()}, {"min", low},
+          {"p10", p10},             {"p50", p50},   {"p90", p90},                   {"max", high}};
 }
 
 double PercentileOf(std::span<const double> quantiles, double margin) {

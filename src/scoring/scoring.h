@@ -70,6 +70,12 @@ Result<ScoredRows> ScoreMatrix(const ScoringModel& model, const SparseFeatureMat
 // of later (hourly) runs are read off it, so they stay consistent with the full cohort.
 inline constexpr size_t kQuantilePoints = 1001;
 std::vector<double> MarginQuantiles(std::vector<double> margins);
+// PercentileOf(quantiles, m) of every margin; on two threads when `parallel` and there are
+// many.
+std::vector<double> PercentilesOf(std::span<const double> quantiles, std::span<const double> margins, bool parallel);
+// users, sum, mean, min, p10, p50, p90, max of a run's scores (p_q: the element at
+// floor(q * (n - 1)) of the sorted scores), as the run record keeps them.
+nlohmann::json ScoreSummary(std::vector<double> scores);
 // 100 x the share of the reference quantiles at or below `margin`, rounded to 0.01:
 // the best user of the full run gets 100, and `percentile >= 80` is its top fifth.
 double PercentileOf(std::span<const double> quantiles, double margin);

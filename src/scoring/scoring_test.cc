@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <numeric>
 #include <random>
 #include <set>
 
@@ -238,6 +239,36 @@ TEST_F(ScoringTest, PercentilesRankByScoreAndTopFifthIsAboveEighty) {
   EXPECT_EQ(PercentileOf(q, -1.0), 0.0);
   size_t top = std::count_if(margins.begin(), margins.end(), [&](double m) { return PercentileOf(q, m) >= 80; });
   EXPECT_NEAR(static_cast<double>(top), 200.0, 3.0);
+}
+
+// Sizes past the two-thread paths (2^16): the quantiles, percentiles and summary equal
+// those of one plain sort, with ties and duplicates in the margins.
+TEST(ScoringStatisticsTest, QuantilesPercentilesAndSummaryOfManyEqualANaiveSortsOnes) {
+  std::mt19937 random(11);
+  for (size_t n : {size_t{1}, size_t{999}, size_t{70'001}, size_t{200'000}}) {
+    std::vector<double> margins(n);
+    for (double& m : margins) m = static_cast<double>(random() % 5000) / 100.0 - 25.0;
+    std::vector<double> sorted = margins;
+    std::sort(sorted.begin(), sorted.end());
+    std::vector<double> expected_q;
+    for (size_t i = 0; i < kQuantilePoints; ++i)
+      expected_q.push_back(sorted[static_cast<size_t>(std::llround(static_cast<double>(i) * (n - 1) / (kQuantilePoints - 1)))]);
+    const std::vector<double> q = MarginQuantiles(margins);
+    ASSERT_EQ(q, expected_q) << n;
+    const std::vector<double> parallel = PercentilesOf(q, margins, true), serial = PercentilesOf(q, margins, false);
+    ASSERT_EQ(parallel.size(), n);
+    for (size_t i = 0; i < n; ++i) ASSERT_EQ(parallel[i], PercentileOf(q, margins[i])) << n << " row " << i;
+    EXPECT_EQ(parallel, serial);
+    const nlohmann::json summary = ScoreSummary(margins);
+    auto at = [&](double p) { return sorted[static_cast<size_t>(p * static_cast<double>(n - 1))]; };
+    EXPECT_EQ(summary["users"], n);
+    EXPECT_EQ(summary["min"].get<double>(), sorted.front());
+    EXPECT_EQ(summary["max"].get<double>(), sorted.back());
+    EXPECT_EQ(summary["p10"].get<double>(), at(0.1)) << n;
+    EXPECT_EQ(summary["p50"].get<double>(), at(0.5)) << n;
+    EXPECT_EQ(summary["p90"].get<double>(), at(0.9)) << n;
+    EXPECT_NEAR(summary["sum"].get<double>(), std::accumulate(sorted.begin(), sorted.end(), 0.0), 1e-6 * n);
+  }
 }
 
 TEST_F(ScoringTest, ContributionsPlusBiasEqualTheRawMargin) {
