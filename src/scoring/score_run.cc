@@ -115,6 +115,10 @@ Result<BlockScores> ScoreUsers(const QueryEngine& engine, const ScoringModel& mo
   BlockScores out;
   const size_t cols = model.bundle.feature_names.size();
   if (sample) sample->columns.assign(cols, {});
+  // Sized once: growing by doublings would fault in every intermediate copy.
+  out.actors.reserve(users.actors.size());
+  out.scores.reserve(users.actors.size());
+  out.margins.reserve(users.actors.size());
   for (size_t begin = 0; begin < users.actors.size(); begin += users_per_block) {
     size_t end = std::min(users.actors.size(), begin + users_per_block);
     UserSet block{users.cutoff_ms, {users.actors.begin() + begin, users.actors.begin() + end}};
