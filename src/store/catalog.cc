@@ -93,12 +93,15 @@ void DedupIndex::EncodeTo(std::string* out) const {
   };
   std::map<int64_t, std::pair<int64_t, std::vector<uint64_t>>> days;  // day -> latest, hashes
   std::map<int64_t, size_t> counts;
-  for (const auto& entry : entries_) ++counts[day_of(entry.second)];
+  auto run_end = [&](size_t r) { return r + 1 < time_runs_.size() ? time_runs_[r + 1].first : hashes_.size(); };
+  for (size_t r = 0; r < time_runs_.size(); ++r) counts[day_of(time_runs_[r].second)] += run_end(r) - time_runs_[r].first;
   for (const auto& [day, count] : counts) ReservePrefaulted(days[day].second, count);
-  for (const auto& [hash, at] : entries_) {
+  for (size_t r = 0; r < time_runs_.size(); ++r) {
+    const int64_t at = time_runs_[r].second;
     auto& group = days[day_of(at)];
     group.first = group.second.empty() ? at : std::max(group.first, at);
-    group.second.push_back(hash);
+    group.second.insert(group.second.end(), hashes_.begin() + static_cast<std::ptrdiff_t>(time_runs_[r].first),
+                        hashes_.begin() + static_cast<std::ptrdiff_t>(run_end(r)));
   }
   ByteWriter w(out);
   w.Varint(days.size());
@@ -152,8 +155,22 @@ bool DedupIndex::Insert(uint64_t hash, int64_t ingested_ms) {
   }
   slots_[i] = h;
   ++used_;
-  entries_.emplace_back(hash, ingested_ms);
+  if (time_runs_.empty() || time_runs_.back().second != ingested_ms) time_runs_.emplace_back(hashes_.size(), ingested_ms);
+  hashes_.push_back(hash);
   return true;
+}
+
+int64_t DedupIndex::TimeOf(size_t entry) const {
+  auto run = std::upper_bound(time_runs_.begin(), time_runs_.end(), entry,
+                              [](size_t e, const std::pair<size_t, int64_t>& r) { return e < r.first; });
+  return std::prev(run)->second;
+}
+
+std::vector<std::pair<uint64_t, int64_t>> DedupIndex::entries() const {
+  std::vector<std::pair<uint64_t, int64_t>> out;
+  out.reserve(hashes_.size());
+  for (size_t i = 0; i < hashes_.size(); ++i) out.emplace_back(hashes_[i], TimeOf(i));
+  return out;
 }
 
 void DedupIndex::InsertMany(const uint64_t* hashes, size_t n, int64_t ingested_ms, bool* added) {
@@ -185,9 +202,10 @@ void DedupIndex::EraseSlot(size_t slot) {
 
 void DedupIndex::TruncateTo(size_t size) {
   size_t mask = slots_.size() - 1;
-  while (entries_.size() > size) {
-    uint64_t h = NonZero(entries_.back().first);
-    entries_.pop_back();
+  while (hashes_.size() > size) {
+    uint64_t h = NonZero(hashes_.back());
+    hashes_.pop_back();
+    if (time_runs_.back().first == hashes_.size()) time_runs_.pop_back();
     for (size_t i = h & mask; slots_[i] != 0; i = (i + 1) & mask) {
       if (slots_[i] == h) {
         EraseSlot(i);
@@ -203,7 +221,7 @@ void DedupIndex::Grow() {
   slots_.reserve(size);
   Prefault(slots_.data(), size * sizeof(uint64_t));
   slots_.assign(size, 0);
-  ReservePrefaulted(entries_, size / 4 * 3);
+  ReservePrefaulted(hashes_, size / 4 * 3);
   size_t mask = slots_.size() - 1;
   for (uint64_t h : old) {
     if (h == 0) continue;
@@ -214,12 +232,12 @@ void DedupIndex::Grow() {
 }
 
 void DedupIndex::Expire(int64_t oldest_ms) {
-  auto keep = [&](const std::pair<uint64_t, int64_t>& e) { return e.second >= oldest_ms; };
-  if (std::all_of(entries_.begin(), entries_.end(), keep)) return;
+  if (std::all_of(time_runs_.begin(), time_runs_.end(), [&](const auto& r) { return r.second >= oldest_ms; })) return;
   std::vector<std::pair<uint64_t, int64_t>> kept;
-  for (const auto& e : entries_)
-    if (keep(e)) kept.push_back(e);
-  entries_.clear();
+  for (const auto& e : entries())
+    if (e.second >= oldest_ms) kept.push_back(e);
+  hashes_.clear();
+  time_runs_.clear();
   slots_.clear();
   used_ = 0;
   for (const auto& e : kept) Insert(e.first, e.second);

@@ -44,6 +44,47 @@ TEST(DedupIndexTest, EncodedIndexReloadsEveryIdWithItsDaysLatestTime) {
   EXPECT_TRUE(reloaded.Contains(0));
 }
 
+// Inserts (with repeats), aborts back to an earlier size and expiries, at a few ingestion
+// times, against a naive list of (hash, time): membership, size and entries agree after
+// every step. (Hashes 0 and 1 are one id to the index, which keeps 0 for empty slots;
+// real hashes are 64-bit, so the test's small ones start at 2.)
+TEST(DedupIndexTest, InsertTruncateAndExpireMatchANaiveList) {
+  std::mt19937_64 random(5);
+  DedupIndex index;
+  std::vector<std::pair<uint64_t, int64_t>> model;
+  int64_t now = 1'000'000;
+  for (int step = 0; step < 3000; ++step) {
+    const int action = static_cast<int>(random() % 10);
+    if (action < 7) {
+      std::vector<uint64_t> hashes;
+      for (int k = 0, n = static_cast<int>(random() % 40); k < n; ++k) hashes.push_back(2 + random() % 5000);
+      std::unique_ptr<bool[]> added(new bool[hashes.size() + 1]);
+      index.InsertMany(hashes.data(), hashes.size(), now, added.get());
+      for (size_t k = 0; k < hashes.size(); ++k) {
+        const bool fresh = std::none_of(model.begin(), model.end(), [&](const auto& e) { return e.first == hashes[k]; });
+        ASSERT_EQ(added[k], fresh) << "step " << step;
+        if (fresh) model.emplace_back(hashes[k], now);
+      }
+      if (random() % 3 == 0) now += 1 + static_cast<int64_t>(random() % 1000);
+    } else if (action < 9) {
+      const size_t size = model.empty() ? 0 : static_cast<size_t>(random() % (model.size() + 1));
+      index.TruncateTo(size);
+      model.resize(size);
+    } else {
+      const int64_t oldest = now - static_cast<int64_t>(random() % 3000);
+      index.Expire(oldest);
+      std::erase_if(model, [&](const auto& e) { return e.second < oldest; });
+    }
+    ASSERT_EQ(index.size(), model.size()) << "step " << step;
+    ASSERT_EQ(index.entries(), model) << "step " << step;
+    for (int probe = 0; probe < 20; ++probe) {
+      const uint64_t h = 2 + random() % 5000;
+      const bool in_model = std::any_of(model.begin(), model.end(), [&](const auto& e) { return e.first == h; });
+      ASSERT_EQ(index.Contains(h), in_model) << "step " << step << ", hash " << h;
+    }
+  }
+}
+
 TEST(DedupIndexTest, EmptyIndexRoundTrips) {
   DedupIndex index, reloaded;
   std::string bytes;
