@@ -472,10 +472,83 @@ TEST_F(StoreTest, PrepareCopiesIdsOnlyForNamesEqualToThePreviousEvents) {
                                                   key("price"), key("category"), key("price")}));
   EXPECT_EQ(r.property_values, (std::vector<DictId>{value("shoes"), kNoDictId, value("shoes"), value("shoes"),
                                                     value("shoes"), kNoDictId, kNoDictId}));
-  EXPECT_EQ(r.update_keys, (std::vector<DictId>{key("plan"), key("plan"), key("tier"), key("tier"), key("plan")}));
-  EXPECT_EQ(r.update_values, (std::vector<DictId>{value("free"), value("free"), value("gold"), value("gold"),
+  // The second event repeats the first one's update for the same user: dropped, not resolved.
+  EXPECT_EQ(b.events[1].user_updates_begin, b.events[1].user_updates_end);
+  EXPECT_EQ(r.update_keys, (std::vector<DictId>{key("plan"), kNoDictId, key("tier"), key("tier"), key("plan")}));
+  EXPECT_EQ(r.update_values, (std::vector<DictId>{value("free"), kNoDictId, value("gold"), value("gold"),
                                                   value("free")}));
   ASSERT_TRUE(store->Append(b).ok());
+}
+
+TEST_F(StoreTest, PrepareDropsOnlyUpdatesThatCannotChangeAnything) {
+  // Prepare drops an event's user property updates when they repeat the same actor's
+  // latest ones and are idempotent. A store fed the prepared batches must end up exactly
+  // like one fed the same batches unprepared: same counts, same history.
+  auto make = [](EventBatch& b) {
+    auto event = [&](std::string_view user, std::string_view device, int64_t time,
+                     std::vector<std::tuple<UserPropertyOp, std::string_view, Value>> updates) {
+      ParsedEvent e;
+      e.user_id = b.Intern(user);
+      e.device_id = b.Intern(device);
+      e.event_type = b.Intern("View");
+      e.time_ms = time;
+      e.has_time = true;
+      e.user_updates_begin = static_cast<uint32_t>(b.user_updates.size());
+      for (auto& [op, k, v] : updates) b.user_updates.push_back({op, b.Intern(k), v});
+      e.user_updates_end = static_cast<uint32_t>(b.user_updates.size());
+      b.events.push_back(e);
+    };
+    auto text = [&](std::string_view s) { return Value::String(b.Intern(s)); };
+    const auto kSet = UserPropertyOp::kSet, kAdd = UserPropertyOp::kAdd, kSetOnce = UserPropertyOp::kSetOnce;
+    event("user-a", "dev-1", 1000, {{kSet, "plan", text("free")}, {kSetOnce, "first", text("x")}});
+    event("user-a", "dev-1", 2000, {{kSet, "plan", text("free")}, {kSetOnce, "first", text("x")}});  // dropped
+    event("user-a", "dev-1", 2500, {});
+    event("user-a", "dev-1", 3000, {{kSet, "plan", text("free")}, {kSetOnce, "first", text("x")}});  // dropped
+    event("user-a", "dev-1", 3500, {{kAdd, "visits", Value::Number(1)}});
+    event("user-a", "dev-1", 4000, {{kAdd, "visits", Value::Number(1)}});  // kept: $add adds again
+    event("user-b", "dev-2", 4500, {{kSet, "plan", text("free")}});
+    event("user-a", "dev-1", 5000, {{kSet, "plan", text("free")}});  // kept: user-b's came between
+    event("user-a", "dev-3", 5500, {{kSet, "plan", text("free")}});  // kept: another device
+    event("user-a", "dev-3", 6000, {{kSet, "plan", text("pro")}});
+    event("user-a", "dev-3", 6500, {{kSet, "plan", Value::Number(1)}});
+    event("user-a", "dev-3", 7000, {{kSet, "plan", Value::Bool(true)}});
+    event("user-a", "dev-3", 7500, {{kSet, "plan", Value::Bool(true)}});  // dropped
+  };
+  StoreOptions other_options = options_;
+  other_options.data_dir = dir_ + "/unprepared";
+  auto unprepared_store = EventStore::Open(other_options);
+  ASSERT_TRUE(unprepared_store.ok());
+  auto store = Open();
+  EventBatch prepared, unprepared;
+  make(prepared);
+  make(unprepared);
+  store->Prepare(prepared);
+  std::vector<size_t> kept;
+  for (const ParsedEvent& e : prepared.events) kept.push_back(e.user_updates_end - e.user_updates_begin);
+  EXPECT_EQ(kept, (std::vector<size_t>{2, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0}));
+  auto a = store->Append(prepared);
+  auto b = (*unprepared_store)->Append(unprepared);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->user_property_changes, b->user_property_changes);
+  EXPECT_EQ(a->events_written, b->events_written);
+  auto snap_a = store->Snapshot();
+  auto snap_b = (*unprepared_store)->Snapshot();
+  for (const char* user : {"u:user-a", "u:user-b"}) {
+    for (int64_t t = 500; t <= 8000; t += 250) {
+      auto props_a = snap_a->UserPropertiesAsOf(*snap_a->actors().Find(user), t);
+      auto props_b = snap_b->UserPropertiesAsOf(*snap_b->actors().Find(user), t);
+      ASSERT_EQ(props_a.size(), props_b.size()) << user << " " << t;
+      for (size_t k = 0; k < props_a.size(); ++k) {
+        EXPECT_EQ(snap_a->property_keys().name(props_a[k].first), snap_b->property_keys().name(props_b[k].first));
+        EXPECT_EQ(props_a[k].second.kind, props_b[k].second.kind);
+        EXPECT_EQ(props_a[k].second.number, props_b[k].second.number);
+        if (props_a[k].second.kind == ValueKind::kString) {
+          EXPECT_EQ(snap_a->string_values().name(props_a[k].second.string),
+                    snap_b->string_values().name(props_b[k].second.string));
+        }
+      }
+    }
+  }
 }
 
 TEST_F(StoreTest, PreparedBatchesAppendExactlyLikeUnpreparedOnes) {
