@@ -186,6 +186,13 @@ void EmbeddedStore::Prepare(EventBatch& batch) const {
   for (size_t i = 0; i < batch.events.size(); ++i) {
     ParsedEvent& e = batch.events[i];
     const ParsedEvent* previous = i > 0 ? &batch.events[i - 1] : nullptr;
+    if (previous != nullptr) {
+      // Ids equal to the previous event's point at its bytes: the writer compares each
+      // event's ids with the previous ones, and reading them where it read them just
+      // before spares it a cache miss on every event's line (parsed on another core).
+      if (!e.user_id.empty() && SameName(e.user_id, previous->user_id)) e.user_id = previous->user_id;
+      if (!e.device_id.empty() && SameName(e.device_id, previous->device_id)) e.device_id = previous->device_id;
+    }
     if (e.user_updates_end > e.user_updates_begin) {
       if (updates_before != nullptr && RepeatsUpdates(batch, e, *updates_before)) {
         e.user_updates_end = e.user_updates_begin;
