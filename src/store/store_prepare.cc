@@ -114,26 +114,6 @@ struct PrepareMemo {
 
 bool IsText(const Value& v) { return v.kind == ValueKind::kString || v.kind == ValueKind::kArray; }
 
-bool SameUpdate(const UserPropertyUpdate& a, const UserPropertyUpdate& b) {
-  return a.op == b.op && SameName(a.key, b.key) && a.value.kind == b.value.kind &&
-         a.value.boolean == b.value.boolean && a.value.number == b.value.number &&
-         SameName(a.value.text, b.value.text);
-}
-
-// Whether the updates of `e` repeat those of `before`, the same actor's latest updates,
-// and are idempotent ($set, $setOnce, $unset): applying them again changes nothing.
-bool RepeatsUpdates(const EventBatch& batch, const ParsedEvent& e, const ParsedEvent& before) {
-  if (!SameName(e.user_id, before.user_id) || !SameName(e.device_id, before.device_id)) return false;
-  const uint32_t n = e.user_updates_end - e.user_updates_begin;
-  if (n != before.user_updates_end - before.user_updates_begin) return false;
-  for (uint32_t k = 0; k < n; ++k) {
-    const UserPropertyUpdate& u = batch.user_updates[e.user_updates_begin + k];
-    if (u.op == UserPropertyOp::kAdd || u.op == UserPropertyOp::kAppend) return false;
-    if (!SameUpdate(u, batch.user_updates[before.user_updates_begin + k])) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 void EmbeddedStore::Prepare(EventBatch& batch) const {
@@ -178,11 +158,6 @@ void EmbeddedStore::Prepare(EventBatch& batch) const {
       values[at] = value_id(item.value);
     }
   };
-  // The latest event whose updates were kept (and resolved). An event that repeats them
-  // for the same actor, with no other updates in between, has its updates dropped here:
-  // the writer would compare them (a memcmp per key and value, on the one writer thread)
-  // only to skip them, since re-applying idempotent updates cannot change anything.
-  const ParsedEvent* updates_before = nullptr;
   for (size_t i = 0; i < batch.events.size(); ++i) {
     ParsedEvent& e = batch.events[i];
     const ParsedEvent* previous = i > 0 ? &batch.events[i - 1] : nullptr;
@@ -192,16 +167,6 @@ void EmbeddedStore::Prepare(EventBatch& batch) const {
       // before spares it a cache miss on every event's line (parsed on another core).
       if (!e.user_id.empty() && SameName(e.user_id, previous->user_id)) e.user_id = previous->user_id;
       if (!e.device_id.empty() && SameName(e.device_id, previous->device_id)) e.device_id = previous->device_id;
-    }
-    if (e.user_updates_end > e.user_updates_begin) {
-      if (updates_before != nullptr && RepeatsUpdates(batch, e, *updates_before)) {
-        e.user_updates_end = e.user_updates_begin;
-      } else {
-        resolve(batch.user_updates, e.user_updates_begin, e.user_updates_end,
-                updates_before ? updates_before->user_updates_begin : 0,
-                updates_before ? updates_before->user_updates_end : 0, r.update_keys, r.update_values);
-        updates_before = &e;
-      }
     }
     r.insert_id_hashes[i] = e.insert_id.empty() ? 0 : HashInsertId(e.insert_id);
     if (e.is_identify) {
@@ -213,6 +178,9 @@ void EmbeddedStore::Prepare(EventBatch& batch) const {
     }
     resolve(batch.properties, e.properties_begin, e.properties_end, previous ? previous->properties_begin : 0,
             previous ? previous->properties_end : 0, r.property_keys, r.property_values);
+    resolve(batch.user_updates, e.user_updates_begin, e.user_updates_end,
+            previous ? previous->user_updates_begin : 0, previous ? previous->user_updates_end : 0,
+            r.update_keys, r.update_values);
   }
 }
 
