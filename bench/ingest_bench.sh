@@ -22,7 +22,7 @@ if [ ! -f "$input" ]; then
   $sibyl --quiet generate --users "$users" --days "$days" --seed 7 --out "$input"
 fi
 events=$(wc -l < "$input")
-bytes=$(stat -c %s "$input")
+bytes=$(stat -L -c %s "$input")
 rm -rf "$work/data"
 # Warm the page cache so both engines read the file from memory.
 cat "$input" > /dev/null

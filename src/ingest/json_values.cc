@@ -149,7 +149,7 @@ error_code JsonValueReader::WriteCanonical(od::value& v, int depth) {
         first = false;
         WriteEscaped(key);
         json_scratch_ += ':';
-        od::value inner = field.value();
+        od::value& inner = field.value();
         if (auto e = WriteCanonical(inner, depth + 1)) return e;
       }
       json_scratch_ += '}';

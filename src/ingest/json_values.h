@@ -42,8 +42,8 @@ class JsonValueReader {
   error_code Flatten(object obj, std::string_view prefix, int depth, EventBatch& batch,
                      Emit&& emit, Fail&& fail, bool keep_nulls = false) {
     for (auto field_result : obj) {
-      simdjson::ondemand::field field;
-      if (auto e = std::move(field_result).get(field)) return e;
+      if (auto e = field_result.error()) return e;
+      simdjson::ondemand::field& field = field_result.value_unsafe();
       std::string_view key;
       if (auto e = ReadKey(field, batch, key)) return e;
       std::string_view full = key;
@@ -53,7 +53,7 @@ class JsonValueReader {
         key_scratch_ += key;
         full = batch.Intern(key_scratch_);
       }
-      value v = field.value();
+      value& v = field.value();
       if (auto e = FlattenValue(v, full, depth, batch, emit, fail, keep_nulls)) return e;
     }
     return simdjson::SUCCESS;

@@ -1,7 +1,9 @@
 // The byte codec under every column and log record: varints round-trip at any position
 // (the unchecked fast path and the checked path near the end), and truncated or overlong
-// input fails instead of reading past the end.
+// input fails instead of reading past the end. Also the inline name comparison of the
+// dictionaries and the parse threads' memo.
 #include "store/codec.h"
+#include "store/dictionary.h"
 
 #include <gtest/gtest.h>
 
@@ -75,6 +77,27 @@ TEST(CodecTest, CompressedBlockRoundTripsAndDetectsDamage) {
   Result<std::string> bad = ReadCompressedBlock(damaged_reader, "block");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().ToString().find("checksum"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sibyl
+
+namespace sibyl {
+namespace {
+
+// SameName compares with overlapping loads: every length, a difference at every place.
+TEST(SameNameTest, FindsEveryDifferenceAtEveryLength) {
+  for (size_t n = 0; n <= 40; ++n) {
+    std::string a(n, 'x');
+    for (size_t i = 0; i < n; ++i) a[i] = static_cast<char>('a' + i % 26);
+    EXPECT_TRUE(SameName(a, std::string(a)));
+    EXPECT_FALSE(SameName(a, a + "y"));
+    for (size_t i = 0; i < n; ++i) {
+      std::string b = a;
+      b[i] ^= 1;
+      EXPECT_FALSE(SameName(a, b)) << n << " " << i;
+    }
+  }
 }
 
 }  // namespace

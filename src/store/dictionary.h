@@ -19,22 +19,35 @@
 namespace sibyl {
 
 // Names are short (ids, keys, categories): comparing 8 bytes at a time inline beats a
-// call to memcmp, which was the ingest writer's single hottest function.
+// call to memcmp, which was the ingest writer's single hottest function. The last word
+// (or the last 4 bytes, or for 1-3 bytes the first, middle and last) is compared with a
+// load that overlaps the one before instead of a byte loop: a loop over the tail was
+// most of this function's time in Prepare.
 inline bool SameName(std::string_view a, std::string_view b) {
-  size_t n = a.size();
+  const size_t n = a.size();
   if (n != b.size()) return false;
   const char* p = a.data();
   const char* q = b.data();
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
+  if (n >= 8) {
     uint64_t x, y;
-    std::memcpy(&x, p + i, 8);
-    std::memcpy(&y, q + i, 8);
-    if (x != y) return false;
+    for (size_t i = 0; i + 8 < n; i += 8) {
+      std::memcpy(&x, p + i, 8);
+      std::memcpy(&y, q + i, 8);
+      if (x != y) return false;
+    }
+    std::memcpy(&x, p + n - 8, 8);
+    std::memcpy(&y, q + n - 8, 8);
+    return x == y;
   }
-  for (; i < n; ++i)
-    if (p[i] != q[i]) return false;
-  return true;
+  if (n >= 4) {
+    uint32_t x0, y0, x1, y1;
+    std::memcpy(&x0, p, 4);
+    std::memcpy(&y0, q, 4);
+    std::memcpy(&x1, p + n - 4, 4);
+    std::memcpy(&y1, q + n - 4, 4);
+    return x0 == y0 && x1 == y1;
+  }
+  return n == 0 || (p[0] == q[0] && p[n / 2] == q[n / 2] && p[n - 1] == q[n - 1]);
 }
 
 class Dictionary {

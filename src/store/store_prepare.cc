@@ -159,8 +159,15 @@ void EmbeddedStore::Prepare(EventBatch& batch) const {
     }
   };
   for (size_t i = 0; i < batch.events.size(); ++i) {
-    const ParsedEvent& e = batch.events[i];
+    ParsedEvent& e = batch.events[i];
     const ParsedEvent* previous = i > 0 ? &batch.events[i - 1] : nullptr;
+    if (previous != nullptr) {
+      // Ids equal to the previous event's point at its bytes: the writer compares each
+      // event's ids with the previous ones, and reading them where it read them just
+      // before spares it a cache miss on every event's line (parsed on another core).
+      if (!e.user_id.empty() && SameName(e.user_id, previous->user_id)) e.user_id = previous->user_id;
+      if (!e.device_id.empty() && SameName(e.device_id, previous->device_id)) e.device_id = previous->device_id;
+    }
     r.insert_id_hashes[i] = e.insert_id.empty() ? 0 : HashInsertId(e.insert_id);
     if (e.is_identify) {
       r.event_types[i] = kNoDictId;

@@ -569,6 +569,48 @@ TEST_F(StoreTest, PrepareCopiesIdsOnlyForNamesEqualToThePreviousEvents) {
   ASSERT_TRUE(store->Append(b).ok());
 }
 
+TEST_F(StoreTest, PreparedBatchesApplyUpdatesAfterADuplicateLikeUnpreparedOnes) {
+  // An event repeating the user property updates of a duplicate (dropped by the writer,
+  // updates and all) must still apply them: Prepare cannot know what is a duplicate, so it
+  // may share ids and bytes between events but never drop an event's updates.
+  StoreOptions other_options = options_;
+  other_options.data_dir = dir_ + "/unprepared";
+  auto unprepared_store = EventStore::Open(other_options);
+  ASSERT_TRUE(unprepared_store.ok());
+  auto store = Open();
+  auto batch = [](std::vector<std::tuple<std::string_view, std::string_view, int64_t>> events) {
+    EventBatch b;
+    for (auto& [insert_id, plan, time] : events) {
+      ParsedEvent e;
+      e.user_id = b.Intern("user-a");
+      e.device_id = b.Intern("dev-1");
+      e.event_type = b.Intern("View");
+      e.insert_id = b.Intern(insert_id);
+      e.time_ms = time;
+      e.has_time = true;
+      e.user_updates_begin = static_cast<uint32_t>(b.user_updates.size());
+      b.user_updates.push_back({UserPropertyOp::kSet, b.Intern("plan"), Value::String(b.Intern(plan))});
+      e.user_updates_end = static_cast<uint32_t>(b.user_updates.size());
+      b.events.push_back(e);
+    }
+    return b;
+  };
+  const std::vector<std::vector<std::tuple<std::string_view, std::string_view, int64_t>>> batches = {
+      {{"id-1", "free", 1000}}, {{"id-2", "pro", 2000}}, {{"id-1", "free", 1000}, {"id-3", "free", 3000}}};
+  for (const auto& events : batches) {
+    EventBatch prepared = batch(events), unprepared = batch(events);
+    store->Prepare(prepared);
+    ASSERT_TRUE(store->Append(prepared).ok());
+    ASSERT_TRUE((*unprepared_store)->Append(unprepared).ok());
+  }
+  for (auto* s : {store.get(), unprepared_store->get()}) {
+    auto snap = s->Snapshot();
+    auto props = snap->UserPropertiesAsOf(*snap->actors().Find("u:user-a"), 4000);
+    ASSERT_EQ(props.size(), 1u);
+    EXPECT_EQ(snap->string_values().name(props[0].second.string), "free");
+  }
+}
+
 TEST_F(StoreTest, PreparedBatchesAppendExactlyLikeUnpreparedOnes) {
   // A second store whose dictionaries hold other names at the same ids: ids it resolves
   // must not be trusted by the first.
