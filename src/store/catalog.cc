@@ -215,9 +215,14 @@ void DedupIndex::TruncateTo(size_t size) {
   }
 }
 
-void DedupIndex::Grow() {
+void DedupIndex::Reserve(size_t ids) {
+  size_t slots = std::max<size_t>(1024, slots_.size());
+  while (OverLoad(ids, slots)) slots *= 2;
+  if (slots > slots_.size()) GrowTo(slots);
+}
+
+void DedupIndex::GrowTo(size_t size) {
   std::vector<uint64_t> old = std::move(slots_);
-  size_t size = std::max<size_t>(1024, old.size() * 2);
   slots_.reserve(size);
   Prefault(slots_.data(), size * sizeof(uint64_t));
   slots_.assign(size, 0);

@@ -2,6 +2,7 @@
 // identity links. Snapshots hold it by shared_ptr and read the prefix they saw.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -54,6 +55,9 @@ class DedupIndex {
   // Insert for many hashes at once, prefetching their slots (the table is far bigger
   // than the caches, so single inserts wait on memory). added[i] = Insert(hashes[i]).
   void InsertMany(const uint64_t* hashes, size_t n, int64_t ingested_ms, bool* added);
+  // Sizes the table for `ids` entries at once (a bulk load's expected count): one table,
+  // not every doubling on the way, each of which stops the writer to rehash millions.
+  void Reserve(size_t ids);
   // Removes the entries added after the index held `size` entries (an aborted
   // transaction's ids).
   void TruncateTo(size_t size);
@@ -73,7 +77,8 @@ class DedupIndex {
   Status DecodeFrom(std::string_view bytes, std::string_view what);
 
  private:
-  void Grow();
+  void Grow() { GrowTo(std::max<size_t>(1024, slots_.size() * 2)); }
+  void GrowTo(size_t slots);  // a power of two
   void EraseSlot(size_t slot);
   // Open addressing, linear probing; 0 marks an empty slot (hash 0 is stored as 1).
   std::vector<uint64_t> slots_;

@@ -44,7 +44,7 @@ TEST(DedupIndexTest, EncodedIndexReloadsEveryIdWithItsDaysLatestTime) {
   EXPECT_TRUE(reloaded.Contains(0));
 }
 
-// Inserts (with repeats), aborts back to an earlier size and expiries, at a few ingestion
+// Inserts (with repeats), reservations, aborts back to an earlier size and expiries, at a few ingestion
 // times, against a naive list of (hash, time): membership, size and entries agree after
 // every step. (Hashes 0 and 1 are one id to the index, which keeps 0 for empty slots;
 // real hashes are 64-bit, so the test's small ones start at 2.)
@@ -66,6 +66,8 @@ TEST(DedupIndexTest, InsertTruncateAndExpireMatchANaiveList) {
         if (fresh) model.emplace_back(hashes[k], now);
       }
       if (random() % 3 == 0) now += 1 + static_cast<int64_t>(random() % 1000);
+    } else if (action == 7 && random() % 4 == 0) {
+      index.Reserve(index.size() + static_cast<size_t>(random() % 20'000));  // a bulk load's hint
     } else if (action < 9) {
       const size_t size = model.empty() ? 0 : static_cast<size_t>(random() % (model.size() + 1));
       index.TruncateTo(size);

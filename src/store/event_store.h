@@ -76,6 +76,9 @@ class Transaction {
   // out of order, a column's length differs from the actors', a name is empty, too long or
   // repeated, or a value is not finite.
   virtual Result<AppendResult> SetNumbers(const NumberPropertyUpdates& updates) = 0;
+  // A hint: about `events` more events will be added (a bulk load of a file). The store
+  // sizes its de-duplication index for them once instead of doubling it during the load.
+  virtual void ExpectEvents(uint64_t events) { (void)events; }
   // Makes every staged batch durable and visible at once.
   virtual Status Commit() = 0;
 };

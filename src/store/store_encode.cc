@@ -423,6 +423,10 @@ class StoreTransaction final : public Transaction {
     return Stage(std::move(staged));
   }
 
+  void ExpectEvents(uint64_t events) override {
+    if (!committed_) store_->dedup_.Reserve(store_->dedup_.size() + events);
+  }
+
   Status Commit() override {
     if (committed_ || failed_) return FailedPrecondition("transaction already ended");
     std::string payload;
