@@ -277,10 +277,10 @@ class Evaluator {
         const UserPropertyRecord* last = nullptr;
         for (const UserPropertyRecord& r : records)
           if (r.key == key && r.time_ms < cutoff_) last = &r;
-        std::optional<std::pair<int64_t, double>> column;
-        if (in_columns) column = reader_.NumberColumnValueAsOf(candidates_[slot], key, cutoff_);
-        if (column && (last == nullptr || column->first >= last->time_ms)) {
-          StoredValue number{ValueKind::kNumber, column->second, kNoDictId};
+        EventReader::NumberColumnRow column;
+        if (in_columns) column = reader_.NumberColumnRowAsOf(candidates_[slot], key, cutoff_);
+        if (column.batch && (last == nullptr || column.batch->time_ms >= last->time_ms)) {
+          StoredValue number{ValueKind::kNumber, column.Value(key), kNoDictId};
           out[slot] = compiled.Matches(&number);
         } else if (last != nullptr) {
           out[slot] = compiled.Matches(&last->value);
@@ -301,12 +301,10 @@ class Evaluator {
       if (in_columns) record_time[actor] = last->time_ms;
     }
     if (in_columns) {
-      std::vector<int64_t> times;
-      std::vector<double> values;
-      reader_.NumberColumnValuesAsOf(key, cutoff_, n, times, values);
+      const std::vector<EventReader::NumberColumnRow> columns = reader_.NumberColumnRowsAsOf(key, cutoff_, n);
       for (size_t a = 0; a < n; ++a) {
-        if (times[a] == INT64_MIN || times[a] < record_time[a]) continue;
-        StoredValue number{ValueKind::kNumber, values[a], kNoDictId};
+        if (!columns[a].batch || columns[a].batch->time_ms < record_time[a]) continue;
+        StoredValue number{ValueKind::kNumber, columns[a].Value(key), kNoDictId};
         out[a] = compiled.Matches(&number);
       }
     }

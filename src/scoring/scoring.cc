@@ -249,26 +249,9 @@ std::vector<WrittenScore> ReadWrittenScores(const EventReader& reader, const std
   std::vector<WrittenScore> out;
   const ScoreKeys keys(reader, name);
   if (keys.score == kNoDictId) return out;
-  // Columns: for each actor, the batch (and row) of its latest score before as_of; a later
-  // batch wins a tie.
-  std::span<const std::shared_ptr<const NumberColumnBatch>> batches = reader.number_columns();
+  // Columns: for each actor, the batch (and row) of its latest score before as_of.
   const size_t actors = reader.actors().size();
-  std::vector<uint32_t> batch_of, row_of;
-  for (size_t b = 0; b < batches.size(); ++b) {
-    const NumberColumnBatch& batch = *batches[b];
-    if (batch.time_ms >= as_of_ms || batch.ColumnOf(keys.score) == SIZE_MAX) continue;
-    if (batch_of.empty()) {
-      batch_of.assign(actors, UINT32_MAX);
-      row_of.assign(actors, 0);
-    }
-    for (size_t row = 0; row < batch.actors.size(); ++row) {
-      const ActorId a = batch.actors[row];
-      if (a >= actors) continue;
-      if (batch_of[a] != UINT32_MAX && batches[batch_of[a]]->time_ms > batch.time_ms) continue;
-      batch_of[a] = static_cast<uint32_t>(b);
-      row_of[a] = static_cast<uint32_t>(row);
-    }
-  }
+  const std::vector<EventReader::NumberColumnRow> columns = reader.NumberColumnRowsAsOf(keys.score, as_of_ms, actors);
   // Records are sorted by actor: walk them beside the actors, and let a column value win
   // over a record of the same or an earlier time.
   std::span<const UserPropertyRecord> history = reader.user_property_history();
@@ -276,13 +259,13 @@ std::vector<WrittenScore> ReadWrittenScores(const EventReader& reader, const std
   for (ActorId actor = 0; actor < actors; ++actor) {
     size_t begin = i;
     while (i < history.size() && history[i].actor == actor) ++i;
-    const bool in_columns = !batch_of.empty() && batch_of[actor] != UINT32_MAX;
-    if (begin == i && !in_columns) continue;
+    const EventReader::NumberColumnRow& column = columns[actor];
+    if (begin == i && !column.batch) continue;
     WrittenScore w;
     w.actor = actor;
     int64_t record_time = ApplyScoreRecords(history.subspan(begin, i - begin), keys, as_of_ms, w);
-    if (in_columns && batches[batch_of[actor]]->time_ms >= record_time) {
-      ApplyScoreColumns(*batches[batch_of[actor]], row_of[actor], keys, w);
+    if (column.batch && column.batch->time_ms >= record_time) {
+      ApplyScoreColumns(*column.batch, column.row, keys, w);
     } else if (record_time == INT64_MIN) {
       continue;
     }
@@ -300,18 +283,8 @@ std::optional<WrittenScore> ReadWrittenScore(const EventReader& reader, const st
   w.actor = actor;
   const std::vector<UserPropertyRecord> records = reader.UserPropertyHistoryOf(actor);
   const int64_t record_time = ApplyScoreRecords(records, keys, as_of_ms, w);
-  const NumberColumnBatch* latest = nullptr;
-  size_t latest_row = 0;
-  for (const auto& batch : reader.number_columns()) {
-    if (batch->time_ms >= as_of_ms || (latest && batch->time_ms < latest->time_ms) ||
-        batch->ColumnOf(keys.score) == SIZE_MAX)
-      continue;
-    if (size_t row = batch->RowOf(actor); row != SIZE_MAX) {
-      latest = batch.get();
-      latest_row = row;
-    }
-  }
-  if (latest != nullptr && latest->time_ms >= record_time) ApplyScoreColumns(*latest, latest_row, keys, w);
+  const EventReader::NumberColumnRow column = reader.NumberColumnRowAsOf(actor, keys.score, as_of_ms);
+  if (column.batch && column.batch->time_ms >= record_time) ApplyScoreColumns(*column.batch, column.row, keys, w);
   else if (record_time == INT64_MIN) return std::nullopt;
   w.user_id = UserIdOf(reader, actor);
   return w;

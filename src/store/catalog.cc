@@ -160,16 +160,13 @@ bool DedupIndex::Insert(uint64_t hash, int64_t ingested_ms) {
   return true;
 }
 
-int64_t DedupIndex::TimeOf(size_t entry) const {
-  auto run = std::upper_bound(time_runs_.begin(), time_runs_.end(), entry,
-                              [](size_t e, const std::pair<size_t, int64_t>& r) { return e < r.first; });
-  return std::prev(run)->second;
-}
-
 std::vector<std::pair<uint64_t, int64_t>> DedupIndex::entries() const {
   std::vector<std::pair<uint64_t, int64_t>> out;
   out.reserve(hashes_.size());
-  for (size_t i = 0; i < hashes_.size(); ++i) out.emplace_back(hashes_[i], TimeOf(i));
+  for (size_t r = 0; r < time_runs_.size(); ++r) {
+    const size_t end = r + 1 < time_runs_.size() ? time_runs_[r + 1].first : hashes_.size();
+    for (size_t i = time_runs_[r].first; i < end; ++i) out.emplace_back(hashes_[i], time_runs_[r].second);
+  }
   return out;
 }
 

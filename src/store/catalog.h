@@ -88,7 +88,6 @@ class DedupIndex {
   // instead of 16 for a hash and a time each.
   std::vector<uint64_t> hashes_;
   std::vector<std::pair<size_t, int64_t>> time_runs_;
-  int64_t TimeOf(size_t entry) const;
 };
 
 }  // namespace sibyl

@@ -17,72 +17,67 @@ std::vector<std::pair<DictId, StoredValue>> EventReader::UserPropertiesAsOf(
   auto history = user_property_history();
   auto lo = std::lower_bound(history.begin(), history.end(), actor,
                              [](const UserPropertyRecord& r, ActorId a) { return r.actor < a; });
-  std::vector<std::pair<DictId, StoredValue>> values;
-  for (auto it = lo; it != history.end() && it->actor == actor && it->time_ms < as_of_ms; ++it) {
-    auto found = std::find_if(values.begin(), values.end(),
-                              [&](const auto& kv) { return kv.first == it->key; });
-    if (found != values.end()) {
-      found->second = it->value;
-    } else {
-      values.emplace_back(it->key, it->value);
+  struct Latest {
+    DictId key;
+    StoredValue value;
+    int64_t time_ms;
+  };
+  std::vector<Latest> latest;
+  auto find = [&](DictId key) {
+    return std::find_if(latest.begin(), latest.end(), [&](const Latest& l) { return l.key == key; });
+  };
+  auto set = [&](DictId key, const StoredValue& value, int64_t time_ms) {
+    auto found = find(key);
+    if (found == latest.end()) latest.push_back({key, value, time_ms});
+    else *found = {key, value, time_ms};
+  };
+  for (auto it = lo; it != history.end() && it->actor == actor && it->time_ms < as_of_ms; ++it)
+    set(it->key, it->value, it->time_ms);
+  // Number columns in commit order: a value at or after a key's last write replaces it
+  // (a batch wins a tie with records and with earlier batches).
+  for (const auto& batch : number_columns()) {
+    if (batch->time_ms >= as_of_ms) continue;
+    const size_t row = batch->RowOf(actor);
+    if (row == SIZE_MAX) continue;
+    for (size_t c = 0; c < batch->columns.size(); ++c) {
+      const DictId key = batch->columns[c].key;
+      auto found = find(key);
+      if (found == latest.end() || found->time_ms <= batch->time_ms)
+        set(key, StoredValue{ValueKind::kNumber, batch->Value(c, row), kNoDictId}, batch->time_ms);
     }
   }
-  // Number column values written at or after a key's last record replace it.
-  std::vector<std::pair<DictId, int64_t>> record_times;  // (key, time of its last record)
-  for (auto it = lo; it != history.end() && it->actor == actor && it->time_ms < as_of_ms; ++it)
-    record_times.emplace_back(it->key, it->time_ms);
-  std::vector<DictId> column_keys;
-  for (const auto& batch : number_columns())
-    for (const NumberColumnBatch::Column& c : batch->columns) column_keys.push_back(c.key);
-  std::sort(column_keys.begin(), column_keys.end());
-  column_keys.erase(std::unique(column_keys.begin(), column_keys.end()), column_keys.end());
-  for (DictId key : column_keys) {
-    auto latest = NumberColumnValueAsOf(actor, key, as_of_ms);
-    if (!latest) continue;
-    int64_t record_time = INT64_MIN;
-    for (const auto& [k, t] : record_times)
-      if (k == key) record_time = t;
-    if (latest->first < record_time) continue;
-    StoredValue number{ValueKind::kNumber, latest->second, kNoDictId};
-    auto found = std::find_if(values.begin(), values.end(), [&](const auto& kv) { return kv.first == key; });
-    if (found != values.end()) found->second = number;
-    else values.emplace_back(key, number);
-  }
-  std::erase_if(values, [](const auto& kv) { return kv.second.kind == ValueKind::kNull; });
+  std::vector<std::pair<DictId, StoredValue>> values;
+  for (const Latest& l : latest)
+    if (l.value.kind != ValueKind::kNull) values.emplace_back(l.key, l.value);
   std::sort(values.begin(), values.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
   return values;
 }
 
-std::optional<std::pair<int64_t, double>> EventReader::NumberColumnValueAsOf(ActorId actor, DictId key,
-                                                                              int64_t as_of_ms) const {
-  std::optional<std::pair<int64_t, double>> latest;
+EventReader::NumberColumnRow EventReader::NumberColumnRowAsOf(ActorId actor, DictId key, int64_t as_of_ms) const {
+  NumberColumnRow latest;
   // Commit order: a later batch replaces an earlier one of the same time.
   for (const auto& batch : number_columns()) {
-    if (batch->time_ms >= as_of_ms || (latest && batch->time_ms < latest->first)) continue;
-    size_t column = batch->ColumnOf(key);
-    if (column == SIZE_MAX) continue;
-    size_t row = batch->RowOf(actor);
-    if (row != SIZE_MAX) latest = std::pair(batch->time_ms, batch->Value(column, row));
+    if (batch->time_ms >= as_of_ms || (latest.batch && batch->time_ms < latest.batch->time_ms) ||
+        batch->ColumnOf(key) == SIZE_MAX)
+      continue;
+    if (size_t row = batch->RowOf(actor); row != SIZE_MAX) latest = {batch.get(), row};
   }
   return latest;
 }
 
-void EventReader::NumberColumnValuesAsOf(DictId key, int64_t as_of_ms, size_t actors, std::vector<int64_t>& times,
-                                         std::vector<double>& values) const {
-  times.assign(actors, INT64_MIN);
-  values.assign(actors, 0);
+std::vector<EventReader::NumberColumnRow> EventReader::NumberColumnRowsAsOf(DictId key, int64_t as_of_ms,
+                                                                            size_t actors) const {
+  std::vector<NumberColumnRow> latest(actors);
   for (const auto& batch : number_columns()) {
-    size_t column = batch->ColumnOf(key);
-    if (batch->time_ms >= as_of_ms || column == SIZE_MAX) continue;
-    const int64_t t = batch->time_ms;
+    if (batch->time_ms >= as_of_ms || batch->ColumnOf(key) == SIZE_MAX) continue;
     for (size_t row = 0; row < batch->actors.size(); ++row) {
-      ActorId a = batch->actors[row];
-      if (a >= actors || times[a] > t) continue;
-      times[a] = t;
-      values[a] = batch->Value(column, row);
+      const ActorId a = batch->actors[row];
+      if (a >= actors || (latest[a].batch && latest[a].batch->time_ms > batch->time_ms)) continue;
+      latest[a] = {batch.get(), row};
     }
   }
+  return latest;
 }
 
 }  // namespace sibyl

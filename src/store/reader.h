@@ -236,13 +236,16 @@ class EventReader {
 
   // Every number column batch, in commit order.
   virtual std::span<const std::shared_ptr<const NumberColumnBatch>> number_columns() const { return {}; }
-  // The latest value of `key` for `actor` in number_columns() strictly before `as_of_ms`,
-  // with its time; nullopt when no batch before then has one.
-  std::optional<std::pair<int64_t, double>> NumberColumnValueAsOf(ActorId actor, DictId key, int64_t as_of_ms) const;
-  // For every actor below `actors`, the latest value of `key` in number_columns() strictly
-  // before `as_of_ms`: times (INT64_MIN where none) and values, indexed by actor.
-  void NumberColumnValuesAsOf(DictId key, int64_t as_of_ms, size_t actors, std::vector<int64_t>& times,
-                              std::vector<double>& values) const;
+  // Where the latest value of `key` for `actor` in number_columns() strictly before
+  // `as_of_ms` is (the latest batch time wins, then the later batch); batch null: none.
+  struct NumberColumnRow {
+    const NumberColumnBatch* batch = nullptr;
+    size_t row = 0;
+    double Value(DictId key) const { return batch->Value(batch->ColumnOf(key), row); }
+  };
+  NumberColumnRow NumberColumnRowAsOf(ActorId actor, DictId key, int64_t as_of_ms) const;
+  // The same for every actor below `actors`, indexed by actor.
+  std::vector<NumberColumnRow> NumberColumnRowsAsOf(DictId key, int64_t as_of_ms, size_t actors) const;
 
   // For each actor, the actor its events count for as of `as_of_ms`: itself, or the user
   // its device was linked to by a link made before `as_of_ms`.
