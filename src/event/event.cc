@@ -66,7 +66,12 @@ void EventBatch::Clear() {
   files.clear();
   owned_.clear();
   owned_raw_.clear();
-  resolved = {};
+  // Emptied, not freed: a parser reusing the batch keeps the vectors' memory.
+  for (auto* ids : {&resolved.event_types, &resolved.property_keys, &resolved.property_values,
+                    &resolved.update_keys, &resolved.update_values})
+    ids->clear();
+  resolved.insert_id_hashes.clear();
+  resolved.store = 0;
   arena_ = nullptr;
 }
 

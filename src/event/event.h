@@ -123,7 +123,8 @@ class EventBatch {
   // Moves every event of `other` to the end of this batch (other stays valid but empty).
   void Append(EventBatch&& other);
 
-  void Clear();  // also drops `resolved`
+  // Empties the batch (also `resolved`); its vectors keep their memory, for reuse.
+  void Clear();
 
  private:
   // Heap-held so that moving a batch, or appending one to another, never moves the bytes

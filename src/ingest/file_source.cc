@@ -330,6 +330,10 @@ class Pipeline {
         if (cancelled_ || todo_.empty()) return;
         job = todo_.front();
         todo_.pop_front();
+        if (!spare_batches_.empty()) {
+          job->batch = std::move(spare_batches_.back());
+          spare_batches_.pop_back();
+        }
       }
       job->batch.files.push_back(name_);
       // Reserve so the vectors rarely grow (and copy) while parsing, and prefault what is
@@ -337,13 +341,16 @@ class Pipeline {
       // sized for dense input (~350-byte events with many properties); later ones for
       // what this thread's previous chunk held, with a margin, since a reservation for
       // the densest input prefaulted about twice the memory typical chunks use.
-      job->batch.events.reserve(density.Expect(density.events, 1.0 / 256, job->text_size));
-      job->batch.properties.reserve(density.Expect(density.properties, 1.0 / 64, job->text_size));
-      job->batch.user_updates.reserve(density.Expect(density.updates, 1.0 / 32, job->text_size));
-      Prefault(job->batch.events.data(), job->batch.events.capacity() * sizeof(ParsedEvent));
-      Prefault(job->batch.properties.data(), job->batch.properties.capacity() * sizeof(Property));
-      Prefault(job->batch.user_updates.data(),
-               job->batch.user_updates.capacity() * sizeof(UserPropertyUpdate));
+      // A batch the sink has finished with comes back with its memory (Deliver): most
+      // chunks need no fresh memory at all.
+      auto reserve = [](auto& v, size_t n) {
+        if (v.capacity() >= n) return;
+        v.reserve(n);
+        Prefault(v.data(), v.capacity() * sizeof(v[0]));
+      };
+      reserve(job->batch.events, density.Expect(density.events, 1.0 / 256, job->text_size));
+      reserve(job->batch.properties, density.Expect(density.properties, 1.0 / 64, job->text_size));
+      reserve(job->batch.user_updates, density.Expect(density.updates, 1.0 / 32, job->text_size));
       std::string_view text = AdoptInput(job->batch, std::move(job->text), job->text_size);
       // Lines are numbered from 1 within the chunk and shifted in Deliver, which knows
       // where the chunk starts, so the reader thread only reads (and the count runs over
@@ -386,6 +393,11 @@ class Pipeline {
       stats.errors += job->errors.size();
       stats.skipped_rows += job->skipped;
       RETURN_IF_ERROR(sink(std::move(job->batch), std::move(job->errors)));
+      // The sink may have kept the batch (moved from, it is empty); otherwise its memory
+      // parses a later chunk. Cleared here, so the input it held is freed now.
+      job->batch.Clear();
+      std::lock_guard lock(mu_);
+      if (spare_batches_.size() < static_cast<size_t>(threads_)) spare_batches_.push_back(std::move(job->batch));
     }
   }
 
@@ -401,6 +413,7 @@ class Pipeline {
   std::condition_variable cv_;
   std::deque<Job*> todo_;                  // read, not yet parsed
   std::deque<std::unique_ptr<Job>> order_; // every chunk in flight, in file order
+  std::vector<EventBatch> spare_batches_;  // delivered, cleared, for workers to refill
   uint64_t bytes_ = 0;  // written by the reader, read after it is joined
   uint64_t next_line_ = 1;    // Deliver's: the line the next chunk starts at
   uint64_t reader_line_ = 1;  // the reader's, when lines_by_reader_

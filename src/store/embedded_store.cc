@@ -24,7 +24,6 @@ namespace {
 
 constexpr std::string_view kManifest = "MANIFEST";
 constexpr int kFormatVersion = 1;
-constexpr int64_t kPartitionMs = kMsPerWeek;
 constexpr int kPartZstdLevel = 3;
 constexpr std::string_view kUsersMagic = "SIBYLUSER2\n";
 constexpr std::string_view kUsersMagicV1 = "SIBYLUSER1\n";
@@ -285,9 +284,10 @@ Status EmbeddedStore::ReplayLog() {
           }
           if (!r.ok()) return Corruption("{}: truncated dictionary record", path);
           return Status::Ok();
-        case WalRecordType::kTxnData: {
+        case WalRecordType::kTxnData:
+        case WalRecordType::kTxnSegments: {
           uint64_t txn;
-          ASSIGN_OR_RETURN(StagedBatch staged, DecodeStaged(payload, &txn));
+          ASSIGN_OR_RETURN(StagedBatch staged, DecodeStaged(type, payload, &txn));
           pending[txn].push_back(std::move(staged));
           next_txn_ = std::max(next_txn_, txn + 1);
           return Status::Ok();
@@ -351,18 +351,23 @@ void EmbeddedStore::ApplyCommitted(std::vector<StagedBatch>& batches, bool merge
       for (uint64_t h : s.dedup_hashes) dedup_.Insert(h, s.ingested_ms);
     version->duplicates_dropped += s.counts.duplicates_dropped;
     if (s.number_columns) version->number_columns.push_back(s.number_columns);
-    if (s.segment) {
-      version->events += s.segment->size();
-      version->memtable.push_back(s.segment);
+    for (auto& segment : s.segments) {
+      version->events += segment->size();
+      version->memtable.push_back(std::move(segment));
       // Many small commits (HTTP batches) would leave thousands of segments. Past 64,
-      // segments of similar size (same power of 16) are merged 16 at a time, so each event
-      // is re-sorted O(log n) times; the checkpoint merges the rest.
+      // segments of similar size (same power of 16) and of the same week are merged 16 at
+      // a time, so each event is re-sorted O(log n) times and the checkpoint builds each
+      // part from the segments of its week only; the checkpoint merges the rest.
       auto& m = version->memtable;
-      auto tier = [](size_t n) { return std::bit_width(n) / 4; };
+      auto tier = [](const Segment& s) {
+        const int64_t week = s.min_time() / kPartitionMs;
+        const bool one_week = s.size() > 0 && week == s.max_time() / kPartitionMs && s.min_time() >= 0;
+        return std::pair<int64_t, int>(one_week ? week : INT64_MIN, std::bit_width(s.size()) / 4);
+      };
       for (bool merged = merge_memtable && m.size() > 64; merged;) {
         merged = false;
-        std::map<int, std::vector<size_t>> by_tier;
-        for (size_t i = 0; i < m.size(); ++i) by_tier[tier(m[i]->size())].push_back(i);
+        std::map<std::pair<int64_t, int>, std::vector<size_t>> by_tier;
+        for (size_t i = 0; i < m.size(); ++i) by_tier[tier(*m[i])].push_back(i);
         for (const auto& [t, members] : by_tier) {
           if (members.size() < 16) continue;
           std::vector<std::shared_ptr<const Segment>> group, rest;

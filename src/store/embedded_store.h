@@ -10,6 +10,7 @@
 
 #include <absl/container/flat_hash_map.h>
 
+#include "common/time.h"
 #include "store/catalog.h"
 #include "store/event_store.h"
 #include "store/wal.h"
@@ -19,9 +20,17 @@ namespace sibyl {
 // The de-duplication hash of an insert_id (persisted: stable across builds and platforms).
 uint64_t HashInsertId(std::string_view id);
 
+// Parts hold one week of events each (aligned to the epoch); staged batches are split the
+// same way, so a checkpoint merges each part from just the pieces that fall in it.
+inline constexpr int64_t kPartitionMs = kMsPerWeek;
+// Write-ahead-log records are compressed fast: they live until the next checkpoint.
+inline constexpr int kLogZstdLevel = 1;
+
 // A batch encoded against the dictionaries, ready to log and apply.
 struct StagedBatch {
-  std::shared_ptr<const Segment> segment;  // may be null: identify-only batches
+  // The batch's events, one segment per time partition, in time order (BuildEncoded);
+  // none for identify-only batches. Logs of older versions give one decoded segment.
+  std::vector<std::shared_ptr<const Segment>> segments;
   std::vector<UserPropertyRecord> records;
   std::vector<IdentityLink> links;
   std::shared_ptr<const NumberColumnBatch> number_columns;  // may be null
@@ -76,7 +85,8 @@ class EmbeddedStore final : public EventStore {
   Result<StagedBatch> EncodeNumbers(const NumberPropertyUpdates& updates);
   Status LogDictionaryGrowth();
   std::string EncodeStaged(uint64_t txn, const StagedBatch& staged) const;
-  Result<StagedBatch> DecodeStaged(std::string_view payload, uint64_t* txn) const;
+  // A kTxnData or kTxnSegments record.
+  Result<StagedBatch> DecodeStaged(WalRecordType type, std::string_view payload, uint64_t* txn) const;
   // Applies committed batches to the in-memory state and publishes a new version. With
   // `merge_memtable` false the memtable's segments are not merged (the caller checkpoints
   // next, which merges everything once).

@@ -9,6 +9,7 @@
 #include <map>
 #include <numeric>
 #include <queue>
+#include <span>
 #include <tuple>
 
 #include "common/memory.h"
@@ -183,11 +184,67 @@ Result<std::shared_ptr<const SegmentExtras>> DecodeExtras(std::string_view bytes
 
 }  // namespace
 
+namespace {
+bool ByActorThenTime(const EncodedEvent& a, const EncodedEvent& b) {
+  return a.actor != b.actor ? a.actor < b.actor : a.time < b.time;
+}
+// The partition of time t: floor(t / partition_ms).
+int64_t PartitionOf(int64_t t, int64_t partition_ms) {
+  return t >= 0 ? t / partition_ms : -((-t + partition_ms - 1) / partition_ms);
+}
+}  // namespace
+
 std::shared_ptr<const Segment> Segment::Build(std::vector<EncodedEvent> events,
                                               const std::vector<EncodedProperty>& properties) {
-  std::stable_sort(events.begin(), events.end(), [](const EncodedEvent& a, const EncodedEvent& b) {
-    return a.actor != b.actor ? a.actor < b.actor : a.time < b.time;
-  });
+  std::stable_sort(events.begin(), events.end(), ByActorThenTime);
+  return BuildSorted(events, properties);
+}
+
+std::vector<std::shared_ptr<const Segment>> Segment::BuildEncoded(std::vector<EncodedEvent> events,
+                                                                  const std::vector<EncodedProperty>& properties,
+                                                                  int64_t partition_ms, int level) {
+  std::vector<std::shared_ptr<const Segment>> out;
+  if (events.empty()) return out;
+  std::stable_sort(events.begin(), events.end(), ByActorThenTime);
+  // The partitions present, and the events of each in (actor, time) order: a stable
+  // counting sort by partition, usually of one partition (time-ordered input) or a few
+  // weeks (a file cut by user).
+  std::vector<int64_t> partitions;
+  partitions.reserve(events.size());
+  for (const EncodedEvent& e : events) partitions.push_back(PartitionOf(e.time, partition_ms));
+  std::vector<int64_t> present = partitions;
+  std::sort(present.begin(), present.end());
+  present.erase(std::unique(present.begin(), present.end()), present.end());
+  auto build = [&](std::span<const EncodedEvent> rows) {
+    std::shared_ptr<Segment> segment = BuildSorted(rows, properties);
+    size_t extras_at = 0;
+    auto bytes = std::make_shared<std::string>(segment->EncodeWithExtrasAt(level, &extras_at));
+    segment->extras_.reset();
+    segment->encoded_extras_ = std::string_view(*bytes).substr(extras_at);
+    segment->encoded_ = std::move(bytes);
+    out.push_back(std::move(segment));
+  };
+  if (present.size() == 1) {
+    build(events);
+    return out;
+  }
+  std::vector<uint32_t> start(present.size() + 1, 0);
+  std::vector<uint32_t> index_of(events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    index_of[i] = static_cast<uint32_t>(std::lower_bound(present.begin(), present.end(), partitions[i]) - present.begin());
+    ++start[index_of[i] + 1];
+  }
+  for (size_t k = 1; k < start.size(); ++k) start[k] += start[k - 1];
+  std::vector<EncodedEvent> by_partition(events.size());
+  std::vector<uint32_t> next(start.begin(), start.end() - 1);
+  for (size_t i = 0; i < events.size(); ++i) by_partition[next[index_of[i]]++] = events[i];
+  for (size_t k = 0; k < present.size(); ++k)
+    build(std::span<const EncodedEvent>(by_partition).subspan(start[k], start[k + 1] - start[k]));
+  return out;
+}
+
+std::shared_ptr<Segment> Segment::BuildSorted(std::span<const EncodedEvent> events,
+                                              const std::vector<EncodedProperty>& properties) {
   auto segment = std::shared_ptr<Segment>(new Segment());
   auto extras = std::make_shared<SegmentExtras>();
   size_t n = events.size();
@@ -197,15 +254,24 @@ std::shared_ptr<const Segment> Segment::Build(std::vector<EncodedEvent> events,
   extras->session.resize(n);
   // Property columns by key, each allocated once. Keys are dictionary ids, usually few
   // and small: index them directly (sorting every property's key cost a measurable part
-  // of each batch); a batch of rare huge ids falls back to a sorted key list.
+  // of each batch); a batch of rare huge ids falls back to a sorted key list. Only the
+  // properties of `events` count: they may be one partition of a batch.
+  auto each_property = [&](auto&& f) {
+    for (const EncodedEvent& e : events)
+      for (uint32_t p = e.properties_begin; p < e.properties_end; ++p) f(properties[p]);
+  };
   DictId max_key = 0;
-  for (const auto& p : properties) max_key = std::max(max_key, p.key);
-  bool dense = properties.empty() || max_key < 4 * properties.size() + 4096;
+  size_t property_count = 0;
+  each_property([&](const EncodedProperty& p) {
+    max_key = std::max(max_key, p.key);
+    ++property_count;
+  });
+  bool dense = property_count == 0 || max_key < 4 * property_count + 4096;
   std::vector<DictId> keys;
   std::vector<uint32_t> column_index, column_count;
   if (dense) {
-    column_count.assign(properties.empty() ? 0 : size_t{max_key} + 1, 0);
-    for (const auto& p : properties) ++column_count[p.key];
+    column_count.assign(property_count == 0 ? 0 : size_t{max_key} + 1, 0);
+    each_property([&](const EncodedProperty& p) { ++column_count[p.key]; });
     column_index.assign(column_count.size(), UINT32_MAX);
     for (size_t key = 0; key < column_count.size(); ++key) {
       if (column_count[key] == 0) continue;
@@ -213,7 +279,7 @@ std::shared_ptr<const Segment> Segment::Build(std::vector<EncodedEvent> events,
       keys.push_back(static_cast<DictId>(key));
     }
   } else {
-    for (const auto& p : properties) keys.push_back(p.key);
+    each_property([&](const EncodedProperty& p) { keys.push_back(p.key); });
     std::sort(keys.begin(), keys.end());
     keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
   }
@@ -463,13 +529,6 @@ std::shared_ptr<const Segment> Segment::Merge(
   return FromRows(inputs, MergeOrder(inputs), {}, 1)[0];
 }
 
-namespace {
-// The partition of time t: floor(t / partition_ms).
-int64_t PartitionOf(int64_t t, int64_t partition_ms) {
-  return t >= 0 ? t / partition_ms : -((-t + partition_ms - 1) / partition_ms);
-}
-}  // namespace
-
 std::vector<std::shared_ptr<const Segment>> Segment::MergeByPartition(
     const std::vector<std::shared_ptr<const Segment>>& inputs, int64_t partition_ms) {
   std::vector<std::shared_ptr<const Segment>> out;
@@ -597,6 +656,11 @@ Status Segment::MergeEachPartition(const std::vector<std::shared_ptr<const Segme
 }
 
 std::string Segment::Encode(int level) const {
+  size_t extras_at = 0;
+  return EncodeWithExtrasAt(level, &extras_at);
+}
+
+std::string Segment::EncodeWithExtrasAt(int level, size_t* extras_at) const {
   std::string out(kMagic);
   ByteWriter w(&out);
   std::string raw;
@@ -668,6 +732,7 @@ std::string Segment::Encode(int level) const {
     AppendCompressedBlock(raw, level, &extras_bytes);
   }
   w.Varint(extras_bytes.size());
+  *extras_at = out.size();
   out.append(extras_bytes);
   return out;
 }
@@ -768,21 +833,36 @@ Result<std::shared_ptr<const Segment>> Segment::DecodeBytes(std::string_view byt
   return std::shared_ptr<const Segment>(std::move(segment));
 }
 
+Result<std::shared_ptr<const Segment>> Segment::DecodeEncoded(std::shared_ptr<const std::string> bytes,
+                                                              std::string_view what) {
+  auto segment = std::shared_ptr<Segment>(new Segment());
+  RETURN_IF_ERROR(DecodeCore(*bytes, what, segment->actor_, segment->time_, segment->type_,
+                             segment->min_time_, segment->max_time_, segment->encoded_extras_,
+                             segment->format_));
+  segment->encoded_ = std::move(bytes);
+  return std::shared_ptr<const Segment>(std::move(segment));
+}
+
+std::string_view Segment::SourceName() const {
+  return file_ ? std::string_view(file_->path()) : std::string_view("in-memory segment");
+}
+
 Result<std::shared_ptr<const SegmentExtras>> Segment::Extras() const {
   if (extras_) return extras_;
-  if (!file_) return std::make_shared<const SegmentExtras>();
-  return DecodeExtras(encoded_extras_, file_->path(), true, nullptr, format_, time_);
+  if (!file_ && !encoded_) return std::make_shared<const SegmentExtras>();
+  return DecodeExtras(encoded_extras_, SourceName(), true, nullptr, format_, time_);
 }
 
 Result<std::shared_ptr<const SegmentExtras>> Segment::Extras(bool sessions,
                                                              const std::vector<DictId>& keys) const {
   if (extras_) return extras_;
-  if (!file_) return std::make_shared<const SegmentExtras>();
-  return DecodeExtras(encoded_extras_, file_->path(), sessions, &keys, format_, time_);
+  if (!file_ && !encoded_) return std::make_shared<const SegmentExtras>();
+  return DecodeExtras(encoded_extras_, SourceName(), sessions, &keys, format_, time_);
 }
 
 size_t Segment::MemoryBytes() const {
   size_t bytes = size() * (sizeof(ActorId) + sizeof(int64_t) + sizeof(EventTypeId));
+  if (encoded_) bytes += encoded_->size();
   if (extras_) {
     bytes += extras_->session.size() * sizeof(int64_t);
     for (const auto& c : extras_->properties)

@@ -292,7 +292,9 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
                       static_cast<uint32_t>(properties.size())});
   }
   staged.counts.events_written = events.size();
-  if (!events.empty()) staged.segment = Segment::Build(std::move(events), properties);
+  // Encoded here once: the write-ahead log takes these bytes, and the staged segments
+  // keep only them for their optional columns until a checkpoint or a query needs them.
+  staged.segments = Segment::BuildEncoded(std::move(events), properties, kPartitionMs, kLogZstdLevel);
   return staged;
 }
 
@@ -321,7 +323,14 @@ std::string EmbeddedStore::EncodeStaged(uint64_t txn, const StagedBatch& s) cons
   w.Varint(s.counts.identify_calls);
   w.Varint(s.counts.user_property_changes);
   w.Varint(s.counts.identity_links);
-  w.Bytes(s.segment ? s.segment->Encode(1) : std::string());
+  w.Varint(s.segments.size());
+  for (const auto& segment : s.segments) {
+    if (segment->encoded()) {
+      w.Bytes(*segment->encoded());
+    } else {
+      w.Bytes(segment->Encode(kLogZstdLevel));
+    }
+  }
   std::string raw;
   ByteWriter r(&raw);
   r.Varint(s.records.size());
@@ -344,11 +353,12 @@ std::string EmbeddedStore::EncodeStaged(uint64_t txn, const StagedBatch& s) cons
     r.U8(1);
     PutNumberColumns(*s.number_columns, r);
   }
-  AppendCompressedBlock(raw, 1, &out);
+  AppendCompressedBlock(raw, kLogZstdLevel, &out);
   return out;
 }
 
-Result<StagedBatch> EmbeddedStore::DecodeStaged(std::string_view payload, uint64_t* txn) const {
+Result<StagedBatch> EmbeddedStore::DecodeStaged(WalRecordType type, std::string_view payload,
+                                                uint64_t* txn) const {
   StagedBatch s;
   ByteReader r(payload);
   *txn = r.Varint();
@@ -357,12 +367,28 @@ Result<StagedBatch> EmbeddedStore::DecodeStaged(std::string_view payload, uint64
   s.counts.identify_calls = r.Varint();
   s.counts.user_property_changes = r.Varint();
   s.counts.identity_links = r.Varint();
-  std::string_view segment_bytes = r.Bytes();
-  if (!r.ok()) return Corruption("write-ahead log: truncated batch header");
-  if (!segment_bytes.empty()) {
-    ASSIGN_OR_RETURN(s.segment, Segment::DecodeBytes(segment_bytes, "write-ahead log batch"));
-    s.counts.events_written = s.segment->size();
+  if (type == WalRecordType::kTxnData) {
+    // Logs of older versions: one segment of the whole batch, empty for none.
+    std::string_view segment_bytes = r.Bytes();
+    if (!r.ok()) return Corruption("write-ahead log: truncated batch header");
+    if (!segment_bytes.empty()) {
+      ASSIGN_OR_RETURN(auto segment, Segment::DecodeBytes(segment_bytes, "write-ahead log batch"));
+      s.segments.push_back(std::move(segment));
+    }
+  } else {
+    uint64_t count = r.Varint();
+    if (!r.ok() || count > payload.size()) return Corruption("write-ahead log: truncated batch header");
+    for (uint64_t k = 0; k < count; ++k) {
+      std::string_view segment_bytes = r.Bytes();
+      if (!r.ok()) return Corruption("write-ahead log: truncated batch header");
+      // A copy: the log file is unmapped after replay, and the segment decodes its
+      // optional columns from these bytes on demand.
+      ASSIGN_OR_RETURN(auto segment, Segment::DecodeEncoded(std::make_shared<const std::string>(segment_bytes),
+                                                           "write-ahead log batch"));
+      s.segments.push_back(std::move(segment));
+    }
   }
+  for (const auto& segment : s.segments) s.counts.events_written += segment->size();
   ASSIGN_OR_RETURN(std::string raw, ReadCompressedBlock(r, "write-ahead log batch"));
   ByteReader b(raw);
   uint64_t n = b.Varint();
@@ -456,7 +482,7 @@ class StoreTransaction final : public Transaction {
   Result<AppendResult> Stage(StagedBatch staged) {
     // Dictionary names first: ids must replay identically whether or not this commits.
     RETURN_IF_ERROR(store_->LogDictionaryGrowth());
-    RETURN_IF_ERROR(store_->wal_->Add(WalRecordType::kTxnData, store_->EncodeStaged(id_, staged)));
+    RETURN_IF_ERROR(store_->wal_->Add(WalRecordType::kTxnSegments, store_->EncodeStaged(id_, staged)));
     failed_ = false;
     AppendResult counts = staged.counts;
     batches_.push_back(std::move(staged));

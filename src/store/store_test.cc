@@ -10,6 +10,10 @@
 #include <thread>
 #include <tuple>
 
+#include "store/codec.h"
+#include "store/segment.h"
+#include "store/wal.h"
+
 namespace sibyl {
 namespace {
 
@@ -319,6 +323,109 @@ TEST_F(StoreTest, TornLogTailIsDroppedButDamageInsideIsReported) {
   ASSERT_FALSE(reopened.ok());
   EXPECT_EQ(reopened.status().code(), StatusCode::kCorruption);
   EXPECT_NE(reopened.status().message().find(log), std::string::npos);
+}
+
+// Stores log each batch split by week (record type 4). Logs written before that hold one
+// segment per batch (type 2): one not yet checkpointed must still replay.
+TEST_F(StoreTest, LogsOfOlderVersionsWithWholeBatchRecordsStillReplay) {
+  constexpr int64_t kWeek = 7 * 86'400'000LL;
+  {
+    auto store = Open();
+    EventBatch batch;
+    Add(batch, "user-a", "View", 1000);  // actor 0, event type 0
+    ASSERT_TRUE(store->Append(batch).ok());
+  }
+  std::string log;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_ + "/wal"))
+    if (std::filesystem::file_size(entry.path()) > 0) log = entry.path().string();
+  ASSERT_FALSE(log.empty());
+  {
+    // A type-2 record of transaction 900 with two events in weeks 0 and 3, as older
+    // versions wrote it (docs/FORMAT.md), and its commit.
+    auto segment = Segment::Build({{0, 0, 2000, -1, 0, 0}, {0, 0, 3 * kWeek + 5, -1, 0, 0}}, {});
+    std::string payload;
+    ByteWriter w(&payload);
+    w.Varint(900);
+    w.SignedVarint(clock_.NowMs());
+    for (int i = 0; i < 4; ++i) w.Varint(0);
+    w.Bytes(segment->Encode(1));
+    std::string body;
+    ByteWriter b(&body);
+    b.Varint(0);  // user property records
+    b.Varint(0);  // identity links
+    b.Varint(0);  // insert_id hashes
+    AppendCompressedBlock(body, 1, &payload);
+    auto wal = WalWriter::Open(log);
+    ASSERT_TRUE(wal.ok());
+    ASSERT_TRUE((*wal)->Add(WalRecordType::kTxnData, payload).ok());
+    std::string commit;
+    ByteWriter(&commit).Varint(900);
+    ASSERT_TRUE((*wal)->Add(WalRecordType::kTxnCommit, commit).ok());
+    ASSERT_TRUE((*wal)->Sync().ok());
+  }
+  auto times_of = [](const EventReader& reader) {
+    std::vector<int64_t> times;
+    EXPECT_TRUE(reader.Scan({}, [&](const EventChunk& c) {
+      times.insert(times.end(), c.time.begin(), c.time.end());
+      return Status::Ok();
+    }).ok());
+    std::sort(times.begin(), times.end());
+    return times;
+  };
+  const std::vector<int64_t> expected = {1000, 2000, 3 * kWeek + 5};
+  {
+    auto store = Open();
+    EXPECT_EQ(times_of(*store->Snapshot()), expected);
+    ASSERT_TRUE(store->Checkpoint().ok());
+    EXPECT_EQ(times_of(*store->Snapshot()), expected);
+  }
+  EXPECT_EQ(times_of(*Open()->Snapshot()), expected);
+}
+
+// A batch spanning weeks is logged as one segment per week; after a restart (replay) and
+// after a checkpoint, its events and properties are those appended.
+TEST_F(StoreTest, BatchesSpanningWeeksReplayAndCheckpointWithTheirProperties) {
+  constexpr int64_t kWeek = 7 * 86'400'000LL;
+  EventBatch batch;
+  std::vector<std::tuple<std::string, int64_t>> appended;
+  for (int i = 0; i < 60; ++i) {
+    const std::string user = "user-" + std::to_string(i % 7);
+    const int64_t time = (i % 5) * kWeek + i * 1001;
+    Add(batch, user, i % 2 ? "View" : "Buy", time);
+    appended.emplace_back(user, time);
+  }
+  std::sort(appended.begin(), appended.end());
+  auto events_of = [](const EventReader& reader) {
+    std::vector<std::tuple<std::string, int64_t>> got;
+    ScanSpec spec;
+    spec.property_keys = {*reader.property_keys().Find("price")};
+    EXPECT_TRUE(reader.Scan(spec, [&](const EventChunk& c) {
+      for (size_t i = 0; i < c.size; ++i) {
+        got.emplace_back(std::string(reader.actors().name(c.actor[i]).substr(2)), c.time[i]);
+        // Add's price is (time % 1000) / 10, on every event.
+        EXPECT_EQ(c.properties[0].rows.size(), c.size);
+        EXPECT_EQ(c.properties[0].values[i].number, static_cast<double>(c.time[i] % 1000) / 10);
+      }
+      return Status::Ok();
+    }).ok());
+    std::sort(got.begin(), got.end());
+    return got;
+  };
+  {
+    auto store = Open();
+    ASSERT_TRUE(store->Append(batch).ok());
+    EXPECT_EQ(events_of(*store->Snapshot()), appended);
+  }
+  {
+    auto store = Open();  // replayed from the log
+    EXPECT_EQ(events_of(*store->Snapshot()), appended);
+    ASSERT_TRUE(store->Checkpoint().ok());
+    EXPECT_EQ(events_of(*store->Snapshot()), appended);
+  }
+  size_t parts = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_ + "/parts")) parts += entry.is_regular_file();
+  EXPECT_EQ(parts, 5u);  // one a week
+  EXPECT_EQ(events_of(*Open()->Snapshot()), appended);
 }
 
 TEST_F(StoreTest, DamagedPartFileIsNamed) {

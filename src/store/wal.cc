@@ -20,7 +20,7 @@ bool RecordAt(std::string_view data, size_t pos, WalRecordType* type, std::strin
   std::string_view body = data.substr(pos + 8, 1 + length);
   if (Crc32c(body) != crc) return false;
   uint8_t t = static_cast<uint8_t>(body[0]);
-  if (t < 1 || t > 3) return false;
+  if (t < 1 || t > 4) return false;
   *type = static_cast<WalRecordType>(t);
   *payload = body.substr(1);
   *next = pos + kHeader + length;

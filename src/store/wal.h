@@ -17,6 +17,7 @@ enum class WalRecordType : uint8_t {
   kDictionary = 1,  // new dictionary names; applied whatever happens to transactions
   kTxnData = 2,     // one staged batch of a transaction
   kTxnCommit = 3,   // the transaction's batches become visible
+  kTxnSegments = 4, // one staged batch of a transaction, its events split by time partition
 };
 
 class WalWriter {
