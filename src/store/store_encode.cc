@@ -13,17 +13,34 @@
 namespace sibyl {
 namespace {
 
-bool SameRawValue(const Value& a, const Value& b) {
-  return a.kind == b.kind && a.boolean == b.boolean && a.number == b.number && a.text == b.text;
+// Equal names: the same bytes (Prepare points an id equal to the previous event's at its
+// bytes), or bytes compared inline (most names are short: a call to memcmp cost more).
+bool SameText(std::string_view a, std::string_view b) {
+  return (a.data() == b.data() && a.size() == b.size()) || SameName(a, b);
 }
 
-// Equal, idempotent update lists: re-applying `b` after `a` changes nothing.
-bool SameUpdates(std::span<const UserPropertyUpdate> a, std::span<const UserPropertyUpdate> b) {
+// Equal, idempotent update lists: re-applying `b` after `a` changes nothing. `ids` are
+// the batch's resolved ids of update keys and values (null when it has none): equal ids
+// are equal names, with no need to read them.
+bool SameUpdates(std::span<const UserPropertyUpdate> a, std::span<const UserPropertyUpdate> b,
+                 const UserPropertyUpdate* first, const EventBatch::ResolvedIds* ids) {
   if (a.size() != b.size()) return false;
+  auto same_name = [&](const UserPropertyUpdate& x, const UserPropertyUpdate& y, std::string_view xs,
+                       std::string_view ys, const std::vector<DictId>* known) {
+    if (known != nullptr) {
+      DictId i = (*known)[static_cast<size_t>(&x - first)], j = (*known)[static_cast<size_t>(&y - first)];
+      if (i != kNoDictId && j != kNoDictId) return i == j;
+    }
+    return SameText(xs, ys);
+  };
   for (size_t i = 0; i < a.size(); ++i) {
-    if (a[i].op != b[i].op || a[i].key != b[i].key || !SameRawValue(a[i].value, b[i].value))
+    const UserPropertyUpdate& x = a[i];
+    const UserPropertyUpdate& y = b[i];
+    if (x.op != y.op || x.op == UserPropertyOp::kAdd || x.op == UserPropertyOp::kAppend) return false;
+    if (x.value.kind != y.value.kind || x.value.boolean != y.value.boolean || x.value.number != y.value.number)
       return false;
-    if (a[i].op == UserPropertyOp::kAdd || a[i].op == UserPropertyOp::kAppend) return false;
+    if (!same_name(x, y, x.key, y.key, ids ? &ids->update_keys : nullptr)) return false;
+    if (!same_name(x, y, x.value.text, y.value.text, ids ? &ids->update_values : nullptr)) return false;
   }
   return true;
 }
@@ -115,7 +132,7 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
   } last_user, last_device;
   auto intern_actor = [&](char prefix, std::string_view id) {
     LastActor& last = prefix == 'u' ? last_user : last_device;
-    if (last.valid && last.id == id) return last.actor;
+    if (last.valid && SameText(last.id, id)) return last.actor;
     scratch_key_.clear();
     scratch_key_.push_back(prefix);
     scratch_key_.push_back(':');
@@ -214,7 +231,8 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
     auto updates = batch.UserUpdatesOf(e);
     if (!updates.empty()) {
       auto [it, fresh] = last_updates.try_emplace(actor, updates);
-      if (!fresh && SameUpdates(it->second, updates)) updates = {};
+      if (!fresh && SameUpdates(it->second, updates, batch.user_updates.data(), have_resolved ? &resolved : nullptr))
+        updates = {};
       else it->second = batch.UserUpdatesOf(e);
     }
     for (const UserPropertyUpdate& u : updates) {
