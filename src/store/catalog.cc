@@ -30,28 +30,37 @@ void SortHashes(std::vector<uint64_t>& v) {
   v.swap(out);
 }
 
-// Elias-Fano code of `n` sorted 64-bit values: the low `low_bits` of each packed, the
-// high parts as a unary bit vector (bit high_i + i set). About 2 + 64 - log2(n) bits each.
-void PutEliasFano(const std::vector<uint64_t>& sorted, ByteWriter& w) {
-  size_t n = sorted.size();
+// Elias-Fano code of `n` ascending 64-bit values, the largest `max`, which
+// each_value(emit) emits in order: the low `low_bits` of each packed, the high parts as a
+// unary bit vector (bit high_i + i set). About 2 + 64 - log2(n) bits each.
+template <typename EachValue>
+void PutEliasFano(size_t n, uint64_t max, EachValue&& each_value, ByteWriter& w) {
   int low_bits = n == 0 ? 0 : 64 - std::bit_width(n);
   uint64_t mask = low_bits == 0 ? 0 : (uint64_t{1} << low_bits) - 1;
-  uint64_t high_bits = n == 0 ? 0 : n + (sorted.back() >> low_bits) + 1;
+  uint64_t high_bits = n == 0 ? 0 : n + (max >> low_bits) + 1;
   std::vector<uint64_t> low((n * low_bits + 63) / 64 + 1, 0), high((high_bits + 63) / 64, 0);
-  for (size_t i = 0; i < n; ++i) {
-    uint64_t v = sorted[i] & mask;
+  size_t i = 0;
+  each_value([&](uint64_t value) {
+    uint64_t v = value & mask;
     size_t bit = i * static_cast<size_t>(low_bits);
     size_t word = bit / 64, shift = bit % 64;
     low[word] |= v << shift;
     if (shift + low_bits > 64) low[word + 1] |= v >> (64 - shift);
-    uint64_t h = (sorted[i] >> low_bits) + i;
+    uint64_t h = (value >> low_bits) + i;
     high[h / 64] |= uint64_t{1} << (h % 64);
-  }
+    ++i;
+  });
   w.Varint(n);
   w.U8(static_cast<uint8_t>(low_bits));
   w.Varint(high_bits);
   w.Raw(low.data(), (n * low_bits + 7) / 8);
   w.Raw(high.data(), (high_bits + 7) / 8);
+}
+
+void PutEliasFano(const std::vector<uint64_t>& sorted, ByteWriter& w) {
+  PutEliasFano(sorted.size(), sorted.empty() ? 0 : sorted.back(), [&](auto&& emit) {
+    for (uint64_t v : sorted) emit(v);
+  }, w);
 }
 
 bool GetEliasFano(ByteReader& r, std::vector<uint64_t>& out) {
@@ -86,11 +95,49 @@ bool GetEliasFano(ByteReader& r, std::vector<uint64_t>& out) {
 
 }  // namespace
 
+template <typename F>
+void DedupIndex::ForEachSorted(F&& f) const {
+  // Probing never wraps, so a cluster (a run of occupied slots) holds exactly the hashes
+  // whose home slot lies in it, and clusters come in ascending order of home (the top
+  // bits): sorting each cluster, a few slots, gives every hash in ascending order.
+  std::vector<uint64_t> cluster;
+  for (size_t i = 0; i <= slots_.size(); ++i) {
+    if (i < slots_.size() && slots_[i] != 0) {
+      cluster.push_back(slots_[i]);
+      continue;
+    }
+    if (cluster.empty()) continue;
+    std::sort(cluster.begin(), cluster.end());
+    for (uint64_t h : cluster) f(h);
+    cluster.clear();
+  }
+}
+
 void DedupIndex::EncodeTo(std::string* out) const {
   // Group by ingestion day; each group remembers its latest ingestion time.
   auto day_of = [](int64_t at) {
     return at >= 0 ? at / kMsPerDay : -((-at + kMsPerDay - 1) / kMsPerDay);
   };
+  ByteWriter w(out);
+  bool one_day = !time_runs_.empty();
+  int64_t latest = INT64_MIN;
+  for (const auto& run : time_runs_) {
+    one_day = one_day && day_of(run.second) == day_of(time_runs_.front().second);
+    latest = std::max(latest, run.second);
+  }
+  if (one_day) {
+    // Every id in one group (a bulk load; a store younger than a day): read in order from
+    // the table, with no copy and no sort of millions of hashes.
+    uint64_t max = 0;
+    for (size_t i = slots_.size(); i-- > 0 && (max == 0 || slots_[i] != 0);) max = std::max(max, slots_[i]);
+    const size_t n = used_;
+    const int low_bits = n == 0 ? 0 : 64 - std::bit_width(n);
+    out->reserve(out->size() + 32 + (n * static_cast<size_t>(low_bits) + 7) / 8 + (n + (max >> low_bits) + 8) / 8);
+    w.Varint(1);
+    w.SignedVarint(latest);
+    PutEliasFano(n, max, [&](auto&& emit) { ForEachSorted(emit); }, w);
+    return;
+  }
   std::map<int64_t, std::pair<int64_t, std::vector<uint64_t>>> days;  // day -> latest, hashes
   std::map<int64_t, size_t> counts;
   auto run_end = [&](size_t r) { return r + 1 < time_runs_.size() ? time_runs_[r + 1].first : hashes_.size(); };
@@ -103,7 +150,6 @@ void DedupIndex::EncodeTo(std::string* out) const {
     group.second.insert(group.second.end(), hashes_.begin() + static_cast<std::ptrdiff_t>(time_runs_[r].first),
                         hashes_.begin() + static_cast<std::ptrdiff_t>(run_end(r)));
   }
-  ByteWriter w(out);
   w.Varint(days.size());
   for (auto& [day, group] : days) {
     SortHashes(group.second);
@@ -129,11 +175,9 @@ Status DedupIndex::DecodeFrom(std::string_view bytes, std::string_view what) {
 bool DedupIndex::Contains(uint64_t hash) const {
   if (slots_.empty()) return false;
   hash = NonZero(hash);
-  size_t mask = slots_.size() - 1;
-  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+  for (size_t i = Home(hash); i < slots_.size() && slots_[i] != 0; ++i)
     if (slots_[i] == hash) return true;
-    if (slots_[i] == 0) return false;
-  }
+  return false;
 }
 
 namespace {
@@ -145,14 +189,13 @@ bool OverLoad(size_t used, size_t slots) { return used * 4 > slots * 3; }
 }  // namespace
 
 bool DedupIndex::Insert(uint64_t hash, int64_t ingested_ms) {
-  if (OverLoad(used_ + 1, slots_.size())) Grow();
+  if (OverLoad(used_ + 1, table_size())) Grow();
   uint64_t h = NonZero(hash);
-  size_t mask = slots_.size() - 1;
-  size_t i = h & mask;
-  while (slots_[i] != 0) {
+  size_t i = Home(h);
+  for (; i < slots_.size() && slots_[i] != 0; ++i)
     if (slots_[i] == h) return false;
-    i = (i + 1) & mask;
-  }
+  // Past the last slot: the overflow grows (slots are never wrapped around).
+  if (i == slots_.size()) slots_.push_back(0);
   slots_[i] = h;
   ++used_;
   if (time_runs_.empty() || time_runs_.back().second != ingested_ms) time_runs_.emplace_back(hashes_.size(), ingested_ms);
@@ -172,23 +215,19 @@ std::vector<std::pair<uint64_t, int64_t>> DedupIndex::entries() const {
 
 void DedupIndex::InsertMany(const uint64_t* hashes, size_t n, int64_t ingested_ms, bool* added) {
   constexpr size_t kAhead = 16;
-  while (OverLoad(used_ + n, slots_.size())) Grow();
-  size_t mask = slots_.size() - 1;
+  while (OverLoad(used_ + n, table_size())) Grow();
   for (size_t i = 0; i < n; ++i) {
-    if (i + kAhead < n) __builtin_prefetch(&slots_[NonZero(hashes[i + kAhead]) & mask], 1);
+    if (i + kAhead < n) __builtin_prefetch(&slots_[Home(NonZero(hashes[i + kAhead]))], 1);
     added[i] = Insert(hashes[i], ingested_ms);
   }
 }
 
 void DedupIndex::EraseSlot(size_t slot) {
   // Backward-shift deletion keeps linear probing correct without tombstones.
-  size_t mask = slots_.size() - 1;
   size_t hole = slot;
-  for (size_t i = (slot + 1) & mask; slots_[i] != 0; i = (i + 1) & mask) {
-    size_t home = slots_[i] & mask;
-    // Move slots_[i] into the hole unless its home lies cyclically in (hole, i].
-    bool home_after_hole = hole <= i ? (home > hole && home <= i) : (home > hole || home <= i);
-    if (!home_after_hole) {
+  for (size_t i = slot + 1; i < slots_.size() && slots_[i] != 0; ++i) {
+    // Move slots_[i] into the hole unless its home lies after the hole.
+    if (Home(slots_[i]) <= hole) {
       slots_[hole] = slots_[i];
       hole = i;
     }
@@ -198,12 +237,11 @@ void DedupIndex::EraseSlot(size_t slot) {
 }
 
 void DedupIndex::TruncateTo(size_t size) {
-  size_t mask = slots_.size() - 1;
   while (hashes_.size() > size) {
     uint64_t h = NonZero(hashes_.back());
     hashes_.pop_back();
     if (time_runs_.back().first == hashes_.size()) time_runs_.pop_back();
-    for (size_t i = h & mask; slots_[i] != 0; i = (i + 1) & mask) {
+    for (size_t i = Home(h); i < slots_.size() && slots_[i] != 0; ++i) {
       if (slots_[i] == h) {
         EraseSlot(i);
         break;
@@ -213,22 +251,27 @@ void DedupIndex::TruncateTo(size_t size) {
 }
 
 void DedupIndex::Reserve(size_t ids) {
-  size_t slots = std::max<size_t>(1024, slots_.size());
+  size_t slots = std::max<size_t>(1024, table_size());
   while (OverLoad(ids, slots)) slots *= 2;
-  if (slots > slots_.size()) GrowTo(slots);
+  if (slots > table_size()) GrowTo(slots);
 }
 
 void DedupIndex::GrowTo(size_t size) {
   std::vector<uint64_t> old = std::move(slots_);
-  slots_.reserve(size);
-  Prefault(slots_.data(), size * sizeof(uint64_t));
-  slots_.assign(size, 0);
+  // Room for the overflow of the last clusters, so that it rarely reallocates.
+  const size_t physical = size + 64;
+  slots_.reserve(physical);
+  Prefault(slots_.data(), physical * sizeof(uint64_t));
+  slots_.assign(physical, 0);
+  home_bits_ = std::countr_zero(size);
   ReservePrefaulted(hashes_, size / 4 * 3);
-  size_t mask = slots_.size() - 1;
+  // The old slots hold the hashes nearly in order, so this pass writes the new table
+  // front to back instead of at random.
   for (uint64_t h : old) {
     if (h == 0) continue;
-    size_t i = h & mask;
-    while (slots_[i] != 0) i = (i + 1) & mask;
+    size_t i = Home(h);
+    while (i < slots_.size() && slots_[i] != 0) ++i;
+    if (i == slots_.size()) slots_.push_back(0);
     slots_[i] = h;
   }
 }
@@ -241,6 +284,7 @@ void DedupIndex::Expire(int64_t oldest_ms) {
   hashes_.clear();
   time_runs_.clear();
   slots_.clear();
+  home_bits_ = 0;
   used_ = 0;
   for (const auto& e : kept) Insert(e.first, e.second);
 }

@@ -77,11 +77,20 @@ class DedupIndex {
   Status DecodeFrom(std::string_view bytes, std::string_view what);
 
  private:
-  void Grow() { GrowTo(std::max<size_t>(1024, slots_.size() * 2)); }
+  void Grow() { GrowTo(std::max<size_t>(1024, table_size() * 2)); }
   void GrowTo(size_t slots);  // a power of two
   void EraseSlot(size_t slot);
-  // Open addressing, linear probing; 0 marks an empty slot (hash 0 is stored as 1).
+  size_t table_size() const { return home_bits_ == 0 ? 0 : size_t{1} << home_bits_; }
+  // A hash's home slot: its top bits, so that the table holds hashes in ascending order
+  // but for the few displaced within a cluster (EncodeTo reads them sorted from it).
+  size_t Home(uint64_t h) const { return static_cast<size_t>(h >> (64 - home_bits_)); }
+  // Calls f on every stored hash (hash 0 as 1) in ascending order.
+  template <typename F>
+  void ForEachSorted(F&& f) const;
+  // Open addressing, linear probing that never wraps: slots past the table_size() home
+  // slots take the last clusters' overflow. 0 marks an empty slot (hash 0 is stored as 1).
   std::vector<uint64_t> slots_;
+  int home_bits_ = 0;
   size_t used_ = 0;
   // Insertion order, for expiry and aborts: the hashes, and the ingestion times as runs
   // (the first entry of each run of one time; a batch's ids share one), 8 bytes an id

@@ -1,6 +1,7 @@
 // The de-duplication index and its compact on-disk form (docs/FORMAT.md, users file).
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <map>
 #include <random>
 
@@ -44,11 +45,45 @@ TEST(DedupIndexTest, EncodedIndexReloadsEveryIdWithItsDaysLatestTime) {
   EXPECT_TRUE(reloaded.Contains(0));
 }
 
+// A bulk load's ids share one ingestion day: they are encoded straight from the table, in
+// order (the decoder refuses values out of order), after growth, aborts and an expiry.
+TEST(DedupIndexTest, OneDaysIdsEncodeInOrderFromTheTable) {
+  std::mt19937_64 random(9);
+  const int64_t day = 19'500 * kMsPerDay;
+  for (size_t n : {size_t{1}, size_t{3000}, size_t{200'000}}) {
+    DedupIndex index;
+    std::vector<uint64_t> hashes;
+    for (size_t i = 0; i < n; ++i) hashes.push_back(random());
+    hashes.push_back(UINT64_MAX);  // the last home slot: overflow past the table
+    std::unique_ptr<bool[]> added(new bool[hashes.size()]);
+    index.InsertMany(hashes.data(), hashes.size(), day + 10, added.get());
+    index.TruncateTo(hashes.size() / 2 + 1);  // an abort: backward shifts in the table
+    hashes.resize(hashes.size() / 2 + 1);
+    index.Insert(42, day + 20);
+    hashes.push_back(42);
+    index.Expire(day);  // nothing is older: no rebuild
+    std::string bytes;
+    index.EncodeTo(&bytes);
+    DedupIndex reloaded;
+    ASSERT_TRUE(reloaded.DecodeFrom(bytes, "users-g1.bin").ok()) << n;
+    ASSERT_EQ(reloaded.size(), hashes.size()) << n;
+    for (uint64_t h : hashes) ASSERT_TRUE(reloaded.Contains(h)) << n;
+    for (const auto& [hash, at] : reloaded.entries()) ASSERT_EQ(at, day + 20);
+    // Elias-Fano's 2 + 64 - log2(n) bits an id.
+    EXPECT_LT(bytes.size(), hashes.size() * (67 - std::bit_width(hashes.size())) / 8 + 64);
+  }
+}
+
 // Inserts (with repeats), reservations, aborts back to an earlier size and expiries, at a few ingestion
 // times, against a naive list of (hash, time): membership, size and entries agree after
 // every step. (Hashes 0 and 1 are one id to the index, which keeps 0 for empty slots;
-// real hashes are 64-bit, so the test's small ones start at 2.)
-TEST(DedupIndexTest, InsertTruncateAndExpireMatchANaiveList) {
+// real hashes are 64-bit, so the test's small ones start at 2.) Small hashes all share
+// the first home slot (one long cluster); spread ones (a bijection of them) fill the table.
+class DedupIndexModelTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(DedupIndexModelTest, InsertTruncateAndExpireMatchANaiveList) {
+  const bool spread = GetParam();
+  auto hash_of = [&](uint64_t k) { return spread ? k * 0x9E3779B97F4A7C15ull : k; };
   std::mt19937_64 random(5);
   DedupIndex index;
   std::vector<std::pair<uint64_t, int64_t>> model;
@@ -57,7 +92,7 @@ TEST(DedupIndexTest, InsertTruncateAndExpireMatchANaiveList) {
     const int action = static_cast<int>(random() % 10);
     if (action < 7) {
       std::vector<uint64_t> hashes;
-      for (int k = 0, n = static_cast<int>(random() % 40); k < n; ++k) hashes.push_back(2 + random() % 5000);
+      for (int k = 0, n = static_cast<int>(random() % 40); k < n; ++k) hashes.push_back(hash_of(2 + random() % 5000));
       std::unique_ptr<bool[]> added(new bool[hashes.size() + 1]);
       index.InsertMany(hashes.data(), hashes.size(), now, added.get());
       for (size_t k = 0; k < hashes.size(); ++k) {
@@ -80,12 +115,14 @@ TEST(DedupIndexTest, InsertTruncateAndExpireMatchANaiveList) {
     ASSERT_EQ(index.size(), model.size()) << "step " << step;
     ASSERT_EQ(index.entries(), model) << "step " << step;
     for (int probe = 0; probe < 20; ++probe) {
-      const uint64_t h = 2 + random() % 5000;
+      const uint64_t h = hash_of(2 + random() % 5000);
       const bool in_model = std::any_of(model.begin(), model.end(), [&](const auto& e) { return e.first == h; });
       ASSERT_EQ(index.Contains(h), in_model) << "step " << step << ", hash " << h;
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(SmallAndSpreadHashes, DedupIndexModelTest, ::testing::Bool());
 
 TEST(DedupIndexTest, EmptyIndexRoundTrips) {
   DedupIndex index, reloaded;
