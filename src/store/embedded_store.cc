@@ -447,10 +447,15 @@ Status EmbeddedStore::CheckpointLocked() {
   // is free: only a few are in memory at once beside the memtable (which readers may still
   // hold), instead of a second copy of every event (a 10M-event file peaked at 2.8 GB that
   // way, and fresh pages are dear on VMs).
+  // Each is written to its part file as soon as it is compressed, by the thread that
+  // compressed it, so the writes overlap the merge; files the MANIFEST does not name yet
+  // are deleted at the next open if the checkpoint does not finish.
   struct Built {
-    std::shared_ptr<const Segment> segment;  // dropped once encoded
+    std::shared_ptr<const Segment> segment;  // dropped once written
     int64_t min_time = 0;
-    std::string encoded;
+    std::string name;
+    std::shared_ptr<const Segment> part;  // the written part
+    Status written;
   };
   std::deque<Built> built;  // in time order; stable addresses
   std::mutex queue_mutex;
@@ -468,9 +473,11 @@ Status EmbeddedStore::CheckpointLocked() {
         if (merge_done || !until_done) return;
         continue;
       }
-      Built& b = built[next_to_encode++];
+      const size_t k = next_to_encode++;
+      Built& b = built[k];
       lock.unlock();
-      b.encoded = b.segment->EncodePart(kPartZstdLevel);
+      b.name = fmt::format("p{}-g{}-{}.seg", b.min_time / kPartitionMs, generation, k);
+      b.written = WritePart(*b.segment, dir_ + "/parts/" + b.name, b.part);
       b.segment.reset();
       lock.lock();
       --waiting;
@@ -508,16 +515,10 @@ Status EmbeddedStore::CheckpointLocked() {
     encode_parts(/*until_done=*/true);
   }
   RETURN_IF_ERROR(merged);
-  for (size_t k = 0; k < built.size(); ++k) {
-    int64_t partition = built[k].min_time / kPartitionMs;
-    std::string name = fmt::format("p{}-g{}-{}.seg", partition, generation, k);
-    RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/parts/" + name, built[k].encoded));
-    std::string().swap(built[k].encoded);
-    // Re-open from disk so that optional columns are not held decoded in memory.
-    ASSIGN_OR_RETURN(auto file, MappedFile::Open(dir_ + "/parts/" + name));
-    ASSIGN_OR_RETURN(auto segment, Segment::Decode(std::shared_ptr<const MappedFile>(std::move(file))));
-    version->parts.push_back(segment);
-    part_files.push_back(name);
+  for (Built& b : built) {
+    RETURN_IF_ERROR(b.written);
+    version->parts.push_back(std::move(b.part));
+    part_files.push_back(b.name);
   }
   version->memtable.clear();
   {
@@ -570,6 +571,20 @@ Status EmbeddedStore::CheckpointLocked() {
     version_ = std::move(version);
   }
   return CleanUnreferencedFiles();
+}
+
+Status EmbeddedStore::WritePart(const Segment& segment, const std::string& path,
+                                std::shared_ptr<const Segment>& part) const {
+  size_t extras_at = 0;
+  std::string bytes = segment.EncodePart(kPartZstdLevel, &extras_at);
+  RETURN_IF_ERROR(WriteFileAtomic(path, bytes));
+  std::string().swap(bytes);
+  // The part reads its optional columns from the file, not held decoded in memory; its
+  // core columns are the segment's (decoding them again from the bytes just written
+  // would only repeat work).
+  ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
+  ASSIGN_OR_RETURN(part, Segment::OfWrittenPart(segment, std::shared_ptr<const MappedFile>(std::move(file)), extras_at));
+  return Status::Ok();
 }
 
 Status EmbeddedStore::CleanUnreferencedFiles() {

@@ -799,7 +799,12 @@ Status DecodeCore(std::string_view bytes, std::string_view what, std::vector<Act
 }  // namespace
 
 std::string Segment::EncodePart(int level) const {
-  std::string bytes = Encode(level);
+  size_t extras_at = 0;
+  return EncodePart(level, &extras_at);
+}
+
+std::string Segment::EncodePart(int level, size_t* extras_at) const {
+  std::string bytes = EncodeWithExtrasAt(level, extras_at);
   uint32_t crc = Crc32c(bytes);
   bytes.append(reinterpret_cast<const char*>(&crc), 4);
   return bytes;
@@ -819,6 +824,23 @@ Result<std::shared_ptr<const Segment>> Segment::Decode(std::shared_ptr<const Map
                              segment->encoded_extras_, segment->format_));
   segment->file_ = std::move(file);
   return std::shared_ptr<const Segment>(std::move(segment));
+}
+
+Result<std::shared_ptr<const Segment>> Segment::OfWrittenPart(const Segment& segment,
+                                                              std::shared_ptr<const MappedFile> file,
+                                                              size_t extras_at) {
+  // The file holds the encoding and a 4-byte checksum; the optional columns end there.
+  if (file->data().size() < extras_at + 4)
+    return Corruption("{}: shorter than the part just written", file->path());
+  auto part = std::shared_ptr<Segment>(new Segment());
+  part->actor_ = segment.actor_;
+  part->time_ = segment.time_;
+  part->type_ = segment.type_;
+  part->min_time_ = segment.min_time_;
+  part->max_time_ = segment.max_time_;
+  part->encoded_extras_ = file->data().substr(extras_at, file->data().size() - 4 - extras_at);
+  part->file_ = std::move(file);
+  return std::shared_ptr<const Segment>(std::move(part));
 }
 
 Result<std::shared_ptr<const Segment>> Segment::DecodeBytes(std::string_view bytes,

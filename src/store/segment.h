@@ -89,9 +89,17 @@ class Segment {
   std::string Encode(int level) const;
   // A part file's content: Encode(level) followed by its u32 CRC-32C.
   std::string EncodePart(int level) const;
+  // The same, and where in it the optional columns start.
+  std::string EncodePart(int level, size_t* extras_at) const;
   // Decodes a part file (checking its checksum) into core columns; the optional ones
   // are decoded on demand from `file`.
   static Result<std::shared_ptr<const Segment>> Decode(std::shared_ptr<const MappedFile> file);
+  // A part file just written from `segment` (EncodePart's bytes; `extras_at` as it gave):
+  // `segment`'s core columns, without decoding them again, and its optional columns read
+  // from `file` on demand, as Decode's.
+  static Result<std::shared_ptr<const Segment>> OfWrittenPart(const Segment& segment,
+                                                              std::shared_ptr<const MappedFile> file,
+                                                              size_t extras_at);
   // Decodes bytes fully (write-ahead-log records). `what` names the source for errors.
   static Result<std::shared_ptr<const Segment>> DecodeBytes(std::string_view bytes,
                                                             std::string_view what);

@@ -225,6 +225,46 @@ TEST(SegmentTest, BuildEncodedSplitsByWeekAndKeepsItsEncoding) {
   EXPECT_NE(bad.status().message().find("log record 3"), std::string::npos);
 }
 
+// A checkpoint opens the parts it wrote with OfWrittenPart (the core columns it has):
+// the part reads like a Decode of the file, and re-encodes to the file's bytes.
+TEST(SegmentTest, AWrittenPartReadsLikeItsDecodedFile) {
+  std::mt19937_64 rng(5);
+  std::vector<EncodedEvent> events;
+  std::vector<EncodedProperty> props;
+  for (int i = 0; i < 2000; ++i) {
+    const uint32_t begin = static_cast<uint32_t>(props.size());
+    if (rng() % 2) props.push_back({3, {ValueKind::kNumber, static_cast<double>(rng() % 500), kNoDictId}});
+    props.push_back({7, {ValueKind::kString, 0, static_cast<DictId>(rng() % 20)}});
+    events.push_back({static_cast<ActorId>(rng() % 90), static_cast<EventTypeId>(rng() % 9),
+                      static_cast<int64_t>(rng() % 1'000'000), rng() % 3 ? static_cast<int64_t>(rng() % 50) : -1, begin,
+                      static_cast<uint32_t>(props.size())});
+  }
+  auto built = Segment::Build(events, props);
+  size_t extras_at = 0;
+  const std::string bytes = built->EncodePart(3, &extras_at);
+  EXPECT_EQ(bytes, built->EncodePart(3));
+  const std::string path = ::testing::TempDir() + "/written.part";
+  ASSERT_TRUE(WriteFileAtomic(path, bytes).ok());
+  auto open = [&]() { return std::shared_ptr<const MappedFile>(std::move(MappedFile::Open(path)).value()); };
+  auto decoded = Segment::Decode(open());
+  auto written = Segment::OfWrittenPart(*built, open(), extras_at);
+  ASSERT_TRUE(decoded.ok() && written.ok());
+  EXPECT_EQ((*written)->actor(), (*decoded)->actor());
+  EXPECT_EQ((*written)->time(), (*decoded)->time());
+  EXPECT_EQ((*written)->type(), (*decoded)->type());
+  EXPECT_EQ((*written)->min_time(), (*decoded)->min_time());
+  EXPECT_EQ((*written)->max_time(), (*decoded)->max_time());
+  EXPECT_EQ((*written)->EncodePart(3), bytes);  // its optional columns, read from the file
+  auto a = *(*written)->Extras(true, {7});
+  auto b = *(*decoded)->Extras(true, {7});
+  EXPECT_EQ(a->session_marks, b->session_marks);
+  ASSERT_EQ(a->properties.size(), 1u);
+  EXPECT_EQ(a->properties[0].rows, b->properties[0].rows);
+  // A file shorter than the encoding is refused, not read past its end.
+  ASSERT_TRUE(WriteFileAtomic(path, bytes.substr(0, extras_at)).ok());
+  EXPECT_FALSE(Segment::OfWrittenPart(*built, open(), extras_at).ok());
+}
+
 TEST(SegmentTest, MergeKeepsEachPropertyWithItsEvent) {
   for (bool interleaved : {false, true}) {
     std::mt19937_64 rng(11);
