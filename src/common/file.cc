@@ -183,6 +183,12 @@ Status AppendFile::Append(std::string_view data) {
     done += static_cast<size_t>(n);
   }
   size_ += data.size();
+  if (size_ - written_back_ >= kWritebackBytes) {
+    // A hint: failure here (an old kernel, an odd file system) only loses the overlap.
+    (void)::sync_file_range(fd_, static_cast<off_t>(written_back_), static_cast<off_t>(size_ - written_back_),
+                            SYNC_FILE_RANGE_WRITE);
+    written_back_ = size_;
+  }
   return Status::Ok();
 }
 
@@ -194,6 +200,7 @@ Status AppendFile::Sync() {
 Status AppendFile::Truncate(uint64_t size) {
   if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) return Errno("cannot truncate", path_);
   size_ = size;
+  written_back_ = std::min(written_back_, size);
   return Sync();
 }
 

@@ -55,6 +55,31 @@ TEST(FileTest, AppendFileTracksSizeAndTruncates) {
   std::filesystem::remove_all(dir);
 }
 
+// Appends past the early-writeback threshold (16 MB), a truncation behind it and more
+// appends keep the file's bytes exactly those appended.
+TEST(FileTest, LongAppendsWithEarlyWritebackKeepEveryByte) {
+  std::string dir = TempDir();
+  auto f = AppendFile::Open(dir + "/log");
+  ASSERT_TRUE(f.ok());
+  std::string expected;
+  for (int i = 0; i < 40; ++i) {
+    std::string piece(1 << 20, static_cast<char>('a' + i % 26));
+    ASSERT_TRUE((*f)->Append(piece).ok());
+    expected += piece;
+  }
+  ASSERT_TRUE((*f)->Truncate(20 << 20).ok());
+  expected.resize(20 << 20);
+  for (int i = 0; i < 20; ++i) {
+    std::string piece(1 << 20, static_cast<char>('A' + i));
+    ASSERT_TRUE((*f)->Append(piece).ok());
+    expected += piece;
+  }
+  ASSERT_TRUE((*f)->Sync().ok());
+  EXPECT_EQ((*f)->size(), expected.size());
+  EXPECT_TRUE(*ReadFile(dir + "/log") == expected);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(FileTest, Crc32cMatchesKnownVector) {
   // The standard check value of CRC-32C.
   EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);
