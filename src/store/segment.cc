@@ -188,6 +188,11 @@ namespace {
 bool ByActorThenTime(const EncodedEvent& a, const EncodedEvent& b) {
   return a.actor != b.actor ? a.actor < b.actor : a.time < b.time;
 }
+// Stable. Input cut from a file sorted by user arrives sorted: one pass checks that.
+void SortByActorThenTime(std::vector<EncodedEvent>& events) {
+  if (!std::is_sorted(events.begin(), events.end(), ByActorThenTime))
+    std::stable_sort(events.begin(), events.end(), ByActorThenTime);
+}
 // The partition of time t: floor(t / partition_ms).
 int64_t PartitionOf(int64_t t, int64_t partition_ms) {
   return t >= 0 ? t / partition_ms : -((-t + partition_ms - 1) / partition_ms);
@@ -196,7 +201,7 @@ int64_t PartitionOf(int64_t t, int64_t partition_ms) {
 
 std::shared_ptr<const Segment> Segment::Build(std::vector<EncodedEvent> events,
                                               const std::vector<EncodedProperty>& properties) {
-  std::stable_sort(events.begin(), events.end(), ByActorThenTime);
+  SortByActorThenTime(events);
   return BuildSorted(events, properties);
 }
 
@@ -205,16 +210,30 @@ std::vector<std::shared_ptr<const Segment>> Segment::BuildEncoded(std::vector<En
                                                                   int64_t partition_ms, int level) {
   std::vector<std::shared_ptr<const Segment>> out;
   if (events.empty()) return out;
-  std::stable_sort(events.begin(), events.end(), ByActorThenTime);
+  SortByActorThenTime(events);
   // The partitions present, and the events of each in (actor, time) order: a stable
   // counting sort by partition, usually of one partition (time-ordered input) or a few
   // weeks (a file cut by user).
   std::vector<int64_t> partitions;
   partitions.reserve(events.size());
-  for (const EncodedEvent& e : events) partitions.push_back(PartitionOf(e.time, partition_ms));
-  std::vector<int64_t> present = partitions;
-  std::sort(present.begin(), present.end());
-  present.erase(std::unique(present.begin(), present.end()), present.end());
+  int64_t lo = INT64_MAX, hi = INT64_MIN;
+  for (const EncodedEvent& e : events) {
+    partitions.push_back(PartitionOf(e.time, partition_ms));
+    lo = std::min(lo, partitions.back());
+    hi = std::max(hi, partitions.back());
+  }
+  std::vector<int64_t> present;
+  if (static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo) < 4096) {
+    // A few weeks apart (always, but for years of sparse data): marked, not sorted.
+    std::vector<char> seen(static_cast<size_t>(hi - lo) + 1, 0);
+    for (int64_t p : partitions) seen[static_cast<size_t>(p - lo)] = 1;
+    for (size_t k = 0; k < seen.size(); ++k)
+      if (seen[k]) present.push_back(lo + static_cast<int64_t>(k));
+  } else {
+    present = partitions;
+    std::sort(present.begin(), present.end());
+    present.erase(std::unique(present.begin(), present.end()), present.end());
+  }
   auto build = [&](std::span<const EncodedEvent> rows) {
     std::shared_ptr<Segment> segment = BuildSorted(rows, properties);
     size_t extras_at = 0;
