@@ -342,10 +342,13 @@ class Pipeline {
       // what this thread's previous chunk held, with a margin, since a reservation for
       // the densest input prefaulted about twice the memory typical chunks use.
       // A batch the sink has finished with comes back with its memory (Deliver): most
-      // chunks need no fresh memory at all.
+      // chunks need no fresh memory at all. Estimates carry a 25% margin and vary from
+      // chunk to chunk, so a recycled vector within that margin is kept (a rare chunk
+      // that needs more grows it), and a vector that must grow gets headroom: growing
+      // by the few percent the estimate moved reallocated most batches, fresh.
       auto reserve = [](auto& v, size_t n) {
-        if (v.capacity() >= n) return;
-        v.reserve(n);
+        if (v.capacity() * 5 >= n * 4) return;
+        v.reserve(n + n / 4);
         Prefault(v.data(), v.capacity() * sizeof(v[0]));
       };
       reserve(job->batch.events, density.Expect(density.events, 1.0 / 256, job->text_size));
