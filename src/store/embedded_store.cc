@@ -477,8 +477,7 @@ Status EmbeddedStore::CheckpointLocked() {
       Built& b = built[k];
       lock.unlock();
       b.name = fmt::format("p{}-g{}-{}.seg", b.min_time / kPartitionMs, generation, k);
-      b.written = WritePart(*b.segment, dir_ + "/parts/" + b.name, b.part);
-      b.segment.reset();
+      b.written = WritePart(std::move(b.segment), dir_ + "/parts/" + b.name, b.part);
       lock.lock();
       --waiting;
       queue_changed.notify_all();
@@ -573,17 +572,18 @@ Status EmbeddedStore::CheckpointLocked() {
   return CleanUnreferencedFiles();
 }
 
-Status EmbeddedStore::WritePart(const Segment& segment, const std::string& path,
+Status EmbeddedStore::WritePart(std::shared_ptr<const Segment> segment, const std::string& path,
                                 std::shared_ptr<const Segment>& part) const {
   size_t extras_at = 0;
-  std::string bytes = segment.EncodePart(kPartZstdLevel, &extras_at);
+  std::string bytes = segment->EncodePart(kPartZstdLevel, &extras_at);
   RETURN_IF_ERROR(WriteFileAtomic(path, bytes));
   std::string().swap(bytes);
   // The part reads its optional columns from the file, not held decoded in memory; its
   // core columns are the segment's (decoding them again from the bytes just written
   // would only repeat work).
   ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
-  ASSIGN_OR_RETURN(part, Segment::OfWrittenPart(segment, std::shared_ptr<const MappedFile>(std::move(file)), extras_at));
+  ASSIGN_OR_RETURN(part, Segment::OfWrittenPart(std::move(segment), std::shared_ptr<const MappedFile>(std::move(file)),
+                                               extras_at));
   return Status::Ok();
 }
 

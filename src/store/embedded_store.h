@@ -78,7 +78,8 @@ class EmbeddedStore final : public EventStore {
   Status ReplayLog();
   Status CleanUnreferencedFiles();
   // Encodes `segment` as the part file `path` and opens it as `part`.
-  Status WritePart(const Segment& segment, const std::string& path, std::shared_ptr<const Segment>& part) const;
+  Status WritePart(std::shared_ptr<const Segment> segment, const std::string& path,
+                   std::shared_ptr<const Segment>& part) const;
 
   // Encodes `batch` against the dictionaries and the transaction's view of user state.
   Result<StagedBatch> Encode(const EventBatch& batch, TransactionOverlay& overlay);

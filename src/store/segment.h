@@ -95,9 +95,10 @@ class Segment {
   // are decoded on demand from `file`.
   static Result<std::shared_ptr<const Segment>> Decode(std::shared_ptr<const MappedFile> file);
   // A part file just written from `segment` (EncodePart's bytes; `extras_at` as it gave):
-  // `segment`'s core columns, without decoding them again, and its optional columns read
-  // from `file` on demand, as Decode's.
-  static Result<std::shared_ptr<const Segment>> OfWrittenPart(const Segment& segment,
+  // `segment`'s core columns, without decoding them again (moved out of it when this call
+  // holds its last reference, copied otherwise), and its optional columns read from
+  // `file` on demand, as Decode's.
+  static Result<std::shared_ptr<const Segment>> OfWrittenPart(std::shared_ptr<const Segment> segment,
                                                               std::shared_ptr<const MappedFile> file,
                                                               size_t extras_at);
   // Decodes bytes fully (write-ahead-log records). `what` names the source for errors.

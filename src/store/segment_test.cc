@@ -247,7 +247,7 @@ TEST(SegmentTest, AWrittenPartReadsLikeItsDecodedFile) {
   ASSERT_TRUE(WriteFileAtomic(path, bytes).ok());
   auto open = [&]() { return std::shared_ptr<const MappedFile>(std::move(MappedFile::Open(path)).value()); };
   auto decoded = Segment::Decode(open());
-  auto written = Segment::OfWrittenPart(*built, open(), extras_at);
+  auto written = Segment::OfWrittenPart(built, open(), extras_at);  // `built` lives on: copied
   ASSERT_TRUE(decoded.ok() && written.ok());
   EXPECT_EQ((*written)->actor(), (*decoded)->actor());
   EXPECT_EQ((*written)->time(), (*decoded)->time());
@@ -260,9 +260,17 @@ TEST(SegmentTest, AWrittenPartReadsLikeItsDecodedFile) {
   EXPECT_EQ(a->session_marks, b->session_marks);
   ASSERT_EQ(a->properties.size(), 1u);
   EXPECT_EQ(a->properties[0].rows, b->properties[0].rows);
+  EXPECT_EQ(built->actor(), (*decoded)->actor());  // not moved from
+  // The last reference: the columns move, and the part is the same.
+  auto moved = Segment::OfWrittenPart(Segment::Build(events, props), open(), extras_at);
+  ASSERT_TRUE(moved.ok());
+  EXPECT_EQ((*moved)->actor(), (*decoded)->actor());
+  EXPECT_EQ((*moved)->time(), (*decoded)->time());
+  EXPECT_EQ((*moved)->type(), (*decoded)->type());
+  EXPECT_EQ((*moved)->EncodePart(3), bytes);
   // A file shorter than the encoding is refused, not read past its end.
   ASSERT_TRUE(WriteFileAtomic(path, bytes.substr(0, extras_at)).ok());
-  EXPECT_FALSE(Segment::OfWrittenPart(*built, open(), extras_at).ok());
+  EXPECT_FALSE(Segment::OfWrittenPart(built, open(), extras_at).ok());
 }
 
 TEST(SegmentTest, MergeKeepsEachPropertyWithItsEvent) {
