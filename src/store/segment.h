@@ -55,6 +55,11 @@ struct SegmentExtras {
   std::vector<Column> properties;  // sorted by key
 };
 
+// The time partition of t (`partition_ms` wide, aligned to the epoch): floor(t / partition_ms).
+inline int64_t PartitionOf(int64_t t, int64_t partition_ms) {
+  return t >= 0 ? t / partition_ms : -((-t + partition_ms - 1) / partition_ms);
+}
+
 class Segment {
  public:
   // Sorts `events` by (actor, time) and builds a segment.
