@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <new>
+#include <thread>
 #include <utility>
 
 #ifdef SIBYL_JEMALLOC
@@ -72,6 +73,17 @@ void Prefault(void* data, size_t bytes) {
   (void)data;
   (void)bytes;
 #endif
+}
+
+void PrefaultOnTwoThreads(void* data, size_t bytes) {
+  if (bytes < (size_t{64} << 20)) {
+    Prefault(data, bytes);
+    return;
+  }
+  char* p = static_cast<char*>(data);
+  std::thread helper([&] { Prefault(p, bytes / 2); });
+  Prefault(p + bytes / 2, bytes - bytes / 2);
+  helper.join();
 }
 
 PageBuffer::PageBuffer(size_t bytes, bool prefault) : bytes_(bytes) {

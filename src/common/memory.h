@@ -38,6 +38,9 @@ HeapInfo CurrentHeapInfo();
 // (old kernels) are ignored and the pages fault in on first touch as usual. Only worth it
 // for buffers of a megabyte or more.
 void Prefault(void* data, size_t bytes);
+// The same, the halves on two threads when it is big (64 MB or more): the kernel clears
+// the pages, so two cores halve the wait where the other core would otherwise idle.
+void PrefaultOnTwoThreads(void* data, size_t bytes);
 
 // Resizes `v` to `n` elements, prefaulting the new storage first when it is large.
 template <typename T>

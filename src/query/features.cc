@@ -199,17 +199,6 @@ class FeatureComputer {
     std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   };
 
-  static void PrefaultOnTwoThreads(void* data, size_t bytes) {
-    if (bytes < (size_t{64} << 20)) {
-      Prefault(data, bytes);
-      return;
-    }
-    char* p = static_cast<char*>(data);
-    std::thread helper([&] { Prefault(p, bytes / 2); });
-    Prefault(p + bytes / 2, bytes - bytes / 2);
-    helper.join();
-  }
-
   float Merge(size_t col, float a, float b) const {
     switch (layout_.MergeOf(col)) {
       case FeatureLayout::Merge::kMin: return std::min(a, b);

@@ -260,11 +260,18 @@ void DedupIndex::GrowTo(size_t size) {
   std::vector<uint64_t> old = std::move(slots_);
   // Room for the overflow of the last clusters, so that it rarely reallocates.
   const size_t physical = size + 64;
+  // A bulk load's table is sized before parsing starts, while the other core idles.
   slots_.reserve(physical);
-  Prefault(slots_.data(), physical * sizeof(uint64_t));
+  PrefaultOnTwoThreads(slots_.data(), physical * sizeof(uint64_t));
   slots_.assign(physical, 0);
   home_bits_ = std::countr_zero(size);
-  ReservePrefaulted(hashes_, size / 4 * 3);
+  if (const size_t ids = size / 4 * 3; ids > hashes_.capacity()) {
+    std::vector<uint64_t> order;
+    order.reserve(ids);
+    PrefaultOnTwoThreads(order.data(), ids * sizeof(uint64_t));
+    order.assign(hashes_.begin(), hashes_.end());
+    hashes_.swap(order);
+  }
   // The old slots hold the hashes nearly in order, so this pass writes the new table
   // front to back instead of at random.
   for (uint64_t h : old) {
