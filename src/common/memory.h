@@ -42,13 +42,15 @@ void Prefault(void* data, size_t bytes);
 // the pages, so two cores halve the wait where the other core would otherwise idle.
 void PrefaultOnTwoThreads(void* data, size_t bytes);
 
-// Resizes `v` to `n` elements, prefaulting the new storage first when it is large.
+// Resizes `v` to `n` elements, prefaulting the new storage first when it is large (on two
+// threads when it is very large: a bulk load's de-dup table is sized before parsing starts,
+// while the other core idles).
 template <typename T>
 void ResizePrefaulted(std::vector<T>& v, size_t n) {
   if (n > v.capacity() && n * sizeof(T) >= (size_t{1} << 20)) {
     std::vector<T> fresh;
     fresh.reserve(n);
-    Prefault(fresh.data(), n * sizeof(T));
+    PrefaultOnTwoThreads(fresh.data(), n * sizeof(T));
     fresh.assign(v.begin(), v.end());
     v.swap(fresh);
   }
@@ -61,7 +63,7 @@ void ReservePrefaulted(std::vector<T>& v, size_t n) {
   if (n <= v.capacity()) return;
   std::vector<T> fresh;
   fresh.reserve(n);
-  if (n * sizeof(T) >= (size_t{1} << 20)) Prefault(fresh.data(), n * sizeof(T));
+  if (n * sizeof(T) >= (size_t{1} << 20)) PrefaultOnTwoThreads(fresh.data(), n * sizeof(T));
   fresh.insert(fresh.end(), std::make_move_iterator(v.begin()), std::make_move_iterator(v.end()));
   v.swap(fresh);
 }

@@ -39,6 +39,8 @@ void PutEliasFano(size_t n, uint64_t max, EachValue&& each_value, ByteWriter& w)
   uint64_t mask = low_bits == 0 ? 0 : (uint64_t{1} << low_bits) - 1;
   uint64_t high_bits = n == 0 ? 0 : n + (max >> low_bits) + 1;
   std::vector<uint64_t> low((n * low_bits + 63) / 64 + 1, 0), high((high_bits + 63) / 64, 0);
+  // Grown once: the code is most of a users file, and doubling up to it copied every size.
+  w.out()->reserve(w.out()->size() + 24 + (n * low_bits + 7) / 8 + (high_bits + 7) / 8);
   size_t i = 0;
   each_value([&](uint64_t value) {
     uint64_t v = value & mask;
@@ -130,12 +132,9 @@ void DedupIndex::EncodeTo(std::string* out) const {
     // the table, with no copy and no sort of millions of hashes.
     uint64_t max = 0;
     for (size_t i = slots_.size(); i-- > 0 && (max == 0 || slots_[i] != 0);) max = std::max(max, slots_[i]);
-    const size_t n = used_;
-    const int low_bits = n == 0 ? 0 : 64 - std::bit_width(n);
-    out->reserve(out->size() + 32 + (n * static_cast<size_t>(low_bits) + 7) / 8 + (n + (max >> low_bits) + 8) / 8);
     w.Varint(1);
     w.SignedVarint(latest);
-    PutEliasFano(n, max, [&](auto&& emit) { ForEachSorted(emit); }, w);
+    PutEliasFano(used_, max, [&](auto&& emit) { ForEachSorted(emit); }, w);
     return;
   }
   std::map<int64_t, std::pair<int64_t, std::vector<uint64_t>>> days;  // day -> latest, hashes
@@ -259,19 +258,9 @@ void DedupIndex::Reserve(size_t ids) {
 void DedupIndex::GrowTo(size_t size) {
   std::vector<uint64_t> old = std::move(slots_);
   // Room for the overflow of the last clusters, so that it rarely reallocates.
-  const size_t physical = size + 64;
-  // A bulk load's table is sized before parsing starts, while the other core idles.
-  slots_.reserve(physical);
-  PrefaultOnTwoThreads(slots_.data(), physical * sizeof(uint64_t));
-  slots_.assign(physical, 0);
+  ResizePrefaulted(slots_, size + 64);
   home_bits_ = std::countr_zero(size);
-  if (const size_t ids = size / 4 * 3; ids > hashes_.capacity()) {
-    std::vector<uint64_t> order;
-    order.reserve(ids);
-    PrefaultOnTwoThreads(order.data(), ids * sizeof(uint64_t));
-    order.assign(hashes_.begin(), hashes_.end());
-    hashes_.swap(order);
-  }
+  ReservePrefaulted(hashes_, size / 4 * 3);
   // The old slots hold the hashes nearly in order, so this pass writes the new table
   // front to back instead of at random.
   for (uint64_t h : old) {

@@ -360,8 +360,8 @@ void EmbeddedStore::ApplyCommitted(std::vector<StagedBatch>& batches, bool merge
       // part from the segments of its week only; the checkpoint merges the rest.
       auto& m = version->memtable;
       auto tier = [](const Segment& s) {
-        const int64_t week = s.min_time() / kPartitionMs;
-        const bool one_week = s.size() > 0 && week == s.max_time() / kPartitionMs && s.min_time() >= 0;
+        const int64_t week = PartitionOf(s.min_time(), kPartitionMs);
+        const bool one_week = s.size() > 0 && week == PartitionOf(s.max_time(), kPartitionMs);
         return std::pair<int64_t, int>(one_week ? week : INT64_MIN, std::bit_width(s.size()) / 4);
       };
       for (bool merged = merge_memtable && m.size() > 64; merged;) {
