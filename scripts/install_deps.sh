@@ -7,6 +7,7 @@ packages=(
   libsimdjson-dev libxgboost-dev libcli11-dev libfmt-dev libzstd-dev zlib1g-dev
   libcpp-httplib-dev libssl-dev nlohmann-json3-dev libabsl-dev libjemalloc-dev curl
   libgtest-dev libgmock-dev libbenchmark-dev
+  python3-numpy python3-scipy
 )
 missing=()
 for p in "${packages[@]}"; do

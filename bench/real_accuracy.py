@@ -1,0 +1,635 @@
+#!/usr/bin/env python3
+"""Real-data accuracy benchmark (issue 16), driven by bench/real_accuracy.sh.
+
+Follows ../shared/docs/EVALUATION.md: sibyl is used as a user would use it (ingest,
+`predict create`, `train --as-of T`, `score --as-of T`, `cohort NAME` export of every
+scored user), while the labels, the cohort and two baselines are computed here from the
+raw CSV, never read back from sibyl:
+
+  * BG/NBD (Fader, Hardie & Lee 2005, "Counting your customers the easy way"), fitted by
+    maximum likelihood on the cohort's purchase history before T. The transaction unit is
+    a distinct purchase DAY per customer (UTC date of InvoiceDate), the usual choice in CLV
+    practice (several invoices on one day are one shopping occasion): x = repeat purchase
+    days, t_x = last - first purchase day, age = T - first purchase day (days; the first
+    day counts from its midnight, so age >= 1 for anyone who bought before T).
+    P(buy in [T, T+H)) = P(alive) * (1 - ((alpha+age)/(alpha+age+H))^(r+x)); churn = 1 - that.
+    Revenue: BG/NBD expected purchase days in H x Gamma-Gamma (Fader, Hardie & Lee 2005,
+    "RFM and CLV") expected spend per purchase day, Gamma-Gamma fitted by ML on customers
+    with at least one repeat day (spend = mean revenue of their repeat days, as lifetimes does).
+  * RF-LR: logistic regression (Newton/IRLS, L2 = 1 on the standardised coefficients)
+    fitted at T - H (features from purchases before T - H, labels in [T - H, T), on the
+    cohort evaluated at T - H), applied at T. Features (log1p, then standardised): hours
+    since the last purchase, purchase lines in the last 4 weeks / 8 weeks / all history,
+    distinct purchase days in the last 4 weeks / 8 weeks / all history, tenure hours (since
+    the first event of any kind). Revenue: ridge-linear regression on the same features
+    (predictions floored at 0).
+
+Raw-file rules = examples/online_retail_mapping.json: rows without Customer ID are
+skipped; an Invoice starting with "C" is an `Order Cancelled`, every other row a
+`Product Purchased` line; time = InvoiceDate read as UTC; revenue = Quantity * Price.
+"""
+import argparse
+import csv
+import datetime as dt
+import gzip
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+from scipy import optimize, special, stats
+
+DAY = 86400
+HOUR = 3600
+
+
+def utc(s):
+    return int(dt.datetime.strptime(s, "%Y-%m-%d").replace(tzinfo=dt.timezone.utc).timestamp())
+
+
+def iso(t):
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------------------- tasks
+PURCHASE = "Product Purchased"
+TASKS = [
+    # id, kind, horizon days, cutoff T, cohort ("all": bought before T; N: bought in [T-N d, T))
+    dict(id="buy_30d_2010_11", group="buy_30d", kind="propensity", H=30, T="2010-11-01", cohort_days=None),
+    dict(id="buy_30d_2010_10", group="buy_30d", kind="propensity", H=30, T="2010-10-01", cohort_days=None),
+    dict(id="buy_90d_2010_09", group="buy_90d", kind="propensity", H=90, T="2010-09-01", cohort_days=None),
+    dict(id="churn_90d_2010_09", group="churn_90d", kind="churn", H=90, T="2010-09-01", cohort_days=90),
+    dict(id="revenue_90d_2010_09", group="revenue_90d", kind="revenue", H=90, T="2010-09-01", cohort_days=None),
+]
+
+
+def definition(task, name):
+    performed = {"event": PURCHASE}
+    if task["cohort_days"]:
+        performed["within_days"] = task["cohort_days"]
+    d = {"name": name, "kind": task["kind"], "outcome": {"event": PURCHASE},
+         "horizon_days": task["H"], "cohort": {"performed": performed}}
+    if task["kind"] == "revenue":
+        d["revenue_property"] = "revenue"
+    return d
+
+
+# ---------------------------------------------------------------------------- raw data
+class Raw:
+    """Per-customer purchase lines (time, revenue) and first event time, from the CSV."""
+
+    def __init__(self, path):
+        t0 = time.time()
+        cust, ts, rev, first_any = [], [], [], {}
+        rows = skipped = cancels = 0
+        with gzip.open(path, "rt", newline="", encoding="utf-8") as f:
+            r = csv.reader(f)
+            h = next(r)
+            ci = {c: i for i, c in enumerate(h)}
+            iinv, iq, it, ip, ic = ci["Invoice"], ci["Quantity"], ci["InvoiceDate"], ci["Price"], ci["Customer ID"]
+            epoch = dt.datetime(1970, 1, 1)
+            for row in r:
+                rows += 1
+                c = row[ic].strip()
+                if not c:
+                    skipped += 1
+                    continue
+                t = int((dt.datetime.strptime(row[it], "%Y-%m-%d %H:%M:%S") - epoch).total_seconds())
+                if c not in first_any or t < first_any[c]:
+                    first_any[c] = t
+                if row[iinv].startswith("C"):
+                    cancels += 1
+                    continue
+                cust.append(c)
+                ts.append(t)
+                rev.append(float(row[iq]) * float(row[ip]))
+        self.rows, self.skipped, self.cancels, self.purchase_lines = rows, skipped, cancels, len(ts)
+        self.customers = len(first_any)
+        cust = np.array(cust)
+        ts = np.array(ts, dtype=np.int64)
+        rev = np.array(rev)
+        order = np.lexsort((ts, cust))
+        cust, ts, rev = cust[order], ts[order], rev[order]
+        uniq, start = np.unique(cust, return_index=True)
+        bounds = list(start) + [len(cust)]
+        self.users = {}
+        for k, u in enumerate(uniq):
+            a, b = bounds[k], bounds[k + 1]
+            self.users[str(u)] = (ts[a:b], rev[a:b])
+        self.first_any = first_any
+        self.min_t, self.max_t = int(ts.min()), int(ts.max())
+        self.seconds = time.time() - t0
+
+    def cohort(self, T, within_days=None):
+        lo = -1 << 62 if within_days is None else T - within_days * DAY
+        out = []
+        for u, (t, _) in self.users.items():
+            m = (t >= lo) & (t < T)
+            if m.any():
+                out.append(u)
+        return sorted(out)
+
+    def label(self, users, T, H, kind):
+        y = np.zeros(len(users))
+        for k, u in enumerate(users):
+            t, r = self.users.get(u, (np.zeros(0, np.int64), np.zeros(0)))
+            m = (t >= T) & (t < T + H * DAY)
+            if kind == "revenue":
+                y[k] = r[m].sum()
+            elif kind == "churn":
+                y[k] = 0.0 if m.any() else 1.0
+            else:
+                y[k] = 1.0 if m.any() else 0.0
+        return y
+
+    def rfm_days(self, users, T):
+        """BG/NBD summary on purchase days before T: x, t_x, age (days), mean repeat-day spend."""
+        x = np.zeros(len(users)); tx = np.zeros(len(users)); age = np.zeros(len(users)); m = np.zeros(len(users))
+        for k, u in enumerate(users):
+            t, r = self.users[u]
+            sel = t < T
+            days = t[sel] // DAY
+            spend = r[sel]
+            ud, inv = np.unique(days, return_inverse=True)
+            dayspend = np.bincount(inv, weights=spend)
+            x[k] = len(ud) - 1
+            tx[k] = ud[-1] - ud[0]
+            age[k] = (T - ud[0] * DAY) / DAY
+            m[k] = dayspend[1:].mean() if len(ud) > 1 else 0.0
+        return x, tx, age, m
+
+    def rf_features(self, users, c):
+        F = np.zeros((len(users), 8))
+        for k, u in enumerate(users):
+            t, _ = self.users[u]
+            t = t[t < c]
+            days = t // DAY
+            w4 = t >= c - 28 * DAY
+            w8 = t >= c - 56 * DAY
+            F[k] = [(c - t[-1]) / HOUR, w4.sum(), w8.sum(), len(t),
+                    len(np.unique(days[w4])), len(np.unique(days[w8])), len(np.unique(days)),
+                    (c - self.first_any[u]) / HOUR]
+        return np.log1p(F)
+
+
+RF_FEATURES = ["hours since last purchase", "lines 4w", "lines 8w", "lines all", "days 4w", "days 8w",
+               "days all", "tenure hours"]
+
+
+# ---------------------------------------------------------------------------- BG/NBD, Gamma-Gamma
+def bgnbd_ll(params, x, tx, T):
+    r, alpha, a, b = np.exp(params)
+    common = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+    lb = special.betaln(a, b)
+    t1 = special.betaln(a, b + x) - lb - (r + x) * np.log(alpha + T)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t2 = np.where(x > 0, special.betaln(a + 1, np.maximum(b + x - 1, 1e-12)) - lb - (r + x) * np.log(alpha + tx),
+                      -np.inf)
+    return common + np.logaddexp(t1, t2)
+
+
+def fit_bgnbd(x, tx, T):
+    def nll(p):
+        v = -bgnbd_ll(p, x, tx, T).sum()
+        return v if np.isfinite(v) else 1e300
+    best = None
+    for start in ([0.0, 0.0, 0.0, 0.0], [np.log(0.5), np.log(10.0), np.log(0.5), np.log(2.0)]):
+        res = optimize.minimize(nll, np.array(start), method="Nelder-Mead",
+                                options={"maxiter": 20000, "xatol": 1e-8, "fatol": 1e-8})
+        res = optimize.minimize(nll, np.clip(res.x, -25, 25), method="L-BFGS-B", bounds=[(-25, 25)] * 4)
+        if best is None or res.fun < best.fun:
+            best = res
+    r, alpha, a, b = np.exp(best.x)
+    return dict(r=r, alpha=alpha, a=a, b=b, nll=float(best.fun), converged=bool(best.success))
+
+
+def bgnbd_p_alive(p, x, tx, T):
+    r, alpha, a, b = p["r"], p["alpha"], p["a"], p["b"]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ratio = np.where(x > 0, (a / np.maximum(b + x - 1, 1e-12)) * np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + tx))), 0.0)
+    return 1.0 / (1.0 + ratio)
+
+
+def bgnbd_p_buy(p, x, tx, T, H):
+    r, alpha = p["r"], p["alpha"]
+    return bgnbd_p_alive(p, x, tx, T) * (1.0 - ((alpha + T) / (alpha + T + H)) ** (r + x))
+
+
+def bgnbd_expected(p, x, tx, T, H):
+    r, alpha, a, b = p["r"], p["alpha"], p["a"], p["b"]
+    z = H / (alpha + T + H)
+    hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, z)
+    num = (a + b + x - 1) / (a - 1) * (1 - ((alpha + T) / (alpha + T + H)) ** (r + x) * hyp)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        den = 1 + np.where(x > 0, (a / np.maximum(b + x - 1, 1e-12)) * ((alpha + T) / (alpha + tx)) ** (r + x), 0.0)
+    return num / den
+
+
+def fit_gamma_gamma(x, m):
+    sel = (x > 0) & (m > 0)
+    x, m = x[sel], m[sel]
+
+    def nll(params):
+        p, q, g = np.exp(params)
+        ll = (special.gammaln(p * x + q) - special.gammaln(p * x) - special.gammaln(q) + q * np.log(g)
+              + (p * x - 1) * np.log(m) + p * x * np.log(x) - (p * x + q) * np.log(g + m * x))
+        v = -ll.sum()
+        return v if np.isfinite(v) else 1e300
+    res = optimize.minimize(nll, np.array([0.0, 0.0, 0.0]), method="Nelder-Mead",
+                            options={"maxiter": 20000, "xatol": 1e-8, "fatol": 1e-8})
+    res = optimize.minimize(nll, np.clip(res.x, -25, 25), method="L-BFGS-B", bounds=[(-25, 25)] * 3)
+    p, q, g = np.exp(res.x)
+    return dict(p=p, q=q, gamma=g, users=int(sel.sum()), nll=float(res.fun), converged=bool(res.success))
+
+
+def gg_expected_spend(gg, x, m):
+    p, q, g = gg["p"], gg["q"], gg["gamma"]
+    pop = p * g / (q - 1) if q > 1 else float(np.mean(m[m > 0]))
+    cond = (g + m * x) * p / (p * x + q - 1)
+    return np.where((x > 0) & (m > 0), cond, pop)
+
+
+# ---------------------------------------------------------------------------- RF-LR
+def standardise(F, mu=None, sd=None):
+    if mu is None:
+        mu, sd = F.mean(0), F.std(0)
+        sd[sd == 0] = 1.0
+    return (F - mu) / sd, mu, sd
+
+
+def fit_logistic(X, y, l2=1.0):
+    X1 = np.hstack([np.ones((len(X), 1)), X])
+    w = np.zeros(X1.shape[1])
+    pen = np.full(X1.shape[1], l2); pen[0] = 0.0
+    for _ in range(100):
+        p = special.expit(X1 @ w)
+        g = X1.T @ (p - y) + pen * w
+        Hm = (X1 * (p * (1 - p))[:, None]).T @ X1 + np.diag(pen) + 1e-9 * np.eye(len(w))
+        step = np.linalg.solve(Hm, g)
+        w -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return w
+
+
+def fit_ridge(X, y, l2=1.0):
+    X1 = np.hstack([np.ones((len(X), 1)), X])
+    pen = np.full(X1.shape[1], l2); pen[0] = 0.0
+    return np.linalg.solve(X1.T @ X1 + np.diag(pen), X1.T @ y)
+
+
+def apply1(X, w):
+    return np.hstack([np.ones((len(X), 1)), X]) @ w
+
+
+# ---------------------------------------------------------------------------- metrics
+def roc_auc(y, s):
+    pos = y > 0.5
+    n1, n0 = pos.sum(), (~pos).sum()
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    rk = stats.rankdata(s)
+    return float((rk[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def pr_auc(y, s):
+    """Average precision (step-wise, ties grouped), as sklearn's average_precision_score."""
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tp = np.cumsum(y)[last]
+    fp = (last + 1) - tp
+    P = y.sum()
+    if P == 0:
+        return float("nan")
+    prec = tp / (tp + fp)
+    rec = tp / P
+    return float(np.sum(np.diff(np.r_[0.0, rec]) * prec))
+
+
+def classification_metrics(y, p):
+    pc = np.clip(p, 1e-15, 1 - 1e-15)
+    bins = np.minimum((np.clip(p, 0, 1) * 10).astype(int), 9)
+    ece = 0.0
+    for b in range(10):
+        m = bins == b
+        if m.any():
+            ece += m.sum() / len(p) * abs(p[m].mean() - y[m].mean())
+    return dict(auc=roc_auc(y, p), pr_auc=pr_auc(y, p),
+                log_loss=float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc))),
+                brier=float(np.mean((p - y) ** 2)), ece=float(ece),
+                mean_score=float(p.mean()), base_rate=float(y.mean()))
+
+
+def revenue_metrics(y, p):
+    order = np.argsort(p, kind="mergesort")
+    deciles = []
+    for chunk in np.array_split(order, 10):
+        deciles.append(dict(users=int(len(chunk)), mean_pred=float(p[chunk].mean()), mean_actual=float(y[chunk].mean())))
+    return dict(spearman=float(stats.spearmanr(p, y).correlation), mae=float(np.mean(np.abs(p - y))),
+                rmse=float(np.sqrt(np.mean((p - y) ** 2))), mean_pred=float(p.mean()), mean_actual=float(y.mean()),
+                auc_any_revenue=roc_auc((y > 0).astype(float), p), deciles=deciles)
+
+
+def paired_bootstrap(y, s, others, fn, n=1000, seed=16):
+    """95% interval of fn(sibyl) - fn(other) over n resamples of users (the same resample for all)."""
+    rng = np.random.default_rng(seed)
+    diffs = {k: [] for k in others}
+    for _ in range(n):
+        idx = rng.integers(0, len(y), len(y))
+        yb = y[idx]
+        a = fn(yb, s[idx])
+        for k, o in others.items():
+            diffs[k].append(a - fn(yb, o[idx]))
+    out = {}
+    for k, d in diffs.items():
+        d = np.array(d)
+        d = d[np.isfinite(d)]
+        out[k] = dict(lo=float(np.percentile(d, 2.5)), hi=float(np.percentile(d, 97.5)), mean=float(d.mean()),
+                      resamples=int(len(d)))
+    return out
+
+
+# ---------------------------------------------------------------------------- sibyl
+class Sibyl:
+    def __init__(self, binary, work):
+        self.binary, self.work = binary, work
+        self.data = os.path.join(work, "data")
+        self.logs = os.path.join(work, "logs")
+        os.makedirs(self.logs, exist_ok=True)
+        self.times = {}
+
+    def run(self, tag, *args):
+        cmd = [self.binary, "--quiet", "--data", self.data] + list(args)
+        print("  $ sibyl " + " ".join(args), flush=True)
+        t0 = time.time()
+        with open(os.path.join(self.logs, tag + ".out"), "w") as out, open(os.path.join(self.logs, tag + ".err"), "w") as err:
+            rc = subprocess.call(cmd, stdout=out, stderr=err)
+        dtm = time.time() - t0
+        self.times[tag] = dtm
+        if rc != 0:
+            with open(os.path.join(self.logs, tag + ".err")) as e:
+                msg = e.read().strip()
+            raise RuntimeError(f"sibyl {' '.join(args)} failed with status {rc}: {msg}")
+        return dtm
+
+
+def read_export(path):
+    users, scores, versions = [], [], set()
+    with open(path, newline="") as f:
+        r = csv.DictReader(f)
+        if r.fieldnames is None or "user_id" not in r.fieldnames or "score" not in r.fieldnames:
+            raise RuntimeError(f"{path}: the export has no user_id,score columns: {r.fieldnames}")
+        for row in r:
+            users.append(row["user_id"])
+            scores.append(float(row["score"]))
+            versions.add(row.get("model_version"))
+    return users, np.array(scores), versions
+
+
+# ---------------------------------------------------------------------------- main
+def fmt(v, nd=4):
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "-"
+    return f"{v:.{nd}f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--csv", required=True)
+    ap.add_argument("--mapping", required=True)
+    ap.add_argument("--sibyl", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--tasks", default="")
+    ap.add_argument("--seeds", default="1")
+    ap.add_argument("--json", default="")
+    ap.add_argument("--bootstrap", type=int, default=1000)
+    args = ap.parse_args()
+    wall0 = time.time()
+
+    wanted = [t for t in args.tasks.split(",") if t]
+    tasks = [t for t in TASKS if not wanted or t["id"] in wanted or t["group"] in wanted]
+    unknown = [w for w in wanted if not any(w in (t["id"], t["group"]) for t in TASKS)]
+    if unknown or not tasks:
+        sys.exit(f"unknown task(s) {unknown}; known: " + ", ".join(sorted({t['group'] for t in TASKS} | {t['id'] for t in TASKS})))
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+
+    print(f"== raw data: {args.csv}")
+    raw = Raw(args.csv)
+    print(f"   {raw.rows} rows, {raw.skipped} without Customer ID (skipped), {raw.cancels} cancellation lines, "
+          f"{raw.purchase_lines} purchase lines, {raw.customers} customers; purchases {iso(raw.min_t)} .. {iso(raw.max_t)} "
+          f"(parsed in {raw.seconds:.1f} s)")
+
+    sib = Sibyl(args.sibyl, args.work)
+    print("== ingest (once)")
+    t_ingest = sib.run("ingest", "ingest", "--mapping", args.mapping, args.csv)
+    print(f"   {t_ingest:.1f} s")
+
+    results = dict(data=dict(csv=args.csv, rows=raw.rows, skipped_without_customer=raw.skipped,
+                             cancellation_lines=raw.cancels, purchase_lines=raw.purchase_lines,
+                             customers=raw.customers, first_purchase=iso(raw.min_t), last_purchase=iso(raw.max_t)),
+                   sibyl=args.sibyl, seeds=seeds, bootstrap_resamples=args.bootstrap, tasks=[],
+                   seconds=dict(ingest=t_ingest))
+    summary = []
+    for task in tasks:
+        T = utc(task["T"]); H = task["H"]; kind = task["kind"]
+        T0 = T - H * DAY
+        print(f"\n== {task['id']}: {kind}, outcome {PURCHASE}, H = {H} d, T = {iso(T)} "
+              f"(sibyl learns at {iso(T0)}); cohort: bought "
+              + (f"in the {task['cohort_days']} days before T" if task["cohort_days"] else "before T"))
+        users = raw.cohort(T, task["cohort_days"])
+        y = raw.label(users, T, H, kind)
+
+        # sibyl, once per seed
+        sib_scores, sib_seconds, cohort_check = {}, {}, None
+        for seed in seeds:
+            name = f"{task['id']}_s{seed}"
+            dpath = os.path.join(args.work, "defs", name + ".json")
+            os.makedirs(os.path.dirname(dpath), exist_ok=True)
+            with open(dpath, "w") as f:
+                json.dump(definition(task, name), f)
+            export = os.path.join(args.work, "exports", name + ".csv")
+            os.makedirs(os.path.dirname(export), exist_ok=True)
+            s = {}
+            s["create"] = sib.run(f"{name}.create", "predict", "create", "--file", dpath)
+            s["train"] = sib.run(f"{name}.train", "train", name, "--as-of", iso(T), "--seed", str(seed), "--threads", "1")
+            s["score"] = sib.run(f"{name}.score", "score", name, "--as-of", iso(T))
+            s["export"] = sib.run(f"{name}.export", "cohort", name, "--format", "csv", "--out", export)
+            ex_users, ex_scores, versions = read_export(export)
+            with open(os.path.join(sib.logs, f"{name}.train.out")) as f:
+                won = re.search(r"version \d+: ([a-z_]+)", f.read())
+            s["winner"] = won.group(1) if won else "?"
+            sib_seconds[seed] = s
+            print(f"   seed {seed}: train {s['train']:.1f} s ({s['winner']}), score {s['score']:.1f} s, exported {len(ex_users)} users "
+                  f"(model version {','.join(sorted(map(str, versions)))})")
+            got = dict(zip(ex_users, ex_scores))
+            if len(got) != len(ex_users):
+                print(f"   !!! the export lists {len(ex_users) - len(got)} users twice")
+            sib_scores[seed] = got
+            if cohort_check is None:
+                missing = sorted(set(users) - set(got))
+                extra = sorted(set(got) - set(users))
+                cohort_check = dict(raw_cohort=len(users), exported=len(got), missing=missing, extra=extra)
+        # cohort check
+        cc = cohort_check
+        if cc["missing"] or cc["extra"]:
+            print("   " + "!" * 78)
+            print(f"   !!! COHORT MISMATCH: raw cohort {cc['raw_cohort']} users, sibyl exported {cc['exported']}: "
+                  f"{len(cc['missing'])} missing from sibyl, {len(cc['extra'])} extra in sibyl")
+            print(f"   !!! missing: {cc['missing'][:50]}{' ...' if len(cc['missing']) > 50 else ''}")
+            print(f"   !!! extra:   {cc['extra'][:50]}{' ...' if len(cc['extra']) > 50 else ''}")
+            print("   !!! EVALUATING ON THE INTERSECTION ONLY")
+            print("   " + "!" * 78)
+            keep = [k for k, u in enumerate(users) if all(u in sib_scores[sd] for sd in seeds)]
+            users = [users[k] for k in keep]
+            y = y[keep]
+        else:
+            print(f"   cohort check: sibyl's {cc['exported']} scored users = the raw file's cohort at T (none missing, none extra)")
+
+        # baselines
+        # BG/NBD (and Gamma-Gamma) are fitted on every purchaser before T, then applied to the
+        # cohort (the same users for propensity and revenue; for churn the cohort is a subset).
+        t0 = time.time()
+        fit_users = raw.cohort(T)
+        fx, ftx, fage, fm = raw.rfm_days(fit_users, T)
+        bg = fit_bgnbd(fx, ftx, fage)
+        bg["fit_users"] = len(fit_users)
+        x, tx, age, mspend = raw.rfm_days(users, T)
+        preds = {}
+        if kind == "revenue":
+            gg = fit_gamma_gamma(fx, fm)
+            preds["BG/NBD x Gamma-Gamma"] = bgnbd_expected(bg, x, tx, age, H) * gg_expected_spend(gg, x, mspend)
+        else:
+            pb = bgnbd_p_buy(bg, x, tx, age, H)
+            preds["BG/NBD"] = 1 - pb if kind == "churn" else pb
+        users0 = raw.cohort(T0, task["cohort_days"])
+        y0 = raw.label(users0, T0, H, kind)
+        X0, mu, sd = standardise(raw.rf_features(users0, T0))
+        X1, _, _ = standardise(raw.rf_features(users, T), mu, sd)
+        if kind == "revenue":
+            w = fit_ridge(X0, y0)
+            preds["RF-linear"] = np.maximum(apply1(X1, w), 0.0)
+        else:
+            w = fit_logistic(X0, y0)
+            preds["RF-LR"] = special.expit(apply1(X1, w))
+        base_seconds = time.time() - t0
+        print(f"   BG/NBD fit on {len(fit_users)} purchasers before T (purchase days): r {bg['r']:.4g}, alpha {bg['alpha']:.4g}, "
+              f"a {bg['a']:.4g}, b {bg['b']:.4g}" + ("" if bg["converged"] else " (optimizer did not report convergence)"))
+        if kind == "revenue":
+            print(f"   Gamma-Gamma fit on {gg['users']} repeat purchasers: p {gg['p']:.4g}, q {gg['q']:.4g}, gamma {gg['gamma']:.4g}"
+                  + ("" if gg["converged"] else " (optimizer did not report convergence)"))
+        baseline_fit = dict(bgnbd={k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in bg.items()},
+                            rf=dict(fit_cutoff=iso(T0), fit_users=len(users0), fit_label_mean=float(y0.mean()),
+                                    features=RF_FEATURES, weights=[float(v) for v in w]))
+        if kind == "revenue":
+            baseline_fit["gamma_gamma"] = {k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in gg.items()}
+
+        sib_by_seed = {sd: np.array([sib_scores[sd][u] for u in users]) for sd in seeds}
+        main_seed = seeds[0]
+        s_main = sib_by_seed[main_seed]
+        models = {f"sibyl (seed {main_seed})": s_main, **preds}
+        tr = dict(id=task["id"], kind=kind, horizon_days=H, cutoff=iso(T), sibyl_training_cutoff=iso(T0),
+                  cohort=definition(task, task["id"])["cohort"], users=len(users), cohort_check=cc,
+                  baseline_fit=baseline_fit, baseline_seconds=base_seconds, sibyl_seconds=sib_seconds, models={})
+        if kind == "revenue":
+            tr["label_mean"] = float(y.mean()); tr["label_nonzero"] = float((y > 0).mean())
+            for k, p in models.items():
+                tr["models"][k] = revenue_metrics(y, p)
+            tr["sibyl_by_seed"] = {str(sd): revenue_metrics(y, sib_by_seed[sd]) for sd in seeds}
+            print(f"   users {len(users)}, actual mean revenue in [T, T+H) {y.mean():.2f}, share with revenue {(y > 0).mean():.3f}")
+            print(f"   {'model':<26}{'Spearman':>9}{'MAE':>10}{'RMSE':>10}{'mean pred':>11}{'mean actual':>12}{'AUC(>0)':>9}")
+            for k, m in tr["models"].items():
+                print(f"   {k:<26}{fmt(m['spearman']):>9}{fmt(m['mae'],1):>10}{fmt(m['rmse'],1):>10}"
+                      f"{fmt(m['mean_pred'],1):>11}{fmt(m['mean_actual'],1):>12}{fmt(m['auc_any_revenue']):>9}")
+            base = {k: v for k, v in tr["models"].items() if not k.startswith("sibyl")}
+            best_sp = max(base, key=lambda k: base[k]["spearman"])
+            best_rmse = min(base, key=lambda k: base[k]["rmse"])
+            boot = paired_bootstrap(y, s_main, {k: preds[k] for k in preds},
+                                    lambda yy, pp: stats.spearmanr(pp, yy).correlation, n=args.bootstrap)
+            tr["bootstrap_spearman_diff"] = boot
+            for k, b in boot.items():
+                print(f"   Spearman(sibyl) - Spearman({k}): 95% [{b['lo']:+.4f}, {b['hi']:+.4f}]")
+            sm = tr["models"][f"sibyl (seed {main_seed})"]
+            print(f"   best baseline: {best_sp} by Spearman, {best_rmse} by RMSE; sibyl "
+                  f"{'beats' if sm['spearman'] > base[best_sp]['spearman'] else 'does not beat'} it on Spearman and "
+                  f"{'beats' if sm['rmse'] < base[best_rmse]['rmse'] else 'does not beat'} it on RMSE "
+                  "(issue 16's AUC/ECE/log-loss targets are for probability tasks)")
+            tr["best_baseline"] = dict(spearman=best_sp, rmse=best_rmse)
+            print("   calibration by decile of prediction (mean predicted / mean actual):")
+            for k, m in tr["models"].items():
+                print(f"   {k:<26}" + " ".join(f"{d['mean_pred']:.0f}/{d['mean_actual']:.0f}" for d in m["deciles"]))
+            if len(seeds) > 1:
+                sp = np.array([tr["sibyl_by_seed"][str(sd)]["spearman"] for sd in seeds])
+                tr["sibyl_spearman_spread"] = dict(min=float(sp.min()), max=float(sp.max()), sd=float(sp.std(ddof=1)))
+                print(f"   sibyl Spearman over seeds {seeds}: " + ", ".join(f"{v:.4f}" for v in sp)
+                      + f"  (min {sp.min():.4f}, max {sp.max():.4f}, sd {sp.std(ddof=1):.4f})")
+            summary.append((task["id"], f"best baseline {best_sp} (Spearman), {best_rmse} (RMSE)",
+                            f"sibyl Spearman {sm['spearman']:.4f} vs {base[best_sp]['spearman']:.4f}, "
+                            f"RMSE {sm['rmse']:.0f} vs {base[best_rmse]['rmse']:.0f}"))
+        else:
+            for k, p in models.items():
+                tr["models"][k] = classification_metrics(y, p)
+            tr["sibyl_by_seed"] = {str(sd): classification_metrics(y, sib_by_seed[sd]) for sd in seeds}
+            print(f"   users {len(users)}, base rate {y.mean():.4f}; RF-LR fitted on {len(users0)} users at {iso(T0)} "
+                  f"(base rate {y0.mean():.4f})")
+            print(f"   {'model':<20}{'ROC AUC':>9}{'PR AUC':>9}{'log loss':>10}{'Brier':>9}{'ECE':>9}{'mean score':>12}{'base rate':>11}")
+            for k, m in tr["models"].items():
+                print(f"   {k:<20}{fmt(m['auc']):>9}{fmt(m['pr_auc']):>9}{fmt(m['log_loss']):>10}{fmt(m['brier']):>9}"
+                      f"{fmt(m['ece']):>9}{fmt(m['mean_score']):>12}{fmt(m['base_rate']):>11}")
+            boot = paired_bootstrap(y, s_main, preds, roc_auc, n=args.bootstrap)
+            tr["bootstrap_auc_diff"] = boot
+            for k, b in boot.items():
+                print(f"   AUC(sibyl) - AUC({k}) = {tr['models'][f'sibyl (seed {main_seed})']['auc'] - tr['models'][k]['auc']:+.4f}, "
+                      f"paired bootstrap 95% [{b['lo']:+.4f}, {b['hi']:+.4f}] ({b['resamples']} resamples)")
+            if len(seeds) > 1:
+                aucs = np.array([tr["sibyl_by_seed"][str(sd)]["auc"] for sd in seeds])
+                tr["sibyl_auc_spread"] = dict(min=float(aucs.min()), max=float(aucs.max()), sd=float(aucs.std(ddof=1)))
+                print(f"   sibyl AUC over seeds {seeds}: " + ", ".join(f"{v:.4f}" for v in aucs)
+                      + f"  (min {aucs.min():.4f}, max {aucs.max():.4f}, sd {aucs.std(ddof=1):.4f})")
+            base = {k: v for k, v in tr["models"].items() if not k.startswith("sibyl")}
+            best = max(base, key=lambda k: base[k]["auc"])
+            best_ll = min(base, key=lambda k: base[k]["log_loss"])
+            sm = tr["models"][f"sibyl (seed {main_seed})"]
+            t_auc = sm["auc"] >= base[best]["auc"] + 0.01
+            t_ece = sm["ece"] <= 0.03
+            t_ll = sm["log_loss"] <= base[best_ll]["log_loss"]
+            tr["best_baseline"] = dict(auc=best, log_loss=best_ll)
+            tr["targets"] = dict(auc=t_auc, ece=t_ece, log_loss=t_ll, all=t_auc and t_ece and t_ll)
+            print(f"   best baseline: {best} (AUC {base[best]['auc']:.4f})" +
+                  (f"; lowest baseline log loss: {best_ll} ({base[best_ll]['log_loss']:.4f})" if best_ll != best else ""))
+            print(f"   issue 16 targets: AUC >= {base[best]['auc'] + 0.01:.4f}: {'MET' if t_auc else 'NOT met'} ({sm['auc']:.4f}); "
+                  f"ECE <= 0.03: {'MET' if t_ece else 'NOT met'} ({sm['ece']:.4f}); "
+                  f"log loss <= {base[best_ll]['log_loss']:.4f}: {'MET' if t_ll else 'NOT met'} ({sm['log_loss']:.4f})"
+                  f"  => {'ALL MET' if tr['targets']['all'] else 'NOT ALL MET'}")
+            if len(seeds) > 1:
+                per_seed = [sd for sd in seeds
+                            if tr["sibyl_by_seed"][str(sd)]["auc"] >= base[best]["auc"] + 0.01
+                            and tr["sibyl_by_seed"][str(sd)]["ece"] <= 0.03
+                            and tr["sibyl_by_seed"][str(sd)]["log_loss"] <= base[best_ll]["log_loss"]]
+                tr["targets"]["seeds_meeting_all"] = per_seed
+                print(f"   seeds meeting all three targets: {len(per_seed)} of {len(seeds)}"
+                      + (f" ({', '.join(map(str, per_seed))})" if per_seed else ""))
+            summary.append((task["id"], f"best baseline {best} (AUC {base[best]['auc']:.4f})",
+                            f"sibyl AUC {sm['auc']:.4f}, ECE {sm['ece']:.4f}, log loss {sm['log_loss']:.4f} vs "
+                            f"{base[best_ll]['log_loss']:.4f}: {'targets met' if tr['targets']['all'] else 'targets NOT met'} "
+                            f"(AUC {'ok' if t_auc else 'no'}, ECE {'ok' if t_ece else 'no'}, log loss {'ok' if t_ll else 'no'})"))
+        results["tasks"].append(tr)
+
+    results["seconds"]["sibyl_commands"] = sib.times
+    results["seconds"]["total"] = time.time() - wall0
+    print("\n== summary")
+    for tid, b, s in summary:
+        print(f"   {tid:<22} {b}; {s}")
+    print(f"   whole run: {results['seconds']['total']:.0f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+        print(f"   wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

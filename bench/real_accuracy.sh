@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Real-data accuracy (issue 16), by the protocol of ../shared/docs/EVALUATION.md.
+#
+# On the UCI Online Retail II transactions (../shared/data/online_retail_ii, ingested once
+# with examples/online_retail_mapping.json: one `Product Purchased` event per invoice line,
+# `Order Cancelled` for invoices starting with C, rows without Customer ID skipped), runs
+# sibyl as a user would (predict create, train --as-of T, score --as-of T, `cohort NAME`
+# export of every scored user) on these tasks (cutoffs are UTC midnights):
+#   buy_30d      propensity, H = 30 d, cohort: bought before T, T = 2010-11-01 and 2010-10-01
+#   buy_90d      propensity, H = 90 d, cohort: bought before T, T = 2010-09-01
+#   churn_90d    churn (no purchase in H), H = 90 d, cohort: bought in the 90 d before T, T = 2010-09-01
+#   revenue_90d  revenue (sum of quantity * price), H = 90 d, cohort: bought before T, T = 2010-09-01
+# and prints sibyl beside two baselines fitted by bench/real_accuracy.py on the same users,
+# with labels and cohorts computed from the raw CSV (never read back from sibyl):
+# BG/NBD (x Gamma-Gamma for revenue) on purchase days, and RF-LR (logistic regression on
+# recency/frequency features fitted at T - H). See docs/BENCHMARKS.md.
+#
+#   bench/real_accuracy.sh [--tasks buy_30d,churn_90d] [--seeds 1,2,3] [--json FILE]
+#   SIBYL=/tmp/sibyl-bench WORK=out/real_accuracy bench/real_accuracy.sh
+#
+# Env: SIBYL (default build/sibyl), WORK (default out/real_accuracy; wiped first),
+# PYTHON (default: the first of /usr/bin/python3, python3 that imports numpy and scipy;
+# Debian: apt-get install python3-numpy python3-scipy, see scripts/install_deps.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tasks="" seeds="1" json=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --tasks) tasks=$2; shift 2 ;;
+    --tasks=*) tasks=${1#*=}; shift ;;
+    --seeds) seeds=$2; shift 2 ;;
+    --seeds=*) seeds=${1#*=}; shift ;;
+    --json) json=$2; shift 2 ;;
+    --json=*) json=${1#*=}; shift ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    *) echo "real_accuracy.sh: unknown argument \"$1\" (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+sibyl=${SIBYL:-build/sibyl}
+work=${WORK:-out/real_accuracy}
+data_root=../shared/data
+csv=$data_root/online_retail_ii/online_retail_ii_2009_2010.csv.gz
+mapping=examples/online_retail_mapping.json
+
+[ -x "$sibyl" ] || { echo "real_accuracy.sh: no sibyl binary at $sibyl (set SIBYL=...)" >&2; exit 2; }
+[ -f "$csv" ] || { echo "real_accuracy.sh: $csv not found" >&2; exit 2; }
+if [ -z "${PYTHON:-}" ]; then
+  for p in /usr/bin/python3 python3; do
+    if command -v "$p" >/dev/null && "$p" -c 'import numpy, scipy' 2>/dev/null; then PYTHON=$p; break; fi
+  done
+fi
+[ -n "${PYTHON:-}" ] || { echo "real_accuracy.sh: needs a python3 with numpy and scipy (apt-get install python3-numpy python3-scipy)" >&2; exit 2; }
+
+# Other real data sets: only those with a mapping under examples/ and a task table can run.
+for f in $(find "$data_root" -name '*.csv*' -o -name '*.parquet' -o -name '*.ndjson*' 2>/dev/null | sort); do
+  [ "$f" = "$csv" ] || echo "note: $f has no mapping and tasks in this benchmark; skipped" >&2
+done
+
+# Absolute paths for json and sibyl, then a fresh work directory.
+case "$sibyl" in /*) ;; *) sibyl=$PWD/$sibyl ;; esac
+if [ -n "$json" ]; then case "$json" in /*) ;; *) json=$PWD/$json ;; esac; fi
+rm -rf "$work"
+mkdir -p "$work"
+
+start=$(date +%s)
+"$PYTHON" bench/real_accuracy.py --csv "$csv" --mapping "$mapping" --sibyl "$sibyl" --work "$work" \
+  --tasks "$tasks" --seeds "$seeds" ${json:+--json "$json"}
+echo "real_accuracy.sh: done in $(( $(date +%s) - start )) s (logs of every sibyl command under $work/logs)"
