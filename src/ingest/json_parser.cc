@@ -175,6 +175,12 @@ struct JsonEventParser::Impl {
     std::string_view previous_id;
     std::string_view time_text;  // a string given for time/timestamp
     std::string_view time_field;
+    // Where the top-level event properties (price, revenue, ...) went in
+    // batch.properties: one entry per key, so at most one per kTopLevelEventProperty name.
+    // Left uninitialised: most events have none, and only the first n are read.
+    static constexpr size_t kMaxTopLevel = 8;
+    uint32_t top_level_at[kMaxTopLevel];
+    uint8_t n_top_level = 0;
 
     void Fail(std::string_view field, std::string reason) {
       if (!problem) problem = FieldProblem{std::string(field), std::move(reason)};
@@ -272,7 +278,7 @@ struct JsonEventParser::Impl {
           if (user) {
             AddUpdate(batch, UserPropertyOp::kSet, key, value);
           } else {
-            AddProperty(batch, key, value);
+            AddTopLevelProperty(key, value, b, batch);
           }
           break;
         }
@@ -292,6 +298,56 @@ struct JsonEventParser::Impl {
     }
     (void)hint;
     return simdjson::SUCCESS;
+  }
+
+  // A top-level event property (Amplitude's price, quantity, revenue, ...). A key given
+  // twice at the top level keeps its last value, as JSON readers usually do; whether
+  // event_properties has it too is settled in Finish, once every field is read.
+  static void AddTopLevelProperty(std::string_view key, const Value& value, Builder& b,
+                                  EventBatch& batch) {
+    for (uint8_t i = 0; i < b.n_top_level; ++i) {
+      Property& p = batch.properties[b.top_level_at[i]];
+      if (p.key == key) {
+        p.value = value;
+        return;
+      }
+    }
+    // One slot per distinct name of the key table, so this never overflows; checked in
+    // case a name is added to the table without growing kMaxTopLevel.
+    if (b.n_top_level == Builder::kMaxTopLevel) return;
+    b.top_level_at[b.n_top_level++] = static_cast<uint32_t>(batch.properties.size());
+    AddProperty(batch, key, value);
+  }
+
+  // The event property wins over the top-level field of the same name: Amplitude's
+  // Purchase lines often carry price both as event_properties.price and as top-level
+  // price, and keeping both stored the key twice, so the feature query's property sums
+  // counted it twice. A top-level field only fills in a key event_properties lacks.
+  static void DropShadowedTopLevel(Builder& b, EventBatch& batch) {
+    if (b.n_top_level == 0) return;
+    const size_t begin = b.properties_start, end = batch.properties.size();
+    bool drop[Builder::kMaxTopLevel] = {};
+    bool any = false;
+    for (uint8_t t = 0; t < b.n_top_level; ++t) {
+      const size_t at = b.top_level_at[t];
+      for (size_t i = begin; i < end; ++i) {
+        // Other top-level entries have other keys (one entry per key), so a match is an
+        // event property.
+        if (i != at && batch.properties[i].key == batch.properties[at].key) {
+          drop[t] = any = true;
+          break;
+        }
+      }
+    }
+    if (!any) return;
+    // Compact in place, keeping the order of the rest.
+    size_t out = begin;
+    for (size_t i = begin; i < end; ++i) {
+      bool dropped = false;
+      for (uint8_t t = 0; t < b.n_top_level; ++t) dropped |= drop[t] && b.top_level_at[t] == i;
+      if (!dropped) batch.properties[out++] = batch.properties[i];
+    }
+    batch.properties.resize(out);
   }
 
   error_code ReadTime(od::value& v, std::string_view key, Builder& b, EventBatch& batch) {
@@ -436,6 +492,7 @@ struct JsonEventParser::Impl {
                                          "string \"{}\"", b.time_text.substr(0, 40)));
       }
     }
+    DropShadowedTopLevel(b, batch);
     e.properties_begin = static_cast<uint32_t>(b.properties_start);
     e.properties_end = static_cast<uint32_t>(batch.properties.size());
     e.user_updates_begin = static_cast<uint32_t>(b.updates_start);

@@ -75,6 +75,51 @@ TEST(JsonParser, AmplitudeEvent) {
   EXPECT_EQ(FindUpdate(p.batch, e, "country")->value.text, "France");
 }
 
+size_t CountProperty(const EventBatch& b, const ParsedEvent& e, std::string_view key) {
+  size_t n = 0;
+  for (const Property& p : b.PropertiesOf(e)) n += p.key == key;
+  return n;
+}
+
+// Regression: a Purchase with both event_properties.price and top-level price stored price
+// twice, so sum("price") counted it twice. The event property wins, in either order.
+TEST(JsonParser, EventPropertyWinsOverTopLevelField) {
+  Parsed p = ParseLines(
+      R"({"user_id":"user-1","event_type":"Purchase","price":5,"quantity":3,"revenue":15,)"
+      R"("event_properties":{"price":9.5,"quantity":2,"category":"shoes"}})" "\n"
+      R"({"user_id":"user-1","event_type":"Purchase","event_properties":{"price":9.5},)"
+      R"("price":5,"productId":"sku-1"})");
+  ASSERT_EQ(p.errors.size(), 0u) << Errors(p);
+  ASSERT_EQ(p.batch.events.size(), 2u);
+  const ParsedEvent& first = p.batch.events[0];
+  EXPECT_EQ(CountProperty(p.batch, first, "price"), 1u);
+  EXPECT_EQ(FindProperty(p.batch, first, "price")->value.number, 9.5);
+  EXPECT_EQ(CountProperty(p.batch, first, "quantity"), 1u);
+  EXPECT_EQ(FindProperty(p.batch, first, "quantity")->value.number, 2);
+  // Only at the top level: kept.
+  EXPECT_EQ(FindProperty(p.batch, first, "revenue")->value.number, 15);
+  EXPECT_EQ(FindProperty(p.batch, first, "category")->value.text, "shoes");
+  EXPECT_EQ(p.batch.PropertiesOf(first).size(), 4u);
+  const ParsedEvent& second = p.batch.events[1];
+  EXPECT_EQ(CountProperty(p.batch, second, "price"), 1u);
+  EXPECT_EQ(FindProperty(p.batch, second, "price")->value.number, 9.5);
+  EXPECT_EQ(FindProperty(p.batch, second, "productId")->value.text, "sku-1");
+  EXPECT_EQ(p.batch.PropertiesOf(second).size(), 2u);
+}
+
+TEST(JsonParser, TopLevelFieldsAloneAreKeptOnce) {
+  Parsed p = ParseLines(
+      R"({"user_id":"user-1","event_type":"Purchase","price":5,"quantity":3,"price":6,)"
+      R"("revenueType":"sale","event_properties":{"category":"shoes"}})");
+  ASSERT_EQ(p.errors.size(), 0u) << Errors(p);
+  const ParsedEvent& e = p.batch.events.at(0);
+  EXPECT_EQ(CountProperty(p.batch, e, "price"), 1u);
+  EXPECT_EQ(FindProperty(p.batch, e, "price")->value.number, 6) << "a repeated key: the last value";
+  EXPECT_EQ(FindProperty(p.batch, e, "quantity")->value.number, 3);
+  EXPECT_EQ(FindProperty(p.batch, e, "revenueType")->value.text, "sale");
+  EXPECT_EQ(p.batch.PropertiesOf(e).size(), 4u);
+}
+
 TEST(JsonParser, MissingTimeMeansReceiverTime) {
   Parsed p = ParseLines(R"({"user_id":"user-1","event_type":"Open"})");
   ASSERT_EQ(p.batch.events.size(), 1u);

@@ -75,7 +75,7 @@ TEST_P(GoldenTest, FeaturesMatchExpectedRows) {
   EXPECT_EQ(DescribeMatrix(*again, engine->UserIds(*users)), actual);
 }
 
-INSTANTIATE_TEST_SUITE_P(Logs, GoldenTest, ::testing::Values("basic", "identity"));
+INSTANTIATE_TEST_SUITE_P(Logs, GoldenTest, ::testing::Values("basic", "identity", "sessions"));
 
 }  // namespace
 }  // namespace sibyl

@@ -5,6 +5,8 @@
 
 #include <map>
 #include <random>
+#include <set>
+#include <tuple>
 
 #include "common/time.h"
 #include "query/cohort.h"
@@ -20,9 +22,22 @@ using testing_util::TempStore;
 
 constexpr int64_t kCutoff = 1'699'999'200'000;
 
-void AddRandomLog(uint32_t seed, TempStore& store) {
+// An event of the random log with its session: the reference counts sessions from the
+// log itself, not from what the store kept of it.
+struct LoggedSession {
+  std::string actor;  // as EventReader::actors() names it: "u:<user_id>" or "d:<device_id>"
+  int64_t time;
+  int64_t session;
+};
+
+void AddRandomLog(uint32_t seed, TempStore& store, std::vector<LoggedSession>* sessions = nullptr) {
   std::mt19937 rng(seed);
   auto pick = [&](int n) { return static_cast<int>(rng() % n); };
+  // Sessions come from a stream of their own, so the rest of the log is what it was before
+  // sessions were added. Few ids shared by every actor: an actor's sessions interleave,
+  // continue in another batch (segment), cross week boundaries, and neighbouring actors
+  // in a segment often have the same id.
+  std::mt19937 session_rng(seed * 7919 + 1);
   const char* types[] = {"View", "Cart", "Buy", "Share", "Rare", "Open"};
   const char* colors[] = {"a", "b", "c", "d", "e"};
   for (int batch_index = 0; batch_index < 3; ++batch_index) {
@@ -44,6 +59,13 @@ void AddRandomLog(uint32_t seed, TempStore& store) {
         line["event_type"] = types[std::min(pick(7), pick(7)) % 6];
         if (pick(2)) line["event_properties"]["price"] = pick(100) / 4.0;
         if (pick(3)) line["event_properties"]["color"] = colors[pick(5)];
+        int64_t session = session_rng() % 5 == 0 ? -1 : static_cast<int64_t>(session_rng() % 4) * 1000;
+        line["session_id"] = session;
+        if (sessions != nullptr && session != -1) {
+          std::string actor = line.contains("user_id") ? "u:" + line["user_id"].get<std::string>()
+                                                       : "d:" + line["device_id"].get<std::string>();
+          sessions->push_back({actor, t, session});
+        }
       }
       AddLogLine(line, kCutoff, batch);
     }
@@ -51,9 +73,10 @@ void AddRandomLog(uint32_t seed, TempStore& store) {
   }
 }
 
-// The plain reference for one row of the spec's columns (sessions excepted: see docs).
+// The plain reference for one row of the spec's columns.
 std::map<std::string, double> ReferenceRow(const EventReader& reader, const FeatureSpec& spec,
-                                           const std::vector<ActorId>& resolved, ActorId row_actor) {
+                                           const std::vector<ActorId>& resolved, ActorId row_actor,
+                                           const std::vector<LoggedSession>& sessions) {
   std::map<std::string, double> cells;
   int64_t T = kCutoff;
   auto week_of = [&](int64_t t) { return static_cast<int>((T - 1 - t) / kMsPerWeek) + 1; };
@@ -77,6 +100,16 @@ std::map<std::string, double> ReferenceRow(const EventReader& reader, const Feat
   for (const std::string& e : spec.taxonomy.event_types)
     cells["hours since last \"" + e + "\""] = hours(last_of.count(e) ? last_of[e] : INT64_MIN);
   if (first_any != INT64_MAX) cells["tenure hours"] = double(T - first_any) / kMsPerHour;
+
+  // Sessions: distinct (actor, week, session id) of the row's actors' events before T;
+  // a linked device's sessions add to its user's (docs/FEATURES.md).
+  std::set<std::tuple<ActorId, int, int64_t>> seen;
+  for (const LoggedSession& e : sessions) {
+    ActorId a = *reader.actors().Find(e.actor);
+    if (resolved[a] != row_actor || e.time >= T || week_of(e.time) > spec.session_weeks) continue;
+    if (seen.insert({a, week_of(e.time), e.session}).second)
+      cells[fmt::format("sessions week -{}", week_of(e.time))] += 1;
+  }
 
   // Event properties: a plain non-parallel scan, a per-event lookup of each property.
   ScanSpec scan;
@@ -133,7 +166,8 @@ class ReferenceTest : public ::testing::TestWithParam<uint32_t> {};
 
 TEST_P(ReferenceTest, FastFeaturesEqualTheNaiveReference) {
   TempStore store;
-  AddRandomLog(GetParam(), store);
+  std::vector<LoggedSession> sessions;
+  AddRandomLog(GetParam(), store, &sessions);
   auto reader = store.Snapshot();
   auto engine = MakeEmbeddedQueryEngine(reader);
   TaxonomyOptions options;
@@ -144,7 +178,6 @@ TEST_P(ReferenceTest, FastFeaturesEqualTheNaiveReference) {
   ASSERT_TRUE(taxonomy.ok());
   FeatureSpec spec;
   spec.taxonomy = *taxonomy;
-  spec.families.sessions = false;  // counted per storage run; see docs/FEATURES.md
   ASSERT_EQ(spec.taxonomy.event_properties.size(), 2u);
   ASSERT_EQ(spec.taxonomy.user_properties.size(), 2u);
   auto users = engine->Cohort(CohortExpr::Everyone(), kCutoff);
@@ -154,7 +187,7 @@ TEST_P(ReferenceTest, FastFeaturesEqualTheNaiveReference) {
   ASSERT_TRUE(matrix.ok()) << matrix.status().ToString();
   std::vector<ActorId> resolved = reader->ResolveIdentities(kCutoff);
   for (size_t r = 0; r < matrix->rows(); ++r) {
-    std::map<std::string, double> expected = ReferenceRow(*reader, spec, resolved, users->actors[r]);
+    std::map<std::string, double> expected = ReferenceRow(*reader, spec, resolved, users->actors[r], sessions);
     for (size_t c = 0; c < matrix->cols(); ++c) {
       const std::string& name = matrix->columns[c];
       double want = expected.count(name) ? expected[name] : 0;

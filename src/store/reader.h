@@ -60,8 +60,8 @@ using EventTypeId = uint16_t;
 
 // A slice of events in columnar form, sorted by (actor, time).
 // How an event's session relates to the event before it in its segment (rows sorted by
-// actor, then time): all that scans' consumers need of sessions (counting session
-// starts), in one byte an event instead of the eight of a session id.
+// actor, then time), in one byte an event: a consumer reads the 8-byte session id only
+// where the session changes (or the week does), not for every event.
 enum SessionMark : uint8_t {
   kNoSession = 0,    // the event had no session id (-1)
   kSameSession = 1,  // the same session id as the row before it
@@ -81,6 +81,10 @@ struct EventChunk {
   // it (an actor's events are consecutive, in time order). The first event of a run of an
   // actor's events starts a session when it has one.
   std::span<const uint8_t> session_marks;
+  // Filled with session_marks: per event, its session id (-1: none). Counting distinct
+  // sessions needs the ids: marks alone count two interleaved sessions at every switch,
+  // and a session that continues in another segment once more.
+  std::span<const int64_t> session_ids;
   // The properties the scan asked for, in ScanSpec::property_keys order.
   std::vector<PropertyColumn> properties;
 };
@@ -90,7 +94,7 @@ struct ScanSpec {
   int64_t end_ms = INT64_MAX;    // exclusive
   std::vector<DictId> event_types;    // empty: all types
   std::vector<DictId> property_keys;  // properties to load alongside the core columns
-  bool with_sessions = false;         // also decode session marks
+  bool with_sessions = false;         // also decode session marks and ids
   // Property columns and session ids are only wanted for events at or after these times:
   // segments that end before them are not decoded for them, and their chunks carry none.
   // Decoding is most of a wide scan's cost, and a query over all history (recency) may

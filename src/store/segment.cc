@@ -117,9 +117,9 @@ std::vector<uint8_t> SessionMarks(const std::vector<int64_t>& session) {
 
 namespace {
 
-// Decodes sessions (when `sessions`) and the property columns whose key is in `keys`
-// (sorted; nullptr means all). A whole decode (nullptr) gives session ids and marks; a
-// scan's decode (keys given) only the marks, an eighth of the memory.
+// Decodes sessions (when `sessions`: ids and marks) and the property columns whose key is
+// in `keys` (sorted; nullptr means all). Scans need the ids too: the feature query counts
+// distinct sessions, which the marks alone cannot tell apart.
 Result<std::shared_ptr<const SegmentExtras>> DecodeExtras(std::string_view bytes,
                                                           std::string_view what, bool sessions,
                                                           const std::vector<DictId>* keys,
@@ -133,8 +133,7 @@ Result<std::shared_ptr<const SegmentExtras>> DecodeExtras(std::string_view bytes
     uint64_t n = s.Varint();
     if (n > session_raw.size() || (format >= 2 && n != 0 && n != time.size()))
       return Corruption("{}: bad session column", what);
-    const bool ids = keys == nullptr;
-    if (ids) ResizePrefaulted(extras->session, n);
+    ResizePrefaulted(extras->session, n);
     ResizePrefaulted(extras->session_marks, n);
     int64_t previous = 0;
     for (uint64_t i = 0; i < n; ++i) {
@@ -153,7 +152,7 @@ Result<std::shared_ptr<const SegmentExtras>> DecodeExtras(std::string_view bytes
         }
       }
       extras->session_marks[i] = MarkOf(i, current, previous);
-      if (ids) extras->session[i] = current;
+      extras->session[i] = current;
       previous = current;
     }
     if (!s.ok()) return Corruption("{}: truncated session column", what);

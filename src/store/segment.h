@@ -42,10 +42,9 @@ std::vector<uint8_t> SessionMarks(const std::vector<int64_t>& session);
 
 // Decoded optional columns: sessions and event properties.
 struct SegmentExtras {
-  // Session ids: whole decodes (Extras()) and in-memory segments, which merges copy.
+  // Session ids and their marks (reader.h): every extras with sessions (whole decodes,
+  // scans' Extras(sessions, keys), in-memory segments).
   std::vector<int64_t> session;
-  // Session marks: every extras with sessions, and the only session column that scans
-  // decode (Extras(sessions, keys)).
   std::vector<uint8_t> session_marks;
   struct Column {
     DictId key;

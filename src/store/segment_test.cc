@@ -357,7 +357,8 @@ TEST(SegmentTest, SessionMarksSayWhetherEachEventStartsAnotherSession) {
   auto built = Segment::Build(events, {});
   EXPECT_EQ(built->Extras().value()->session_marks, expected);  // in memory (memtable)
 
-  // A part file: a whole decode has ids and marks; a scan's decode only the marks.
+  // A part file: a whole decode and a scan's decode both have ids and marks (the feature
+  // query counts distinct session ids).
   const std::string path = ::testing::TempDir() + "/session_marks.part";
   ASSERT_TRUE(WriteFileAtomic(path, built->EncodePart(1)).ok());
   auto file = MappedFile::Open(path);
@@ -370,8 +371,11 @@ TEST(SegmentTest, SessionMarksSayWhetherEachEventStartsAnotherSession) {
   EXPECT_EQ((*whole)->session_marks, expected);
   auto scanned = (*part)->Extras(/*sessions=*/true, {});
   ASSERT_TRUE(scanned.ok());
-  EXPECT_TRUE((*scanned)->session.empty());
+  EXPECT_EQ((*scanned)->session, sessions);
   EXPECT_EQ((*scanned)->session_marks, expected);
+  auto no_sessions = (*part)->Extras(/*sessions=*/false, {});
+  ASSERT_TRUE(no_sessions.ok());
+  EXPECT_TRUE((*no_sessions)->session.empty());
 }
 
 }  // namespace

@@ -104,8 +104,11 @@ Result<std::shared_ptr<const ExtrasView>> CachedExtras(const std::shared_ptr<con
   ExtrasCacheEntry& entry = CacheEntryLocked(segment);
   auto view = entry.view ? std::make_shared<ExtrasView>(*entry.view) : std::make_shared<ExtrasView>();
   view->hold.push_back(piece);
-  if (piece->session_marks.size() == segment->size() && (need_sessions || view->session_marks == nullptr))
+  if (piece->session_marks.size() == segment->size() && piece->session.size() == segment->size() &&
+      (need_sessions || view->session_marks == nullptr)) {
     view->session_marks = &piece->session_marks;
+    view->session_ids = &piece->session;
+  }
   for (const SegmentExtras::Column& column : piece->properties) {
     auto at = std::lower_bound(view->columns.begin(), view->columns.end(), column.key,
                                [](const auto& c, DictId k) { return c.first < k; });
@@ -160,8 +163,10 @@ EventChunk StoreSnapshot::MakeChunk(const ScanSpec& spec, const Selected& select
   if (!selected.extras) return chunk;
   const ExtrasView& x = *selected.extras;
   // The shared cache may hold more than this spec asked of the segment: only what it asked.
-  if (spec.with_sessions && s.max_time() >= spec.sessions_begin_ms && x.session_marks != nullptr)
+  if (spec.with_sessions && s.max_time() >= spec.sessions_begin_ms && x.session_marks != nullptr) {
     chunk.session_marks = std::span(*x.session_marks).subspan(begin, end - begin);
+    chunk.session_ids = std::span(*x.session_ids).subspan(begin, end - begin);
+  }
   const bool properties = s.max_time() >= spec.properties_begin_ms;
   for (DictId key : spec.property_keys) {
     PropertyColumn column;
@@ -422,7 +427,10 @@ EventChunk SubChunk(const EventChunk& chunk, size_t begin, size_t end) {
   out.actor = chunk.actor.subspan(begin, end - begin);
   out.time = chunk.time.subspan(begin, end - begin);
   out.event_type = chunk.event_type.subspan(begin, end - begin);
-  if (!chunk.session_marks.empty()) out.session_marks = chunk.session_marks.subspan(begin, end - begin);
+  if (!chunk.session_marks.empty()) {
+    out.session_marks = chunk.session_marks.subspan(begin, end - begin);
+    out.session_ids = chunk.session_ids.subspan(begin, end - begin);
+  }
   uint32_t first = out.first_row, last = out.first_row + static_cast<uint32_t>(out.size);
   for (const PropertyColumn& column : chunk.properties) {
     PropertyColumn sub;

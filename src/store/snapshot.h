@@ -11,11 +11,12 @@
 
 namespace sibyl {
 
-// A segment's decoded optional columns (session marks, property columns by key), as the
+// A segment's decoded optional columns (session marks and ids, property columns by key), as the
 // process-wide cache of decoded part columns holds them (snapshot.cc): pieces decoded at
 // different times, viewed as one.
 struct ExtrasView {
   const std::vector<uint8_t>* session_marks = nullptr;
+  const std::vector<int64_t>* session_ids = nullptr;  // set with session_marks
   std::vector<std::pair<DictId, const SegmentExtras::Column*>> columns;  // sorted by key
   std::vector<std::shared_ptr<const SegmentExtras>> hold;
 };
