@@ -456,7 +456,9 @@ def main():
             os.makedirs(os.path.dirname(export), exist_ok=True)
             s = {}
             s["create"] = sib.run(f"{name}.create", "predict", "create", "--file", dpath)
-            s["train"] = sib.run(f"{name}.train", "train", name, "--as-of", iso(T), "--seed", str(seed), "--threads", "1")
+            # SIBYL_TRAIN_ARGS: extra train flags for experiments (e.g. "--stack 8").
+            extra = os.environ.get("SIBYL_TRAIN_ARGS", "").split()
+            s["train"] = sib.run(f"{name}.train", "train", name, "--as-of", iso(T), "--seed", str(seed), "--threads", "1", *extra)
             s["score"] = sib.run(f"{name}.score", "score", name, "--as-of", iso(T))
             s["export"] = sib.run(f"{name}.export", "cohort", name, "--format", "csv", "--out", export)
             ex_users, ex_scores, versions = read_export(export)

@@ -18,6 +18,9 @@ Status Dataset::Validate() const {
   if (!user_keys.empty() && user_keys.size() != num_rows()) {
     return InvalidArgument("dataset has {} user keys for {} rows", user_keys.size(), num_rows());
   }
+  if (!row_groups.empty() && row_groups.size() != num_rows()) {
+    return InvalidArgument("dataset has {} row groups for {} rows", row_groups.size(), num_rows());
+  }
   if (num_rows() > UINT32_MAX) return InvalidArgument("dataset has more than 2^32 rows");
   for (size_t r = 0; r < labels.size(); ++r) {
     float y = labels[r];

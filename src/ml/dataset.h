@@ -27,6 +27,11 @@ struct Dataset {
   // One per row, or empty (then each row is its own user). Rows that share a key (the
   // same user at several stacked cutoffs) always land on the same side of the split.
   std::vector<uint64_t> user_keys;
+  // One per row, or empty: 0 for the rows of the newest training cutoff, 1, 2, ... for
+  // older stacked cutoffs. Cross-validated training fits the calibration map and reports
+  // its metrics on group 0: the newest cutoff's base rate is the nearest to what scoring
+  // will meet (docs/ML.md, "Small data").
+  std::vector<uint32_t> row_groups;
 
   size_t num_columns() const { return feature_names.size(); }
   size_t num_rows() const { return labels.size(); }

@@ -41,8 +41,13 @@ struct SparseRows {
   std::vector<float> values;
 };
 
+// The value a column enters the model as (LinearOptions::log_transform); NaN stays NaN.
+inline float Transformed(float x, bool log_transform) {
+  return log_transform ? std::copysign(std::log1p(std::fabs(x)), x) : x;
+}
+
 SparseRows ToSparse(const Dataset& data, std::span<const uint32_t> rows,
-                    const std::vector<double>& means, const std::vector<double>& scales) {
+                    const std::vector<double>& means, const std::vector<double>& scales, bool log_transform) {
   const size_t p = means.size();
   SparseRows out;
   out.starts.reserve(rows.size() + 1);
@@ -51,7 +56,7 @@ SparseRows ToSparse(const Dataset& data, std::span<const uint32_t> rows,
     const float* x = data.row(r);
     for (size_t j = 0; j < p; ++j) {
       if (scales[j] <= 0) continue;
-      const float v = std::isnan(x[j]) ? static_cast<float>(means[j]) : x[j];
+      const float v = std::isnan(x[j]) ? static_cast<float>(means[j]) : Transformed(x[j], log_transform);
       if (v == 0.0f) continue;
       out.columns.push_back(static_cast<uint32_t>(j));
       out.values.push_back(v);
@@ -239,6 +244,7 @@ Result<std::unique_ptr<LinearModel>> LinearModel::Train(const Dataset& data,
   const size_t p = data.num_columns();
   auto model = std::make_unique<LinearModel>();
   model->task_ = data.kind;
+  model->log_transform_ = options.log_transform;
 
   // Column means and standard deviations (NaN skipped), by Welford's update.
   std::vector<double> mean(p, 0), m2(p, 0);
@@ -247,10 +253,11 @@ Result<std::unique_ptr<LinearModel>> LinearModel::Train(const Dataset& data,
     const float* x = data.row(r);
     for (size_t j = 0; j < p; ++j) {
       if (std::isnan(x[j])) continue;
+      const double v = Transformed(x[j], options.log_transform);
       ++count[j];
-      double delta = x[j] - mean[j];
+      double delta = v - mean[j];
       mean[j] += delta / count[j];
-      m2[j] += delta * (x[j] - mean[j]);
+      m2[j] += delta * (v - mean[j]);
     }
   }
   model->means_ = mean;
@@ -289,7 +296,7 @@ Result<std::unique_ptr<LinearModel>> LinearModel::Train(const Dataset& data,
     double rate = std::clamp(target_mean, 1e-6, 1 - 1e-6);
     theta[p] = std::log(rate / (1 - rate));
   }
-  const SparseRows sparse = ToSparse(data, rows, model->means_, model->scales_);
+  const SparseRows sparse = ToSparse(data, rows, model->means_, model->scales_, options.log_transform);
   Objective objective(sparse, rows.size(), row_weights, std::move(targets), model->means_,
                       model->scales_, options.l2, data.kind == TaskKind::kClassification,
                       ResolveThreads(options.num_threads));
@@ -302,7 +309,9 @@ Result<std::unique_ptr<LinearModel>> LinearModel::Train(const Dataset& data,
   model->intercept_ = data.kind == TaskKind::kRegression ? theta[p] * scale + target_mean : theta[p];
   model->summary_ = {{"params", {{"l2", options.l2}, {"max_iterations", options.max_iterations},
                                  {"tolerance", options.tolerance}}},
+                     {"log_transform", options.log_transform},
                      {"iterations", iterations},
+                     {"converged", iterations < options.max_iterations},
                      {"objective", final_value}};
   return model;
 }
@@ -311,7 +320,7 @@ double LinearModel::Margin(const float* row) const {
   double margin = intercept_;
   for (size_t j = 0; j < means_.size(); ++j) {
     if (scales_[j] > 0 && !std::isnan(row[j])) {
-      margin += coefficients_[j] * (row[j] - means_[j]) / scales_[j];
+      margin += coefficients_[j] * (Transformed(row[j], log_transform_) - means_[j]) / scales_[j];
     }
   }
   return margin;
@@ -334,7 +343,8 @@ Result<std::vector<double>> LinearModel::Contributions(std::span<const float> ro
     const float* x = rows.data() + r * p;
     double* c = out.data() + r * (p + 1);
     for (size_t j = 0; j < p; ++j) {
-      if (scales_[j] > 0 && !std::isnan(x[j])) c[j] = coefficients_[j] * (x[j] - means_[j]) / scales_[j];
+      if (scales_[j] > 0 && !std::isnan(x[j]))
+        c[j] = coefficients_[j] * (Transformed(x[j], log_transform_) - means_[j]) / scales_[j];
     }
     c[p] = intercept_;
   }
@@ -344,6 +354,7 @@ Result<std::vector<double>> LinearModel::Contributions(std::span<const float> ro
 Result<std::string> LinearModel::Serialize() const {
   nlohmann::json j = {{"format", "sibyl-linear-v1"},
                       {"task", TaskKindName(task_)},
+                      {"log_transform", log_transform_},
                       {"means", means_},
                       {"scales", scales_},
                       {"coefficients", coefficients_},
@@ -357,6 +368,7 @@ Result<std::unique_ptr<LinearModel>> LinearModel::Load(std::string_view bytes) {
     nlohmann::json j = nlohmann::json::parse(bytes);
     if (j.at("format") != "sibyl-linear-v1") return Corruption("linear model: unknown format");
     model->task_ = j.at("task") == "regression" ? TaskKind::kRegression : TaskKind::kClassification;
+    model->log_transform_ = j.value("log_transform", false);
     model->means_ = j.at("means").get<std::vector<double>>();
     model->scales_ = j.at("scales").get<std::vector<double>>();
     model->coefficients_ = j.at("coefficients").get<std::vector<double>>();

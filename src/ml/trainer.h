@@ -37,6 +37,10 @@ struct TrainOptions {
   LinearOptions linear;
   RandomForestOptions random_forest;
   GradientBoostingOptions gradient_boosting;
+  // Below this many distinct users, k-fold cross-validation by user replaces the single
+  // fit / validation / test split (docs/ML.md, "Small data"); 0: never.
+  uint64_t cross_validation_below_users = 20'000;
+  int cross_validation_folds = 5;
   // Held-out rows on which the winner's SHAP values are computed for the drivers.
   size_t driver_sample_rows = 2000;
   // Called as each stage starts ("split", "linear", ...), for progress display.
@@ -82,7 +86,12 @@ struct TrainResult {
   Result<std::vector<double>> Predict(std::span<const float> rows) const;
 };
 
+// Trains every candidate and keeps the best: by k-fold cross-validation by user below
+// `cross_validation_below_users` users, else on one split (docs/ML.md).
 Result<TrainResult> Train(const Dataset& data, const TrainOptions& options);
+
+// The k-fold path of Train, callable directly (tests, benchmarks).
+Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions& options);
 
 // The candidate table as JSON (one object per candidate, metrics included).
 nlohmann::json CandidatesToJson(const TrainResult& result);

@@ -166,6 +166,7 @@ Status WriteVersion(const std::string& version_dir, int version, FittedPredictio
                        {"test", test_rows},
                        {"per_cutoff", per_cutoff}}},
              {"features", fitted.set.data.num_columns()},
+             {"outcome_model", fitted.set.outcome_model_note},
              {"task", ml::TaskKindName(task)},
              {"model_type", winner},
              {"metrics", metrics},

@@ -7,6 +7,7 @@
 
 #include "common/memory.h"
 #include "common/time.h"
+#include "ml/clv.h"
 #include "ml/split.h"
 
 namespace sibyl::pipeline {
@@ -87,6 +88,53 @@ TaxonomyOptions TaxonomyFor(const PredictionDefinition& definition, const Cohort
 }
 
 bool IsPositive(float label) { return label != 0.0f; }
+
+// The outcome family of a prediction: its outcome exactly as defined (churn without an
+// event: any event; revenue: the amounts too), over windows that follow the horizon and
+// the data's span. A window longer than the history before the oldest training cutoff
+// would be cut short for every training row but not at scoring time (the model would
+// learn a truncated version of it), so such windows are left out.
+Result<OutcomeFamilySpec> OutcomeFamilyFor(const PredictionDefinition& definition, const LabelSpec& label,
+                                           int64_t first_event_ms, int64_t oldest_cutoff_ms) {
+  OutcomeFamilySpec outcome;
+  outcome.enabled = true;
+  outcome.event = label.event;
+  outcome.where = label.where;
+  if (definition.kind == PredictionKind::kRevenue) outcome.amount_property = label.revenue_property;
+  outcome.horizon_days = definition.horizon_days;
+  const double span_days = static_cast<double>(oldest_cutoff_ms - first_event_ms) / kMsPerDay;
+  std::vector<int> windows = {7, 30, 90, 180, 365, definition.horizon_days};
+  std::sort(windows.begin(), windows.end());
+  windows.erase(std::unique(windows.begin(), windows.end()), windows.end());
+  for (int w : windows)
+    if (w <= span_days || outcome.window_days.empty()) outcome.window_days.push_back(w);
+  return outcome;
+}
+
+// BG/NBD on the outcome histories of a cutoff's users, for the outcome family's
+// P(alive) / P(outcome within H) / expected-occurrence columns. Fitted at the oldest
+// training cutoff, so no stacked cutoff's label window is seen. Too little history to fit
+// (fewer than 50 users with the outcome, or nobody repeating) leaves the columns out.
+std::string FitOutcomeBgNbd(std::span<const std::optional<OutcomeRepeatSummary>> summaries,
+                            OutcomeFamilySpec& outcome) {
+  std::vector<ml::RfmSummary> customers;
+  size_t repeaters = 0;
+  for (const auto& s : summaries) {
+    if (!s) continue;
+    customers.push_back({s->x, s->t_x, s->age});
+    repeaters += s->x > 0;
+  }
+  if (customers.size() < 50 || repeaters == 0)
+    return fmt::format("BG/NBD not fitted: {} users with the outcome, {} repeating (needs 50 and 1)",
+                       customers.size(), repeaters);
+  auto fit = ml::FitBgNbd(customers);
+  if (!fit.ok()) return fmt::format("BG/NBD not fitted: {}", fit.status().ToString());
+  const ml::BgNbdParams& p = fit->params;
+  outcome.bgnbd = OutcomeBgNbd{p.r, p.alpha, p.a, p.b};
+  return fmt::format("BG/NBD fitted on {} users (r {:.4g}, alpha {:.4g}, a {:.4g}, b {:.4g}; {} iterations{})",
+                     customers.size(), p.r, p.alpha, p.a, p.b, fit->iterations,
+                     fit->converged ? "" : ", stopped at the cap");
+}
 
 }  // namespace
 
@@ -217,6 +265,12 @@ Result<TrainingSet> BuildTrainingSet(const EventReader& reader, const QueryEngin
   clock.Start("taxonomy");
   ASSIGN_OR_RETURN(set.spec.taxonomy,
                    engine.BuildTaxonomy(set.cutoffs.front(), TaxonomyFor(definition, cohort, options.taxonomy)));
+  clock.Start("outcome history");
+  ASSIGN_OR_RETURN(set.spec.outcome, OutcomeFamilyFor(definition, label, reader.min_time_ms(), set.cutoffs.back()));
+  {
+    ASSIGN_OR_RETURN(auto summaries, engine.RepeatSummaries(set.spec.outcome, set.cutoffs.back(), parts.back().users));
+    set.outcome_model_note = FitOutcomeBgNbd(summaries, set.spec.outcome);
+  }
   const std::vector<std::string> columns = set.spec.ColumnNames();
   const size_t p = columns.size();
   size_t total_rows = 0;
@@ -231,6 +285,7 @@ Result<TrainingSet> BuildTrainingSet(const EventReader& reader, const QueryEngin
   set.data.user_keys.reserve(total_rows);
   set.row_ids.reserve(total_rows);
   set.row_cutoff.reserve(total_rows);
+  set.data.row_groups.reserve(total_rows);
   for (size_t c = 0; c < set.cutoffs.size(); ++c) {
     clock.Start("features");
     PerCutoff& part = parts[c];
@@ -238,16 +293,28 @@ Result<TrainingSet> BuildTrainingSet(const EventReader& reader, const QueryEngin
     if (matrix.cols() != p || matrix.rows() != part.labels.size())
       return Internal("feature matrix is {}x{}, expected {}x{}", matrix.rows(), matrix.cols(), part.labels.size(), p);
     clock.Start("dataset");
-    // Appended in one pass (resize-then-copy would write every value twice).
-    set.data.values.insert(set.data.values.end(), matrix.values.data(),
-                           matrix.values.data() + matrix.rows() * p);
+    // Rows go in the order of their user keys (then ids), not the store's dense ids, which
+    // follow arrival order: the same events ingested in another order must give the
+    // learners the same rows in the same order, hence byte-identical models and scores.
+    std::vector<uint64_t> keys(part.ids.size());
+    std::vector<uint32_t> order(part.ids.size());
     for (size_t r = 0; r < part.ids.size(); ++r) {
-      // One key per user for all its rows: a user never sits on both sides of the split.
-      set.data.user_keys.push_back(UserKey(part.ids[r]));
-      set.row_cutoff.push_back(static_cast<uint32_t>(c));
+      keys[r] = UserKey(part.ids[r]);
+      order[r] = static_cast<uint32_t>(r);
     }
-    set.data.labels.insert(set.data.labels.end(), part.labels.begin(), part.labels.end());
-    std::move(part.ids.begin(), part.ids.end(), std::back_inserter(set.row_ids));
+    std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+      return keys[a] != keys[b] ? keys[a] < keys[b] : part.ids[a] < part.ids[b];
+    });
+    for (uint32_t r : order) {
+      set.data.values.insert(set.data.values.end(), matrix.values.data() + r * p,
+                             matrix.values.data() + (r + 1) * p);
+      // One key per user for all its rows: a user never sits on both sides of the split.
+      set.data.user_keys.push_back(keys[r]);
+      set.data.labels.push_back(part.labels[r]);
+      set.row_cutoff.push_back(static_cast<uint32_t>(c));
+      set.data.row_groups.push_back(static_cast<uint32_t>(c));
+      set.row_ids.push_back(std::move(part.ids[r]));
+    }
     part = PerCutoff{};
   }
   clock.Stop();

@@ -86,6 +86,8 @@ struct TrainingSet {
   std::vector<CutoffSummary> summaries;  // one per cutoff
   uint64_t positives = 0, negatives = 0;
   std::vector<StageSeconds> stage_times;
+  // What became of the outcome family's BG/NBD fit, for the version record.
+  std::string outcome_model_note;
 };
 
 // Checks that the store reaches far enough back for `earliest_cutoff_ms`. The error says

@@ -38,6 +38,12 @@ class EmbeddedQueryEngine final : public QueryEngine {
     return ComputeSparseFeatures(*reader_, spec, cutoff_ms, users.actors, parallel_);
   }
 
+  Result<std::vector<std::optional<OutcomeRepeatSummary>>> RepeatSummaries(
+      const OutcomeFamilySpec& outcome, int64_t cutoff_ms, const UserSet& users) const override {
+    RETURN_IF_ERROR(CheckCutoff(users, cutoff_ms, "outcome"));
+    return ComputeRepeatSummaries(*reader_, outcome, cutoff_ms, users.actors, parallel_);
+  }
+
   Result<std::vector<float>> Labels(const LabelSpec& label, int64_t cutoff_ms,
                                     const UserSet& users) const override {
     if (users.cutoff_ms != FloorHour(cutoff_ms))

@@ -52,8 +52,85 @@ std::vector<std::string> FeatureSpec::ColumnNames() const {
   }
   if (families.sessions)
     for (int w = 1; w <= session_weeks; ++w) names.push_back(fmt::format("sessions week -{}", w));
+  if (outcome.enabled) {
+    std::vector<std::string> more = OutcomeColumnNames(outcome);
+    names.insert(names.end(), more.begin(), more.end());
+  }
   return names;
 }
+
+std::string OutcomeFamilySpec::Describe() const {
+  std::string text = event.empty() ? std::string("any event") : Quote(event);
+  for (size_t i = 0; i < where.size(); ++i) text += (i == 0 ? " where " : " and ") + where[i].Describe();
+  return text;
+}
+
+std::vector<std::string> OutcomeColumnNames(const OutcomeFamilySpec& o) {
+  std::vector<std::string> names;
+  const std::string what = o.Describe();
+  auto scales = [&](const char* measure) {
+    for (int d : o.window_days) names.push_back(fmt::format("{} {} last {}d", measure, what, d));
+    names.push_back(fmt::format("{} {} all history", measure, what));
+  };
+  scales("count");
+  scales("active days");
+  if (!o.amount_property.empty()) {
+    const std::string sum = fmt::format("sum({}) of", Quote(o.amount_property));
+    scales(sum.c_str());
+  }
+  names.push_back(fmt::format("never {}", what));
+  names.push_back(fmt::format("hours since last {} (outcome)", what));
+  names.push_back(fmt::format("hours since first {}", what));
+  names.push_back(fmt::format("mean days between {}", what));
+  names.push_back(fmt::format("days between last two {}", what));
+  names.push_back(fmt::format("days since last {} / mean gap", what));
+  if (o.window_days.size() >= 2)
+    names.push_back(fmt::format("share of {} days in last {}d of last {}d", what, o.window_days.front(),
+                                o.window_days.back()));
+  if (o.bgnbd) {
+    names.push_back(fmt::format("BG/NBD P(alive) for {}", what));
+    names.push_back(fmt::format("BG/NBD P({} within {}d)", what, o.horizon_days));
+    names.push_back(fmt::format("BG/NBD expected {} days within {}d", what, o.horizon_days));
+  }
+  return names;
+}
+
+namespace {
+
+nlohmann::json OutcomeToJson(const OutcomeFamilySpec& o) {
+  if (!o.enabled) return nullptr;
+  nlohmann::json where = nlohmann::json::array();
+  for (const PropertyFilter& f : o.where) where.push_back(ToJson(f));
+  nlohmann::json j = {{"event", o.event},           {"where", std::move(where)},
+                      {"amount_property", o.amount_property}, {"window_days", o.window_days},
+                      {"horizon_days", o.horizon_days}};
+  if (o.bgnbd) j["bgnbd"] = {{"r", o.bgnbd->r}, {"alpha", o.bgnbd->alpha}, {"a", o.bgnbd->a}, {"b", o.bgnbd->b}};
+  return j;
+}
+
+Result<OutcomeFamilySpec> OutcomeFromJson(const nlohmann::json& j) {
+  OutcomeFamilySpec o;
+  if (j.is_null()) return o;
+  o.enabled = true;
+  o.event = j.at("event").get<std::string>();
+  ASSIGN_OR_RETURN(o.where, ParsePropertyFilters(j.at("where")));
+  o.amount_property = j.at("amount_property").get<std::string>();
+  o.window_days = j.at("window_days").get<std::vector<int>>();
+  o.horizon_days = j.at("horizon_days").get<int>();
+  for (size_t i = 0; i < o.window_days.size(); ++i)
+    if (o.window_days[i] < 1 || o.window_days[i] > 3660 || (i > 0 && o.window_days[i] <= o.window_days[i - 1]))
+      return InvalidArgument("feature spec: outcome window days must ascend within 1..3660");
+  if (auto b = j.find("bgnbd"); b != j.end()) {
+    OutcomeBgNbd p{b->at("r").get<double>(), b->at("alpha").get<double>(), b->at("a").get<double>(),
+                   b->at("b").get<double>()};
+    if (!(p.r > 0 && p.alpha > 0 && p.a > 0 && p.b > 0))
+      return InvalidArgument("feature spec: BG/NBD parameters must be positive");
+    o.bgnbd = p;
+  }
+  return o;
+}
+
+}  // namespace
 
 nlohmann::json ToJson(const FeatureSpec& spec) {
   nlohmann::json event_properties = nlohmann::json::array();
@@ -79,6 +156,7 @@ nlohmann::json ToJson(const FeatureSpec& spec) {
       {"property_weeks", spec.property_weeks},
       {"session_weeks", spec.session_weeks},
       {"recency_cap_hours", spec.recency_cap_hours},
+      {"outcome", OutcomeToJson(spec.outcome)},
       {"columns", spec.ColumnNames()},
   };
 }
@@ -111,6 +189,9 @@ Result<FeatureSpec> FeatureSpecFromJson(const nlohmann::json& j) {
     spec.property_weeks = j.at("property_weeks").get<int>();
     spec.session_weeks = j.at("session_weeks").get<int>();
     spec.recency_cap_hours = j.at("recency_cap_hours").get<float>();
+    if (auto outcome = j.find("outcome"); outcome != j.end()) {
+      ASSIGN_OR_RETURN(spec.outcome, OutcomeFromJson(*outcome));
+    }
     if (spec.event_weeks < 0 || spec.event_weeks > 520 || spec.property_weeks < 0 ||
         spec.property_weeks > 520 || spec.session_weeks < 0 || spec.session_weeks > 520)
       return InvalidArgument("feature spec: window counts must be within 0..520");

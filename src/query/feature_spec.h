@@ -6,12 +6,14 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
+#include "query/property_filter.h"
 
 namespace sibyl {
 
@@ -44,9 +46,33 @@ struct FeatureFamilies {
   bool sessions = true;  // sessions per week
 };
 
+// BG/NBD parameters (Fader, Hardie & Lee 2005) fitted on the training cohort's outcome
+// histories, frozen into the spec so that scoring computes the same columns.
+struct OutcomeBgNbd {
+  double r = 0, alpha = 0, a = 0, b = 0;
+};
+
+// The outcome's own history before T (docs/FEATURES.md, "The outcome family"): the thing
+// being predicted, exactly as defined (event and filters, or any event), counted over
+// several time scales, with its gaps, its amounts and the BG/NBD quantities. Present when
+// `enabled`; specs written before it existed load with it off.
+struct OutcomeFamilySpec {
+  bool enabled = false;
+  std::string event;                  // empty: any event
+  std::vector<PropertyFilter> where;  // all must hold
+  std::string amount_property;        // summed when set (revenue predictions)
+  std::vector<int> window_days;       // ascending; every window also gets "all history"
+  int horizon_days = 0;               // of the BG/NBD columns
+  std::optional<OutcomeBgNbd> bgnbd;  // the BG/NBD columns exist only when fitted
+
+  // "\"Purchase\"", "\"Rating\" where stars = 5", "any event": how column names read.
+  std::string Describe() const;
+};
+
 struct FeatureSpec {
   Taxonomy taxonomy;
   FeatureFamilies families;
+  OutcomeFamilySpec outcome;
   int event_weeks = 8;     // one-week windows of event counts
   // Fewer windows for property aggregates: they multiply with values (10 values x 10
   // properties x 8 weeks would be 800 columns) and their long-range signal is already in
@@ -62,6 +88,9 @@ struct FeatureSpec {
 
 nlohmann::json ToJson(const FeatureSpec& spec);
 Result<FeatureSpec> FeatureSpecFromJson(const nlohmann::json& j);
+
+// The outcome family's column names, in matrix order (they come after every other family).
+std::vector<std::string> OutcomeColumnNames(const OutcomeFamilySpec& outcome);
 
 // Column naming, shared by the spec and docs: `count("Add to Cart") week -2`.
 std::string EventCountColumn(std::string_view event_type, int week);  // week 1 = [T-7d, T)

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include "common/memory.h"
 #include "common/time.h"
 #include "query/feature_layout.h"
+#include "query/outcome_features.h"
 #include "query/scan_util.h"
 
 namespace sibyl {
@@ -105,18 +107,19 @@ struct DeferredCell {
 };
 
 // Where finished rows go: a dense matrix, written row by row.
+// Rows are `stride` floats apart: the outcome family's columns follow the scan's.
 class DenseSink {
  public:
-  DenseSink(float* matrix, size_t cols) : matrix_(matrix), cols_(cols) {}
+  DenseSink(float* matrix, size_t cols, size_t stride) : matrix_(matrix), cols_(cols), stride_(stride) {}
   DenseSink& writer() { return *this; }
   void EmitRow(DenseSink&, uint32_t row, const ActorRow& cells) {
-    std::memcpy(matrix_ + static_cast<size_t>(row) * cols_, cells.cells(), cols_ * sizeof(float));
+    std::memcpy(matrix_ + static_cast<size_t>(row) * stride_, cells.cells(), cols_ * sizeof(float));
   }
   float* matrix() const { return matrix_; }
 
  private:
   float* matrix_;
-  size_t cols_;
+  size_t cols_, stride_;
 };
 
 // ... or compressed rows: only cells that differ from their column's fill value.
@@ -157,26 +160,27 @@ class FeatureComputer {
 
   const FeatureLayout& layout() const { return layout_; }
 
-  Result<FeatureMatrix> Dense(bool parallel) {
+  // `stride` >= the layout's columns: room for columns that follow (the outcome family).
+  Result<FeatureMatrix> Dense(bool parallel, size_t stride) {
     Trace trace;
     FeatureMatrix m;
     m.cutoff_ms = cutoff_;
     m.actors.assign(rows_.begin(), rows_.end());
     size_t cols = layout_.cols;
-    m.values = FloatBuffer(rows_.size() * cols);
+    m.values = FloatBuffer(rows_.size() * stride);
     PrefaultOnTwoThreads(m.values.data(), m.values.size() * sizeof(float));
     trace.Lap("dense matrix allocated and prefaulted");
-    DenseSink sink(m.values.data(), cols);
+    DenseSink sink(m.values.data(), cols, stride);
     std::vector<uint8_t> emitted(rows_.size(), 0);
     RETURN_IF_ERROR(Scan(sink, emitted, parallel));
     trace.Lap("block scan");
     for (size_t r = 0; r < rows_.size(); ++r) {
       if (emitted[r]) continue;  // a row with no actor in the store, or a repeated one
-      for (size_t c = 0; c < cols; ++c) m.values.data()[r * cols + c] = layout_.EmptyValue(c);
+      for (size_t c = 0; c < cols; ++c) m.values.data()[r * stride + c] = layout_.EmptyValue(c);
     }
     SortDeferred();
     for (const DeferredCell& d : deferred_) {
-      float& cell = m.values.data()[static_cast<size_t>(d.row) * cols + d.col];
+      float& cell = m.values.data()[static_cast<size_t>(d.row) * stride + d.col];
       cell = Merge(d.col, cell, d.value);
     }
     trace.Lap("linked devices merged");
@@ -593,6 +597,33 @@ class FeatureComputer {
 thread_local std::vector<int32_t> FeatureComputer::first_slot_;
 thread_local std::vector<int32_t> FeatureComputer::last_slot_;
 
+// `m` with `fill.size()` more columns: row r's new values are values[r * k ...]. Every row
+// is rewritten (the new cells go after its stored ones); a new cell equal to its fill
+// (NaN counts as equal to NaN) is not stored.
+SparseFeatureMatrix AppendSparseColumns(SparseFeatureMatrix m, const std::vector<float>& values,
+                                        const std::vector<float>& fill) {
+  const size_t k = fill.size(), base = m.fill.size();
+  SparseMatrixBuilder builder(m.rows());
+  SparseFeatureMatrix& out = builder.matrix();
+  out.cutoff_ms = m.cutoff_ms;
+  out.actors = std::move(m.actors);
+  out.fill = std::move(m.fill);
+  out.fill.insert(out.fill.end(), fill.begin(), fill.end());
+  SparseMatrixBuilder::Writer writer(builder);
+  for (size_t r = 0; r < out.actors.size(); ++r) {
+    std::span<const SparseCell> old = m.row(r);
+    SparseCell* cells = writer.BeginRow(old.size() + k);
+    size_t n = std::copy(old.begin(), old.end(), cells) - cells;
+    for (size_t j = 0; j < k; ++j) {
+      const float v = values[r * k + j];
+      const bool same = v == fill[j] || (std::isnan(v) && std::isnan(fill[j]));
+      if (!same) cells[n++] = {static_cast<uint32_t>(base + j), v};
+    }
+    writer.CommitRow(r, n);
+  }
+  return builder.Finish();
+}
+
 }  // namespace
 
 Result<FeatureMatrix> ComputeFeatures(const EventReader& reader, const FeatureSpec& spec,
@@ -600,9 +631,16 @@ Result<FeatureMatrix> ComputeFeatures(const EventReader& reader, const FeatureSp
                                       bool parallel, FeaturePath path) {
   FeatureComputer computer(reader, spec, FloorHour(cutoff_ms), rows, path);
   std::vector<std::string> columns = spec.ColumnNames();
-  if (columns.size() != computer.layout().cols)
-    return Internal("feature layout has {} columns, spec names {}", computer.layout().cols, columns.size());
-  ASSIGN_OR_RETURN(FeatureMatrix m, computer.Dense(parallel));
+  const size_t scanned = computer.layout().cols;
+  const size_t outcome = spec.outcome.enabled ? OutcomeColumnNames(spec.outcome).size() : 0;
+  if (columns.size() != scanned + outcome)
+    return Internal("feature layout has {} columns, spec names {}", scanned + outcome, columns.size());
+  ASSIGN_OR_RETURN(FeatureMatrix m, computer.Dense(parallel, columns.size()));
+  if (outcome > 0) {
+    ASSIGN_OR_RETURN(std::vector<float> values, ComputeOutcomeColumns(reader, spec.outcome, cutoff_ms, rows, parallel));
+    for (size_t r = 0; r < rows.size(); ++r)
+      std::copy_n(values.data() + r * outcome, outcome, m.values.data() + r * columns.size() + scanned);
+  }
   m.columns = std::move(columns);
   return m;
 }
@@ -612,9 +650,15 @@ Result<SparseFeatureMatrix> ComputeSparseFeatures(const EventReader& reader, con
                                                   bool parallel, FeaturePath path) {
   FeatureComputer computer(reader, spec, FloorHour(cutoff_ms), rows, path);
   std::vector<std::string> columns = spec.ColumnNames();
-  if (columns.size() != computer.layout().cols)
-    return Internal("feature layout has {} columns, spec names {}", computer.layout().cols, columns.size());
+  const size_t scanned = computer.layout().cols;
+  const size_t outcome = spec.outcome.enabled ? OutcomeColumnNames(spec.outcome).size() : 0;
+  if (columns.size() != scanned + outcome)
+    return Internal("feature layout has {} columns, spec names {}", scanned + outcome, columns.size());
   ASSIGN_OR_RETURN(SparseFeatureMatrix m, computer.Sparse(parallel));
+  if (outcome > 0) {
+    ASSIGN_OR_RETURN(std::vector<float> values, ComputeOutcomeColumns(reader, spec.outcome, cutoff_ms, rows, parallel));
+    m = AppendSparseColumns(std::move(m), values, OutcomeEmptyValues(spec.outcome));
+  }
   m.columns = std::move(columns);
   return m;
 }

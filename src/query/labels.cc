@@ -1,17 +1,15 @@
 #include "query/labels.h"
 
 #include <algorithm>
-#include <atomic>
-#include <mutex>
 
 #include "common/time.h"
+#include "query/outcome_scan.h"
 #include "query/scan_util.h"
 #include "query/suggest.h"
 
 namespace sibyl {
 namespace {
 
-using query_internal::ForEachActorRunIn;
 using query_internal::kNoRow;
 
 std::vector<std::string> AllNames(const DictionaryView& dict) {
@@ -75,86 +73,15 @@ Result<std::vector<float>> ComputeLabels(const EventReader& reader, const LabelS
   for (size_t a = 0; a < row_of.size(); ++a)
     if (row_of[a] == kNoRow && at_cutoff[a] == a) row_of[a] = row_later[a];
 
-  std::optional<DictId> event;
-  if (!spec.event.empty()) {
-    event = reader.event_types().Find(spec.event);
-    // An outcome the store has never seen happened to nobody.
-    if (!event) return std::vector<float>(rows.size(), spec.kind == LabelKind::kChurn ? 1.0f : 0.0f);
-  }
-  CompiledFilters filters = CompiledFilters::Compile(spec.where, reader);
-  ScanSpec scan;
-  scan.begin_ms = begin;
-  scan.end_ms = end;
-  if (event) scan.event_types = {*event};
-  scan.property_keys = filters.keys();
-  DictId revenue_key = kNoDictId;
-  if (spec.kind == LabelKind::kRevenue) {
-    revenue_key = reader.property_keys().Find(spec.revenue_property).value_or(kNoDictId);
-    if (revenue_key == kNoDictId) return std::vector<float>(rows.size(), 0.0f);
-    scan.property_keys.push_back(revenue_key);
-  }
-
-  // Revenue sums, or counts of qualifying events. A row's own actor is in exactly one
-  // block, which adds to its total directly; the events of linked devices (whose actor
-  // ids may sit in other blocks) are added after the scan.
+  query_internal::OutcomeMatch match{.event = spec.event, .where = spec.where, .amount_property = {}};
+  if (spec.kind == LabelKind::kRevenue) match.amount_property = spec.revenue_property;
+  ASSIGN_OR_RETURN(query_internal::OutcomeScanResult scan,
+                   query_internal::ScanOutcomeDays(reader, match, begin, end, end, row_of, parallel));
+  // Revenue sums, or counts of qualifying events (an unknown event type or revenue
+  // property: nothing qualified).
   std::vector<double> totals(rows.size(), 0);
-  std::vector<std::pair<uint32_t, double>> deferred;
-  std::mutex deferred_mutex;
-  RETURN_IF_ERROR(reader.ScanActorBlocks(
-      scan, query_internal::kActorsPerBlock,
-      [&](const EventReader::ActorBlock& block) {
-        std::vector<uint8_t> mask;
-        std::vector<std::pair<uint32_t, double>> block_deferred;
-        for (const EventChunk& chunk : block.chunks) {
-          if (!filters.empty()) {
-            std::vector<int> columns;
-            for (const CompiledFilter& f : filters.filters())
-              columns.push_back(f.key() == kNoDictId ? -1 : query_internal::ColumnOfKey(chunk, f.key()));
-            EvaluateFilters(filters, chunk, columns, mask);
-          }
-          // Revenue values by segment row (the column is sparse); rows ascend, so the
-          // cursor only moves forward across runs and events.
-          const PropertyColumn* revenue = nullptr;
-          if (revenue_key != kNoDictId) {
-            int c = query_internal::ColumnOfKey(chunk, revenue_key);
-            if (c >= 0) revenue = &chunk.properties[c];
-          }
-          size_t revenue_cursor = 0;
-          ForEachActorRunIn(chunk, 0, chunk.size, [&](ActorId actor, size_t run_begin, size_t run_end) {
-            uint32_t row = actor < row_of.size() ? row_of[actor] : kNoRow;
-            if (row == kNoRow) return;
-            double total = 0;
-            for (size_t i = run_begin; i < run_end; ++i) {
-              int64_t t = chunk.time[i];
-              if (t < begin || t >= end) continue;
-              if (event && chunk.event_type[i] != *event) continue;
-              if (!mask.empty() && !mask[i]) continue;
-              if (revenue_key == kNoDictId) {
-                total += 1;
-                continue;
-              }
-              if (revenue == nullptr) continue;
-              uint32_t segment_row = chunk.first_row + static_cast<uint32_t>(i);
-              while (revenue_cursor < revenue->rows.size() && revenue->rows[revenue_cursor] < segment_row)
-                ++revenue_cursor;
-              if (revenue_cursor < revenue->rows.size() && revenue->rows[revenue_cursor] == segment_row) {
-                const StoredValue& v = revenue->values[revenue_cursor];
-                if (v.kind == ValueKind::kNumber) total += v.number;
-              }
-            }
-            if (total == 0) return;
-            if (rows[row] == actor) totals[row] += total;
-            else block_deferred.emplace_back(row, total);
-          });
-        }
-        if (!block_deferred.empty()) {
-          std::lock_guard lock(deferred_mutex);
-          deferred.insert(deferred.end(), block_deferred.begin(), block_deferred.end());
-        }
-        return Status::Ok();
-      },
-      parallel));
-  for (const auto& [row, total] : deferred) totals[row] += total;
+  for (const query_internal::OutcomeDay& d : scan.days)
+    totals[d.row] += spec.kind == LabelKind::kRevenue ? d.amount : static_cast<double>(d.count);
 
   std::vector<float> labels(rows.size());
   for (size_t r = 0; r < rows.size(); ++r) {

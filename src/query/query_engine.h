@@ -22,6 +22,7 @@
 #include "query/feature_matrix.h"
 #include "query/feature_spec.h"
 #include "query/labels.h"
+#include "query/outcome_features.h"
 #include "query/taxonomy.h"
 #include "store/reader.h"
 
@@ -53,6 +54,12 @@ class QueryEngine {
   // stored): the cheap form for large cohorts.
   virtual Result<SparseFeatureMatrix> SparseFeatures(const FeatureSpec& spec, int64_t cutoff_ms,
                                                      const UserSet& users) const = 0;
+
+  // Each user's history of the outcome before the cutoff, as a BG/NBD model reads it
+  // (query/outcome_features.h); nullopt for users who never did it. Training fits the
+  // outcome family's BG/NBD parameters on these.
+  virtual Result<std::vector<std::optional<OutcomeRepeatSummary>>> RepeatSummaries(
+      const OutcomeFamilySpec& outcome, int64_t cutoff_ms, const UserSet& users) const = 0;
 
   // One label per user of `users`, from data in [cutoff, cutoff + horizon).
   virtual Result<std::vector<float>> Labels(const LabelSpec& label, int64_t cutoff_ms,

@@ -1,0 +1,78 @@
+// Internal to ml/: pieces shared by the two ways of training (trainer.cc: one split
+// into fit / validation / test users; cross_validation.cc: k folds of users).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <stdlib.h>  // getloadavg
+
+#include "ml/trainer.h"
+
+namespace sibyl::ml::trainer_internal {
+
+using Clock = std::chrono::steady_clock;
+
+inline double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Records how long each stage took and tells the caller when one starts.
+class StageTimer {
+ public:
+  StageTimer(std::vector<StageTime>& times, const std::function<void(std::string_view)>& on_stage)
+      : times_(times), on_stage_(on_stage) {}
+  void Start(std::string stage) {
+    Stop();
+    if (on_stage_) on_stage_(stage);
+    current_ = std::move(stage);
+    start_ = Clock::now();
+  }
+  void Stop() {
+    if (!current_.empty()) times_.push_back({current_, SecondsSince(start_)});
+    current_.clear();
+  }
+
+ private:
+  std::vector<StageTime>& times_;
+  const std::function<void(std::string_view)>& on_stage_;
+  std::string current_;
+  Clock::time_point start_;
+};
+
+// Weights giving positives and negatives equal total weight while keeping the total
+// equal to the row count (so min_child_weight and the L2 penalty keep their meaning).
+inline std::pair<float, float> BalancingWeights(std::span<const float> labels) {
+  size_t positives = 0;
+  for (float y : labels) positives += y > 0.5f;
+  const size_t negatives = labels.size() - positives;
+  if (positives == 0 || negatives == 0) return {1.0f, 1.0f};
+  const double n = static_cast<double>(labels.size());
+  return {static_cast<float>(n / (2.0 * negatives)), static_cast<float>(n / (2.0 * positives))};
+}
+
+inline std::vector<float> WeightsFor(std::span<const float> labels, std::pair<float, float> w) {
+  std::vector<float> weights(labels.size());
+  for (size_t i = 0; i < labels.size(); ++i) weights[i] = labels[i] > 0.5f ? w.second : w.first;
+  return weights;
+}
+
+// XGBoost's OpenMP workers meet at a barrier in every histogram and split step; on a
+// machine whose cores are already busy, a descheduled worker stalls the others (and
+// libgomp's spinning takes the core from whoever holds it), so two workers measured up
+// to 4x slower than one. With an automatic thread count the tree learners therefore use
+// all hardware threads only when the machine has that many idle: one-minute load
+// average plus one (this run) at most the hardware thread count.
+inline int TreeThreads(int requested) {
+  if (requested > 0) return requested;
+  const int hardware = ResolveThreads(0);
+  double load[1] = {0};
+  if (hardware > 1 && getloadavg(load, 1) == 1 && load[0] + 1.0 > hardware) return 1;
+  return hardware;
+}
+
+}  // namespace sibyl::ml::trainer_internal

@@ -1,0 +1,148 @@
+#include "query/outcome_features.h"
+
+#include <cmath>
+#include <limits>
+
+#include "common/time.h"
+#include "ml/clv.h"
+#include "query/scan_util.h"
+
+namespace sibyl {
+namespace {
+
+constexpr float kMissing = std::numeric_limits<float>::quiet_NaN();
+
+struct Totals {
+  double count = 0, days = 0, amount = 0;
+};
+
+}  // namespace
+
+std::vector<float> OutcomeEmptyValues(const OutcomeFamilySpec& spec) {
+  const size_t scales = spec.window_days.size() + 1;
+  std::vector<float> values;
+  values.insert(values.end(), 2 * scales, 0.0f);                               // counts, active days
+  if (!spec.amount_property.empty()) values.insert(values.end(), scales, 0.0f);  // sums
+  values.push_back(1.0f);                                                       // never
+  values.insert(values.end(), 5, kMissing);  // since last, since first, mean gap, last gap, ratio
+  if (spec.window_days.size() >= 2) values.push_back(kMissing);  // share of recent days
+  if (spec.bgnbd) values.insert(values.end(), 3, kMissing);
+  return values;
+}
+
+std::optional<OutcomeRepeatSummary> RepeatSummaryOf(std::span<const query_internal::OutcomeDay> days,
+                                                    int64_t cutoff_ms) {
+  if (days.empty()) return std::nullopt;
+  const int64_t first = days.front().first_ms, last = days.back().last_ms;
+  OutcomeRepeatSummary s;
+  s.x = static_cast<double>(days.size() - 1);
+  s.t_x = s.x == 0 ? 0.0 : static_cast<double>(last - first) / kMsPerDay;
+  s.age = static_cast<double>(cutoff_ms - first) / kMsPerDay;
+  return s;
+}
+
+void OutcomeRowValues(const OutcomeFamilySpec& spec, std::span<const query_internal::OutcomeDay> days,
+                      int64_t cutoff_ms, float* out) {
+  std::vector<float> empty = OutcomeEmptyValues(spec);
+  if (days.empty()) {
+    std::copy(empty.begin(), empty.end(), out);
+    return;
+  }
+  const size_t windows = spec.window_days.size();
+  std::vector<Totals> totals(windows + 1);  // the last: all history
+  for (const query_internal::OutcomeDay& d : days) {
+    for (size_t w = 0; w <= windows; ++w) {
+      if (w < windows && d.day >= spec.window_days[w]) continue;
+      totals[w].count += d.count;
+      totals[w].days += 1;
+      totals[w].amount += d.amount;
+    }
+  }
+  size_t c = 0;
+  for (size_t w = 0; w <= windows; ++w) out[c++] = static_cast<float>(totals[w].count);
+  for (size_t w = 0; w <= windows; ++w) out[c++] = static_cast<float>(totals[w].days);
+  if (!spec.amount_property.empty())
+    for (size_t w = 0; w <= windows; ++w) out[c++] = static_cast<float>(totals[w].amount);
+  out[c++] = 0.0f;  // never
+  const double since_last = static_cast<double>(cutoff_ms - days.back().last_ms) / kMsPerHour;
+  out[c++] = static_cast<float>(since_last);
+  out[c++] = static_cast<float>(static_cast<double>(cutoff_ms - days.front().first_ms) / kMsPerHour);
+  const size_t n = days.size();
+  if (n >= 2) {
+    // Days count back from the cutoff, so the first occurrence has the largest index.
+    const double mean_gap = static_cast<double>(days.front().day - days.back().day) / static_cast<double>(n - 1);
+    out[c++] = static_cast<float>(mean_gap);
+    out[c++] = static_cast<float>(days[n - 2].day - days[n - 1].day);
+    out[c++] = static_cast<float>(since_last / 24.0 / mean_gap);
+  } else {
+    out[c++] = kMissing;
+    out[c++] = kMissing;
+    out[c++] = kMissing;
+  }
+  if (windows >= 2) {
+    const double longest = totals[windows - 1].days;
+    out[c++] = longest > 0 ? static_cast<float>(totals[0].days / longest) : kMissing;
+  }
+  if (spec.bgnbd) {
+    const OutcomeRepeatSummary s = *RepeatSummaryOf(days, cutoff_ms);
+    const ml::BgNbdParams p{spec.bgnbd->r, spec.bgnbd->alpha, spec.bgnbd->a, spec.bgnbd->b};
+    const ml::RfmSummary rfm{s.x, s.t_x, s.age};
+    out[c++] = static_cast<float>(ml::BgNbdProbAlive(p, rfm));
+    out[c++] = static_cast<float>(ml::BgNbdProbAnyWithin(p, rfm, spec.horizon_days));
+    out[c++] = static_cast<float>(ml::BgNbdExpectedTransactions(p, rfm, spec.horizon_days));
+  }
+}
+
+namespace {
+
+// The outcome's day records of every row at the cutoff, by row.
+Result<query_internal::OutcomeScanResult> ScanRows(const EventReader& reader, const OutcomeFamilySpec& spec,
+                                                  int64_t cutoff, std::span<const ActorId> rows, bool parallel) {
+  std::vector<ActorId> resolved = reader.ResolveIdentities(cutoff);
+  std::vector<uint32_t> row_of = query_internal::MakeRowMap(resolved, rows).row_of_actor;
+  query_internal::OutcomeMatch match{.event = spec.event, .where = spec.where, .amount_property = spec.amount_property};
+  // An amount the store does not know sums to zero; the counts still count.
+  if (!match.amount_property.empty() && !reader.property_keys().Find(match.amount_property))
+    match.amount_property.clear();
+  return query_internal::ScanOutcomeDays(reader, match, INT64_MIN, cutoff, cutoff, row_of, parallel);
+}
+
+// Calls visit(row, days) for every row, in order.
+template <typename Visit>
+void ForEachRow(const query_internal::OutcomeScanResult& scan, size_t rows, Visit&& visit) {
+  size_t i = 0;
+  for (uint32_t r = 0; r < rows; ++r) {
+    size_t begin = i;
+    while (i < scan.days.size() && scan.days[i].row == r) ++i;
+    visit(r, std::span(scan.days).subspan(begin, i - begin));
+  }
+}
+
+}  // namespace
+
+Result<std::vector<float>> ComputeOutcomeColumns(const EventReader& reader, const OutcomeFamilySpec& spec,
+                                                 int64_t cutoff_ms, std::span<const ActorId> rows,
+                                                 bool parallel) {
+  const int64_t cutoff = FloorHour(cutoff_ms);
+  const size_t k = OutcomeEmptyValues(spec).size();
+  std::vector<float> values(rows.size() * k);
+  ASSIGN_OR_RETURN(query_internal::OutcomeScanResult scan, ScanRows(reader, spec, cutoff, rows, parallel));
+  ForEachRow(scan, rows.size(), [&](uint32_t r, std::span<const query_internal::OutcomeDay> days) {
+    OutcomeRowValues(spec, days, cutoff, values.data() + r * k);
+  });
+  return values;
+}
+
+Result<std::vector<std::optional<OutcomeRepeatSummary>>> ComputeRepeatSummaries(
+    const EventReader& reader, const OutcomeFamilySpec& spec, int64_t cutoff_ms, std::span<const ActorId> rows,
+    bool parallel) {
+  const int64_t cutoff = FloorHour(cutoff_ms);
+  std::vector<std::optional<OutcomeRepeatSummary>> out(rows.size());
+  ASSIGN_OR_RETURN(query_internal::OutcomeScanResult scan, ScanRows(reader, spec, cutoff, rows, parallel));
+  ForEachRow(scan, rows.size(), [&](uint32_t r, std::span<const query_internal::OutcomeDay> days) {
+    out[r] = RepeatSummaryOf(days, cutoff);
+  });
+  return out;
+}
+
+}  // namespace sibyl
