@@ -22,7 +22,32 @@ struct GenerateFlags {
   std::string cutoff;
   std::vector<int> horizons;
   std::string truth_horizons;  // "7,14"
+  std::string regime = "app";
+  std::string bgnbd;        // "r,alpha,a,b"
+  std::string gamma_gamma;  // "p,q,v"
 };
+
+// "0.243,30.9,0.793,2.426" -> exactly `count` positive numbers.
+Result<std::vector<double>> ParseNumberList(const std::string& flag, const std::string& text, size_t count,
+                                            const char* names) {
+  std::vector<double> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    try {
+      size_t used = 0;
+      double value = std::stod(item, &used);
+      if (used != item.size()) throw std::invalid_argument(item);
+      out.push_back(value);
+    } catch (const std::exception&) {
+      return InvalidArgument("{}: '{}' is not a number (expected {})", flag, item, names);
+    }
+  }
+  if (out.size() != count) {
+    return InvalidArgument("{}: expected {} numbers {}, got '{}'", flag, count, names, text);
+  }
+  return out;
+}
 
 Result<std::vector<int>> ParseHorizonList(const std::string& text) {
   std::vector<int> out;
@@ -52,6 +77,23 @@ void RunGenerate(GenerateFlags& flags, const GlobalOptions& global) {
     if (!cutoff.ok()) Check(InvalidArgument("--cutoff: cannot parse '{}'", flags.cutoff));
     options.cutoff_ms = *cutoff;
   }
+  if (flags.regime == "bgnbd") {
+    options.regime = sim::Regime::kBgNbd;
+    if (!flags.bgnbd.empty()) {
+      auto v = Check(ParseNumberList("--bgnbd", flags.bgnbd, 4, "r,alpha,a,b"));
+      options.bgnbd.r = v[0], options.bgnbd.alpha = v[1], options.bgnbd.a = v[2], options.bgnbd.b = v[3];
+    }
+    if (!flags.gamma_gamma.empty()) {
+      auto v = Check(ParseNumberList("--gamma-gamma", flags.gamma_gamma, 3, "p,q,v"));
+      options.bgnbd.spend_p = v[0], options.bgnbd.spend_q = v[1], options.bgnbd.spend_v = v[2];
+    }
+  } else if (flags.regime == "app") {
+    if (!flags.bgnbd.empty() || !flags.gamma_gamma.empty()) {
+      Check(InvalidArgument("--bgnbd and --gamma-gamma need --regime bgnbd"));
+    }
+  } else {
+    Check(InvalidArgument("--regime must be app or bgnbd, got '{}'", flags.regime));
+  }
   options.horizon_days = flags.horizons;
   for (int h : Check(ParseHorizonList(flags.truth_horizons))) options.horizon_days.push_back(h);
   Check(sim::ValidateOptions(options));
@@ -78,10 +120,16 @@ void RunGenerate(GenerateFlags& flags, const GlobalOptions& global) {
         {"seconds", summary.seconds},
         {"events_per_second", events_per_second},
         {"seed", options.seed},
+        {"regime", sim::RegimeName(options.regime)},
         {"start", FormatTime(summary.first_time_ms)},
         {"end", FormatTime(summary.end_time_ms)},
         {"out", options.out_path},
     };
+    if (options.regime == sim::Regime::kBgNbd) {
+      const sim::BgNbdRegime& m = options.bgnbd;
+      j["bgnbd"] = {{"r", m.r}, {"alpha_days", m.alpha}, {"a", m.a}, {"b", m.b}};
+      j["gamma_gamma"] = {{"p", m.spend_p}, {"q", m.spend_q}, {"v", m.spend_v}};
+    }
     if (!options.truth_path.empty()) {
       j["truth"] = {{"path", options.truth_path},
                     {"cutoff", FormatTime(options.cutoff_ms)},
@@ -94,9 +142,10 @@ void RunGenerate(GenerateFlags& flags, const GlobalOptions& global) {
   // The summary goes to stderr when the events go to stdout, so pipes stay clean.
   FILE* report = options.out_path == "-" ? stderr : stdout;
   std::string line = fmt::format(
-      "generated {} events ({} identify, {} anonymous) for {} users, {} to {}, {:.1f} MB, {:.0f} bytes/event, "
-      "{:.2f} s, {:.0f} events/s",
-      summary.events, summary.identifies, summary.anonymous_events, summary.users, FormatTime(summary.first_time_ms),
+      "generated {} events ({} identify, {} anonymous) for {} users ({} regime), {} to {}, {:.1f} MB, "
+      "{:.0f} bytes/event, {:.2f} s, {:.0f} events/s",
+      summary.events, summary.identifies, summary.anonymous_events, summary.users, sim::RegimeName(options.regime),
+      FormatTime(summary.first_time_ms),
       FormatTime(summary.end_time_ms), summary.bytes / 1e6, bytes_per_event, summary.seconds, events_per_second);
   if (!options.truth_path.empty()) {
     line += fmt::format("; truth for {} users at {} in {}", summary.truth_rows, FormatTime(options.cutoff_ms),
@@ -113,7 +162,8 @@ void AddGenerateCommand(CLI::App& app, const GlobalOptions& global) {
       "generate",
       "Simulate an e-commerce app's events as Amplitude-shaped NDJSON (deterministic for a seed; see "
       "docs/SIMULATOR.md). With --cutoff, --truth and horizons, also write each user's true probability of "
-      "purchasing and of churning in [cutoff, cutoff + horizon).");
+      "purchasing and of churning in [cutoff, cutoff + horizon). --regime bgnbd simulates BG/NBD buyers "
+      "instead (Purchase events with Gamma-Gamma revenue; truth = P(a purchase in the window)).");
   sim::SimOptions& o = flags->options;
   cmd->add_option("--users", o.users, "number of users to simulate")->capture_default_str();
   cmd->add_option("--days", o.days, "length of the simulated span in days")->capture_default_str();
@@ -123,6 +173,13 @@ void AddGenerateCommand(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("--out", o.out_path, "NDJSON output file, '-' for stdout")->capture_default_str();
   cmd->add_option("--threads", o.threads, "worker threads (0: one per core); does not change the output")
       ->capture_default_str();
+  cmd->add_option("--regime", flags->regime,
+                  "what users do: app (the e-commerce app) or bgnbd (BG/NBD buyers with Gamma-Gamma spend)")
+      ->capture_default_str();
+  cmd->add_option("--bgnbd", flags->bgnbd,
+                  "bgnbd regime: r,alpha,a,b with alpha in days (default 0.243,30.9,0.793,2.426, CDNow's fit)");
+  cmd->add_option("--gamma-gamma", flags->gamma_gamma,
+                  "bgnbd regime: spend p,q,v in dollars (default 6.25,3.74,15.44, CDNow's fit)");
   cmd->add_option("--cutoff", flags->cutoff, "cutoff T for the truth file: ISO-8601 or epoch ms");
   cmd->add_option("--horizon-days", flags->horizons, "horizon H in days (repeatable)");
   cmd->add_option("--truth-horizons", flags->truth_horizons, "horizons as a list, e.g. 7,14");

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <iterator>
@@ -17,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "common/time.h"
+#include "sim/bgnbd_model.h"
 #include "sim/catalogue.h"
 #include "sim/ndjson_writer.h"
 #include "sim/user_model.h"
@@ -89,19 +91,29 @@ std::unique_ptr<BlockOutput> SimulateBlock(const SimOptions& options, uint64_t b
   users.reserve(last - first);
   std::vector<SimEvent> events;
   events.reserve((last - first) * 160);
+  const bool bgnbd = options.regime == Regime::kBgNbd;
   for (uint64_t index = first; index < last; ++index) {
     Rng rng(options.seed, index);
-    users.push_back(DrawUser(options, index, rng));
-    const UserModel& user = users.back();
     const size_t begin = events.size();
-    SimulateUser(options, user, rng, static_cast<uint32_t>(index - first), events);
+    BgNbdUser buyer;
+    if (bgnbd) {
+      buyer = SimulateBgNbdUser(options, index, rng, static_cast<uint32_t>(index - first), events);
+      users.push_back(buyer.visible);
+    } else {
+      users.push_back(DrawUser(options, index, rng));
+      SimulateUser(options, users.back(), rng, static_cast<uint32_t>(index - first), events);
+    }
+    const UserModel& user = users.back();
     if (user.signup_ms < end_ms) ++out->known_users;
 
     std::vector<SimEvent> own;
     if (truth || options.on_user) own.assign(events.begin() + static_cast<std::ptrdiff_t>(begin), events.end());
     std::vector<Truth> truths;
     if (truth && user.signup_ms < options.cutoff_ms) {
-      for (int h : options.horizon_days) truths.push_back(ComputeTruth(user, own, options.cutoff_ms, h));
+      for (int h : options.horizon_days) {
+        truths.push_back(bgnbd ? ComputeBgNbdTruth(buyer, options.cutoff_ms, h)
+                               : ComputeTruth(user, own, options.cutoff_ms, h));
+      }
       if (!options.truth_path.empty()) {
         auto it = std::back_inserter(out->truth_csv);
         fmt::format_to(it, "{}", UserId(index));
@@ -120,6 +132,8 @@ std::unique_ptr<BlockOutput> SimulateBlock(const SimOptions& options, uint64_t b
       history.favourite_category = user.favourite_category;
       history.events = std::move(own);
       history.truth = std::move(truths);
+      history.purchase_rate_per_day = buyer.lambda;
+      history.dropout_probability = buyer.dropout;
       out->histories.push_back(std::move(history));
     }
   }
@@ -150,12 +164,32 @@ std::unique_ptr<BlockOutput> SimulateBlock(const SimOptions& options, uint64_t b
 
 std::string UserId(uint64_t index) { return fmt::format("u{:08}", index); }
 
+const char* RegimeName(Regime regime) { return regime == Regime::kBgNbd ? "bgnbd" : "app"; }
+
 Status ValidateOptions(const SimOptions& o) {
   if (o.users == 0) return InvalidArgument("--users must be at least 1");
   if (o.users > 1'000'000'000) return InvalidArgument("--users must be at most 1000000000, got {}", o.users);
   if (o.days < 1 || o.days > 3650) return InvalidArgument("--days must be between 1 and 3650, got {}", o.days);
   if (o.start_ms < 0) return InvalidArgument("--start must not be before 1970");
   if (o.threads < 0) return InvalidArgument("--threads must not be negative");
+  if (o.regime == Regime::kBgNbd) {
+    const BgNbdRegime& m = o.bgnbd;
+    for (double v : {m.r, m.alpha, m.a, m.b}) {
+      if (!(v > 0) || !std::isfinite(v)) {
+        return InvalidArgument("--bgnbd r,alpha,a,b must all be positive and finite, got {},{},{},{}", m.r, m.alpha,
+                               m.a, m.b);
+      }
+    }
+    for (double v : {m.spend_p, m.spend_q, m.spend_v}) {
+      if (!(v > 0) || !std::isfinite(v)) {
+        return InvalidArgument("--gamma-gamma p,q,v must all be positive and finite, got {},{},{}", m.spend_p,
+                               m.spend_q, m.spend_v);
+      }
+    }
+    if (!(m.acquisition_share > 0 && m.acquisition_share <= 1)) {
+      return InvalidArgument("the acquisition share must be in (0, 1], got {}", m.acquisition_share);
+    }
+  }
   const int64_t end = EndMs(o);
   if (!o.truth_path.empty() && o.cutoff_ms < 0) return InvalidArgument("--truth needs --cutoff");
   if (o.cutoff_ms >= 0) {

@@ -16,7 +16,30 @@ namespace sibyl::sim {
 // 2024-01-01T00:00:00Z: the default start, fixed so that outputs are reproducible.
 inline constexpr int64_t kDefaultStartMs = 1704067200000;
 
+// What the simulated users do (docs/SIMULATOR.md).
+enum class Regime {
+  kApp,    // the e-commerce app (the default): sessions, funnels, churn, hidden traits
+  kBgNbd,  // every user is a BG/NBD buyer (Fader, Hardie & Lee 2005), spend Gamma-Gamma
+};
+// "app", "bgnbd".
+const char* RegimeName(Regime regime);
+
+// The bgnbd regime's parameters. Time is in days: while alive a user buys at Poisson rate
+// lambda ~ Gamma(shape r, rate alpha) per day and drops out for good after each repeat
+// purchase with probability p ~ Beta(a, b). Defaults: the CDNow fit of the paper
+// (r 0.243, alpha 4.414 weeks = 30.9 days, a 0.793, b 2.426). Each purchase's value is
+// Gamma(shape spend_p, rate nu) dollars with nu ~ Gamma(shape spend_q, rate spend_v) per
+// user (Gamma-Gamma; defaults: the CDNow fit of Fader, Hardie & Lee 2005, "RFM and CLV").
+struct BgNbdRegime {
+  double r = 0.243, alpha = 30.9, a = 0.793, b = 2.426;
+  double spend_p = 6.25, spend_q = 3.74, spend_v = 15.44;
+  // First purchases are uniform over this leading share of the span.
+  double acquisition_share = 0.5;
+};
+
 struct SimOptions {
+  Regime regime = Regime::kApp;
+  BgNbdRegime bgnbd;  // used when regime == kBgNbd
   uint64_t users = 10000;
   int days = 90;
   uint64_t seed = 1;
@@ -93,6 +116,11 @@ struct UserHistory {
   uint8_t platform = 0, country = 0, favourite_category = 0;
   std::vector<SimEvent> events;  // emitted lines of this user, time-ordered
   std::vector<Truth> truth;      // one per horizon, empty if not signed up at the cutoff
+  // bgnbd regime only (hidden): the purchase rate per day and the dropout probability.
+  // There signup_ms is the first purchase and churn_ms the purchase after which the user
+  // dropped out (INT64_MAX if still alive at the end).
+  double purchase_rate_per_day = 0;
+  double dropout_probability = 0;
 };
 
 // "u00012345" for index 12345.

@@ -57,6 +57,29 @@ class Rng {
     double u2 = Uniform();
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
   }
+  // Gamma with shape k > 0 and scale 1 (Marsaglia & Tsang 2000; for k < 1 the boost
+  // Gamma(k + 1) * U^(1/k)). Rate-parametrised draws divide by the rate.
+  double Gamma(double k) {
+    if (k < 1.0) {
+      double boost = std::pow(1.0 - Uniform(), 1.0 / k);  // U in (0, 1]
+      return Gamma(k + 1.0) * boost;
+    }
+    const double d = k - 1.0 / 3.0, c = 1.0 / std::sqrt(9.0 * d);
+    while (true) {
+      double x = Normal();
+      double v = 1.0 + c * x;
+      if (v <= 0) continue;
+      v = v * v * v;
+      double u = 1.0 - Uniform();  // (0, 1]
+      if (u < 1.0 - 0.0331 * x * x * x * x) return d * v;
+      if (std::log(u) < 0.5 * x * x + d * (1.0 - v + std::log(v))) return d * v;
+    }
+  }
+  // Beta(a, b) as X / (X + Y) with X ~ Gamma(a), Y ~ Gamma(b).
+  double Beta(double a, double b) {
+    double x = Gamma(a), y = Gamma(b);
+    return x + y > 0 ? x / (x + y) : 0.5;
+  }
   // Number of failures before the first success, mean (1-p)/p.
   uint32_t Geometric(double p) {
     if (p >= 1.0) return 0;

@@ -13,6 +13,7 @@
 
 #include "common/file.h"
 #include "common/time.h"
+#include "ml/clv.h"
 #include "sim/catalogue.h"
 #include "sim/generator.h"
 
@@ -216,6 +217,202 @@ TEST(Truth, MatchesRealisedOutcomesInExpectationAndByQuintile) {
   };
   check([](const Row& r) { return r.purchase; }, [](const Row& r) { return r.purchased; }, "purchase in 7 days");
   check([](const Row& r) { return r.churn; }, [](const Row& r) { return r.churned; }, "no event in 14 days");
+}
+
+// ---- The bgnbd regime ----
+
+SimOptions BgNbdOptions(uint64_t users, int days) {
+  SimOptions o = SmallOptions(users, days);
+  o.regime = Regime::kBgNbd;
+  return o;
+}
+
+int64_t EndOf(const SimOptions& o) { return o.start_ms + int64_t{o.days} * kMsPerDay; }
+
+// Purchase times of one user, in order.
+std::vector<int64_t> PurchaseTimes(const UserHistory& u) {
+  std::vector<int64_t> out;
+  for (const SimEvent& e : u.events)
+    if (e.type == kPurchase) out.push_back(e.time_ms);
+  return out;
+}
+
+TEST(BgNbd, SameSeedSameBytesForAnyThreadCount) {
+  SimOptions o = BgNbdOptions(2000, 120);
+  o.cutoff_ms = o.start_ms + 90 * kMsPerDay;
+  o.horizon_days = {7, 30};
+  o.truth_path = TempPath("bg_truth1");
+  o.threads = 1;
+  std::string one = GenerateToString(o, "bg1");
+  auto truth_one = ReadFile(o.truth_path);
+  o.threads = 3;
+  o.truth_path = TempPath("bg_truth3");
+  std::string three = GenerateToString(o, "bg3");
+  auto truth_three = ReadFile(o.truth_path);
+  ASSERT_TRUE(truth_one.ok() && truth_three.ok());
+  EXPECT_GT(one.size(), 100000u);
+  EXPECT_TRUE(one == three) << "thread count changed the output";
+  EXPECT_TRUE(*truth_one == *truth_three);
+  EXPECT_EQ(truth_one->substr(0, truth_one->find('\n')), "user_id,purchase_7d,churn_7d,purchase_30d,churn_30d");
+  o.seed = 8;
+  EXPECT_NE(GenerateToString(o, "bg8"), one);
+  o.regime = Regime::kApp;
+  o.seed = 7;
+  EXPECT_NE(GenerateToString(o, "bgapp"), one);
+  (void)RemoveFile(TempPath("bg_truth1"));
+  (void)RemoveFile(TempPath("bg_truth3"));
+}
+
+TEST(BgNbd, LinesArePurchaseSessionsWithGammaGammaRevenue) {
+  SimOptions o = BgNbdOptions(3000, 365);
+  std::string text = GenerateToString(o, "bgshape");
+  std::map<std::string, size_t> types;
+  double revenue = 0;
+  size_t purchases = 0;
+  std::set<std::string> buyers;
+  for (size_t pos = 0; pos < text.size();) {
+    size_t end = text.find('\n', pos);
+    ASSERT_NE(end, std::string::npos);
+    auto j = nlohmann::json::parse(text.substr(pos, end - pos));
+    pos = end + 1;
+    ASSERT_TRUE(j.contains("user_id"));
+    std::string type = j["event_type"];
+    ++types[type];
+    int64_t t = j["time"];
+    EXPECT_GE(t, o.start_ms);
+    EXPECT_LT(t, EndOf(o));
+    if (type == "Purchase") {
+      ++purchases;
+      buyers.insert(j["user_id"]);
+      revenue += j["revenue"].get<double>();
+      EXPECT_EQ(j["event_properties"]["price"].get<double>(), j["revenue"].get<double>());
+    }
+  }
+  EXPECT_EQ(types.size(), 4u) << "App Open, View Item, Add to Cart, Purchase";
+  EXPECT_EQ(types["Add to Cart"], purchases);
+  EXPECT_GE(types["App Open"] + 5, purchases);
+  EXPECT_EQ(buyers.size(), o.users) << "everyone buys once at least";
+  // Gamma-Gamma: E[value] = p v / (q - 1) = 35.2 dollars.
+  const BgNbdRegime& m = o.bgnbd;
+  EXPECT_NEAR(revenue / purchases, m.spend_p * m.spend_v / (m.spend_q - 1), 4.0);
+}
+
+TEST(BgNbd, PurchaseRateAndDropoutMatchTheParameters) {
+  SimOptions o = BgNbdOptions(20000, 365);
+  const BgNbdRegime& m = o.bgnbd;
+  const int64_t end = EndOf(o);
+  double lambda_sum = 0, p_sum = 0, repeats = 0, expected_repeats = 0, deaths = 0, expected_deaths = 0;
+  size_t users = 0;
+  for (const UserHistory& u : Simulate(o)) {
+    ++users;
+    lambda_sum += u.purchase_rate_per_day;
+    p_sum += u.dropout_probability;
+    std::vector<int64_t> times = PurchaseTimes(u);
+    ASSERT_FALSE(times.empty());
+    ASSERT_EQ(times.front(), u.signup_ms) << "the first purchase starts the user's clock";
+    EXPECT_LT(u.signup_ms, o.start_ms + (end - o.start_ms) / 2) << "first purchases in the first half";
+    const double x = static_cast<double>(times.size() - 1);
+    const bool dead = u.churn_ms != INT64_MAX;
+    if (dead) {
+      EXPECT_EQ(times.back(), u.churn_ms) << "dropout right after the last purchase";
+      EXPECT_GT(times.size(), 1u) << "only after a repeat purchase";
+    }
+    // Optional stopping: E[repeats] = lambda * time alive, E[deaths] = p * repeats.
+    const double alive_days = static_cast<double>((dead ? u.churn_ms : end) - u.signup_ms) / kMsPerDay;
+    repeats += x;
+    expected_repeats += u.purchase_rate_per_day * alive_days;
+    deaths += dead;
+    expected_deaths += u.dropout_probability * x;
+  }
+  ASSERT_EQ(users, o.users);
+  const double n = static_cast<double>(users);
+  // lambda ~ Gamma(r, alpha): mean r / alpha, relative sd of the mean 1 / sqrt(r n).
+  EXPECT_NEAR(lambda_sum / n / (m.r / m.alpha), 1.0, 5.0 / std::sqrt(m.r * n));
+  // p ~ Beta(a, b): mean a / (a + b).
+  const double p_mean = m.a / (m.a + m.b);
+  const double p_sd = std::sqrt(m.a * m.b / ((m.a + m.b) * (m.a + m.b) * (m.a + m.b + 1)));
+  EXPECT_NEAR(p_sum / n, p_mean, 5.0 * p_sd / std::sqrt(n));
+  EXPECT_GT(repeats, 10000);
+  EXPECT_NEAR(repeats, expected_repeats, 5.0 * std::sqrt(expected_repeats));
+  EXPECT_GT(deaths, 2000);
+  EXPECT_NEAR(deaths, expected_deaths, 5.0 * std::sqrt(expected_deaths));
+}
+
+TEST(BgNbd, TruthIsTheLatentStatesProbabilityAndCalibrated) {
+  SimOptions o = BgNbdOptions(20000, 200);
+  o.cutoff_ms = o.start_ms + 170 * kMsPerDay;
+  o.horizon_days = {7, 30};
+  size_t rows = 0, dead = 0;
+  double truth_sum = 0, realised = 0;
+  for (const UserHistory& u : Simulate(o)) {
+    if (u.signup_ms >= o.cutoff_ms) {
+      EXPECT_TRUE(u.truth.empty());
+      continue;
+    }
+    ASSERT_EQ(u.truth.size(), 2u);
+    ++rows;
+    const bool alive = u.churn_ms >= o.cutoff_ms;
+    dead += !alive;
+    for (const Truth& t : u.truth) {
+      EXPECT_GE(t.purchase, 0.0);
+      EXPECT_LE(t.purchase, 1.0);
+      EXPECT_NEAR(t.purchase + t.churn, 1.0, 1e-12);
+      if (!alive) {
+        EXPECT_EQ(t.purchase, 0.0) << "dead users never buy again";
+      } else {
+        EXPECT_NEAR(t.purchase, 1.0 - std::exp(-u.purchase_rate_per_day * t.horizon_days), 1e-12);
+      }
+    }
+    EXPECT_LE(u.truth[0].purchase, u.truth[1].purchase);
+    bool bought = false;
+    for (int64_t t : PurchaseTimes(u)) bought |= t >= o.cutoff_ms && t < o.cutoff_ms + 30 * kMsPerDay;
+    truth_sum += u.truth[1].purchase;
+    realised += bought;
+  }
+  EXPECT_EQ(rows, o.users) << "first purchases are all in the first half, before the cutoff";
+  EXPECT_GT(dead, rows / 10);
+  const double p = truth_sum / rows;
+  EXPECT_NEAR(realised / rows, p, 4 * std::sqrt(p * (1 - p) / rows));
+}
+
+// The regime is BG/NBD, so the fit on the users' (x, t_x, T) at a cutoff finds the
+// parameters again (loosely: a and b are the least identified).
+TEST(BgNbd, FitRecoversTheParameters) {
+  SimOptions o = BgNbdOptions(20000, 365);
+  const int64_t cutoff = o.start_ms + 335 * kMsPerDay;
+  std::vector<ml::RfmSummary> customers;
+  for (const UserHistory& u : Simulate(o)) {
+    std::vector<int64_t> times;
+    for (int64_t t : PurchaseTimes(u))
+      if (t < cutoff) times.push_back(t);
+    ASSERT_FALSE(times.empty());
+    ml::RfmSummary c;
+    c.x = static_cast<double>(times.size() - 1);
+    c.t_x = static_cast<double>(times.back() - times.front()) / kMsPerDay;
+    c.T = static_cast<double>(cutoff - times.front()) / kMsPerDay;
+    customers.push_back(c);
+  }
+  auto fit = ml::FitBgNbd(customers);
+  ASSERT_TRUE(fit.ok()) << fit.status().ToString();
+  const ml::BgNbdParams& got = fit->params;
+  const BgNbdRegime& m = o.bgnbd;
+  std::printf("BG/NBD fit on %zu users: r %.4f (true %.4f), alpha %.3f (%.3f), a %.4f (%.4f), b %.4f (%.4f)\n",
+              customers.size(), got.r, m.r, got.alpha, m.alpha, got.a, m.a, got.b, m.b);
+  EXPECT_NEAR(got.r / m.r, 1.0, 0.15);
+  EXPECT_NEAR(got.alpha / m.alpha, 1.0, 0.2);
+  EXPECT_NEAR(got.a / m.a, 1.0, 0.35);
+  EXPECT_NEAR(got.b / m.b, 1.0, 0.35);
+  EXPECT_NEAR(got.a / (got.a + got.b) / (m.a / (m.a + m.b)), 1.0, 0.1) << "the mean dropout is well identified";
+}
+
+TEST(BgNbd, InvalidParametersNameTheFlag) {
+  SimOptions o = BgNbdOptions(10, 30);
+  EXPECT_TRUE(ValidateOptions(o).ok());
+  o.bgnbd.alpha = 0;
+  EXPECT_NE(ValidateOptions(o).message().find("--bgnbd"), std::string::npos);
+  o = BgNbdOptions(10, 30);
+  o.bgnbd.spend_q = -1;
+  EXPECT_NE(ValidateOptions(o).message().find("--gamma-gamma"), std::string::npos);
 }
 
 TEST(Options, InvalidOptionsNameTheFlag) {

@@ -289,6 +289,12 @@ void SimulateSession(const UserModel& user, int64_t start, const SimOptions& opt
 
 }  // namespace
 
+uint8_t DrawCountry(Rng& rng) { return PickCountry(rng); }
+uint8_t DrawFavouriteCategory(Rng& rng) { return PickCategory(rng); }
+uint32_t DrawItem(uint8_t category, Rng& rng) { return PickItem(category, rng); }
+uint32_t DrawItemPriceCents(uint8_t category, Rng& rng) { return DrawPriceCents(category, rng); }
+uint8_t DrawSource(Rng& rng) { return PickSource(rng); }
+
 UserModel DrawUser(const SimOptions& options, uint64_t index, Rng& rng) {
   UserModel u;
   u.index = index;

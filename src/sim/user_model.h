@@ -42,6 +42,15 @@ struct UserModel {
   double anonymous_sessions = 0;  // expected device-only sessions before sign-up
 };
 
+// Visible draws shared with the bgnbd regime (bgnbd_model.cc): a country (weighted), a
+// favourite category (weighted), an item of a category (popular ones more often), a
+// log-normal price around the category's median, a traffic source.
+uint8_t DrawCountry(Rng& rng);
+uint8_t DrawFavouriteCategory(Rng& rng);
+uint32_t DrawItem(uint8_t category, Rng& rng);
+uint32_t DrawItemPriceCents(uint8_t category, Rng& rng);
+uint8_t DrawSource(Rng& rng);
+
 // Draws the user's hidden state. `rng` must be the user's own stream.
 UserModel DrawUser(const SimOptions& options, uint64_t index, Rng& rng);
 
