@@ -107,6 +107,8 @@ nlohmann::json LatestSummary(const PredictionRegistry& registry, const std::stri
 
 std::string QualityWords(const nlohmann::json& metrics) {
   if (!metrics.is_object()) return "not trained";
+  // A BG/NBD stand-in (no labels) has nothing measured.
+  if (metrics.value("count", size_t{1}) == 0) return "BG/NBD, not measured";
   if (metrics.contains("roc_auc"))
     return fmt::format("{} (AUC {:.3f})", metrics.value("grade", ""), metrics.value("roc_auc", 0.0));
   return fmt::format("{} (Spearman {:.3f})", metrics.value("grade", ""), metrics.value("spearman", 0.0));
@@ -150,7 +152,11 @@ struct ShowFlags {
 
 void PrintClassificationMetrics(const nlohmann::json& m) {
   std::printf("  grade           %s\n", m.value("grade", "").c_str());
-  std::printf("  ROC AUC         %.4f\n", m.value("roc_auc", 0.0));
+  std::printf("  ROC AUC         %.4f", m.value("roc_auc", 0.0));
+  if (auto interval = m.find("roc_auc_interval"); interval != m.end() && interval->size() == 2)
+    std::printf("  (95%% interval over users %.4f-%.4f: differences inside it are noise)",
+                (*interval)[0].get<double>(), (*interval)[1].get<double>());
+  std::printf("\n");
   std::printf("  PR AUC          %.4f\n", m.value("pr_auc", 0.0));
   std::printf("  log loss        %.4f\n", m.value("log_loss", 0.0));
   std::printf("  Brier score     %.4f\n", m.value("brier", 0.0));
@@ -221,15 +227,26 @@ void RunShow(const GlobalOptions& global, const ShowFlags& flags) {
               s.value("features", size_t{0}));
   std::printf("winner: %s; held-out users: %zu\n", s.value("model_type", "").c_str(),
               s["rows"].value("test", size_t{0}));
-  std::printf("\nquality on held-out users\n");
-  if (loaded->bundle.task == ml::TaskKind::kRegression) PrintRegressionMetrics(s["metrics"]);
-  else PrintClassificationMetrics(s["metrics"]);
+  const std::string selection = loaded->bundle.parameters.value("selection", std::string());
+  if (const auto& f = s["fallback"]; f.is_object()) {
+    std::printf("\nno supervised model: %s\nscores come from the BG/NBD model (%s); there are no labels, so no "
+                "held-out quality\n",
+                f.value("reason", "").c_str(), s.value("outcome_model", "").c_str());
+  } else {
+    std::printf("\nquality on held-out users%s\n",
+                selection.empty() ? "" : fmt::format(" (out of fold: {})", selection).c_str());
+    if (loaded->bundle.task == ml::TaskKind::kRegression) PrintRegressionMetrics(s["metrics"]);
+    else PrintClassificationMetrics(s["metrics"]);
+  }
 
   std::printf("\ncandidates\n");
   for (const auto& c : loaded->bundle.candidates) {
     const std::string model = c.value("model", "");
     if (c.contains("error")) {
       std::printf("  %-24s failed: %s\n", model.c_str(), c["error"].get<std::string>().c_str());
+    } else if (c["metrics"].value("count", size_t{1}) == 0) {
+      std::printf("  %-24s no labels to measure it on%s\n", model.c_str(),
+                  c.value("selected", false) ? "  <- selected" : "");
     } else if (c["metrics"].contains("roc_auc")) {
       std::printf("  %-24s AUC %.4f  log loss %.4f  ECE %.4f  %.1f s%s\n", model.c_str(),
                   c["metrics"].value("roc_auc", 0.0), c["metrics"].value("log_loss", 0.0),

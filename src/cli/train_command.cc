@@ -50,7 +50,10 @@ void RunTrain(const GlobalOptions& global, const std::string& name, const TrainF
               trained.version, s.value("model_type", "").c_str(), s["rows"].value("total", size_t{0}),
               s.value("features", size_t{0}), s["rows"].value("positives", size_t{0}),
               s.value("total_seconds", 0.0));
-  if (m.contains("roc_auc")) {
+  if (const auto& f = s["fallback"]; f.is_object()) {
+    std::printf("no supervised model: %s\nscores come from the BG/NBD model (%s); no held-out quality to report\n",
+                f.value("reason", "").c_str(), s.value("outcome_model", "").c_str());
+  } else if (m.contains("roc_auc")) {
     std::printf("held-out quality: %s (AUC %.3f, log loss %.4f, ECE %.4f, top-decile lift %.2fx, base rate %.4f)\n",
                 m.value("grade", "").c_str(), m.value("roc_auc", 0.0), m.value("log_loss", 0.0), m.value("ece", 0.0),
                 m.value("lift_top_decile", 0.0), m.value("base_rate", 0.0));

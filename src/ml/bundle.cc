@@ -16,7 +16,12 @@ namespace {
 constexpr int kFormatVersion = 1;
 
 const char* ModelFileName(ModelType type) {
-  return type == ModelType::kLinear ? "model.json" : "model.ubj";
+  switch (type) {
+    case ModelType::kLinear: return "model.json";
+    case ModelType::kBgNbd: return "model-bgnbd.json";
+    case ModelType::kBlend: return "model.cbor";
+    default: return "model.ubj";
+  }
 }
 
 Result<nlohmann::json> ReadJson(const std::string& path) {

@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 
+#include "ml/blend_model.h"
 #include "ml/trainer.h"
 #include "ml/trainer_internal.h"
 
@@ -46,8 +47,8 @@ std::vector<uint8_t> AssignFolds(const Dataset& data, int folds, uint64_t seed, 
   return fold;
 }
 
-// Raw outputs (probabilities or amounts) of `model` on `rows` of `data`.
-Result<std::vector<double>> OutputsOn(const Model& model, const Dataset& data, std::span<const uint32_t> rows,
+// Raw margins (log-odds or amounts) of `model` on `rows` of `data`.
+Result<std::vector<double>> MarginsOn(const Model& model, const Dataset& data, std::span<const uint32_t> rows,
                                       int threads) {
   std::vector<float> values = GatherRows(data, rows);
   std::vector<double> margins;
@@ -57,7 +58,6 @@ Result<std::vector<double>> OutputsOn(const Model& model, const Dataset& data, s
   } else {
     ASSIGN_OR_RETURN(margins, model.PredictMargin(values));
   }
-  for (double& m : margins) m = MarginToOutput(data.kind, m);
   return margins;
 }
 
@@ -125,7 +125,7 @@ Result<CandidateFit> FitCandidate(ModelType type, const Dataset& data, std::vect
 
 // A candidate's out-of-fold record.
 struct OutOfFold {
-  std::vector<double> raw;         // per row: output of the model that did not see it
+  std::vector<double> margin;      // per row: margin of the model that did not see it
   std::vector<double> calibrated;  // per calibration row, cross-fitted (see below)
 };
 
@@ -173,6 +173,35 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
   if (options.train_gradient_boosting) types.push_back(ModelType::kGradientBoostedTrees);
   if (types.empty()) return InvalidArgument("no candidate algorithm is enabled");
 
+  // Out-of-fold metrics of a candidate from its margins: cross-fitted calibration (each
+  // fold's scores go through a map fitted on the other folds' out-of-fold scores, so the
+  // reported calibration is out of sample too), on the calibration rows.
+  auto evaluate = [&](OutOfFold& o, CandidateResult& candidate) {
+    std::vector<double> raw(calibration_rows.size());
+    for (size_t i = 0; i < calibration_rows.size(); ++i)
+      raw[i] = MarginToOutput(data.kind, o.margin[calibration_rows[i]]);
+    if (!classify) {
+      o.calibrated = raw;
+      candidate.regression_metrics = EvaluateRegressor(raw, calibration_labels);
+      return;
+    }
+    o.calibrated.resize(calibration_rows.size());
+    for (int f = 0; f < k; ++f) {
+      std::vector<double> scores;
+      std::vector<float> labels;
+      for (size_t i = 0; i < calibration_rows.size(); ++i)
+        if (fold[calibration_rows[i]] != f) {
+          scores.push_back(raw[i]);
+          labels.push_back(calibration_labels[i]);
+        }
+      IsotonicCalibration map = IsotonicCalibration::Fit(scores, labels);
+      for (size_t i = 0; i < calibration_rows.size(); ++i)
+        if (fold[calibration_rows[i]] == f) o.calibrated[i] = map.Apply(raw[i]);
+    }
+    candidate.uncalibrated_log_loss = LogLoss(raw, calibration_labels);
+    candidate.metrics = EvaluateClassifier(o.calibrated, calibration_labels);
+  };
+
   std::vector<OutOfFold> oof(types.size());
   for (size_t c = 0; c < types.size(); ++c) {
     timer.Start(ModelTypeName(types[c]));
@@ -180,8 +209,8 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
     CandidateResult candidate;
     candidate.type = types[c];
     Status status;
-    std::vector<double>& raw = oof[c].raw;
-    raw.assign(n, std::numeric_limits<double>::quiet_NaN());
+    std::vector<double>& margin = oof[c].margin;
+    margin.assign(n, std::numeric_limits<double>::quiet_NaN());
     nlohmann::json per_fold = nlohmann::json::array();
     for (int f = 0; f < k && status.ok(); ++f) {
       const int s = (f + 1) % k;  // boosting's early-stopping fold
@@ -195,39 +224,15 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
         break;
       }
       per_fold.push_back(fitted->training);
-      auto outputs = OutputsOn(*fitted->model, data, rows_of_fold[f], threads);
-      if (!outputs.ok()) {
-        status = outputs.status();
+      auto margins = MarginsOn(*fitted->model, data, rows_of_fold[f], threads);
+      if (!margins.ok()) {
+        status = margins.status();
         break;
       }
-      for (size_t i = 0; i < rows_of_fold[f].size(); ++i) raw[rows_of_fold[f][i]] = (*outputs)[i];
+      for (size_t i = 0; i < rows_of_fold[f].size(); ++i) margin[rows_of_fold[f][i]] = (*margins)[i];
     }
     if (status.ok()) {
-      std::vector<double> calibration_raw(calibration_rows.size());
-      for (size_t i = 0; i < calibration_rows.size(); ++i) calibration_raw[i] = raw[calibration_rows[i]];
-      if (classify) {
-        // Cross-fitted calibration: each fold's scores go through a map fitted on the
-        // other folds' out-of-fold scores, so the reported calibration is out of sample.
-        std::vector<double>& calibrated = oof[c].calibrated;
-        calibrated.resize(calibration_rows.size());
-        for (int f = 0; f < k; ++f) {
-          std::vector<double> scores;
-          std::vector<float> labels;
-          for (size_t i = 0; i < calibration_rows.size(); ++i)
-            if (fold[calibration_rows[i]] != f) {
-              scores.push_back(calibration_raw[i]);
-              labels.push_back(calibration_labels[i]);
-            }
-          IsotonicCalibration map = IsotonicCalibration::Fit(scores, labels);
-          for (size_t i = 0; i < calibration_rows.size(); ++i)
-            if (fold[calibration_rows[i]] == f) calibrated[i] = map.Apply(calibration_raw[i]);
-        }
-        candidate.uncalibrated_log_loss = LogLoss(calibration_raw, calibration_labels);
-        candidate.metrics = EvaluateClassifier(calibrated, calibration_labels);
-      } else {
-        oof[c].calibrated = calibration_raw;
-        candidate.regression_metrics = EvaluateRegressor(calibration_raw, calibration_labels);
-      }
+      evaluate(oof[c], candidate);
       candidate.training = {{"folds", per_fold}};
     } else {
       candidate.error = status.ToString();
@@ -236,15 +241,42 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
     result.candidates.push_back(std::move(candidate));
   }
 
-  // Selection on every user's out-of-fold score: lowest calibrated log loss (regression:
-  // RMSE); on a tie the earlier, simpler candidate stays.
-  timer.Start("select");
-  std::optional<size_t> best;
   auto loss_of = [&](size_t c) {
     const CandidateResult& r = result.candidates[c];
     return classify ? r.metrics.log_loss : r.regression_metrics.rmse;
   };
-  for (size_t c = 0; c < types.size(); ++c) {
+  // The blend: the two best candidates' margins, averaged. Their margins are on one
+  // scale (log-odds of the same reweighted task, or amounts), so the mean is a model of
+  // its own, calibrated like any other; it competes on the same out-of-fold loss.
+  std::vector<size_t> blend_parts;
+  {
+    std::vector<size_t> ok;
+    for (size_t c = 0; c < types.size(); ++c)
+      if (result.candidates[c].error.empty()) ok.push_back(c);
+    std::stable_sort(ok.begin(), ok.end(), [&](size_t a, size_t b) { return loss_of(a) < loss_of(b); });
+    if (options.consider_blend && ok.size() >= 2) blend_parts = {ok[0], ok[1]};
+  }
+  if (!blend_parts.empty()) {
+    timer.Start("blend");
+    OutOfFold blend;
+    blend.margin.assign(n, 0);
+    for (size_t c : blend_parts)
+      for (size_t r = 0; r < n; ++r) blend.margin[r] += oof[c].margin[r] / static_cast<double>(blend_parts.size());
+    CandidateResult candidate;
+    candidate.type = ModelType::kBlend;
+    evaluate(blend, candidate);
+    nlohmann::json parts = nlohmann::json::array();
+    for (size_t c : blend_parts) parts.push_back(ModelTypeName(types[c]));
+    candidate.training = {{"parts", parts}, {"weights", "equal"}};
+    result.candidates.push_back(std::move(candidate));
+    oof.push_back(std::move(blend));
+  }
+
+  // Selection on every user's out-of-fold score: lowest calibrated log loss (regression:
+  // RMSE); on a tie the earlier, simpler candidate stays.
+  timer.Start("select");
+  std::optional<size_t> best;
+  for (size_t c = 0; c < result.candidates.size(); ++c) {
     if (!result.candidates[c].error.empty()) continue;
     if (!best || loss_of(c) < loss_of(*best)) best = c;
   }
@@ -265,17 +297,36 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
     std::vector<uint32_t> fit;
     for (int g = 1; g < k; ++g) fit.insert(fit.end(), rows_of_fold[g].begin(), rows_of_fold[g].end());
     std::sort(fit.begin(), fit.end());
-    ASSIGN_OR_RETURN(CandidateFit final_fit, FitCandidate(types[*best], data, std::move(fit), rows_of_fold[0], options));
-    result.candidates[*best].training["final"] = final_fit.training;
-    result.model = std::move(final_fit.model);
+    const bool blend = result.candidates[*best].type == ModelType::kBlend;
+    std::vector<size_t> parts = blend ? blend_parts : std::vector<size_t>{*best};
+    std::vector<BlendModel::Part> fitted;
+    for (size_t c : parts) {
+      ASSIGN_OR_RETURN(CandidateFit final_fit, FitCandidate(types[c], data, fit, rows_of_fold[0], options));
+      result.candidates[*best].training[blend ? fmt::format("final {}", ModelTypeName(types[c])) : "final"] =
+          final_fit.training;
+      fitted.push_back({std::move(final_fit.model), 1.0 / static_cast<double>(parts.size())});
+    }
+    if (blend) {
+      ASSIGN_OR_RETURN(std::unique_ptr<BlendModel> model, BlendModel::Make(std::move(fitted)));
+      result.model = std::move(model);
+    } else {
+      result.model = std::move(fitted[0].model);
+    }
   }
   if (classify) {
     std::vector<double> calibration_raw(calibration_rows.size());
-    for (size_t i = 0; i < calibration_rows.size(); ++i) calibration_raw[i] = oof[*best].raw[calibration_rows[i]];
+    for (size_t i = 0; i < calibration_rows.size(); ++i)
+      calibration_raw[i] = MarginToOutput(data.kind, oof[*best].margin[calibration_rows[i]]);
     result.calibration = IsotonicCalibration::Fit(calibration_raw, calibration_labels);
   }
   result.test_predictions = oof[*best].calibrated;
   result.test_labels = calibration_labels;
+  if (classify) {
+    // A few thousand users leave real doubt in the reported AUC: say how much.
+    auto [low, high] = RocAucInterval(result.test_predictions, result.test_labels, 1000, options.seed);
+    result.candidates[*best].metrics.roc_auc_low = low;
+    result.candidates[*best].metrics.roc_auc_high = high;
+  }
   result.metrics = result.candidates[*best].metrics;
   result.regression_metrics = result.candidates[*best].regression_metrics;
   result.num_fit_rows = n;
@@ -306,7 +357,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
                             {"calibrated_on", calibrated_on_newest ? "newest cutoff" : "every cutoff"},
                             {"calibration_rows", calibration_rows.size()}}},
       {"driver_sample_rows", options.driver_sample_rows},
-      {"selected", ModelTypeName(types[*best])}};
+      {"selected", ModelTypeName(result.candidates[*best].type)}};
   return result;
 }
 

@@ -304,6 +304,49 @@ std::vector<CurvePoint> LiftCurve(std::span<const double> scores, std::span<cons
   return curve;
 }
 
+std::pair<double, double> RocAucInterval(std::span<const double> scores, std::span<const float> labels,
+                                         int resamples, uint64_t seed) {
+  const size_t n = scores.size();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (n < 2 || resamples < 10) return {nan, nan};
+  std::vector<uint32_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = static_cast<uint32_t>(i);
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return scores[a] < scores[b]; });
+  std::vector<double> aucs;
+  std::vector<uint32_t> count(n);
+  uint64_t state = seed * 0x9e3779b97f4a7c15ULL + 1;
+  auto next = [&state] {  // splitmix64: a fixed stream on every platform
+    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  for (int b = 0; b < resamples; ++b) {
+    std::fill(count.begin(), count.end(), 0);
+    for (size_t i = 0; i < n; ++i) ++count[next() % n];
+    // Mann-Whitney over the sorted scores with multiplicities; ties count one half.
+    double negatives_below = 0, pairs = 0, positives = 0, negatives = 0;
+    for (size_t i = 0; i < n;) {
+      size_t j = i;
+      double tie_pos = 0, tie_neg = 0;
+      for (; j < n && scores[order[j]] == scores[order[i]]; ++j) {
+        const double c = count[order[j]];
+        (labels[order[j]] > 0.5f ? tie_pos : tie_neg) += c;
+      }
+      pairs += tie_pos * (negatives_below + 0.5 * tie_neg);
+      negatives_below += tie_neg;
+      positives += tie_pos;
+      negatives += tie_neg;
+      i = j;
+    }
+    if (positives > 0 && negatives > 0) aucs.push_back(pairs / (positives * negatives));
+  }
+  if (aucs.size() < 10) return {nan, nan};
+  std::sort(aucs.begin(), aucs.end());
+  auto quantile = [&](double q) { return aucs[static_cast<size_t>(q * static_cast<double>(aucs.size() - 1) + 0.5)]; };
+  return {quantile(0.025), quantile(0.975)};
+}
+
 void to_json(nlohmann::json& j, const ClassificationMetrics& m) {
   j = nlohmann::json{{"count", m.count},
                      {"positives", m.positives},
@@ -315,6 +358,7 @@ void to_json(nlohmann::json& j, const ClassificationMetrics& m) {
                      {"ece", m.ece},
                      {"lift_top_decile", m.lift_top_decile},
                      {"grade", m.grade}};
+  if (std::isfinite(m.roc_auc_low)) j["roc_auc_interval"] = {m.roc_auc_low, m.roc_auc_high};
 }
 
 void to_json(nlohmann::json& j, const RegressionMetrics& m) {

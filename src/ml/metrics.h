@@ -2,7 +2,10 @@
 // are parallel vectors (score or prediction, label); none of them is modified.
 #pragma once
 
+#include <cstdint>
+#include <limits>
 #include <span>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -21,6 +24,10 @@ struct ClassificationMetrics {
   double ece = 0;              // 10 equal-width bins, weighted by bin size
   double lift_top_decile = 0;  // positive rate in the top 10% of scores / base rate
   std::string grade;           // see GradeClassifier
+  // 95% bootstrap interval of roc_auc over users (RocAucInterval), when computed (small
+  // cohorts, where a user should know how much to trust the number); NaN otherwise.
+  double roc_auc_low = std::numeric_limits<double>::quiet_NaN();
+  double roc_auc_high = std::numeric_limits<double>::quiet_NaN();
 };
 
 // Scores are probabilities in [0, 1]; labels are 0/1.
@@ -36,6 +43,10 @@ ClassificationMetrics EvaluateClassifier(std::span<const double> scores,
 std::string GradeClassifier(double roc_auc, double lift_top_decile);
 
 double RocAuc(std::span<const double> scores, std::span<const float> labels);
+// The 2.5% and 97.5% quantiles of RocAuc over `resamples` bootstrap resamples of the rows
+// (deterministic for a seed). O(n log n + resamples x n).
+std::pair<double, double> RocAucInterval(std::span<const double> scores, std::span<const float> labels,
+                                         int resamples = 1000, uint64_t seed = 1);
 double AveragePrecision(std::span<const double> scores, std::span<const float> labels);
 double LogLoss(std::span<const double> probabilities, std::span<const float> labels);
 double BrierScore(std::span<const double> probabilities, std::span<const float> labels);

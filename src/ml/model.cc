@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <thread>
 
+#include "ml/bgnbd_model.h"
+#include "ml/blend_model.h"
 #include "ml/linear_model.h"
 #include "ml/tree_model.h"
 
@@ -13,12 +15,15 @@ const char* ModelTypeName(ModelType type) {
     case ModelType::kLinear: return "linear";
     case ModelType::kRandomForest: return "random_forest";
     case ModelType::kGradientBoostedTrees: return "gradient_boosted_trees";
+    case ModelType::kBlend: return "blend";
+    case ModelType::kBgNbd: return "bg_nbd";
   }
   return "unknown";
 }
 
 Result<ModelType> ParseModelType(std::string_view name) {
-  for (ModelType t : {ModelType::kLinear, ModelType::kRandomForest, ModelType::kGradientBoostedTrees}) {
+  for (ModelType t : {ModelType::kLinear, ModelType::kRandomForest, ModelType::kGradientBoostedTrees, ModelType::kBlend,
+                      ModelType::kBgNbd}) {
     if (name == ModelTypeName(t)) return t;
   }
   return InvalidArgument("unknown model type '{}'", name);
@@ -28,6 +33,14 @@ Result<std::unique_ptr<Model>> LoadModel(ModelType type, TaskKind task, std::str
   if (type == ModelType::kLinear) {
     ASSIGN_OR_RETURN(std::unique_ptr<LinearModel> model, LinearModel::Load(bytes));
     if (model->task() != task) return Corruption("linear model was trained for another task");
+    return std::unique_ptr<Model>(std::move(model));
+  }
+  if (type == ModelType::kBgNbd) {
+    ASSIGN_OR_RETURN(std::unique_ptr<BgNbdModel> model, BgNbdModel::Load(task, bytes));
+    return std::unique_ptr<Model>(std::move(model));
+  }
+  if (type == ModelType::kBlend) {
+    ASSIGN_OR_RETURN(std::unique_ptr<BlendModel> model, BlendModel::Load(task, bytes));
     return std::unique_ptr<Model>(std::move(model));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<TreeModel> model, TreeModel::Load(type, task, bytes));

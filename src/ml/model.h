@@ -14,9 +14,13 @@
 
 namespace sibyl::ml {
 
-enum class ModelType { kLinear, kRandomForest, kGradientBoostedTrees };
+// kBlend: a weighted mean of the others' margins (blend_model.h), chosen only by
+// cross-validated training.
+// kBgNbd: the BG/NBD columns read as a score, when there are no labels to learn from
+// (bgnbd_model.h).
+enum class ModelType { kLinear, kRandomForest, kGradientBoostedTrees, kBlend, kBgNbd };
 
-// "linear", "random_forest", "gradient_boosted_trees": used in artifacts and reports.
+// "linear", "random_forest", "gradient_boosted_trees", "blend", "bg_nbd": used in artifacts and reports.
 const char* ModelTypeName(ModelType type);
 Result<ModelType> ParseModelType(std::string_view name);
 

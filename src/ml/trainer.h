@@ -41,6 +41,8 @@ struct TrainOptions {
   // fit / validation / test split (docs/ML.md, "Small data"); 0: never.
   uint64_t cross_validation_below_users = 20'000;
   int cross_validation_folds = 5;
+  // Cross-validated training also tries the mean of the two best candidates' margins.
+  bool consider_blend = true;
   // Held-out rows on which the winner's SHAP values are computed for the drivers.
   size_t driver_sample_rows = 2000;
   // Called as each stage starts ("split", "linear", ...), for progress display.

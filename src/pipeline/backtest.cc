@@ -27,6 +27,7 @@ Result<std::vector<BacktestRow>> RunBacktest(const EventReader& reader, const Pr
     row.eval_cutoff_ms = newest - static_cast<int64_t>(k) * options.step_days * kMsPerDay;
     row.train_cutoff_ms = TrainCutoff(row.eval_cutoff_ms, definition.horizon_days);
     TrainRequest request = options.train;
+    request.bgnbd_fallback = false;  // a backtest measures trained models
     request.as_of_ms = row.eval_cutoff_ms;
     auto fitted = FitPrediction(reader, definition, request);
     if (!fitted.ok()) {

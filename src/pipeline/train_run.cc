@@ -10,6 +10,7 @@
 
 #include "common/file.h"
 #include "common/time.h"
+#include "pipeline/fallback.h"
 #include "pipeline/feature_words.h"
 #include "query/query_engine.h"
 
@@ -67,9 +68,14 @@ Result<FittedPrediction> FitPrediction(const EventReader& reader, const Predicti
 
   TrainingSetOptions set_options = request.set;
   set_options.on_stage = request.on_stage;
-  ASSIGN_OR_RETURN(fitted.set, BuildTrainingSet(reader, *engine, definition,
-                                                CandidateCutoffs(fitted.train_cutoff_ms, set_options),
-                                                set_options));
+  auto set = BuildTrainingSet(reader, *engine, definition, CandidateCutoffs(fitted.train_cutoff_ms, set_options),
+                              set_options);
+  if (!set.ok()) {
+    // Not eligible (too little history or too few labels): BG/NBD needs no labels.
+    if (set.status().code() != StatusCode::kFailedPrecondition || !request.bgnbd_fallback) return set.status();
+    return FitBgNbdFallback(reader, *engine, definition, fitted.as_of_ms, set.status(), request);
+  }
+  fitted.set = std::move(set).value();
   fitted.stage_times = fitted.set.stage_times;
 
   ml::TrainOptions options = request.ml;
@@ -167,6 +173,9 @@ Status WriteVersion(const std::string& version_dir, int version, FittedPredictio
                        {"per_cutoff", per_cutoff}}},
              {"features", fitted.set.data.num_columns()},
              {"outcome_model", fitted.set.outcome_model_note},
+             {"fallback", fitted.fallback_reason.empty() ? nlohmann::json(nullptr)
+                                                         : nlohmann::json{{"model", "bg_nbd"},
+                                                                          {"reason", fitted.fallback_reason}}},
              {"task", ml::TaskKindName(task)},
              {"model_type", winner},
              {"metrics", metrics},

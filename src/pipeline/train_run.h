@@ -43,6 +43,9 @@ struct TrainRequest {
   bool parallel_queries = true;
   // Keep the training matrix in FittedPrediction::set after training (benchmarks).
   bool keep_matrix = false;
+  // When the training set is not eligible, score with BG/NBD instead of failing
+  // (fallback.h). Backtests turn it off: they measure trained models.
+  bool bgnbd_fallback = true;
   std::function<void(std::string_view stage)> on_stage;
 };
 
@@ -54,6 +57,9 @@ struct FittedPrediction {
   TrainingSet set;  // data.values released after training to save memory
   ml::TrainResult result;
   std::vector<StageSeconds> stage_times;  // query stages, then ml's
+  // Non-empty when the training set was not eligible and BG/NBD stands in (fallback.h):
+  // the eligibility failure. There are then no labels, rows or held-out metrics.
+  std::string fallback_reason;
 };
 
 // Builds the training set at the cutoffs of `request` and trains. Eligibility failures

@@ -89,6 +89,8 @@ TaxonomyOptions TaxonomyFor(const PredictionDefinition& definition, const Cohort
 
 bool IsPositive(float label) { return label != 0.0f; }
 
+}  // namespace
+
 // The outcome family of a prediction: its outcome exactly as defined (churn without an
 // event: any event; revenue: the amounts too), over windows that follow the horizon and
 // the data's span. A window longer than the history before the oldest training cutoff
@@ -135,8 +137,6 @@ std::string FitOutcomeBgNbd(std::span<const std::optional<OutcomeRepeatSummary>>
                      customers.size(), p.r, p.alpha, p.a, p.b, fit->iterations,
                      fit->converged ? "" : ", stopped at the cap");
 }
-
-}  // namespace
 
 ml::TaskKind TaskFor(PredictionKind kind) {
   return kind == PredictionKind::kRevenue ? ml::TaskKind::kRegression : ml::TaskKind::kClassification;

@@ -119,4 +119,14 @@ Result<ScoringRows> BuildScoringRows(const EventReader& reader, const QueryEngin
 
 ml::TaskKind TaskFor(PredictionKind kind);
 
+// The outcome family of a prediction (docs/FEATURES.md, "The outcome family"): its
+// outcome as defined, over windows that follow the horizon and fit in the history before
+// `oldest_cutoff_ms`.
+Result<OutcomeFamilySpec> OutcomeFamilyFor(const PredictionDefinition& definition, const LabelSpec& label,
+                                           int64_t first_event_ms, int64_t oldest_cutoff_ms);
+// Fits BG/NBD on the users' outcome histories into `outcome.bgnbd`; too little history
+// leaves it unset. Returns what happened, in words.
+std::string FitOutcomeBgNbd(std::span<const std::optional<OutcomeRepeatSummary>> summaries,
+                            OutcomeFamilySpec& outcome);
+
 }  // namespace sibyl::pipeline
