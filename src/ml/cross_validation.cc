@@ -82,6 +82,12 @@ Result<CandidateFit> FitCandidate(ModelType type, const Dataset& data, std::vect
     stop_weights = WeightsFor(stop_labels, w);
   }
   CandidateFit out;
+  if (type == ModelType::kBgNbd) {
+    const TrainOptions::BgNbdCandidate& b = *options.bgnbd;
+    ASSIGN_OR_RETURN(out.model, BgNbdModel::Make(data.kind, data.num_columns(), b.output, b.columns, b.prior));
+    out.training = {{"fitted", "nothing: the outcome family's BG/NBD columns, read as a score"}};
+    return out;
+  }
   if (type == ModelType::kLinear) {
     LinearOptions linear = options.linear;
     linear.num_threads = ResolveThreads(options.num_threads);
@@ -171,6 +177,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
   if (options.train_linear) types.push_back(ModelType::kLinear);
   if (options.train_random_forest) types.push_back(ModelType::kRandomForest);
   if (options.train_gradient_boosting) types.push_back(ModelType::kGradientBoostedTrees);
+  if (options.bgnbd) types.push_back(ModelType::kBgNbd);
   if (types.empty()) return InvalidArgument("no candidate algorithm is enabled");
 
   // Out-of-fold metrics of a candidate from its margins: cross-fitted calibration (each

@@ -161,7 +161,13 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
     CandidateResult candidate;
     candidate.type = type;
     Result<std::unique_ptr<Model>> model = Status(StatusCode::kInternal, "not trained");
-    if (type == ModelType::kLinear) {
+    if (type == ModelType::kBgNbd) {
+      const TrainOptions::BgNbdCandidate& b = *options.bgnbd;
+      auto made = BgNbdModel::Make(data.kind, p, b.output, b.columns, b.prior);
+      if (made.ok()) model = std::unique_ptr<Model>(std::move(made).value());
+      else model = made.status();
+      candidate.training = {{"fitted", "nothing: the outcome family's BG/NBD columns, read as a score"}};
+    } else if (type == ModelType::kLinear) {
       LinearOptions linear = options.linear;
       linear.num_threads = threads;
       auto trained = linear_future.valid() ? linear_future.get()
@@ -220,6 +226,7 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
   if (options.train_linear && !linear_alongside) RETURN_IF_ERROR(train_candidate(ModelType::kLinear));
   if (options.train_random_forest) RETURN_IF_ERROR(train_candidate(ModelType::kRandomForest));
   if (options.train_gradient_boosting) RETURN_IF_ERROR(train_candidate(ModelType::kGradientBoostedTrees));
+  if (options.bgnbd) RETURN_IF_ERROR(train_candidate(ModelType::kBgNbd));
   if (linear_alongside) {
     // Collected last (its stage time is the wait for it), listed first as always.
     RETURN_IF_ERROR(train_candidate(ModelType::kLinear));

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
+#include "ml/bgnbd_model.h"
 #include "ml/dataset.h"
 #include "ml/drivers.h"
 #include "ml/isotonic.h"
@@ -43,6 +45,15 @@ struct TrainOptions {
   int cross_validation_folds = 5;
   // Cross-validated training also tries the mean of the two best candidates' margins.
   bool consider_blend = true;
+  // The BG/NBD model as a candidate (bgnbd_model.h): it fits nothing, it reads the
+  // outcome family's columns, and it is calibrated and judged like the others. Set by the
+  // pipeline, which knows where the columns are.
+  struct BgNbdCandidate {
+    BgNbdModel::Output output = BgNbdModel::Output::kProbability;
+    BgNbdModel::Columns columns;
+    double prior = 0;
+  };
+  std::optional<BgNbdCandidate> bgnbd;
   // Held-out rows on which the winner's SHAP values are computed for the drivers.
   size_t driver_sample_rows = 2000;
   // Called as each stage starts ("split", "linear", ...), for progress display.

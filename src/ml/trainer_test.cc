@@ -1,5 +1,7 @@
 #include "ml/trainer.h"
 
+#include <cmath>
+
 #include <gtest/gtest.h>
 
 #include "ml/synthetic.h"
@@ -22,6 +24,9 @@ TrainOptions OnlyCandidate(ModelType type, int threads) {
   o.random_forest.num_trees = 20;
   o.gradient_boosting.max_rounds = 60;
   o.driver_sample_rows = 500;
+  // These tests are about the single fit / validation / test split (8000 rows would
+  // otherwise go through k-fold cross-validation: cross_validation_test.cc).
+  o.cross_validation_below_users = 0;
   return o;
 }
 
@@ -156,6 +161,129 @@ TEST(TrainerTest, OneClassIsAClearError) {
   auto result = Train(s.data, TrainOptions{});
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.status().code(), StatusCode::kFailedPrecondition);
+}
+
+// --- k-fold cross-validation by user (cross_validation.cc) ---
+
+// `users` users at two stacked cutoffs: rows 2u (group 0, the newest cutoff) and 2u + 1.
+SyntheticData StackedData(size_t users, bool with_groups) {
+  SyntheticOptions o;
+  o.num_rows = 2 * users;
+  o.num_columns = 12;
+  o.rows_per_user = 2;
+  o.missing_rate = 0.05;
+  o.intercept = -1.0;
+  SyntheticData s = MakeSynthetic(o);
+  if (with_groups) {
+    s.data.row_groups.resize(s.data.num_rows());
+    for (size_t r = 0; r < s.data.num_rows(); ++r) s.data.row_groups[r] = static_cast<uint32_t>(r % 2);
+  }
+  return s;
+}
+
+TrainOptions SmallCrossValidation(int threads) {
+  TrainOptions o;
+  o.num_threads = threads;
+  o.train_random_forest = false;
+  o.gradient_boosting.max_rounds = 25;
+  o.driver_sample_rows = 200;
+  o.cross_validation_folds = 4;
+  return o;
+}
+
+TEST(CrossValidationTest, EveryUserIsHeldOutOnceAndCalibrationUsesTheNewestGroup) {
+  SyntheticData s = StackedData(1000, true);
+  auto result = TrainCrossValidated(s.data, SmallCrossValidation(2));
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  std::vector<float> newest_labels;
+  for (size_t r = 0; r < s.data.num_rows(); ++r)
+    if (s.data.row_groups[r] == 0) newest_labels.push_back(s.data.labels[r]);
+  EXPECT_EQ(result->num_users, 1000u);
+  // One out-of-fold prediction per group-0 row, in row order, each from a model that did
+  // not see the row's user (an unscored row would be NaN).
+  EXPECT_EQ(result->num_test_rows, newest_labels.size());
+  ASSERT_EQ(result->test_predictions.size(), newest_labels.size());
+  EXPECT_EQ(result->test_labels, newest_labels);
+  for (double p : result->test_predictions) {
+    ASSERT_TRUE(std::isfinite(p));
+    EXPECT_GE(p, 0);
+    EXPECT_LE(p, 1);
+  }
+  EXPECT_EQ(result->parameters["cross_validation"]["calibrated_on"], "newest cutoff");
+  EXPECT_EQ(result->parameters["cross_validation"]["calibration_rows"], newest_labels.size());
+  EXPECT_EQ(result->parameters["cross_validation"]["folds"], 4);
+  EXPECT_GT(result->metrics.roc_auc, 0.75);
+  EXPECT_FALSE(result->drivers.empty());
+
+  // Without groups every row is a calibration row, each predicted out of fold once.
+  SyntheticData ungrouped = StackedData(1000, false);
+  auto all = TrainCrossValidated(ungrouped.data, SmallCrossValidation(2));
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  EXPECT_EQ(all->num_test_rows, ungrouped.data.num_rows());
+  EXPECT_EQ(all->test_predictions.size(), ungrouped.data.num_rows());
+  EXPECT_EQ(all->test_labels, ungrouped.data.labels);
+  EXPECT_EQ(all->parameters["cross_validation"]["calibrated_on"], "every cutoff");
+}
+
+TEST(CrossValidationTest, TooFewNewestPositivesCalibrateOnEveryRow) {
+  SyntheticData s = StackedData(1000, true);
+  size_t kept = 0;
+  for (size_t r = 0; r < s.data.num_rows(); ++r)
+    if (s.data.row_groups[r] == 0 && s.data.labels[r] > 0 && kept++ >= 5) s.data.labels[r] = 0;
+  auto result = TrainCrossValidated(s.data, SmallCrossValidation(2));
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ(result->parameters["cross_validation"]["calibrated_on"], "every cutoff");
+  EXPECT_EQ(result->test_predictions.size(), s.data.num_rows());
+}
+
+TEST(CrossValidationTest, OneThreadSameSeedGivesIdenticalModelBytes) {
+  SyntheticData s = StackedData(800, true);
+  auto a = TrainCrossValidated(s.data, SmallCrossValidation(1));
+  auto b = TrainCrossValidated(s.data, SmallCrossValidation(1));
+  ASSERT_TRUE(a.ok() && b.ok()) << a.status().ToString();
+  auto bytes_a = a->model->Serialize();
+  auto bytes_b = b->model->Serialize();
+  ASSERT_TRUE(bytes_a.ok() && bytes_b.ok());
+  EXPECT_FALSE(bytes_a->empty());
+  EXPECT_TRUE(*bytes_a == *bytes_b);
+  EXPECT_EQ(a->calibration.ToJson(), b->calibration.ToJson());
+  EXPECT_EQ(a->test_predictions, b->test_predictions);
+  EXPECT_EQ(a->selected, b->selected);
+}
+
+TEST(CrossValidationTest, SelectsTheLowestOutOfFoldLogLoss) {
+  SyntheticData s = StackedData(1000, true);
+  auto result = TrainCrossValidated(s.data, SmallCrossValidation(2));
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  ASSERT_GE(result->candidates.size(), 2u);
+  ASSERT_LT(result->selected, result->candidates.size());
+  const CandidateResult& winner = result->candidates[result->selected];
+  EXPECT_TRUE(winner.selected);
+  size_t selected_flags = 0;
+  for (const CandidateResult& c : result->candidates) {
+    selected_flags += c.selected;
+    if (!c.error.empty()) continue;
+    EXPECT_TRUE(std::isfinite(c.metrics.log_loss)) << ModelTypeName(c.type);
+    EXPECT_LE(winner.metrics.log_loss, c.metrics.log_loss) << ModelTypeName(c.type);
+  }
+  EXPECT_EQ(selected_flags, 1u);
+  EXPECT_EQ(result->metrics.log_loss, winner.metrics.log_loss);
+  EXPECT_EQ(result->parameters["selected"], ModelTypeName(winner.type));
+}
+
+TEST(CrossValidationTest, TrainUsesItBelowTheUserThresholdOnly) {
+  SyntheticData s = StackedData(600, false);
+  TrainOptions o = SmallCrossValidation(2);
+  o.train_gradient_boosting = false;
+  o.cross_validation_below_users = 601;  // 600 users
+  auto below = Train(s.data, o);
+  ASSERT_TRUE(below.ok()) << below.status().ToString();
+  EXPECT_TRUE(below->parameters.contains("cross_validation")) << below->parameters.dump();
+  o.cross_validation_below_users = 600;
+  auto at = Train(s.data, o);
+  ASSERT_TRUE(at.ok()) << at.status().ToString();
+  EXPECT_FALSE(at->parameters.contains("cross_validation")) << at->parameters.dump();
+  EXPECT_EQ(at->num_fit_rows + at->num_validation_rows + at->num_test_rows, s.data.num_rows());
 }
 
 }  // namespace

@@ -4,7 +4,6 @@
 
 #include "common/time.h"
 #include "ml/bgnbd_model.h"
-#include "ml/clv.h"
 
 namespace sibyl::pipeline {
 
@@ -38,41 +37,17 @@ Result<FittedPrediction> FitBgNbdFallback(const EventReader& reader, const Query
 
   stage("features");
   ASSIGN_OR_RETURN(FeatureMatrix matrix, engine.Features(set.spec, cutoff, users));
-  const std::vector<std::string>& names = matrix.columns;
-  const size_t k = names.size(), scales = set.spec.outcome.window_days.size() + 1;
-  // Column positions in the family's order (feature_spec.cc, OutcomeColumnNames).
-  ml::BgNbdModel::Columns columns;
-  columns.probability = k - 2;
-  columns.expected_days = k - 1;
-  columns.active_days = 2 * scales - 1;
-  columns.amount = set.spec.outcome.amount_property.empty() ? columns.active_days : 3 * scales - 1;
-
-  const OutcomeBgNbd& b = *set.spec.outcome.bgnbd;
-  const ml::BgNbdParams params{b.r, b.alpha, b.a, b.b};
-  const ml::RfmSummary newcomer{0, 0, 0};
-  const double horizon = definition.horizon_days;
-  ml::BgNbdModel::Output output = ml::BgNbdModel::Output::kProbability;
-  double prior = ml::BgNbdProbAnyWithin(params, newcomer, horizon);
-  if (definition.kind == PredictionKind::kChurn) output = ml::BgNbdModel::Output::kOneMinusProbability;
-  if (definition.kind == PredictionKind::kRevenue) {
-    // A newcomer's expected days times the cohort's mean amount per active day.
-    output = ml::BgNbdModel::Output::kAmount;
-    double amount = 0, days = 0;
-    for (size_t r = 0; r < matrix.rows(); ++r) {
-      const float a = matrix.at(r, columns.amount), d = matrix.at(r, columns.active_days);
-      if (std::isfinite(a) && d > 0) {
-        amount += a;
-        days += d;
-      }
-    }
-    prior = ml::BgNbdExpectedTransactions(params, newcomer, horizon) * (days > 0 ? amount / days : 0.0);
-    if (!std::isfinite(prior) || prior < 0) prior = 0;
-  }
+  const size_t k = matrix.cols();
+  std::optional<ml::TrainOptions::BgNbdCandidate> c =
+      BgNbdCandidateFor(set.spec, definition.kind, std::span<const float>(matrix.values.data(), matrix.rows() * k));
+  if (!c) return Internal("BG/NBD parameters were fitted but the model cannot be placed");
+  const double prior = c->prior;
   const ml::TaskKind task = TaskFor(definition.kind);
-  ASSIGN_OR_RETURN(std::unique_ptr<ml::BgNbdModel> model, ml::BgNbdModel::Make(task, k, output, columns, prior));
+  ASSIGN_OR_RETURN(std::unique_ptr<ml::BgNbdModel> model, ml::BgNbdModel::Make(task, k, c->output, c->columns, prior));
+  const OutcomeBgNbd& b = *set.spec.outcome.bgnbd;
 
   set.data.kind = task;
-  set.data.feature_names = names;
+  set.data.feature_names = matrix.columns;
   CutoffSummary summary{.cutoff_ms = cutoff, .cohort_users = users.actors.size(), .rows = 0};
   set.summaries.push_back(summary);
 

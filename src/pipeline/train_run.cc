@@ -83,6 +83,8 @@ Result<FittedPrediction> FitPrediction(const EventReader& reader, const Predicti
   options.num_threads = request.num_threads;
   options.split.max_users = set_options.max_users;
   options.on_stage = request.on_stage;
+  if (request.bgnbd_candidate)
+    options.bgnbd = BgNbdCandidateFor(fitted.set.spec, definition.kind, fitted.set.data.values);
   ASSIGN_OR_RETURN(fitted.result, ml::Train(fitted.set.data, options));
   for (const ml::StageTime& t : fitted.result.stage_times) fitted.stage_times.push_back({t.stage, t.seconds});
   // The matrix is the bulk of the memory; the summaries, ids and keys stay.

@@ -46,6 +46,8 @@ struct TrainRequest {
   // When the training set is not eligible, score with BG/NBD instead of failing
   // (fallback.h). Backtests turn it off: they measure trained models.
   bool bgnbd_fallback = true;
+  // BG/NBD (read from the outcome family's columns) competes with the trained candidates.
+  bool bgnbd_candidate = true;
   std::function<void(std::string_view stage)> on_stage;
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include <fmt/format.h>
 
@@ -136,6 +137,41 @@ std::string FitOutcomeBgNbd(std::span<const std::optional<OutcomeRepeatSummary>>
   return fmt::format("BG/NBD fitted on {} users (r {:.4g}, alpha {:.4g}, a {:.4g}, b {:.4g}; {} iterations{})",
                      customers.size(), p.r, p.alpha, p.a, p.b, fit->iterations,
                      fit->converged ? "" : ", stopped at the cap");
+}
+
+std::optional<ml::TrainOptions::BgNbdCandidate> BgNbdCandidateFor(const FeatureSpec& spec, PredictionKind kind,
+                                                                  std::span<const float> rows) {
+  if (!spec.outcome.enabled || !spec.outcome.bgnbd) return std::nullopt;
+  const size_t k = spec.ColumnNames().size();
+  const size_t family = OutcomeColumnNames(spec.outcome).size(), base = k - family;
+  const size_t scales = spec.outcome.window_days.size() + 1;
+  ml::TrainOptions::BgNbdCandidate c;
+  // Positions in the family's order (feature_spec.cc, OutcomeColumnNames): the BG/NBD
+  // columns come last, after counts, active days and (revenue) sums over every scale.
+  c.columns.probability = k - 2;
+  c.columns.expected_days = k - 1;
+  c.columns.active_days = base + 2 * scales - 1;
+  c.columns.amount = spec.outcome.amount_property.empty() ? c.columns.active_days : base + 3 * scales - 1;
+  const OutcomeBgNbd& b = *spec.outcome.bgnbd;
+  const ml::BgNbdParams params{b.r, b.alpha, b.a, b.b};
+  const ml::RfmSummary newcomer{0, 0, 0};
+  const double horizon = spec.outcome.horizon_days;
+  c.prior = ml::BgNbdProbAnyWithin(params, newcomer, horizon);
+  if (kind == PredictionKind::kChurn) c.output = ml::BgNbdModel::Output::kOneMinusProbability;
+  if (kind == PredictionKind::kRevenue) {
+    c.output = ml::BgNbdModel::Output::kAmount;
+    double amount = 0, days = 0;
+    for (size_t r = 0; r + 1 <= rows.size() / k; ++r) {
+      const float a = rows[r * k + c.columns.amount], d = rows[r * k + c.columns.active_days];
+      if (std::isfinite(a) && d > 0) {
+        amount += a;
+        days += d;
+      }
+    }
+    c.prior = ml::BgNbdExpectedTransactions(params, newcomer, horizon) * (days > 0 ? amount / days : 0.0);
+    if (!std::isfinite(c.prior) || c.prior < 0) c.prior = 0;
+  }
+  return c;
 }
 
 ml::TaskKind TaskFor(PredictionKind kind) {

@@ -129,4 +129,11 @@ Result<OutcomeFamilySpec> OutcomeFamilyFor(const PredictionDefinition& definitio
 std::string FitOutcomeBgNbd(std::span<const std::optional<OutcomeRepeatSummary>> summaries,
                             OutcomeFamilySpec& outcome);
 
+// The BG/NBD model over `spec`'s columns, when the spec carries fitted parameters: where
+// its columns are, what it outputs for the prediction's kind, and its prior (a newcomer's
+// probability; revenue: a newcomer's expected days times the mean amount per active day
+// of `rows`, row-major with the spec's columns).
+std::optional<ml::TrainOptions::BgNbdCandidate> BgNbdCandidateFor(const FeatureSpec& spec, PredictionKind kind,
+                                                                  std::span<const float> rows);
+
 }  // namespace sibyl::pipeline
