@@ -165,10 +165,6 @@ void ExpectOrderIndependent(bool keep_links, bool user_properties) {
     for (const auto& [key, value] : spec_a.items())
       if (key != "columns") EXPECT_EQ(spec_b.value(key, nlohmann::json()), value) << "feature spec: " << key;
     EXPECT_EQ(spec_b["columns"].size(), spec_a["columns"].size());
-    if (getenv("SIBYL_ORDER_TEST_DUMP")) {
-      std::ofstream(fmt::format("/tmp/order-spec-a-{}.json", name)) << spec_a.dump(1);
-      std::ofstream(fmt::format("/tmp/order-spec-b-{}.json", name)) << spec_b.dump(1);
-    }
     EXPECT_EQ(b.set.outcome_model_note, a.set.outcome_model_note);
     EXPECT_EQ(b.set.row_ids.size(), a.set.row_ids.size());
     ASSERT_TRUE(b.set.row_ids == a.set.row_ids) << "first differing row: " << [&] {
