@@ -233,8 +233,12 @@ void RunShow(const GlobalOptions& global, const ShowFlags& flags) {
                 "held-out quality\n",
                 f.value("reason", "").c_str(), s.value("outcome_model", "").c_str());
   } else {
+    const nlohmann::json cv = loaded->bundle.parameters.value("cross_validation", nlohmann::json::object());
     std::printf("\nquality on held-out users%s\n",
-                selection.empty() ? "" : fmt::format(" (out of fold: {})", selection).c_str());
+                selection.empty() ? ""
+                                  : fmt::format(" (out of fold: {}; calibrated on the {}'s scores)", selection,
+                                                cv.value("calibrated_on", std::string("every cutoff")))
+                                        .c_str());
     if (loaded->bundle.task == ml::TaskKind::kRegression) PrintRegressionMetrics(s["metrics"]);
     else PrintClassificationMetrics(s["metrics"]);
   }

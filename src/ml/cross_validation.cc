@@ -287,11 +287,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
     if (!result.candidates[c].error.empty()) continue;
     if (!best || loss_of(c) < loss_of(*best)) best = c;
   }
-  if (!best) {
-    std::string errors;
-    for (const auto& c : result.candidates) errors += fmt::format("{}: {}; ", ModelTypeName(c.type), c.error);
-    return Internal("every candidate failed: {}", errors);
-  }
+  if (!best) return EveryCandidateFailed(result.candidates);
   result.selected = *best;
   result.candidates[*best].selected = true;
 

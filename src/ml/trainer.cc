@@ -253,11 +253,7 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
     double best_loss = classify ? b.metrics.log_loss : b.regression_metrics.rmse;
     if (loss < best_loss) best = i;
   }
-  if (!best) {
-    std::string errors;
-    for (const auto& c : result.candidates) errors += fmt::format("{}: {}; ", ModelTypeName(c.type), c.error);
-    return Internal("every candidate failed: {}", errors);
-  }
+  if (!best) return EveryCandidateFailed(result.candidates);
   result.selected = *best;
   result.candidates[*best].selected = true;
   result.model = std::move(fitted[*best].model);

@@ -75,4 +75,11 @@ inline int TreeThreads(int requested) {
   return hardware;
 }
 
+// Training fails only when every candidate did; the error lists why each one failed.
+inline Status EveryCandidateFailed(const std::vector<CandidateResult>& candidates) {
+  std::string errors;
+  for (const auto& c : candidates) errors += fmt::format("{}: {}; ", ModelTypeName(c.type), c.error);
+  return Internal("every candidate failed: {}", errors);
+}
+
 }  // namespace sibyl::ml::trainer_internal
