@@ -157,8 +157,11 @@ double Dot(const std::vector<double>& a, const std::vector<double>& b) {
 }
 
 // Limited-memory BFGS with a backtracking (Armijo) line search. Returns iterations used.
+// `converged` says whether it stopped on the tolerance (or at a zero gradient) rather than
+// at the iteration cap or a failed line search.
 int MinimiseLbfgs(const Objective& objective, std::vector<double>& theta, int max_iterations,
-                  double tolerance, double& final_value) {
+                  double tolerance, double& final_value, bool& converged) {
+  converged = false;
   constexpr size_t kHistory = 10;
   const size_t n = theta.size();
   std::vector<double> gradient, next_gradient, direction(n), next(n);
@@ -178,7 +181,10 @@ int MinimiseLbfgs(const Objective& objective, std::vector<double>& theta, int ma
       for (double& d : direction) d *= gamma;
     } else {
       double norm = std::sqrt(Dot(gradient, gradient));
-      if (norm == 0) break;
+      if (norm == 0) {
+        converged = true;
+        break;
+      }
       for (double& d : direction) d /= std::max(1.0, norm);
     }
     for (size_t k = 0; k < s_history.size(); ++k) {
@@ -224,6 +230,7 @@ int MinimiseLbfgs(const Objective& objective, std::vector<double>& theta, int ma
     value = next_value;
     if (improvement < tolerance) {
       ++iteration;
+      converged = true;
       break;
     }
   }
@@ -301,7 +308,9 @@ Result<std::unique_ptr<LinearModel>> LinearModel::Train(const Dataset& data,
                       model->scales_, options.l2, data.kind == TaskKind::kClassification,
                       ResolveThreads(options.num_threads));
   double final_value = 0;
-  int iterations = MinimiseLbfgs(objective, theta, options.max_iterations, options.tolerance, final_value);
+  bool converged = false;
+  int iterations =
+      MinimiseLbfgs(objective, theta, options.max_iterations, options.tolerance, final_value, converged);
 
   const double scale = data.kind == TaskKind::kRegression ? target_sd : 1.0;
   model->coefficients_.assign(theta.begin(), theta.begin() + p);
@@ -311,7 +320,7 @@ Result<std::unique_ptr<LinearModel>> LinearModel::Train(const Dataset& data,
                                  {"tolerance", options.tolerance}}},
                      {"log_transform", options.log_transform},
                      {"iterations", iterations},
-                     {"converged", iterations < options.max_iterations},
+                     {"converged", converged},
                      {"objective", final_value}};
   return model;
 }

@@ -192,27 +192,8 @@ void ExpectOrderIndependent(bool keep_links, bool user_properties) {
   fs::remove_all(versions);
 }
 
-// Every line reordered. Disabled: it fails because of the store, not the pipeline:
-// store_encode.cc links a device to a user at the time of the first *arriving* event
-// that carries both ids ("first link wins"), not the earliest such event. Reversed, the
-// newest user event of each device arrives first, so at the training cutoff most devices
-// are not linked yet: they become cohort rows of their own and their anonymous history
-// leaves their users' rows (different cohort, features, labels, taxonomy, model).
-TEST(OrderIndependenceTest, DISABLED_ReversedOrShuffledIngestGivesTheSameModelBytesAndScores) {
-  ExpectOrderIndependent(false, true);
-}
-
-// Every line reordered except each device's first event with its user (so identity links
-// have the same times). Disabled, as the store keeps a user property record only when the
-// value differs from the one that *arrived* last (store_encode.cc, "only real changes
-// are history"), at that event's time: in another order the history has other records
-// at other times, so first()/last() as of T and the taxonomy's value ranking (by record
-// counts, taxonomy.cc BuildUserProperties) differ.
-TEST(OrderIndependenceTest, DISABLED_ReorderedIngestWithTheSameLinksGivesTheSameModelBytesAndScores) {
-  ExpectOrderIndependent(true, true);
-}
-
-// What the pipeline controls: with the same identity links and no user- or event-property
+// What the pipeline controls (docs/PREDICTIONS.md, "Determinism", says what the store
+// still ties to arrival order): with the same identity links and no user- or event-property
 // columns (weekly sums of an event property are float sums whose rounding follows the
 // order events sit in the store's segments: 1148.15 vs 1148.1499 for one user's
 // sum("price") week -1 after a reversed ingest),

@@ -100,11 +100,12 @@ TEST_F(TrainRunTest, SameDataAndSeedOnOneThreadGiveTheSameModelBytes) {
   }
 }
 
-TEST_F(TrainRunTest, IneligiblePredictionTrainsNothing) {
+TEST_F(TrainRunTest, IneligiblePredictionTrainsNothingWithoutTheFallback) {
   PredictionRegistry registry(dir_);
   PredictionDefinition definition = testing_util::PurchaseDefinition();
   ASSERT_TRUE(registry.Create(definition).ok());
   TrainRequest request = Request();
+  request.bgnbd_fallback = false;
   request.set.eligibility.min_negatives = 10'000'000;
   auto trained = TrainPrediction(registry, *reader_, definition, request);
   ASSERT_FALSE(trained.ok());
@@ -113,12 +114,56 @@ TEST_F(TrainRunTest, IneligiblePredictionTrainsNothing) {
   EXPECT_TRUE(registry.Versions(definition.name)->empty());
 
   request = Request();
+  request.bgnbd_fallback = false;
   request.as_of_ms = reader_->min_time_ms() + 40 * kMsPerDay;  // T_train 33 days in: too little history
   trained = TrainPrediction(registry, *reader_, definition, request);
   ASSERT_FALSE(trained.ok());
   EXPECT_NE(trained.status().message().find("need 49 days of history"), std::string::npos)
       << trained.status().message();
   EXPECT_TRUE(registry.Versions(definition.name)->empty());
+}
+
+// With too little labelled history, BG/NBD (fitted at the as-of time, no labels) stands
+// in: the version says so and why, and scores every cohort user with a probability.
+TEST_F(TrainRunTest, IneligiblePredictionFallsBackToBgNbd) {
+  PredictionRegistry registry(dir_);
+  PredictionDefinition definition = testing_util::PurchaseDefinition();
+  ASSERT_TRUE(registry.Create(definition).ok());
+  TrainRequest request = Request();
+  request.as_of_ms = reader_->min_time_ms() + 40 * kMsPerDay;  // T_train 33 days in: too little history
+  auto trained = TrainPrediction(registry, *reader_, definition, request);
+  ASSERT_TRUE(trained.ok()) << trained.status().ToString();
+  const nlohmann::json& s = trained->summary;
+  EXPECT_EQ(s.value("model_type", ""), "bg_nbd");
+  ASSERT_TRUE(s["fallback"].is_object());
+  EXPECT_NE(s["fallback"].value("reason", "").find("need 49 days of history"), std::string::npos);
+  auto loaded = LoadVersion(registry, definition.name, trained->version);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(loaded->bundle.model->type(), ml::ModelType::kBgNbd);
+  auto spec = FeatureSpecFromJson(loaded->bundle.extra.at("feature_spec"));
+  ASSERT_TRUE(spec.ok());
+  ASSERT_TRUE(spec->outcome.bgnbd.has_value());
+  // Every row gets a probability; users with more purchases score higher on average.
+  std::shared_ptr<const EventReader> borrowed(reader_.get(), [](const EventReader*) {});
+  auto engine = MakeEmbeddedQueryEngine(borrowed);
+  auto rows = BuildScoringRows(*reader_, *engine, definition, *spec, *request.as_of_ms, false);
+  ASSERT_TRUE(rows.ok());
+  auto scores = loaded->bundle.Score(rows->values);
+  ASSERT_TRUE(scores.ok());
+  ASSERT_FALSE(scores->empty());
+  for (double p : *scores) EXPECT_TRUE(p >= 0 && p <= 1) << p;
+
+  // Nobody did the outcome: BG/NBD cannot stand in either, and both reasons are given.
+  PredictionDefinition never = definition;
+  never.name = "never_done";
+  never.outcome_where = nlohmann::json::array({"price > 1e12"});
+  ASSERT_TRUE(registry.Create(never).ok());
+  auto failed = TrainPrediction(registry, *reader_, never, request);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(failed.status().message().find("nor can BG/NBD stand in"), std::string::npos)
+      << failed.status().message();
+  EXPECT_TRUE(registry.Versions(never.name)->empty());
 }
 
 TEST_F(TrainRunTest, BacktestScoresEachCutoffAgainstWhatHappened) {

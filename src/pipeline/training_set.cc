@@ -133,6 +133,8 @@ std::string FitOutcomeBgNbd(std::span<const std::optional<OutcomeRepeatSummary>>
   auto fit = ml::FitBgNbd(customers);
   if (!fit.ok()) return fmt::format("BG/NBD not fitted: {}", fit.status().ToString());
   const ml::BgNbdParams& p = fit->params;
+  for (double v : {p.r, p.alpha, p.a, p.b})
+    if (!std::isfinite(v) || v <= 0) return fmt::format("BG/NBD not fitted: the fit gave a parameter of {}", v);
   outcome.bgnbd = OutcomeBgNbd{p.r, p.alpha, p.a, p.b};
   return fmt::format("BG/NBD fitted on {} users (r {:.4g}, alpha {:.4g}, a {:.4g}, b {:.4g}; {} iterations{})",
                      customers.size(), p.r, p.alpha, p.a, p.b, fit->iterations,

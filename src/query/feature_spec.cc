@@ -1,5 +1,7 @@
 #include "query/feature_spec.h"
 
+#include <cmath>
+
 namespace sibyl {
 namespace {
 
@@ -117,13 +119,16 @@ Result<OutcomeFamilySpec> OutcomeFromJson(const nlohmann::json& j) {
   o.amount_property = j.at("amount_property").get<std::string>();
   o.window_days = j.at("window_days").get<std::vector<int>>();
   o.horizon_days = j.at("horizon_days").get<int>();
+  if (o.horizon_days < 1 || o.horizon_days > 3660) return InvalidArgument("feature spec: outcome horizon_days out of range");
+  if (o.window_days.empty()) return InvalidArgument("feature spec: the outcome family needs at least one window");
   for (size_t i = 0; i < o.window_days.size(); ++i)
     if (o.window_days[i] < 1 || o.window_days[i] > 3660 || (i > 0 && o.window_days[i] <= o.window_days[i - 1]))
       return InvalidArgument("feature spec: outcome window days must ascend within 1..3660");
   if (auto b = j.find("bgnbd"); b != j.end()) {
     OutcomeBgNbd p{b->at("r").get<double>(), b->at("alpha").get<double>(), b->at("a").get<double>(),
                    b->at("b").get<double>()};
-    if (!(p.r > 0 && p.alpha > 0 && p.a > 0 && p.b > 0))
+    if (!(p.r > 0 && p.alpha > 0 && p.a > 0 && p.b > 0) || !std::isfinite(p.r) || !std::isfinite(p.alpha) ||
+        !std::isfinite(p.a) || !std::isfinite(p.b))
       return InvalidArgument("feature spec: BG/NBD parameters must be positive");
     o.bgnbd = p;
   }

@@ -73,24 +73,33 @@ Result<nlohmann::json> ReadJson(const std::string& path) {
 
 // Distinct decile cut points of `values` (sorted in place): bin b holds values v with
 // edges[b-1] <= v < edges[b].
-std::vector<double> DecileEdges(std::vector<double>& values) {
+// Cut points of the deciles of the values that are numbers: NaN is "missing" (the outcome
+// family's "hours since last" of a user who never did it) and has a bin of its own.
+std::vector<double> DecileEdges(const std::vector<double>& values) {
+  std::vector<double> present;
+  present.reserve(values.size());
+  for (double v : values)
+    if (!std::isnan(v)) present.push_back(v);
   std::vector<double> edges;
-  if (values.empty()) return edges;
-  std::sort(values.begin(), values.end());
+  if (present.empty()) return edges;
+  std::sort(present.begin(), present.end());
   for (int k = 1; k < kDriftBins; ++k) {
-    double v = values[values.size() * k / kDriftBins];
+    double v = present[present.size() * k / kDriftBins];
     if (edges.empty() || v > edges.back()) edges.push_back(v);
   }
   return edges;
 }
 
+// The bin of a value: edges.size() + 1 bins by the cut points, then one for NaN.
 size_t BinOf(const std::vector<double>& edges, double v) {
+  if (std::isnan(v)) return edges.size() + 1;
   return static_cast<size_t>(std::upper_bound(edges.begin(), edges.end(), v) - edges.begin());
 }
 
-// Bin shares of `values` over `edges`.
+// Bin shares of `values` over `edges`, the missing values' share last. (References written
+// before the missing bin existed have one share fewer; PSI compares the bins both have.)
 std::vector<double> Shares(const std::vector<double>& edges, std::span<const double> values) {
-  std::vector<double> counts(edges.size() + 1, 0.0);
+  std::vector<double> counts(edges.size() + 2, 0.0);
   for (double v : values) counts[BinOf(edges, v)] += 1;
   for (double& c : counts) c /= std::max<size_t>(1, values.size());
   return counts;
