@@ -133,6 +133,7 @@ Result<CandidateFit> FitCandidate(ModelType type, const Dataset& data, std::vect
 struct OutOfFold {
   std::vector<double> margin;      // per row: margin of the model that did not see it
   std::vector<double> calibrated;  // per calibration row, cross-fitted (see below)
+  bool platt = false;              // calibrated by Platt scaling rather than isotonic
 };
 
 }  // namespace
@@ -192,7 +193,10 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
       candidate.regression_metrics = EvaluateRegressor(raw, calibration_labels);
       return;
     }
-    o.calibrated.resize(calibration_rows.size());
+    // Both maps are cross-fitted; the one with the lower out-of-fold log loss is kept
+    // (isotonic on a tie, or when Platt cannot be fitted on some fold).
+    std::vector<double> by_isotonic(calibration_rows.size()), by_platt(calibration_rows.size());
+    bool platt_ok = true;
     for (int f = 0; f < k; ++f) {
       std::vector<double> scores;
       std::vector<float> labels;
@@ -201,10 +205,17 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
           scores.push_back(raw[i]);
           labels.push_back(calibration_labels[i]);
         }
-      IsotonicCalibration map = IsotonicCalibration::Fit(scores, labels);
-      for (size_t i = 0; i < calibration_rows.size(); ++i)
-        if (fold[calibration_rows[i]] == f) o.calibrated[i] = map.Apply(raw[i]);
+      IsotonicCalibration isotonic = IsotonicCalibration::Fit(scores, labels);
+      std::optional<IsotonicCalibration> platt = IsotonicCalibration::FitPlatt(scores, labels);
+      platt_ok = platt_ok && platt.has_value();
+      for (size_t i = 0; i < calibration_rows.size(); ++i) {
+        if (fold[calibration_rows[i]] != f) continue;
+        by_isotonic[i] = isotonic.Apply(raw[i]);
+        if (platt) by_platt[i] = platt->Apply(raw[i]);
+      }
     }
+    o.platt = platt_ok && LogLoss(by_platt, calibration_labels) < LogLoss(by_isotonic, calibration_labels);
+    o.calibrated = o.platt ? std::move(by_platt) : std::move(by_isotonic);
     candidate.uncalibrated_log_loss = LogLoss(raw, calibration_labels);
     candidate.metrics = EvaluateClassifier(o.calibrated, calibration_labels);
   };
@@ -241,6 +252,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
     if (status.ok()) {
       evaluate(oof[c], candidate);
       candidate.training = {{"folds", per_fold}};
+      if (classify) candidate.training["calibration"] = oof[c].platt ? "platt" : "isotonic";
     } else {
       candidate.error = status.ToString();
     }
@@ -320,7 +332,10 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
     std::vector<double> calibration_raw(calibration_rows.size());
     for (size_t i = 0; i < calibration_rows.size(); ++i)
       calibration_raw[i] = MarginToOutput(data.kind, oof[*best].margin[calibration_rows[i]]);
-    result.calibration = IsotonicCalibration::Fit(calibration_raw, calibration_labels);
+    std::optional<IsotonicCalibration> platt;
+    if (oof[*best].platt) platt = IsotonicCalibration::FitPlatt(calibration_raw, calibration_labels);
+    result.calibration = platt ? std::move(*platt) : IsotonicCalibration::Fit(calibration_raw, calibration_labels);
+    result.candidates[*best].training["calibration"] = platt ? "platt" : "isotonic";
   }
   result.test_predictions = oof[*best].calibrated;
   result.test_labels = calibration_labels;

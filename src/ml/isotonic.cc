@@ -77,6 +77,85 @@ IsotonicCalibration IsotonicCalibration::Fit(std::span<const double> scores,
   return result;
 }
 
+std::optional<IsotonicCalibration> IsotonicCalibration::FitPlatt(std::span<const double> scores,
+                                                                 std::span<const float> labels) {
+  constexpr double kEdge = 1e-6;
+  std::vector<double> z;
+  std::vector<double> t;
+  double positives = 0, negatives = 0;
+  for (size_t i = 0; i < scores.size(); ++i) {
+    if (!std::isfinite(scores[i])) continue;
+    (labels[i] > 0.5f ? positives : negatives) += 1;
+  }
+  if (positives == 0 || negatives == 0) return std::nullopt;
+  const double hi = (positives + 1) / (positives + 2), lo = 1 / (negatives + 2);
+  for (size_t i = 0; i < scores.size(); ++i) {
+    if (!std::isfinite(scores[i])) continue;
+    const double p = std::clamp(scores[i], kEdge, 1 - kEdge);
+    z.push_back(std::log(p / (1 - p)));
+    t.push_back(labels[i] > 0.5f ? hi : lo);
+  }
+  const auto [z_min, z_max] = std::minmax_element(z.begin(), z.end());
+  if (!(*z_max > *z_min)) return std::nullopt;
+  // Newton's method on (a, b), with step halving when the loss does not fall.
+  auto loss = [&](double a, double b) {
+    double l = 0;
+    for (size_t i = 0; i < z.size(); ++i) {
+      const double m = a * z[i] + b;
+      l += std::log1p(std::exp(-std::abs(m))) + std::max(m, 0.0) - t[i] * m;  // stable log-loss
+    }
+    return l;
+  };
+  double a = 1, b = 0, current = loss(a, b);
+  for (int iteration = 0; iteration < 100; ++iteration) {
+    double ga = 0, gb = 0, haa = 0, hab = 0, hbb = 0;
+    for (size_t i = 0; i < z.size(); ++i) {
+      const double q = 1 / (1 + std::exp(-(a * z[i] + b)));
+      const double r = q - t[i], w = std::max(q * (1 - q), 1e-12);
+      ga += r * z[i];
+      gb += r;
+      haa += w * z[i] * z[i];
+      hab += w * z[i];
+      hbb += w;
+    }
+    const double det = haa * hbb - hab * hab;
+    if (!(det > 0)) break;
+    double da = (hbb * ga - hab * gb) / det, db = (haa * gb - hab * ga) / det;
+    double step = 1, next = current;
+    for (int tries = 0; tries < 30; ++tries, step *= 0.5) {
+      next = loss(a - step * da, b - step * db);
+      if (next <= current) break;
+    }
+    if (!(next <= current)) break;
+    a -= step * da;
+    b -= step * db;
+    const double gain = current - next;
+    current = next;
+    if (gain < 1e-10 * std::max(1.0, std::abs(current))) break;
+  }
+  if (!(a > 0) || !std::isfinite(b)) return std::nullopt;
+  IsotonicCalibration map;
+  constexpr int kKnots = 257;
+  for (int k = 0; k < kKnots; ++k) {
+    const double zk = *z_min + (*z_max - *z_min) * k / (kKnots - 1);
+    map.knots_x_.push_back(1 / (1 + std::exp(-zk)));
+    map.knots_y_.push_back(1 / (1 + std::exp(-(a * zk + b))));
+  }
+  // Knots must be strictly increasing in x: near 0 or 1 the sigmoid of nearby z can round
+  // to the same double.
+  size_t kept = 1;
+  for (size_t k = 1; k < map.knots_x_.size(); ++k) {
+    if (map.knots_x_[k] <= map.knots_x_[kept - 1]) continue;
+    map.knots_x_[kept] = map.knots_x_[k];
+    map.knots_y_[kept] = std::max(map.knots_y_[k], map.knots_y_[kept - 1]);
+    ++kept;
+  }
+  map.knots_x_.resize(kept);
+  map.knots_y_.resize(kept);
+  if (kept < 2) return std::nullopt;
+  return map;
+}
+
 double IsotonicCalibration::Apply(double score) const {
   if (knots_x_.empty()) return score;
   if (!(score > knots_x_.front())) return knots_y_.front();  // also catches NaN

@@ -1,7 +1,9 @@
-// Isotonic calibration: a monotone map from a model's score to a probability, fitted
-// with pool-adjacent-violators on scores the model was not trained on.
+// Calibration: a monotone, piecewise-linear map from a model's score to a probability,
+// fitted on scores the model was not trained on, with pool-adjacent-violators (isotonic)
+// or as a sampled Platt sigmoid (FitPlatt).
 #pragma once
 
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -22,6 +24,15 @@ class IsotonicCalibration {
   // without a single positive does not claim certainty it cannot have seen.
   static IsotonicCalibration Fit(std::span<const double> scores, std::span<const float> labels,
                                  std::span<const float> weights = {});
+
+  // Platt scaling on the log-odds of the scores, p' = sigmoid(a logit(p) + b), fitted by
+  // Newton's method on Platt's smoothed targets ((n+ + 1)/(n+ + 2) and 1/(n- + 2)) and
+  // stored as 257 knots over the scores' range, so that it applies, serialises and scores
+  // exactly like an isotonic map. Two parameters instead of one per block: on a few
+  // thousand rows its log loss is often lower than isotonic's (Niculescu-Mizil & Caruana
+  // 2005); cross-validated training picks between the two out of fold. Nullopt when it
+  // would not be increasing (a <= 0) or the scores are all equal.
+  static std::optional<IsotonicCalibration> FitPlatt(std::span<const double> scores, std::span<const float> labels);
 
   // Linear interpolation between knots; scores outside the fitted range are clamped to
   // the first or last knot. Non-decreasing in `score`.

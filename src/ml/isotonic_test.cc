@@ -72,6 +72,43 @@ TEST(IsotonicTest, JsonRoundTripIsExact) {
   EXPECT_FALSE(IsotonicCalibration::FromJson(nlohmann::json{{"knots_x", {2, 1}}, {"knots_y", {0, 1}}}).ok());
 }
 
+// Scores whose true probability is sigmoid(2 logit(s) - 0.5): Platt scaling recovers that
+// map, stored as knots that are strictly increasing and survive a JSON round trip.
+TEST(IsotonicTest, PlattRecoversAKnownSigmoid) {
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> uniform(0.02, 0.98), unit(0, 1);
+  std::vector<double> s;
+  std::vector<float> y;
+  auto truth = [](double p) { return 1 / (1 + std::exp(-(2 * std::log(p / (1 - p)) - 0.5))); };
+  for (int i = 0; i < 40000; ++i) {
+    const double p = uniform(rng);
+    s.push_back(p);
+    y.push_back(unit(rng) < truth(p) ? 1.0f : 0.0f);
+  }
+  auto platt = IsotonicCalibration::FitPlatt(s, y);
+  ASSERT_TRUE(platt.has_value());
+  for (double p = 0.05; p < 0.95; p += 0.05) EXPECT_NEAR(platt->Apply(p), truth(p), 0.02) << p;
+  for (size_t k = 1; k < platt->knots_x().size(); ++k) {
+    EXPECT_GT(platt->knots_x()[k], platt->knots_x()[k - 1]);
+    EXPECT_GE(platt->knots_y()[k], platt->knots_y()[k - 1]);
+  }
+  auto back = IsotonicCalibration::FromJson(nlohmann::json::parse(platt->ToJson().dump()));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  for (double p = 0.01; p < 1; p += 0.017) EXPECT_EQ(back->Apply(p), platt->Apply(p));
+}
+
+// A decreasing relation cannot be a calibration map, and one class alone has no sigmoid.
+TEST(IsotonicTest, PlattRefusesWhatItCannotFit) {
+  std::vector<double> s = {0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9};
+  std::vector<float> falling = {1, 1, 1, 1, 0, 0, 0, 0};
+  EXPECT_FALSE(IsotonicCalibration::FitPlatt(s, falling).has_value());
+  std::vector<float> ones(s.size(), 1.0f);
+  EXPECT_FALSE(IsotonicCalibration::FitPlatt(s, ones).has_value());
+  std::vector<double> same(8, 0.5);
+  std::vector<float> mixed = {0, 1, 0, 1, 0, 1, 0, 1};
+  EXPECT_FALSE(IsotonicCalibration::FitPlatt(same, mixed).has_value());
+}
+
 TEST(IsotonicTest, EmptyInputIsIdentity) {
   IsotonicCalibration iso = IsotonicCalibration::Fit({}, {});
   EXPECT_TRUE(iso.is_identity());
