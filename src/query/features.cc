@@ -113,7 +113,8 @@ class DenseSink {
   DenseSink(float* matrix, size_t cols, size_t stride) : matrix_(matrix), cols_(cols), stride_(stride) {}
   DenseSink& writer() { return *this; }
   void EmitRow(DenseSink&, uint32_t row, const ActorRow& cells) {
-    std::memcpy(matrix_ + static_cast<size_t>(row) * stride_, cells.cells(), cols_ * sizeof(float));
+    // No scanned columns (a spec of the outcome family alone) leaves nothing to copy.
+    if (cols_ > 0) std::memcpy(matrix_ + static_cast<size_t>(row) * stride_, cells.cells(), cols_ * sizeof(float));
   }
   float* matrix() const { return matrix_; }
 

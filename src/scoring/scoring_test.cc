@@ -38,6 +38,10 @@ class ScoringTest : public ::testing::Test {
     request.parallel_queries = false;
     request.ml.train_linear = false;
     request.ml.train_random_forest = false;
+    // Boosted trees alone: the native tree walk is what these tests check (BG/NBD or a
+    // blend with it could otherwise win on this small store).
+    request.bgnbd_candidate = false;
+    request.ml.consider_blend = false;
     request.set.stack = 0;  // one cutoff: these tests are about scoring, not training
     auto trained = pipeline::TrainPrediction(registry, *store_->Snapshot(), definition, request);
     ASSERT_TRUE(trained.ok()) << trained.status().ToString();
