@@ -9,8 +9,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
+#include <vector>
 
 namespace sibyl {
 namespace {
@@ -129,6 +131,65 @@ TEST_F(CliTest, EveryVerbHasHelpAndUnknownFlagsFail) {
   RunResult missing = Sibyl("--data /nonexistent/sibyl-test stats");
   EXPECT_EQ(missing.exit_code, 3) << missing.out;
   EXPECT_NE(missing.out.find("/nonexistent/sibyl-test"), std::string::npos);
+}
+
+// Issue 16's price bug, end to end: an Amplitude Purchase with the top-level `price` and
+// `quantity` beside the same keys in event_properties (as Amplitude's SDKs and the
+// simulator send them) counts its price once in sum("price"), not twice.
+TEST_F(CliTest, TopLevelPriceBesideTheEventPropertyIsSummedOnce) {
+  const std::string file = dir_ + "/purchases.ndjson";
+  {
+    std::ofstream out(file);
+    // One day's purchases of two users; user-2 has only the top-level field.
+    out << R"({"user_id":"user-1","event_type":"Purchase","time":1704067200000,"insert_id":"a","price":10.5,)"
+           R"("quantity":2,"event_properties":{"price":10.5,"quantity":2}})"
+        << "\n"
+        << R"({"user_id":"user-1","event_type":"Purchase","time":1704070800000,"insert_id":"b",)"
+           R"("event_properties":{"price":4}})"
+        << "\n"
+        << R"({"user_id":"user-2","event_type":"Purchase","time":1704067200000,"insert_id":"c","price":7})"
+        << "\n";
+  }
+  RunResult ingest = Sibyl(data_ + "ingest " + file);
+  ASSERT_EQ(ingest.exit_code, 0) << ingest.out;
+  const std::string csv = dir_ + "/features.csv";
+  RunResult features = Sibyl(data_ + "features --as-of 2024-01-02 --out " + csv);
+  ASSERT_EQ(features.exit_code, 0) << features.out;
+  std::ifstream in(csv);
+  std::string header, line;
+  ASSERT_TRUE(std::getline(in, header));
+  // The column of sum("price") week -1 (names are quoted as JSON strings, CSV-escaped).
+  std::vector<std::string> names;
+  {
+    std::string cell;
+    bool quoted = false;
+    for (char c : header) {
+      if (c == '"') quoted = !quoted;
+      if (c == ',' && !quoted) {
+        names.push_back(cell);
+        cell.clear();
+      } else {
+        cell += c;
+      }
+    }
+    names.push_back(cell);
+  }
+  size_t column = names.size();
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i].find("sum(") != std::string::npos && names[i].find("price") != std::string::npos &&
+        names[i].find("week -1") != std::string::npos)
+      column = i;
+  ASSERT_LT(column, names.size()) << header;
+  std::map<std::string, double> price_of;
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    std::stringstream row(line);
+    for (std::string cell; std::getline(row, cell, ',');) cells.push_back(cell);
+    ASSERT_GT(cells.size(), column) << line;
+    price_of[cells[0]] = std::stod(cells[column]);
+  }
+  EXPECT_DOUBLE_EQ(price_of["user-1"], 14.5);  // 10.5 once, plus 4
+  EXPECT_DOUBLE_EQ(price_of["user-2"], 7.0);   // the top-level field fills in
 }
 
 }  // namespace
