@@ -511,8 +511,18 @@ Result<FileParseStats> ParseFile(const std::string& path, const FileParseOptions
           break;
         }
       }
+      // The time bounds are the receiver's (options.json.validation), whatever the format.
+      std::shared_ptr<const CsvMapping> mapping = options.csv_mapping;
+      const ValidationOptions& bounds = options.json.validation;
+      if (mapping->validation.min_time_ms != bounds.min_time_ms ||
+          mapping->validation.max_time_ms != bounds.max_time_ms) {
+        auto copy = std::make_shared<CsvMapping>(*mapping);
+        copy->validation.min_time_ms = bounds.min_time_ms;
+        copy->validation.max_time_ms = bounds.max_time_ms;
+        mapping = std::move(copy);
+      }
       ASSIGN_OR_RETURN(std::shared_ptr<const CsvParser> parser,
-                       CsvParser::Create(options.csv_mapping, head.substr(0, header_end)));
+                       CsvParser::Create(mapping, head.substr(0, header_end)));
       uint64_t header_lines = static_cast<uint64_t>(
           std::count(head.begin(), head.begin() + static_cast<ptrdiff_t>(header_end), '\n'));
       Pipeline pipeline(

@@ -36,6 +36,7 @@ struct FileParseOptions {
   BodyKind body_kind = BodyKind::kAuto;  // for kJsonBody
   int threads = 2;                       // parsing threads; 0 means one per core
   size_t chunk_bytes = 4 << 20;          // input per batch (whole lines are kept together)
+  // json.validation's time bounds (min_time_ms, max_time_ms) apply to CSV input too.
   JsonParseOptions json;
   std::shared_ptr<const CsvMapping> csv_mapping;  // required for CSV
   // Run on the parsing thread on each parsed batch before it goes to the sink (e.g. a

@@ -1,5 +1,7 @@
 #include "ingest/file_source.h"
 
+#include "ingest/csv_parser.h"
+
 #include <unistd.h>
 #include <zlib.h>
 
@@ -159,6 +161,32 @@ TEST_F(FileSourceTest, CsvNeedsMapping) {
     return Status::Ok();
   });
   EXPECT_FALSE(stats.ok());
+}
+
+// The time bounds of options.json.validation apply to NDJSON and CSV alike, and the
+// errors name the file and line.
+TEST_F(FileSourceTest, TimeBoundsApplyToEveryFormat) {
+  FileParseOptions options;
+  options.json.validation.min_time_ms = kFileMinTimeMs;           // 1990-01-01
+  options.json.validation.max_time_ms = 1'717'243'200'000;        // 2024-06-01T12:00Z
+  Collected json = Parse(Write("e.ndjson",
+                               R"({"user_id":"user-1","event_type":"A","time":1262304000000})" "\n"
+                               R"({"user_id":"user-1","event_type":"B","time":1924992000000})" "\n"
+                               R"({"user_id":"user-1","event_type":"C","time":600000000000})" "\n"),
+                         options);
+  EXPECT_EQ(json.event_types, std::vector<std::string>{"A"});
+  ASSERT_EQ(json.errors.size(), 2u);
+  EXPECT_EQ(json.errors[0].rfind(dir_ + "/e.ndjson:2: field \"time\": 1924992000000 (2031-01-01", 0), 0u) << json.errors[0];
+  EXPECT_NE(json.errors[1].find("e.ndjson:3: field \"time\": 600000000000 (1989-01-05"), std::string::npos) << json.errors[1];
+  auto mapping = CsvMapping::FromJson(R"({"user_id":"Customer","event_type":"Purchase",
+                                          "time":{"column":"When","format":"iso"}})");
+  ASSERT_TRUE(mapping.ok()) << mapping.status().ToString();
+  options.csv_mapping = *mapping;
+  Collected csv = Parse(Write("s.csv", "Customer,When\ncust-1,2009-12-01T07:45:00Z\ncust-2,2031-01-01T00:00:00Z\n"), options);
+  EXPECT_EQ(csv.event_types.size(), 1u) << "2009 imports";
+  ASSERT_EQ(csv.errors.size(), 1u);
+  EXPECT_NE(csv.errors[0].find("s.csv:3: field \"When\""), std::string::npos) << csv.errors[0];
+  EXPECT_NE(csv.errors[0].find("in the future"), std::string::npos) << csv.errors[0];
 }
 
 TEST_F(FileSourceTest, MissingFileAndSinkErrorStop) {

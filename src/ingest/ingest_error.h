@@ -16,6 +16,9 @@ struct IngestError {
   bool in_array = false;  // position.index is meaningful (element of a JSON array)
   std::string field;    // "user_id", "event_properties.color", "" for the whole line
   std::string reason;   // "\"null\" is a blocked id value"
+  // A Segment message of a type sibyl does not use (not track, identify, page, screen,
+  // group or alias): receivers may skip it instead of failing its batch.
+  bool unsupported_type = false;
 
   // `events.ndjson:17: field "user_id": "null" is a blocked id value`,
   // `batch index 3: field "time": ...`, `body.json:1: batch index 2: ...`.

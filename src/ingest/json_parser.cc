@@ -44,6 +44,7 @@ enum class Key : uint8_t {
   kType,        // Segment message type
   kName,        // Segment page/screen name
   kPreviousId,  // Segment alias
+  kGroupId,     // Segment group
   kEvents,      // a body: {"events":[..]}
   kBatch,       // a body: {"batch":[..]}
 };
@@ -94,6 +95,7 @@ constexpr std::array kKeys = {
     KeyEntry{"type", Key::kType},
     KeyEntry{"name", Key::kName},
     KeyEntry{"previousId", Key::kPreviousId},
+    KeyEntry{"groupId", Key::kGroupId},
     KeyEntry{"events", Key::kEvents},
     KeyEntry{"batch", Key::kBatch},
 };
@@ -173,6 +175,8 @@ struct JsonEventParser::Impl {
     std::string_view segment_type;
     std::string_view name;
     std::string_view previous_id;
+    std::string_view group_id;
+    bool unsupported_type = false;  // a Segment message of a type sibyl does not use
     std::string_view time_text;  // a string given for time/timestamp
     std::string_view time_field;
     // Where the top-level event properties (price, revenue, ...) went in
@@ -247,6 +251,9 @@ struct JsonEventParser::Impl {
           break;
         case Key::kPreviousId:
           JSON_TRY(ReadIdField(v, "previousId", b.previous_id, b, batch));
+          break;
+        case Key::kGroupId:
+          JSON_TRY(ReadIdField(v, "groupId", b.group_id, b, batch));
           break;
         case Key::kTime:
         case Key::kTimestamp:
@@ -504,6 +511,7 @@ struct JsonEventParser::Impl {
       t.errors->push_back(IngestError{position, std::string(t.source), in_array,
                                       std::move(b.problem->field),
                                       std::move(b.problem->reason)});
+      t.errors->back().unsupported_type = b.unsupported_type;
       return;
     }
     batch.events.push_back(e);
@@ -541,11 +549,29 @@ struct JsonEventParser::Impl {
       else b.Fail("previousId", "is required for alias");
       return;
     }
+    if (type == "group") {
+      // A user-level record: the group's traits become the user's properties under
+      // "group.", and the group id "group.id", so they never overwrite the user's own
+      // traits. (One group a user; a later group call replaces what it sets.)
+      e.is_identify = true;
+      e.event_type = {};
+      for (size_t i = b.updates_start; i < batch.user_updates.size(); ++i) {
+        UserPropertyUpdate& u = batch.user_updates[i];
+        u.key = batch.Intern(fmt::format("group.{}", u.key));
+      }
+      if (b.group_id.empty()) {
+        b.Fail("groupId", "is required for group");
+      } else {
+        AddUpdate(batch, UserPropertyOp::kSet, "group.id", Value::String(b.group_id));
+      }
+      return;
+    }
     if (type.empty()) {
       b.Fail("type", "is required for a Segment message");
     } else {
+      b.unsupported_type = true;
       b.Fail("type", fmt::format("\"{}\" is not a supported Segment message type "
-                                 "(track, identify, page, screen, alias)",
+                                 "(track, identify, page, screen, group, alias)",
                                  type.substr(0, 40)));
     }
   }

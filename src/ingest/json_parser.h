@@ -1,6 +1,6 @@
 // Parsers for JSON event input: newline-delimited files and HTTP request bodies, in
 // Amplitude (event, identify, HTTP V2 / batch, identify API) and Segment (track,
-// identify, page, screen, alias, batch) shapes. Field mapping: docs/INGEST.md.
+// identify, page, screen, group, alias, batch) shapes. Field mapping: docs/INGEST.md.
 //
 // Ownership: parsed events hold string_views straight into the input text (strings with
 // escapes are unescaped into the batch's arena). So the input must live as long as the

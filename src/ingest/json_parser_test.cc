@@ -245,8 +245,9 @@ TEST(JsonParser, SegmentMessages) {
       R"({"type":"page","anonymousId":"anon-1","name":"Home","properties":{"path":"/"}})" "\n"
       R"({"type":"screen","userId":"user-1","name":"Cart"})" "\n"
       R"({"type":"alias","userId":"user-1","previousId":"anon-1"})" "\n"
-      R"({"type":"group","userId":"user-1","groupId":"g1"})");
-  ASSERT_EQ(p.batch.events.size(), 5u) << Errors(p);
+      R"({"type":"group","userId":"user-1","groupId":"g1","traits":{"name":"Acme","plan":"pro"}})" "\n"
+      R"({"type":"futuretype","userId":"user-1"})");
+  ASSERT_EQ(p.batch.events.size(), 6u) << Errors(p);
   const auto& track = p.batch.events[0];
   EXPECT_EQ(track.event_type, "Signed Up");
   EXPECT_EQ(track.user_id, "user-1");
@@ -265,9 +266,29 @@ TEST(JsonParser, SegmentMessages) {
   const auto& alias = p.batch.events[4];
   EXPECT_TRUE(alias.is_identify);
   EXPECT_EQ(alias.device_id, "anon-1");
+  // group: a user-level record, traits under "group." so the user's own stay.
+  const auto& group = p.batch.events[5];
+  EXPECT_TRUE(group.is_identify);
+  EXPECT_EQ(group.user_id, "user-1");
+  EXPECT_EQ(FindUpdate(p.batch, group, "group.id")->value.text, "g1");
+  EXPECT_EQ(FindUpdate(p.batch, group, "group.name")->value.text, "Acme");
+  EXPECT_EQ(FindUpdate(p.batch, group, "group.plan")->value.text, "pro");
+  EXPECT_EQ(FindUpdate(p.batch, group, "name"), nullptr);
+  // An unknown type is an error marked so receivers can skip it.
   ASSERT_EQ(p.errors.size(), 1u);
   EXPECT_EQ(p.errors[0].field, "type");
-  EXPECT_EQ(p.errors[0].position.line, 6u);
+  EXPECT_EQ(p.errors[0].position.line, 7u);
+  EXPECT_TRUE(p.errors[0].unsupported_type);
+}
+
+TEST(JsonParser, SegmentGroupNeedsGroupIdAndMissingTypeIsInvalid) {
+  Parsed p = ParseLines(R"({"type":"group","userId":"user-1","traits":{"a":1}})" "\n"
+                        R"({"type":"","userId":"user-1","event":"A"})");
+  ASSERT_EQ(p.errors.size(), 2u) << Errors(p);
+  EXPECT_EQ(p.errors[0].field, "groupId");
+  EXPECT_FALSE(p.errors[0].unsupported_type);
+  EXPECT_EQ(p.errors[1].field, "type");
+  EXPECT_FALSE(p.errors[1].unsupported_type) << "a missing type is an invalid message, not an unknown one";
 }
 
 TEST(JsonParser, SegmentBadTimestamp) {

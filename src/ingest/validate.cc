@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "common/time.h"
+
 namespace sibyl {
 namespace {
 
@@ -105,6 +107,24 @@ std::optional<FieldProblem> ValidateEvent(const ParsedEvent& event, const EventB
                           fmt::format("{} looks like epoch seconds; time must be epoch "
                                       "milliseconds",
                                       event.time_ms)};
+    }
+    if (event.time_ms >= kMaxPlausibleTimeMs) {
+      return FieldProblem{"time",
+                          fmt::format("{} looks like epoch microseconds (or nanoseconds); "
+                                      "time must be epoch milliseconds",
+                                      event.time_ms)};
+    }
+    if (event.time_ms < options.min_time_ms) {
+      return FieldProblem{"time", fmt::format("{} ({}) is before {}, the earliest time accepted",
+                                              event.time_ms, FormatTime(event.time_ms),
+                                              FormatTime(options.min_time_ms))};
+    }
+    if (event.time_ms > options.max_time_ms) {
+      return FieldProblem{"time", fmt::format("{} ({}) is in the future: after {}, the latest "
+                                              "time accepted (the receiver's clock plus its "
+                                              "tolerance)",
+                                              event.time_ms, FormatTime(event.time_ms),
+                                              FormatTime(options.max_time_ms))};
     }
   }
   for (const Property& p : batch.PropertiesOf(event)) {

@@ -76,6 +76,30 @@ TEST(Validate, TimeInSecondsRejected) {
             R"(t.ndjson:1: field "time": 1700000000 looks like epoch seconds; time must be epoch milliseconds)");
 }
 
+TEST(Validate, TimeInMicrosecondsRejected) {
+  EXPECT_EQ(ErrorOf(R"({"user_id":"user-1","event_type":"A","time":1700000000000000})"),
+            R"(t.ndjson:1: field "time": 1700000000000000 looks like epoch microseconds (or nanoseconds); time must be epoch milliseconds)");
+}
+
+TEST(Validate, TimeBoundsAreInclusiveAndNamed) {
+  JsonParseOptions o;
+  o.validation.min_time_ms = kServerMinTimeMs;  // 2000-01-01
+  o.validation.max_time_ms = 1'717'243'200'000 + kDefaultFutureToleranceMs;  // 2024-06-02T12:00Z
+  EXPECT_EQ(ErrorOf(R"({"user_id":"user-1","event_type":"A","time":946684800000})", o), "");
+  EXPECT_EQ(ErrorOf(R"({"user_id":"user-1","event_type":"A","time":1717329600000})", o), "");
+  EXPECT_EQ(ErrorOf(R"({"user_id":"user-1","event_type":"A","time":946684799999})", o),
+            R"(t.ndjson:1: field "time": 946684799999 (1999-12-31T23:59:59.999Z) is before 2000-01-01T00:00:00.000Z, the earliest time accepted)");
+  EXPECT_EQ(ErrorOf(R"({"user_id":"user-1","event_type":"A","time":1924992000000})", o),
+            R"(t.ndjson:1: field "time": 1924992000000 (2031-01-01T00:00:00.000Z) is in the future: after 2024-06-02T12:00:00.000Z, the latest time accepted (the receiver's clock plus its tolerance))");
+  // Segment timestamps too.
+  EXPECT_NE(ErrorOf(R"({"type":"track","userId":"user-1","event":"A","timestamp":"2031-01-01T00:00:00Z"})", o)
+                .find("is in the future"),
+            std::string::npos);
+  // Without bounds (the library's default) 1980 and 2031 pass.
+  EXPECT_EQ(ErrorOf(R"({"user_id":"user-1","event_type":"A","time":315532800000})"), "");
+  EXPECT_EQ(ErrorOf(R"({"user_id":"user-1","event_type":"A","time":1924992000000})"), "");
+}
+
 TEST(Validate, NegativeTimeRejected) {
   EXPECT_EQ(ErrorOf(R"({"user_id":"user-1","event_type":"A","time":-5})"),
             R"(t.ndjson:1: field "time": -5 is negative)");
