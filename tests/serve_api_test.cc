@@ -4,6 +4,11 @@
 // an ephemeral loopback port, httplib::Client as the client.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -121,6 +126,22 @@ TEST_F(ServeApiTest, MinIdLengthOptionIsHonoured) {
   EXPECT_EQ(r->status, 400);
 }
 
+// An Amplitude body of one event padded with properties to exactly `bytes` bytes.
+std::string PaddedBody(size_t bytes) {
+  json body = json::parse(AmplitudeBody(kIngestKey, 0, 1));
+  json& props = body["events"][0]["event_properties"];
+  props["last"] = "";
+  size_t size = body.dump().size();
+  for (int k = 0; size + 600 < bytes; ++k) {  // ,"pK":"<500 x>" adds 6 + key + 500 bytes
+    const std::string key = "p" + std::to_string(k);
+    props[key] = std::string(500, 'x');
+    size += 6 + key.size() + 500;
+  }
+  const size_t missing = bytes - body.dump().size();
+  props["last"] = std::string(missing, 'y');
+  return body.dump();
+}
+
 TEST_F(ServeApiTest, LimitsAre413WithTheLimitInTheBody) {
   auto c = server_->Client();
   // 2,001 events: over Amplitude's 2,000 a request.
@@ -128,14 +149,23 @@ TEST_F(ServeApiTest, LimitsAre413WithTheLimitInTheBody) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 413);
   EXPECT_EQ(Json(r)["max_events_per_request"], 2000);
-  // Over 1 MB on /2/httpapi.
-  json body = json::parse(AmplitudeBody(kIngestKey, 0, 1));
-  body["events"][0]["event_properties"]["pad"] = std::string(1100 * 1000, 'x');
-  r = c->Post("/2/httpapi", body.dump(), "application/json");
+  // Over 1 MB on /2/httpapi: Amplitude's MB is 1,000,000 bytes, so a body between 10^6
+  // and 2^20 bytes is too large.
+  std::string body = PaddedBody(1'000'001);
+  ASSERT_EQ(body.size(), 1'000'001u);
+  r = c->Post("/2/httpapi", body, "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 413);
-  EXPECT_EQ(Json(r)["max_payload_size_bytes"], 1 << 20);
-  EXPECT_EQ(Events(), 0u);
+  EXPECT_EQ(Json(r)["code"], 413);
+  EXPECT_EQ(Json(r)["error"], "Payload too large");
+  EXPECT_EQ(Json(r)["max_payload_size_bytes"], 1'000'000);
+  EXPECT_EQ(Json(r)["payload_size_bytes"], 1'000'001);
+  // Exactly 1,000,000 bytes is accepted.
+  body = PaddedBody(1'000'000);
+  ASSERT_EQ(body.size(), 1'000'000u);
+  r = c->Post("/2/httpapi", body, "application/json");
+  EXPECT_EQ(r->status, 200) << r->body.substr(0, 200);
+  EXPECT_EQ(Events(), 1u);
 }
 
 TEST_F(ServeApiTest, IdentifyIsFormEncodedAndSetsUserProperties) {
@@ -160,8 +190,8 @@ TEST_F(ServeApiTest, IdentifyIsFormEncodedAndSetsUserProperties) {
   EXPECT_EQ(r->status, 200) << r->body;
   // Missing identification; missing and wrong keys.
   EXPECT_EQ(c->Post("/identify", httplib::Params{{"api_key", kIngestKey}})->status, 400);
-  EXPECT_EQ(c->Post("/identify", httplib::Params{{"identification", identification.dump()}})->status, 401);
-  EXPECT_EQ(c->Post("/identify", httplib::Params{{"api_key", "wrong-key-123456"}, {"identification", identification.dump()}})->status, 403);
+  EXPECT_EQ(c->Post("/identify", httplib::Params{{"identification", identification.dump()}})->status, 400);
+  EXPECT_EQ(c->Post("/identify", httplib::Params{{"api_key", "wrong-key-123456"}, {"identification", identification.dump()}})->status, 400);
 }
 
 TEST_F(ServeApiTest, SegmentEndpointsTakeTheWriteKeyAsBasicUser) {
@@ -198,11 +228,11 @@ TEST_F(ServeApiTest, SegmentEndpointsTakeTheWriteKeyAsBasicUser) {
 
 TEST_F(ServeApiTest, IngestAuthMatrixAndNothingChangesWithoutAValidKey) {
   auto c = server_->Client();
-  // Amplitude: the key is in the body.
+  // Amplitude: the key is in the body; a missing or wrong one is Amplitude's 400.
   for (const char* path : {"/2/httpapi", "/batch"}) {
-    EXPECT_EQ(c->Post(path, AmplitudeBody("", 0, 5), "application/json")->status, 401) << path;
-    EXPECT_EQ(c->Post(path, AmplitudeBody("not-a-valid-key", 0, 5), "application/json")->status, 403) << path;
-    EXPECT_EQ(c->Post(path, AmplitudeBody(kAdminKey, 0, 5), "application/json")->status, 403)
+    EXPECT_EQ(c->Post(path, AmplitudeBody("", 0, 5), "application/json")->status, 400) << path;
+    EXPECT_EQ(c->Post(path, AmplitudeBody("not-a-valid-key", 0, 5), "application/json")->status, 400) << path;
+    EXPECT_EQ(c->Post(path, AmplitudeBody(kAdminKey, 0, 5), "application/json")->status, 400)
         << path << ": the admin key is not an ingest key";
   }
   // Segment: HTTP Basic.
@@ -217,6 +247,210 @@ TEST_F(ServeApiTest, IngestAuthMatrixAndNothingChangesWithoutAValidKey) {
   EXPECT_EQ(c->Post("/2/httpapi", AmplitudeBody(kIngestKey, 0, 5), "application/json")->status, 200);
   EXPECT_EQ(c->Post("/v1/track", {{"Authorization", Basic(kOtherIngestKey, "")}}, track.dump(), "application/json")->status, 200);
   EXPECT_EQ(Events(), 6u);
+}
+
+// @amplitude/analytics-node (analytics-core's Destination.handleInvalidResponse) reads
+// the body's "code" and treats a 400 as final, without retrying, when "missing_field" is
+// set or "error" starts with "Invalid API key"; @amplitude/node drops a payload whose
+// "missing_field" is a string. Anything else makes them retry (12 times) and report a
+// generic "exceeded retry count".
+TEST_F(ServeApiTest, AmplitudeKeyErrorsAreTheVendorsFinal400) {
+  auto c = server_->Client();
+  for (const char* path : {"/2/httpapi", "/batch"}) {
+    auto r = c->Post(path, AmplitudeBody("", 0, 3), "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << path;
+    json j = Json(r);
+    EXPECT_EQ(j["code"], 400) << r->body;
+    EXPECT_EQ(j["missing_field"], "api_key") << r->body;
+    EXPECT_EQ(j["error"].get<std::string>().rfind("Invalid API key", 0), 0u) << r->body;
+    r = c->Post(path, AmplitudeBody("not-a-valid-key-123", 0, 3), "application/json");
+    EXPECT_EQ(r->status, 400) << path;
+    j = Json(r);
+    EXPECT_EQ(j["code"], 400);
+    EXPECT_EQ(j["error"].get<std::string>().rfind("Invalid API key", 0), 0u) << r->body;
+    EXPECT_EQ(r->body.find("not-a-valid-key-123"), std::string::npos) << "the key is not echoed";
+  }
+  json identification = {{"user_id", "user-1"}, {"user_properties", {{"$set", {{"plan", "pro"}}}}}};
+  auto r = c->Post("/identify", httplib::Params{{"api_key", "wrong-key-123456"}, {"identification", identification.dump()}});
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(Json(r)["error"].get<std::string>().rfind("Invalid API key", 0), 0u) << r->body;
+  // A body without "events": Amplitude's missing_field.
+  r = c->Post("/2/httpapi", json{{"api_key", kIngestKey}}.dump(), "application/json");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(Json(r)["missing_field"], "events") << r->body;
+  EXPECT_EQ(Events(), 0u);
+}
+
+TEST_F(ServeApiTest, InvalidIdLengthsAreListedAsAmplitudeDoes) {
+  json body = json::parse(AmplitudeBody(kIngestKey, 0, 3));
+  body["events"][1]["user_id"] = "abc";
+  auto r = server_->Client()->Post("/2/httpapi", body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  json j = Json(r);
+  EXPECT_EQ(j["events_with_invalid_id_lengths"]["user_id"], json::array({1})) << r->body;
+  EXPECT_TRUE(j["missing_field"].is_null()) << "per-event problems are not final for the whole payload";
+}
+
+TEST_F(ServeApiTest, SegmentSingleCallPathsForPageScreenGroupAlias) {
+  auto c = server_->Client();
+  httplib::Headers auth = {{"Authorization", Basic(kIngestKey, "")}};
+  auto post = [&](const char* path, const json& body) {
+    auto r = c->Post(path, auth, body.dump(), "application/json");
+    EXPECT_TRUE(r) << path;
+    return r;
+  };
+  auto r = post("/v1/page", {{"userId", "seg-user-1"}, {"name", "Pricing"}, {"properties", {{"path", "/pricing"}}},
+                             {"timestamp", "2024-03-01T12:00:00Z"}});
+  EXPECT_EQ(r->status, 200) << r->body;
+  r = post("/v1/screen", {{"anonymousId", "anon-device-1"}, {"name", "Home"}, {"timestamp", "2024-03-01T12:00:01Z"}});
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(Events(), 2u);
+  r = post("/v1/group", {{"userId", "seg-user-1"}, {"groupId", "acme-inc"}, {"traits", {{"name", "Acme"}, {"plan", "enterprise"}}}});
+  EXPECT_EQ(r->status, 200) << r->body;
+  r = post("/v1/alias", {{"userId", "seg-user-1"}, {"previousId", "anon-device-1"}});
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(Events(), 2u) << "group and alias are no events";
+  auto user = server_->Admin()->Get("/api/v1/users/seg-user-1");
+  ASSERT_EQ(user->status, 200) << user->body;
+  json props = Json(user)["properties"];
+  EXPECT_EQ(props["group.id"], "acme-inc") << user->body;
+  EXPECT_EQ(props["group.name"], "Acme") << user->body;
+  EXPECT_EQ(props["group.plan"], "enterprise") << user->body;
+  EXPECT_TRUE(props["name"].is_null()) << "group traits do not overwrite the user's own";
+  // A message of another type at a single-call path is refused.
+  r = post("/v1/group", {{"type", "track"}, {"userId", "seg-user-1"}, {"event", "X"}});
+  EXPECT_EQ(r->status, 400);
+}
+
+TEST_F(ServeApiTest, SegmentBatchStoresWhatItCanAndReportsSkippedMessages) {
+  auto c = server_->Client();
+  httplib::Headers auth = {{"Authorization", Basic(kIngestKey, "")}};
+  json batch = {{"batch", {{{"type", "track"}, {"userId", "seg-user-2"}, {"event", "Opened"}, {"timestamp", "2024-03-01T12:00:00Z"}},
+                           {{"type", "group"}, {"userId", "seg-user-2"}, {"groupId", "g-12345"}, {"traits", {{"seats", 10}}}},
+                           {{"type", "futuretype"}, {"userId", "seg-user-2"}},
+                           {{"type", "page"}, {"userId", "seg-user-2"}, {"name", "Docs"}, {"timestamp", "2024-03-01T12:00:02Z"}},
+                           {{"type", "identify"}, {"userId", "seg-user-2"}, {"traits", {{"email", "x@y.z"}}}}}}};
+  auto r = c->Post("/v1/batch", auth, batch.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  json j = Json(r);
+  EXPECT_EQ(j["success"], true);
+  EXPECT_EQ(j["skipped"], 1) << r->body;
+  EXPECT_EQ(j["skipped_messages"][0]["index"], 2) << r->body;
+  EXPECT_EQ(Events(), 2u);
+  auto user = server_->Admin()->Get("/api/v1/users/seg-user-2");
+  ASSERT_EQ(user->status, 200) << user->body;
+  EXPECT_EQ(Json(user)["properties"]["group.seats"], 10);
+  EXPECT_EQ(Json(user)["properties"]["email"], "x@y.z");
+}
+
+// `curl -d` sends application/x-www-form-urlencoded; Amplitude reads the JSON anyway.
+TEST_F(ServeApiTest, JsonIsReadWhateverTheContentType) {
+  auto c = server_->Client();
+  json body = json::parse(AmplitudeBody(kIngestKey, 0, 100));  // ~13 KB: over httplib's 8 KB form limit
+  ASSERT_GT(body.dump().size(), 8192u);
+  for (const char* type : {"application/x-www-form-urlencoded", "text/plain", ""}) {
+    auto r = c->Post("/2/httpapi", body.dump(), type);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << type << ": " << r->body;
+  }
+  httplib::Headers auth = {{"Authorization", Basic(kIngestKey, "")}};
+  json track = {{"userId", "seg-user-1"}, {"event", "Signed Up"}};
+  for (int i = 0; i < 9; ++i) track["properties"]["p" + std::to_string(i)] = std::string(1000, 'x');
+  auto r = c->Post("/v1/track", auth, track.dump(), "application/x-www-form-urlencoded");
+  EXPECT_EQ(r->status, 200) << r->body;
+  // Gzip bodies (Content-Encoding: gzip) are still decompressed.
+  c->set_compress(true);
+  r = c->Post("/2/httpapi", AmplitudeBody(kIngestKey, 1000, 50), "application/json");
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(Json(r)["events_ingested"], 50);
+}
+
+// Sends raw bytes and returns the response's status line, or "" after `timeout_s`.
+std::string RawRequest(int port, const std::string& request, int timeout_s) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return "";
+  }
+  timeval tv{timeout_s, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  (void)!::write(fd, request.data(), request.size());
+  std::string got;
+  char buf[4096];
+  while (got.find("\r\n") == std::string::npos) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return got.substr(0, got.find("\r\n"));
+}
+
+TEST_F(ServeApiTest, EmptyBodiesAreAnsweredAtOnce) {
+  auto c = server_->Client();
+  auto r = c->Post("/2/httpapi", "", "application/json");  // Content-Length: 0
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(Json(r)["code"], 400);
+  httplib::Headers auth = {{"Authorization", Basic(kIngestKey, "")}};
+  EXPECT_EQ(c->Post("/v1/track", auth, "", "application/json")->status, 400);
+  // No Content-Length and no Transfer-Encoding: HTTP/1.1 says the body is empty.
+  for (const char* path : {"/2/httpapi", "/batch", "/identify", "/v1/track", "/v1/batch"}) {
+    auto started = std::chrono::steady_clock::now();
+    std::string status = RawRequest(server_->port(),
+                                    std::string("POST ") + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 10);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    EXPECT_NE(status.find(" 400"), std::string::npos) << path << ": " << status;
+    EXPECT_LT(seconds, 3.0) << path;
+  }
+  EXPECT_EQ(Events(), 0u);
+}
+
+// One far-future event (a 2031 date, microseconds for milliseconds) would move the
+// store's last event, which training defaults to, past all data.
+TEST(ServeTimeBoundsTest, FarFutureAndAncientTimesAreInvalidFields) {
+  TempDir dir;
+  ManualClock clock(1'717'243'200'000);  // 2024-06-01T12:00:00Z
+  ServerOptions options = TestOptions(dir.Sub("data"));
+  options.clock = &clock;
+  TestServer server(options);
+  ASSERT_TRUE(server.status().ok()) << server.status().ToString();
+  auto c = server.Client();
+  auto body_with_times = [](const std::vector<int64_t>& times) {
+    json events = json::array();
+    for (size_t i = 0; i < times.size(); ++i)
+      events.push_back({{"user_id", "user-" + std::to_string(100 + i)}, {"event_type", "E"}, {"time", times[i]}});
+    return json{{"api_key", kIngestKey}, {"events", events}}.dump();
+  };
+  const int64_t now = clock.NowMs();
+  // Within the day ahead, and an old time after 2000-01-01: accepted.
+  auto r = c->Post("/2/httpapi", body_with_times({now, now + 23 * 3'600'000LL, 1'262'304'000'000}), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  // 2031, microseconds, 1999: each named by index as an invalid "time".
+  r = c->Post("/2/httpapi", body_with_times({now, 1'924'992'000'000, now * 1000, 915'148'800'000, now + 25 * 3'600'000LL}),
+              "application/json");
+  EXPECT_EQ(r->status, 400);
+  json j = Json(r);
+  EXPECT_EQ(j["events_with_invalid_fields"]["time"], json::array({1, 2, 3, 4})) << r->body;
+  const std::string reasons = j["errors"].dump();
+  EXPECT_NE(reasons.find("microseconds"), std::string::npos) << reasons;
+  EXPECT_NE(reasons.find("2000-01-01"), std::string::npos) << reasons;
+  EXPECT_NE(reasons.find("future"), std::string::npos) << reasons;
+  // Segment: a clear 400.
+  httplib::Headers auth = {{"Authorization", Basic(kIngestKey, "")}};
+  json track = {{"userId", "seg-user-1"}, {"event", "Signed Up"}, {"timestamp", "2031-01-01T00:00:00Z"}};
+  r = c->Post("/v1/track", auth, track.dump(), "application/json");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(Json(r)["message"].get<std::string>().find("future"), std::string::npos) << r->body;
+  EXPECT_EQ(Json(server.Client()->Get("/healthz"))["events"], 3);
 }
 
 TEST_F(ServeApiTest, AdminAuthMatrix) {
@@ -323,12 +557,12 @@ TEST_F(ServeApiTest, UsersAndPageParameters) {
 
 TEST_F(ServeApiTest, MetricsArePrometheusText) {
   ASSERT_EQ(server_->Client()->Post("/2/httpapi", AmplitudeBody(kIngestKey, 0, 7), "application/json")->status, 200);
-  ASSERT_EQ(server_->Client()->Post("/2/httpapi", AmplitudeBody("", 0, 7), "application/json")->status, 401);
+  ASSERT_EQ(server_->Client()->Post("/2/httpapi", AmplitudeBody("", 0, 7), "application/json")->status, 400);
   auto r = server_->Admin()->Get("/metrics");
   ASSERT_EQ(r->status, 200);
   EXPECT_NE(r->body.find("# TYPE sibyl_ingest_events_total counter"), std::string::npos);
   EXPECT_NE(r->body.find("sibyl_ingest_events_total{endpoint=\"/2/httpapi\"} 7"), std::string::npos) << r->body;
-  EXPECT_NE(r->body.find("sibyl_ingest_errors_total{endpoint=\"/2/httpapi\",code=\"401\"} 1"), std::string::npos);
+  EXPECT_NE(r->body.find("sibyl_ingest_errors_total{endpoint=\"/2/httpapi\",code=\"400\"} 1"), std::string::npos);
   EXPECT_NE(r->body.find("sibyl_ingest_queue_events 0"), std::string::npos);
   EXPECT_NE(r->body.find("sibyl_http_request_seconds_bucket"), std::string::npos);
 }

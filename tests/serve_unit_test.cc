@@ -8,6 +8,7 @@
 
 #include "ingest/json_parser.h"
 #include "serve_test_util.h"
+#include "server/context.h"
 #include "server/group_commit.h"
 #include "server/keys.h"
 #include "server/metrics.h"
@@ -114,6 +115,21 @@ TEST(GroupCommitTest, FullQueueIsRefusedNotQueued) {
   EXPECT_EQ((*store)->Snapshot()->event_count(), 10u);
   committer.Stop();
   EXPECT_EQ(committer.Submit(second).status().code(), StatusCode::kFailedPrecondition);
+}
+
+// @amplitude/analytics-node reads these keys of a 429 (analytics-core's BaseTransport
+// buildResponse and Destination.handleRateLimitResponse): nothing listed per user, device
+// or event means "retry everything after the flush interval".
+TEST(AmplitudeResponsesTest, ThrottledBodyHasTheSdkShape) {
+  nlohmann::json j = AmplitudeThrottledBody("ingest queue full");
+  EXPECT_EQ(j["code"], 429);
+  EXPECT_EQ(j["error"], "Too many requests: ingest queue full");
+  EXPECT_TRUE(j["throttled_events"].is_array() && j["throttled_events"].empty());
+  for (const char* key : {"throttled_devices", "throttled_users", "exceeded_daily_quota_devices", "exceeded_daily_quota_users"})
+    EXPECT_TRUE(j[key].is_object() && j[key].empty()) << key;
+  EXPECT_EQ(LimitText(1'000'000), "1 MB (1000000 bytes)");
+  EXPECT_EQ(LimitText(20'000'000), "20 MB (20000000 bytes)");
+  EXPECT_EQ(LimitText(32 << 10), "32 KB (32768 bytes)");
 }
 
 TEST(MetricsTest, RendersCountersHistogramsAndGauges) {

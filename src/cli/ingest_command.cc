@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "common/progress.h"
+#include "common/time.h"
 #include "ingest/csv_parser.h"
 #include "ingest/file_source.h"
 #include "store/event_store.h"
@@ -22,6 +23,8 @@ struct IngestOptions {
   uint64_t commit_every = 0;
   double dedup_window_days = 7;
   size_t show_errors = 10;
+  double future_tolerance_hours = 24;
+  std::string earliest_time = "1990-01-01";
 };
 
 struct IngestTotals {
@@ -66,6 +69,13 @@ void Run(const GlobalOptions& global, const IngestOptions& opts) {
   };
 
   FileParseOptions parse_options;
+  // Time bounds (docs/INGEST.md): one far-future event would move the store's last event,
+  // which training defaults to, past all data.
+  if (opts.future_tolerance_hours < 0) throw CommandFailed(InvalidArgument("--future-tolerance-hours must be >= 0"));
+  parse_options.json.validation.min_time_ms = Check(ParseTime(opts.earliest_time));
+  parse_options.json.validation.max_time_ms =
+      std::min(SystemClock::Instance().NowMs() + static_cast<int64_t>(opts.future_tolerance_hours * 3'600'000),
+               kNoMaxTimeMs);
   if (!opts.mapping.empty()) parse_options.csv_mapping = Check(CsvMapping::FromFile(opts.mapping));
   // Dictionary lookups of names the store already knows happen on the parse threads.
   parse_options.prepare = [&store](EventBatch& batch) { store->Prepare(batch); };
@@ -155,6 +165,12 @@ void AddIngestCommand(CLI::App& app, const GlobalOptions& global) {
                   "each commit prints {\"acknowledged_events\": N}");
   cmd->add_option("--dedup-window-days", opts->dedup_window_days,
                   "drop an event whose insert_id was ingested within this many days")
+      ->capture_default_str();
+  cmd->add_option("--future-tolerance-hours", opts->future_tolerance_hours,
+                  "refuse events timed more than this after the wall clock")
+      ->capture_default_str();
+  cmd->add_option("--earliest-time", opts->earliest_time,
+                  "refuse events timed before this (ISO date or epoch ms)")
       ->capture_default_str();
   cmd->callback([&global, opts] { Run(global, *opts); });
 }

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "common/time.h"
 #include "server/server.h"
 
 namespace sibyl {
@@ -25,6 +26,8 @@ struct ServeFlags {
   uint64_t checkpoint_events = 1'000'000;
   double checkpoint_minutes = 10;
   bool no_request_log = false;
+  double future_tolerance_hours = 24;
+  std::string earliest_time = "2000-01-01";
 };
 
 void RunServe(const GlobalOptions& global, const ServeFlags& flags) {
@@ -50,6 +53,9 @@ void RunServe(const GlobalOptions& global, const ServeFlags& flags) {
   options.checkpoint_events = flags.checkpoint_events;
   options.checkpoint_every_ms = static_cast<int64_t>(flags.checkpoint_minutes * 60'000);
   options.log_requests = !flags.no_request_log;
+  if (flags.future_tolerance_hours < 0) throw CommandFailed(InvalidArgument("--future-tolerance-hours must be >= 0"));
+  options.limits.future_tolerance_ms = static_cast<int64_t>(flags.future_tolerance_hours * 3'600'000);
+  options.limits.min_event_time_ms = Check(ParseTime(flags.earliest_time));
   std::unique_ptr<server::Server> server = Check(server::Server::Open(options));
   Check(server->Start());
   if (!global.quiet)
@@ -92,6 +98,12 @@ void AddServeCommand(CLI::App& app, const GlobalOptions& global) {
                   "checkpoint at least this often when events arrived")
       ->capture_default_str();
   cmd->add_flag("--no-request-log", flags->no_request_log, "no JSON line per request on stderr");
+  cmd->add_option("--future-tolerance-hours", flags->future_tolerance_hours,
+                  "refuse events timed more than this after the server's clock at arrival")
+      ->capture_default_str();
+  cmd->add_option("--earliest-time", flags->earliest_time,
+                  "refuse events timed before this (ISO date or epoch ms)")
+      ->capture_default_str();
   cmd->callback([&global, flags] { RunServe(global, *flags); });
 }
 

@@ -1,11 +1,14 @@
 // The vendor ingest endpoints: Amplitude HTTP V2 (/2/httpapi), batch (/batch) and identify
-// (/identify); Segment track, identify and batch (/v1/...). Each request is checked in
-// this order: size (413), key (401/403), body (400, every bad event named), event count
-// (413), then queued for group commit (429 when the queue is full) and acknowledged only
-// once its transaction is durable. A rejected request writes nothing.
+// (/identify); Segment track, identify, page, screen, group, alias and batch (/v1/...).
+// Each request is checked in this order: empty body (400), size (413), key (Amplitude:
+// 400 "Invalid API key"; Segment: 401/403), body (400, every bad event named), event
+// count (413), then queued for group commit (429 when the queue is full) and acknowledged
+// only once its transaction is durable. A rejected request writes nothing. Answers are
+// shaped as the vendor's own, so their SDKs understand them (docs/SERVER.md).
 #include <simdjson.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <optional>
 #include <string>
@@ -26,13 +29,14 @@ struct Endpoint {
   Vendor vendor;
   BodyKind kind;
   size_t max_body_bytes;
-  const char* segment_type = nullptr;  // /v1/track, /v1/identify: the message type the path implies
+  const char* segment_type = nullptr;  // /v1/track, /v1/page, ...: the message type the path implies
 };
 
 // What the Amplitude envelope says besides the events.
 struct Envelope {
   std::optional<std::string> api_key;
   std::optional<int64_t> min_id_length;
+  bool has_events = false;  // an "events" key (its value is checked by the full parse)
 };
 
 // Reads api_key and options.min_id_length from an Amplitude body without building the
@@ -52,6 +56,8 @@ Result<Envelope> ReadEnvelope(const std::string& body) {
     if (key == "api_key") {
       std::string_view value;
       if (field.value().get_string().get(value) == simdjson::SUCCESS) envelope.api_key = std::string(value);
+    } else if (key == "events") {
+      envelope.has_events = true;
     } else if (key == "options") {
       simdjson::ondemand::object options;
       if (field.value().get_object().get(options) != simdjson::SUCCESS) continue;
@@ -101,6 +107,10 @@ bool IsMissingReason(const IngestError& e) {
   return e.reason.find("is required") != std::string::npos || e.reason.find("needs a user_id") != std::string::npos;
 }
 
+bool IsIdLengthReason(const IngestError& e) {
+  return (e.field == "user_id" || e.field == "device_id") && e.reason.find("is shorter than") != std::string::npos;
+}
+
 nlohmann::json ErrorList(const std::vector<IngestError>& errors, size_t limit = 100) {
   nlohmann::json list = nlohmann::json::array();
   for (size_t i = 0; i < errors.size() && i < limit; ++i) {
@@ -115,19 +125,29 @@ class IngestHandler {
  public:
   IngestHandler(ServerContext& ctx, Endpoint endpoint) : ctx_(ctx), ep_(endpoint) {}
 
-  void operator()(const httplib::Request& req, httplib::Response& res, const std::string& body) {
+  size_t max_body_bytes() const { return ep_.max_body_bytes; }
+
+  // `body_bytes`: the body's full size (`body` holds at most max_body_bytes + 1 of it).
+  void operator()(const httplib::Request& req, httplib::Response& res, const std::string& body, size_t body_bytes) {
     CurrentRequest().route = ep_.path;
     const std::string endpoint_label = fmt::format("endpoint=\"{}\"", ep_.path);
     ctx_.metrics.Add("sibyl_ingest_requests_total", endpoint_label);
-    if (body.size() > ep_.max_body_bytes) {
+    if (body_bytes == 0) return Fail(res, 400, "Invalid request: the request body is empty");
+    if (body_bytes > ep_.max_body_bytes) {
       return Fail(res, 413, "Payload too large",
-                  {{"payload_size_bytes", body.size()}, {"max_payload_size_bytes", ep_.max_body_bytes}});
+                  {{"payload_size_bytes", body_bytes}, {"max_payload_size_bytes", ep_.max_body_bytes},
+                   {"max_payload_size", LimitText(ep_.max_body_bytes)}});
     }
 
     // The key, and for Amplitude the body's options.
     std::optional<std::string> key;
     std::string events_text;
     JsonParseOptions parse_options;
+    // Times from min_event_time_ms to the arrival time plus the tolerance (docs/INGEST.md).
+    parse_options.validation.min_time_ms = ctx_.options.limits.min_event_time_ms;
+    parse_options.validation.max_time_ms =
+        std::min(ctx_.options.clock->NowMs() + ctx_.options.limits.future_tolerance_ms, kNoMaxTimeMs);
+    bool has_events = true;
     if (ep_.vendor == Vendor::kSegment) {
       key = CredentialFromAuthorization(req.get_header_value("Authorization"));
     } else if (ep_.kind == BodyKind::kAmplitudeIdentify) {
@@ -138,26 +158,34 @@ class IngestHandler {
       auto envelope = ReadEnvelope(body);
       if (!envelope.ok()) return Fail(res, 400, "Invalid JSON request body: " + envelope.status().message());
       key = envelope->api_key;
+      has_events = envelope->has_events;
       if (envelope->min_id_length) {
         if (*envelope->min_id_length < 1 || *envelope->min_id_length > 1024)
           return Fail(res, 400, "options.min_id_length must be between 1 and 1024");
         parse_options.validation.min_id_length = static_cast<size_t>(*envelope->min_id_length);
       }
     }
+    // Amplitude answers a missing or wrong api_key with 400 and an error starting "Invalid
+    // API key", which its SDKs take as final (no retries); a missing one also names the
+    // field. The key is never echoed.
     switch (CheckKey(key ? std::optional<std::string_view>(*key) : std::nullopt, ctx_.options.keys.ingest)) {
       case AuthOutcome::kMissing:
-        return Fail(res, 401, ep_.vendor == Vendor::kSegment ? "missing write key (HTTP Basic user name)" : "missing api_key");
+        if (ep_.vendor == Vendor::kSegment) return Fail(res, 401, "missing write key (HTTP Basic user name)");
+        return Fail(res, 400, "Invalid API key: the request has no api_key", {{"missing_field", "api_key"}});
       case AuthOutcome::kWrong:
-        return Fail(res, 403, ep_.vendor == Vendor::kSegment ? "invalid write key" : "invalid api_key");
+        if (ep_.vendor == Vendor::kSegment) return Fail(res, 403, "invalid write key");
+        return Fail(res, 400, "Invalid API key: the api_key is not an ingest key of this server");
       case AuthOutcome::kOk: break;
     }
+    if (!has_events) return Fail(res, 400, "Request missing required field", {{"missing_field", "events"}});
 
     // Parse and validate every event; any error rejects the whole request.
     EventBatch batch;
     std::vector<IngestError> errors;
     Status parsed;
     if (ep_.kind == BodyKind::kAmplitudeIdentify) {
-      if (events_text.empty()) return Fail(res, 400, "missing identification");
+      if (events_text.empty())
+        return Fail(res, 400, "Request missing required field", {{"missing_field", "identification"}});
       parsed = ParseRequestBody(std::move(events_text), ep_.kind, batch, errors, parse_options);
     } else if (ep_.segment_type != nullptr) {
       auto text = WithSegmentType(body);
@@ -172,16 +200,39 @@ class IngestHandler {
       return Fail(res, 413, "Too many events in one request",
                   {{"events", received}, {"max_events_per_request", ctx_.options.limits.max_events_per_request}});
     }
+    // A Segment message of a type sibyl does not use never fails its batch: it is skipped,
+    // counted and reported in the answer.
+    nlohmann::json skipped = nlohmann::json::array();
+    if (ep_.vendor == Vendor::kSegment) {
+      std::erase_if(errors, [&](const IngestError& e) {
+        if (!e.unsupported_type) return false;
+        skipped.push_back({{"index", e.position.index}, {"reason", e.reason}});
+        return true;
+      });
+    }
     if (!errors.empty()) return InvalidEvents(res, errors);
     if (ep_.vendor == Vendor::kAmplitude && ep_.kind == BodyKind::kAmplitudeEvents && batch.events.empty())
       return Fail(res, 400, "Request missing required field", {{"missing_field", "events"}});
+    if (!skipped.empty()) ctx_.metrics.Add("sibyl_ingest_skipped_messages_total", endpoint_label, static_cast<double>(skipped.size()));
+    nlohmann::json segment_ok = {{"success", true}};
+    if (!skipped.empty()) {
+      segment_ok["skipped"] = skipped.size();
+      segment_ok["skipped_messages"] = std::move(skipped);
+    }
+    if (ep_.vendor == Vendor::kSegment && batch.events.empty()) return SendJson(res, 200, segment_ok);  // all skipped
 
     auto committed = ctx_.committer->Submit(batch);
     if (!committed.ok()) {
       const Status& st = committed.status();
       if (st.code() == StatusCode::kResourceExhausted) {
         res.set_header("Retry-After", "1");
-        return Fail(res, 429, "Too many requests: " + st.message(), {{"retry_after_seconds", 1}});
+        if (ep_.vendor == Vendor::kSegment)
+          return Fail(res, 429, "Too many requests: " + st.message(), {{"retry_after_seconds", 1}});
+        nlohmann::json body = AmplitudeThrottledBody(st.message());
+        const std::string error = body["error"];
+        body.erase("code");
+        body.erase("error");
+        return Fail(res, 429, error, std::move(body));
       }
       if (st.code() == StatusCode::kFailedPrecondition) return Fail(res, 503, st.message());
       return Fail(res, 500, "not stored: " + st.ToString());
@@ -192,7 +243,7 @@ class IngestHandler {
     ctx_.metrics.Add("sibyl_ingest_duplicates_total", endpoint_label, static_cast<double>(r.duplicates_dropped));
     ctx_.metrics.Add("sibyl_ingest_bytes_total", endpoint_label, static_cast<double>(body.size()));
     CurrentRequest().events = batch.events.size();
-    if (ep_.vendor == Vendor::kSegment) return SendJson(res, 200, {{"success", true}});
+    if (ep_.vendor == Vendor::kSegment) return SendJson(res, 200, segment_ok);
     if (ep_.kind == BodyKind::kAmplitudeIdentify) {
       res.set_content("success", "text/plain");
       res.status = 200;
@@ -229,14 +280,17 @@ class IngestHandler {
       return SendJson(res, 400, {{"success", false}, {"message", errors.front().ToString()}, {"errors", list}});
     }
     // Amplitude's shape: field -> indices of the events, split into missing and invalid.
-    nlohmann::json invalid = nlohmann::json::object(), missing = nlohmann::json::object();
+    // The SDKs drop the events listed in these maps and resend the rest.
+    nlohmann::json invalid = nlohmann::json::object(), missing = nlohmann::json::object(),
+                   id_lengths = nlohmann::json::object();
     for (const IngestError& e : errors) {
       if (!e.in_array) continue;
-      nlohmann::json& target = IsMissingReason(e) ? missing : invalid;
+      nlohmann::json& target = IsMissingReason(e) ? missing : IsIdLengthReason(e) ? id_lengths : invalid;
       target[e.field.empty() ? "event" : e.field].push_back(e.position.index);
     }
     SendJson(res, 400, {{"code", 400}, {"error", "Invalid field values on some events; nothing was stored"},
                         {"events_with_invalid_fields", invalid}, {"events_with_missing_fields", missing},
+                        {"events_with_invalid_id_lengths", id_lengths},
                         {"errors", list}, {"invalid_events", errors.size()}});
   }
 
@@ -259,41 +313,64 @@ class IngestHandler {
 
 }  // namespace
 
+nlohmann::json AmplitudeThrottledBody(const std::string& reason) {
+  return {{"code", 429},
+          {"error", "Too many requests: " + reason},
+          {"throttled_devices", nlohmann::json::object()},
+          {"throttled_users", nlohmann::json::object()},
+          {"throttled_events", nlohmann::json::array()},
+          {"exceeded_daily_quota_devices", nlohmann::json::object()},
+          {"exceeded_daily_quota_users", nlohmann::json::object()},
+          {"retry_after_seconds", 1}};
+}
+
+std::string LimitText(size_t bytes) {
+  if (bytes % 1'000'000 == 0) return fmt::format("{} MB ({} bytes)", bytes / 1'000'000, bytes);
+  if (bytes % 1024 == 0) return fmt::format("{} KB ({} bytes)", bytes / 1024, bytes);
+  return fmt::format("{} bytes", bytes);
+}
+
 void RegisterIngestRoutes(httplib::Server& http, ServerContext& ctx) {
   const IngestLimits& l = ctx.options.limits;
   const Endpoint endpoints[] = {
       {"/2/httpapi", Vendor::kAmplitude, BodyKind::kAmplitudeEvents, l.httpapi_max_body_bytes},
       {"/batch", Vendor::kAmplitude, BodyKind::kAmplitudeEvents, l.batch_max_body_bytes},
+      {"/identify", Vendor::kAmplitude, BodyKind::kAmplitudeIdentify, l.identify_max_body_bytes},
       {"/v1/track", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "track"},
       {"/v1/identify", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "identify"},
+      {"/v1/page", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "page"},
+      {"/v1/screen", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "screen"},
+      {"/v1/group", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "group"},
+      {"/v1/alias", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "alias"},
       {"/v1/batch", Vendor::kSegment, BodyKind::kSegment, l.segment_batch_max_body_bytes},
   };
   for (const Endpoint& ep : endpoints) {
+    // Every route reads its own body (a content-reader handler), so that:
+    // - any content type is read as the body it is: httplib would parse an
+    //   application/x-www-form-urlencoded body (what `curl -d` sends) as a form and refuse
+    //   it over 8 KB (a compiled-in limit); Amplitude reads JSON whatever the type;
+    // - a POST with neither Content-Length nor Transfer-Encoding has an empty body
+    //   (RFC 9112 6.3) and is answered at once: httplib would read until the connection
+    //   closes or its 30 s read timeout;
+    // - bytes beyond the endpoint's limit are counted, not kept.
     IngestHandler handler(ctx, ep);
-    http.Post(ep.path, [handler](const httplib::Request& req, httplib::Response& res) mutable {
-      handler(req, res, req.body);
+    http.Post(ep.path, [handler](const httplib::Request& req, httplib::Response& res,
+                                 const httplib::ContentReader& reader) mutable {
+      std::string body;
+      size_t bytes = 0;
+      if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding")) {
+        const size_t limit = handler.max_body_bytes();
+        const uint64_t declared = std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10);
+        body.reserve(static_cast<size_t>(std::min<uint64_t>(declared, limit + 1)));
+        reader([&](const char* data, size_t length) {
+          bytes += length;
+          if (body.size() <= limit) body.append(data, std::min(length, limit + 1 - body.size()));
+          return true;  // read to the end, so the connection stays in step
+        });
+      }
+      handler(req, res, body, bytes);
     });
   }
-  // Identify is form-encoded. httplib refuses form bodies over 8 KB on its own (a compiled-in
-  // limit), so this route reads the body itself and applies our limit.
-  IngestHandler identify(ctx, {"/identify", Vendor::kAmplitude, BodyKind::kAmplitudeIdentify, l.identify_max_body_bytes});
-  const size_t identify_limit = l.identify_max_body_bytes;
-  http.Post("/identify", [identify, identify_limit](const httplib::Request& req, httplib::Response& res,
-                                    const httplib::ContentReader& reader) mutable {
-    std::string body;
-    bool too_large = false;
-    reader([&](const char* data, size_t length) {
-      if (body.size() + length > identify_limit) {
-        too_large = true;
-        body.append(data, std::min(length, identify_limit + 1 - body.size()));
-        return false;
-      }
-      body.append(data, length);
-      return true;
-    });
-    (void)too_large;  // the handler sees body.size() > limit and answers 413
-    identify(req, res, body);
-  });
 }
 
 }  // namespace sibyl::server

@@ -14,20 +14,27 @@
 
 #include "common/status.h"
 #include "common/time.h"
+#include "ingest/validate.h"
 #include "server/keys.h"
 
 namespace sibyl::server {
 
-// Per-endpoint request limits (docs/SERVER.md, "Limits"); Amplitude's documented ones.
+// Per-endpoint request limits (docs/SERVER.md, "Ingest endpoints"): the vendors' documented
+// ones, in the units each vendor uses. Amplitude's MB is decimal (1 MB = 1,000,000 bytes);
+// Segment's SDKs count a KB as 1,024 bytes (32 KB a message, batches kept under 500 KB).
 struct IngestLimits {
-  size_t httpapi_max_body_bytes = 1 << 20;          // POST /2/httpapi: 1 MB
-  size_t batch_max_body_bytes = 20 << 20;           // POST /batch: 20 MB
-  size_t identify_max_body_bytes = 1 << 20;         // POST /identify
+  size_t httpapi_max_body_bytes = 1'000'000;        // POST /2/httpapi: 1 MB
+  size_t batch_max_body_bytes = 20'000'000;         // POST /batch: 20 MB
+  size_t identify_max_body_bytes = 1'000'000;       // POST /identify: 1 MB
   size_t max_events_per_request = 2000;             // Amplitude: 2,000 events a request
-  size_t segment_max_body_bytes = 32 << 10;         // POST /v1/track, /v1/identify: 32 KB
-  size_t segment_batch_max_body_bytes = 500 << 10;  // POST /v1/batch: 500 KB
-  size_t api_max_body_bytes = 1 << 20;              // /api/v1 request bodies
+  size_t segment_max_body_bytes = 32 << 10;         // POST /v1/track, /v1/page, ...: 32 KB = 32,768 bytes
+  size_t segment_batch_max_body_bytes = 500 << 10;  // POST /v1/batch: 500 KB = 512,000 bytes
+  size_t api_max_body_bytes = 1'000'000;            // /api/v1 request bodies
   uint64_t max_pending_events = 200'000;            // waiting for commit; beyond: 429
+  // Event times accepted (docs/INGEST.md, "Time bounds"): not before this, and not more
+  // than the tolerance after the server's clock when the request arrives.
+  int64_t min_event_time_ms = kServerMinTimeMs;             // 2000-01-01
+  int64_t future_tolerance_ms = kDefaultFutureToleranceMs;  // 24 h
 };
 
 struct ServerOptions {
