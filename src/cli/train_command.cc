@@ -28,10 +28,17 @@ void RunTrain(const GlobalOptions& global, const std::string& name, const TrainF
   auto store = Check(EventStore::Open(options));
   auto reader = store->Snapshot();
   const bool default_as_of = !request.as_of_ms.has_value();
-  if (default_as_of && reader->event_count() > 0) request.as_of_ms = reader->max_time_ms();
+  const int64_t now = SystemClock::Instance().NowMs();
+  if (default_as_of && reader->event_count() > 0) request.as_of_ms = pipeline::DefaultAsOf(*reader, now);
+  const bool capped = default_as_of && reader->event_count() > 0 && reader->max_time_ms() > now;
   if (!global.json && !global.quiet && request.as_of_ms) {
     std::fprintf(stderr, "as of %s%s; training cutoff T_train = %s (labels in the %d days after it)\n",
-                 FormatTime(*request.as_of_ms).c_str(), default_as_of ? " (the store's last event)" : "",
+                 FormatTime(*request.as_of_ms).c_str(),
+                 capped          ? fmt::format(" (now: the store's last event, {}, is in the future)",
+                                               FormatTime(reader->max_time_ms()))
+                                       .c_str()
+                 : default_as_of ? " (the store's last event)"
+                                 : "",
                  FormatTime(pipeline::TrainCutoff(*request.as_of_ms, definition.horizon_days)).c_str(),
                  definition.horizon_days);
   }

@@ -59,7 +59,7 @@ Result<FittedPrediction> FitPrediction(const EventReader& reader, const Predicti
   FittedPrediction fitted;
   fitted.definition = definition;
   if (reader.event_count() == 0) return FailedPrecondition("not eligible: the store holds no events (ingest some first)");
-  fitted.as_of_ms = request.as_of_ms.value_or(reader.max_time_ms());
+  fitted.as_of_ms = request.as_of_ms.value_or(DefaultAsOf(reader, SystemClock::Instance().NowMs()));
   fitted.train_cutoff_ms = TrainCutoff(fitted.as_of_ms, definition.horizon_days);
 
   // The reader is owned by the caller; the engine only borrows it for this run.

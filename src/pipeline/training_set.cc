@@ -180,6 +180,10 @@ ml::TaskKind TaskFor(PredictionKind kind) {
   return kind == PredictionKind::kRevenue ? ml::TaskKind::kRegression : ml::TaskKind::kClassification;
 }
 
+int64_t DefaultAsOf(const EventReader& reader, int64_t now_ms) {
+  return std::min(reader.max_time_ms(), now_ms);
+}
+
 int64_t TrainCutoff(int64_t as_of_ms, int horizon_days) {
   return FloorHour(as_of_ms - static_cast<int64_t>(horizon_days) * kMsPerDay);
 }

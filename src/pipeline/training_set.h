@@ -50,6 +50,12 @@ struct TrainingSetOptions {
   std::function<void(std::string_view stage)> on_stage;
 };
 
+// The as-of time a training run uses when none is given: the store's last event, but
+// never later than `now_ms`. One event stamped years ahead (a wrong clock, microseconds
+// for milliseconds) in a store would otherwise put every default training cutoff past
+// all the data ("found 0 users") for good, as events are never deleted.
+int64_t DefaultAsOf(const EventReader& reader, int64_t now_ms);
+
 // The training cutoff for a model meant to be used at `as_of_ms`:
 // T_train = floor_hour(as_of - H), so every label window [T, T+H) has been observed.
 int64_t TrainCutoff(int64_t as_of_ms, int horizon_days);

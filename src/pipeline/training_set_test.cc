@@ -158,5 +158,13 @@ TEST(TrainingSetTest, IneligibleStopsBeforeFeatures) {
   for (const std::string& s : stages) EXPECT_NE(s, "features");
 }
 
+// One event stamped in the future must not move the default as-of past all the data.
+TEST(DefaultAsOfTest, IsTheLastEventButNeverLaterThanNow) {
+  auto reader = testing_util::SharedStore().Snapshot();
+  const int64_t last = reader->max_time_ms();
+  EXPECT_EQ(DefaultAsOf(*reader, last + kMsPerDay), last);
+  EXPECT_EQ(DefaultAsOf(*reader, last - kMsPerDay), last - kMsPerDay);
+}
+
 }  // namespace
 }  // namespace sibyl::pipeline

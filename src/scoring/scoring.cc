@@ -292,7 +292,9 @@ std::optional<WrittenScore> ReadWrittenScore(const EventReader& reader, const st
 
 int64_t DefaultScoringCutoff(const EventReader& reader) {
   if (reader.event_count() == 0) return 0;
-  return FloorHour(reader.max_time_ms() + 1);
+  // Never after the hour now falls in: an event stamped in the future must not move every
+  // default scoring cutoff past the data (as pipeline::DefaultAsOf for training).
+  return FloorHour(std::min(reader.max_time_ms(), SystemClock::Instance().NowMs()) + 1);
 }
 
 }  // namespace sibyl::scoring

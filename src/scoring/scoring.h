@@ -121,7 +121,8 @@ std::optional<WrittenScore> ReadWrittenScore(const EventReader& reader, const st
                                              int64_t as_of_ms = INT64_MAX);
 
 // The default scoring cutoff: floor_hour(last event + 1 ms), the start of the hour in
-// progress at the store's last event (docs/SCORING.md).
+// progress at the store's last event, or at the wall clock if that is earlier (an event
+// stamped in the future must not move it past the data; docs/SCORING.md).
 int64_t DefaultScoringCutoff(const EventReader& reader);
 
 }  // namespace sibyl::scoring
