@@ -243,10 +243,17 @@ TEST_F(ServeApiTest, IngestAuthMatrixAndNothingChangesWithoutAValidKey) {
     EXPECT_EQ(c->Post(path, body, "application/json")->status, 401) << path;
     EXPECT_EQ(c->Post(path, {{"Authorization", Basic("wrong-write-key", "")}}, body, "application/json")->status, 403) << path;
   }
+  // Segment's SDKs before analytics-node 3 send the write key in the body only.
+  json keyed = {{"batch", {{{"type", "track"}, {"userId", "seg-user-1"}, {"event", "A"}}}}, {"writeKey", "wrong-write-key"}};
+  EXPECT_EQ(c->Post("/v1/batch", keyed.dump(), "application/json")->status, 403);
   EXPECT_EQ(Events(), 0u);
   EXPECT_EQ(c->Post("/2/httpapi", AmplitudeBody(kIngestKey, 0, 5), "application/json")->status, 200);
   EXPECT_EQ(c->Post("/v1/track", {{"Authorization", Basic(kOtherIngestKey, "")}}, track.dump(), "application/json")->status, 200);
-  EXPECT_EQ(Events(), 6u);
+  keyed["writeKey"] = kIngestKey;
+  EXPECT_EQ(c->Post("/v1/batch", keyed.dump(), "application/json")->status, 200);
+  // With both, the header decides.
+  EXPECT_EQ(c->Post("/v1/batch", {{"Authorization", Basic("wrong-write-key", "")}}, keyed.dump(), "application/json")->status, 403);
+  EXPECT_EQ(Events(), 7u);
 }
 
 // @amplitude/analytics-node (analytics-core's Destination.handleInvalidResponse) reads

@@ -35,13 +35,14 @@ struct Endpoint {
 // What the Amplitude envelope says besides the events.
 struct Envelope {
   std::optional<std::string> api_key;
+  std::optional<std::string> write_key;  // Segment's, when it comes in the body
   std::optional<int64_t> min_id_length;
   bool has_events = false;  // an "events" key (its value is checked by the full parse)
 };
 
-// Reads api_key and options.min_id_length from an Amplitude body without building the
-// events (the full parse comes after the key check). InvalidArgument when the body is not
-// a JSON object.
+// Reads api_key and options.min_id_length from an Amplitude body (or Segment's writeKey)
+// without building the events (the full parse comes after the key check).
+// InvalidArgument when the body is not a JSON object.
 Result<Envelope> ReadEnvelope(const std::string& body) {
   thread_local simdjson::ondemand::parser parser;
   simdjson::padded_string padded(body);
@@ -56,6 +57,9 @@ Result<Envelope> ReadEnvelope(const std::string& body) {
     if (key == "api_key") {
       std::string_view value;
       if (field.value().get_string().get(value) == simdjson::SUCCESS) envelope.api_key = std::string(value);
+    } else if (key == "writeKey") {
+      std::string_view value;
+      if (field.value().get_string().get(value) == simdjson::SUCCESS) envelope.write_key = std::string(value);
     } else if (key == "events") {
       envelope.has_events = true;
     } else if (key == "options") {
@@ -150,6 +154,13 @@ class IngestHandler {
     bool has_events = true;
     if (ep_.vendor == Vendor::kSegment) {
       key = CredentialFromAuthorization(req.get_header_value("Authorization"));
+      // Segment's SDKs before analytics-node 3 send the write key in the body only
+      // (`"writeKey"` beside `"batch"`), not as HTTP Basic: the header wins when both come.
+      if (!key) {
+        auto envelope = ReadEnvelope(body);
+        if (!envelope.ok()) return Fail(res, 400, "Invalid JSON request body: " + envelope.status().message());
+        key = envelope->write_key;
+      }
     } else if (ep_.kind == BodyKind::kAmplitudeIdentify) {
       auto form = ParseForm(body);
       if (auto it = form.find("api_key"); it != form.end()) key = it->second;
@@ -170,7 +181,8 @@ class IngestHandler {
     // field. The key is never echoed.
     switch (CheckKey(key ? std::optional<std::string_view>(*key) : std::nullopt, ctx_.options.keys.ingest)) {
       case AuthOutcome::kMissing:
-        if (ep_.vendor == Vendor::kSegment) return Fail(res, 401, "missing write key (HTTP Basic user name)");
+        if (ep_.vendor == Vendor::kSegment)
+          return Fail(res, 401, "missing write key (HTTP Basic user name, or \"writeKey\" in the body)");
         return Fail(res, 400, "Invalid API key: the request has no api_key", {{"missing_field", "api_key"}});
       case AuthOutcome::kWrong:
         if (ep_.vendor == Vendor::kSegment) return Fail(res, 403, "invalid write key");
