@@ -357,6 +357,39 @@ struct JsonEventParser::Impl {
     batch.properties.resize(out);
   }
 
+  // Amplitude's SDKs send a Revenue object as event properties `$price`, `$quantity`,
+  // `$revenue`, `$productId` and `$revenueType` (on a `revenue_amount` event). The same
+  // values are also stored under the plain names a revenue prediction and the features
+  // use (`price`, ...), unless the event has those already; without `$revenue`, revenue
+  // is price x quantity, as Amplitude computes it (docs/INGEST.md).
+  static void AddRevenueAliases(Builder& b, EventBatch& batch) {
+    const size_t begin = b.properties_start, end = batch.properties.size();
+    bool any = false;
+    for (size_t i = begin; i < end && !any; ++i) any = batch.properties[i].key.starts_with('$');
+    if (!any) return;
+    static constexpr std::pair<std::string_view, std::string_view> kAliases[] = {
+        {"$price", "price"}, {"$quantity", "quantity"}, {"$revenue", "revenue"},
+        {"$productId", "productId"}, {"$revenueType", "revenueType"}};
+    auto find = [&](std::string_view key) -> const Value* {
+      for (size_t i = begin; i < batch.properties.size(); ++i)
+        if (batch.properties[i].key == key) return &batch.properties[i].value;
+      return nullptr;
+    };
+    for (const auto& [from, to] : kAliases) {
+      const Value* value = find(from);
+      if (value != nullptr && find(to) == nullptr) {
+        const Value copy = *value;  // AddProperty may move the vector
+        AddProperty(batch, to, copy);
+      }
+    }
+    const Value* price = find("$price");
+    const Value* quantity = find("$quantity");
+    if (find("revenue") == nullptr && price != nullptr && price->kind == ValueKind::kNumber) {
+      const double q = quantity != nullptr && quantity->kind == ValueKind::kNumber ? quantity->number : 1.0;
+      AddProperty(batch, "revenue", Value::Number(price->number * q));
+    }
+  }
+
   error_code ReadTime(od::value& v, std::string_view key, Builder& b, EventBatch& batch) {
     od::json_type type;
     JSON_TRY(v.type().get(type));
@@ -500,6 +533,7 @@ struct JsonEventParser::Impl {
       }
     }
     DropShadowedTopLevel(b, batch);
+    AddRevenueAliases(b, batch);
     e.properties_begin = static_cast<uint32_t>(b.properties_start);
     e.properties_end = static_cast<uint32_t>(batch.properties.size());
     e.user_updates_begin = static_cast<uint32_t>(b.updates_start);

@@ -107,6 +107,33 @@ TEST(JsonParser, EventPropertyWinsOverTopLevelField) {
   EXPECT_EQ(p.batch.PropertiesOf(second).size(), 2u);
 }
 
+// Amplitude's SDK Revenue object arrives as $price / $quantity / $productId (and maybe
+// $revenue): the plain names a revenue prediction sums are added, revenue = price x
+// quantity when $revenue is absent, and a plain key the event has already is kept.
+TEST(JsonParser, SdkRevenuePropertiesAlsoStoredUnderPlainNames) {
+  Parsed p = ParseLines(
+      R"({"user_id":"user-1","event_type":"revenue_amount","event_properties":{"$price":9.5,)"
+      R"("$quantity":2,"$productId":"sku-1","$revenueType":"sale"}})" "\n"
+      R"({"user_id":"user-1","event_type":"revenue_amount","event_properties":{"$price":3,)"
+      R"("$revenue":7,"price":4}})" "\n"
+      R"({"user_id":"user-1","event_type":"Purchase","event_properties":{"$mode":"x"}})");
+  ASSERT_EQ(p.errors.size(), 0u) << Errors(p);
+  ASSERT_EQ(p.batch.events.size(), 3u);
+  const ParsedEvent& first = p.batch.events[0];
+  EXPECT_EQ(FindProperty(p.batch, first, "price")->value.number, 9.5);
+  EXPECT_EQ(FindProperty(p.batch, first, "quantity")->value.number, 2);
+  EXPECT_EQ(FindProperty(p.batch, first, "productId")->value.text, "sku-1");
+  EXPECT_EQ(FindProperty(p.batch, first, "revenueType")->value.text, "sale");
+  EXPECT_EQ(FindProperty(p.batch, first, "revenue")->value.number, 19);
+  EXPECT_EQ(FindProperty(p.batch, first, "$price")->value.number, 9.5) << "the SDK's own keys stay";
+  const ParsedEvent& second = p.batch.events[1];
+  EXPECT_EQ(CountProperty(p.batch, second, "price"), 1u);
+  EXPECT_EQ(FindProperty(p.batch, second, "price")->value.number, 4) << "the event's own price wins";
+  EXPECT_EQ(FindProperty(p.batch, second, "revenue")->value.number, 7) << "$revenue, not price x quantity";
+  const ParsedEvent& third = p.batch.events[2];
+  EXPECT_EQ(p.batch.PropertiesOf(third).size(), 1u) << "other $ keys add nothing";
+}
+
 TEST(JsonParser, TopLevelFieldsAloneAreKeptOnce) {
   Parsed p = ParseLines(
       R"({"user_id":"user-1","event_type":"Purchase","price":5,"quantity":3,"price":6,)"
