@@ -518,7 +518,7 @@ TEST_F(ServeApiTest, PredictionsCrudWithCliValidation) {
   EXPECT_EQ(r->status, 400);
   r = c->Post("/api/v1/predictions", R"({"name":"p1","kind":"propensity","horizon_days":7,"outcome":{"event":"Evnt 1"}})",
               "application/json");
-  EXPECT_EQ(r->status / 100, 4) << "unknown event type: checked against the store";
+  EXPECT_EQ(r->status, 400) << "unknown event type: checked against the store, an invalid definition";
   EXPECT_NE(Json(r)["error"]["message"].get<std::string>().find("Event 1"), std::string::npos) << r->body;
   const std::string good = R"({"name":"p1","kind":"propensity","horizon_days":7,"outcome":{"event":"Event 1"}})";
   r = c->Post("/api/v1/predictions", good, "application/json");

@@ -59,6 +59,12 @@ TEST(KeysTest, LoadKeysFromFilesAndRefusesShortOrMissingKeys) {
   EXPECT_FALSE(LoadKeys({dir.Sub("short"), dir.Sub("ingest"), false}).ok());
   EXPECT_FALSE(LoadKeys({"", dir.Sub("ingest"), false}).ok());
   EXPECT_FALSE(LoadKeys({dir.Sub("admin"), "", false}).ok());
+  // An ingest key equal to the admin key would open the admin API from inside an app.
+  std::ofstream(dir.Sub("ingest-with-admin")) << "first-ingest-key\nthe-admin-key-1\n";
+  auto same = LoadKeys({dir.Sub("admin"), dir.Sub("ingest-with-admin"), false});
+  ASSERT_FALSE(same.ok());
+  EXPECT_NE(same.status().message().find("ingest key 2 equals the admin key"), std::string::npos)
+      << same.status().message();
 }
 
 EventBatch Batch(int first, int n) {

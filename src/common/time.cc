@@ -92,7 +92,14 @@ Result<int64_t> ParseTime(std::string_view text) {
       text.size() > 10) {
     int64_t v = 0;
     auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec == std::errc() && p == text.data() + text.size()) return v;
+    if (ec == std::errc() && p == text.data() + text.size()) {
+      // Years 1 to 9999: beyond them, flooring to the hour or adding a horizon overflows
+      // (as_of=-9223372036854775808 became the year 292,278,994).
+      constexpr int64_t kFirst = -62'135'596'800'000, kLast = 253'402'300'799'999;
+      if (v < kFirst || v > kLast)
+        return InvalidArgument("time {} (epoch ms) is outside the years 1 to 9999", text);
+      return v;
+    }
   }
   return ParseIsoTime(text);
 }

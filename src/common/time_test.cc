@@ -20,6 +20,12 @@ TEST(TimeTest, RejectsGarbageWithTheText) {
   EXPECT_NE(r.status().message().find("yesterday"), std::string::npos);
   EXPECT_FALSE(ParseTime("2023-13-01").ok());
   EXPECT_FALSE(ParseTime("2023-11-14T22:13:20Zjunk").ok());
+  // Epoch milliseconds outside the years 1-9999 would overflow later arithmetic.
+  EXPECT_FALSE(ParseTime("-9223372036854775808").ok());
+  EXPECT_FALSE(ParseTime("9223372036854775807").ok());
+  EXPECT_FALSE(ParseTime("253402300800000").ok());
+  EXPECT_EQ(*ParseTime("253402300799999"), 253402300799999);
+  EXPECT_EQ(*ParseTime("-62135596800000"), -62135596800000);
 }
 
 TEST(TimeTest, FormatRoundTrips) {

@@ -147,6 +147,10 @@ class Api {
     auto definition = pipeline::ParsePredictionDefinition(j);
     if (!definition.ok()) return SendStatus(res, definition.status());
     Status valid = pipeline::ValidateAgainstStore(*definition, *ctx_.store->Snapshot());
+    // A name the store does not know is a mistake in the definition ("did you mean"):
+    // 400 like every other invalid field, not 404 (the resource asked for is the new one).
+    if (!valid.ok() && valid.code() == StatusCode::kNotFound)
+      return SendError(res, 400, "invalid_argument", valid.message());
     if (!valid.ok()) return SendStatus(res, valid);
     const bool replace = Param(req, "replace") == "true";
     {

@@ -51,6 +51,13 @@ Result<Keys> LoadKeys(const KeySources& sources) {
   for (size_t i = 0; i < keys.ingest.size(); ++i)
     if (keys.ingest[i].size() < kMinKeyLength)
       return InvalidArgument("ingest key {} is shorter than {} characters", i + 1, kMinKeyLength);
+  // Ingest keys ship inside apps, where anyone can read them: one equal to the admin key
+  // would open the admin API to every user of the app.
+  for (size_t i = 0; i < keys.ingest.size(); ++i)
+    if (ConstantTimeEquals(keys.ingest[i], keys.admin))
+      return InvalidArgument("ingest key {} equals the admin key; ingest keys ship inside apps, so the admin "
+                             "key must be another one",
+                             i + 1);
   return keys;
 }
 
