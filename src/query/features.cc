@@ -625,6 +625,15 @@ SparseFeatureMatrix AppendSparseColumns(SparseFeatureMatrix m, const std::vector
   return builder.Finish();
 }
 
+// The outcome family's column count, after checking that the scanned columns and it make
+// up the spec's column list.
+Result<size_t> OutcomeWidth(const FeatureSpec& spec, size_t scanned, size_t named) {
+  const size_t outcome = spec.outcome.enabled ? OutcomeColumnNames(spec.outcome).size() : 0;
+  if (named != scanned + outcome)
+    return Internal("feature layout has {} columns, spec names {}", scanned + outcome, named);
+  return outcome;
+}
+
 }  // namespace
 
 Result<FeatureMatrix> ComputeFeatures(const EventReader& reader, const FeatureSpec& spec,
@@ -633,9 +642,7 @@ Result<FeatureMatrix> ComputeFeatures(const EventReader& reader, const FeatureSp
   FeatureComputer computer(reader, spec, FloorHour(cutoff_ms), rows, path);
   std::vector<std::string> columns = spec.ColumnNames();
   const size_t scanned = computer.layout().cols;
-  const size_t outcome = spec.outcome.enabled ? OutcomeColumnNames(spec.outcome).size() : 0;
-  if (columns.size() != scanned + outcome)
-    return Internal("feature layout has {} columns, spec names {}", scanned + outcome, columns.size());
+  ASSIGN_OR_RETURN(const size_t outcome, OutcomeWidth(spec, scanned, columns.size()));
   ASSIGN_OR_RETURN(FeatureMatrix m, computer.Dense(parallel, columns.size()));
   if (outcome > 0) {
     ASSIGN_OR_RETURN(std::vector<float> values, ComputeOutcomeColumns(reader, spec.outcome, cutoff_ms, rows, parallel));
@@ -652,9 +659,7 @@ Result<SparseFeatureMatrix> ComputeSparseFeatures(const EventReader& reader, con
   FeatureComputer computer(reader, spec, FloorHour(cutoff_ms), rows, path);
   std::vector<std::string> columns = spec.ColumnNames();
   const size_t scanned = computer.layout().cols;
-  const size_t outcome = spec.outcome.enabled ? OutcomeColumnNames(spec.outcome).size() : 0;
-  if (columns.size() != scanned + outcome)
-    return Internal("feature layout has {} columns, spec names {}", scanned + outcome, columns.size());
+  ASSIGN_OR_RETURN(const size_t outcome, OutcomeWidth(spec, scanned, columns.size()));
   ASSIGN_OR_RETURN(SparseFeatureMatrix m, computer.Sparse(parallel));
   if (outcome > 0) {
     ASSIGN_OR_RETURN(std::vector<float> values, ComputeOutcomeColumns(reader, spec.outcome, cutoff_ms, rows, parallel));

@@ -12,10 +12,6 @@ namespace {
 
 constexpr float kMissing = std::numeric_limits<float>::quiet_NaN();
 
-struct Totals {
-  double count = 0, days = 0, amount = 0;
-};
-
 }  // namespace
 
 std::vector<float> OutcomeEmptyValues(const OutcomeFamilySpec& spec) {
@@ -43,13 +39,21 @@ std::optional<OutcomeRepeatSummary> RepeatSummaryOf(std::span<const query_intern
 
 void OutcomeRowValues(const OutcomeFamilySpec& spec, std::span<const query_internal::OutcomeDay> days,
                       int64_t cutoff_ms, float* out) {
-  std::vector<float> empty = OutcomeEmptyValues(spec);
+  OutcomeRowWriter(spec).Write(days, cutoff_ms, out);
+}
+
+OutcomeRowWriter::OutcomeRowWriter(const OutcomeFamilySpec& spec)
+    : spec_(spec), empty_(OutcomeEmptyValues(spec)), totals_(spec.window_days.size() + 1) {}
+
+void OutcomeRowWriter::Write(std::span<const query_internal::OutcomeDay> days, int64_t cutoff_ms, float* out) {
+  const OutcomeFamilySpec& spec = spec_;
   if (days.empty()) {
-    std::copy(empty.begin(), empty.end(), out);
+    std::copy(empty_.begin(), empty_.end(), out);
     return;
   }
   const size_t windows = spec.window_days.size();
-  std::vector<Totals> totals(windows + 1);  // the last: all history
+  std::vector<Totals>& totals = totals_;  // the last: all history
+  std::fill(totals.begin(), totals.end(), Totals{});
   for (const query_internal::OutcomeDay& d : days) {
     for (size_t w = 0; w <= windows; ++w) {
       if (w < windows && d.day >= spec.window_days[w]) continue;
@@ -127,8 +131,9 @@ Result<std::vector<float>> ComputeOutcomeColumns(const EventReader& reader, cons
   const size_t k = OutcomeEmptyValues(spec).size();
   std::vector<float> values(rows.size() * k);
   ASSIGN_OR_RETURN(query_internal::OutcomeScanResult scan, ScanRows(reader, spec, cutoff, rows, parallel));
+  OutcomeRowWriter writer(spec);
   ForEachRow(scan, rows.size(), [&](uint32_t r, std::span<const query_internal::OutcomeDay> days) {
-    OutcomeRowValues(spec, days, cutoff, values.data() + r * k);
+    writer.Write(days, cutoff, values.data() + r * k);
   });
   return values;
 }

@@ -32,6 +32,22 @@ std::vector<float> OutcomeEmptyValues(const OutcomeFamilySpec& spec);
 void OutcomeRowValues(const OutcomeFamilySpec& spec, std::span<const query_internal::OutcomeDay> days,
                       int64_t cutoff_ms, float* out);
 
+// The same for many rows: the empty row and the window totals are set up once, not per
+// row (a scoring block has hundreds of thousands of them).
+class OutcomeRowWriter {
+ public:
+  explicit OutcomeRowWriter(const OutcomeFamilySpec& spec);
+  void Write(std::span<const query_internal::OutcomeDay> days, int64_t cutoff_ms, float* out);
+
+ private:
+  struct Totals {
+    double count = 0, days = 0, amount = 0;
+  };
+  const OutcomeFamilySpec& spec_;
+  std::vector<float> empty_;
+  std::vector<Totals> totals_;
+};
+
 // The outcome history a BG/NBD model reads, in days: x repeat active days, t_x from the
 // first to the last occurrence, age from the first occurrence to the cutoff. Rows that
 // never did the outcome have none.
