@@ -352,7 +352,7 @@ class Api {
 
 }  // namespace
 
-void RegisterApiRoutes(httplib::Server& http, ServerContext& ctx) {
+void RegisterApiRoutes(Router& http, ServerContext& ctx) {
   auto api = std::make_shared<Api>(ctx);
   Api* a = api.get();
   const std::string name = R"(([A-Za-z][A-Za-z0-9_-]{0,63}))";

@@ -24,6 +24,10 @@
 
 namespace sibyl::server {
 
+// Where routes are registered: Get/Post/Put/Delete(pattern, handler) with handlers taking
+// (const httplib::Request&, httplib::Response&).
+using Router = httplib::Server;
+
 struct ServerContext {
   explicit ServerContext(ServerOptions o)
       : options(std::move(o)), registry(options.data_dir), log(stderr, options.log) {}
@@ -67,13 +71,13 @@ int HttpStatusFor(const Status& status);
 // adds WWW-Authenticate so a browser asks for the key.
 bool RequireAdmin(const ServerContext& ctx, const httplib::Request& req, httplib::Response& res, bool browser = false);
 
-void RegisterIngestRoutes(httplib::Server& http, ServerContext& ctx);
+void RegisterIngestRoutes(Router& http, ServerContext& ctx);
 // Amplitude's 429 body (throttled_* and exceeded_daily_quota_* empty: the limit is the
 // server's commit queue, not a user or device), as the ingest endpoints send it.
 nlohmann::json AmplitudeThrottledBody(const std::string& reason);
 // "1 MB (1000000 bytes)", "32 KB (32768 bytes)": a body limit in its vendor's unit.
 std::string LimitText(size_t bytes);
-void RegisterApiRoutes(httplib::Server& http, ServerContext& ctx);
-void RegisterWebRoutes(httplib::Server& http, ServerContext& ctx);
+void RegisterApiRoutes(Router& http, ServerContext& ctx);
+void RegisterWebRoutes(Router& http, ServerContext& ctx);
 
 }  // namespace sibyl::server

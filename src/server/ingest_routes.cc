@@ -342,7 +342,7 @@ std::string LimitText(size_t bytes) {
   return fmt::format("{} bytes", bytes);
 }
 
-void RegisterIngestRoutes(httplib::Server& http, ServerContext& ctx) {
+void RegisterIngestRoutes(Router& http, ServerContext& ctx) {
   const IngestLimits& l = ctx.options.limits;
   const Endpoint endpoints[] = {
       {"/2/httpapi", Vendor::kAmplitude, BodyKind::kAmplitudeEvents, l.httpapi_max_body_bytes},

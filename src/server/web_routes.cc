@@ -163,7 +163,7 @@ std::string ScoreHeader(const nlohmann::json& detail) {
 
 }  // namespace
 
-void RegisterWebRoutes(httplib::Server& http, ServerContext& ctx) {
+void RegisterWebRoutes(Router& http, ServerContext& ctx) {
   http.Get("/", [&ctx](const httplib::Request& req, httplib::Response& res) {
     CurrentRequest().route = "web";
     if (!RequireAdmin(ctx, req, res, /*browser=*/true)) return;
