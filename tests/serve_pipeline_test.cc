@@ -109,7 +109,7 @@ TEST(ServePipelineTest, NewPredictionTrainsThenScoresAndEveryReadAnswers) {
   EXPECT_FALSE(detail["drivers"].empty());
   EXPECT_TRUE(detail["latest_score_run"].is_object());
 
-  auto page = c->Get("/predictions/purchase_7d");
+  auto page = c->Get("/predictions/purchase_7d/report");
   ASSERT_EQ(page->status, 200);
   EXPECT_NE(page->body.find("<svg"), std::string::npos);
   EXPECT_NE(page->body.find("latest scoring run"), std::string::npos);

@@ -19,6 +19,7 @@
 #include "scoring/scoring.h"
 #include "server/api_views.h"
 #include "server/context.h"
+#include "server/session.h"
 
 namespace sibyl::server {
 
@@ -122,13 +123,39 @@ class Api {
   explicit Api(ServerContext& ctx) : ctx_(ctx) {}
 
   // Wraps a handler with the admin check and the route label.
-  template <typename F>
-  httplib::Server::Handler Admin(const char* route, F f) {
+  RouteHandler Admin(const char* route, RouteHandler f) {
     return [this, route, f](const Request& req, Response& res) {
       CurrentRequest().route = route;
       if (!RequireAdmin(ctx_, req, res)) return;
       f(req, res);
     };
+  }
+  // The same for routes that change something: a request signed in by the session cookie
+  // must also carry its CSRF token.
+  RouteHandler Change(const char* route, RouteHandler f) {
+    return [this, route, f](const Request& req, Response& res) {
+      CurrentRequest().route = route;
+      if (!RequireAdmin(ctx_, req, res)) return;
+      if (!RequireCsrf(ctx_, req, res)) return;
+      f(req, res);
+    };
+  }
+
+  // Who is asking: a session (with the CSRF token its page sends on changes) or the key.
+  void GetSession(const Request& req, Response& res) {
+    nlohmann::json out = {{"signed_in", true}};
+    const std::string token = CookieValue(req.get_header_value("Cookie"), kSessionCookie);
+    auto session = SessionsOf(ctx_).Find(token, ctx_.options.clock->NowMs());
+    if (req.get_header_value("Authorization").empty() && session) {
+      out["by"] = "session";
+      out["csrf_token"] = session->csrf_token;
+      out["expires_at"] = FormatTime(session->expires_ms);
+    } else {
+      out["by"] = "key";
+      out["csrf_token"] = nullptr;
+    }
+    res.set_header("Cache-Control", "no-store");
+    SendJson(res, 200, out);
   }
 
   void ListPredictions(const Request&, Response& res) {
@@ -139,20 +166,33 @@ class Api {
     SendJson(res, 200, {{"predictions", out}});
   }
 
-  void CreatePrediction(const Request& req, Response& res) {
+  // POST /api/v1/predictions[?replace=true|dry_run=true]; PUT /api/v1/predictions/NAME
+  // (`path_name`: the body's name must be it) replaces.
+  void CreatePrediction(const Request& req, Response& res, const std::string& path_name = "") {
     if (req.body.size() > ctx_.options.limits.api_max_body_bytes)
       return SendError(res, 413, "payload_too_large", "the definition is larger than the API's body limit");
     auto j = nlohmann::json::parse(req.body, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return SendError(res, 400, "invalid_argument", "the body is not a JSON object");
     auto definition = pipeline::ParsePredictionDefinition(j);
-    if (!definition.ok()) return SendStatus(res, definition.status());
+    // Whatever the parser's code, a definition that does not parse is invalid input (400).
+    if (!definition.ok()) return SendError(res, 400, "invalid_argument", definition.status().message());
+    if (!path_name.empty() && definition->name != path_name)
+      return SendError(res, 400, "invalid_argument",
+                       fmt::format("the body names \"{}\", the path \"{}\"", definition->name, path_name));
     Status valid = pipeline::ValidateAgainstStore(*definition, *ctx_.store->Snapshot());
     // A name the store does not know is a mistake in the definition ("did you mean"):
     // 400 like every other invalid field, not 404 (the resource asked for is the new one).
     if (!valid.ok() && valid.code() == StatusCode::kNotFound)
       return SendError(res, 400, "invalid_argument", valid.message());
     if (!valid.ok()) return SendStatus(res, valid);
-    const bool replace = Param(req, "replace") == "true";
+    // The form's inline validation: the canonical definition and its question, nothing stored.
+    if (Param(req, "dry_run") == "true") {
+      nlohmann::json out = {{"valid", true}, {"definition", pipeline::ToJson(*definition)},
+                            {"description", pipeline::DescribeDefinition(*definition)},
+                            {"exists", ctx_.registry.Get(definition->name).ok()}};
+      return SendJson(res, 200, out);
+    }
+    const bool replace = !path_name.empty() || Param(req, "replace") == "true";
     {
       std::lock_guard lock(ctx_.predictions_mutex);
       Status created = ctx_.registry.Create(*definition, replace);
@@ -358,12 +398,14 @@ void RegisterApiRoutes(Router& http, ServerContext& ctx) {
   const std::string name = R"(([A-Za-z][A-Za-z0-9_-]{0,63}))";
   const std::string p = "/api/v1/predictions/" + name;
   const std::string user = R"(([^/]+))";
+  http.Get("/api/v1/session", a->Admin("api_session", [a](auto& q, auto& r) { a->GetSession(q, r); }));
   http.Get("/api/v1/predictions", a->Admin("api_predictions", [a](auto& q, auto& r) { a->ListPredictions(q, r); }));
-  http.Post("/api/v1/predictions", a->Admin("api_predictions", [a](auto& q, auto& r) { a->CreatePrediction(q, r); }));
+  http.Post("/api/v1/predictions", a->Change("api_predictions", [a](auto& q, auto& r) { a->CreatePrediction(q, r); }));
   http.Get(p, a->Admin("api_prediction", [a](auto& q, auto& r) { a->GetPrediction(q, r); }));
-  http.Delete(p, a->Admin("api_prediction", [a](auto& q, auto& r) { a->DeletePrediction(q, r); }));
-  http.Post(p + "/train", a->Admin("api_trigger", [a](auto& q, auto& r) { a->Trigger(q, r, scheduler::JobKind::kTrain); }));
-  http.Post(p + "/score", a->Admin("api_trigger", [a](auto& q, auto& r) { a->Trigger(q, r, scheduler::JobKind::kScoreFull); }));
+  http.Put(p, a->Change("api_prediction", [a](auto& q, auto& r) { a->CreatePrediction(q, r, q.matches[1]); }));
+  http.Delete(p, a->Change("api_prediction", [a](auto& q, auto& r) { a->DeletePrediction(q, r); }));
+  http.Post(p + "/train", a->Change("api_trigger", [a](auto& q, auto& r) { a->Trigger(q, r, scheduler::JobKind::kTrain); }));
+  http.Post(p + "/score", a->Change("api_trigger", [a](auto& q, auto& r) { a->Trigger(q, r, scheduler::JobKind::kScoreFull); }));
   http.Get(p + "/users/" + user + "/score", a->Admin("api_realtime_score", [a](auto& q, auto& r) { a->RealtimeScore(q, r); }));
   http.Get(p + "/users/" + user + "/explanation", a->Admin("api_explain", [a](auto& q, auto& r) { a->Explain(q, r); }));
   http.Get(p + "/cohort", a->Admin("api_cohort", [a](auto& q, auto& r) { a->Cohort(q, r); }));
@@ -371,12 +413,16 @@ void RegisterApiRoutes(Router& http, ServerContext& ctx) {
   http.Get("/api/v1/runs", a->Admin("api_runs", [a](auto& q, auto& r) { a->ListRuns(q, r); }));
   http.Get(R"(/api/v1/runs/(\d{1,19}))", a->Admin("api_runs", [a](auto& q, auto& r) { a->GetRun(q, r); }));
   http.Get("/api/v1/users/" + user, a->Admin("api_user", [a](auto& q, auto& r) { a->GetUser(q, r); }));
+  std::shared_ptr<void> workspace = RegisterWorkspaceRoutes(
+      http, ctx, [a](const char* route, RouteHandler f) { return a->Admin(route, std::move(f)); },
+      [a](const char* route, RouteHandler f) { return a->Change(route, std::move(f)); });
   // Anything else under /api/v1 is a JSON 404 (after the key check, so it reveals nothing).
   auto not_found = a->Admin("api_other", [](auto&, auto& r) { SendError(r, 404, "not_found", "no such endpoint"); });
   http.Get(R"(/api/v1/.*)", not_found);
   http.Post(R"(/api/v1/.*)", not_found);
+  http.Put(R"(/api/v1/.*)", not_found);
   http.Delete(R"(/api/v1/.*)", not_found);
-  ctx.api_keepalive = api;
+  ctx.api_keepalive = std::make_shared<std::pair<std::shared_ptr<Api>, std::shared_ptr<void>>>(api, workspace);
 }
 
 }  // namespace sibyl::server

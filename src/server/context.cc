@@ -1,9 +1,30 @@
 // The helpers every route shares (context.h): replies, error mapping, the admin check.
 #include "server/context.h"
 
+#include <cctype>
+#include <map>
 #include <optional>
 
+#include <fmt/format.h>
+
+#include "server/session.h"
+
 namespace sibyl::server {
+
+// The sessions of each server, beside its context: ServerContext (context.h) belongs to
+// the HTTP layer. RegisterWebRoutes starts each server's store afresh, so a later server
+// at the same address (tests) never sees an earlier one's sessions.
+class SessionRegistry {
+ public:
+  static SessionStore& Get(const ServerContext& ctx, bool fresh) {
+    static std::mutex mutex;
+    static std::map<const ServerContext*, std::unique_ptr<SessionStore>> stores;
+    std::lock_guard lock(mutex);
+    std::unique_ptr<SessionStore>& store = stores[&ctx];
+    if (!store || fresh) store = std::make_unique<SessionStore>();
+    return *store;
+  }
+};
 
 RequestInfo& CurrentRequest() {
   thread_local RequestInfo info;
@@ -62,20 +83,80 @@ void SendStatus(httplib::Response& res, const Status& status) {
   SendError(res, HttpStatusFor(status), CodeName(status), status.message());
 }
 
+SessionStore& SessionsOf(const ServerContext& ctx) {
+  return SessionRegistry::Get(ctx, /*fresh=*/false);
+}
+
+void StartSessions(const ServerContext& ctx) { SessionRegistry::Get(ctx, /*fresh=*/true); }
+
+namespace {
+
+bool ForwardedOverTls(const httplib::Request& req) { return req.get_header_value("X-Forwarded-Proto") == "https"; }
+
+// A page asked for without a key: the login page, coming back here after.
+void RedirectToLogin(const httplib::Request& req, httplib::Response& res) {
+  std::string next = req.matches.size() > 0 ? std::string(req.matches[0]) : "/";
+  std::string encoded;
+  for (unsigned char c : next) {
+    if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.') encoded += static_cast<char>(c);
+    else encoded += fmt::format("%{:02X}", c);
+  }
+  res.status = 303;
+  res.set_header("Location", "/login?next=" + encoded);
+  res.set_header("Cache-Control", "no-store");
+  res.set_content("sign in at /login\n", "text/plain; charset=utf-8");
+}
+
+}  // namespace
+
 bool RequireAdmin(const ServerContext& ctx, const httplib::Request& req, httplib::Response& res, bool browser) {
-  std::optional<std::string> key = CredentialFromAuthorization(req.get_header_value("Authorization"));
+  const std::string authorization = req.get_header_value("Authorization");
+  const std::string token = CookieValue(req.get_header_value("Cookie"), kSessionCookie);
+  // The key in Authorization wins (the API's clients, curl, a page opened as
+  // http://admin:KEY@host/); without one, a session cookie from the login page.
+  if (authorization.empty() && !token.empty()) {
+    if (SessionsOf(ctx).Find(token, ctx.options.clock->NowMs())) return true;
+  }
+  std::optional<std::string> key = CredentialFromAuthorization(authorization);
   switch (CheckKey(key ? std::optional<std::string_view>(*key) : std::nullopt, {ctx.options.keys.admin})) {
-    case AuthOutcome::kOk: return true;
+    case AuthOutcome::kOk:
+      // A page loaded with the key in the URL: its own fetches cannot carry the key (fetch
+      // refuses URLs with credentials), so they get a session like a login would give.
+      if (browser && token.empty()) {
+        const Session session = SessionsOf(ctx).Create(ctx.options.clock->NowMs());
+        res.set_header("Set-Cookie", SessionCookie(session, ctx.options.clock->NowMs(), ForwardedOverTls(req)));
+      }
+      return true;
     case AuthOutcome::kMissing:
-      // Browsers then ask for the key (any user name, the key as password).
-      res.set_header("WWW-Authenticate", "Basic realm=\"sibyl admin\", charset=\"UTF-8\"");
-      SendError(res, 401, "unauthenticated", "missing admin key (Authorization: Bearer KEY, or Basic with the key as password)");
+      if (browser) {
+        RedirectToLogin(req, res);
+        CurrentRequest().error = "not signed in";
+        return false;
+      }
+      // An expired session's fetch must not make the browser pop its Basic dialog over
+      // the page: the page sends the user to the login page instead.
+      if (token.empty())
+        res.set_header("WWW-Authenticate", "Basic realm=\"sibyl admin\", charset=\"UTF-8\"");
+      SendError(res, 401, "unauthenticated",
+                "missing admin key (Authorization: Bearer KEY, or Basic with the key as password) or session "
+                "(sign in at /login)");
       return false;
     case AuthOutcome::kWrong:
-      if (browser) res.set_header("WWW-Authenticate", "Basic realm=\"sibyl admin\", charset=\"UTF-8\"");
       SendError(res, 403, "permission_denied", "wrong admin key");
       return false;
   }
+  return false;
+}
+
+bool RequireCsrf(const ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+  // Requests carrying the key themselves are not a browser's ambient credentials.
+  if (!req.get_header_value("Authorization").empty()) return true;
+  const std::string token = CookieValue(req.get_header_value("Cookie"), kSessionCookie);
+  std::optional<Session> session = SessionsOf(ctx).Find(token, ctx.options.clock->NowMs());
+  const std::string sent = req.get_header_value("X-CSRF-Token");
+  if (session && !sent.empty() && ConstantTimeEquals(sent, session->csrf_token)) return true;
+  SendError(res, 403, "permission_denied",
+            "missing or wrong X-CSRF-Token (a signed-in page sends the token of GET /api/v1/session)");
   return false;
 }
 

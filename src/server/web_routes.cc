@@ -1,8 +1,8 @@
-// The web pages (admin key via HTTP Basic: the browser asks once): `/` lists predictions,
-// creates one with a form, triggers runs and shows recent runs; `/predictions/NAME` is the
-// trained version's quality report (ml/report_html.h: metrics, ROC, reliability, lift,
-// score histogram, drivers) under a header with the latest scoring run's distribution.
-// Self-contained: inline CSS and JS, no network beyond this server's own /api/v1.
+// The web app (docs/WEB.md): the login page, the predictions page and each prediction's
+// workspace, as files in web/ embedded at build time (web_assets.h), plus the trained
+// version's quality report (ml/report_html.h) under a header with the latest scoring run.
+// The pages hold no data: their scripts read and change everything through /api/v1, with
+// the session cookie the login page sets (session.h).
 #include <fmt/format.h>
 
 #include "common/time.h"
@@ -12,134 +12,119 @@
 #include "scoring/score_run.h"
 #include "server/api_views.h"
 #include "server/context.h"
+#include "server/session.h"
+#include "server/web_assets.h"
 
 namespace sibyl::server {
 namespace {
 
-constexpr const char* kIndexHtml = R"HTML(<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>sibyl</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
-header{background:#1d2330;color:#fff;padding:10px 24px;font-size:18px}
-main{max-width:1100px;margin:0 auto;padding:16px 24px}
-section{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:14px 18px;margin:14px 0}
-h2{font-size:16px;margin:0 0 10px}
-table{border-collapse:collapse;width:100%}
-th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #eceef2;vertical-align:top}
-th{font-weight:600;color:#4a5363}
-button{font:inherit;padding:3px 10px;border:1px solid #8891a0;border-radius:4px;background:#fff;cursor:pointer}
-button.primary{background:#2f6fde;color:#fff;border-color:#2f6fde}
-label{display:inline-block;min-width:150px;color:#4a5363}
-input,select{font:inherit;padding:3px 6px;margin:3px 0;min-width:220px}
-.ok{color:#1b7f3b}.failed{color:#b3261e}.muted{color:#7a8394}
-#message{white-space:pre-wrap}
-.bar{display:inline-block;height:10px;background:#2f6fde;vertical-align:middle}
-</style></head><body>
-<header>sibyl &mdash; predictive insights</header>
-<main>
-<section><h2>Predictions</h2><table id="predictions"><thead><tr><th>name</th><th>question</th><th>version</th>
-<th>quality</th><th>schedule</th><th></th></tr></thead><tbody></tbody></table></section>
-<section><h2>Create a prediction</h2>
-<form id="create">
-<div><label>name</label><input name="name" required pattern="[A-Za-z][A-Za-z0-9_-]{0,63}" placeholder="purchase_7d"></div>
-<div><label>kind</label><select name="kind"><option>propensity</option><option>churn</option><option>revenue</option></select></div>
-<div><label>outcome event</label><input name="event" placeholder="Purchase (churn: empty = any event)"></div>
-<div><label>revenue property</label><input name="revenue_property" placeholder="revenue kind only, e.g. price"></div>
-<div><label>horizon (days)</label><input name="horizon_days" type="number" min="1" max="365" value="7"></div>
-<div><label>active within (days)</label><input name="active_within_days" type="number" min="0" value="30"></div>
-<div><label>train every (hours)</label><input name="train_every_hours" type="number" min="1" value="24"></div>
-<div><label>score every (hours)</label><input name="score_every_hours" type="number" min="1" value="1"></div>
-<div><button class="primary" type="submit">create</button></div>
-</form><p id="message"></p></section>
-<section><h2>Recent runs</h2><table id="runs"><thead><tr><th>id</th><th>prediction</th><th>kind</th><th>trigger</th>
-<th>state</th><th>started</th><th>seconds</th><th>detail</th></tr></thead><tbody></tbody></table></section>
-</main>
-<script>
-"use strict";
-const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;","\"":"&quot;","'":"&#39;"}[c]));
-async function api(method, path, body) {
-  const r = await fetch(path, {method, credentials: "same-origin",
-    headers: body ? {"Content-Type": "application/json"} : {}, body: body ? JSON.stringify(body) : undefined});
-  const j = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error((j.error && j.error.message) || ("HTTP " + r.status));
-  return j;
-}
-function quality(m) {
-  if (!m) return '<span class="muted">not trained</span>';
-  if (m.roc_auc !== undefined) return esc(m.grade) + " (AUC " + m.roc_auc.toFixed(3) + ")";
-  if (m.spearman !== undefined) return esc(m.grade) + " (Spearman " + m.spearman.toFixed(3) + ")";
-  return "";
-}
-async function load() {
-  try {
-    const p = await api("GET", "/api/v1/predictions");
-    document.querySelector("#predictions tbody").innerHTML = p.predictions.map(x =>
-      "<tr><td><a href='/predictions/" + encodeURIComponent(x.name) + "'>" + esc(x.name) + "</a></td><td>" +
-      esc(x.description) + "</td><td>" + (x.latest_version || "-") + "</td><td>" + quality(x.metrics) +
-      "</td><td class='muted'>train every " + x.definition.refresh.train_every_hours + " h, score every " +
-      x.definition.refresh.score_every_hours + " h</td><td>" +
-      "<button data-a='train' data-n='" + esc(x.name) + "'>train</button> " +
-      "<button data-a='score' data-n='" + esc(x.name) + "'>score</button> " +
-      "<button data-a='delete' data-n='" + esc(x.name) + "'>delete</button></td></tr>").join("") ||
-      "<tr><td colspan=6 class='muted'>no predictions yet: create one below</td></tr>";
-    const r = await api("GET", "/api/v1/runs?limit=20");
-    document.querySelector("#runs tbody").innerHTML = r.runs.map(x => {
-      const secs = x.finished_ms && x.started_ms ? ((x.finished_ms - x.started_ms) / 1000).toFixed(1) : "";
-      const d = x.error ? x.error : (x.detail && x.detail.version !== undefined ? "version " + x.detail.version :
-                (x.detail && x.detail.users_scored !== undefined ? x.detail.users_scored + " users scored" : ""));
-      return "<tr><td>" + x.id + "</td><td>" + esc(x.prediction) + "</td><td>" + esc(x.kind) + "</td><td>" +
-        esc(x.trigger) + "</td><td class='" + (x.state === "succeeded" ? "ok" : x.state === "failed" ? "failed" : "") +
-        "'>" + esc(x.state) + "</td><td>" + (x.started_ms ? new Date(x.started_ms).toISOString() : "") +
-        "</td><td>" + secs + "</td><td>" + esc(d) + "</td></tr>";
-    }).join("") || "<tr><td colspan=8 class='muted'>no runs yet</td></tr>";
-  } catch (e) { document.getElementById("message").textContent = e.message; }
-}
-document.addEventListener("click", async ev => {
-  const b = ev.target.closest("button[data-a]");
-  if (!b) return;
-  const n = b.dataset.n, a = b.dataset.a, msg = document.getElementById("message");
-  try {
-    if (a === "delete") {
-      if (!confirm("Delete " + n + " and all its versions?")) return;
-      await api("DELETE", "/api/v1/predictions/" + encodeURIComponent(n));
-      msg.textContent = "deleted " + n;
-    } else {
-      const j = await api("POST", "/api/v1/predictions/" + encodeURIComponent(n) + "/" + a);
-      msg.textContent = a + " run " + j.run_id + " queued for " + n;
-    }
-  } catch (e) { msg.textContent = e.message; }
-  load();
-});
-document.getElementById("create").addEventListener("submit", async ev => {
-  ev.preventDefault();
-  const f = new FormData(ev.target), msg = document.getElementById("message");
-  const d = {name: f.get("name"), kind: f.get("kind"), horizon_days: Number(f.get("horizon_days")),
-             refresh: {train_every_hours: Number(f.get("train_every_hours")),
-                       score_every_hours: Number(f.get("score_every_hours"))}};
-  if (f.get("event")) d.outcome = {event: f.get("event")};
-  if (d.kind === "revenue" && f.get("revenue_property")) d.revenue_property = f.get("revenue_property");
-  const days = Number(f.get("active_within_days"));
-  if (days > 0) d.cohort = {all: [{active_within_days: days}]};
-  try {
-    await api("POST", "/api/v1/predictions", d);
-    msg.textContent = "created " + d.name + "; its first training run starts now";
-    ev.target.reset();
-  } catch (e) { msg.textContent = e.message; }
-  load();
-});
-load();
-setInterval(load, 5000);
-</script></body></html>
-)HTML";
+using httplib::Request;
+using httplib::Response;
 
-// The header inserted at the top of a report page: navigation, the definition, and the
-// distribution of the latest scoring run's scores.
-std::string ScoreHeader(const nlohmann::json& detail) {
+// Scripts and styles only from this server, nothing framed from elsewhere, forms only
+// posted here: what the pages need, so an injected string cannot run or leak anything.
+constexpr const char* kPagePolicy =
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "frame-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
+// The quality report is one self-contained document (inline CSS and SVG, no script),
+// shown inside the workspace.
+constexpr const char* kReportPolicy =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; base-uri 'none'";
+
+void SecurityHeaders(Response& res, const char* policy) {
+  res.set_header("Content-Security-Policy", policy);
+  res.set_header("X-Content-Type-Options", "nosniff");
+  res.set_header("Referrer-Policy", "same-origin");
+  res.set_header("Cache-Control", "no-store");
+}
+
+void SendAsset(Response& res, std::string_view name) {
+  const WebAsset* asset = FindWebAsset(name);
+  if (!asset) return SendError(res, 404, "not_found", "no such file");
+  res.status = 200;
+  if (name.ends_with(".html")) {
+    SecurityHeaders(res, kPagePolicy);
+  } else {
+    res.set_header("X-Content-Type-Options", "nosniff");
+    // Small files, revalidated each time: a new binary's pages never run old scripts.
+    res.set_header("Cache-Control", "no-cache");
+  }
+  res.set_content(std::string(asset->body), std::string(asset->content_type));
+}
+
+// Where to go after signing in: a path of this server only ("/x", not "//host" or a URL),
+// so the login page cannot be used to send someone elsewhere.
+std::string SafeNext(const std::string& next) {
+  if (next.empty() || next[0] != '/' || next.starts_with("//") || next.find('\\') != std::string::npos ||
+      next.find_first_of("\r\n") != std::string::npos)
+    return "/";
+  return next;
+}
+
+std::string UrlEncode(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
+    else out += fmt::format("%{:02X}", c);
+  }
+  return out;
+}
+
+// A form posted from another site carries its own Origin: refused, so no page elsewhere can
+// sign a browser in (login CSRF). Browsers send Origin on every POST; tools may not.
+bool SameOrigin(const Request& req) {
+  const std::string origin = req.get_header_value("Origin");
+  if (origin.empty()) return true;
+  const std::string host = req.get_header_value("Host");
+  return origin == "http://" + host || origin == "https://" + host;
+}
+
+void Redirect(Response& res, const std::string& location) {
+  res.status = 303;
+  res.set_header("Location", location);
+  res.set_header("Cache-Control", "no-store");
+  res.set_content("see " + location + "\n", "text/plain; charset=utf-8");
+}
+
+void Login(const ServerContext& ctx, const Request& req, Response& res) {
+  CurrentRequest().route = "web_login";
+  const std::string next = SafeNext(FormValue(req.body, "next").value_or("/"));
+  if (!SameOrigin(req)) return SendError(res, 403, "permission_denied", "sign-in posted from another site");
+  const std::string key = FormValue(req.body, "key").value_or("");
+  if (key.empty() || CheckKey(key, {ctx.options.keys.admin}) != AuthOutcome::kOk) {
+    CurrentRequest().error = "wrong admin key at sign-in";
+    return Redirect(res, "/login?error=wrong_key&next=" + UrlEncode(next));
+  }
+  const int64_t now = ctx.options.clock->NowMs();
+  const Session session = SessionsOf(ctx).Create(now);
+  res.set_header("Set-Cookie", SessionCookie(session, now, req.get_header_value("X-Forwarded-Proto") == "https"));
+  Redirect(res, next);
+}
+
+void Logout(const ServerContext& ctx, const Request& req, Response& res) {
+  CurrentRequest().route = "web_login";
+  const std::string token = CookieValue(req.get_header_value("Cookie"), kSessionCookie);
+  auto session = SessionsOf(ctx).Find(token, ctx.options.clock->NowMs());
+  if (session) {
+    // The CSRF token from the header (the pages' script) or the form (a plain button).
+    std::string sent = req.get_header_value("X-CSRF-Token");
+    if (sent.empty()) sent = FormValue(req.body, "csrf_token").value_or("");
+    if (sent.empty() || !ConstantTimeEquals(sent, session->csrf_token))
+      return SendError(res, 403, "permission_denied", "missing or wrong CSRF token");
+    SessionsOf(ctx).Remove(token);
+  }
+  res.set_header("Set-Cookie", ExpiredSessionCookie(req.get_header_value("X-Forwarded-Proto") == "https"));
+  Redirect(res, "/login?signed_out=1");
+}
+
+// The header inserted at the top of a report page: the definition, and the distribution
+// of the latest scoring run's scores.
+std::string ScoreHeader(const nlohmann::json& detail, int version) {
   std::string html =
       "<div style=\"font:14px system-ui,sans-serif;background:#f6f7f9;border-bottom:1px solid #dde1e7;"
-      "padding:10px 24px\"><a href=\"/\">&larr; all predictions</a> &middot; <b>" +
-      ml::HtmlEscape(detail.value("name", "")) + "</b>: " + ml::HtmlEscape(detail.value("description", ""));
+      "padding:10px 24px\"><b>" +
+      ml::HtmlEscape(detail.value("name", "")) + "</b> (version " + std::to_string(version) +
+      "): " + ml::HtmlEscape(detail.value("description", ""));
   if (detail.contains("latest_score_run")) {
     const nlohmann::json& run = detail["latest_score_run"];
     const nlohmann::json s = run.value("score_summary", nlohmann::json::object());
@@ -161,41 +146,79 @@ std::string ScoreHeader(const nlohmann::json& detail) {
   return html + "</div>";
 }
 
+void Report(const ServerContext& ctx, const Request& req, Response& res) {
+  const std::string name = req.matches[1];
+  auto detail = PredictionDetail(ctx, name);
+  if (!detail.ok()) return SendStatus(res, detail.status());
+  int version = detail->value("latest_version", 0);
+  if (req.has_param("version")) {
+    const std::string text = req.get_param_value("version");
+    char* end = nullptr;
+    long v = std::strtol(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0' || v < 1 || v > 1'000'000)
+      return SendError(res, 400, "invalid_argument", "version must be a positive integer");
+    version = static_cast<int>(v);
+  }
+  std::string page;
+  if (version == 0) {
+    page = "<!doctype html><html><head><meta charset=\"utf-8\"><title>" + ml::HtmlEscape(name) +
+           "</title></head><body style=\"margin:0\">" + ScoreHeader(*detail, 0) +
+           "<p style=\"font:14px system-ui;padding:0 24px\">Not trained yet: its first training run is queued "
+           "when it is created (see its runs).</p></body></html>";
+  } else {
+    auto loaded = pipeline::LoadVersion(ctx.registry, name, version);
+    if (!loaded.ok()) return SendStatus(res, loaded.status());
+    page = ml::RenderReportHtml(pipeline::ReportInputOf(
+        *loaded, fmt::format("{} (version {}): {}", name, version, detail->value("description", ""))));
+    const std::string header = ScoreHeader(*detail, version);
+    size_t body = page.find("<body");
+    size_t at = body == std::string::npos ? std::string::npos : page.find('>', body);
+    if (at == std::string::npos) page = header + page;
+    else page.insert(at + 1, header);
+  }
+  res.status = 200;
+  SecurityHeaders(res, kReportPolicy);
+  res.set_content(page, "text/html; charset=utf-8");
+}
+
 }  // namespace
 
 void RegisterWebRoutes(Router& http, ServerContext& ctx) {
-  http.Get("/", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    CurrentRequest().route = "web";
-    if (!RequireAdmin(ctx, req, res, /*browser=*/true)) return;
-    res.status = 200;
-    res.set_content(kIndexHtml, "text/html; charset=utf-8");
+  StartSessions(ctx);
+  const std::string name = R"(([A-Za-z][A-Za-z0-9_-]{0,63}))";
+  // The login page and the files every page loads need no key: they hold no data.
+  http.Get("/login", [](const Request&, Response& res) {
+    CurrentRequest().route = "web_login";
+    SendAsset(res, "login.html");
+    // The one page that takes the key: never framed (clickjacking).
+    res.set_header("X-Frame-Options", "DENY");
   });
-  http.Get(R"(/predictions/([A-Za-z][A-Za-z0-9_-]{0,63}))", [&ctx](const httplib::Request& req, httplib::Response& res) {
+  http.Post("/login", [&ctx](const Request& req, Response& res) { Login(ctx, req, res); });
+  http.Post("/logout", [&ctx](const Request& req, Response& res) { Logout(ctx, req, res); });
+  http.Get(R"(/static/([a-z_]+\.(?:js|css|svg)))", [](const Request& req, Response& res) {
+    CurrentRequest().route = "web_static";
+    SendAsset(res, std::string(req.matches[1]));
+  });
+  // Browsers ask for it on their own when a page names no icon (a 404 in the console).
+  http.Get("/favicon.ico", [](const Request&, Response& res) {
+    CurrentRequest().route = "web_static";
+    SendAsset(res, "favicon.svg");
+  });
+  http.Get("/", [&ctx](const Request& req, Response& res) {
     CurrentRequest().route = "web";
     if (!RequireAdmin(ctx, req, res, /*browser=*/true)) return;
-    const std::string name = req.matches[1];
-    auto detail = PredictionDetail(ctx, name);
-    if (!detail.ok()) return SendStatus(res, detail.status());
-    const int version = detail->value("latest_version", 0);
-    std::string page;
-    if (version == 0) {
-      page = "<!doctype html><html><head><meta charset=\"utf-8\"><title>" + ml::HtmlEscape(name) +
-             "</title></head><body style=\"margin:0\">" + ScoreHeader(*detail) +
-             "<p style=\"font:14px system-ui;padding:0 24px\">Not trained yet: its first training run is queued "
-             "when it is created (see the runs on the main page).</p></body></html>";
-    } else {
-      auto loaded = pipeline::LoadVersion(ctx.registry, name, version);
-      if (!loaded.ok()) return SendStatus(res, loaded.status());
-      page = ml::RenderReportHtml(pipeline::ReportInputOf(
-          *loaded, fmt::format("{} (version {}): {}", name, version, detail->value("description", ""))));
-      const std::string header = ScoreHeader(*detail);
-      size_t body = page.find("<body");
-      size_t at = body == std::string::npos ? std::string::npos : page.find('>', body);
-      if (at == std::string::npos) page = header + page;
-      else page.insert(at + 1, header);
-    }
-    res.status = 200;
-    res.set_content(page, "text/html; charset=utf-8");
+    SendAsset(res, "index.html");
+  });
+  http.Get("/predictions/" + name, [&ctx](const Request& req, Response& res) {
+    CurrentRequest().route = "web";
+    if (!RequireAdmin(ctx, req, res, /*browser=*/true)) return;
+    if (auto d = ctx.registry.Get(req.matches[1]); !d.ok()) return SendStatus(res, d.status());
+    SendAsset(res, "prediction.html");
+  });
+  http.Get("/predictions/" + name + "/report", [&ctx](const Request& req, Response& res) {
+    CurrentRequest().route = "web";
+    if (!RequireAdmin(ctx, req, res, /*browser=*/true)) return;
+    Report(ctx, req, res);
   });
 }
 

@@ -1,0 +1,204 @@
+"use strict";
+// One prediction's workspace: pick an audience by percentile and see its size and expected
+// outcome, export it or save it as a cohort; look up one user and why they score as they
+// do; the quality report, versions side by side, runs, drift. Everything from /api/v1.
+const { api, esc, int, num, time, seconds, stateClass, debounce } = sibyl;
+const $ = (id) => document.getElementById(id);
+const name = decodeURIComponent(location.pathname.split("/")[2] || "");
+const base = "/api/v1/predictions/" + encodeURIComponent(name);
+let detail = null;
+
+function audienceQuery() {
+  let from = Number($("a-from").value), to = Number($("a-to").value);
+  if (from > to) [from, to] = [to, from];
+  const q = new URLSearchParams({ from: String(from), to: String(to) });
+  if ($("a-min").value !== "") q.set("min_score", $("a-min").value);
+  return q;
+}
+
+function drawBins(svg, bins, from, to) {
+  const w = 600, h = 150, left = 34, bottom = 18, max = Math.max(1e-9, ...bins.map((b) => b.mean_score));
+  const bw = (w - left) / bins.length;
+  let s = `<line class="axis" x1="${left}" y1="${h - bottom}" x2="${w}" y2="${h - bottom}"/>` +
+          `<text x="0" y="12">${esc(num(max, 3))}</text><text x="0" y="${h - bottom}">0</text>`;
+  bins.forEach((b, i) => {
+    const bh = (h - bottom - 6) * b.mean_score / max;
+    const inside = b.to > from && b.from < to;
+    s += `<rect class="bar${inside ? " in" : ""}" x="${left + i * bw + 1}" y="${h - bottom - bh}" width="${bw - 2}" height="${bh}">` +
+         `<title>percentile ${b.from}–${b.to}: ${int(b.users)} users, mean score ${num(b.mean_score, 4)}</title></rect>`;
+    if (i % 4 === 0) s += `<text x="${left + i * bw}" y="${h + 2}">${b.from}</text>`;
+  });
+  s += `<text x="${w - 24}" y="${h + 2}">100</text>`;
+  svg.setAttribute("viewBox", `0 0 ${w} ${h + 16}`);
+  svg.innerHTML = s;
+}
+
+let audienceSeq = 0;
+async function updateAudience() {
+  const q = audienceQuery();
+  $("a-from-out").textContent = $("a-from").value;
+  $("a-to-out").textContent = $("a-to").value;
+  $("a-csv").href = base + "/audience/export?" + q + "&format=csv";
+  $("a-ndjson").href = base + "/audience/export?" + q + "&format=ndjson";
+  const seq = ++audienceSeq;
+  try {
+    const a = await api("GET", base + "/audience?" + q);
+    if (seq !== audienceSeq) return;  // a later move of the slider already asked
+    $("a-users").textContent = int(a.users);
+    $("a-share").textContent = num(100 * a.share, 1) + "%";
+    if (a.expected_revenue !== undefined) {
+      $("a-expected-label").textContent = "expected revenue in " + a.horizon_days + " days";
+      $("a-expected").textContent = num(a.expected_revenue, 2);
+      $("a-interval").textContent = "–";
+    } else {
+      $("a-expected-label").textContent = (a.kind === "churn" ? "expected to churn" : "expected conversions") + " in " + a.horizon_days + " days";
+      $("a-expected").textContent = num(a.expected, 1);
+      $("a-interval").textContent = num(a.interval_95[0], 0) + " – " + num(a.interval_95[1], 0);
+    }
+    $("a-asof").textContent = `${int(a.scored_users)} scored users; scores as of ${a.scores_as_of}`;
+    drawBins($("a-chart"), a.bins, a.from, a.to);
+    $("message").textContent = "";
+  } catch (e) {
+    if (seq !== audienceSeq) return;
+    $("a-users").textContent = "–";
+    $("message").textContent = e.status === 409 ? "Not scored yet: the audience appears after the first scoring run." : e.message;
+  }
+}
+
+async function saveCohort() {
+  const input = $("a-cohort-name");
+  if (!input.value || !input.checkValidity()) { $("a-saved").className = "error"; $("a-saved").textContent = "a cohort name: letters, digits, _ and -, starting with a letter"; return; }
+  const q = audienceQuery();
+  const body = { name: input.value, prediction: name, from: Number(q.get("from")), to: Number(q.get("to")) };
+  if (q.has("min_score")) body.min_score = Number(q.get("min_score"));
+  try {
+    const c = await api("POST", "/api/v1/cohorts", body);
+    $("a-saved").className = "ok";
+    $("a-saved").textContent = `saved cohort ${c.name}: usable as a starting cohort of new predictions`;
+  } catch (e) { $("a-saved").className = "error"; $("a-saved").textContent = e.message; }
+}
+
+function reasonList(reasons) {
+  return reasons && reasons.length ? "<ul class=\"reasons\">" + reasons.map((r) => `<li>${esc(r.words)}</li>`).join("") + "</ul>" : '<p class="muted">none</p>';
+}
+
+async function lookup(user) {
+  const out = $("u-result");
+  out.innerHTML = '<p class="muted">looking up…</p>';
+  const enc = encodeURIComponent(user);
+  try {
+    const profile = await api("GET", "/api/v1/users/" + enc);
+    const [explanation, events] = await Promise.all([
+      api("GET", base + "/users/" + enc + "/explanation?reasons=4").catch((e) => ({ error: e.message })),
+      api("GET", "/api/v1/users/" + enc + "/events?limit=20").catch((e) => ({ error: e.message, events: [] })),
+    ]);
+    const written = profile.scores[name];
+    let html = `<div class="cards"><div class="card"><div class="value" id="u-score">${written ? num(written.score, 4) : "–"}</div><div class="label">latest written score</div></div>` +
+      `<div class="card"><div class="value" id="u-percentile">${written ? num(written.percentile, 2) : "–"}</div><div class="label">percentile</div></div>`;
+    if (!explanation.error) html += `<div class="card"><div class="value">${num(explanation.score, 4)}</div><div class="label">explained score at ${esc(explanation.cutoff)}</div></div>`;
+    html += "</div>";
+    if (explanation.error) html += `<p class="error">${esc(explanation.error)}</p>`;
+    else html += `<div class="grid"><span>pushing the score up</span><div id="u-up">${reasonList(explanation.up)}</div>` +
+                 `<span>pushing it down</span><div id="u-down">${reasonList(explanation.down)}</div></div>`;
+    html += `<h3>Recent events <span class="muted">(${int(events.total_events || 0)} in all)</span></h3>` +
+      '<div class="scroll"><table id="u-events"><thead><tr><th>time</th><th>event</th></tr></thead><tbody>' +
+      events.events.map((e) => `<tr><td>${esc(e.time)}</td><td>${esc(e.event_type)}</td></tr>`).join("") + "</tbody></table></div>";
+    out.innerHTML = html;
+  } catch (e) { out.innerHTML = `<p class="error">${esc(e.message)}</p>`; }
+}
+
+function versionsTable(versions) {
+  if (!versions || !versions.length) return '<p class="muted">not trained yet</p>';
+  const keys = [...new Set(versions.flatMap((v) => Object.keys(v.metrics || {})))]
+    .filter((k) => versions.some((v) => typeof (v.metrics || {})[k] === "number" || typeof (v.metrics || {})[k] === "string"));
+  let s = "<table><thead><tr><th>metric</th>" + versions.map((v) =>
+    `<th class="num"><a href="/predictions/${encodeURIComponent(name)}/report?version=${v.version}" target="_blank" rel="noopener">v${v.version}</a></th>`).join("") + "</tr></thead><tbody>";
+  s += "<tr><td>trained at</td>" + versions.map((v) => `<td class="num">${esc(v.trained_at)}</td>`).join("") + "</tr>";
+  s += "<tr><td>model</td>" + versions.map((v) => `<td class="num">${esc(v.model_type)}</td>`).join("") + "</tr>";
+  for (const k of keys) {
+    s += `<tr><td>${esc(k)}</td>` + versions.map((v) => {
+      const x = (v.metrics || {})[k];
+      return `<td class="num">${typeof x === "number" ? num(x, 4) : esc(x ?? "")}</td>`;
+    }).join("") + "</tr>";
+  }
+  return s + "</tbody></table>";
+}
+
+async function loadDetail() {
+  detail = await api("GET", base);
+  document.title = name + " · sibyl";
+  $("title").textContent = name;
+  $("question").textContent = detail.description;
+  const run = detail.latest_score_run;
+  $("status").textContent = (detail.latest_version ? `version ${detail.latest_version} (${detail.model_type || ""}), trained ${detail.trained_at || ""}` : "not trained yet") +
+    (run ? `; latest scoring: ${int(run.users_scored)} users at ${run.cutoff}` : "; not scored yet");
+  $("versions-table").innerHTML = versionsTable(detail.versions);
+  const report = "/predictions/" + encodeURIComponent(name) + "/report";
+  $("report-link").href = report;
+  if ($("report").dataset.version !== String(detail.latest_version)) {
+    $("report").dataset.version = String(detail.latest_version);
+    $("report").src = report;
+  }
+}
+
+async function loadRuns() {
+  const r = await api("GET", "/api/v1/runs?limit=50&prediction=" + encodeURIComponent(name));
+  $("runs-table").querySelector("tbody").innerHTML = r.runs.map((x) => {
+    const d = x.error ? x.error : (x.detail && x.detail.version !== undefined && x.kind === "train" ? "version " + x.detail.version :
+              (x.detail && x.detail.users_scored !== undefined ? int(x.detail.users_scored) + " users scored" : ""));
+    return `<tr><td class="num">${x.id}</td><td>${esc(x.kind)}</td><td>${esc(x.trigger)}</td><td class="${stateClass(x.state)}">${esc(x.state)}</td>` +
+      `<td>${time(x.started_ms)}</td><td class="num">${seconds(x)}</td><td class="${x.error ? "failed" : ""}">${esc(d)}</td></tr>`;
+  }).join("") || '<tr><td colspan="7" class="muted">no runs yet</td></tr>';
+}
+
+async function loadDrift() {
+  const r = await api("GET", base + "/score_runs?limit=30");
+  const full = r.runs.filter((x) => x.drift);
+  $("drift-table").querySelector("tbody").innerHTML = full.map((x) => {
+    const d = x.drift, flagged = (d.features || []).filter((f) => f.psi > d.threshold).sort((a, b) => b.psi - a.psi);
+    return `<tr><td>${esc(x.cutoff)}</td><td class="num">${x.version}</td><td class="num">${int(x.users_scored)}</td>` +
+      `<td class="num">${num(d.training_mean_score, 4)} → ${num(d.mean_score, 4)}</td>` +
+      `<td class="num ${d.score_shifted ? "failed" : ""}">${num(d.score_psi, 3)}</td>` +
+      `<td>${flagged.map((f) => esc(f.name) + " (" + num(f.psi, 2) + ")").join(", ") || '<span class="muted">none</span>'}</td></tr>`;
+  }).join("") || '<tr><td colspan="6" class="muted">no full scoring run with drift yet</td></tr>';
+  // Score PSI of each run, oldest to newest, against the 0.2 line.
+  const points = full.slice().reverse();
+  const w = 600, h = 130, max = Math.max(0.25, ...points.map((x) => x.drift.score_psi));
+  const x = (i) => 30 + (points.length > 1 ? i * (w - 40) / (points.length - 1) : (w - 40) / 2);
+  const y = (v) => h - 10 - (h - 20) * v / max;
+  let s = `<line class="axis" x1="30" y1="${y(0)}" x2="${w}" y2="${y(0)}"/>` +
+          `<line x1="30" y1="${y(0.2)}" x2="${w}" y2="${y(0.2)}" stroke="#b3261e" stroke-dasharray="4 3"/><text x="0" y="${y(0.2) + 4}">0.2</text>`;
+  if (points.length) s += `<polyline fill="none" stroke="#2f6fde" stroke-width="2" points="${points.map((p, i) => x(i) + "," + y(p.drift.score_psi)).join(" ")}"/>` +
+    points.map((p, i) => `<circle cx="${x(i)}" cy="${y(p.drift.score_psi)}" r="3" fill="#2f6fde"><title>${esc(p.cutoff)}: ${num(p.drift.score_psi, 3)}</title></circle>`).join("");
+  $("drift-chart").innerHTML = s;
+}
+
+async function loadTopUsers() {
+  const c = await api("GET", base + "/cohort?limit=20");
+  $("top-users").innerHTML = c.users.map((u) => `<option value="${esc(u.user_id)}"></option>`).join("");
+}
+
+async function refresh() {
+  try {
+    await loadDetail();
+    await loadRuns();
+    await loadDrift();
+  } catch (e) { $("message").textContent = e.message; }
+}
+
+document.addEventListener("DOMContentLoaded", async () => {
+  await sibyl.start();
+  const move = debounce(updateAudience, 60);
+  for (const id of ["a-from", "a-to", "a-min"]) $(id).addEventListener("input", move);
+  $("a-save").addEventListener("click", saveCohort);
+  $("lookup-form").addEventListener("submit", (ev) => { ev.preventDefault(); lookup($("u-id").value.trim()); });
+  await refresh();
+  await updateAudience();
+  loadTopUsers().catch(() => {});
+  // Training and scoring runs finish in the background: the page follows them.
+  setInterval(async () => {
+    const hadScores = $("a-users").textContent !== "–";
+    await refresh();
+    if (!hadScores) { await updateAudience(); loadTopUsers().catch(() => {}); }
+  }, 5000);
+});
