@@ -18,12 +18,19 @@
 # bench/accuracy_bench's in-time protocol (train at T with labels in [T, T+30), measure on
 # held-out users) for the same prediction.
 #
+# With SEASONALITY=A[,peak] the purchase rate follows the seasons (docs/SIMULATOR.md) and
+# sibyl is also trained with --no-seasonal-shift, so the two calibrations can be compared
+# (ECE, log loss, mean score against the base rate); use DAYS/CUTOFF to give it more than a
+# year of history.
+#
 #   bench/bgnbd_accuracy.sh [USERS] [WORKDIR]          (defaults: 20000, out/bgnbd_accuracy)
 #   SIBYL_BUILD=build-sim SEED=2 bench/bgnbd_accuracy.sh 50000
+#   SEASONALITY=0.6 START=2023-01-01 DAYS=1095 CUTOFF=2025-11-01 NO_HELD_OUT=1 bench/bgnbd_accuracy.sh 20000
 #
 # Env: SIBYL_BUILD (default build: $SIBYL_BUILD/sibyl and $SIBYL_BUILD/bench/accuracy_bench),
-# SEED (1), BGNBD (r,alpha,a,b; the generator's default), PYTHON (a python3 with numpy and
-# scipy; default /usr/bin/python3).
+# SEED (1), BGNBD (r,alpha,a,b; the generator's default), SEASONALITY (none), DAYS (365),
+# CUTOFF (2024-12-01), START (2024-01-01, the span's first day), PYTHON (a python3 with numpy and scipy;
+# default /usr/bin/python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 users=${1:-20000}
@@ -31,8 +38,10 @@ work=${2:-out/bgnbd_accuracy}
 build=${SIBYL_BUILD:-build}
 seed=${SEED:-1}
 python=${PYTHON:-/usr/bin/python3}
-days=365
-cutoff=2024-12-01   # 335 days from 2024-01-01: T + 30 days is the end of the span
+days=${DAYS:-365}
+cutoff=${CUTOFF:-2024-12-01}   # default: 335 days from 2024-01-01, T + 30 days is the end of the span
+seasonality=${SEASONALITY:-}
+start_day=${START:-2024-01-01}
 horizon=30
 sibyl=$build/sibyl
 [ -x "$sibyl" ] || { echo "bgnbd_accuracy.sh: no sibyl binary at $sibyl (set SIBYL_BUILD=...)" >&2; exit 2; }
@@ -43,7 +52,7 @@ mkdir -p "$work"
 start=$(date +%s)
 
 echo "== generate $users BG/NBD users over $days days (seed $seed, truth at $cutoff)"
-"$sibyl" --quiet --json generate --regime bgnbd ${BGNBD:+--bgnbd "$BGNBD"} --users "$users" --days "$days" \
+"$sibyl" --quiet --json generate --regime bgnbd ${BGNBD:+--bgnbd "$BGNBD"} ${seasonality:+--seasonality "$seasonality"} --users "$users" --days "$days" --start "$start_day" \
   --seed "$seed" --out "$work/events.ndjson" --cutoff "$cutoff" --truth-horizons 7,$horizon \
   --truth "$work/truth.csv" > "$work/generate.json"
 cat "$work/generate.json"
@@ -63,8 +72,17 @@ run train purchase_30d --as-of "$cutoff" --seed "$seed" --threads 1
 t1=$(date +%s.%N)
 run score purchase_30d --as-of "$cutoff"
 run cohort purchase_30d --format csv --out "$work/sibyl_scores.csv"
+"$sibyl" --quiet --data "$work/data" predict show purchase_30d > "$work/show.out"
 grep -h "version" "$work/train.out" | head -3 | sed 's/^/  /'
 awk -v a="$t0" -v b="$t1" 'BEGIN { printf "  predict create + train %.1f s\n", b - a }'
+grep -h "seasonal" "$work/show.out" 2>/dev/null | sed 's/^/  /' || true
+if [ -n "$seasonality" ] || [ "${COMPARE_SHIFT:-0}" = 1 ]; then
+  sed 's/"purchase_30d"/"purchase_30d_noshift"/' "$work/purchase_30d.json" > "$work/purchase_30d_noshift.json"
+  run predict create --file "$work/purchase_30d_noshift.json"
+  run train purchase_30d_noshift --as-of "$cutoff" --seed "$seed" --threads 1 --no-seasonal-shift
+  run score purchase_30d_noshift --as-of "$cutoff"
+  run cohort purchase_30d_noshift --format csv --out "$work/sibyl_noshift_scores.csv"
+fi
 
 echo "== evaluate (labels and BG/NBD from the NDJSON)"
 "$python" - "$work" "$cutoff" "$horizon" "$work/generate.json" <<'PY'
@@ -97,10 +115,15 @@ truth = {}
 with open(f"{work}/truth.csv") as f:
     for row in csv.DictReader(f):
         truth[row["user_id"]] = float(row[f"purchase_{H}d"])
-sibyl = {}
-with open(f"{work}/sibyl_scores.csv") as f:
-    for row in csv.DictReader(f):
-        sibyl[row["user_id"]] = float(row["score"])
+def read_scores(path):
+    out = {}
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            out[row["user_id"]] = float(row["score"])
+    return out
+import os
+sibyl = read_scores(f"{work}/sibyl_scores.csv")
+noshift = read_scores(f"{work}/sibyl_noshift_scores.csv") if os.path.exists(f"{work}/sibyl_noshift_scores.csv") else None
 
 users = sorted(first)  # the cohort: purchased before T
 missing = [u for u in users if u not in sibyl]
@@ -153,11 +176,17 @@ print("  BG/NBD parameters (days): true r %.4f alpha %.2f a %.4f b %.4f | fitted
       % (true_params["r"], true_params["alpha"], true_params["a"], true_params["b"],
          fitted["r"], fitted["alpha"], fitted["a"], fitted["b"]))
 scores = {"truth": s_truth, "BG/NBD (true params)": s_true_bg, "BG/NBD (fitted)": s_fit_bg, "sibyl": s_sibyl}
+if noshift is not None:
+    scores["sibyl --no-seasonal-shift"] = np.array([noshift.get(u, np.nan) for u in users])
+
+def ece(y, s, bins=10):
+    idx = np.minimum((s * bins).astype(int), bins - 1)
+    return sum(abs(y[idx == b].mean() - s[idx == b].mean()) * (idx == b).sum() for b in range(bins) if (idx == b).any()) / len(y)
 aucs = {k: auc(y, v) for k, v in scores.items()}
 print(f"  {len(users)} users, base rate {y.mean():.4f} (mean truth {s_truth.mean():.4f}, mean sibyl {s_sibyl.mean():.4f})")
 for k, v in scores.items():
     ll_ = -np.mean(y * np.log(np.clip(v, 1e-6, 1)) + (1 - y) * np.log(np.clip(1 - v, 1e-6, 1)))
-    print(f"  AUC {k:22s} {aucs[k]:.4f}   log loss {ll_:.4f}")
+    print(f"  AUC {k:26s} {aucs[k]:.4f}   log loss {ll_:.4f}   ECE {ece(y, v):.4f}   mean score {v.mean():.4f}")
 rng = np.random.default_rng(16)
 boot = {"truth": [], "BG/NBD (true params)": []}
 for _ in range(300):

@@ -25,6 +25,7 @@ struct GenerateFlags {
   std::string regime = "app";
   std::string bgnbd;        // "r,alpha,a,b"
   std::string gamma_gamma;  // "p,q,v"
+  std::string seasonality;  // "amplitude[,peak_day]"
 };
 
 // "0.243,30.9,0.793,2.426" -> exactly `count` positive numbers.
@@ -87,9 +88,15 @@ void RunGenerate(GenerateFlags& flags, const GlobalOptions& global) {
       auto v = Check(ParseNumberList("--gamma-gamma", flags.gamma_gamma, 3, "p,q,v"));
       options.bgnbd.spend_p = v[0], options.bgnbd.spend_q = v[1], options.bgnbd.spend_v = v[2];
     }
+    if (!flags.seasonality.empty()) {
+      const bool with_peak = flags.seasonality.find(',') != std::string::npos;
+      auto v = Check(ParseNumberList("--seasonality", flags.seasonality, with_peak ? 2 : 1, "amplitude[,peak_day]"));
+      options.bgnbd.seasonal_amplitude = v[0];
+      if (with_peak) options.bgnbd.seasonal_peak_day = v[1];
+    }
   } else if (flags.regime == "app") {
-    if (!flags.bgnbd.empty() || !flags.gamma_gamma.empty()) {
-      Check(InvalidArgument("--bgnbd and --gamma-gamma need --regime bgnbd"));
+    if (!flags.bgnbd.empty() || !flags.gamma_gamma.empty() || !flags.seasonality.empty()) {
+      Check(InvalidArgument("--bgnbd, --gamma-gamma and --seasonality need --regime bgnbd"));
     }
   } else {
     Check(InvalidArgument("--regime must be app or bgnbd, got '{}'", flags.regime));
@@ -129,6 +136,7 @@ void RunGenerate(GenerateFlags& flags, const GlobalOptions& global) {
       const sim::BgNbdRegime& m = options.bgnbd;
       j["bgnbd"] = {{"r", m.r}, {"alpha_days", m.alpha}, {"a", m.a}, {"b", m.b}};
       j["gamma_gamma"] = {{"p", m.spend_p}, {"q", m.spend_q}, {"v", m.spend_v}};
+      j["seasonality"] = {{"amplitude", m.seasonal_amplitude}, {"peak_day", m.seasonal_peak_day}};
     }
     if (!options.truth_path.empty()) {
       j["truth"] = {{"path", options.truth_path},
@@ -180,6 +188,9 @@ void AddGenerateCommand(CLI::App& app, const GlobalOptions& global) {
                   "bgnbd regime: r,alpha,a,b with alpha in days (default 0.243,30.9,0.793,2.426, CDNow's fit)");
   cmd->add_option("--gamma-gamma", flags->gamma_gamma,
                   "bgnbd regime: spend p,q,v in dollars (default 6.25,3.74,15.44, CDNow's fit)");
+  cmd->add_option("--seasonality", flags->seasonality,
+                  "bgnbd regime: purchase rate x (1 + A cos(2 pi (day of year - peak) / 365.25)), as A[,peak] "
+                  "with A in [0, 1) (default 0: none; peak 330, late November)");
   cmd->add_option("--cutoff", flags->cutoff, "cutoff T for the truth file: ISO-8601 or epoch ms");
   cmd->add_option("--horizon-days", flags->horizons, "horizon H in days (repeatable)");
   cmd->add_option("--truth-horizons", flags->truth_horizons, "horizons as a list, e.g. 7,14");

@@ -241,6 +241,8 @@ void RunShow(const GlobalOptions& global, const ShowFlags& flags) {
                                         .c_str());
     if (loaded->bundle.task == ml::TaskKind::kRegression) PrintRegressionMetrics(s["metrics"]);
     else PrintClassificationMetrics(s["metrics"]);
+    if (const auto& seasonal = s.value("seasonal_shift", nlohmann::json::object()); seasonal.contains("note"))
+      std::printf("seasonal shift of the scores: %s\n", seasonal.value("note", "").c_str());
   }
 
   std::printf("\ncandidates\n");

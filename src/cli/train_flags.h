@@ -25,6 +25,7 @@ struct TrainFlags {
   uint64_t min_positives = 100, min_negatives = 100;
   int min_history_days = 49;
   int top_events = 50;
+  bool no_seasonal_shift = false;
 };
 
 inline void AddTrainFlags(CLI::App& cmd, TrainFlags& f) {
@@ -43,6 +44,9 @@ inline void AddTrainFlags(CLI::App& cmd, TrainFlags& f) {
   cmd.add_option("--min-history-days", f.min_history_days, "eligibility: days of events needed before T_train")
       ->capture_default_str();
   cmd.add_option("--top-events", f.top_events, "event types that get feature columns")->capture_default_str();
+  cmd.add_flag("--no-seasonal-shift", f.no_seasonal_shift,
+               "do not shift the calibration by last year's change between the training and the scoring time "
+               "(docs/ML.md, \"Seasonal shift\")");
 }
 
 inline pipeline::TrainRequest MakeTrainRequest(const TrainFlags& f) {
@@ -67,6 +71,7 @@ inline pipeline::TrainRequest MakeTrainRequest(const TrainFlags& f) {
                              .min_history_days = f.min_history_days};
   request.set.taxonomy.top_events = f.top_events;
   request.num_threads = f.threads;
+  request.seasonal_shift = !f.no_seasonal_shift;
   return request;
 }
 

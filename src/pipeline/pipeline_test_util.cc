@@ -10,18 +10,26 @@
 
 namespace sibyl::pipeline::testing_util {
 
-GeneratedStore::GeneratedStore(uint64_t users, int days) {
+namespace {
+sim::SimOptions DefaultSimulation(uint64_t users, int days) {
+  sim::SimOptions sim;
+  sim.users = users;
+  sim.days = days;
+  sim.seed = 7;
+  sim.threads = 1;
+  return sim;
+}
+}  // namespace
+
+GeneratedStore::GeneratedStore(uint64_t users, int days) : GeneratedStore(DefaultSimulation(users, days)) {}
+
+GeneratedStore::GeneratedStore(sim::SimOptions sim) {
   static std::atomic<int> counter{0};
   dir_ = (std::filesystem::temp_directory_path() /
           ("sibyl-pipeline-test-" + std::to_string(getpid()) + "-" + std::to_string(counter++)))
              .string();
   std::filesystem::remove_all(dir_);
   std::filesystem::create_directories(dir_);
-  sim::SimOptions sim;
-  sim.users = users;
-  sim.days = days;
-  sim.seed = 7;
-  sim.threads = 1;
   sim.out_path = dir_ + "/events.ndjson";
   auto generated = sim::Generate(sim);
   if (!generated.ok()) {

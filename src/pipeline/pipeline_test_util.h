@@ -5,6 +5,7 @@
 #include <string>
 
 #include "pipeline/prediction.h"
+#include "sim/generator.h"
 #include "store/event_store.h"
 
 namespace sibyl::pipeline::testing_util {
@@ -23,6 +24,8 @@ inline constexpr int kTestDays = 70;
 class GeneratedStore {
  public:
   explicit GeneratedStore(uint64_t users = kTestUsers, int days = kTestDays);
+  // Any simulation (its out_path is replaced by one in the store's directory).
+  explicit GeneratedStore(sim::SimOptions sim);
   ~GeneratedStore();
   const std::string& dir() const { return dir_; }
   std::shared_ptr<const EventReader> Snapshot() const { return store_->Snapshot(); }

@@ -87,6 +87,23 @@ Result<FittedPrediction> FitPrediction(const EventReader& reader, const Predicti
     options.bgnbd = BgNbdCandidateFor(fitted.set.spec, definition.kind, fitted.set.data.values);
   ASSIGN_OR_RETURN(fitted.result, ml::Train(fitted.set.data, options));
   for (const ml::StageTime& t : fitted.result.stage_times) fitted.stage_times.push_back({t.stage, t.seconds});
+  if (request.seasonal_shift && fitted.result.task == ml::TaskKind::kClassification) {
+    if (request.on_stage) request.on_stage("seasonal shift");
+    const auto begun = std::chrono::steady_clock::now();
+    SeasonalShiftOptions seasonal_options;
+    seasonal_options.min_history_days = set_options.eligibility.min_history_days;
+    seasonal_options.seed = set_options.seed;
+    const ml::TrainResult& result = fitted.result;
+    ASSIGN_OR_RETURN(fitted.seasonal,
+                     EstimateSeasonalShift(reader, *engine, definition, fitted.set.spec, fitted.train_cutoff_ms,
+                                           fitted.as_of_ms,
+                                           [&result](std::span<const float> rows) { return result.Predict(rows); },
+                                           seasonal_options));
+    if (fitted.seasonal.applied)
+      fitted.result.calibration = ShiftLogOdds(fitted.result.calibration, fitted.seasonal.delta);
+    fitted.stage_times.push_back(
+        {"seasonal shift", std::chrono::duration<double>(std::chrono::steady_clock::now() - begun).count()});
+  }
   // The matrix is the bulk of the memory; the summaries, ids and keys stay.
   if (!request.keep_matrix) {
     fitted.set.data.values = {};
@@ -175,6 +192,7 @@ Status WriteVersion(const std::string& version_dir, int version, FittedPredictio
                        {"per_cutoff", per_cutoff}}},
              {"features", fitted.set.data.num_columns()},
              {"outcome_model", fitted.set.outcome_model_note},
+             {"seasonal_shift", fitted.seasonal.ToJson()},
              {"fallback", fitted.fallback_reason.empty() ? nlohmann::json(nullptr)
                                                          : nlohmann::json{{"model", "bg_nbd"},
                                                                           {"reason", fitted.fallback_reason}}},

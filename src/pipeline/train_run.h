@@ -27,6 +27,7 @@
 #include "pipeline/prediction.h"
 #include "pipeline/registry.h"
 #include "pipeline/training_set.h"
+#include "pipeline/seasonal_shift.h"
 #include "store/reader.h"
 
 namespace sibyl::pipeline {
@@ -48,6 +49,9 @@ struct TrainRequest {
   bool bgnbd_fallback = true;
   // BG/NBD (read from the outcome family's columns) competes with the trained candidates.
   bool bgnbd_candidate = true;
+  // Shift the calibration by last year's change between the training and the scoring
+  // moment, when the history reaches that far back (seasonal_shift.h).
+  bool seasonal_shift = true;
   std::function<void(std::string_view stage)> on_stage;
 };
 
@@ -62,6 +66,8 @@ struct FittedPrediction {
   // Non-empty when the training set was not eligible and BG/NBD stands in (fallback.h):
   // the eligibility failure. There are then no labels, rows or held-out metrics.
   std::string fallback_reason;
+  // What the seasonal shift found and whether it was applied to result.calibration.
+  SeasonalShift seasonal;
 };
 
 // Builds the training set at the cutoffs of `request` and trains. Eligibility failures

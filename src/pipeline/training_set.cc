@@ -50,25 +50,6 @@ class StageClock {
 
 std::string Day(int64_t ms) { return FormatTime(ms).substr(0, 10); }
 
-// Keeps at most `max_users` of `users` by a seeded hash of their ids, in their order.
-void SampleUsers(UserSet& users, std::vector<std::string>& ids, uint64_t max_users, uint64_t seed) {
-  if (users.actors.size() <= max_users) return;
-  std::vector<uint64_t> hashes(ids.size());
-  for (size_t i = 0; i < ids.size(); ++i) hashes[i] = ml::MixHash(UserKey(ids[i]), kSampleSalt + seed);
-  std::vector<uint64_t> sorted = hashes;
-  std::nth_element(sorted.begin(), sorted.begin() + (max_users - 1), sorted.end());
-  const uint64_t threshold = sorted[max_users - 1];
-  size_t kept = 0;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (hashes[i] > threshold || kept == max_users) continue;
-    users.actors[kept] = users.actors[i];
-    ids[kept] = std::move(ids[i]);
-    ++kept;
-  }
-  users.actors.resize(kept);
-  ids.resize(kept);
-}
-
 TaxonomyOptions TaxonomyFor(const PredictionDefinition& definition, const CohortExpr& cohort,
                             TaxonomyOptions options) {
   std::vector<std::string> events, event_props, user_props;
@@ -91,6 +72,24 @@ TaxonomyOptions TaxonomyFor(const PredictionDefinition& definition, const Cohort
 bool IsPositive(float label) { return label != 0.0f; }
 
 }  // namespace
+
+void SampleUsers(UserSet& users, std::vector<std::string>& ids, uint64_t max_users, uint64_t seed) {
+  if (users.actors.size() <= max_users) return;
+  std::vector<uint64_t> hashes(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) hashes[i] = ml::MixHash(UserKey(ids[i]), kSampleSalt + seed);
+  std::vector<uint64_t> sorted = hashes;
+  std::nth_element(sorted.begin(), sorted.begin() + (max_users - 1), sorted.end());
+  const uint64_t threshold = sorted[max_users - 1];
+  size_t kept = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (hashes[i] > threshold || kept == max_users) continue;
+    users.actors[kept] = users.actors[i];
+    ids[kept] = std::move(ids[i]);
+    ++kept;
+  }
+  users.actors.resize(kept);
+  ids.resize(kept);
+}
 
 // The outcome family of a prediction: its outcome exactly as defined (churn without an
 // event: any event; revenue: the amounts too), over windows that follow the horizon and

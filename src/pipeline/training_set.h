@@ -70,6 +70,10 @@ std::vector<int64_t> CandidateCutoffs(int64_t train_cutoff_ms, const TrainingSet
 // stacked cutoff and in every run: the split and the sample depend on it.
 uint64_t UserKey(std::string_view row_id);
 
+// Keeps at most `max_users` of `users` (and their `ids`) by a seeded hash of the ids, in
+// their order: the same users at every cutoff for one seed.
+void SampleUsers(UserSet& users, std::vector<std::string>& ids, uint64_t max_users, uint64_t seed);
+
 struct CutoffSummary {
   int64_t cutoff_ms = 0;
   uint64_t cohort_users = 0;   // before sampling

@@ -66,6 +66,26 @@ void EmitPurchaseSession(const BgNbdUser& user, int64_t purchase_ms, const SimOp
   }
 }
 
+constexpr double kYearDays = 365.25;
+
+// The seasonal multiplier of the purchase rate at `ms` (1 without seasonality).
+double SeasonalFactor(const BgNbdRegime& m, double ms) {
+  if (m.seasonal_amplitude == 0) return 1.0;
+  const double day = ms / kMsPerDay;  // days since 1970-01-01, a year starts within a day of it
+  const double phase = 2 * M_PI * (day - m.seasonal_peak_day) / kYearDays;
+  return 1.0 + m.seasonal_amplitude * std::cos(phase);
+}
+
+// The integral of SeasonalFactor over [from, to) (ms), in days.
+double SeasonalDays(const BgNbdRegime& m, double from_ms, double to_ms) {
+  const double days = (to_ms - from_ms) / kMsPerDay;
+  if (m.seasonal_amplitude == 0) return days;
+  auto antiderivative = [&](double ms) {
+    return std::sin(2 * M_PI * (ms / kMsPerDay - m.seasonal_peak_day) / kYearDays) * kYearDays / (2 * M_PI);
+  };
+  return days + m.seasonal_amplitude * (antiderivative(to_ms) - antiderivative(from_ms));
+}
+
 }  // namespace
 
 BgNbdUser SimulateBgNbdUser(const SimOptions& options, uint64_t index, Rng& rng, uint32_t user_slot,
@@ -100,9 +120,13 @@ BgNbdUser SimulateBgNbdUser(const SimOptions& options, uint64_t index, Rng& rng,
   uint32_t seq = 0;
   EmitPurchaseSession(user, v.signup_ms, options, end_ms, rng, user_slot, seq, events);
   double t_ms = static_cast<double>(v.signup_ms);
+  // With seasonality, candidate events at the peak rate lambda (1 + A) are kept with
+  // probability factor / (1 + A) (thinning), which gives the seasonal Poisson process.
+  const double peak_factor = 1.0 + m.seasonal_amplitude;
   while (user.lambda > 0) {
-    t_ms += rng.Exp() / user.lambda * kMsPerDay;
+    t_ms += rng.Exp() / (user.lambda * peak_factor) * kMsPerDay;
     if (t_ms >= static_cast<double>(end_ms)) break;
+    if (m.seasonal_amplitude != 0 && !rng.Bernoulli(SeasonalFactor(m, t_ms) / peak_factor)) continue;
     const int64_t purchase_ms = static_cast<int64_t>(t_ms);
     EmitPurchaseSession(user, purchase_ms, options, end_ms, rng, user_slot, seq, events);
     if (rng.Bernoulli(user.dropout)) {
@@ -116,13 +140,15 @@ BgNbdUser SimulateBgNbdUser(const SimOptions& options, uint64_t index, Rng& rng,
   return user;
 }
 
-Truth ComputeBgNbdTruth(const BgNbdUser& user, int64_t cutoff_ms, int horizon_days) {
+Truth ComputeBgNbdTruth(const BgNbdUser& user, const BgNbdRegime& regime, int64_t cutoff_ms, int horizon_days) {
   Truth truth;
   truth.horizon_days = horizon_days;
   // Dropout happens right after a purchase; a user whose dropout purchase is at or after
   // the cutoff is alive at it (and that purchase is the next Poisson event).
   const bool alive = user.visible.churn_ms >= cutoff_ms;
-  truth.purchase = alive ? -std::expm1(-user.lambda * horizon_days) : 0.0;
+  const double cutoff = static_cast<double>(cutoff_ms);
+  const double exposure_days = SeasonalDays(regime, cutoff, cutoff + static_cast<double>(horizon_days) * kMsPerDay);
+  truth.purchase = alive ? -std::expm1(-user.lambda * exposure_days) : 0.0;
   truth.churn = 1.0 - truth.purchase;
   return truth;
 }

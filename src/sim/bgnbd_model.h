@@ -28,7 +28,8 @@ BgNbdUser SimulateBgNbdUser(const SimOptions& options, uint64_t index, Rng& rng,
                             std::vector<SimEvent>& events);
 
 // The true P(at least one Purchase in [cutoff, cutoff + horizon)) given the state at the
-// cutoff: alive ? 1 - exp(-lambda * H) : 0; churn = 1 - purchase (no purchase).
-Truth ComputeBgNbdTruth(const BgNbdUser& user, int64_t cutoff_ms, int horizon_days);
+// cutoff: alive ? 1 - exp(-lambda * integral of the seasonal factor over the window) : 0
+// (= 1 - exp(-lambda H) without seasonality); churn = 1 - purchase (no purchase).
+Truth ComputeBgNbdTruth(const BgNbdUser& user, const BgNbdRegime& regime, int64_t cutoff_ms, int horizon_days);
 
 }  // namespace sibyl::sim

@@ -111,7 +111,7 @@ std::unique_ptr<BlockOutput> SimulateBlock(const SimOptions& options, uint64_t b
     std::vector<Truth> truths;
     if (truth && user.signup_ms < options.cutoff_ms) {
       for (int h : options.horizon_days) {
-        truths.push_back(bgnbd ? ComputeBgNbdTruth(buyer, options.cutoff_ms, h)
+        truths.push_back(bgnbd ? ComputeBgNbdTruth(buyer, options.bgnbd, options.cutoff_ms, h)
                                : ComputeTruth(user, own, options.cutoff_ms, h));
       }
       if (!options.truth_path.empty()) {
@@ -188,6 +188,10 @@ Status ValidateOptions(const SimOptions& o) {
     }
     if (!(m.acquisition_share > 0 && m.acquisition_share <= 1)) {
       return InvalidArgument("the acquisition share must be in (0, 1], got {}", m.acquisition_share);
+    }
+    if (!(m.seasonal_amplitude >= 0 && m.seasonal_amplitude < 1) || !std::isfinite(m.seasonal_peak_day)) {
+      return InvalidArgument("--seasonality amplitude must be in [0, 1) and the peak day finite, got {},{}",
+                             m.seasonal_amplitude, m.seasonal_peak_day);
     }
   }
   const int64_t end = EndMs(o);

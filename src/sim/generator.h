@@ -35,6 +35,11 @@ struct BgNbdRegime {
   double spend_p = 6.25, spend_q = 3.74, spend_v = 15.44;
   // First purchases are uniform over this leading share of the span.
   double acquisition_share = 0.5;
+  // Seasonality of the purchase rate: lambda(t) = lambda (1 + A cos(2 pi (t - peak) / year))
+  // with t the day of the year, A in [0, 1). A = 0 (the default) is the paper's
+  // stationary process and draws exactly the same numbers as before it existed.
+  double seasonal_amplitude = 0;
+  double seasonal_peak_day = 330;  // day of the year (0 = 1 January): late November
 };
 
 struct SimOptions {
