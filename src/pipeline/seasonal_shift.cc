@@ -30,10 +30,8 @@ struct YearAgoRows {
   std::vector<float> labels;
 };
 
-Result<YearAgoRows> RowsAt(const EventReader& reader, const QueryEngine& engine,
-                           const PredictionDefinition& definition, const FeatureSpec& spec, int64_t cutoff_ms,
-                           const SeasonalShiftOptions& options) {
-  (void)reader;
+Result<YearAgoRows> RowsAt(const QueryEngine& engine, const PredictionDefinition& definition,
+                           const FeatureSpec& spec, int64_t cutoff_ms, const SeasonalShiftOptions& options) {
   ASSIGN_OR_RETURN(CohortExpr cohort, ToCohort(definition));
   ASSIGN_OR_RETURN(UserSet users, engine.Cohort(cohort, cutoff_ms));
   std::vector<std::string> ids = engine.UserIds(users);
@@ -130,7 +128,7 @@ Result<SeasonalShift> EstimateSeasonalShift(const EventReader& reader, const Que
   }
 
   for (auto [cutoff, fit] : {std::pair{year_ago_train, &shift.at_train}, std::pair{year_ago_scoring, &shift.at_scoring}}) {
-    ASSIGN_OR_RETURN(YearAgoRows rows, RowsAt(reader, engine, definition, spec, cutoff, options));
+    ASSIGN_OR_RETURN(YearAgoRows rows, RowsAt(engine, definition, spec, cutoff, options));
     uint64_t positives = 0;
     for (float y : rows.labels) positives += y > 0.5f;
     const uint64_t negatives = rows.labels.size() - positives;

@@ -64,8 +64,9 @@ struct SeasonalShift {
 // Newton's method on the intercept of a logistic model with offsets logit(scores).
 InterceptFit FitIntercept(std::span<const double> scores, std::span<const float> labels);
 
-// Positive-part James-Stein shrinkage of an estimate toward 0 by its standard error: an
-// estimate within one standard error of 0 becomes 0.
+// Empirical-Bayes shrinkage toward 0: the posterior mean under a normal prior whose
+// variance is estimated as max(0, estimate^2 - se^2), i.e. estimate * max(0, 1 - se^2 /
+// estimate^2). An estimate within one standard error of 0 becomes 0.
 double ShrinkTowardZero(double estimate, double standard_error);
 
 // Estimates the shift for a model trained with `train_cutoff_ms` and used at `as_of_ms`.

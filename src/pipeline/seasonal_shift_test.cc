@@ -49,7 +49,7 @@ TEST(FitInterceptTest, MatchesTheLabelRate) {
   EXPECT_DOUBLE_EQ(fit.label_rate, 7.0 / 8.0);
 }
 
-TEST(ShrinkTowardZeroTest, PositivePartJamesStein) {
+TEST(ShrinkTowardZeroTest, EmpiricalBayesPosteriorMean) {
   EXPECT_EQ(ShrinkTowardZero(0.05, 0.1), 0.0);   // within one standard error: nothing
   EXPECT_EQ(ShrinkTowardZero(-0.1, 0.1), 0.0);
   EXPECT_NEAR(ShrinkTowardZero(0.5, 0.1), 0.5 * (1 - 0.04), 1e-12);
