@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs every Debian package the build, the tests and the benchmarks need, and the
-# vendors' Node SDKs the SDK test drives (tests/sdk, pinned in its package-lock.json).
+# Installs every Debian package the build, the tests and the benchmarks need, the vendors'
+# Node SDKs the SDK test drives (tests/sdk), and Chromium with puppeteer-core for the
+# browser test (tests/web); the npm packages pinned in each folder's package-lock.json.
 # Idempotent: packages already present are skipped quickly.
 set -euo pipefail
 packages=(
@@ -18,6 +19,8 @@ done
 # package, e.g. nodesource's nodejs, may provide both and conflict with Debian's npm).
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# Chromium for tests/web (headless, driven by puppeteer-core): Debian's.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -25,10 +28,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The SDKs, exactly as locked, when node_modules is missing or older than the lock file.
-sdk="$(dirname "$0")/../tests/sdk"
-if [ ! -d "$sdk/node_modules" ] || [ "$sdk/package-lock.json" -nt "$sdk/node_modules" ]; then
-  echo "installing the SDK test's npm packages (tests/sdk)" >&2
-  (cd "$sdk" && npm ci --no-audit --no-fund >/dev/null)
-  touch "$sdk/node_modules"
-fi
+# The npm packages, exactly as locked, when node_modules is missing or older than the lock
+# file: the SDKs (tests/sdk) and puppeteer-core (tests/web).
+for dir in sdk web; do
+  folder="$(dirname "$0")/../tests/$dir"
+  if [ ! -d "$folder/node_modules" ] || [ "$folder/package-lock.json" -nt "$folder/node_modules" ]; then
+    echo "installing the npm packages of tests/$dir" >&2
+    (cd "$folder" && npm ci --no-audit --no-fund >/dev/null)
+    touch "$folder/node_modules"
+  fi
+done

@@ -270,7 +270,10 @@ TEST_F(ServeWebTest, InvalidInputIs400) {
            std::string(R"({"name":"p1","kind":"propensity","horizon_days":7,"outcome":{"event":"Event 1","where":["nope = 1"]}})"),
            std::string(R"({"name":"p1","kind":"propensity","horizon_days":7,"outcome":{"event":"Event 1"},"cohort":{"all":[{"performed":{"event":"Nope"}}]}})"),
        }) {
-    EXPECT_EQ(c->Post("/api/v1/predictions?dry_run=true", bad, "application/json")->status, 400) << bad;
+    auto dry = c->Post("/api/v1/predictions?dry_run=true", bad, "application/json");
+    EXPECT_EQ(dry->status, 200) << "a dry run answers whether it is valid";
+    EXPECT_EQ(Json(dry)["valid"], false) << bad;
+    EXPECT_FALSE(Json(dry)["error"]["message"].get<std::string>().empty()) << bad;
     EXPECT_EQ(c->Post("/api/v1/predictions", bad, "application/json")->status, 400) << bad;
   }
   const std::string good = R"({"name":"p1","kind":"propensity","horizon_days":7,"outcome":{"event":"Event 1"}})";

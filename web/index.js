@@ -79,12 +79,19 @@ async function validate() {
   try { d = definitionFromForm(); } catch (e) { $("form-error").textContent = e.message; return false; }
   try {
     const r = await api("POST", "/api/v1/predictions?dry_run=true", d);
+    if (!r.valid) {
+      $("preview").textContent = "";
+      const m = r.error.message;
+      // An unknown outcome event shows under its field ("did you mean ...").
+      if ($("f-event").value && m.includes('"' + $("f-event").value + '"')) $("e-event").textContent = m;
+      else $("form-error").textContent = m;
+      return false;
+    }
     $("preview").textContent = r.description + (r.exists && !editing ? "  (a prediction with this name exists)" : "");
     return true;
   } catch (e) {
     $("preview").textContent = "";
-    if (/event type/.test(e.message) && /outcome|Purchase|did you mean/.test(e.message) && $("f-event").value) $("e-event").textContent = e.message;
-    else $("form-error").textContent = e.message;
+    $("form-error").textContent = e.message;
     return false;
   }
 }

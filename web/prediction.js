@@ -17,7 +17,7 @@ function audienceQuery() {
 }
 
 function drawBins(svg, bins, from, to) {
-  const w = 600, h = 150, left = 34, bottom = 18, max = Math.max(1e-9, ...bins.map((b) => b.mean_score));
+  const w = 1000, h = 170, left = 44, bottom = 18, max = Math.max(1e-9, ...bins.map((b) => b.mean_score));
   const bw = (w - left) / bins.length;
   let s = `<line class="axis" x1="${left}" y1="${h - bottom}" x2="${w}" y2="${h - bottom}"/>` +
           `<text x="0" y="12">${esc(num(max, 3))}</text><text x="0" y="${h - bottom}">0</text>`;
@@ -28,13 +28,18 @@ function drawBins(svg, bins, from, to) {
          `<title>percentile ${b.from}–${b.to}: ${int(b.users)} users, mean score ${num(b.mean_score, 4)}</title></rect>`;
     if (i % 4 === 0) s += `<text x="${left + i * bw}" y="${h + 2}">${b.from}</text>`;
   });
-  s += `<text x="${w - 24}" y="${h + 2}">100</text>`;
+  s += `<text x="${w - 26}" y="${h + 2}">100</text>`;
   svg.setAttribute("viewBox", `0 0 ${w} ${h + 16}`);
   svg.innerHTML = s;
 }
 
 let audienceSeq = 0;
+const scored = () => detail && detail.latest_score_run;
 async function updateAudience() {
+  if (!scored()) {
+    $("a-asof").textContent = "Not scored yet: the audience appears after the first scoring run.";
+    return;
+  }
   const q = audienceQuery();
   $("a-from-out").textContent = $("a-from").value;
   $("a-to-out").textContent = $("a-to").value;
@@ -163,7 +168,7 @@ async function loadDrift() {
   }).join("") || '<tr><td colspan="6" class="muted">no full scoring run with drift yet</td></tr>';
   // Score PSI of each run, oldest to newest, against the 0.2 line.
   const points = full.slice().reverse();
-  const w = 600, h = 130, max = Math.max(0.25, ...points.map((x) => x.drift.score_psi));
+  const w = 1000, h = 120, max = Math.max(0.25, ...points.map((x) => x.drift.score_psi));
   const x = (i) => 30 + (points.length > 1 ? i * (w - 40) / (points.length - 1) : (w - 40) / 2);
   const y = (v) => h - 10 - (h - 20) * v / max;
   let s = `<line class="axis" x1="30" y1="${y(0)}" x2="${w}" y2="${y(0)}"/>` +
@@ -174,6 +179,7 @@ async function loadDrift() {
 }
 
 async function loadTopUsers() {
+  if (!scored()) return;
   const c = await api("GET", base + "/cohort?limit=20");
   $("top-users").innerHTML = c.users.map((u) => `<option value="${esc(u.user_id)}"></option>`).join("");
 }
@@ -197,8 +203,9 @@ document.addEventListener("DOMContentLoaded", async () => {
   loadTopUsers().catch(() => {});
   // Training and scoring runs finish in the background: the page follows them.
   setInterval(async () => {
-    const hadScores = $("a-users").textContent !== "–";
+    const had = detail && detail.latest_score_run ? detail.latest_score_run.cutoff + detail.latest_score_run.users_scored : "";
     await refresh();
-    if (!hadScores) { await updateAudience(); loadTopUsers().catch(() => {}); }
+    const now = scored() ? detail.latest_score_run.cutoff + detail.latest_score_run.users_scored : "";
+    if (now !== had) { await updateAudience(); loadTopUsers().catch(() => {}); }
   }, 5000);
 });

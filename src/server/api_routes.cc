@@ -173,20 +173,27 @@ class Api {
       return SendError(res, 413, "payload_too_large", "the definition is larger than the API's body limit");
     auto j = nlohmann::json::parse(req.body, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return SendError(res, 400, "invalid_argument", "the body is not a JSON object");
+    const bool dry_run = Param(req, "dry_run") == "true";
+    // The form's inline validation asks with ?dry_run=true as the user types: the answer
+    // is 200 either way, {"valid": false, "error"} for a definition that would be refused,
+    // so a half-typed definition is not a failed request (browsers log those as errors).
+    auto invalid = [&](const Status& status) {
+      if (!dry_run) return SendError(res, 400, "invalid_argument", status.message());
+      CurrentRequest().error = status.message();
+      SendJson(res, 200, {{"valid", false}, {"error", {{"code", "invalid_argument"}, {"message", status.message()}}}});
+    };
     auto definition = pipeline::ParsePredictionDefinition(j);
     // Whatever the parser's code, a definition that does not parse is invalid input (400).
-    if (!definition.ok()) return SendError(res, 400, "invalid_argument", definition.status().message());
+    if (!definition.ok()) return invalid(definition.status());
     if (!path_name.empty() && definition->name != path_name)
-      return SendError(res, 400, "invalid_argument",
-                       fmt::format("the body names \"{}\", the path \"{}\"", definition->name, path_name));
+      return invalid(InvalidArgument("the body names \"{}\", the path \"{}\"", definition->name, path_name));
     Status valid = pipeline::ValidateAgainstStore(*definition, *ctx_.store->Snapshot());
     // A name the store does not know is a mistake in the definition ("did you mean"):
     // 400 like every other invalid field, not 404 (the resource asked for is the new one).
-    if (!valid.ok() && valid.code() == StatusCode::kNotFound)
-      return SendError(res, 400, "invalid_argument", valid.message());
+    if (!valid.ok() && (valid.code() == StatusCode::kNotFound || valid.code() == StatusCode::kInvalidArgument))
+      return invalid(valid);
     if (!valid.ok()) return SendStatus(res, valid);
-    // The form's inline validation: the canonical definition and its question, nothing stored.
-    if (Param(req, "dry_run") == "true") {
+    if (dry_run) {
       nlohmann::json out = {{"valid", true}, {"definition", pipeline::ToJson(*definition)},
                             {"description", pipeline::DescribeDefinition(*definition)},
                             {"exists", ctx_.registry.Get(definition->name).ok()}};

@@ -194,6 +194,17 @@ void RegisterWebRoutes(Router& http, ServerContext& ctx) {
     res.set_header("X-Frame-Options", "DENY");
   });
   http.Post("/login", [&ctx](const Request& req, Response& res) { Login(ctx, req, res); });
+  // Sign-in by HTTP Basic, for a bookmark like http://admin:KEY@host/login/basic: browsers
+  // send a URL's credentials only when challenged, and the pages themselves never challenge
+  // (they send the browser to the login form), so this one URL does.
+  http.Get("/login/basic", [&ctx](const Request& req, Response& res) {
+    CurrentRequest().route = "web_login";
+    if (!RequireAdmin(ctx, req, res)) return;
+    const int64_t now = ctx.options.clock->NowMs();
+    const Session session = SessionsOf(ctx).Create(now);
+    res.set_header("Set-Cookie", SessionCookie(session, now, req.get_header_value("X-Forwarded-Proto") == "https"));
+    Redirect(res, SafeNext(req.has_param("next") ? req.get_param_value("next") : "/"));
+  });
   http.Post("/logout", [&ctx](const Request& req, Response& res) { Logout(ctx, req, res); });
   http.Get(R"(/static/([a-z_]+\.(?:js|css|svg)))", [](const Request& req, Response& res) {
     CurrentRequest().route = "web_static";
