@@ -48,7 +48,6 @@ TEST(SessionStoreTest, SessionsExpireAndAreRemoved) {
   const Session t = store.Create(5000);
   store.Remove(t.token);
   EXPECT_FALSE(store.Find(t.token, 5000));
-  store.Create(7000);  // drops the expired one
   EXPECT_EQ(store.size(), 1u);
 }
 
@@ -238,6 +237,23 @@ TEST_F(ServeWebTest, SessionsExpireAndLogoutEndsThem) {
   r = c->Post("/logout", {{"Cookie", cookie}}, "csrf_token=" + Csrf(cookie), "application/x-www-form-urlencoded");
   EXPECT_EQ(r->status, 303);
   EXPECT_EQ(c->Get("/api/v1/predictions", {{"Cookie", cookie}})->status, 401);
+}
+
+TEST_F(ServeWebTest, LoginBasicChallengesThenTurnsTheKeyIntoASession) {
+  auto c = server_->Client();
+  auto r = c->Get("/login/basic");
+  EXPECT_EQ(r->status, 401) << "the challenge that makes a browser send the URL's key";
+  EXPECT_NE(r->get_header_value("WWW-Authenticate").find("Basic"), std::string::npos);
+  auto basic = server_->Client();
+  basic->set_basic_auth("admin", kAdminKey.c_str());
+  r = basic->Get("/login/basic?next=%2Fpredictions%2Fp1");
+  EXPECT_EQ(r->status, 303);
+  EXPECT_EQ(r->get_header_value("Location"), "/predictions/p1");
+  const std::string cookie = SessionFrom(r);
+  ASSERT_FALSE(cookie.empty());
+  EXPECT_EQ(c->Get("/api/v1/predictions", {{"Cookie", cookie}})->status, 200);
+  basic->set_basic_auth("admin", "not-the-key");
+  EXPECT_EQ(basic->Get("/login/basic")->status, 403);
 }
 
 TEST_F(ServeWebTest, APageOpenedWithTheKeyGetsASessionForItsScripts) {

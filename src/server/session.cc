@@ -23,16 +23,22 @@ std::string RandomHex(size_t bytes) {
     }
     filled += static_cast<size_t>(n);
   }
-  std::string hex;
-  hex.reserve(bytes * 2);
-  for (unsigned char c : raw) hex += fmt::format("{:02x}", c);
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string hex(bytes * 2, '0');
+  for (size_t i = 0; i < bytes; ++i) {
+    hex[2 * i] = kDigits[static_cast<unsigned char>(raw[i]) >> 4];
+    hex[2 * i + 1] = kDigits[static_cast<unsigned char>(raw[i]) & 15];
+  }
   return hex;
 }
 
 Session SessionStore::Create(int64_t now) {
   Session s{RandomHex(32), RandomHex(32), now + ttl_ms_};
   std::lock_guard lock(mutex_);
-  std::erase_if(sessions_, [now](const auto& entry) { return entry.second.expires_ms <= now; });
+  // Expired sessions are never found, so they are swept only when the store is full: a
+  // sweep per sign-in would make a full store quadratic.
+  if (sessions_.size() >= kMaxSessions)
+    std::erase_if(sessions_, [now](const auto& entry) { return entry.second.expires_ms <= now; });
   while (sessions_.size() >= kMaxSessions) {
     auto soonest = std::min_element(sessions_.begin(), sessions_.end(), [](const auto& a, const auto& b) {
       return a.second.expires_ms < b.second.expires_ms;

@@ -37,8 +37,8 @@ class SessionStore {
  public:
   explicit SessionStore(int64_t ttl_ms = kSessionTtlMs) : ttl_ms_(ttl_ms) {}
 
-  // A new session. Expired sessions are dropped first; beyond kMaxSessions the one that
-  // expires soonest goes (a client logging in in a loop cannot grow memory without bound).
+  // A new session. When kMaxSessions are kept, expired ones are dropped, then the one that
+  // expires soonest (a client logging in in a loop cannot grow memory without bound).
   Session Create(int64_t now_ms);
   // The live session with this token, or nullopt (unknown or expired).
   std::optional<Session> Find(std::string_view token, int64_t now_ms) const;

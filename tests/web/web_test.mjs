@@ -25,6 +25,8 @@ const ADMIN_KEY = 'web-test-admin-key-0001';
 const INGEST_KEY = 'web-test-ingest-key-0001';
 const GLOBAL_TIMEOUT_MS = Number(process.env.SIBYL_WEB_TEST_TIMEOUT_MS || 170000);
 const NAME = 'buy_7d';
+const XSS_USER = '<img id=xss src=x onerror=window.pwned=1>';
+const XSS_EVENT = '<svg id=xss2 onload=window.pwned=2>';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sibyl-web-test-'));
 const dataDir = path.join(work, 'data');
@@ -92,6 +94,16 @@ async function startServer() {
   }
   base = `http://127.0.0.1:${port}`;
   log(`sibyl serve on ${base}`);
+  // Names made of markup, to check the pages show them as text (inside the generated
+  // data's time range, so training's cutoffs stay where they were).
+  const r = await fetch(`${base}/2/httpapi`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ api_key: INGEST_KEY, events: [
+      { user_id: XSS_USER, event_type: XSS_EVENT, time: Date.parse('2024-03-05T12:00:00Z'),
+        event_properties: { [XSS_EVENT]: '<i>value</i>' } }] }),
+  });
+  check(r.status === 200, `ingest of the markup-named event: ${r.status} ${await r.text()}`);
 }
 
 async function stopServer(graceMs = 20000) {
@@ -279,6 +291,14 @@ async function run() {
   check(Math.abs(number(await text(page, '#u-score')) - Number(best[1])) < 1e-4, 'the user\'s score');
   check((await text(page, '#u-up')).length > 5, 'reasons up in words');
   log(`looked up ${best[0]}`);
+  // A user and an event named with markup show as text, never as elements.
+  await page.click('#u-id', { clickCount: 3 });
+  await page.type('#u-id', XSS_USER);
+  await page.click('#lookup-form button[type=submit]');
+  await page.waitForFunction((e) => document.querySelector('#u-events tbody') &&
+                                    document.querySelector('#u-events tbody').textContent.includes(e), {}, XSS_EVENT);
+  check(await page.evaluate(() => !document.getElementById('xss') && !document.getElementById('xss2') && window.pwned === undefined),
+        'markup in user ids and event names is escaped');
 
   // Quality, versions, runs, drift.
   await page.waitForFunction(() => {
@@ -293,6 +313,9 @@ async function run() {
   // The saved cohort is offered as a starting cohort of a new prediction.
   await Promise.all([page.waitForNavigation(), page.click('header a[href="/"]')]);
   await page.waitForSelector('#f-cohort option[value="saved:top30"]');
+  check(await page.evaluate((e) => [...document.querySelectorAll('#event-types option')].some((o) => o.value === e) &&
+                                   !document.getElementById('xss2') && window.pwned === undefined, XSS_EVENT),
+        'the markup-named event is offered as text');
   await page.type('#f-name', 'buy_again');
   await page.type('#f-event', 'Purchase');
   await page.select('#f-cohort', 'saved:top30');
