@@ -155,5 +155,20 @@ TEST(MetricsTest, RendersCountersHistogramsAndGauges) {
   EXPECT_EQ(m.CounterValue("x_total", "a=\"1\""), 3);
 }
 
+TEST(MetricsTest, CountersAndLabelledFamiliesReadAtScrapeTime) {
+  Metrics m;
+  double commits = 7;
+  m.AddCounterFunc("commits_total", "commits", [&] { return commits; });
+  m.AddSampled("refused_total", "refused", "counter",
+               [] { return Metrics::Samples{{"reason=\"cap\"", 1}, {"reason=\"timeout\"", 2}}; });
+  commits = 9;
+  std::string text = m.RenderPrometheus();
+  EXPECT_NE(text.find("# HELP commits_total commits\n# TYPE commits_total counter\ncommits_total 9\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("# TYPE refused_total counter\nrefused_total{reason=\"cap\"} 1\nrefused_total{reason=\"timeout\"} 2\n"),
+            std::string::npos)
+      << text;
+}
+
 }  // namespace
 }  // namespace sibyl::server

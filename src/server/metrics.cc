@@ -1,7 +1,14 @@
 #include "server/metrics.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <sstream>
 
 #include <fmt/format.h>
 
@@ -39,8 +46,17 @@ void Metrics::DescribeHistogram(const std::string& name, const std::string& help
 }
 
 void Metrics::AddGauge(const std::string& name, const std::string& help, std::function<double()> read) {
+  AddSampled(name, help, "gauge", [read = std::move(read)] { return Samples{{"", read()}}; });
+}
+
+void Metrics::AddCounterFunc(const std::string& name, const std::string& help, std::function<double()> read) {
+  AddSampled(name, help, "counter", [read = std::move(read)] { return Samples{{"", read()}}; });
+}
+
+void Metrics::AddSampled(const std::string& name, const std::string& help, const std::string& type,
+                         std::function<Samples()> read) {
   std::lock_guard lock(mutex_);
-  gauges_.push_back({name, help, std::move(read)});
+  gauges_.push_back({name, help, type, std::move(read)});
 }
 
 void Metrics::Add(const std::string& name, const std::string& labels, double value) {
@@ -74,7 +90,7 @@ double Metrics::CounterValue(const std::string& name, const std::string& labels)
 }
 
 std::string Metrics::RenderPrometheus() const {
-  std::vector<std::pair<const Gauge*, double>> gauge_values;
+  std::vector<const Gauge*> sampled;
   std::string out;
   {
     std::lock_guard lock(mutex_);
@@ -97,12 +113,12 @@ std::string Metrics::RenderPrometheus() const {
         out += fmt::format("{}_count{} {}\n", name, Braced(labels), h.count);
       }
     }
-    for (const Gauge& g : gauges_) gauge_values.emplace_back(&g, 0.0);
+    for (const Gauge& g : gauges_) sampled.push_back(&g);
   }
-  // Gauges read other components' state: outside our lock.
-  for (auto& [g, v] : gauge_values) {
-    v = g->read();
-    out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n{} {}\n", g->name, g->help, g->name, g->name, Number(v));
+  // Sampled families read other components' state: outside our lock.
+  for (const Gauge* g : sampled) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", g->name, g->help, g->name, g->type);
+    for (const auto& [labels, v] : g->read()) out += fmt::format("{}{} {}\n", g->name, Braced(labels), Number(v));
   }
   return out;
 }
@@ -112,5 +128,56 @@ std::vector<double> LatencyBuckets() {
 }
 
 std::vector<double> RunDurationBuckets() { return {0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600}; }
+
+ProcessStats ReadProcessStats() {
+  ProcessStats p;
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+  if (std::ifstream statm("/proc/self/statm"); statm) {
+    double size = 0, resident = 0;
+    if (statm >> size >> resident) p.resident_memory_bytes = resident * page;
+  }
+  if (std::ifstream stat_file("/proc/self/stat"); stat_file) {
+    std::string text((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    const size_t close = text.rfind(')');
+    if (close != std::string::npos) {
+      std::istringstream fields(text.substr(close + 2));
+      std::vector<std::string> f{std::istream_iterator<std::string>(fields), std::istream_iterator<std::string>()};
+      // f[0] is field 3 (state): utime is field 14, stime 15, starttime 22.
+      if (f.size() > 19) {
+        p.cpu_seconds = (std::stod(f[11]) + std::stod(f[12])) / ticks;
+        std::ifstream proc_stat("/proc/stat");
+        std::string key;
+        double boot = -1;
+        while (proc_stat >> key) {
+          if (key == "btime") {
+            proc_stat >> boot;
+            break;
+          }
+          proc_stat.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+        }
+        if (boot >= 0) p.start_time_seconds = boot + std::stod(f[19]) / ticks;
+      }
+    }
+  }
+  std::error_code ec;
+  double fds = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec); !ec && it != std::filesystem::directory_iterator();
+       it.increment(ec))
+    ++fds;
+  if (!ec) p.open_fds = fds - 1;  // less the directory iterator's own descriptor
+  return p;
+}
+
+void AddProcessMetrics(Metrics& metrics) {
+  metrics.AddGauge("process_resident_memory_bytes", "resident memory size in bytes",
+                   [] { return ReadProcessStats().resident_memory_bytes; });
+  metrics.AddCounterFunc("process_cpu_seconds_total", "user and system CPU time spent in seconds",
+                         [] { return ReadProcessStats().cpu_seconds; });
+  metrics.AddGauge("process_open_fds", "open file descriptors", [] { return ReadProcessStats().open_fds; });
+  metrics.AddGauge("process_start_time_seconds", "start time of the process since the Unix epoch in seconds",
+                   [] { return ReadProcessStats().start_time_seconds; });
+}
 
 }  // namespace sibyl::server
