@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   libsimdjson-dev libxgboost-dev libcli11-dev libfmt-dev libzstd-dev zlib1g-dev
-  libcpp-httplib-dev libssl-dev nlohmann-json3-dev libabsl-dev libjemalloc-dev curl
+  libcpp-httplib-dev libboost1.74-dev libssl-dev nlohmann-json3-dev libabsl-dev libjemalloc-dev curl
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-numpy python3-scipy
 )

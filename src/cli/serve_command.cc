@@ -18,6 +18,12 @@ struct ServeFlags {
   std::string host = "127.0.0.1";
   int port = 8080;
   int threads = 16;
+  int io_threads = 2;
+  size_t max_connections = 1024;
+  size_t max_connections_per_address = 0;
+  size_t max_queued_requests = 0;
+  double header_timeout_seconds = 10;
+  double idle_timeout_seconds = 5;
   server::KeySources keys;
   bool no_scheduler = false;
   int scheduler_workers = 1;
@@ -45,6 +51,14 @@ void RunServe(const GlobalOptions& global, const ServeFlags& flags) {
   options.host = flags.host;
   options.port = flags.port;
   options.threads = flags.threads;
+  options.io_threads = flags.io_threads;
+  options.max_connections = flags.max_connections;
+  options.max_connections_per_address = flags.max_connections_per_address;
+  options.max_queued_requests = flags.max_queued_requests;
+  if (flags.header_timeout_seconds <= 0 || flags.idle_timeout_seconds <= 0)
+    throw CommandFailed(InvalidArgument("--header-timeout and --idle-timeout must be > 0"));
+  options.header_timeout_ms = static_cast<int64_t>(flags.header_timeout_seconds * 1000);
+  options.idle_timeout_ms = static_cast<int64_t>(flags.idle_timeout_seconds * 1000);
   options.keys = Check(server::LoadKeys(flags.keys));
   options.scheduler = !flags.no_scheduler;
   options.scheduler_workers = flags.scheduler_workers;
@@ -76,7 +90,24 @@ void AddServeCommand(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("--host", flags->host, "address to bind (0.0.0.0 exposes the server to the network)")
       ->capture_default_str();
   cmd->add_option("--port", flags->port, "port (0: any free port)")->capture_default_str();
-  cmd->add_option("--threads", flags->threads, "HTTP worker threads (a keep-alive connection holds one)")
+  cmd->add_option("--threads", flags->threads, "HTTP handler threads (open connections hold none)")
+      ->capture_default_str();
+  cmd->add_option("--io-threads", flags->io_threads, "threads running every connection's reads and writes")
+      ->capture_default_str();
+  cmd->add_option("--max-connections", flags->max_connections,
+                  "open connections; beyond, a new one is answered 503 and closed")
+      ->capture_default_str();
+  cmd->add_option("--max-connections-per-address", flags->max_connections_per_address,
+                  "open connections from one client address (0: no cap)")
+      ->capture_default_str();
+  cmd->add_option("--max-queued-requests", flags->max_queued_requests,
+                  "requests waiting for a handler thread before new ones get 429/503 (0: 4 x --threads)")
+      ->capture_default_str();
+  cmd->add_option("--header-timeout", flags->header_timeout_seconds,
+                  "seconds from a request's first byte to the end of its headers")
+      ->capture_default_str();
+  cmd->add_option("--idle-timeout", flags->idle_timeout_seconds,
+                  "seconds a connection may wait for its next request")
       ->capture_default_str();
   cmd->add_option("--admin-key-file", flags->keys.admin_key_file,
                   "file holding the admin key (default: $SIBYL_ADMIN_KEY)");

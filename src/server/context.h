@@ -15,6 +15,7 @@
 #include "pipeline/registry.h"
 #include "scheduler/scheduler.h"
 #include "server/group_commit.h"
+#include "server/http/router.h"
 #include "server/job_runner.h"
 #include "server/log.h"
 #include "server/metrics.h"
@@ -24,9 +25,8 @@
 
 namespace sibyl::server {
 
-// Where routes are registered: Get/Post/Put/Delete(pattern, handler) with handlers taking
-// (const httplib::Request&, httplib::Response&).
-using Router = httplib::Server;
+// Routes are registered on a Router (server/http/router.h): Get/Post/Put/Delete(pattern,
+// handler) with handlers taking (const httplib::Request&, httplib::Response&).
 
 struct ServerContext {
   explicit ServerContext(ServerOptions o)

@@ -129,19 +129,23 @@ class IngestHandler {
  public:
   IngestHandler(ServerContext& ctx, Endpoint endpoint) : ctx_(ctx), ep_(endpoint) {}
 
-  size_t max_body_bytes() const { return ep_.max_body_bytes; }
+  // A request the server refused without running the handler: over the body limit
+  // (`body_bytes`: declared, or what was read or inflated when the limit was passed), or
+  // the server's queue is full. Counted and answered as the handler would.
+  void Refuse(httplib::Response& res, Refusal why, uint64_t body_bytes) {
+    CurrentRequest().route = ep_.path;
+    ctx_.metrics.Add("sibyl_ingest_requests_total", fmt::format("endpoint=\"{}\"", ep_.path));
+    if (why == Refusal::kTooLarge) return TooLarge(res, body_bytes);
+    Throttled(res, "the server's request queue is full; retry later");
+  }
 
-  // `body_bytes`: the body's full size (`body` holds at most max_body_bytes + 1 of it).
+  // `body_bytes`: the body's full size.
   void operator()(const httplib::Request& req, httplib::Response& res, const std::string& body, size_t body_bytes) {
     CurrentRequest().route = ep_.path;
     const std::string endpoint_label = fmt::format("endpoint=\"{}\"", ep_.path);
     ctx_.metrics.Add("sibyl_ingest_requests_total", endpoint_label);
     if (body_bytes == 0) return Fail(res, 400, "Invalid request: the request body is empty");
-    if (body_bytes > ep_.max_body_bytes) {
-      return Fail(res, 413, "Payload too large",
-                  {{"payload_size_bytes", body_bytes}, {"max_payload_size_bytes", ep_.max_body_bytes},
-                   {"max_payload_size", LimitText(ep_.max_body_bytes)}});
-    }
+    if (body_bytes > ep_.max_body_bytes) return TooLarge(res, body_bytes);
 
     // The key, and for Amplitude the body's options.
     std::optional<std::string> key;
@@ -236,16 +240,7 @@ class IngestHandler {
     auto committed = ctx_.committer->Submit(batch);
     if (!committed.ok()) {
       const Status& st = committed.status();
-      if (st.code() == StatusCode::kResourceExhausted) {
-        res.set_header("Retry-After", "1");
-        if (ep_.vendor == Vendor::kSegment)
-          return Fail(res, 429, "Too many requests: " + st.message(), {{"retry_after_seconds", 1}});
-        nlohmann::json body = AmplitudeThrottledBody(st.message());
-        const std::string error = body["error"];
-        body.erase("code");
-        body.erase("error");
-        return Fail(res, 429, error, std::move(body));
-      }
+      if (st.code() == StatusCode::kResourceExhausted) return Throttled(res, st.message());
       if (st.code() == StatusCode::kFailedPrecondition) return Fail(res, 503, st.message());
       return Fail(res, 500, "not stored: " + st.ToString());
     }
@@ -268,6 +263,23 @@ class IngestHandler {
   }
 
  private:
+  void TooLarge(httplib::Response& res, uint64_t body_bytes) {
+    Fail(res, 413, "Payload too large",
+         {{"payload_size_bytes", body_bytes}, {"max_payload_size_bytes", ep_.max_body_bytes},
+          {"max_payload_size", LimitText(ep_.max_body_bytes)}});
+  }
+
+  // 429 with Retry-After, in the vendor's shape (the SDKs resend after their interval).
+  void Throttled(httplib::Response& res, const std::string& reason) {
+    res.set_header("Retry-After", "1");
+    if (ep_.vendor == Vendor::kSegment) return Fail(res, 429, "Too many requests: " + reason, {{"retry_after_seconds", 1}});
+    nlohmann::json body = AmplitudeThrottledBody(reason);
+    const std::string error = body["error"];
+    body.erase("code");
+    body.erase("error");
+    Fail(res, 429, error, std::move(body));
+  }
+
   // /v1/track and /v1/identify bodies are one message whose type the path gives; Segment's
   // HTTP API does not require "type" in them, our parser does.
   Result<std::string> WithSegmentType(const std::string& body) const {
@@ -357,31 +369,21 @@ void RegisterIngestRoutes(Router& http, ServerContext& ctx) {
       {"/v1/batch", Vendor::kSegment, BodyKind::kSegment, l.segment_batch_max_body_bytes},
   };
   for (const Endpoint& ep : endpoints) {
-    // Every route reads its own body (a content-reader handler), so that:
-    // - any content type is read as the body it is: httplib would parse an
-    //   application/x-www-form-urlencoded body (what `curl -d` sends) as a form and refuse
-    //   it over 8 KB (a compiled-in limit); Amplitude reads JSON whatever the type;
-    // - a POST with neither Content-Length nor Transfer-Encoding has an empty body
-    //   (RFC 9112 6.3) and is answered at once: httplib would read until the connection
-    //   closes or its 30 s read timeout;
-    // - bytes beyond the endpoint's limit are counted, not kept.
+    // The server reads the body whatever its content type (httplib's server parsed
+    // application/x-www-form-urlencoded, what `curl -d` sends, as a form), inflates it,
+    // and refuses it over the endpoint's limit before reading it when Content-Length
+    // says so; the refusal carries the vendor's 413 (or 429 when the server is full).
+    // A POST with neither Content-Length nor Transfer-Encoding has an empty body
+    // (RFC 9112 6.3) and is answered at once.
     IngestHandler handler(ctx, ep);
-    http.Post(ep.path, [handler](const httplib::Request& req, httplib::Response& res,
-                                 const httplib::ContentReader& reader) mutable {
-      std::string body;
-      size_t bytes = 0;
-      if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding")) {
-        const size_t limit = handler.max_body_bytes();
-        const uint64_t declared = std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10);
-        body.reserve(static_cast<size_t>(std::min<uint64_t>(declared, limit + 1)));
-        reader([&](const char* data, size_t length) {
-          bytes += length;
-          if (body.size() <= limit) body.append(data, std::min(length, limit + 1 - body.size()));
-          return true;  // read to the end, so the connection stays in step
-        });
-      }
-      handler(req, res, body, bytes);
-    });
+    RouteOptions options;
+    options.max_body_bytes = ep.max_body_bytes;
+    options.refuse = [handler](const httplib::Request&, httplib::Response& res, Refusal why, uint64_t bytes) mutable {
+      handler.Refuse(res, why, bytes);
+    };
+    http.Post(ep.path, [handler](const httplib::Request& req, httplib::Response& res) mutable {
+      handler(req, res, req.body, req.body.size());
+    }, std::move(options));
   }
 }
 

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "server/context.h"
+#include "server/http/http_server.h"
 
 namespace sibyl::server {
 
@@ -28,9 +29,9 @@ struct Server::Impl {
   explicit Impl(ServerOptions options) : ctx(std::move(options)) {}
 
   ServerContext ctx;
-  httplib::Server http;
+  Router router;
+  std::unique_ptr<HttpServer> http;  // after ctx and router, which its threads use
   int port = 0;
-  std::thread listener;
   std::thread maintenance;
   std::mutex mutex;
   std::condition_variable wake;
@@ -68,19 +69,20 @@ struct Server::Impl {
     }
   }
 
+  // On the reserved worker: they answer while ingest keeps every other worker busy.
   void RegisterOps() {
-    http.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+    router.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
       CurrentRequest().route = "healthz";
       auto reader = ctx.store->Snapshot();
       SendJson(res, 200, {{"status", "ok"}, {"events", reader->event_count()},
                           {"scheduler", ctx.scheduler ? "running" : "disabled"}});
-    });
-    http.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
+    }, {.reserved = true});
+    router.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
       CurrentRequest().route = "metrics";
       if (!RequireAdmin(ctx, req, res)) return;
       res.status = 200;
       res.set_content(ctx.metrics.RenderPrometheus(), "text/plain; version=0.0.4");
-    });
+    }, {.reserved = true});
   }
 
   void DescribeMetrics() {
@@ -101,8 +103,8 @@ struct Server::Impl {
     m.DescribeCounter("sibyl_checkpoints_total", "store checkpoints by outcome");
     m.AddGauge("sibyl_ingest_queue_events", "events waiting for group commit",
                [this] { return static_cast<double>(ctx.committer->pending_events()); });
-    m.AddGauge("sibyl_ingest_commits", "store transactions committed by group commit",
-               [this] { return static_cast<double>(ctx.committer->commits()); });
+    m.AddCounterFunc("sibyl_ingest_commits_total", "store transactions committed by group commit",
+                     [this] { return static_cast<double>(ctx.committer->commits()); });
     m.AddGauge("sibyl_scheduler_queue_depth", "scheduler runs queued",
                [this] { return ctx.scheduler ? static_cast<double>(ctx.scheduler->QueueDepth()) : 0.0; });
     m.AddGauge("sibyl_scheduler_running", "scheduler runs in progress",
@@ -111,6 +113,24 @@ struct Server::Impl {
                [this] { return static_cast<double>(ctx.store->Snapshot()->event_count()); });
     m.AddGauge("sibyl_wal_events_since_checkpoint", "events acknowledged since the last checkpoint",
                [this] { return static_cast<double>(ctx.events_since_checkpoint.load()); });
+    m.AddGauge("sibyl_http_connections", "open HTTP connections",
+               [this] { return static_cast<double>(http->Stats().open_connections); });
+    m.AddGauge("sibyl_http_queued_requests", "requests read and waiting for a handler thread",
+               [this] { return static_cast<double>(http->Stats().queued_requests); });
+    m.AddGauge("sibyl_http_inflight_body_bytes", "request body bytes held (read, queued or being handled)",
+               [this] { return static_cast<double>(http->Stats().inflight_body_bytes); });
+    m.AddCounterFunc("sibyl_http_connections_total", "HTTP connections accepted",
+                     [this] { return static_cast<double>(http->Stats().accepted_connections); });
+    m.AddSampled("sibyl_http_refused_total", "requests and connections the HTTP server refused or cut, by reason",
+                 "counter", [this] {
+                   const HttpServerStats st = http->Stats();
+                   return Metrics::Samples{{"reason=\"connection_cap\"", static_cast<double>(st.refused_connections)},
+                                           {"reason=\"overloaded\"", static_cast<double>(st.refused_overloaded)},
+                                           {"reason=\"too_large\"", static_cast<double>(st.refused_too_large)},
+                                           {"reason=\"malformed\"", static_cast<double>(st.bad_requests)},
+                                           {"reason=\"timeout\"", static_cast<double>(st.timed_out)}};
+                 });
+    AddProcessMetrics(m);
   }
 };
 
@@ -147,26 +167,16 @@ Result<std::unique_ptr<Server>> Server::Open(ServerOptions options) {
   }
   impl->DescribeMetrics();
 
-  httplib::Server& http = impl->http;
-  const int threads = std::max(2, o.threads);
-  http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
-  http.set_keep_alive_max_count(100'000);
-  http.set_keep_alive_timeout(5);
-  http.set_read_timeout(30);
-  http.set_write_timeout(30);
-  // Bodies beyond the largest endpoint limit are refused by httplib itself (413) before
-  // being read whole; each endpoint then applies its own limit.
-  http.set_payload_max_length(std::max({o.limits.batch_max_body_bytes, o.limits.httpapi_max_body_bytes,
-                                        o.limits.api_max_body_bytes, o.limits.identify_max_body_bytes}) +
-                              (1 << 20));
   Impl* raw = impl.get();
-  http.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+  // What httplib's pre-routing handler, logger, exception and error handlers did: every
+  // answer, refusals included, is counted and logged on the thread that wrote it.
+  HttpHooks hooks;
+  hooks.before = [] {
     RequestInfo& info = CurrentRequest();
     info = RequestInfo{};
     info.started = std::chrono::steady_clock::now();
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  http.set_logger([raw](const httplib::Request& req, const httplib::Response& res) {
+  };
+  hooks.after = [raw](const httplib::Request& req, const httplib::Response& res) {
     RequestInfo& info = CurrentRequest();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - info.started).count();
     raw->ctx.metrics.Add("sibyl_http_requests_total", fmt::format("route=\"{}\",code=\"{}\"", info.route, res.status));
@@ -179,8 +189,8 @@ Result<std::unique_ptr<Server>> Server::Open(ServerOptions options) {
     if (info.events) line["events"] = info.events;
     if (!info.error.empty()) line["error"] = info.error;
     raw->ctx.log.Write(std::move(line));
-  });
-  http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+  };
+  hooks.exception = [](httplib::Response& res, std::exception_ptr ep) {
     std::string what = "internal error";
     try {
       if (ep) std::rethrow_exception(ep);
@@ -189,24 +199,36 @@ Result<std::unique_ptr<Server>> Server::Open(ServerOptions options) {
     } catch (...) {
     }
     SendError(res, 500, "internal", what);
-  });
-  impl->RegisterOps();
-  RegisterIngestRoutes(http, ctx);
-  RegisterApiRoutes(http, ctx);
-  RegisterWebRoutes(http, ctx);
-  http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  };
+  hooks.error = [](const httplib::Request& req, httplib::Response& res) {
+    // Requests refused before a handler ran carry no route label: name their family.
+    if (std::string_view(CurrentRequest().route) == "other" && req.path.starts_with("/api/"))
+      CurrentRequest().route = "api_other";
     if (!res.body.empty()) return;
     if (res.status == 404) SendError(res, 404, "not_found", "no such endpoint");
     else if (res.status == 413) SendError(res, 413, "payload_too_large", "the request body is too large");
-  });
+  };
+  impl->router.set_default_max_body_bytes(o.limits.api_max_body_bytes);
+  impl->RegisterOps();
+  RegisterIngestRoutes(impl->router, ctx);
+  RegisterApiRoutes(impl->router, ctx);
+  RegisterWebRoutes(impl->router, ctx);
 
-  if (o.port == 0) {
-    impl->port = http.bind_to_any_port(o.host);
-    if (impl->port < 0) return IoError("cannot bind {}:<any port>", o.host);
-  } else {
-    if (!http.bind_to_port(o.host, o.port)) return IoError("cannot bind {}:{} (in use, or not allowed)", o.host, o.port);
-    impl->port = o.port;
-  }
+  HttpServerOptions http;
+  http.host = o.host;
+  http.port = o.port;
+  http.io_threads = o.io_threads;
+  http.workers = std::max(2, o.threads);
+  http.max_queued_requests = o.max_queued_requests;
+  http.max_connections = o.max_connections;
+  http.max_connections_per_address = o.max_connections_per_address;
+  http.max_inflight_body_bytes = o.max_inflight_body_bytes;
+  http.idle_timeout = std::chrono::milliseconds(o.idle_timeout_ms);
+  http.header_timeout = std::chrono::milliseconds(o.header_timeout_ms);
+  http.body_timeout = std::chrono::milliseconds(o.body_timeout_ms);
+  http.write_timeout = std::chrono::milliseconds(o.write_timeout_ms);
+  ASSIGN_OR_RETURN(impl->http, HttpServer::Bind(impl->router, std::move(http), std::move(hooks)));
+  impl->port = impl->http->port();
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
@@ -216,7 +238,7 @@ Status Server::Start() {
   if (s.started) return FailedPrecondition("already started");
   s.started = true;
   if (s.ctx.scheduler) s.ctx.scheduler->Start(s.ctx.options.scheduler_poll_ms);
-  s.listener = std::thread([&s] { s.http.listen_after_bind(); });
+  s.http->Start();
   s.maintenance = std::thread([&s] { s.MaintenanceLoop(); });
   s.ctx.log.Write({{"event", "started"}, {"host", s.ctx.options.host}, {"port", s.port},
                    {"data", s.ctx.options.data_dir}, {"threads", s.ctx.options.threads},
@@ -234,14 +256,8 @@ Status Server::Stop() {
     s.wake.notify_all();
   }
   s.ctx.log.Write({{"event", "stopping"}});
-  if (s.listener.joinable()) {
-    // listen_after_bind may not have set its running flag yet; stop() is a no-op until it has.
-    for (int i = 0; i < 2000 && !s.http.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    // Closes the listening socket; listen returns once in-flight requests are answered
-    // (its worker pool is joined).
-    s.http.stop();
-    s.listener.join();
-  }
+  // Stops accepting; requests in flight are answered (their events committed) first.
+  s.http->Stop();
   if (s.maintenance.joinable()) s.maintenance.join();
   if (s.ctx.scheduler) s.ctx.scheduler->Stop(/*abort_running=*/true);
   s.ctx.committer->Stop();

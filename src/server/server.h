@@ -1,5 +1,5 @@
-// `sibyl serve`: one process holding the event store, an HTTP server (cpp-httplib) and
-// the scheduler. Ingest endpoints at the vendors' paths, the /api/v1 JSON API, a web page,
+// `sibyl serve`: one process holding the event store, an HTTP server (Boost.Beast, in
+// server/http/) and the scheduler. Ingest endpoints at the vendors' paths, the /api/v1 JSON API, a web page,
 // /healthz and /metrics. See docs/SERVER.md.
 //
 //   auto server = Server::Open(options);   // opens the store, the scheduler, binds the port
@@ -41,7 +41,17 @@ struct ServerOptions {
   std::string data_dir = "sibyl-data";
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free port (see Server::port)
-  int threads = 16;  // HTTP worker threads (each keep-alive connection holds one while open)
+  int threads = 16;  // HTTP handler threads (connections hold none: they wait on the I/O threads)
+  // The HTTP server's own limits (docs/SERVER.md, "The HTTP server").
+  int io_threads = 2;                       // threads running every connection's reads and writes
+  size_t max_connections = 1024;            // open connections; beyond: 503 and closed
+  size_t max_connections_per_address = 0;   // 0: no cap
+  size_t max_queued_requests = 0;           // waiting for a handler thread; 0: 4 x threads; beyond: 429/503
+  size_t max_inflight_body_bytes = size_t{256} << 20;  // request bodies held at once; beyond: 429/503
+  int64_t idle_timeout_ms = 5'000;          // keep-alive: before a request's first byte
+  int64_t header_timeout_ms = 10'000;       // first byte to the end of the headers
+  int64_t body_timeout_ms = 30'000;         // plus the body's size at 64 KB/s
+  int64_t write_timeout_ms = 30'000;        // one response
   Keys keys;
   IngestLimits limits;
   // Scheduler: started unless disabled (tests of the HTTP layer alone).

@@ -1,0 +1,27 @@
+// Request bodies sent with Content-Encoding gzip or deflate, inflated by streaming zlib
+// into a bounded buffer: a body that would inflate past the cap stops there
+// (ResourceExhausted) having allocated at most the cap, so a 1 MB "gzip bomb" costs 1 MB
+// of output, not the gigabyte it expands to (docs/SERVER.md, "Limits").
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace sibyl::server {
+
+enum class ContentCoding { kIdentity, kGzip, kDeflate, kUnsupported };
+
+// The Content-Encoding header's value ("", "identity", "gzip", "x-gzip", "deflate",
+// case-insensitive). A list of codings ("gzip, br") is unsupported.
+ContentCoding ParseContentEncoding(std::string_view header);
+
+// Inflates `compressed` (gzip, possibly several members; deflate: zlib-wrapped or raw,
+// as clients disagree on what HTTP's "deflate" means). ResourceExhausted when the output
+// would exceed `max_output` bytes; InvalidArgument when the data is not a complete
+// stream of the coding.
+Result<std::string> Inflate(std::string_view compressed, ContentCoding coding, size_t max_output);
+
+}  // namespace sibyl::server

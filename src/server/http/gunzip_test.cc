@@ -1,0 +1,71 @@
+#include "server/http/gunzip.h"
+
+#include <zlib.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace sibyl::server {
+namespace {
+
+// `window_bits`: 16 + 15 gzip, 15 zlib, -15 raw deflate.
+std::string Compress(const std::string& data, int window_bits) {
+  z_stream z{};
+  EXPECT_EQ(deflateInit2(&z, 9, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::string out(deflateBound(&z, data.size()) + 64, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
+
+TEST(GunzipTest, ContentEncodingNames) {
+  EXPECT_EQ(ParseContentEncoding(""), ContentCoding::kIdentity);
+  EXPECT_EQ(ParseContentEncoding("identity"), ContentCoding::kIdentity);
+  EXPECT_EQ(ParseContentEncoding(" GZIP "), ContentCoding::kGzip);
+  EXPECT_EQ(ParseContentEncoding("x-gzip"), ContentCoding::kGzip);
+  EXPECT_EQ(ParseContentEncoding("deflate"), ContentCoding::kDeflate);
+  EXPECT_EQ(ParseContentEncoding("br"), ContentCoding::kUnsupported);
+  EXPECT_EQ(ParseContentEncoding("gzip, br"), ContentCoding::kUnsupported);
+}
+
+TEST(GunzipTest, InflatesGzipZlibRawDeflateAndGzipMembers) {
+  const std::string text = R"({"api_key":"k","events":[{"user_id":"u","event_type":"e"}]})";
+  auto gz = Inflate(Compress(text, 16 + 15), ContentCoding::kGzip, 1000);
+  ASSERT_TRUE(gz.ok()) << gz.status().ToString();
+  EXPECT_EQ(*gz, text);
+  EXPECT_EQ(*Inflate(Compress(text, 15), ContentCoding::kDeflate, 1000), text);
+  EXPECT_EQ(*Inflate(Compress(text, -15), ContentCoding::kDeflate, 1000), text);
+  // Two gzip members back to back are one body (RFC 1952).
+  EXPECT_EQ(*Inflate(Compress("abc", 16 + 15) + Compress("def", 16 + 15), ContentCoding::kGzip, 1000), "abcdef");
+  // Exactly the cap is allowed.
+  EXPECT_TRUE(Inflate(Compress(text, 16 + 15), ContentCoding::kGzip, text.size()).ok());
+}
+
+TEST(GunzipTest, ABombStopsAtTheCap) {
+  // 64 MiB of zeros compress to ~64 KB; the cap is 1 MB.
+  const std::string bomb = Compress(std::string(64 << 20, '\0'), 16 + 15);
+  ASSERT_LT(bomb.size(), 200'000u);
+  auto out = Inflate(bomb, ContentCoding::kGzip, 1'000'000);
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(Inflate(std::string(2000, 'x'), ContentCoding::kIdentity, 1000).status().code(),
+            StatusCode::kResourceExhausted);
+}
+
+TEST(GunzipTest, DamagedOrTruncatedDataIsInvalid) {
+  const std::string gz = Compress(std::string(10000, 'a') + "tail", 16 + 15);
+  EXPECT_EQ(Inflate(gz.substr(0, gz.size() / 2), ContentCoding::kGzip, 1 << 20).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Inflate("not gzip at all", ContentCoding::kGzip, 1 << 20).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Inflate(gz + "junk", ContentCoding::kGzip, 1 << 20).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Inflate("", ContentCoding::kGzip, 1 << 20).status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace sibyl::server
