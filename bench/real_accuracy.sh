@@ -16,6 +16,7 @@
 # recency/frequency features fitted at T - H). See docs/BENCHMARKS.md.
 #
 #   bench/real_accuracy.sh [--tasks buy_30d,churn_90d] [--seeds 1,2,3] [--json FILE]
+#   bench/real_accuracy.sh --tasks buy_30d_sweep     (the 30-day task at 7 more cutoffs, July to October)
 #   SIBYL=/tmp/sibyl-bench WORK=out/real_accuracy bench/real_accuracy.sh
 #
 # Env: SIBYL (default build/sibyl), WORK (default out/real_accuracy; wiped first),

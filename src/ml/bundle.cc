@@ -17,7 +17,8 @@ constexpr int kFormatVersion = 1;
 
 const char* ModelFileName(ModelType type) {
   switch (type) {
-    case ModelType::kLinear: return "model.json";
+    case ModelType::kLinear:
+    case ModelType::kOutcomeLinear: return "model.json";
     case ModelType::kBgNbd: return "model-bgnbd.json";
     case ModelType::kBlend: return "model.cbor";
     default: return "model.ubj";

@@ -88,10 +88,12 @@ Result<CandidateFit> FitCandidate(ModelType type, const Dataset& data, std::vect
     out.training = {{"fitted", "nothing: the outcome family's BG/NBD columns, read as a score"}};
     return out;
   }
-  if (type == ModelType::kLinear) {
+  if (type == ModelType::kLinear || type == ModelType::kOutcomeLinear) {
     LinearOptions linear = options.linear;
     linear.num_threads = ResolveThreads(options.num_threads);
+    if (type == ModelType::kOutcomeLinear) linear.only_columns = options.outcome_columns;
     ASSIGN_OR_RETURN(std::unique_ptr<LinearModel> model, LinearModel::Train(data, fit, fit_weights, linear));
+    model->set_type(type);
     out.training = model->training_summary();
     out.model = std::move(model);
     return out;
@@ -176,6 +178,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
 
   std::vector<ModelType> types;
   if (options.train_linear) types.push_back(ModelType::kLinear);
+  if (options.train_linear && !options.outcome_columns.empty()) types.push_back(ModelType::kOutcomeLinear);
   if (options.train_random_forest) types.push_back(ModelType::kRandomForest);
   if (options.train_gradient_boosting) types.push_back(ModelType::kGradientBoostedTrees);
   if (options.bgnbd) types.push_back(ModelType::kBgNbd);

@@ -274,6 +274,12 @@ Result<std::unique_ptr<LinearModel>> LinearModel::Train(const Dataset& data,
     // Relative threshold: a column whose spread is rounding noise is constant.
     model->scales_[j] = sd > 1e-9 * std::max(1.0, std::abs(mean[j])) ? sd : 0;
   }
+  if (!options.only_columns.empty()) {
+    std::vector<double> kept(p, 0);
+    for (uint32_t j : options.only_columns)
+      if (j < p) kept[j] = model->scales_[j];
+    model->scales_ = std::move(kept);
+  }
 
   // Targets: labels for classification; standardised amounts for regression, so that
   // the same penalty and tolerance fit every currency scale.

@@ -31,6 +31,9 @@ struct LinearOptions {
   // activity far more than with its level (as in the recency-frequency models that
   // use log counts). Trees are invariant to the transform; the linear model is not.
   bool log_transform = true;
+  // Learn from these columns only (empty: all); the others get a zero coefficient, as a
+  // constant column does. The model still reads rows of every column.
+  std::vector<uint32_t> only_columns;
 };
 
 class LinearModel : public Model {
@@ -44,7 +47,10 @@ class LinearModel : public Model {
                                                     const LinearOptions& options);
   static Result<std::unique_ptr<LinearModel>> Load(std::string_view bytes);
 
-  ModelType type() const override { return ModelType::kLinear; }
+  // kLinear, or kOutcomeLinear for the one fitted on the outcome family's columns: the
+  // same model, listed under its own name.
+  ModelType type() const override { return type_; }
+  void set_type(ModelType type) { type_ = type; }
   TaskKind task() const override { return task_; }
   size_t num_features() const override { return means_.size(); }
   Result<std::vector<double>> PredictMargin(std::span<const float> rows) const override;
@@ -65,6 +71,7 @@ class LinearModel : public Model {
   double Margin(const float* row) const;
 
   TaskKind task_ = TaskKind::kClassification;
+  ModelType type_ = ModelType::kLinear;
   bool log_transform_ = false;          // models written before it existed: off
   std::vector<double> means_, scales_;  // of the (transformed) values; scale 0 marks a constant column
   std::vector<double> coefficients_;

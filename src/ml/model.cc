@@ -17,22 +17,24 @@ const char* ModelTypeName(ModelType type) {
     case ModelType::kGradientBoostedTrees: return "gradient_boosted_trees";
     case ModelType::kBlend: return "blend";
     case ModelType::kBgNbd: return "bg_nbd";
+    case ModelType::kOutcomeLinear: return "outcome_linear";
   }
   return "unknown";
 }
 
 Result<ModelType> ParseModelType(std::string_view name) {
   for (ModelType t : {ModelType::kLinear, ModelType::kRandomForest, ModelType::kGradientBoostedTrees, ModelType::kBlend,
-                      ModelType::kBgNbd}) {
+                      ModelType::kBgNbd, ModelType::kOutcomeLinear}) {
     if (name == ModelTypeName(t)) return t;
   }
   return InvalidArgument("unknown model type '{}'", name);
 }
 
 Result<std::unique_ptr<Model>> LoadModel(ModelType type, TaskKind task, std::string_view bytes) {
-  if (type == ModelType::kLinear) {
+  if (type == ModelType::kLinear || type == ModelType::kOutcomeLinear) {
     ASSIGN_OR_RETURN(std::unique_ptr<LinearModel> model, LinearModel::Load(bytes));
     if (model->task() != task) return Corruption("linear model was trained for another task");
+    model->set_type(type);
     return std::unique_ptr<Model>(std::move(model));
   }
   if (type == ModelType::kBgNbd) {

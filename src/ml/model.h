@@ -18,9 +18,12 @@ namespace sibyl::ml {
 // cross-validated training.
 // kBgNbd: the BG/NBD columns read as a score, when there are no labels to learn from
 // (bgnbd_model.h).
-enum class ModelType { kLinear, kRandomForest, kGradientBoostedTrees, kBlend, kBgNbd };
+// kOutcomeLinear: the linear model on the outcome family's columns only (a few dozen of
+// the hundreds), a low-variance candidate for small data (docs/ML.md, "Candidates").
+enum class ModelType { kLinear, kRandomForest, kGradientBoostedTrees, kBlend, kBgNbd, kOutcomeLinear };
 
-// "linear", "random_forest", "gradient_boosted_trees", "blend", "bg_nbd": used in artifacts and reports.
+// "linear", "random_forest", "gradient_boosted_trees", "blend", "bg_nbd", "outcome_linear":
+// used in artifacts and reports.
 const char* ModelTypeName(ModelType type);
 Result<ModelType> ParseModelType(std::string_view name);
 

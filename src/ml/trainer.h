@@ -57,6 +57,9 @@ struct TrainOptions {
     double prior = 0;
   };
   std::optional<BgNbdCandidate> bgnbd;
+  // The outcome family's columns (set by the pipeline): cross-validated training adds the
+  // linear model on these alone as the candidate "outcome_linear".
+  std::vector<uint32_t> outcome_columns;
   // Held-out rows on which the winner's SHAP values are computed for the drivers.
   size_t driver_sample_rows = 2000;
   // Called as each stage starts ("split", "linear", ...), for progress display.

@@ -271,6 +271,50 @@ TEST(CrossValidationTest, SelectsTheLowestOutOfFoldLogLoss) {
   EXPECT_EQ(result->parameters["selected"], ModelTypeName(winner.type));
 }
 
+// With the outcome family's columns named, cross-validated training adds the linear model
+// on those columns alone: it competes like the others, ignores every other column, and
+// reloads under its own name.
+TEST(CrossValidationTest, OutcomeLinearLearnsFromTheOutcomeColumnsOnly) {
+  SyntheticData s = StackedData(1000, true);
+  TrainOptions options = SmallCrossValidation(1);
+  const size_t p = s.data.num_columns();
+  options.outcome_columns = {0, 1, 2};
+  auto result = TrainCrossValidated(s.data, options);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  const CandidateResult* outcome = nullptr;
+  for (const CandidateResult& c : result->candidates)
+    if (c.type == ModelType::kOutcomeLinear) outcome = &c;
+  ASSERT_NE(outcome, nullptr);
+  EXPECT_TRUE(outcome->error.empty()) << outcome->error;
+  EXPECT_TRUE(std::isfinite(outcome->metrics.log_loss));
+
+  std::vector<uint32_t> rows(s.data.num_rows());
+  for (size_t r = 0; r < rows.size(); ++r) rows[r] = static_cast<uint32_t>(r);
+  LinearOptions linear;
+  linear.only_columns = {0, 1, 2};
+  auto model = LinearModel::Train(s.data, rows, {}, linear);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  for (size_t j = 0; j < p; ++j) {
+    if (j < 3) EXPECT_NE((*model)->coefficients()[j], 0.0) << j;
+    else EXPECT_EQ((*model)->coefficients()[j], 0.0) << j;
+  }
+  (*model)->set_type(ModelType::kOutcomeLinear);
+  auto bytes = (*model)->Serialize();
+  ASSERT_TRUE(bytes.ok());
+  auto loaded = LoadModel(ModelType::kOutcomeLinear, s.data.kind, *bytes);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ((*loaded)->type(), ModelType::kOutcomeLinear);
+  EXPECT_EQ(ParseModelType("outcome_linear").value(), ModelType::kOutcomeLinear);
+  auto a = (*model)->PredictMargin(s.data.values), b = (*loaded)->PredictMargin(s.data.values);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(*a, *b);
+
+  // Without the columns there is no such candidate.
+  auto without = TrainCrossValidated(s.data, SmallCrossValidation(1));
+  ASSERT_TRUE(without.ok());
+  for (const CandidateResult& c : without->candidates) EXPECT_NE(c.type, ModelType::kOutcomeLinear);
+}
+
 TEST(CrossValidationTest, TrainUsesItBelowTheUserThresholdOnly) {
   SyntheticData s = StackedData(600, false);
   TrainOptions o = SmallCrossValidation(2);

@@ -85,6 +85,7 @@ Result<FittedPrediction> FitPrediction(const EventReader& reader, const Predicti
   options.on_stage = request.on_stage;
   if (request.bgnbd_candidate)
     options.bgnbd = BgNbdCandidateFor(fitted.set.spec, definition.kind, fitted.set.data.values);
+  options.outcome_columns = OutcomeColumnsOf(fitted.set.spec);
   ASSIGN_OR_RETURN(fitted.result, ml::Train(fitted.set.data, options));
   for (const ml::StageTime& t : fitted.result.stage_times) fitted.stage_times.push_back({t.stage, t.seconds});
   if (request.seasonal_shift && fitted.result.task == ml::TaskKind::kClassification) {

@@ -140,6 +140,16 @@ std::string FitOutcomeBgNbd(std::span<const std::optional<OutcomeRepeatSummary>>
                      fit->converged ? "" : ", stopped at the cap");
 }
 
+std::vector<uint32_t> OutcomeColumnsOf(const FeatureSpec& spec) {
+  std::vector<uint32_t> columns;
+  if (!spec.outcome.enabled) return columns;
+  const size_t k = spec.ColumnNames().size();
+  const size_t family = OutcomeColumnNames(spec.outcome).size();
+  // The family's columns are the layout's last ones (feature_spec.cc, ColumnNames).
+  for (size_t j = k - family; j < k; ++j) columns.push_back(static_cast<uint32_t>(j));
+  return columns;
+}
+
 std::optional<ml::TrainOptions::BgNbdCandidate> BgNbdCandidateFor(const FeatureSpec& spec, PredictionKind kind,
                                                                   std::span<const float> rows) {
   if (!spec.outcome.enabled || !spec.outcome.bgnbd) return std::nullopt;

@@ -139,6 +139,9 @@ Result<OutcomeFamilySpec> OutcomeFamilyFor(const PredictionDefinition& definitio
 std::string FitOutcomeBgNbd(std::span<const std::optional<OutcomeRepeatSummary>> summaries,
                             OutcomeFamilySpec& outcome);
 
+// Where the outcome family's columns are in `spec`'s layout (empty without the family).
+std::vector<uint32_t> OutcomeColumnsOf(const FeatureSpec& spec);
+
 // The BG/NBD model over `spec`'s columns, when the spec carries fitted parameters: where
 // its columns are, what it outputs for the prediction's kind, and its prior (a newcomer's
 // probability; revenue: a newcomer's expected days times the mean amount per active day

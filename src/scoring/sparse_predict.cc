@@ -44,8 +44,8 @@ long ParamInt(const nlohmann::json& j) {
 
 Result<std::shared_ptr<const SparsePredictor>> SparsePredictor::ForModel(const ml::Model& model) {
   // Linear, BG/NBD models and blends are scored through dense blocks (ml::Model::PredictMargin).
-  if (model.type() == ml::ModelType::kLinear || model.type() == ml::ModelType::kBlend ||
-      model.type() == ml::ModelType::kBgNbd)
+  if (model.type() == ml::ModelType::kLinear || model.type() == ml::ModelType::kOutcomeLinear ||
+      model.type() == ml::ModelType::kBlend || model.type() == ml::ModelType::kBgNbd)
     return std::shared_ptr<const SparsePredictor>();
   ASSIGN_OR_RETURN(std::string bytes, model.Serialize());
   std::shared_ptr<SparsePredictor> predictor(new SparsePredictor());
