@@ -121,6 +121,97 @@ TEST_F(CliTest, BadLineStopsIngestAndChangesNothingUnlessSkipped) {
   EXPECT_EQ(Stats()["events"], 2u);
 }
 
+// A new user importing a shop export (issue 17): a CSV not named .csv is read as CSV when
+// a mapping is given; short customer ids get a hint at min_id_length; --skip-invalid
+// that ingests nothing fails (exit 2); a failed first ingest leaves no data directory;
+// --quiet prints nothing on success.
+TEST_F(CliTest, CsvExportWithAMappingWhateverItsName) {
+  const std::string csv = dir_ + "/export.txt", mapping = dir_ + "/mapping.json";
+  {
+    std::ofstream out(csv);
+    out << "Invoice,Customer ID,InvoiceDate\n"
+        << "A1,123,2010-01-04 10:00:00\n"
+        << "A2,123,2010-01-05 11:00:00\n"
+        << "A3,4567,2010-01-06 12:00:00\n";
+    std::ofstream m(mapping);
+    m << R"({"delimiter": ",", "user_id": {"column": "Customer ID"},
+             "time": {"column": "InvoiceDate", "format": "%Y-%m-%d %H:%M:%S"},
+             "event_type": "Purchase", "insert_id": {"template": "{Invoice}"}})";
+  }
+  const std::string data_dir = dir_ + "/data";
+  RunResult short_ids = Sibyl(data_ + "ingest --mapping " + mapping + " " + csv);
+  EXPECT_EQ(short_ids.exit_code, 2) << short_ids.out;
+  EXPECT_NE(short_ids.out.find("is shorter than 5"), std::string::npos) << short_ids.out;
+  EXPECT_NE(short_ids.out.find("min_id_length"), std::string::npos) << short_ids.out;
+  EXPECT_FALSE(std::filesystem::exists(data_dir)) << "a failed first ingest leaves no data directory";
+
+  RunResult nothing = Sibyl(data_ + "ingest --skip-invalid --mapping " + mapping + " " + csv);
+  EXPECT_EQ(nothing.exit_code, 2) << nothing.out;
+  EXPECT_NE(nothing.out.find("no valid events"), std::string::npos) << nothing.out;
+  EXPECT_FALSE(std::filesystem::exists(data_dir));
+
+  {
+    std::ofstream m(mapping);
+    m << R"({"delimiter": ",", "user_id": {"column": "Customer ID"}, "min_id_length": 1,
+             "time": {"column": "InvoiceDate", "format": "%Y-%m-%d %H:%M:%S"},
+             "event_type": "Purchase", "insert_id": {"template": "{Invoice}"}})";
+  }
+  RunResult ok = Sibyl(data_ + "ingest --mapping " + mapping + " " + csv);
+  EXPECT_EQ(ok.exit_code, 0) << ok.out;
+  EXPECT_EQ(ok.out, "") << "--quiet prints nothing on success";
+  EXPECT_EQ(Stats()["events"], 3u);
+
+  // Without a mapping, --format csv is refused with the reason.
+  RunResult no_mapping = Sibyl(data_ + "ingest --format csv " + csv);
+  EXPECT_EQ(no_mapping.exit_code, 2) << no_mapping.out;
+  EXPECT_NE(no_mapping.out.find("--mapping"), std::string::npos) << no_mapping.out;
+  EXPECT_EQ(Stats()["events"], 3u);
+}
+
+// `cohort` prints CSV by default and NDJSON under --json; with --out and --json it prints
+// what it wrote as one JSON object.
+TEST_F(CliTest, CohortExportFollowsJson) {
+  const std::string file = dir_ + "/events.ndjson", def = dir_ + "/p.json";
+  ASSERT_EQ(Sibyl("generate --users 3000 --days 70 --seed 3 --out " + file).exit_code, 0);
+  ASSERT_EQ(Sibyl(data_ + "ingest " + file).exit_code, 0);
+  {
+    std::ofstream out(def);
+    out << R"({"name": "buy", "kind": "propensity", "outcome": {"event": "Purchase"}, "horizon_days": 7,
+               "cohort": {"all": [{"active_within_days": 30}]}})";
+  }
+  ASSERT_EQ(Sibyl(data_ + "predict create --file " + def).exit_code, 0);
+  RunResult train = Sibyl(data_ + "train buy --threads 1");
+  ASSERT_EQ(train.exit_code, 0) << train.out;
+  ASSERT_EQ(Sibyl(data_ + "score buy").exit_code, 0);
+
+  RunResult csv = Sibyl(data_ + "cohort buy --top 10");
+  ASSERT_EQ(csv.exit_code, 0) << csv.out;
+  EXPECT_EQ(csv.out.substr(0, csv.out.find('\n')), "user_id,score,percentile,model_version");
+  RunResult ndjson = Sibyl(data_ + "--json cohort buy --top 10");
+  ASSERT_EQ(ndjson.exit_code, 0) << ndjson.out;
+  std::istringstream lines(ndjson.out);
+  size_t rows = 0;
+  for (std::string line; std::getline(lines, line); ++rows) {
+    auto row = nlohmann::json::parse(line);
+    EXPECT_TRUE(row.contains("user_id") && row.contains("score") && row.contains("percentile")) << line;
+  }
+  EXPECT_EQ(rows, 10u);
+  RunResult written = Sibyl(data_ + "--json cohort buy --top 10 --format csv --out " + dir_ + "/top.csv");
+  ASSERT_EQ(written.exit_code, 0) << written.out;
+  auto summary = nlohmann::json::parse(written.out);
+  EXPECT_EQ(summary["users"], 10u);
+  EXPECT_EQ(summary["format"], "csv");
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/top.csv"));
+}
+
+TEST_F(CliTest, UsageErrorsExitTwo) {
+  EXPECT_EQ(Sibyl("").exit_code, 2);
+  EXPECT_EQ(Sibyl("no-such-verb").exit_code, 2);
+  EXPECT_EQ(Sibyl("stats --no-such-flag").exit_code, 2);
+  EXPECT_EQ(Sibyl("ingest").exit_code, 2);  // the files argument is required
+  EXPECT_EQ(Sibyl("--help").exit_code, 0);
+}
+
 TEST_F(CliTest, EveryVerbHasHelpAndUnknownFlagsFail) {
   for (const char* verb : {"generate", "ingest", "stats"}) {
     RunResult help = Sibyl(std::string(verb) + " --help");

@@ -21,7 +21,7 @@ struct CohortFlags {
   std::string name;
   std::string top, bottom;
   double min_score = -1e300;
-  std::string format = "csv";
+  std::string format;  // csv or ndjson; default csv, ndjson with --json
   std::string out;
 };
 
@@ -34,8 +34,9 @@ std::string CsvField(const std::string& s) {
 
 void RunCohort(const GlobalOptions& global, const CohortFlags& flags) {
   if (!flags.top.empty() && !flags.bottom.empty()) Check(InvalidArgument("give --top or --bottom, not both"));
-  if (flags.format != "csv" && flags.format != "ndjson")
-    Check(InvalidArgument("--format \"{}\": use csv or ndjson", flags.format));
+  const std::string format = !flags.format.empty() ? flags.format : global.json ? "ndjson" : "csv";
+  if (format != "csv" && format != "ndjson")
+    Check(InvalidArgument("--format \"{}\": use csv or ndjson", format));
   pipeline::PredictionRegistry registry(global.data_dir);
   Check(registry.Get(flags.name).status());
   auto store = Check(EventStore::Open(StoreOptions{.data_dir = global.data_dir, .read_only = true}));
@@ -55,9 +56,9 @@ void RunCohort(const GlobalOptions& global, const CohortFlags& flags) {
   std::vector<scoring::WrittenScore> chosen = scoring::SelectCohort(std::move(scores), selection);
 
   std::string text;
-  if (flags.format == "csv") text = "user_id,score,percentile,model_version\n";
+  if (format == "csv") text = "user_id,score,percentile,model_version\n";
   for (const auto& w : chosen) {
-    if (flags.format == "csv") {
+    if (format == "csv") {
       text += fmt::format("{},{},{},{}\n", CsvField(w.user_id), w.score, w.percentile, w.version);
     } else {
       text += nlohmann::json{{"user_id", w.user_id}, {"score", w.score}, {"percentile", w.percentile},
@@ -70,7 +71,12 @@ void RunCohort(const GlobalOptions& global, const CohortFlags& flags) {
     std::fwrite(text.data(), 1, text.size(), stdout);
   } else {
     Check(WriteFileAtomic(flags.out, text));
-    if (!global.quiet)
+    if (global.json)
+      std::printf("%s\n", nlohmann::json{{"out", flags.out}, {"format", format}, {"users", chosen.size()},
+                                         {"scored_users", scored}}
+                              .dump()
+                              .c_str());
+    else if (!global.quiet)
       std::fprintf(stderr, "wrote %zu of %zu scored users to %s\n", chosen.size(), scored, flags.out.c_str());
   }
 }
@@ -85,7 +91,7 @@ void AddCohortCommand(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("--top", flags->top, "the best users: \"20%\" (percentile >= 80) or a number (\"500\")");
   cmd->add_option("--bottom", flags->bottom, "the worst users: \"20%\" (percentile <= 20) or a number");
   cmd->add_option("--min-score", flags->min_score, "only users scoring at least this");
-  cmd->add_option("--format", flags->format, "csv or ndjson")->capture_default_str();
+  cmd->add_option("--format", flags->format, "csv or ndjson (default: csv; with --json, ndjson)");
   cmd->add_option("--out", flags->out, "write to this file instead of stdout");
   cmd->callback([&global, flags] { RunCohort(global, *flags); });
 }

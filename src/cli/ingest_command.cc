@@ -20,6 +20,7 @@ struct IngestOptions {
   std::vector<std::string> files;
   bool skip_invalid = false;
   std::string mapping;
+  std::string format = "auto";
   uint64_t commit_every = 0;
   double dedup_window_days = 7;
   size_t show_errors = 10;
@@ -35,7 +36,7 @@ struct IngestTotals {
   std::vector<std::string> shown_errors;
 };
 
-void Run(const GlobalOptions& global, const IngestOptions& opts) {
+void RunIngest(const GlobalOptions& global, const IngestOptions& opts) {
   StoreOptions store_options;
   store_options.data_dir = global.data_dir;
   store_options.dedup_window_ms = static_cast<int64_t>(opts.dedup_window_days * kMsPerDay);
@@ -77,6 +78,15 @@ void Run(const GlobalOptions& global, const IngestOptions& opts) {
       std::min(SystemClock::Instance().NowMs() + static_cast<int64_t>(opts.future_tolerance_hours * 3'600'000),
                kNoMaxTimeMs);
   if (!opts.mapping.empty()) parse_options.csv_mapping = Check(CsvMapping::FromFile(opts.mapping));
+  // A mapping is only for CSV, so with one every file is CSV whatever its name (an export
+  // named .txt); --format says so explicitly, and overrides the name for JSON too.
+  if (opts.format == "csv" || (opts.format == "auto" && !opts.mapping.empty())) parse_options.format = FileFormat::kCsv;
+  else if (opts.format == "ndjson") parse_options.format = FileFormat::kJsonLines;
+  else if (opts.format == "json") parse_options.format = FileFormat::kJsonBody;
+  else if (opts.format != "auto")
+    throw CommandFailed(InvalidArgument("--format \"{}\": use auto, ndjson, json or csv", opts.format));
+  if (parse_options.format == FileFormat::kCsv && opts.mapping.empty())
+    throw CommandFailed(InvalidArgument("CSV input needs --mapping FILE (see examples/online_retail_mapping.json)"));
   // Dictionary lookups of names the store already knows happen on the parse threads.
   parse_options.prepare = [&store](EventBatch& batch) { store->Prepare(batch); };
   for (const std::string& path : opts.files) {
@@ -110,11 +120,22 @@ void Run(const GlobalOptions& global, const IngestOptions& opts) {
       // Everything staged since the last commit is discarded with the transaction.
       for (size_t i = 1; i < totals.shown_errors.size(); ++i)
         fmt::print(stderr, "  {}\n", totals.shown_errors[i]);
+      // Short ids are Amplitude's rule (5 characters); shop exports often have shorter
+      // customer numbers, which a mapping's min_id_length allows.
+      const std::string id_hint = st.message().find("is shorter than") != std::string::npos
+                                      ? "; for short ids in CSV, set \"min_id_length\" in the mapping (docs/INGEST.md)"
+                                      : "";
       if (!st.message().empty() && st.code() == StatusCode::kInvalidArgument)
-        throw CommandFailed(Status(st.code(), st.message() + (opts.commit_every > 0 ? fmt::format(
+        throw CommandFailed(Status(st.code(), st.message() + id_hint + (opts.commit_every > 0 ? fmt::format(
             "; {} events were acknowledged before it", totals.acknowledged) : "; nothing was written (use --skip-invalid to ingest the valid lines)")));
       throw CommandFailed(st.WithContext(path));
     }
+  }
+  if (totals.appended.events_written == 0 && totals.invalid > 0) {
+    progress.Finish();
+    throw CommandFailed(InvalidArgument(
+        "no valid events: all {} were invalid, e.g. {}", totals.invalid,
+        totals.shown_errors.empty() ? std::string("-") : totals.shown_errors.front()));
   }
   if (txn) commit();
   Check(store->Checkpoint());
@@ -136,6 +157,7 @@ void Run(const GlobalOptions& global, const IngestOptions& opts) {
     fmt::print("{}\n", out.dump());
     return;
   }
+  if (global.quiet) return;
   fmt::print("ingested {} events from {} file(s) in {:.2f} s ({:.0f} events/s)\n", a.events_written,
              opts.files.size(), seconds, seconds > 0 ? static_cast<double>(a.events_written) / seconds : 0);
   fmt::print("  duplicates dropped {}, identify calls {}, user property changes {}, identity links {}\n",
@@ -145,6 +167,19 @@ void Run(const GlobalOptions& global, const IngestOptions& opts) {
   if (totals.invalid > 0) {
     fmt::print("  skipped {} invalid event(s); first ones:\n", totals.invalid);
     for (const auto& e : totals.shown_errors) fmt::print("    {}\n", e);
+  }
+}
+
+// A failed ingest into a data directory it created leaves none behind (a first ingest that
+// fails would otherwise leave an empty store that later commands take for data).
+void Run(const GlobalOptions& global, const IngestOptions& opts) {
+  std::error_code ec;
+  const bool created = !std::filesystem::exists(global.data_dir, ec);
+  try {
+    RunIngest(global, opts);
+  } catch (const CommandFailed&) {
+    if (created) std::filesystem::remove_all(global.data_dir, ec);
+    throw;
   }
 }
 
@@ -159,7 +194,11 @@ void AddIngestCommand(CLI::App& app, const GlobalOptions& global) {
       "command is all or nothing: an invalid event stops it and nothing is written.");
   cmd->add_option("files", opts->files, "input files ('-' for standard input)")->required();
   cmd->add_flag("--skip-invalid", opts->skip_invalid, "ingest the valid events and report the invalid ones");
-  cmd->add_option("--mapping", opts->mapping, "column mapping (JSON) for CSV input; see examples/");
+  cmd->add_option("--mapping", opts->mapping,
+                  "column mapping (JSON) for CSV input, see examples/; with it every file is read as CSV");
+  cmd->add_option("--format", opts->format,
+                  "auto (by name and content; CSV with --mapping), ndjson, json (one request body) or csv")
+      ->capture_default_str();
   cmd->add_option("--commit-every", opts->commit_every,
                   "commit (make durable) every N events instead of once at the end; with --json "
                   "each commit prints {\"acknowledged_events\": N}");

@@ -62,7 +62,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version exit 0; every usage error (unknown flag or verb, a missing
+    // argument) is invalid input, exit 2, as the README lists, not CLI11's own codes.
+    return app.exit(e) == 0 ? 0 : 2;
   } catch (const CommandFailed& e) {
     std::fprintf(stderr, "sibyl: %s\n", e.status.ToString().c_str());
     return ExitCodeFor(e.status);
