@@ -6,6 +6,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
+
+#include <fmt/format.h>
 
 #include "common/file.h"
 #include "ml/trainer.h"
@@ -95,7 +98,7 @@ Status WriteBundle(const std::string& dir, const ModelBundle& bundle) {
                              {"model_file", ModelFileName(type)},
                              {"seed", bundle.seed},
                              {"feature_names", bundle.feature_names}};
-  const std::pair<const char*, std::string> files[] = {
+  std::pair<const char*, std::string> files[] = {
       {ModelFileName(type), std::move(model_bytes)},
       {"calibration.json", bundle.calibration.ToJson().dump(1)},
       {"metrics.json", bundle.metrics.dump(1)},
@@ -106,6 +109,14 @@ Status WriteBundle(const std::string& dir, const ModelBundle& bundle) {
       // The manifest last: a directory with a manifest is complete even before rename.
       {"manifest.json", manifest.dump(1)},
   };
+  // Every other file's CRC-32C goes into the manifest: a damaged file is then refused by
+  // name when read, instead of reaching a parser (XGBoost crashed on a one-bit flip in
+  // model.ubj) or silently changing scores (a digit in calibration.json).
+  nlohmann::json checksums = nlohmann::json::object();
+  for (const auto& [name, data] : files)
+    if (std::string_view(name) != "manifest.json") checksums[name] = fmt::format("{:08x}", Crc32c(data));
+  manifest["checksums"] = checksums;
+  files[std::size(files) - 1].second = manifest.dump(1);
   for (const auto& [name, data] : files) {
     Status st = WriteFileAtomic((fs::path(temp) / name).string(), data);
     if (!st.ok()) {
@@ -128,6 +139,28 @@ Result<ModelBundle> ReadBundle(const std::string& dir) {
   auto path = [&](const char* name) { return (fs::path(dir) / name).string(); };
   ModelBundle bundle;
   ASSIGN_OR_RETURN(nlohmann::json manifest, ReadJson(path("manifest.json")));
+  // Reads one file of the bundle, checked against the manifest's CRC-32C (bundles written
+  // before checksums existed have none and are read as they are).
+  const nlohmann::json checksums = manifest.value("checksums", nlohmann::json::object());
+  auto read_checked = [&](const char* name) -> Result<std::string> {
+    ASSIGN_OR_RETURN(std::string bytes, ReadFile(path(name)));
+    if (auto it = checksums.find(name); it != checksums.end()) {
+      const std::string actual = fmt::format("{:08x}", Crc32c(bytes));
+      if (!it->is_string() || it->get<std::string>() != actual)
+        return Corruption("{}: checksum mismatch (CRC-32C {} where the manifest says {}): the file is damaged; "
+                          "train the prediction again to replace this version",
+                          path(name), actual, it->dump());
+    }
+    return bytes;
+  };
+  auto read_json = [&](const char* name) -> Result<nlohmann::json> {
+    ASSIGN_OR_RETURN(std::string text, read_checked(name));
+    try {
+      return nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+      return Corruption("{}: {}", path(name), e.what());
+    }
+  };
   try {
     if (manifest.at("format_version").get<int>() != kFormatVersion) {
       return Corruption("{}: unsupported model format version {}", dir,
@@ -138,16 +171,16 @@ Result<ModelBundle> ReadBundle(const std::string& dir) {
     bundle.seed = manifest.at("seed").get<uint64_t>();
     bundle.feature_names = manifest.at("feature_names").get<std::vector<std::string>>();
     ASSIGN_OR_RETURN(ModelType type, ParseModelType(manifest.at("model_type").get<std::string>()));
-    ASSIGN_OR_RETURN(std::string bytes, ReadFile(path(ModelFileName(type))));
+    ASSIGN_OR_RETURN(std::string bytes, read_checked(ModelFileName(type)));
     ASSIGN_OR_RETURN(bundle.model, LoadModel(type, bundle.task, bytes));
-    ASSIGN_OR_RETURN(nlohmann::json calibration, ReadJson(path("calibration.json")));
+    ASSIGN_OR_RETURN(nlohmann::json calibration, read_json("calibration.json"));
     ASSIGN_OR_RETURN(bundle.calibration, IsotonicCalibration::FromJson(calibration));
-    ASSIGN_OR_RETURN(bundle.metrics, ReadJson(path("metrics.json")));
-    ASSIGN_OR_RETURN(bundle.candidates, ReadJson(path("candidates.json")));
-    ASSIGN_OR_RETURN(nlohmann::json drivers, ReadJson(path("drivers.json")));
+    ASSIGN_OR_RETURN(bundle.metrics, read_json("metrics.json"));
+    ASSIGN_OR_RETURN(bundle.candidates, read_json("candidates.json"));
+    ASSIGN_OR_RETURN(nlohmann::json drivers, read_json("drivers.json"));
     bundle.drivers = drivers.get<std::vector<Driver>>();
-    ASSIGN_OR_RETURN(bundle.parameters, ReadJson(path("parameters.json")));
-    ASSIGN_OR_RETURN(bundle.extra, ReadJson(path("extra.json")));
+    ASSIGN_OR_RETURN(bundle.parameters, read_json("parameters.json"));
+    ASSIGN_OR_RETURN(bundle.extra, read_json("extra.json"));
   } catch (const nlohmann::json::exception& e) {
     return Corruption("{}: {}", dir, e.what());
   }

@@ -77,5 +77,53 @@ TEST_F(BundleTest, MissingOrCorruptDirectoryIsAnError) {
   EXPECT_EQ(bad.status().code(), StatusCode::kCorruption);
 }
 
+// One flipped bit in any file of a bundle is refused by name (issue 18: a flip in
+// model.ubj crashed XGBoost, one in calibration.json changed scores silently).
+TEST_F(BundleTest, AFlippedBitInAnyFileIsRefusedByName) {
+  SyntheticOptions so;
+  so.num_rows = 2000;
+  so.num_columns = 8;
+  SyntheticData s = MakeSynthetic(so);
+  TrainOptions o;
+  o.num_threads = 1;
+  o.train_linear = false;
+  o.train_random_forest = false;
+  o.gradient_boosting.max_rounds = 20;
+  auto trained = Train(s.data, o);
+  ASSERT_TRUE(trained.ok()) << trained.status().ToString();
+  ModelBundle bundle = MakeBundle(std::move(trained).value(), s.data.feature_names, o.seed);
+  const std::string dir = (root_ / "v1").string();
+  ASSERT_TRUE(WriteBundle(dir, bundle).ok());
+  ASSERT_TRUE(ReadBundle(dir).ok());
+  for (const char* name : {"model.ubj", "calibration.json", "metrics.json", "candidates.json", "drivers.json",
+                           "parameters.json", "extra.json"}) {
+    const fs::path file = root_ / "v1" / name;
+    std::string bytes;
+    {
+      std::FILE* f = std::fopen(file.c_str(), "rb");
+      ASSERT_NE(f, nullptr) << name;
+      char buffer[4096];
+      for (size_t n; (n = std::fread(buffer, 1, sizeof buffer, f)) > 0;) bytes.append(buffer, n);
+      std::fclose(f);
+    }
+    ASSERT_GE(bytes.size(), 2u);
+    auto write = [&](const std::string& data) {
+      std::FILE* f = std::fopen(file.c_str(), "wb");
+      std::fwrite(data.data(), 1, data.size(), f);
+      std::fclose(f);
+    };
+    std::string damaged = bytes;
+    damaged[damaged.size() / 2] ^= 0x04;
+    write(damaged);
+    auto read = ReadBundle(dir);
+    ASSERT_FALSE(read.ok()) << name;
+    EXPECT_EQ(read.status().code(), StatusCode::kCorruption) << name;
+    EXPECT_NE(read.status().message().find(name), std::string::npos) << read.status().ToString();
+    EXPECT_NE(read.status().message().find("checksum"), std::string::npos) << read.status().ToString();
+    write(bytes);
+    EXPECT_TRUE(ReadBundle(dir).ok()) << name;
+  }
+}
+
 }  // namespace
 }  // namespace sibyl::ml

@@ -160,13 +160,40 @@ Result<BlockScores> ScoreUsers(const QueryEngine& engine, const ScoringModel& mo
 
 size_t StrideFor(size_t rows) { return std::max<size_t>(1, (rows + kDriftSampleRows - 1) / kDriftSampleRows); }
 
+// Whether a stored drift reference has the shape CompareWithReference reads: `columns`
+// features, each with numeric edges and shares, and the margin's.
+bool WellFormedReference(const nlohmann::json& reference, size_t columns) {
+  auto numbers = [](const nlohmann::json& j) {
+    if (!j.is_array()) return false;
+    for (const auto& v : j)
+      if (!v.is_number()) return false;
+    return true;
+  };
+  auto histogram = [&](const nlohmann::json& h) {
+    return h.is_object() && h.contains("edges") && h.contains("shares") && numbers(h["edges"]) &&
+           numbers(h["shares"]);
+  };
+  if (!reference.is_object() || !reference.contains("features") || !reference["features"].is_array() ||
+      reference["features"].size() != columns || !reference.contains("margin") || !histogram(reference["margin"]) ||
+      !reference.contains("cutoff") || !reference.contains("mean_score") || !reference["mean_score"].is_number())
+    return false;
+  for (const auto& f : reference["features"])
+    if (!histogram(f)) return false;
+  return true;
+}
+
 // The training-time histograms of a version: its cohort at its training cutoff, scored
 // by itself. Computed by the first full run of the version and kept beside the runs.
 Result<nlohmann::json> DriftReference(const pipeline::PredictionRegistry& registry, const QueryEngine& engine,
                                       const ScoringModel& model) {
   std::string dir = RunsDir(registry, model.name);
   std::string path = fmt::format("{}/reference-v{}.json", dir, model.version);
-  if (fs::exists(path)) return ReadJson(path);
+  // The reference is a cache of what the version's training cohort looked like: a damaged
+  // one (unreadable, or not the shape compared against) is computed again, not trusted.
+  if (fs::exists(path)) {
+    auto stored = ReadJson(path);
+    if (stored.ok() && WellFormedReference(*stored, model.bundle.feature_names.size())) return stored;
+  }
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return IoError("{}: {}", dir, ec.message());

@@ -78,6 +78,31 @@ TEST(CohortAmountTest, PercentagesAndCountsParseAndNonsenseIsRefusedByName) {
   }
 }
 
+// The drift reference (runs/reference-vN.json) is a cache: damaged, it is computed again
+// and the run's drift figures are the same (issue 18: a damaged one stopped scoring with
+// an internal error naming no file).
+TEST_F(ScoringTest, DamagedDriftReferenceIsRebuilt) {
+  ScoreRequest request;
+  request.write_back = false;
+  request.parallel = false;
+  auto first = RunScoring(Registry(), store_->store(), "purchase_7d", request);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  std::string reference_path;
+  for (const auto& entry : std::filesystem::directory_iterator(Registry().PredictionDir("purchase_7d") + "/runs"))
+    if (entry.path().filename().string().starts_with("reference-v")) reference_path = entry.path().string();
+  ASSERT_FALSE(reference_path.empty());
+  for (const char* damage : {"{\"features\": 7}", "{", "{\"features\": [], \"margin\": {}}"}) {
+    {
+      std::FILE* f = std::fopen(reference_path.c_str(), "w");
+      std::fputs(damage, f);
+      std::fclose(f);
+    }
+    auto again = RunScoring(Registry(), store_->store(), "purchase_7d", request);
+    ASSERT_TRUE(again.ok()) << damage << ": " << again.status().ToString();
+    EXPECT_EQ(again->record["drift"]["score_psi"], first->record["drift"]["score_psi"]) << damage;
+  }
+}
+
 TEST_F(ScoringTest, BatchActiveOnlyAndSingleUserScoresAreIdentical) {
   auto reader = store_->Snapshot();
   const int64_t cutoff = DefaultScoringCutoff(*reader);
