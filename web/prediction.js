@@ -194,7 +194,7 @@ async function refresh() {
 
 document.addEventListener("DOMContentLoaded", async () => {
   await sibyl.start();
-  const move = debounce(updateAudience, 60);
+  const move = debounce(updateAudience, 25);
   for (const id of ["a-from", "a-to", "a-min"]) $(id).addEventListener("input", move);
   $("a-save").addEventListener("click", saveCohort);
   $("lookup-form").addEventListener("submit", (ev) => { ev.preventDefault(); lookup($("u-id").value.trim()); });
