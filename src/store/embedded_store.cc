@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <set>
 #include <functional>
 #include <future>
 #include <nlohmann/json.hpp>
@@ -158,6 +159,18 @@ Status EmbeddedStore::LoadCheckpoint() {
   nlohmann::json m = nlohmann::json::parse(text, nullptr, false);
   if (m.is_discarded() || !m.is_object() || m.value("format", 0) != kFormatVersion)
     return Corruption("{}: not a sibyl manifest of format {}", manifest_path, kFormatVersion);
+  // The checksum covers everything else (manifests from before it have none). Without it
+  // a flipped digit of wal_start hid acknowledged events, and the next open deleted the
+  // log files below it; a part listed twice or left out duplicated or lost its events.
+  if (m.contains("checksum")) {
+    const nlohmann::json stored = m["checksum"];
+    m.erase("checksum");
+    const std::string actual = fmt::format("{:08x}", Crc32c(m.dump()));
+    if (!stored.is_string() || stored.get<std::string>() != actual)
+      return Corruption("{}: checksum mismatch (CRC-32C {} where the file says {}): the manifest is damaged; "
+                        "nothing was changed (restore it from a backup)",
+                        manifest_path, actual, stored.dump());
+  }
   generation_ = m.value("generation", 0ull);
   wal_start_ = m.value("wal_start", 1ull);
   next_txn_ = m.value("next_txn", 1ull);
@@ -230,11 +243,17 @@ Status EmbeddedStore::LoadCheckpoint() {
     }
   }
 
+  std::set<std::string> listed_parts;
   for (const auto& part : m.value("parts", nlohmann::json::array())) {
     std::string name = part.value("file", "");
+    if (!listed_parts.insert(name).second)
+      return Corruption("{}: part {} is listed twice", manifest_path, name);
     std::string path = dir_ + "/parts/" + name;
     ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
     ASSIGN_OR_RETURN(auto segment, Segment::Decode(std::shared_ptr<const MappedFile>(std::move(file))));
+    if (part.contains("events") && part["events"] != segment->size())
+      return Corruption("{}: part {} holds {} events where the manifest says {}", manifest_path, name,
+                        segment->size(), part["events"].dump());
     version->parts.push_back(segment);
     version->events += segment->size();
     part_files_.push_back(name);
@@ -311,7 +330,15 @@ Status EmbeddedStore::ReplayLog() {
       return Corruption("{}: damaged record at offset {} in a log that later logs follow", path,
                         read.valid_bytes);
     if (read.torn_tail && !options_.read_only) {
-      // Never acknowledged: cut it off so later appends follow intact records.
+      // A crash mid-append leaves a record that was never acknowledged: cut it off so
+      // later appends follow intact records. A damaged last record that *was* synced
+      // looks the same, so the cut bytes are kept aside (wal/NNNNNN.log.cut-at-OFFSET,
+      // never deleted by checkpoints) rather than destroyed: nothing acknowledged is
+      // lost for good without a trace.
+      ASSIGN_OR_RETURN(std::string whole, ReadFile(path));
+      if (whole.size() > read.valid_bytes)
+        RETURN_IF_ERROR(WriteFileAtomic(fmt::format("{}.cut-at-{}", path, read.valid_bytes),
+                                        std::string_view(whole).substr(read.valid_bytes)));
       ASSIGN_OR_RETURN(auto file, AppendFile::Open(path));
       RETURN_IF_ERROR(file->Truncate(read.valid_bytes));
     }
@@ -560,6 +587,7 @@ Status EmbeddedStore::CheckpointLocked() {
     m["number_columns"].push_back({{"file", column_files[i]},
                                    {"time_ms", version->number_columns[i]->time_ms},
                                    {"actors", version->number_columns[i]->actors.size()}});
+  m["checksum"] = fmt::format("{:08x}", Crc32c(m.dump()));
   RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/" + std::string(kManifest), m.dump(1)));
 
   generation_ = generation;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <fstream>
 #include <mutex>
 #include <set>
@@ -315,6 +316,14 @@ TEST_F(StoreTest, TornLogTailIsDroppedButDamageInsideIsReported) {
   }
   EXPECT_EQ(std::filesystem::file_size(log), size);  // cut back to the intact prefix
   {
+    // The cut bytes are kept aside, in case they were a damaged acknowledged record.
+    const std::string cut = log + ".cut-at-" + std::to_string(size);
+    ASSERT_TRUE(std::filesystem::exists(cut));
+    std::ifstream in(cut, std::ios::binary);
+    std::string kept((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_EQ(kept, std::string("\x10\x00\x00\x00\xff\xff", 6));
+  }
+  {
     std::fstream f(log, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(12);  // inside the first record
     f.put('\x5a');
@@ -448,6 +457,59 @@ TEST_F(StoreTest, DamagedPartFileIsNamed) {
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), StatusCode::kCorruption);
   EXPECT_NE(store.status().message().find(part), std::string::npos);
+}
+
+// A damaged MANIFEST is refused by name and changes nothing on disk (issue 18: a flipped
+// digit of wal_start hid acknowledged events and the next open deleted their log; a part
+// listed twice duplicated its events).
+TEST_F(StoreTest, DamagedManifestIsRefusedAndNothingIsDeleted) {
+  {
+    auto store = Open();
+    EventBatch batch;
+    for (int i = 0; i < 50; ++i) Add(batch, "user-a", "View", i);
+    ASSERT_TRUE(store->Append(batch).ok());
+    ASSERT_TRUE(store->Checkpoint().ok());
+    EventBatch more;
+    for (int i = 0; i < 20; ++i) Add(more, "user-b", "View", 100 + i);
+    ASSERT_TRUE(store->Append(more).ok());  // in the log only
+  }
+  const std::string manifest = dir_ + "/MANIFEST";
+  std::string original;
+  {
+    std::ifstream in(manifest);
+    original.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  auto files_on_disk = [&] {
+    std::vector<std::string> files;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir_)) files.push_back(e.path().string());
+    std::sort(files.begin(), files.end());
+    return files;
+  };
+  const std::vector<std::string> before = files_on_disk();
+  auto damage = [&](const std::string& from, const std::string& to) {
+    std::string text = original;
+    const size_t at = text.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    text.replace(at, from.size(), to);
+    std::ofstream(manifest, std::ios::trunc) << text;
+  };
+  nlohmann::json parsed = nlohmann::json::parse(original);
+  ASSERT_TRUE(parsed.contains("checksum"));
+  const std::string wal_start = "\"wal_start\": " + parsed["wal_start"].dump();
+  const std::string part = parsed["parts"][0].dump();
+  for (auto [from, to] : {std::pair{wal_start, "\"wal_start\": " + std::to_string(parsed["wal_start"].get<int>() + 1)},
+                          std::pair{std::string("\"parts\": ["), "\"parts\": [" + part + ","}}) {
+    damage(from, to);
+    auto store = EventStore::Open(options_);
+    ASSERT_FALSE(store.ok()) << from;
+    EXPECT_EQ(store.status().code(), StatusCode::kCorruption);
+    EXPECT_NE(store.status().message().find(manifest), std::string::npos) << store.status().ToString();
+    EXPECT_EQ(files_on_disk(), before) << "a refused open deletes nothing";
+  }
+  std::ofstream(manifest, std::ios::trunc) << original;
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(CountEvents(*store->Snapshot()), 70u);
 }
 
 TEST_F(StoreTest, SecondWriterIsRefusedButReadersAreWelcome) {
