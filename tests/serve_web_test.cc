@@ -311,6 +311,8 @@ TEST_F(ServeWebTest, InvalidInputIs400) {
   EXPECT_EQ(c->Post("/api/v1/cohorts", R"({"name":"c1","prediction":"p1","from":80,"to":20})", "application/json")->status, 400);
   EXPECT_EQ(c->Post("/api/v1/cohorts", "[]", "application/json")->status, 400);
   EXPECT_EQ(c->Get("/api/v1/users/user-1/events?limit=0")->status, 400);
+  EXPECT_EQ(c->Get("/api/v1/users/user-1/events?limit=1.5")->status, 400);
+  EXPECT_EQ(c->Get("/api/v1/predictions/p1/score_runs?limit=x")->status, 400);
   EXPECT_EQ(c->Get("/api/v1/users/nobody/events")->status, 404);
   EXPECT_EQ(c->Get("/predictions/p1/report?version=x")->status, 400);
 }

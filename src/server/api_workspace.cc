@@ -43,6 +43,12 @@ Result<double> NumberParam(const Request& req, const char* name, double fallback
   return v;
 }
 
+Result<size_t> CountParam(const Request& req, const char* name, size_t fallback, size_t max) {
+  ASSIGN_OR_RETURN(double v, NumberParam(req, name, static_cast<double>(fallback), 1, static_cast<double>(max)));
+  if (v != std::floor(v)) return InvalidArgument("query parameter {}: expected a whole number", name);
+  return static_cast<size_t>(v);
+}
+
 // An audience: the scored users with from <= percentile <= to and score >= min_score.
 struct AudienceFilter {
   double from = 0, to = 100;
@@ -273,12 +279,12 @@ class Workspace {
   void ScoreRuns(const Request& req, Response& res) {
     const std::string name = req.matches[1];
     if (auto d = ctx_.registry.Get(name); !d.ok()) return SendStatus(res, d.status());
-    auto limit = NumberParam(req, "limit", 30, 1, 1000);
+    auto limit = CountParam(req, "limit", 30, 1000);
     if (!limit.ok()) return SendStatus(res, limit.status());
     auto runs = scoring::ListRuns(ctx_.registry, name);
     if (!runs.ok()) return SendStatus(res, runs.status());
     nlohmann::json out = nlohmann::json::array();
-    for (auto it = runs->rbegin(); it != runs->rend() && out.size() < static_cast<size_t>(*limit); ++it) {
+    for (auto it = runs->rbegin(); it != runs->rend() && out.size() < *limit; ++it) {
       nlohmann::json run = *it;
       run.erase("quantiles");
       out.push_back(std::move(run));
@@ -288,7 +294,7 @@ class Workspace {
 
   void UserEvents(const Request& req, Response& res) {
     const std::string user = req.matches[1];
-    auto limit = NumberParam(req, "limit", 50, 1, 1000);
+    auto limit = CountParam(req, "limit", 50, 1000);
     if (!limit.ok()) return SendStatus(res, limit.status());
     auto reader = ctx_.store->Snapshot();
     auto actor = scoring::ActorOfUserId(*reader, user);
@@ -298,7 +304,7 @@ class Workspace {
     Status scanned = reader->ScanActor(*actor, INT64_MIN, INT64_MAX, [&](int64_t time_ms, DictId type) {
       ++total;
       last.emplace_back(time_ms, type);
-      if (last.size() > static_cast<size_t>(*limit)) last.pop_front();
+      if (last.size() > *limit) last.pop_front();
     });
     if (!scanned.ok()) return SendStatus(res, scanned);
     nlohmann::json events = nlohmann::json::array();
@@ -344,7 +350,9 @@ class Workspace {
     const std::string name = req.matches[1];
     auto text = ReadFile(CohortDir() + "/" + name + ".json");
     if (!text.ok()) return SendError(res, 404, "not_found", fmt::format("no saved cohort \"{}\"", name));
-    SendJson(res, 200, nlohmann::json::parse(*text, nullptr, false));
+    auto j = nlohmann::json::parse(*text, nullptr, false);
+    if (!j.is_object()) return SendError(res, 500, "corruption", fmt::format("cohorts/{}.json is not a JSON object", name));
+    SendJson(res, 200, j);
   }
 
   void CreateCohort(const Request& req, Response& res) {

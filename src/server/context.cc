@@ -122,7 +122,7 @@ bool RequireAdmin(const ServerContext& ctx, const httplib::Request& req, httplib
     case AuthOutcome::kOk:
       // A page loaded with the key in the URL: its own fetches cannot carry the key (fetch
       // refuses URLs with credentials), so they get a session like a login would give.
-      if (browser && token.empty()) {
+      if (browser && (token.empty() || !SessionsOf(ctx).Find(token, ctx.options.clock->NowMs()))) {
         const Session session = SessionsOf(ctx).Create(ctx.options.clock->NowMs());
         res.set_header("Set-Cookie", SessionCookie(session, ctx.options.clock->NowMs(), ForwardedOverTls(req)));
       }
