@@ -148,7 +148,7 @@ async function load() {
       '<tr><td colspan="6" class="muted">no predictions yet: create one below</td></tr>';
     const r = await api("GET", "/api/v1/runs?limit=20");
     $("runs").querySelector("tbody").innerHTML = r.runs.map((x) => {
-      const d = x.error ? x.error : (x.detail && x.detail.version !== undefined ? "version " + x.detail.version :
+      const d = x.error ? x.error : (x.detail && x.detail.version !== undefined && x.kind === "train" ? "version " + x.detail.version :
                 (x.detail && x.detail.users_scored !== undefined ? int(x.detail.users_scored) + " users scored" : ""));
       return `<tr><td class="num">${x.id}</td><td>${esc(x.prediction)}</td><td>${esc(x.kind)}</td><td>${esc(x.trigger)}</td>` +
         `<td class="${stateClass(x.state)}">${esc(x.state)}</td><td>${time(x.started_ms)}</td>` +

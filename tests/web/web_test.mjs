@@ -195,7 +195,7 @@ async function run() {
   await page.type('#key', ADMIN_KEY);
   await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
   checkEq(new URL(page.url()).pathname, '/', 'signed in, back at the page asked for');
-  const cookies = await browser.cookies ? await browser.defaultBrowserContext().cookies() : await page.cookies();
+  const cookies = await browser.defaultBrowserContext().cookies();
   const session = cookies.find((c) => c.name === 'sibyl_session');
   check(session && session.httpOnly && session.sameSite === 'Strict', `an HttpOnly SameSite=Strict session cookie: ${JSON.stringify(session)}`);
   await page.waitForFunction(() => document.querySelector('#predictions tbody').textContent.includes('no predictions yet'));
