@@ -322,6 +322,20 @@ async function run() {
   await page.waitForFunction(() => document.getElementById('preview').textContent.length > 0);
   checkEq(await text(page, '#form-error'), '', 'a definition starting from the saved cohort is valid');
 
+  // Edit: the form loads the definition; saving replaces it (PUT, with the CSRF token).
+  await page.click('#cancel-edit').catch(() => {});
+  await page.click(`button[data-a="edit"][data-n="${NAME}"]`);
+  await page.waitForFunction((n) => document.getElementById('form-title').textContent === 'Edit ' + n, {}, NAME);
+  check(await page.$eval('#f-name', (e) => e.disabled && e.value), 'the name is fixed while editing');
+  await page.click('#f-train', { clickCount: 3 });
+  await page.type('#f-train', '12');
+  await page.waitForFunction(() => document.getElementById('preview').textContent.includes('Purchase'));
+  await page.click('#submit');
+  await page.waitForFunction((n) => document.getElementById('message').textContent.includes('saved ' + n), {}, NAME);
+  const edited = (await api(`/api/v1/predictions/${NAME}`)).definition;
+  checkEq(edited.refresh.train_every_hours, 12, 'the edited refresh');
+  checkEq(edited.outcome.where.length, 1, 'the edit kept the where filter');
+
   // Signing in with the key in the URL works too (a page at such a URL cannot call fetch
   // with relative URLs: the pages use absolute ones).
   const context = await browser.createBrowserContext();
