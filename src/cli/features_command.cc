@@ -46,6 +46,7 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 struct FeaturesFlags {
   std::string as_of, cohort, out, format = "csv", spec_in, spec_out;
   int top_events = 50;
+  int top_properties = 10;
 };
 
 void RunFeatures(const GlobalOptions& global, const FeaturesFlags& flags) {
@@ -69,6 +70,7 @@ void RunFeatures(const GlobalOptions& global, const FeaturesFlags& flags) {
   } else {
     TaxonomyOptions options;
     options.top_events = flags.top_events;
+    options.max_event_properties = flags.top_properties;
     std::vector<std::string> events, event_props, user_props;
     CollectNames(cohort, events, event_props, user_props);
     options.required_event_types = events;
@@ -111,6 +113,9 @@ void AddFeaturesCommand(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("--cohort", flags->cohort, "cohort JSON file (default: everyone seen before T)");
   cmd->add_option("--top-events", flags->top_events, "how many event types get columns")
       ->capture_default_str()->check(CLI::Range(1, 2000));
+  cmd->add_option("--top-properties", flags->top_properties, "how many event properties get columns (the most used)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
   cmd->add_option("--out", flags->out, "output file")->required();
   cmd->add_option("--format", flags->format, "csv or bin (docs/FORMAT.md)")->capture_default_str();
   cmd->add_option("--spec", flags->spec_in, "use this saved feature spec instead of building a taxonomy");

@@ -1,5 +1,7 @@
-// The vendors' official Node SDKs (@amplitude/analytics-node, @segment/analytics-node;
-// versions pinned in package.json) drive a real `sibyl serve`, then the test checks what was
+// The vendors' official Node SDKs (@amplitude/analytics-node, @segment/analytics-node, and
+// the generation before them, @amplitude/node and analytics-node, in legacy_sdks.mjs;
+// versions pinned in package.json) drive a real `sibyl serve`: every call type, identity,
+// Revenue, a batch over the 1 MB limit that the SDK must split, wrong keys; then the test checks what was
 // stored, event by event and property by property (docs/SERVER.md, "Official SDKs in the
 // test suite"). Plain Node, no framework: any failed check prints why and exits non-zero.
 //   node tests/sdk/sdk_test.mjs [PATH_TO_SIBYL]      (or SIBYL_BINARY=...; default build/sibyl)
@@ -11,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as amplitude from '@amplitude/analytics-node';
 import { Analytics } from '@segment/analytics-node';
+import { legacyAmplitudeCalls, legacySegmentCalls, LEGACY_AMP_USER, LEGACY_SEG_USER } from './legacy_sdks.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const sibyl = path.resolve(process.argv[2] || process.env.SIBYL_BINARY || path.join(here, '../../build/sibyl'));
@@ -24,6 +27,7 @@ const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sibyl-sdk-test-'));
 let checks = 0;
 
 class CheckFailed extends Error {}
+const sortedKeys = (o) => Object.fromEntries(Object.entries(o).sort());
 function check(cond, what) {
   checks++;
   if (!cond) throw new CheckFailed(what);
@@ -159,6 +163,10 @@ function parseCsv(text) {
 const AMP_USER = 'amp-user-0001';
 const AMP_DEVICE = 'amp-device-0001';
 const AMP_DEVICE_USER = 'amp-user-0002';
+const AMP_BULK_USER = 'amp-bulk-user-01';
+// 120 events of ten 1,000-character properties: 1.2 MB in one request. (Few events, so
+// that the store's taxonomy still gives the other calls' rare properties their columns.)
+const OVERSIZE_EVENTS = 120;
 
 async function amplitudeCalls(base) {
   const client = amplitude.createInstance();
@@ -181,6 +189,10 @@ async function amplitudeCalls(base) {
   calls.push(['track device only', client.track('App Open', { screen: 'home' }, { device_id: AMP_DEVICE, time: now - 3000 }).promise]);
   calls.push(['track device + user', client.track('Sign Up', { method: 'email' },
     { device_id: AMP_DEVICE, user_id: AMP_DEVICE_USER, time: now - 2000 }).promise]);
+  // The SDK's Revenue object: a revenue_amount event with $price, $quantity, $productId,
+  // stored under the plain names a revenue prediction sums (docs/INGEST.md).
+  const revenue = new amplitude.Revenue().setProductId('prod-0009').setPrice(9.75).setQuantity(3);
+  calls.push(['revenue', client.revenue(revenue, { user_id: AMP_USER, time: now - 1000 }).promise]);
   await client.flush().promise;
   for (const [what, p] of calls) {
     const r = await p;
@@ -188,6 +200,30 @@ async function amplitudeCalls(base) {
     checkEq(r.code, 200, `Amplitude ${what}: result code (message ${JSON.stringify(r.message)})`);
   }
   log(`Amplitude: ${calls.length} calls answered 200`);
+
+  // One flush of 120 events of ~10 KB: over the 1 MB request limit. The SDK must read
+  // Amplitude's 413, halve its batch size and send the halves; every event arrives once.
+  // Only the SDK's scheduled flush (not an explicit flush(), which never retries) does that.
+  const big = amplitude.createInstance();
+  await big.init(INGEST_KEY, {
+    serverUrl: `${base}/2/httpapi`,
+    flushIntervalMillis: 200,
+    flushQueueSize: OVERSIZE_EVENTS,
+    flushMaxRetries: 3,
+    logLevel: amplitude.Types.LogLevel.None,
+  }).promise;
+  const padding = {};
+  for (let k = 0; k < 10; ++k) padding[`padding_${k}`] = String.fromCharCode(97 + k).repeat(1000);
+  const bulk = [];
+  for (let i = 0; i < OVERSIZE_EVENTS; ++i) {
+    bulk.push(big.track('Bulk Event', { n: i, ...padding }, { user_id: AMP_BULK_USER, time: now - 60000 + i,
+      insert_id: `amp-bulk-${i}` }).promise);
+  }
+  const bulkResults = await Promise.all(bulk);
+  checkEq(bulkResults.filter((r) => r.code !== 200).length, 0, 'Amplitude oversize batch: events not answered 200');
+  check(/"path":"\/2\/httpapi"[^\n]*"status":413/.test(serverLog),
+    'Amplitude oversize batch: the server never answered 413 (the batch was not over the limit?)');
+  log(`Amplitude: ${OVERSIZE_EVENTS} events over the 1 MB limit delivered after the SDK split the batch`);
 
   // A wrong api_key: final at once (400 "Invalid API key"), not 12 retries and a generic 500.
   // The SDK's scheduled flush (the retrying path, Destination.handleInvalidResponse) is the
@@ -275,25 +311,32 @@ async function checkUsersOverApi(base) {
 // property sums and the user properties as of then.
 function checkStore() {
   const stats = JSON.parse(runSibyl(['--json', 'stats', '--top', '100']));
-  const types = Object.fromEntries(stats.event_types.map((t) => [t.name, t.count]));
-  checkEq(types, {
+  const types = Object.fromEntries(stats.event_types.map((t) => [t.name, t.count]).sort());
+  checkEq(types, sortedKeys({
     'Add To Cart': 1, 'App Open': 1, 'Loaded a Page': 1, 'Loaded a Screen': 1,
-    'Order Completed': 1, 'Sign Up': 1, 'Viewed Product': 1,
-  }, 'stats: event types and counts (nothing from the wrong key, no identify/group/alias events)');
-  checkEq(stats.events, 7, 'stats: events');
-  checkEq(stats.users, 4, 'stats: users');
+    'Order Completed': 1, 'Sign Up': 1, 'Viewed Product': 1, 'revenue_amount': 1,
+    'Bulk Event': OVERSIZE_EVENTS, 'Legacy Checkout': 1, 'Legacy Purchase': 1,
+  }), 'stats: event types and counts (nothing from the wrong keys, no identify/group/alias events)');
+  checkEq(stats.events, 10 + OVERSIZE_EVENTS, 'stats: events');
+  checkEq(stats.users, 7, 'stats: users');
   checkEq(stats.anonymous_devices, 0, 'stats: anonymous devices (every device linked to a user)');
   checkEq(stats.identity_links, 2, 'stats: identity links (Amplitude device + user, Segment alias)');
   checkEq(stats.duplicates_dropped, 0, 'stats: duplicates dropped');
 
   const asOf = Math.floor(Date.now() / 3600000) * 3600000 + 2 * 3600000;
   const csv = path.join(dataDir, 'features.csv');
-  runSibyl(['--quiet', 'features', '--as-of', String(asOf), '--out', csv]);
+  // Every event property the calls sent gets columns (there are more than the default 10).
+  runSibyl(['--quiet', 'features', '--as-of', String(asOf), '--top-properties', '40', '--out', csv]);
   const rows = Object.fromEntries(parseCsv(fs.readFileSync(csv, 'utf8')).map((r) => [r.user_id, r]));
-  checkEq(Object.keys(rows).sort(), [AMP_USER, AMP_DEVICE_USER, SEG_USER, SEG_ALIAS_USER].sort(), 'features: user ids');
+  checkEq(Object.keys(rows).sort(),
+    [AMP_USER, AMP_DEVICE_USER, SEG_USER, SEG_ALIAS_USER, AMP_BULK_USER, LEGACY_AMP_USER, LEGACY_SEG_USER].sort(),
+    'features: user ids');
   const allTypes = Object.keys(types);
   const expectedEvents = {
-    [AMP_USER]: { 'Add To Cart': 1 },
+    [AMP_USER]: { 'Add To Cart': 1, 'revenue_amount': 1 },
+    [AMP_BULK_USER]: { 'Bulk Event': OVERSIZE_EVENTS },
+    [LEGACY_AMP_USER]: { 'Legacy Checkout': 1 },
+    [LEGACY_SEG_USER]: { 'Legacy Purchase': 1 },
     [AMP_DEVICE_USER]: { 'App Open': 1, 'Sign Up': 1 }, // App Open was sent with the device id only
     [SEG_USER]: { 'Order Completed': 1, 'Loaded a Page': 1, 'Loaded a Screen': 1 },
     [SEG_ALIAS_USER]: { 'Viewed Product': 1 }, // sent with the anonymousId, then alias
@@ -309,8 +352,16 @@ function checkStore() {
     check(col in rows[user], `features: no column ${col}`);
     return Number(rows[user][col]);
   };
-  checkEq(num(AMP_USER, 'sum("price") week -1'), 19.5, `${AMP_USER} Add To Cart price (Amplitude event_properties)`);
-  checkEq(num(AMP_USER, 'sum("quantity") week -1'), 2, `${AMP_USER} Add To Cart quantity`);
+  checkEq(num(AMP_USER, 'sum("price") week -1'), 19.5 + 9.75, `${AMP_USER} price: Add To Cart's and the Revenue's $price`);
+  checkEq(num(AMP_USER, 'sum("quantity") week -1'), 2 + 3, `${AMP_USER} quantity: Add To Cart's and the Revenue's $quantity`);
+  checkEq(num(AMP_USER, 'sum("revenue") week -1'), 9.75 * 3, `${AMP_USER} revenue: the Revenue's price x quantity`);
+  checkEq(num(AMP_USER, 'count("productId" = "prod-0009") week -1'), 1, `${AMP_USER} Revenue $productId`);
+  checkEq(num(AMP_BULK_USER, 'sum("n") week -1'), (OVERSIZE_EVENTS * (OVERSIZE_EVENTS - 1)) / 2,
+    `${AMP_BULK_USER} every oversize-batch event once (sum of n)`);
+  checkEq(num(LEGACY_AMP_USER, 'sum("price") week -1'), 7.25, `${LEGACY_AMP_USER} price (@amplitude/node)`);
+  checkEq(num(LEGACY_AMP_USER, 'last("tier") = "gold"'), 1, `${LEGACY_AMP_USER} identify tier (@amplitude/node)`);
+  checkEq(num(LEGACY_SEG_USER, 'sum("revenue") week -1'), 12.5, `${LEGACY_SEG_USER} revenue (analytics-node)`);
+  checkEq(num(LEGACY_SEG_USER, 'last("plan") = "starter"'), 1, `${LEGACY_SEG_USER} trait plan (analytics-node)`);
   checkEq(num(AMP_USER, 'count("sku" = "SKU-0042") week -1'), 1, `${AMP_USER} Add To Cart sku`);
   checkEq(num(AMP_DEVICE_USER, 'count("method" = "email") week -1'), 1, `${AMP_DEVICE_USER} Sign Up method`);
   checkEq(num(SEG_USER, 'sum("revenue") week -1'), 42.5, `${SEG_USER} Order Completed revenue (Segment properties)`);
@@ -332,6 +383,8 @@ async function main() {
   const base = await startServer();
   await amplitudeCalls(base);
   await segmentCalls(base);
+  await legacyAmplitudeCalls(base, INGEST_KEY, { checkEq, log });
+  await legacySegmentCalls(base, INGEST_KEY, { checkEq, log });
   await checkUsersOverApi(base);
   const stopped = await stopServer();
   check(!stopped.killed, 'sibyl serve did not exit within 20 s of SIGTERM');
