@@ -40,20 +40,25 @@ class ZStream {
 
 enum class Outcome { kDone, kTooLarge, kBadData };
 
-Outcome InflateWith(std::string_view in, int window_bits, bool members, size_t max_output, std::string& out) {
+// One pass over the stream. With `out` null the output is only counted (`produced`), so a
+// bomb is found having allocated nothing; otherwise it is appended to `out`.
+Outcome InflateWith(std::string_view in, int window_bits, bool members, size_t max_output, std::string* out,
+                    size_t& produced) {
   ZStream stream(window_bits);
   if (!stream.ok()) return Outcome::kBadData;
   z_stream& z = stream.z();
   z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
   z.avail_in = static_cast<uInt>(in.size());
   std::array<char, 64 * 1024> chunk;
+  produced = 0;
   while (true) {
     z.next_out = reinterpret_cast<Bytef*>(chunk.data());
     z.avail_out = static_cast<uInt>(chunk.size());
     const int rc = inflate(&z, Z_NO_FLUSH);
-    const size_t produced = chunk.size() - z.avail_out;
-    if (produced > max_output - std::min(out.size(), max_output)) return Outcome::kTooLarge;
-    out.append(chunk.data(), produced);
+    const size_t n = chunk.size() - z.avail_out;
+    if (n > max_output - produced) return Outcome::kTooLarge;
+    produced += n;
+    if (out) out->append(chunk.data(), n);
     if (rc == Z_STREAM_END) {
       // gzip allows several members back to back (RFC 1952 2.2).
       if (members && z.avail_in > 0) {
@@ -67,26 +72,36 @@ Outcome InflateWith(std::string_view in, int window_bits, bool members, size_t m
   }
 }
 
+// Two passes: the first counts the output against the cap, the second writes it into a
+// buffer of exactly that size. Inflating twice costs far less than parsing the JSON
+// after, and a bomb costs no memory at all.
+Outcome InflateBounded(std::string_view in, int window_bits, bool members, size_t max_output, std::string& out) {
+  size_t size = 0;
+  const Outcome counted = InflateWith(in, window_bits, members, max_output, nullptr, size);
+  if (counted != Outcome::kDone) return counted;
+  out.clear();
+  out.reserve(size);
+  return InflateWith(in, window_bits, members, max_output, &out, size);
+}
+
 }  // namespace
 
 Result<std::string> Inflate(std::string_view compressed, ContentCoding coding, size_t max_output) {
   // zlib counts input in uInt.
   if (compressed.size() > 0xFFFFFFFFu) return ResourceExhausted("compressed body over 4 GiB");
   std::string out;
-  out.reserve(std::min<size_t>(max_output, std::max<size_t>(compressed.size() * 4, 4096)));
   Outcome outcome = Outcome::kBadData;
   switch (coding) {
     case ContentCoding::kIdentity:
       if (compressed.size() > max_output) return ResourceExhausted("body over {} bytes", max_output);
       return std::string(compressed);
     case ContentCoding::kGzip:
-      outcome = InflateWith(compressed, 16 + MAX_WBITS, /*members=*/true, max_output, out);
+      outcome = InflateBounded(compressed, 16 + MAX_WBITS, /*members=*/true, max_output, out);
       break;
     case ContentCoding::kDeflate:
-      outcome = InflateWith(compressed, MAX_WBITS, false, max_output, out);
+      outcome = InflateBounded(compressed, MAX_WBITS, false, max_output, out);
       if (outcome == Outcome::kBadData) {
-        out.clear();
-        outcome = InflateWith(compressed, -MAX_WBITS, false, max_output, out);
+        outcome = InflateBounded(compressed, -MAX_WBITS, false, max_output, out);
       }
       break;
     case ContentCoding::kUnsupported: return InvalidArgument("unsupported content encoding");

@@ -1,7 +1,8 @@
 // Request bodies sent with Content-Encoding gzip or deflate, inflated by streaming zlib
-// into a bounded buffer: a body that would inflate past the cap stops there
-// (ResourceExhausted) having allocated at most the cap, so a 1 MB "gzip bomb" costs 1 MB
-// of output, not the gigabyte it expands to (docs/SERVER.md, "Limits").
+// under a cap: the output is first counted in a fixed 64 KB window, so a body that would
+// inflate past the cap stops there (ResourceExhausted) having allocated nothing, and a
+// valid one is then written once into a buffer of its exact size. A 1 MB "gzip bomb"
+// costs a few milliseconds, not the gigabyte it expands to (docs/SERVER.md).
 #pragma once
 
 #include <cstddef>
