@@ -34,6 +34,13 @@ Result<std::string> ColumnOf(const Json& j, std::string_view key) {
   return InvalidArgument("mapping: \"{}\" should be a column name or {{\"column\": NAME}}", key);
 }
 
+// The optional "prefix" of an id column given as an object.
+Result<std::string> PrefixOf(const Json& j, std::string_view key) {
+  if (!j.is_object() || !j.contains("prefix")) return std::string();
+  if (!j["prefix"].is_string()) return InvalidArgument("mapping: {}.prefix should be a string", key);
+  return j["prefix"].get<std::string>();
+}
+
 Result<std::vector<CsvProperty>> PropertiesOf(const Json& j, std::string_view key) {
   std::vector<CsvProperty> out;
   if (!j.is_array()) return InvalidArgument("mapping: \"{}\" should be an array", key);
@@ -61,8 +68,14 @@ Status Load(const Json& j, CsvMapping& m) {
     if (d.size() != 1) return InvalidArgument("mapping: delimiter must be one character");
     m.delimiter = d[0];
   }
-  if (j.contains("user_id")) { ASSIGN_OR_RETURN(m.user_id_column, ColumnOf(j["user_id"], "user_id")); }
-  if (j.contains("device_id")) { ASSIGN_OR_RETURN(m.device_id_column, ColumnOf(j["device_id"], "device_id")); }
+  if (j.contains("user_id")) {
+    ASSIGN_OR_RETURN(m.user_id_column, ColumnOf(j["user_id"], "user_id"));
+    ASSIGN_OR_RETURN(m.user_id_prefix, PrefixOf(j["user_id"], "user_id"));
+  }
+  if (j.contains("device_id")) {
+    ASSIGN_OR_RETURN(m.device_id_column, ColumnOf(j["device_id"], "device_id"));
+    ASSIGN_OR_RETURN(m.device_id_prefix, PrefixOf(j["device_id"], "device_id"));
+  }
   if (m.user_id_column.empty() && m.device_id_column.empty()) {
     return InvalidArgument("mapping: \"user_id\" or \"device_id\" must name a column");
   }

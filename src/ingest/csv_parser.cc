@@ -276,9 +276,8 @@ uint64_t CsvParser::ParseRows(std::string_view text, uint32_t file_index, uint64
     // only when quoted fields hold newlines, which is rare; row numbers stay stable.
     ParsedEvent e;
     e.position = position;
-    if (user_id_ >= 0) e.user_id = fields[user_id_];
-    if (device_id_ >= 0) e.device_id = fields[device_id_];
-    if (e.user_id.empty() && e.device_id.empty() && m.skip_rows_without_id) {
+    if ((user_id_ < 0 || fields[user_id_].empty()) && (device_id_ < 0 || fields[device_id_].empty()) &&
+        m.skip_rows_without_id) {
       ++skipped;
       continue;
     }
@@ -290,6 +289,16 @@ uint64_t CsvParser::ParseRows(std::string_view text, uint32_t file_index, uint64
         }
       }
     }
+    // The ids are taken after the copies above (an id with an escaped quote lived in
+    // `scratch`), with the mapping's prefix on non-empty ones.
+    auto id_of = [&batch](std::string_view field, const std::string& prefix) -> std::string_view {
+      if (prefix.empty() || field.empty()) return field;
+      std::string prefixed = prefix;
+      prefixed.append(field);
+      return batch.Intern(prefixed);
+    };
+    if (user_id_ >= 0) e.user_id = id_of(fields[user_id_], m.user_id_prefix);
+    if (device_id_ >= 0) e.device_id = id_of(fields[device_id_], m.device_id_prefix);
     if (m.event_type.if_column.empty()) {
       e.event_type = event_type_column_ >= 0 ? fields[event_type_column_]
                                             : constant_type;

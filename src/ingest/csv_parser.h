@@ -56,6 +56,9 @@ class CsvMapping {
 
   char delimiter = ',';
   std::string user_id_column, device_id_column;
+  // Put before every non-empty id of the column ({"column": ..., "prefix": "cust-"}):
+  // namespaces a shop's customer numbers and lifts short ones over min_id_length.
+  std::string user_id_prefix, device_id_prefix;
   // Rows with neither id: skipped and counted (true) or reported as errors (false).
   bool skip_rows_without_id = false;
   std::string time_column;  // empty: no time (the receiver uses ingestion time)

@@ -146,6 +146,29 @@ TEST(CsvMapping, EpochMsAndConstantType) {
   EXPECT_EQ(p.batch.events[0].event_type, "Open");
 }
 
+// A mapping can prefix ids (issue 17: short customer numbers), only non-empty ones, and an
+// id with an escaped quote (unescaped in the parser's scratch buffer) survives the next row.
+TEST(CsvMapping, IdPrefixAndEscapedIds) {
+  constexpr std::string_view kPrefixed =
+      R"({"user_id": {"column": "uid", "prefix": "cust-"}, "device_id": {"column": "dev", "prefix": "d:"},
+          "time": {"column": "ts", "format": "epoch_ms"}, "event_type": "Purchase", "skip_rows_without_id": true})";
+  Parsed p = Parse("42,,1700000000000\n,abc,1700000000001\n,,1700000000002\n\"x\"\"y\",,1700000000003\n7,,1700000000004\n",
+                   "uid,dev,ts\n", kPrefixed);
+  ASSERT_TRUE(p.errors.empty()) << p.errors[0].ToString();
+  EXPECT_EQ(p.skipped, 1u);  // neither id
+  ASSERT_EQ(p.batch.events.size(), 4u);
+  EXPECT_EQ(p.batch.events[0].user_id, "cust-42");
+  EXPECT_EQ(p.batch.events[0].device_id, "");
+  EXPECT_EQ(p.batch.events[1].user_id, "");
+  EXPECT_EQ(p.batch.events[1].device_id, "d:abc");
+  EXPECT_EQ(p.batch.events[2].user_id, R"(cust-x"y)");
+  EXPECT_EQ(p.batch.events[3].user_id, "cust-7");
+
+  auto bad = CsvMapping::FromJson(R"({"user_id": {"column": "uid", "prefix": 5}, "event_type": "E"})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("user_id.prefix"), std::string::npos) << bad.status().ToString();
+}
+
 // The real Online Retail II file with the shipped mapping, end to end.
 TEST(CsvOnlineRetail, LoadsTheRealFile) {
   const std::string data = "/work/shared/data/online_retail_ii/online_retail_ii_2009_2010.csv.gz";

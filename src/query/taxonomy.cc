@@ -9,6 +9,10 @@
 namespace sibyl {
 namespace {
 
+bool IsIdentifierLikeProperty(std::string_view name) {
+  return name == "event_id" || name == "location_lat" || name == "location_lng";
+}
+
 using query_internal::ColumnOfKey;
 
 // Property statistics (decoding property columns) are the expensive part; above this many
@@ -203,6 +207,10 @@ Result<Taxonomy> BuildTaxonomy(const EventReader& reader, int64_t cutoff_ms,
     const KeyStats& s = key_stats[k];
     bool required = Contains(options.required_event_properties, std::string(keys.name(k)));
     if (s.rows == 0) continue;
+    // Amplitude's top-level event_id (a per-device counter) and coordinates are stored as
+    // numbers, but their sums measure nothing; they would take the slots of properties
+    // that do. A prediction can still name them (required).
+    if (!required && IsIdentifierLikeProperty(keys.name(k))) continue;
     bool numeric = s.numeric * 10 >= s.rows * 9;
     bool frequent = s.rows >= options.min_event_property_share * static_cast<double>(sample_events);
     bool categorical = !numeric && !s.high_cardinality && !s.string_counts.empty();
