@@ -146,8 +146,9 @@ Result<RunLog::Opened> RunLog::Open(const std::string& dir) {
   Replayed state;
   uint64_t good_end = 0;
   uint64_t file_size = 0;
+  std::string data;
   if (FileExists(path)) {
-    ASSIGN_OR_RETURN(std::string data, ReadFile(path));
+    ASSIGN_OR_RETURN(data, ReadFile(path));
     file_size = data.size();
     size_t pos = 0;
     while (pos < data.size()) {
@@ -174,6 +175,10 @@ Result<RunLog::Opened> RunLog::Open(const std::string& dir) {
   }
   ASSIGN_OR_RETURN(auto file, AppendFile::Open(path));
   if (good_end < file_size) {
+    // A torn last line and a damaged synced one look alike: the cut bytes are kept in
+    // runs.log.cut-at-OFFSET (never removed) rather than destroyed.
+    RETURN_IF_ERROR(WriteFileAtomic(fmt::format("{}.cut-at-{}", path, good_end),
+                                    std::string_view(data).substr(good_end)));
     RETURN_IF_ERROR(file->Truncate(good_end));
     state.dropped_torn_tail = true;
   }

@@ -567,6 +567,10 @@ TEST_F(SchedulerTest, TornTailOfTheHistoryIsDropped) {
   auto scheduler = OpenScheduler();
   EXPECT_EQ(scheduler->Runs().size(), 2u);
   EXPECT_EQ(*FileSize(LogPath()), *good_size);
+  // The cut bytes are kept aside, not destroyed.
+  auto cut = ReadFile(LogPath() + ".cut-at-" + std::to_string(*good_size));
+  ASSERT_TRUE(cut.ok()) << cut.status().ToString();
+  EXPECT_EQ(*cut, "1234abcd {\"type\":\"run\",\"id\":9");
   scheduler->SetCadences({Cadence{"p"}});
   ASSERT_TRUE(scheduler->Trigger("p", JobKind::kScoreActive).ok());
   scheduler->RunDueNow();
