@@ -159,7 +159,7 @@ TEST_F(ServeWebTest, LoginSetsASessionCookieThatOpensPagesAndApi) {
   r = c->Post("/login", {{"X-Forwarded-Proto", "https"}}, "key=" + kAdminKey, "application/x-www-form-urlencoded");
   EXPECT_NE(r->get_header_value("Set-Cookie").find("; Secure"), std::string::npos);
   // Only local paths after sign-in.
-  for (const std::string& next : {"https%3A%2F%2Fevil.example%2F", "%2F%2Fevil.example", "%2F%5Cevil"}) {
+  for (const char* next : {"https%3A%2F%2Fevil.example%2F", "%2F%2Fevil.example", "%2F%5Cevil"}) {
     r = c->Post("/login", "key=" + kAdminKey + "&next=" + next, "application/x-www-form-urlencoded");
     EXPECT_EQ(r->get_header_value("Location"), "/") << next;
   }
