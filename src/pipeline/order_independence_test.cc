@@ -186,6 +186,16 @@ void ExpectOrderIndependent(bool keep_links, bool user_properties) {
       auto x = ReadFile(entry.path().string());
       auto y = ReadFile(versions + "/" + name + "/model/" + file);
       ASSERT_TRUE(x.ok() && y.ok()) << file;
+      if (file == "manifest.json") {
+        // The manifest holds every file's checksum, candidates.json's (timings) too.
+        auto without_timings = [](const std::string& text) {
+          nlohmann::json j = nlohmann::json::parse(text);
+          j["checksums"].erase("candidates.json");
+          return j;
+        };
+        EXPECT_EQ(without_timings(*x), without_timings(*y)) << file << " differs";
+        continue;
+      }
       EXPECT_TRUE(*x == *y) << file << " differs";
     }
   }
