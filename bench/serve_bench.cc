@@ -6,6 +6,7 @@
 // The server runs in this process (its own thread pool); the store is a simulated one.
 //
 //   serve_bench [--users 3000] [--days 70] [--seconds 10] [--clients 4] [--rate 1000] [--dir DIR]
+//               [--no-scoring]   (phase 1 without scoring runs: the HTTP and ingest path alone)
 #include <httplib.h>
 #include <unistd.h>
 
@@ -109,6 +110,8 @@ int main(int argc, char** argv) {
   app.add_option("--rate", rate, "real-time scoring requests/s (total)");
   app.add_option("--server-threads", server_threads);
   app.add_option("--dir", dir, "work directory (default: a temporary one, removed)");
+  bool no_scoring = false;
+  app.add_flag("--no-scoring", no_scoring, "phase 1 without scoring runs: the HTTP and ingest path alone");
   CLI11_PARSE(app, argc, argv);
   const bool temporary = dir.empty();
   if (temporary) dir = (std::filesystem::temp_directory_path() / ("sibyl-serve-bench-" + std::to_string(getpid()))).string();
@@ -169,7 +172,7 @@ int main(int argc, char** argv) {
     httplib::Client c("127.0.0.1", srv->port());
     c.set_bearer_token_auth(kAdmin.c_str());
     c.set_read_timeout(300);
-    while (!stop) {
+    while (!stop && !no_scoring) {
       auto r = c.Post("/api/v1/predictions/purchase_7d/score", "", "text/plain");
       if (!r || r->status != 202) break;
       if (WaitRun(c, nlohmann::json::parse(r->body)["run_id"].get<uint64_t>(), 600)) ++score_runs;

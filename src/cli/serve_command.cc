@@ -18,7 +18,7 @@ struct ServeFlags {
   std::string host = "127.0.0.1";
   int port = 8080;
   int threads = 16;
-  int io_threads = 2;
+  int io_threads = 1;
   size_t max_connections = 1024;
   size_t max_connections_per_address = 0;
   size_t max_queued_requests = 0;

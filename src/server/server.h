@@ -43,7 +43,7 @@ struct ServerOptions {
   int port = 8080;  // 0: any free port (see Server::port)
   int threads = 16;  // HTTP handler threads (connections hold none: they wait on the I/O threads)
   // The HTTP server's own limits (docs/SERVER.md, "The HTTP server").
-  int io_threads = 2;                       // threads running every connection's reads and writes
+  int io_threads = 1;                       // threads running every connection's reads and writes
   size_t max_connections = 1024;            // open connections; beyond: 503 and closed
   size_t max_connections_per_address = 0;   // 0: no cap
   size_t max_queued_requests = 0;           // waiting for a handler thread; 0: 4 x threads; beyond: 429/503

@@ -1,4 +1,4 @@
-// The HTTP/1.1 server of `sibyl serve`, on Boost.Beast/Asio: a few I/O threads run every
+// The HTTP/1.1 server of `sibyl serve`, on Boost.Beast/Asio: one or a few I/O threads run every
 // connection's reads and writes as asynchronous operations (no thread per connection),
 // and a bounded pool of workers runs the handlers. Every stage has a deadline and every
 // size a limit, so idle, slow or hostile clients cost a socket and a few kilobytes each,
@@ -27,7 +27,7 @@ namespace sibyl::server {
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
   int port = 0;  // 0: any free port
-  int io_threads = 2;
+  int io_threads = 1;  // one: a second doubled context switches on 2 cores (docs/SERVER.md)
   int workers = 16;                // handler threads
   size_t max_queued_requests = 0;  // waiting for a worker; 0: 4 x workers. Beyond: refused
   size_t max_connections = 1024;   // open connections; beyond: 503 and closed
