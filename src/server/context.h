@@ -49,8 +49,8 @@ struct ServerContext {
   Status RefreshCadences();
 };
 
-// Per-request values the logger and metrics read after the handler (httplib runs a
-// request's handler and logger on the same thread).
+// Per-request values the logger and metrics read after the handler (the HTTP server runs
+// a request's handler and its logging on the same worker thread; http/http_server.h).
 struct RequestInfo {
   std::chrono::steady_clock::time_point started;
   const char* route = "other";  // low-cardinality route family for metrics
@@ -67,8 +67,10 @@ void SendError(httplib::Response& res, int http_status, const std::string& code,
 int HttpStatusFor(const Status& status);
 
 // The admin key check for /api/v1, the web pages and /metrics: Authorization Bearer or
-// Basic (password = key). Writes 401/403 and returns false when not allowed. `browser`
-// adds WWW-Authenticate so a browser asks for the key.
+// Basic (password = key), or the session cookie of the login page (session.h). Writes
+// 401/403 and returns false when not allowed. `browser` (the pages): without a key or
+// session, a redirect to /login instead of 401; with the key in Authorization, a session
+// cookie too, so the page's own fetches are signed in.
 bool RequireAdmin(const ServerContext& ctx, const httplib::Request& req, httplib::Response& res, bool browser = false);
 
 void RegisterIngestRoutes(Router& http, ServerContext& ctx);
