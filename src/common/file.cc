@@ -293,4 +293,17 @@ uint32_t Crc32cPortable(std::string_view data, uint32_t crc) {
   return ~Crc32cTable(reinterpret_cast<const unsigned char*>(data.data()), data.size(), ~crc);
 }
 
+std::string Crc32cHex(std::string_view data) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  const uint32_t crc = Crc32c(data);
+  std::string hex(8, '0');
+  for (int i = 0; i < 8; ++i) hex[i] = kDigits[(crc >> (28 - 4 * i)) & 0xf];
+  return hex;
+}
+
+Status KeepCutTail(const std::string& path, std::string_view data, uint64_t offset) {
+  if (offset >= data.size()) return Status::Ok();
+  return WriteFileAtomic(path + ".cut-at-" + std::to_string(offset), data.substr(offset));
+}
+
 }  // namespace sibyl

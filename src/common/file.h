@@ -83,5 +83,13 @@ uint32_t Crc32c(std::string_view data, uint32_t crc = 0);
 // The same checksum without the CPU's crc32 instruction (Crc32c uses it when present);
 // tests compare the two.
 uint32_t Crc32cPortable(std::string_view data, uint32_t crc = 0);
+// Crc32c as 8 lowercase hex digits: the form checksums take inside JSON files (the
+// store's MANIFEST, a model bundle's manifest).
+std::string Crc32cHex(std::string_view data);
+
+// Before a log's damaged tail is truncated: copies `data` from `offset` on to
+// `path`.cut-at-OFFSET. A torn write and damage to a synced last record look alike, so
+// the bytes are kept aside rather than destroyed (docs/FORMAT.md).
+Status KeepCutTail(const std::string& path, std::string_view data, uint64_t offset);
 
 }  // namespace sibyl

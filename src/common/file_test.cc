@@ -88,6 +88,11 @@ TEST(FileTest, Crc32cMatchesKnownVector) {
   EXPECT_NE(Crc32c(long_input), Crc32c(long_input.substr(1)));
 }
 
+TEST(FileTest, Crc32cHexIsEightLowercaseDigits) {
+  EXPECT_EQ(Crc32cHex("123456789"), "e3069283");  // the standard check value 0xE3069283
+  EXPECT_EQ(Crc32cHex(""), "00000000");
+}
+
 TEST(FileTest, Crc32cHardwareAndPortablePathsAgree) {
   std::string data;
   uint64_t x = 12345;

@@ -114,7 +114,7 @@ Status WriteBundle(const std::string& dir, const ModelBundle& bundle) {
   // model.ubj) or silently changing scores (a digit in calibration.json).
   nlohmann::json checksums = nlohmann::json::object();
   for (const auto& [name, data] : files)
-    if (std::string_view(name) != "manifest.json") checksums[name] = fmt::format("{:08x}", Crc32c(data));
+    if (std::string_view(name) != "manifest.json") checksums[name] = Crc32cHex(data);
   manifest["checksums"] = checksums;
   files[std::size(files) - 1].second = manifest.dump(1);
   for (const auto& [name, data] : files) {
@@ -145,7 +145,7 @@ Result<ModelBundle> ReadBundle(const std::string& dir) {
   auto read_checked = [&](const char* name) -> Result<std::string> {
     ASSIGN_OR_RETURN(std::string bytes, ReadFile(path(name)));
     if (auto it = checksums.find(name); it != checksums.end()) {
-      const std::string actual = fmt::format("{:08x}", Crc32c(bytes));
+      const std::string actual = Crc32cHex(bytes);
       if (!it->is_string() || it->get<std::string>() != actual)
         return Corruption("{}: checksum mismatch (CRC-32C {} where the manifest says {}): the file is damaged; "
                           "train the prediction again to replace this version",

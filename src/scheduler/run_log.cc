@@ -177,8 +177,7 @@ Result<RunLog::Opened> RunLog::Open(const std::string& dir) {
   if (good_end < file_size) {
     // A torn last line and a damaged synced one look alike: the cut bytes are kept in
     // runs.log.cut-at-OFFSET (never removed) rather than destroyed.
-    RETURN_IF_ERROR(WriteFileAtomic(fmt::format("{}.cut-at-{}", path, good_end),
-                                    std::string_view(data).substr(good_end)));
+    RETURN_IF_ERROR(KeepCutTail(path, data, good_end));
     RETURN_IF_ERROR(file->Truncate(good_end));
     state.dropped_torn_tail = true;
   }

@@ -165,7 +165,7 @@ Status EmbeddedStore::LoadCheckpoint() {
   if (m.contains("checksum")) {
     const nlohmann::json stored = m["checksum"];
     m.erase("checksum");
-    const std::string actual = fmt::format("{:08x}", Crc32c(m.dump()));
+    const std::string actual = Crc32cHex(m.dump());
     if (!stored.is_string() || stored.get<std::string>() != actual)
       return Corruption("{}: checksum mismatch (CRC-32C {} where the file says {}): the manifest is damaged; "
                         "nothing was changed (restore it from a backup)",
@@ -336,9 +336,7 @@ Status EmbeddedStore::ReplayLog() {
       // never deleted by checkpoints) rather than destroyed: nothing acknowledged is
       // lost for good without a trace.
       ASSIGN_OR_RETURN(std::string whole, ReadFile(path));
-      if (whole.size() > read.valid_bytes)
-        RETURN_IF_ERROR(WriteFileAtomic(fmt::format("{}.cut-at-{}", path, read.valid_bytes),
-                                        std::string_view(whole).substr(read.valid_bytes)));
+      RETURN_IF_ERROR(KeepCutTail(path, whole, read.valid_bytes));
       ASSIGN_OR_RETURN(auto file, AppendFile::Open(path));
       RETURN_IF_ERROR(file->Truncate(read.valid_bytes));
     }
@@ -587,7 +585,7 @@ Status EmbeddedStore::CheckpointLocked() {
     m["number_columns"].push_back({{"file", column_files[i]},
                                    {"time_ms", version->number_columns[i]->time_ms},
                                    {"actors", version->number_columns[i]->actors.size()}});
-  m["checksum"] = fmt::format("{:08x}", Crc32c(m.dump()));
+  m["checksum"] = Crc32cHex(m.dump());
   RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/" + std::string(kManifest), m.dump(1)));
 
   generation_ = generation;
