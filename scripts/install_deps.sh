@@ -10,6 +10,7 @@ packages=(
   libcpp-httplib-dev libboost1.74-dev libssl-dev nlohmann-json3-dev libabsl-dev libjemalloc-dev curl
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-numpy python3-scipy
+  clickhouse-server clickhouse-client
 )
 missing=()
 for p in "${packages[@]}"; do
