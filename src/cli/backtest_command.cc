@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/backend.h"
 #include "cli/commands.h"
 #include "cli/train_flags.h"
 #include "common/time.h"
@@ -32,8 +33,8 @@ void RunBacktest(const GlobalOptions& global, const BacktestFlags& flags) {
   options.step_days = flags.step_days;
   options.train = MakeTrainRequest(flags.train);
   StoreOptions store_options{.data_dir = global.data_dir, .read_only = true};
-  auto store = Check(EventStore::Open(store_options));
-  auto reader = store->Snapshot();
+  OpenedStore opened = OpenStoreFor(global, store_options, SampleSlice(flags.train.sample_percent));
+  auto reader = opened.store->Snapshot();
   auto progress = std::make_shared<StageProgress>("backtest " + flags.name);
   options.train.on_stage = [progress](std::string_view stage) { (*progress)(stage); };
   auto rows = Check(pipeline::RunBacktest(*reader, definition, options));

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/backend.h"
 #include "cli/commands.h"
 #include "common/file.h"
 #include "pipeline/registry.h"
@@ -39,8 +40,8 @@ void RunCohort(const GlobalOptions& global, const CohortFlags& flags) {
     Check(InvalidArgument("--format \"{}\": use csv or ndjson", format));
   pipeline::PredictionRegistry registry(global.data_dir);
   Check(registry.Get(flags.name).status());
-  auto store = Check(EventStore::Open(StoreOptions{.data_dir = global.data_dir, .read_only = true}));
-  auto reader = store->Snapshot();
+  OpenedStore opened = OpenStoreFor(global, StoreOptions{.data_dir = global.data_dir, .read_only = true});
+  auto reader = opened.store->Snapshot();
   std::vector<scoring::WrittenScore> scores = scoring::ReadWrittenScores(*reader, flags.name);
   if (scores.empty())
     Check(FailedPrecondition("no scores of {} in the store yet: run `sibyl score {}` first", flags.name, flags.name));

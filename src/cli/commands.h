@@ -17,6 +17,11 @@ struct GlobalOptions {
   std::string data_dir;  // --data, else $SIBYL_DATA, else ./sibyl-data
   bool json = false;     // --json: machine-readable output on stdout
   bool quiet = false;    // --quiet: no progress
+  // Where events live (docs/SCALE_OUT.md): --backend, else $SIBYL_BACKEND, else
+  // "clickhouse" when the data directory names a cluster (clickhouse.json), else
+  // "embedded". --clickhouse / $SIBYL_CLICKHOUSE: the cluster's endpoints.
+  std::string backend;
+  std::string clickhouse;
 };
 
 // Thrown by handlers to end the command with a Status (mapped to an exit code in main).

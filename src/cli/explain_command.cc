@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/backend.h"
 #include "cli/commands.h"
 #include "common/time.h"
 #include "pipeline/registry.h"
@@ -25,8 +26,14 @@ void RunExplain(const GlobalOptions& global, const ExplainFlags& flags) {
   pipeline::PredictionRegistry registry(global.data_dir);
   Check(registry.Get(flags.name).status());
   scoring::ScoringModel model = Check(scoring::LoadScoringModel(registry, flags.name));
-  auto store = Check(EventStore::Open(StoreOptions{.data_dir = global.data_dir, .read_only = true}));
-  auto reader = store->Snapshot();
+  // On a cluster only this user's rows (and those deciding its identity) are pulled.
+  clickhouse::SliceSpec slice;
+  slice.kind = clickhouse::SliceSpec::Kind::kOwners;
+  slice.owners = {flags.user.starts_with("device:") ? "d:" + flags.user.substr(7) : "u:" + flags.user};
+  OpenedStore opened = OpenClusterIfChosen(global)
+                           ? OpenStoreFor(global, StoreOptions{.data_dir = global.data_dir, .read_only = true}, slice)
+                           : OpenStoreFor(global, StoreOptions{.data_dir = global.data_dir, .read_only = true});
+  auto reader = opened.store->Snapshot();
   // Percentiles on the scale of the newest full run of this version; the cutoff matches
   // the user's written-back score (scoring::ExplanationCutoff) unless --as-of is given.
   int64_t cutoff = scoring::ExplanationCutoff(registry, *reader, model, flags.user);

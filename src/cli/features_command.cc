@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "cli/backend.h"
 #include "cli/commands.h"
 #include "common/file.h"
 #include "common/progress.h"
@@ -17,17 +18,18 @@
 namespace sibyl {
 namespace {
 
-// A read-only store and a snapshot of it; the store outlives every query on the snapshot.
-struct OpenedStore {
-  std::unique_ptr<EventStore> store;
+// A read-only store (or all of a cluster, pulled) and a snapshot of it; the store outlives
+// every query on the snapshot.
+struct ReadOnlyStore {
+  OpenedStore opened;
   std::shared_ptr<const EventReader> reader;
 };
 
-OpenedStore OpenReadOnly(const GlobalOptions& global) {
+ReadOnlyStore OpenReadOnly(const GlobalOptions& global) {
   StoreOptions options{.data_dir = global.data_dir, .read_only = true};
-  OpenedStore opened;
-  opened.store = Check(EventStore::Open(options));
-  opened.reader = opened.store->Snapshot();
+  ReadOnlyStore opened;
+  opened.opened = OpenStoreFor(global, options);
+  opened.reader = opened.opened.store->Snapshot();
   return opened;
 }
 
@@ -55,7 +57,7 @@ void RunFeatures(const GlobalOptions& global, const FeaturesFlags& flags) {
     throw CommandFailed(InvalidArgument("--format must be csv or bin, got \"{}\"", flags.format));
   CohortExpr cohort = Check(LoadCohort(flags.cohort));
   auto start = std::chrono::steady_clock::now();
-  OpenedStore opened = OpenReadOnly(global);
+  ReadOnlyStore opened = OpenReadOnly(global);
   auto engine = MakeEmbeddedQueryEngine(opened.reader);
   Progress progress("features", 4, "steps");
 
@@ -134,7 +136,7 @@ void AddCohortSizeCommand(CLI::App& app, const GlobalOptions& global) {
     CohortExpr cohort = Check(LoadCohort(*file));
     auto start = std::chrono::steady_clock::now();
     Progress progress("cohort", 1, "steps");
-    OpenedStore opened = OpenReadOnly(global);
+    ReadOnlyStore opened = OpenReadOnly(global);
     auto engine = MakeEmbeddedQueryEngine(opened.reader);
     UserSet users = Check(engine->Cohort(cohort, cutoff));
     progress.Finish();

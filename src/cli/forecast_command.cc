@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/backend.h"
 #include "cli/commands.h"
 #include "common/time.h"
 #include "pipeline/registry.h"
@@ -19,8 +20,8 @@ namespace {
 void RunForecast(const GlobalOptions& global, const std::string& name) {
   pipeline::PredictionRegistry registry(global.data_dir);
   pipeline::PredictionDefinition definition = Check(registry.Get(name));
-  auto store = Check(EventStore::Open(StoreOptions{.data_dir = global.data_dir, .read_only = true}));
-  auto reader = store->Snapshot();
+  OpenedStore opened = OpenStoreFor(global, StoreOptions{.data_dir = global.data_dir, .read_only = true});
+  auto reader = opened.store->Snapshot();
   const auto written = scoring::ForecastFromWrittenScores(*reader, name);
   if (!written) Check(FailedPrecondition("no scores of {} in the store yet: run `sibyl score {}` first", name, name));
   const scoring::Forecast& f = written->forecast;

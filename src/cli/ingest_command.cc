@@ -6,7 +6,9 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "cli/backend.h"
 #include "cli/commands.h"
+#include "clickhouse/cluster_writer.h"
 #include "common/progress.h"
 #include "common/time.h"
 #include "ingest/csv_parser.h"
@@ -40,11 +42,18 @@ void RunIngest(const GlobalOptions& global, const IngestOptions& opts) {
   StoreOptions store_options;
   store_options.data_dir = global.data_dir;
   store_options.dedup_window_ms = static_cast<int64_t>(opts.dedup_window_days * kMsPerDay);
-  auto store = Check(EventStore::Open(store_options));
+  // Into the embedded store, or into a ClickHouse cluster (docs/SCALE_OUT.md): the same
+  // parsing and validation, and one transaction either way.
+  std::unique_ptr<clickhouse::Cluster> cluster = OpenClusterIfChosen(global, /*save=*/true);
+  std::unique_ptr<EventStore> store = cluster ? nullptr : Check(EventStore::Open(store_options));
+  auto begin = [&]() -> std::unique_ptr<Transaction> {
+    if (cluster) return clickhouse::BeginClusterTransaction(*cluster, clickhouse::WriterOptions{});
+    return Check(store->Begin());
+  };
   auto started = std::chrono::steady_clock::now();
 
   IngestTotals totals;
-  std::unique_ptr<Transaction> txn = Check(store->Begin());
+  std::unique_ptr<Transaction> txn = begin();
   // Plain NDJSON files are rarely below 400 bytes an event (generated ones are ~380 with
   // their properties, Amplitude exports more): a low estimate of the events to come, for
   // the store's de-dup index. Compressed and CSV files give no hint.
@@ -88,7 +97,7 @@ void RunIngest(const GlobalOptions& global, const IngestOptions& opts) {
   if (parse_options.format == FileFormat::kCsv && opts.mapping.empty())
     throw CommandFailed(InvalidArgument("CSV input needs --mapping FILE (see examples/online_retail_mapping.json)"));
   // Dictionary lookups of names the store already knows happen on the parse threads.
-  parse_options.prepare = [&store](EventBatch& batch) { store->Prepare(batch); };
+  if (store) parse_options.prepare = [&store](EventBatch& batch) { store->Prepare(batch); };
   for (const std::string& path : opts.files) {
     Result<FileParseStats> parsed = ParseFile(path, parse_options, [&](EventBatch&& batch, std::vector<IngestError>&& errors) -> Status {
       for (const IngestError& e : errors) {
@@ -98,7 +107,7 @@ void RunIngest(const GlobalOptions& global, const IngestOptions& opts) {
       if (!errors.empty() && !opts.skip_invalid)
         return InvalidArgument("{}{}", errors.front().ToString(),
                                errors.size() > 1 ? fmt::format(" (and {} more in this chunk)", errors.size() - 1) : "");
-      if (!txn) txn = Check(store->Begin());
+      if (!txn) txn = begin();
       ASSIGN_OR_RETURN(AppendResult r, txn->Add(batch));
       totals.appended.events_written += r.events_written;
       totals.appended.duplicates_dropped += r.duplicates_dropped;
@@ -138,7 +147,7 @@ void RunIngest(const GlobalOptions& global, const IngestOptions& opts) {
         totals.shown_errors.empty() ? std::string("-") : totals.shown_errors.front()));
   }
   if (txn) commit();
-  Check(store->Checkpoint());
+  if (store) Check(store->Checkpoint());
   progress.Finish();
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   const AppendResult& a = totals.appended;

@@ -41,6 +41,14 @@ int main(int argc, char** argv) {
   app.add_option("--data", global.data_dir, "data directory (default: $SIBYL_DATA or ./sibyl-data)");
   app.add_flag("--json", global.json, "print results as JSON on stdout");
   app.add_flag("--quiet", global.quiet, "no progress output");
+  if (const char* env = std::getenv("SIBYL_BACKEND")) global.backend = env;
+  if (const char* env = std::getenv("SIBYL_CLICKHOUSE")) global.clickhouse = env;
+  app.add_option("--backend", global.backend,
+                 "where events live: embedded (default) or clickhouse (default when the data directory names a "
+                 "cluster; $SIBYL_BACKEND)");
+  app.add_option("--clickhouse", global.clickhouse,
+                 "the ClickHouse cluster: http://HOST:PORT per shard, comma-separated, or a file with one per line "
+                 "(scripts/cluster.sh writes DIR/endpoints; $SIBYL_CLICKHOUSE); saved in the data directory");
   app.parse_complete_callback([&] {
     if (global.quiet) Progress::SetEnabled(false);
   });

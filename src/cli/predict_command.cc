@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/backend.h"
 #include "cli/commands.h"
 #include "common/file.h"
 #include "common/time.h"
@@ -75,12 +76,17 @@ void RunCreate(const GlobalOptions& global, const CreateFlags& flags) {
   PredictionDefinition definition = Check(pipeline::ParsePredictionDefinition(j));
   {
     StoreOptions options{.data_dir = global.data_dir, .read_only = true};
-    auto store = EventStore::Open(options);
-    if (!store.ok()) {
-      throw CommandFailed(store.status().WithContext(
-          fmt::format("cannot check the names against the store in {}", global.data_dir)));
+    if (OpenClusterIfChosen(global)) {
+      OpenedStore opened = OpenStoreFor(global, options);
+      Check(pipeline::ValidateAgainstStore(definition, *opened.store->Snapshot()));
+    } else {
+      auto store = EventStore::Open(options);
+      if (!store.ok()) {
+        throw CommandFailed(store.status().WithContext(
+            fmt::format("cannot check the names against the store in {}", global.data_dir)));
+      }
+      Check(pipeline::ValidateAgainstStore(definition, *(*store)->Snapshot()));
     }
-    Check(pipeline::ValidateAgainstStore(definition, *(*store)->Snapshot()));
   }
   PredictionRegistry registry(global.data_dir);
   Check(registry.Create(definition, flags.replace));

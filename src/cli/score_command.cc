@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/backend.h"
 #include "cli/commands.h"
 #include "common/time.h"
 #include "pipeline/registry.h"
@@ -24,7 +25,17 @@ struct ScoreFlags {
   int version = 0;
   size_t block_users = scoring::ScoreRequest{}.users_per_block;
   bool dry_run = false;
+  std::string shard;  // "i/N" on a cluster
 };
+
+// "2/4" as (1, 4): the second of four shards.
+std::pair<size_t, size_t> ParseShard(const std::string& text) {
+  unsigned i = 0, n = 0;
+  char tail = 0;
+  if (std::sscanf(text.c_str(), "%u/%u%c", &i, &n, &tail) != 2 || n == 0 || i == 0 || i > n)
+    throw CommandFailed(InvalidArgument("--shard \"{}\": use i/N with 1 <= i <= N (\"1/2\")", text));
+  return {i - 1, n};
+}
 
 // "90m", "1h", "2d", "1w" (a bare number is hours).
 Result<int64_t> ParseWindow(const std::string& text) {
@@ -58,8 +69,20 @@ void RunScore(const GlobalOptions& global, const ScoreFlags& flags) {
   if (flags.version > 0) request.version = flags.version;
   request.users_per_block = flags.block_users;
   request.write_back = !flags.dry_run;
-  auto store = Check(EventStore::Open(StoreOptions{.data_dir = global.data_dir, .read_only = flags.dry_run}));
-  scoring::ScoreRunResult run = Check(scoring::RunScoring(registry, *store, flags.name, request));
+  clickhouse::SliceSpec slice;
+  if (!flags.shard.empty()) {
+    auto [shard, shards] = ParseShard(flags.shard);
+    slice.kind = clickhouse::SliceSpec::Kind::kShard;
+    slice.shard = shard;
+    request.shard = flags.shard;
+    OpenedStore probe{OpenClusterIfChosen(global), nullptr};
+    if (!probe.cluster) throw CommandFailed(InvalidArgument("--shard needs a ClickHouse cluster (--backend clickhouse)"));
+    if (probe.cluster->shards() != shards)
+      throw CommandFailed(InvalidArgument("--shard {}: the cluster has {} shards", flags.shard, probe.cluster->shards()));
+  }
+  OpenedStore opened =
+      OpenStoreFor(global, StoreOptions{.data_dir = global.data_dir, .read_only = flags.dry_run}, slice);
+  scoring::ScoreRunResult run = Check(scoring::RunScoring(registry, *opened.store, flags.name, request));
   const nlohmann::json& r = run.record;
   if (global.json) {
     nlohmann::json out = r;
@@ -114,6 +137,9 @@ void AddScoreCommand(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("--block-users", flags->block_users, "users per feature block (bounds memory)")
       ->capture_default_str();
   cmd->add_flag("--dry-run", flags->dry_run, "score but write nothing (no write-back, no run record)");
+  cmd->add_option("--shard", flags->shard,
+                  "on a ClickHouse cluster: score only the users of shard i of N (\"1/2\"), with percentiles on the "
+                  "scale of the newest full run; run one per shard, on as many machines");
   cmd->callback([&global, flags] { RunScore(global, *flags); });
 }
 

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "cli/backend.h"
 #include "cli/commands.h"
 #include "common/time.h"
 #include "server/server.h"
@@ -37,6 +38,7 @@ struct ServeFlags {
 };
 
 void RunServe(const GlobalOptions& global, const ServeFlags& flags) {
+  RequireEmbedded(global, "serve");
   // Block the shutdown signals in every thread (the server's threads inherit this mask);
   // this thread then waits for them with sigwait, outside any signal-handler context.
   sigset_t signals;

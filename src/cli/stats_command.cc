@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
+#include "cli/backend.h"
 #include "cli/commands.h"
 #include "common/time.h"
 #include "store/event_store.h"
@@ -174,8 +175,8 @@ void AddStatsCommand(CLI::App& app, const GlobalOptions& global) {
     StoreOptions options;
     options.data_dir = global.data_dir;
     options.read_only = true;
-    auto store = Check(EventStore::Open(options));
-    StatsReport report = Check(Collect(*store));
+    OpenedStore opened = OpenStoreFor(global, options);
+    StatsReport report = Check(Collect(*opened.store));
     Print(report, *top, global.json);
   });
 }

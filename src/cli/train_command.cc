@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/backend.h"
 #include "cli/commands.h"
 #include "cli/train_flags.h"
 #include "common/progress.h"
@@ -25,8 +26,8 @@ void RunTrain(const GlobalOptions& global, const std::string& name, const TrainF
   pipeline::PredictionDefinition definition = Check(registry.Get(name));
   pipeline::TrainRequest request = MakeTrainRequest(flags);
   StoreOptions options{.data_dir = global.data_dir, .read_only = true};
-  auto store = Check(EventStore::Open(options));
-  auto reader = store->Snapshot();
+  OpenedStore opened = OpenStoreFor(global, options, SampleSlice(flags.sample_percent));
+  auto reader = opened.store->Snapshot();
   const bool default_as_of = !request.as_of_ms.has_value();
   const int64_t now = SystemClock::Instance().NowMs();
   if (default_as_of && reader->event_count() > 0) request.as_of_ms = pipeline::DefaultAsOf(*reader, now);

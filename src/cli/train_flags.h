@@ -26,6 +26,7 @@ struct TrainFlags {
   int min_history_days = 49;
   int top_events = 50;
   bool no_seasonal_shift = false;
+  double sample_percent = 100;  // on a cluster: the share of users pulled
 };
 
 inline void AddTrainFlags(CLI::App& cmd, TrainFlags& f) {
@@ -44,6 +45,10 @@ inline void AddTrainFlags(CLI::App& cmd, TrainFlags& f) {
   cmd.add_option("--min-history-days", f.min_history_days, "eligibility: days of events needed before T_train")
       ->capture_default_str();
   cmd.add_option("--top-events", f.top_events, "event types that get feature columns")->capture_default_str();
+  cmd.add_option("--sample", f.sample_percent,
+                 "on a ClickHouse cluster: pull this percent of users (a hash sample, the same every run) to train on")
+      ->check(CLI::Range(0.1, 100.0))
+      ->capture_default_str();
   cmd.add_flag("--no-seasonal-shift", f.no_seasonal_shift,
                "do not shift the calibration by last year's change between the training and the scoring time "
                "(docs/ML.md, \"Seasonal shift\")");

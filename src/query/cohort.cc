@@ -408,7 +408,7 @@ Result<std::vector<ActorId>> EvaluateCohort(const EventReader& reader, const Coh
   ASSIGN_OR_RETURN(std::vector<uint8_t> member, evaluator.Eval(expr));
   std::vector<ActorId> out;
   for (ActorId a : evaluator.Universe())
-    if (member[a]) out.push_back(a);
+    if (member[a] && reader.Owns(a)) out.push_back(a);
   return out;
 }
 
@@ -432,7 +432,7 @@ Result<std::vector<ActorId>> EvaluateCohortFor(const EventReader& reader, const 
   ASSIGN_OR_RETURN(std::vector<uint8_t> member, evaluator.Eval(expr));
   std::vector<ActorId> out;
   for (ActorId slot : evaluator.Universe())
-    if (member[slot]) out.push_back(evaluator.ActorOfSlot(slot));
+    if (member[slot] && reader.Owns(evaluator.ActorOfSlot(slot))) out.push_back(evaluator.ActorOfSlot(slot));
   return out;
 }
 
@@ -458,6 +458,7 @@ Result<std::vector<ActorId>> ActiveActors(const EventReader& reader, int64_t cut
     if (active[a]) out.push_back(reader.ResolveIdentity(a, cutoff));
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
+  if (!reader.OwnsAll()) std::erase_if(out, [&reader](ActorId a) { return !reader.Owns(a); });
   return out;
 }
 

@@ -406,9 +406,10 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
   mark("load");
 
   const bool full = !request.active_within_ms.has_value();
+  const bool shard_run = !request.shard.empty();
   nlohmann::json reference_run;
   std::vector<double> quantiles;
-  if (!full) {
+  if (!full || shard_run) {
     ASSIGN_OR_RETURN(reference_run, LatestFullRun(registry, name, model.version));
     quantiles = reference_run["quantiles"].get<std::vector<double>>();
   }
@@ -436,7 +437,7 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
   mark("cohort");
 
   Sample sample;
-  const bool drift = full && request.drift;
+  const bool drift = full && !shard_run && request.drift;
   ASSIGN_OR_RETURN(BlockScores scored, ScoreUsers(*engine, model, users, std::max<size_t>(1, request.users_per_block),
                                                   StrideFor(users.actors.size()), drift ? &sample : nullptr));
   timings["features"] = scored.features_seconds;
@@ -447,7 +448,7 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
   watch.Lap();
 
   ScoreRunResult result;
-  if (full) quantiles = MarginQuantiles(scored.margins);
+  if (full && !shard_run) quantiles = MarginQuantiles(scored.margins);
   result.percentiles = PercentilesOf(quantiles, scored.margins, request.parallel);
   result.scores = std::move(scored.scores);
   mark("percentiles");
@@ -461,17 +462,18 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
   nlohmann::json& r = result.record;
   r = {{"prediction", name},
        {"version", model.version},
-       {"kind", full ? "full" : "active"},
+       {"kind", !full ? "active" : shard_run ? "shard" : "full"},
        {"cutoff", FormatTime(cutoff)},
        {"cutoff_ms", cutoff},
        {"task", model.regression() ? "revenue" : "probability"},
        {"users_scored", result.scores.size()},
        {"written_back", request.write_back},
        {"score_summary", ScoreSummary(result.scores)}};
-  if (full) {
+  if (full && !shard_run) {
     r["quantiles"] = quantiles;
   } else {
-    r["active_within_ms"] = *request.active_within_ms;
+    if (!full) r["active_within_ms"] = *request.active_within_ms;
+    if (shard_run) r["shard"] = request.shard;
     r["percentiles_from"] = reference_run.value("cutoff", "");
   }
   if (drift && !result.scores.empty()) {

@@ -29,6 +29,10 @@ struct ScoreRequest {
   bool write_back = true;
   bool drift = true;                        // full runs only
   bool parallel = true;
+  // A shard's run on a cluster ("2/4"; empty: not one): the store is the slice of that
+  // shard's users. Its percentiles come from the newest full run's score distribution,
+  // as an active run's do, so that every shard's percentiles are on one scale.
+  std::string shard;
 };
 
 struct ScoreRunResult {

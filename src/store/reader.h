@@ -227,6 +227,13 @@ class EventReader {
   // it without building the store's whole sorted history.
   virtual std::vector<UserPropertyRecord> UserPropertyHistoryOf(ActorId actor) const;
 
+  // Whether this reader answers for `actor`: cohorts list only actors it owns. A store
+  // owns every actor. A slice of a cluster (clickhouse/slice_store.h) also holds rows of
+  // other users that its own users' identities depend on (the user a shared device was
+  // linked to first), and owns only its users.
+  virtual bool OwnsAll() const { return true; }
+  virtual bool Owns(ActorId actor) const { return true; }
+
   // One actor's events in [begin, end), in time order.
   virtual Status ScanActor(ActorId actor, int64_t begin_ms, int64_t end_ms,
                            const std::function<void(int64_t time_ms, DictId event_type)>& visit)

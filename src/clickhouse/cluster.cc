@@ -1,0 +1,178 @@
+#include "clickhouse/cluster.h"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "common/file.h"
+
+namespace sibyl::clickhouse {
+namespace {
+
+std::string Trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return std::string(s);
+}
+
+// The tables of one shard. MergeTree parts are partitioned by month, not week: an insert
+// writes one part per partition it touches, and a year of history in one ingest would
+// otherwise make 52 small parts per shard per insert. Ordered by owner then time, so a
+// shard's users and a hash sample of them read as ranges.
+std::vector<std::string> SchemaStatements(std::string_view db) {
+  return {
+      fmt::format("CREATE DATABASE IF NOT EXISTS {}", db),
+      fmt::format("CREATE TABLE IF NOT EXISTS {}.events ("
+                  "batch UInt64, row UInt32, owner String, owner_hash UInt64, user_id String, device_id String, "
+                  "event_type String, time Int64, session_id Int64, insert_id String, is_identify UInt8, "
+                  "prop_keys Array(String), prop_kinds Array(UInt8), prop_nums Array(Float64), prop_strs Array(String), "
+                  "upd_ops Array(UInt8), upd_keys Array(String), upd_kinds Array(UInt8), upd_nums Array(Float64), "
+                  "upd_strs Array(String)"
+                  ") ENGINE = MergeTree PARTITION BY toYYYYMM(toDate(intDiv(time, 1000))) ORDER BY (owner_hash, time)",
+                  db),
+      fmt::format("CREATE TABLE IF NOT EXISTS {}.numbers ("
+                  "batch UInt64, time Int64, owner String, owner_hash UInt64, key String, value Float64"
+                  ") ENGINE = MergeTree ORDER BY (owner_hash, batch)",
+                  db),
+      fmt::format("CREATE TABLE IF NOT EXISTS {}.commits ("
+                  "batch UInt64, committed_ms Int64, rows UInt64, what String) ENGINE = MergeTree ORDER BY batch",
+                  db),
+      fmt::format("CREATE TABLE IF NOT EXISTS {}.shard_info (shard UInt32, shards UInt32) ENGINE = TinyLog", db),
+  };
+}
+
+}  // namespace
+
+Result<ClusterConfig> ClusterConfig::Parse(std::string_view spec) {
+  ClusterConfig config;
+  std::string text(spec);
+  if (!spec.starts_with("http") && std::filesystem::exists(text)) {
+    ASSIGN_OR_RETURN(text, ReadFile(text));
+    for (char& c : text)
+      if (c == '\n') c = ',';
+  }
+  std::stringstream parts(text);
+  std::string part;
+  while (std::getline(parts, part, ',')) {
+    part = Trim(part);
+    if (part.empty() || part.starts_with('#')) continue;
+    config.endpoints.push_back(part);
+  }
+  if (config.endpoints.empty())
+    return InvalidArgument("no ClickHouse endpoints in \"{}\" (give http://HOST:PORT per shard, comma-separated, or "
+                           "a file with one per line)", spec);
+  return config;
+}
+
+Result<ClusterConfig> ClusterConfig::Load(const std::string& data_dir) {
+  const std::string path = (std::filesystem::path(data_dir) / "clickhouse.json").string();
+  if (!std::filesystem::exists(path)) return NotFound("{} does not exist", path);
+  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.contains("endpoints") || !j["endpoints"].is_array())
+    return Corruption("{}: expected {{\"endpoints\": [...], \"database\": ...}}", path);
+  ClusterConfig config;
+  for (const auto& e : j["endpoints"]) {
+    if (!e.is_string()) return Corruption("{}: endpoints must be strings", path);
+    config.endpoints.push_back(e.get<std::string>());
+  }
+  config.database = j.value("database", config.database);
+  config.max_threads = j.value("max_threads", config.max_threads);
+  if (config.endpoints.empty()) return Corruption("{}: no endpoints", path);
+  return config;
+}
+
+Status ClusterConfig::Save(const std::string& data_dir) const {
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  nlohmann::json j{{"endpoints", endpoints}, {"database", database}, {"max_threads", max_threads}};
+  return WriteFileAtomic((std::filesystem::path(data_dir) / "clickhouse.json").string(), j.dump(2) + "\n");
+}
+
+uint64_t OwnerHash(std::string_view owner) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : owner) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  // splitmix64's finaliser: FNV's low bits alone would split shards unevenly.
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebULL;
+  h ^= h >> 31;
+  return h;
+}
+
+Result<std::unique_ptr<Cluster>> Cluster::Open(const ClusterConfig& config) {
+  if (config.endpoints.empty()) return InvalidArgument("a ClickHouse cluster needs at least one endpoint");
+  for (char c : config.database)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_')
+      return InvalidArgument("ClickHouse database \"{}\": use letters, digits and _", config.database);
+  std::unique_ptr<Cluster> cluster(new Cluster());
+  cluster->config_ = config;
+  for (const std::string& endpoint : config.endpoints) {
+    ASSIGN_OR_RETURN(auto client, Client::Connect(endpoint, config.max_threads));
+    cluster->clients_.push_back(std::move(client));
+  }
+  for (size_t i = 0; i < cluster->shards(); ++i) RETURN_IF_ERROR(cluster->EnsureSchema(i));
+  return cluster;
+}
+
+Status Cluster::EnsureSchema(size_t shard) const {
+  const Client& client = *clients_[shard];
+  for (const std::string& sql : SchemaStatements(config_.database)) RETURN_IF_ERROR(client.Execute(sql));
+  ASSIGN_OR_RETURN(std::string info, client.Query(fmt::format("SELECT shard, shards FROM {} FORMAT TSV", Table("shard_info"))));
+  if (info.empty())
+    return client.Execute(fmt::format("INSERT INTO {} VALUES ({}, {})", Table("shard_info"), shard, shards()));
+  unsigned was_shard = 0, was_shards = 0;
+  if (std::sscanf(info.c_str(), "%u\t%u", &was_shard, &was_shards) != 2)
+    return Corruption("{}: {} holds \"{}\"", client.endpoint(), Table("shard_info"), Trim(info));
+  if (was_shard != shard || was_shards != shards())
+    return FailedPrecondition(
+        "{} is shard {} of {}, but the endpoint list makes it shard {} of {}: list the endpoints in the cluster's "
+        "shard order (users are placed by a hash modulo the shard count, so it cannot change)",
+        client.endpoint(), was_shard, was_shards, shard, shards());
+  return Status::Ok();
+}
+
+uint64_t Cluster::NewBatchId() const {
+  static std::atomic<uint64_t> last{0};
+  static const uint64_t salt = std::random_device{}() & 0xfff;
+  const uint64_t ms = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  uint64_t id = (ms << 20) | (salt << 8);
+  uint64_t prev = last.load();
+  while (true) {
+    const uint64_t next = std::max(id, prev + 1);
+    if (last.compare_exchange_weak(prev, next)) return next;
+  }
+}
+
+Status Cluster::CommitBatch(uint64_t batch, int64_t committed_ms, uint64_t rows, std::string_view what) const {
+  return clients_[0]->Execute(fmt::format("INSERT INTO {} VALUES ({}, {}, {}, {})", Table("commits"), batch,
+                                          committed_ms, rows, Quote(what)));
+}
+
+Result<std::vector<uint64_t>> Cluster::CommittedBatches() const {
+  ASSIGN_OR_RETURN(std::string text, clients_[0]->Query(fmt::format("SELECT batch FROM {} ORDER BY batch FORMAT TSV", Table("commits"))));
+  std::vector<uint64_t> batches;
+  const char* p = text.c_str();
+  while (*p) {
+    char* end = nullptr;
+    batches.push_back(std::strtoull(p, &end, 10));
+    if (end == p) return Corruption("{}: unreadable commit log", clients_[0]->endpoint());
+    p = end;
+    while (*p == '\n') ++p;
+  }
+  return batches;
+}
+
+}  // namespace sibyl::clickhouse

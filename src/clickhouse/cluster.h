@@ -1,0 +1,75 @@
+// A ClickHouse cluster as sibyl's event store: where it is (one HTTP endpoint per shard),
+// its tables, which shard owns which user, and the commit log that makes a multi-shard
+// write all-or-nothing. docs/SCALE_OUT.md describes the design; in short:
+//
+// * Every accepted event is one row of `events` on the shard that owns it: the owner is
+//   the event's user ("u:<user_id>") or, without one, its device ("d:<device_id>"); the
+//   shard is OwnerHash(owner) % shards. Rows keep what the event said (ids, time, type,
+//   session, insert_id, properties and user property operations as parallel arrays).
+// * A write (one `sibyl ingest`, one server group commit, one score write-back) gets a
+//   batch id; its rows go to every shard they belong to, then one row in shard 0's
+//   `commits` table makes them visible. Readers only read committed batches, so a crash
+//   or a shard refusing an insert mid-write leaves nothing half-visible.
+// * Readers do not re-implement the queries in SQL: a slice of the cluster (all of it, a
+//   shard, a hash sample of users, a few users) is pulled in commit order and replayed
+//   into a private embedded store (materialize.h), where the embedded engine answers
+//   every query exactly as it would have on one machine.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "clickhouse/client.h"
+#include "common/status.h"
+
+namespace sibyl::clickhouse {
+
+struct ClusterConfig {
+  std::vector<std::string> endpoints;  // one per shard, shard order
+  std::string database = "sibyl";
+  int max_threads = 2;  // per query, per server
+
+  // From `spec`: a comma-separated list of http://HOST:PORT, or the path of a file with one
+  // endpoint per line (scripts/cluster.sh writes DIR/endpoints).
+  static Result<ClusterConfig> Parse(std::string_view spec);
+  // <data>/clickhouse.json, written by the first ingest into a cluster, so later commands
+  // need no flags. NotFound when absent.
+  static Result<ClusterConfig> Load(const std::string& data_dir);
+  Status Save(const std::string& data_dir) const;
+};
+
+// A stable 64-bit hash of an owner name ("u:..."/"d:..."): FNV-1a, then a finaliser that
+// spreads its bits (shard = hash % shards; a sample takes (hash / shards) % 1024 < k).
+uint64_t OwnerHash(std::string_view owner);
+inline constexpr uint32_t kSampleBuckets = 1024;
+
+class Cluster {
+ public:
+  // Connects and checks each shard knows its place (a reordered endpoint list would send
+  // users to the wrong shard): on a fresh cluster it creates the tables.
+  static Result<std::unique_ptr<Cluster>> Open(const ClusterConfig& config);
+
+  size_t shards() const { return clients_.size(); }
+  const Client& shard(size_t i) const { return *clients_[i]; }
+  const ClusterConfig& config() const { return config_; }
+  // Fully qualified table name: "sibyl.events".
+  std::string Table(std::string_view name) const { return config_.database + "." + std::string(name); }
+
+  // A new batch id: milliseconds since the epoch in the high bits, so ids ascend with time
+  // (commit order is batch order), and a random low part, so two writers never collide.
+  uint64_t NewBatchId() const;
+  // Makes `batch` visible: one row in shard 0's commit log.
+  Status CommitBatch(uint64_t batch, int64_t committed_ms, uint64_t rows, std::string_view what) const;
+  // Every committed batch id, ascending.
+  Result<std::vector<uint64_t>> CommittedBatches() const;
+
+ private:
+  Cluster() = default;
+  Status EnsureSchema(size_t shard) const;
+  ClusterConfig config_;
+  std::vector<std::unique_ptr<Client>> clients_;
+};
+
+}  // namespace sibyl::clickhouse

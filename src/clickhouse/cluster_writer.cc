@@ -1,0 +1,98 @@
+#include "clickhouse/cluster_writer.h"
+
+#include <fmt/format.h>
+
+#include "clickhouse/event_rows.h"
+#include "clickhouse/row_binary.h"
+
+namespace sibyl::clickhouse {
+namespace {
+
+class ClusterTransaction final : public Transaction {
+ public:
+  ClusterTransaction(const Cluster& cluster, WriterOptions options)
+      : cluster_(cluster), options_(std::move(options)), batch_(cluster.NewBatchId()),
+        events_(cluster.shards()), numbers_(cluster.shards()) {}
+
+  Result<AppendResult> Add(const EventBatch& batch) override {
+    RETURN_IF_ERROR(state_);
+    AppendResult result;
+    const int64_t now = options_.clock->NowMs();
+    for (const ParsedEvent& e : batch.events) {
+      const std::string owner = OwnerOf(e);
+      const uint64_t hash = OwnerHash(owner);
+      const size_t shard = hash % cluster_.shards();
+      RowBinaryWriter out(&events_[shard]);
+      EncodeEventRow(batch, e, batch_, next_row_++, owner, hash, e.has_time ? e.time_ms : now, out);
+      if (e.is_identify) ++result.identify_calls;
+      else ++result.events_written;
+      ++rows_;
+      if (events_[shard].size() >= options_.flush_bytes) RETURN_IF_ERROR(Flush(shard));
+    }
+    return result;
+  }
+
+  Result<AppendResult> SetNumbers(const NumberPropertyUpdates& updates) override {
+    RETURN_IF_ERROR(state_);
+    if (!options_.actor_name) return FailedPrecondition("this cluster transaction cannot name actors");
+    for (const auto& [name, values] : updates.columns)
+      if (values.size() != updates.actors.size())
+        return InvalidArgument("number column {} has {} values for {} actors", name, values.size(), updates.actors.size());
+    for (size_t i = 0; i < updates.actors.size(); ++i) {
+      const std::string owner = options_.actor_name(updates.actors[i]);
+      const uint64_t hash = OwnerHash(owner);
+      std::string& buffer = numbers_[hash % cluster_.shards()];
+      RowBinaryWriter out(&buffer);
+      for (const auto& [name, values] : updates.columns) {
+        out.UInt64(batch_);
+        out.Int64(updates.time_ms);
+        out.String(owner);
+        out.UInt64(hash);
+        out.String(name);
+        out.Float64(values[i]);
+        ++rows_;
+      }
+    }
+    return AppendResult{.user_property_changes = updates.actors.size() * updates.columns.size()};
+  }
+
+  Status Commit() override {
+    RETURN_IF_ERROR(state_);
+    for (size_t shard = 0; shard < cluster_.shards(); ++shard) RETURN_IF_ERROR(Flush(shard));
+    state_ = FailedPrecondition("the transaction was committed");
+    return cluster_.CommitBatch(batch_, options_.clock->NowMs(), rows_, options_.what);
+  }
+
+ private:
+  Status Flush(size_t shard) {
+    const Client& client = cluster_.shard(shard);
+    if (!events_[shard].empty()) {
+      Status st = client.InsertRowBinary(fmt::format("{} ({})", cluster_.Table("events"), EventRowColumns()),
+                                         events_[shard]);
+      if (!st.ok()) return state_ = st;
+      events_[shard].clear();
+    }
+    if (!numbers_[shard].empty()) {
+      Status st = client.InsertRowBinary(cluster_.Table("numbers"), numbers_[shard]);
+      if (!st.ok()) return state_ = st;
+      numbers_[shard].clear();
+    }
+    return Status::Ok();
+  }
+
+  const Cluster& cluster_;
+  WriterOptions options_;
+  uint64_t batch_;
+  uint32_t next_row_ = 0;
+  uint64_t rows_ = 0;
+  std::vector<std::string> events_, numbers_;  // RowBinary per shard, not yet sent
+  Status state_;  // the first failure: every later call repeats it
+};
+
+}  // namespace
+
+std::unique_ptr<Transaction> BeginClusterTransaction(const Cluster& cluster, WriterOptions options) {
+  return std::make_unique<ClusterTransaction>(cluster, std::move(options));
+}
+
+}  // namespace sibyl::clickhouse

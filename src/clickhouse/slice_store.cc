@@ -1,0 +1,480 @@
+#include "clickhouse/slice_store.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include "clickhouse/cluster_writer.h"
+#include "clickhouse/event_rows.h"
+#include "clickhouse/row_binary.h"
+
+namespace sibyl::clickhouse {
+namespace {
+
+// The ingestion time of a batch: its id's high bits (Cluster::NewBatchId). Replay gives
+// the store this time, so its de-duplication window sees what the original ingest saw.
+class ReplayClock final : public Clock {
+ public:
+  int64_t NowMs() const override { return now_ms; }
+  int64_t now_ms = 0;
+};
+
+// Complete rows of one shard's answer, as the bytes arrived, with where each row starts.
+struct RowBlock {
+  std::string bytes;
+  std::vector<uint32_t> starts;
+  std::vector<RowKey> keys;
+};
+
+// One shard's rows, streamed by a thread into a few blocks ahead of the merge.
+class ShardStream {
+ public:
+  ShardStream(const Client& client, std::string sql, std::vector<ExternalTable> tables)
+      : client_(client), sql_(std::move(sql)), tables_(std::move(tables)) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~ShardStream() {
+    {
+      std::lock_guard lock(mutex_);
+      cancelled_ = true;
+    }
+    changed_.notify_all();
+    thread_.join();
+  }
+
+  // The next block, or null at the end (then status() says whether the answer was whole).
+  std::unique_ptr<RowBlock> Next() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return !blocks_.empty() || done_; });
+    if (blocks_.empty()) return nullptr;
+    auto block = std::move(blocks_.front());
+    blocks_.pop_front();
+    changed_.notify_all();
+    return block;
+  }
+  Status status() {
+    std::lock_guard lock(mutex_);
+    return status_;
+  }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  static constexpr size_t kBlockBytes = 4 << 20;
+  static constexpr size_t kBlocksAhead = 4;
+
+  void Run() {
+    std::string pending;
+    Status st = client_.Stream(sql_, tables_, [&](std::string_view data) {
+      bytes_ += data.size();
+      pending.append(data);
+      if (pending.size() >= kBlockBytes) return Emit(pending);
+      return true;
+    });
+    if (st.ok() && !pending.empty()) {
+      Emit(pending);
+      if (!pending.empty())
+        st = Corruption("{} sent {} bytes that are not a whole row of sibyl's events table", client_.endpoint(),
+                        pending.size());
+    }
+    std::lock_guard lock(mutex_);
+    if (status_.ok()) status_ = st;
+    done_ = true;
+    changed_.notify_all();
+  }
+
+  // Moves the complete rows at the front of `pending` into a block; keeps the rest.
+  bool Emit(std::string& pending) {
+    auto block = std::make_unique<RowBlock>();
+    RowBinaryReader in(pending);
+    size_t end = 0;
+    RowKey key;
+    while (true) {
+      const size_t start = in.position();
+      if (!DecodeEventRow(in, &key, nullptr)) break;
+      block->starts.push_back(static_cast<uint32_t>(start));
+      block->keys.push_back(key);
+      end = in.position();
+    }
+    if (block->keys.empty()) return true;
+    block->bytes = pending.substr(0, end);
+    pending.erase(0, end);
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return blocks_.size() < kBlocksAhead || cancelled_; });
+    if (cancelled_) return false;
+    blocks_.push_back(std::move(block));
+    changed_.notify_all();
+    return true;
+  }
+
+  const Client& client_;
+  std::string sql_;
+  std::vector<ExternalTable> tables_;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<std::unique_ptr<RowBlock>> blocks_;
+  bool done_ = false, cancelled_ = false;
+  Status status_;
+  std::atomic<uint64_t> bytes_{0};
+};
+
+// Forwards every read to the slice's private store and owns only the slice's actors.
+class SliceReader final : public EventReader {
+ public:
+  SliceReader(std::shared_ptr<const EventReader> inner, std::shared_ptr<const std::vector<uint8_t>> owned)
+      : inner_(std::move(inner)), owned_(std::move(owned)) {}
+
+  bool OwnsAll() const override { return owned_ == nullptr; }
+  bool Owns(ActorId actor) const override {
+    return owned_ == nullptr || (actor < owned_->size() && (*owned_)[actor]);
+  }
+  const DictionaryView& actors() const override { return inner_->actors(); }
+  const DictionaryView& event_types() const override { return inner_->event_types(); }
+  const DictionaryView& property_keys() const override { return inner_->property_keys(); }
+  const DictionaryView& string_values() const override { return inner_->string_values(); }
+  uint64_t event_count() const override { return inner_->event_count(); }
+  int64_t min_time_ms() const override { return inner_->min_time_ms(); }
+  int64_t max_time_ms() const override { return inner_->max_time_ms(); }
+  Status Scan(const ScanSpec& spec, const std::function<Status(const EventChunk&)>& visit,
+              bool parallel) const override {
+    return inner_->Scan(spec, visit, parallel);
+  }
+  Status ScanActorBlocks(const ScanSpec& spec, uint32_t actors_per_block,
+                         const std::function<Status(const ActorBlock&)>& visit, bool parallel) const override {
+    return inner_->ScanActorBlocks(spec, actors_per_block, visit, parallel);
+  }
+  Status GatherActors(std::span<const ActorId> actors, const ScanSpec& spec,
+                      const std::function<Status(const ActorBlock&)>& visit, bool parallel) const override {
+    return inner_->GatherActors(actors, spec, visit, parallel);
+  }
+  std::vector<ActorId> LinkedDevices(ActorId user, int64_t as_of_ms) const override {
+    return inner_->LinkedDevices(user, as_of_ms);
+  }
+  std::vector<IdentityLink> LinksOfDevice(ActorId device) const override { return inner_->LinksOfDevice(device); }
+  std::vector<UserPropertyRecord> UserPropertyHistoryOf(ActorId actor) const override {
+    return inner_->UserPropertyHistoryOf(actor);
+  }
+  Status ScanActor(ActorId actor, int64_t begin_ms, int64_t end_ms,
+                   const std::function<void(int64_t, DictId)>& visit) const override {
+    return inner_->ScanActor(actor, begin_ms, end_ms, visit);
+  }
+  std::span<const UserPropertyRecord> user_property_history() const override {
+    return inner_->user_property_history();
+  }
+  std::span<const IdentityLink> identity_links() const override { return inner_->identity_links(); }
+  std::span<const std::shared_ptr<const NumberColumnBatch>> number_columns() const override {
+    return inner_->number_columns();
+  }
+
+ private:
+  std::shared_ptr<const EventReader> inner_;
+  std::shared_ptr<const std::vector<uint8_t>> owned_;
+};
+
+class SliceStore final : public EventStore {
+ public:
+  SliceStore(const Cluster& cluster, std::string dir) : cluster_(cluster), dir_(std::move(dir)) {}
+  ~SliceStore() override {
+    local_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  Result<AppendResult> Append(const EventBatch& batch) override {
+    auto txn = BeginClusterTransaction(cluster_, WriterOptions{});
+    ASSIGN_OR_RETURN(AppendResult r, txn->Add(batch));
+    RETURN_IF_ERROR(txn->Commit());
+    return r;
+  }
+  // Writes go to the cluster; this slice does not see them (open a new one).
+  Result<std::unique_ptr<Transaction>> Begin() override {
+    WriterOptions options;
+    options.what = "scores";
+    std::shared_ptr<const EventReader> names = local_->Snapshot();
+    options.actor_name = [names](ActorId a) { return std::string(names->actors().name(a)); };
+    return BeginClusterTransaction(cluster_, std::move(options));
+  }
+  std::shared_ptr<const EventReader> Snapshot() const override {
+    return std::make_shared<SliceReader>(local_->Snapshot(), owned_);
+  }
+  Status Checkpoint() override { return Status::Ok(); }
+  Result<StoreStats> Stats() const override { return local_->Stats(); }
+
+  const Cluster& cluster_;
+  std::string dir_;
+  ReplayClock clock_;
+  std::unique_ptr<EventStore> local_;
+  std::shared_ptr<const std::vector<uint8_t>> owned_;  // null: every actor
+};
+
+// The condition selecting the slice's own rows on `shard`.
+std::string OwnRows(const SliceSpec& spec, size_t shard, size_t shards) {
+  std::string where;
+  switch (spec.kind) {
+    case SliceSpec::Kind::kAll: where = "1"; break;
+    case SliceSpec::Kind::kShard: where = shard == spec.shard ? "1" : "0"; break;
+    case SliceSpec::Kind::kOwners: where = "owner IN owners"; break;
+  }
+  if (spec.sample_buckets < kSampleBuckets)
+    where = fmt::format("({}) AND intDiv(owner_hash, {}) % {} < {}", where, shards, kSampleBuckets, spec.sample_buckets);
+  return where;
+}
+
+ExternalTable BatchTable(const std::vector<uint64_t>& batches) {
+  ExternalTable t{.name = "committed", .column = "batch", .type = "UInt64"};
+  t.values.reserve(batches.size());
+  for (uint64_t b : batches) t.values.push_back(std::to_string(b));
+  return t;
+}
+
+// The devices whose links decide the slice's identities: `linked` were seen with one of
+// the slice's users (their anonymous rows may belong to that user), `all` also holds the
+// slice's anonymous devices (a link to another shard's user takes them away).
+Status FindDevices(const Cluster& cluster, const SliceSpec& spec, const ExternalTable& committed,
+                   const ExternalTable& owners, std::vector<std::string>* linked, std::vector<std::string>* all) {
+  std::set<std::string> linked_set, all_set;
+  for (size_t s = 0; s < cluster.shards(); ++s) {
+    if (spec.kind == SliceSpec::Kind::kShard && s != spec.shard) continue;
+    std::vector<ExternalTable> tables{committed};
+    if (spec.kind == SliceSpec::Kind::kOwners) tables.push_back(owners);
+    ASSIGN_OR_RETURN(std::string rows,
+                     cluster.shard(s).Query(fmt::format("SELECT DISTINCT device_id, user_id != '' FROM {} WHERE "
+                                                        "batch IN committed AND device_id != '' AND {} FORMAT RowBinary",
+                                                        cluster.Table("events"), OwnRows(spec, s, cluster.shards())),
+                                            tables));
+    RowBinaryReader in(rows);
+    while (!in.at_end()) {
+      std::string_view device;
+      uint8_t with_user = 0;
+      if (!in.String(&device) || !in.UInt8(&with_user))
+        return Corruption("{}: unreadable device list", cluster.shard(s).endpoint());
+      all_set.emplace(device);
+      if (with_user) linked_set.emplace(device);
+    }
+  }
+  linked->assign(linked_set.begin(), linked_set.end());
+  all->assign(all_set.begin(), all_set.end());
+  return Status::Ok();
+}
+
+// Replays the number batches (score write-backs) of the slice's owners, batch by batch.
+Status ReplayNumbers(const Cluster& cluster, const SliceSpec& spec, const ExternalTable& committed,
+                     const ExternalTable& owners, EventStore& local) {
+  struct Cell {
+    uint64_t batch;
+    int64_t time;
+    ActorId actor;
+    std::string key;
+    double value;
+  };
+  std::shared_ptr<const EventReader> names = local.Snapshot();
+  std::vector<Cell> cells;
+  for (size_t s = 0; s < cluster.shards(); ++s) {
+    if (spec.kind == SliceSpec::Kind::kShard && s != spec.shard) continue;
+    std::vector<ExternalTable> tables{committed};
+    if (spec.kind == SliceSpec::Kind::kOwners) tables.push_back(owners);
+    ASSIGN_OR_RETURN(std::string rows,
+                     cluster.shard(s).Query(fmt::format("SELECT batch, time, owner, key, value FROM {} WHERE batch IN "
+                                                        "committed AND {} FORMAT RowBinary",
+                                                        cluster.Table("numbers"), OwnRows(spec, s, cluster.shards())),
+                                            tables));
+    RowBinaryReader in(rows);
+    while (!in.at_end()) {
+      Cell c;
+      std::string_view owner, key;
+      if (!in.UInt64(&c.batch) || !in.Int64(&c.time) || !in.String(&owner) || !in.String(&key) || !in.Float64(&c.value))
+        return Corruption("{}: unreadable numbers", cluster.shard(s).endpoint());
+      std::optional<DictId> actor = names->actors().Find(owner);
+      if (!actor) continue;  // an actor with no event in the slice (cannot happen for its owners)
+      c.actor = *actor;
+      c.key = std::string(key);
+      cells.push_back(std::move(c));
+    }
+  }
+  if (cells.empty()) return Status::Ok();
+  std::sort(cells.begin(), cells.end(), [](const Cell& a, const Cell& b) {
+    return std::tie(a.batch, a.key, a.actor) < std::tie(b.batch, b.key, b.actor);
+  });
+  ASSIGN_OR_RETURN(std::unique_ptr<Transaction> txn, local.Begin());
+  for (size_t begin = 0; begin < cells.size();) {
+    size_t end = begin;
+    while (end < cells.size() && cells[end].batch == cells[begin].batch) ++end;
+    // One NumberColumnBatch per write-back: every key has a value for every actor.
+    std::vector<ActorId> actors;
+    std::vector<std::string> keys;
+    std::vector<std::vector<double>> values;
+    for (size_t i = begin; i < end; ++i) {
+      if (keys.empty() || keys.back() != cells[i].key) {
+        keys.push_back(cells[i].key);
+        values.emplace_back();
+      }
+      if (keys.size() == 1) actors.push_back(cells[i].actor);
+      values.back().push_back(cells[i].value);
+    }
+    for (const auto& v : values)
+      if (v.size() != actors.size())
+        return Corruption("score write-back {} on the cluster lacks values for some users", cells[begin].batch);
+    NumberPropertyUpdates updates;
+    updates.time_ms = cells[begin].time;
+    updates.actors = actors;
+    for (size_t k = 0; k < keys.size(); ++k) updates.columns.emplace_back(keys[k], values[k]);
+    RETURN_IF_ERROR(txn->SetNumbers(updates).status());
+    begin = end;
+  }
+  return txn->Commit();
+}
+
+}  // namespace
+
+bool SliceSpec::Selects(uint64_t owner_hash, size_t shards) const {
+  if (sample_buckets < kSampleBuckets && (owner_hash / shards) % kSampleBuckets >= sample_buckets) return false;
+  switch (kind) {
+    case Kind::kAll: return true;
+    case Kind::kShard: return owner_hash % shards == shard;
+    case Kind::kOwners: return true;  // checked by name by the caller
+  }
+  return false;
+}
+
+std::string SliceSpec::Describe(size_t shards) const {
+  std::string what = kind == Kind::kAll     ? "all users"
+                     : kind == Kind::kShard ? fmt::format("the users of shard {} of {}", shard + 1, shards)
+                                            : fmt::format("{} named users", owners.size());
+  if (sample_buckets < kSampleBuckets)
+    what += fmt::format(" (a {:.1f}% sample)", 100.0 * sample_buckets / kSampleBuckets);
+  return what;
+}
+
+Result<std::unique_ptr<EventStore>> OpenSlice(const Cluster& cluster, const SliceSpec& spec,
+                                              const SliceOptions& options, SliceStats* stats) {
+  const auto started = std::chrono::steady_clock::now();
+  if (spec.kind == SliceSpec::Kind::kShard && spec.shard >= cluster.shards())
+    return InvalidArgument("shard {} of {}: the cluster has {} shards", spec.shard + 1, cluster.shards(),
+                           cluster.shards());
+  std::mt19937_64 rng(std::random_device{}());
+  const std::string dir =
+      (std::filesystem::path(options.temp_dir) / fmt::format("slice-{:016x}", rng())).string();
+  auto slice = std::make_unique<SliceStore>(cluster, dir);
+  StoreOptions store_options;
+  store_options.data_dir = dir;
+  store_options.clock = &slice->clock_;
+  // The slice lives in memory until it is closed: no checkpoint in between.
+  store_options.checkpoint_events = UINT64_MAX;
+  ASSIGN_OR_RETURN(slice->local_, EventStore::Open(store_options));
+
+  ASSIGN_OR_RETURN(std::vector<uint64_t> batches, cluster.CommittedBatches());
+  const ExternalTable committed = BatchTable(batches);
+  ExternalTable owners{.name = "owners", .column = "owner"};
+  owners.values = spec.owners;
+
+  std::string where = "batch IN committed";
+  std::vector<ExternalTable> tables{committed};
+  if (spec.kind == SliceSpec::Kind::kOwners) tables.push_back(owners);
+  const bool whole = spec.kind == SliceSpec::Kind::kAll && spec.sample_buckets >= kSampleBuckets;
+  if (!whole) {
+    std::vector<std::string> linked, devices;
+    RETURN_IF_ERROR(FindDevices(cluster, spec, committed, owners, &linked, &devices));
+    tables.push_back(ExternalTable{.name = "linked", .column = "device_id", .values = std::move(linked)});
+    tables.push_back(ExternalTable{.name = "devices", .column = "device_id", .values = std::move(devices)});
+  }
+
+  // Every shard streams its part ordered by (batch, row); the merge replays them in that
+  // order, the order the events were accepted in.
+  std::vector<std::unique_ptr<ShardStream>> streams;
+  for (size_t s = 0; s < cluster.shards(); ++s) {
+    std::string condition = where;
+    if (!whole)
+      condition += fmt::format(" AND (({}) OR (user_id = '' AND device_id IN linked) OR (user_id != '' AND "
+                               "device_id IN devices))",
+                               OwnRows(spec, s, cluster.shards()));
+    streams.push_back(std::make_unique<ShardStream>(
+        cluster.shard(s),
+        fmt::format("SELECT {} FROM {} WHERE {} ORDER BY batch, row FORMAT RowBinary", EventRowColumns(),
+                    cluster.Table("events"), condition),
+        tables));
+  }
+  struct Cursor {
+    std::unique_ptr<RowBlock> block;
+    size_t next = 0;
+  };
+  std::vector<Cursor> cursors(streams.size());
+  auto refill = [&](size_t s) {
+    if (cursors[s].block && cursors[s].next < cursors[s].block->keys.size()) return;
+    cursors[s].block = streams[s]->Next();
+    cursors[s].next = 0;
+  };
+  for (size_t s = 0; s < streams.size(); ++s) refill(s);
+
+  ASSIGN_OR_RETURN(std::unique_ptr<Transaction> txn, slice->local_->Begin());
+  EventBatch batch;
+  uint64_t batch_id = 0, rows = 0;
+  auto add = [&]() -> Status {
+    if (batch.events.empty()) return Status::Ok();
+    slice->clock_.now_ms = static_cast<int64_t>(batch_id >> 20);
+    RETURN_IF_ERROR(txn->Add(batch).status());
+    batch.Clear();
+    if (options.on_progress) options.on_progress("pull", rows);
+    return Status::Ok();
+  };
+  while (true) {
+    size_t best = SIZE_MAX;
+    for (size_t s = 0; s < cursors.size(); ++s) {
+      if (!cursors[s].block) continue;
+      if (best == SIZE_MAX || cursors[s].block->keys[cursors[s].next] < cursors[best].block->keys[cursors[best].next])
+        best = s;
+    }
+    if (best == SIZE_MAX) break;
+    Cursor& c = cursors[best];
+    const RowKey key = c.block->keys[c.next];
+    if (key.batch != batch_id || batch.events.size() >= (1 << 16)) {
+      RETURN_IF_ERROR(add());
+      batch_id = key.batch;
+    }
+    RowBinaryReader in(std::string_view(c.block->bytes).substr(c.block->starts[c.next]));
+    RowKey ignored;
+    if (!DecodeEventRow(in, &ignored, &batch)) return Internal("a row that parsed once did not parse again");
+    ++rows;
+    ++c.next;
+    refill(best);
+  }
+  for (auto& stream : streams) RETURN_IF_ERROR(stream->status());
+  RETURN_IF_ERROR(add());
+  RETURN_IF_ERROR(txn->Commit());
+  txn.reset();  // the store runs one transaction at a time
+  RETURN_IF_ERROR(ReplayNumbers(cluster, spec, committed, owners, *slice->local_));
+
+  uint64_t owned_actors = 0;
+  std::shared_ptr<const EventReader> reader = slice->local_->Snapshot();
+  if (!whole) {
+    std::set<std::string_view> named(spec.owners.begin(), spec.owners.end());
+    auto owned = std::make_shared<std::vector<uint8_t>>(reader->actors().size(), 0);
+    for (ActorId a = 0; a < owned->size(); ++a) {
+      const std::string_view name = reader->actors().name(a);
+      const bool mine = spec.kind == SliceSpec::Kind::kOwners ? named.count(name) > 0
+                                                               : spec.Selects(OwnerHash(name), cluster.shards());
+      (*owned)[a] = mine;
+      owned_actors += mine;
+    }
+    slice->owned_ = std::move(owned);
+  } else {
+    owned_actors = reader->actors().size();
+  }
+  if (stats) {
+    stats->rows_pulled = rows;
+    for (auto& stream : streams) stats->bytes_pulled += stream->bytes();
+    stats->owned_actors = owned_actors;
+    stats->pull_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  }
+  return std::unique_ptr<EventStore>(std::move(slice));
+}
+
+}  // namespace sibyl::clickhouse
