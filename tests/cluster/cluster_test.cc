@@ -1,0 +1,223 @@
+// The ClickHouse backend's pieces that the end-to-end parity test (parity_test.sh) cannot
+// reach: the RowBinary codec and event rows both ways, the owner hash (it places users on
+// shards, so it must never change), the commit protocol when a shard dies between two
+// inserts of one write, and the check that refuses a reordered endpoint list.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "clickhouse/cluster.h"
+#include "clickhouse/cluster_writer.h"
+#include "clickhouse/event_rows.h"
+#include "clickhouse/row_binary.h"
+#include "clickhouse/slice_store.h"
+
+namespace sibyl::clickhouse {
+namespace {
+
+namespace fs = std::filesystem;
+
+EventBatch MakeEvents(int users, int per_user, int64_t start_ms) {
+  EventBatch batch;
+  for (int u = 0; u < users; ++u) {
+    for (int i = 0; i < per_user; ++i) {
+      ParsedEvent e;
+      e.user_id = batch.Intern("user-" + std::to_string(u));
+      e.device_id = batch.Intern("device-" + std::to_string(u));
+      e.event_type = batch.Intern(i % 3 == 0 ? "Purchase" : "View");
+      e.insert_id = batch.Intern(std::to_string(start_ms) + "-" + std::to_string(u) + "-" + std::to_string(i));
+      e.time_ms = start_ms + (u * per_user + i) * 60'000;
+      e.has_time = true;
+      e.session_id = e.time_ms / 3'600'000;
+      e.properties_begin = static_cast<uint32_t>(batch.properties.size());
+      batch.properties.push_back({batch.Intern("price"), Value::Number(1.5 * i)});
+      batch.properties.push_back({batch.Intern("plan"), Value::String(batch.Intern(i % 2 ? "pro" : "free"))});
+      batch.properties.push_back({batch.Intern("tags"), Value::Array(batch.Intern("[\"a\",1]"))});
+      batch.properties.push_back({batch.Intern("ok"), Value::Bool(i % 2 == 0)});
+      e.properties_end = static_cast<uint32_t>(batch.properties.size());
+      e.user_updates_begin = static_cast<uint32_t>(batch.user_updates.size());
+      batch.user_updates.push_back({UserPropertyOp::kAdd, batch.Intern("visits"), Value::Number(1)});
+      batch.user_updates.push_back({UserPropertyOp::kUnset, batch.Intern("trial"), Value::Null()});
+      e.user_updates_end = static_cast<uint32_t>(batch.user_updates.size());
+      batch.events.push_back(e);
+    }
+  }
+  return batch;
+}
+
+TEST(RowBinaryTest, ValuesRoundTripAndTruncationIsReported) {
+  std::string bytes;
+  RowBinaryWriter out(&bytes);
+  out.UInt8(7);
+  out.UInt32(123456);
+  out.UInt64(UINT64_MAX);
+  out.Int64(-42);
+  out.Float64(0.25);
+  out.String(std::string(300, 'x'));  // a two-byte length
+  out.VarUInt(1ULL << 40);
+  RowBinaryReader in(bytes);
+  uint8_t a; uint32_t b; uint64_t c, g; int64_t d; double e; std::string_view f;
+  ASSERT_TRUE(in.UInt8(&a) && in.UInt32(&b) && in.UInt64(&c) && in.Int64(&d) && in.Float64(&e) && in.String(&f) &&
+              in.VarUInt(&g));
+  EXPECT_EQ(a, 7);
+  EXPECT_EQ(b, 123456u);
+  EXPECT_EQ(c, UINT64_MAX);
+  EXPECT_EQ(d, -42);
+  EXPECT_EQ(e, 0.25);
+  EXPECT_EQ(f, std::string(300, 'x'));
+  EXPECT_EQ(g, 1ULL << 40);
+  EXPECT_TRUE(in.at_end());
+  // Every cut inside the string fails the read instead of reading past the end.
+  for (size_t cut = 1 + 4 + 8 + 8 + 8; cut < bytes.size() - 6; ++cut) {
+    RowBinaryReader partial(std::string_view(bytes).substr(0, cut));
+    ASSERT_TRUE(partial.UInt8(&a) && partial.UInt32(&b) && partial.UInt64(&c) && partial.Int64(&d) &&
+                partial.Float64(&e));
+    EXPECT_FALSE(partial.String(&f)) << cut;
+  }
+}
+
+TEST(EventRowsTest, AnEventRoundTripsWithEveryValueKind) {
+  EventBatch batch = MakeEvents(2, 2, 1'700'000'000'000);
+  std::string bytes;
+  RowBinaryWriter out(&bytes);
+  for (uint32_t i = 0; i < batch.events.size(); ++i) {
+    const ParsedEvent& e = batch.events[i];
+    EncodeEventRow(batch, e, 99, i, OwnerOf(e), OwnerHash(OwnerOf(e)), e.time_ms, out);
+  }
+  EventBatch back;
+  RowBinaryReader in(bytes);
+  for (uint32_t i = 0; i < batch.events.size(); ++i) {
+    RowKey key;
+    ASSERT_TRUE(DecodeEventRow(in, &key, &back));
+    EXPECT_EQ(key.batch, 99u);
+    EXPECT_EQ(key.row, i);
+  }
+  EXPECT_TRUE(in.at_end());
+  ASSERT_EQ(back.events.size(), batch.events.size());
+  for (size_t i = 0; i < batch.events.size(); ++i) {
+    const ParsedEvent &a = batch.events[i], &b = back.events[i];
+    EXPECT_EQ(a.user_id, b.user_id);
+    EXPECT_EQ(a.device_id, b.device_id);
+    EXPECT_EQ(a.event_type, b.event_type);
+    EXPECT_EQ(a.insert_id, b.insert_id);
+    EXPECT_EQ(a.time_ms, b.time_ms);
+    EXPECT_EQ(a.session_id, b.session_id);
+    auto pa = batch.PropertiesOf(a), pb = back.PropertiesOf(b);
+    ASSERT_EQ(pa.size(), pb.size());
+    for (size_t k = 0; k < pa.size(); ++k) {
+      EXPECT_EQ(pa[k].key, pb[k].key);
+      EXPECT_EQ(pa[k].value.kind, pb[k].value.kind);
+      EXPECT_EQ(pa[k].value.number, pb[k].value.number);
+      EXPECT_EQ(pa[k].value.boolean, pb[k].value.boolean);
+      EXPECT_EQ(pa[k].value.text, pb[k].value.text);
+    }
+    auto ua = batch.UserUpdatesOf(a), ub = back.UserUpdatesOf(b);
+    ASSERT_EQ(ua.size(), ub.size());
+    for (size_t k = 0; k < ua.size(); ++k) {
+      EXPECT_EQ(ua[k].op, ub[k].op);
+      EXPECT_EQ(ua[k].key, ub[k].key);
+      EXPECT_EQ(ua[k].value.kind, ub[k].value.kind);
+    }
+  }
+  // A row cut anywhere reads as incomplete.
+  for (size_t cut = 0; cut + 1 < bytes.size() / batch.events.size(); cut += 7) {
+    RowBinaryReader partial(std::string_view(bytes).substr(0, cut));
+    RowKey key;
+    EXPECT_FALSE(DecodeEventRow(partial, &key, nullptr)) << cut;
+  }
+}
+
+// Users are placed by this hash on clusters that already hold data: a change would send
+// a user's new events to another shard than its old ones. The constants were computed
+// independently (FNV-1a 64 then splitmix64's finaliser, in Python).
+TEST(OwnerHashTest, IsStable) {
+  EXPECT_EQ(OwnerHash("u:alice"), OwnerHash("u:alice"));
+  EXPECT_EQ(OwnerHash(""), 0xf52a15e9a9b5e89bULL) << std::hex << OwnerHash("");
+  EXPECT_EQ(OwnerHash("u:alice"), 0x88d003a8f740f35aULL) << std::hex << OwnerHash("u:alice");
+  // And it spreads users evenly over 2 shards.
+  int shard0 = 0;
+  for (int i = 0; i < 10000; ++i) shard0 += OwnerHash("u:" + std::to_string(i)) % 2 == 0;
+  EXPECT_NEAR(shard0, 5000, 200);
+}
+
+// A 2-shard cluster from scripts/cluster.sh for the tests below.
+class ClusterTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string((fs::temp_directory_path() / ("sibyl-cluster-test-" + std::to_string(getpid()))).string());
+    std::mt19937 rng(std::random_device{}());
+    base_ = 30000 + static_cast<int>(rng() % 3000) * 10;
+    Run("start 2 --base-port " + std::to_string(base_));
+  }
+  static void TearDownTestSuite() {
+    Run("stop --wipe");
+    fs::remove_all(*dir_);
+    delete dir_;
+  }
+  static void Run(const std::string& args) {
+    const std::string cmd = std::string(SIBYL_SOURCE_DIR) + "/scripts/cluster.sh " + args + " --dir " + *dir_ + " >/dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  static ClusterConfig Config() { return ClusterConfig::Parse(*dir_ + "/endpoints").value(); }
+  static uint64_t VisibleEvents(const Cluster& cluster) {
+    SliceOptions options;
+    options.temp_dir = *dir_ + "/slices";
+    fs::create_directories(options.temp_dir);
+    auto slice = OpenSlice(cluster, SliceSpec{}, options);
+    EXPECT_TRUE(slice.ok()) << slice.status().ToString();
+    return slice.ok() ? (*slice)->Snapshot()->event_count() : 0;
+  }
+  static std::string* dir_;
+  static int base_;
+};
+std::string* ClusterTest::dir_ = nullptr;
+int ClusterTest::base_ = 0;
+
+TEST_F(ClusterTest, AShardDyingMidWriteLeavesNothingVisible) {
+  auto cluster = Cluster::Open(Config());
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  auto first = BeginClusterTransaction(**cluster, WriterOptions{});
+  ASSERT_TRUE(first->Add(MakeEvents(20, 5, 1'700'000'000'000)).ok());
+  ASSERT_TRUE(first->Commit().ok());
+  const uint64_t before = VisibleEvents(**cluster);
+  EXPECT_EQ(before, 100u);
+
+  // Shard 0 takes its rows, then shard 1 is gone when the commit sends its part.
+  auto txn = BeginClusterTransaction(**cluster, WriterOptions{});
+  ASSERT_TRUE(txn->Add(MakeEvents(40, 5, 1'700'100'000'000)).ok());
+  std::ifstream pid_file(*dir_ + "/shard1/server.pid");
+  pid_t pid = 0;
+  pid_file >> pid;
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  Status st = txn->Commit();
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("127.0.0.1:" + std::to_string(base_ + 10)), std::string::npos) << st.message();
+
+  Run("start 2 --base-port " + std::to_string(base_));  // restarts the dead shard
+  auto reopened = Cluster::Open(Config());
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  auto rows0 = (*reopened)->shard(0).Query("SELECT count() FROM sibyl.events FORMAT TSV");
+  ASSERT_TRUE(rows0.ok());
+  EXPECT_GT(std::stoull(*rows0), before / 2 + 40) << "shard 0 should hold the uncommitted rows";
+  EXPECT_EQ(VisibleEvents(**reopened), before);
+}
+
+TEST_F(ClusterTest, AReorderedEndpointListIsRefused) {
+  ASSERT_TRUE(Cluster::Open(Config()).ok());
+  ClusterConfig swapped = Config();
+  std::swap(swapped.endpoints[0], swapped.endpoints[1]);
+  auto cluster = Cluster::Open(swapped);
+  ASSERT_FALSE(cluster.ok());
+  EXPECT_EQ(cluster.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(cluster.status().message().find("shard order"), std::string::npos) << cluster.status().message();
+}
+
+}  // namespace
+}  // namespace sibyl::clickhouse
