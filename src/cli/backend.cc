@@ -54,8 +54,15 @@ OpenedStore OpenStoreFor(const GlobalOptions& global, const StoreOptions& option
                                 opened.cluster->shards()),
                     0, "rows");
   slice_options.on_progress = [&progress](std::string_view, uint64_t rows) { progress.Update(rows); };
-  opened.store = Check(clickhouse::OpenSlice(*opened.cluster, slice, slice_options));
+  clickhouse::SliceStats stats;
+  opened.store = Check(clickhouse::OpenSlice(*opened.cluster, slice, slice_options, &stats));
   progress.Finish();
+  // On stderr, so that --json output stays one document; benchmarks read it.
+  if (!global.quiet)
+    std::fprintf(stderr, "pulled %llu rows (%.1f MB) of %s from %zu shard(s) in %.2f s: %llu users owned\n",
+                 static_cast<unsigned long long>(stats.rows_pulled), stats.bytes_pulled / 1e6,
+                 slice.Describe(opened.cluster->shards()).c_str(), opened.cluster->shards(), stats.pull_seconds,
+                 static_cast<unsigned long long>(stats.owned_actors));
   return opened;
 }
 

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <thread>
+
 #include "clickhouse/event_rows.h"
 #include "clickhouse/row_binary.h"
 
@@ -18,6 +20,9 @@ class ClusterTransaction final : public Transaction {
     RETURN_IF_ERROR(state_);
     AppendResult result;
     const int64_t now = options_.clock->NowMs();
+    if (batch.events.size() > UINT32_MAX - next_row_)
+      return state_ = ResourceExhausted("one write into the cluster holds at most {} events: commit more often "
+                                        "(ingest --commit-every)", UINT32_MAX);
     for (const ParsedEvent& e : batch.events) {
       const std::string owner = OwnerOf(e);
       const uint64_t hash = OwnerHash(owner);
@@ -27,7 +32,10 @@ class ClusterTransaction final : public Transaction {
       if (e.is_identify) ++result.identify_calls;
       else ++result.events_written;
       ++rows_;
-      if (events_[shard].size() >= options_.flush_bytes) RETURN_IF_ERROR(Flush(shard));
+      if (events_[shard].size() >= options_.flush_bytes) {
+        Status st = Flush(shard);
+        if (!st.ok()) return state_ = st;
+      }
     }
     return result;
   }
@@ -58,23 +66,31 @@ class ClusterTransaction final : public Transaction {
 
   Status Commit() override {
     RETURN_IF_ERROR(state_);
-    for (size_t shard = 0; shard < cluster_.shards(); ++shard) RETURN_IF_ERROR(Flush(shard));
+    // The shards take their rows at once: each parses, sorts and compresses its own.
+    std::vector<Status> flushed(cluster_.shards());
+    {
+      std::vector<std::jthread> senders;
+      for (size_t shard = 0; shard < cluster_.shards(); ++shard)
+        senders.emplace_back([this, shard, &flushed] { flushed[shard] = Flush(shard); });
+    }
+    for (const Status& st : flushed)
+      if (!st.ok()) return state_ = st;
     state_ = FailedPrecondition("the transaction was committed");
     return cluster_.CommitBatch(batch_, options_.clock->NowMs(), rows_, options_.what);
   }
 
  private:
+  // Sends one shard's buffered rows. Touches only that shard's buffers, so shards flush
+  // on threads of their own.
   Status Flush(size_t shard) {
     const Client& client = cluster_.shard(shard);
     if (!events_[shard].empty()) {
-      Status st = client.InsertRowBinary(fmt::format("{} ({})", cluster_.Table("events"), EventRowColumns()),
-                                         events_[shard]);
-      if (!st.ok()) return state_ = st;
+      RETURN_IF_ERROR(client.InsertRowBinary(
+          fmt::format("{} ({})", cluster_.Table("events"), EventRowColumns()), events_[shard]));
       events_[shard].clear();
     }
     if (!numbers_[shard].empty()) {
-      Status st = client.InsertRowBinary(cluster_.Table("numbers"), numbers_[shard]);
-      if (!st.ok()) return state_ = st;
+      RETURN_IF_ERROR(client.InsertRowBinary(cluster_.Table("numbers"), numbers_[shard]));
       numbers_[shard].clear();
     }
     return Status::Ok();

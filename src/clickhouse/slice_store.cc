@@ -391,16 +391,25 @@ Result<std::unique_ptr<EventStore>> OpenSlice(const Cluster& cluster, const Slic
   // order, the order the events were accepted in.
   std::vector<std::unique_ptr<ShardStream>> streams;
   for (size_t s = 0; s < cluster.shards(); ++s) {
-    std::string condition = where;
-    if (!whole)
-      condition += fmt::format(" AND (({}) OR (user_id = '' AND device_id IN linked) OR (user_id != '' AND "
-                               "device_id IN devices))",
-                               OwnRows(spec, s, cluster.shards()));
-    streams.push_back(std::make_unique<ShardStream>(
-        cluster.shard(s),
-        fmt::format("SELECT {} FROM {} WHERE {} ORDER BY batch, row FORMAT RowBinary", EventRowColumns(),
-                    cluster.Table("events"), condition),
-        tables));
+    const std::string own = OwnRows(spec, s, cluster.shards());
+    std::string sql;
+    if (whole) {
+      sql = fmt::format("SELECT {} FROM {} WHERE {} ORDER BY batch, row FORMAT RowBinary", EventRowColumns(),
+                        cluster.Table("events"), where);
+    } else {
+      // The slice's rows, the anonymous rows of devices its users were seen with, and of
+      // every other user seen with one of its devices only the first row of each (device,
+      // user) pair: that row is what decides which user a device was linked to first.
+      sql = fmt::format(
+          "SELECT {0} FROM ("
+          "SELECT {0} FROM {1} WHERE {2} AND (({3}) OR (user_id = '' AND device_id IN linked)) "
+          "UNION ALL "
+          "SELECT {0} FROM {1} WHERE {2} AND user_id != '' AND device_id IN devices AND NOT ({3}) "
+          "ORDER BY batch, row LIMIT 1 BY device_id, user_id"
+          ") ORDER BY batch, row FORMAT RowBinary",
+          EventRowColumns(), cluster.Table("events"), where, own);
+    }
+    streams.push_back(std::make_unique<ShardStream>(cluster.shard(s), std::move(sql), tables));
   }
   struct Cursor {
     std::unique_ptr<RowBlock> block;
