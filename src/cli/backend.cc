@@ -25,6 +25,7 @@ std::unique_ptr<clickhouse::Cluster> OpenClusterIfChosen(const GlobalOptions& gl
       clickhouse::ClusterConfig saved = Check(clickhouse::ClusterConfig::Load(global.data_dir));
       config.database = saved.database;
       config.max_threads = saved.max_threads;
+      config.settings = saved.settings;
     }
   } else if (has_file) {
     config = Check(clickhouse::ClusterConfig::Load(global.data_dir));

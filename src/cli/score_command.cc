@@ -2,6 +2,7 @@
 // its recently active users) with the latest trained version and write the scores back
 // as user properties (src/scoring/score_run.h, docs/SCORING.md).
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -10,6 +11,9 @@
 
 #include "cli/backend.h"
 #include "cli/commands.h"
+#include "clickhouse/cluster_writer.h"
+#include "common/file.h"
+#include "common/progress.h"
 #include "common/time.h"
 #include "pipeline/registry.h"
 #include "scoring/score_run.h"
@@ -26,6 +30,7 @@ struct ScoreFlags {
   size_t block_users = scoring::ScoreRequest{}.users_per_block;
   bool dry_run = false;
   std::string shard;  // "i/N" on a cluster
+  size_t workers = 1;  // a full run on a cluster: shards open at once
 };
 
 // "2/4" as (1, 4): the second of four shards.
@@ -60,6 +65,8 @@ Result<int64_t> ParseWindow(const std::string& text) {
   return static_cast<int64_t>(n * scale);
 }
 
+void PrintScoreRun(const GlobalOptions& global, const ScoreFlags& flags, const scoring::ScoreRunResult& run);
+
 void RunScore(const GlobalOptions& global, const ScoreFlags& flags) {
   pipeline::PredictionRegistry registry(global.data_dir);
   Check(registry.Get(flags.name).status());
@@ -69,20 +76,58 @@ void RunScore(const GlobalOptions& global, const ScoreFlags& flags) {
   if (flags.version > 0) request.version = flags.version;
   request.users_per_block = flags.block_users;
   request.write_back = !flags.dry_run;
+  std::unique_ptr<clickhouse::Cluster> cluster = OpenClusterIfChosen(global);
+  if (cluster && flags.shard.empty() && flags.active_within.empty()) {
+    // A full run on a cluster: one shard's users at a time (--workers at once), percentiles
+    // over all of them, one write-back (docs/SCALE_OUT.md).
+    scoring::ScoreParts parts;
+    parts.count = cluster->shards();
+    parts.workers = flags.workers;
+    const std::string temp_dir = (std::filesystem::path(global.data_dir) / "tmp").string();
+    Check(CreateDirs(temp_dir));
+    parts.open = [&](size_t i) -> Result<std::unique_ptr<EventStore>> {
+      clickhouse::SliceSpec slice{.kind = clickhouse::SliceSpec::Kind::kShard, .shard = i};
+      clickhouse::SliceStats stats;
+      auto store = clickhouse::OpenSlice(*cluster, slice, clickhouse::SliceOptions{.temp_dir = temp_dir}, &stats);
+      if (store.ok() && !global.quiet)
+        std::fprintf(stderr, "pulled %llu rows (%.1f MB) of %s in %.2f s: %llu users owned\n",
+                     static_cast<unsigned long long>(stats.rows_pulled), stats.bytes_pulled / 1e6,
+                     slice.Describe(cluster->shards()).c_str(), stats.pull_seconds,
+                     static_cast<unsigned long long>(stats.owned_actors));
+      return store;
+    };
+    parts.begin_write = [&](std::function<std::string(ActorId)> names) -> Result<std::unique_ptr<Transaction>> {
+      return clickhouse::BeginClusterTransaction(*cluster, {.actor_name = std::move(names), .what = "scores"});
+    };
+    if (flags.dry_run) request.write_back = false;
+    Progress progress("score " + flags.name + " shard by shard", parts.count, "shards");
+    auto open_part = parts.open;
+    parts.open = [&progress, open_part](size_t i) {
+      progress.Update(i);
+      return open_part(i);
+    };
+    scoring::ScoreRunResult run = Check(scoring::RunScoringInParts(registry, flags.name, request, parts));
+    progress.Finish();
+    PrintScoreRun(global, flags, run);
+    return;
+  }
   clickhouse::SliceSpec slice;
   if (!flags.shard.empty()) {
     auto [shard, shards] = ParseShard(flags.shard);
     slice.kind = clickhouse::SliceSpec::Kind::kShard;
     slice.shard = shard;
     request.shard = flags.shard;
-    OpenedStore probe{OpenClusterIfChosen(global), nullptr};
-    if (!probe.cluster) throw CommandFailed(InvalidArgument("--shard needs a ClickHouse cluster (--backend clickhouse)"));
-    if (probe.cluster->shards() != shards)
-      throw CommandFailed(InvalidArgument("--shard {}: the cluster has {} shards", flags.shard, probe.cluster->shards()));
+    if (!cluster) throw CommandFailed(InvalidArgument("--shard needs a ClickHouse cluster (--backend clickhouse)"));
+    if (cluster->shards() != shards)
+      throw CommandFailed(InvalidArgument("--shard {}: the cluster has {} shards", flags.shard, cluster->shards()));
   }
   OpenedStore opened =
       OpenStoreFor(global, StoreOptions{.data_dir = global.data_dir, .read_only = flags.dry_run}, slice);
   scoring::ScoreRunResult run = Check(scoring::RunScoring(registry, *opened.store, flags.name, request));
+  PrintScoreRun(global, flags, run);
+}
+
+void PrintScoreRun(const GlobalOptions& global, const ScoreFlags& flags, const scoring::ScoreRunResult& run) {
   const nlohmann::json& r = run.record;
   if (global.json) {
     nlohmann::json out = r;
@@ -140,6 +185,10 @@ void AddScoreCommand(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("--shard", flags->shard,
                   "on a ClickHouse cluster: score only the users of shard i of N (\"1/2\"), with percentiles on the "
                   "scale of the newest full run; run one per shard, on as many machines");
+  cmd->add_option("--workers", flags->workers,
+                  "a full run on a ClickHouse cluster scores one shard at a time: this many at once")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   cmd->callback([&global, flags] { RunScore(global, *flags); });
 }
 

@@ -55,7 +55,8 @@ std::string Quote(std::string_view s) {
   return out;
 }
 
-Result<std::unique_ptr<Client>> Client::Connect(std::string_view endpoint, int max_threads) {
+Result<std::unique_ptr<Client>> Client::Connect(std::string_view endpoint, int max_threads,
+                                                std::vector<std::pair<std::string, std::string>> settings) {
   std::string_view rest = endpoint;
   if (rest.starts_with("http://")) rest.remove_prefix(7);
   else if (rest.find("://") != std::string_view::npos)
@@ -76,6 +77,7 @@ Result<std::unique_ptr<Client>> Client::Connect(std::string_view endpoint, int m
   client->impl_->port = port;
   client->endpoint_ = "http://" + std::string(rest);
   client->max_threads_ = std::max(1, max_threads);
+  client->settings_ = std::move(settings);
   return client;
 }
 
@@ -95,13 +97,14 @@ Result<std::string> Client::Query(std::string_view sql, const std::vector<Extern
 }
 
 Status Client::Stream(std::string_view sql, const std::vector<ExternalTable>& tables,
-                      const std::function<bool(std::string_view)>& receive) const {
+                      const std::function<bool(std::string_view)>& receive, bool buffered) const {
   // Sorting a slice's rows (ORDER BY batch, row) spills to disk past 1 GB instead of
   // failing on the memory limit.
-  httplib::Params params{{"wait_end_of_query", "1"},
+  httplib::Params params{{"wait_end_of_query", buffered ? "1" : "0"},
                          {"max_threads", std::to_string(max_threads_)},
                          {"max_bytes_before_external_sort", "1000000000"},
                          {"max_bytes_before_external_group_by", "1000000000"}};
+  for (const auto& [key, value] : settings_) params.emplace(key, value);
   httplib::Request req;
   req.method = "POST";
   std::string body;

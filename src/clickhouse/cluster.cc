@@ -85,6 +85,11 @@ Result<ClusterConfig> ClusterConfig::Load(const std::string& data_dir) {
   }
   config.database = j.value("database", config.database);
   config.max_threads = j.value("max_threads", config.max_threads);
+  if (j.contains("settings")) {
+    if (!j["settings"].is_object()) return Corruption("{}: \"settings\" must be an object", path);
+    for (const auto& [key, value] : j["settings"].items())
+      config.settings.emplace_back(key, value.is_string() ? value.get<std::string>() : value.dump());
+  }
   if (config.endpoints.empty()) return Corruption("{}: no endpoints", path);
   return config;
 }
@@ -93,6 +98,10 @@ Status ClusterConfig::Save(const std::string& data_dir) const {
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
   nlohmann::json j{{"endpoints", endpoints}, {"database", database}, {"max_threads", max_threads}};
+  if (!settings.empty()) {
+    j["settings"] = nlohmann::json::object();
+    for (const auto& [key, value] : settings) j["settings"][key] = value;
+  }
   return WriteFileAtomic((std::filesystem::path(data_dir) / "clickhouse.json").string(), j.dump(2) + "\n");
 }
 
@@ -119,7 +128,7 @@ Result<std::unique_ptr<Cluster>> Cluster::Open(const ClusterConfig& config) {
   std::unique_ptr<Cluster> cluster(new Cluster());
   cluster->config_ = config;
   for (const std::string& endpoint : config.endpoints) {
-    ASSIGN_OR_RETURN(auto client, Client::Connect(endpoint, config.max_threads));
+    ASSIGN_OR_RETURN(auto client, Client::Connect(endpoint, config.max_threads, config.settings));
     cluster->clients_.push_back(std::move(client));
   }
   for (size_t i = 0; i < cluster->shards(); ++i) RETURN_IF_ERROR(cluster->EnsureSchema(i));

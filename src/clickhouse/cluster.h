@@ -30,6 +30,8 @@ struct ClusterConfig {
   std::vector<std::string> endpoints;  // one per shard, shard order
   std::string database = "sibyl";
   int max_threads = 2;  // per query, per server
+  // More ClickHouse settings sent with every query ("max_memory_usage": "8000000000").
+  std::vector<std::pair<std::string, std::string>> settings;
 
   // From `spec`: a comma-separated list of http://HOST:PORT, or the path of a file with one
   // endpoint per line (scripts/cluster.sh writes DIR/endpoints).

@@ -33,6 +33,15 @@ std::string_view EventRowColumns() {
          "prop_keys, prop_kinds, prop_nums, prop_strs, upd_ops, upd_keys, upd_kinds, upd_nums, upd_strs";
 }
 
+std::string_view SentinelRowSelect() {
+  return "SELECT toUInt64(18446744073709551615) AS batch, toUInt32(0) AS row, '' AS owner, toUInt64(0) AS owner_hash, "
+         "'' AS user_id, '' AS device_id, '' AS event_type, toInt64(0) AS time, toInt64(-1) AS session_id, "
+         "'' AS insert_id, toUInt8(0) AS is_identify, emptyArrayString() AS prop_keys, emptyArrayUInt8() AS prop_kinds, "
+         "emptyArrayFloat64() AS prop_nums, emptyArrayString() AS prop_strs, emptyArrayUInt8() AS upd_ops, "
+         "emptyArrayString() AS upd_keys, emptyArrayUInt8() AS upd_kinds, emptyArrayFloat64() AS upd_nums, "
+         "emptyArrayString() AS upd_strs";
+}
+
 std::string OwnerOf(const ParsedEvent& e) {
   return e.user_id.empty() ? "d:" + std::string(e.device_id) : "u:" + std::string(e.user_id);
 }

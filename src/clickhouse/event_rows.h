@@ -33,6 +33,12 @@ struct RowKey {
   bool operator<(const RowKey& o) const { return batch != o.batch ? batch < o.batch : row < o.row; }
 };
 
+// A row that sorts after every real one (batch = UINT64_MAX) as a SELECT of constants:
+// a pull appends it, so that a stream cut by a failure on the server (which arrives as
+// text after some rows) can be told from a whole answer.
+std::string_view SentinelRowSelect();
+inline constexpr uint64_t kSentinelBatch = UINT64_MAX;
+
 // Reads one row from `in` into `batch` (its strings interned there) when `batch` is not
 // null, else only skips it. False when the bytes end inside the row.
 bool DecodeEventRow(RowBinaryReader& in, RowKey* key, EventBatch* batch);

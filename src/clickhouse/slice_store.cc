@@ -73,18 +73,22 @@ class ShardStream {
 
   void Run() {
     std::string pending;
-    Status st = client_.Stream(sql_, tables_, [&](std::string_view data) {
-      bytes_ += data.size();
-      pending.append(data);
-      if (pending.size() >= kBlockBytes) return Emit(pending);
-      return true;
-    });
-    if (st.ok() && !pending.empty()) {
-      Emit(pending);
-      if (!pending.empty())
-        st = Corruption("{} sent {} bytes that are not a whole row of sibyl's events table", client_.endpoint(),
-                        pending.size());
-    }
+    Status st = client_.Stream(
+        sql_, tables_,
+        [&](std::string_view data) {
+          bytes_ += data.size();
+          pending.append(data);
+          if (pending.size() >= kBlockBytes) return Emit(pending);
+          return true;
+        },
+        /*buffered=*/false);
+    if (st.ok()) Emit(pending);
+    // The answer is whole when its last row is the sentinel and nothing follows it; a
+    // failure on the server mid-answer shows as its message after the last whole row.
+    if (st.ok() && (!pending.empty() || !saw_sentinel_))
+      st = Status(StatusCode::kIoError,
+                  fmt::format("{} stopped answering a pull after {} bytes: {}", client_.endpoint(), bytes_.load(),
+                              pending.empty() ? std::string("no end row") : pending.substr(0, 300)));
     std::lock_guard lock(mutex_);
     if (status_.ok()) status_ = st;
     done_ = true;
@@ -97,14 +101,21 @@ class ShardStream {
     RowBinaryReader in(pending);
     size_t end = 0;
     RowKey key;
-    while (true) {
+    while (!saw_sentinel_) {
       const size_t start = in.position();
       if (!DecodeEventRow(in, &key, nullptr)) break;
+      end = in.position();
+      if (key.batch == kSentinelBatch) {
+        saw_sentinel_ = true;
+        break;
+      }
       block->starts.push_back(static_cast<uint32_t>(start));
       block->keys.push_back(key);
-      end = in.position();
     }
-    if (block->keys.empty()) return true;
+    if (block->keys.empty()) {
+      pending.erase(0, end);
+      return true;
+    }
     block->bytes = pending.substr(0, end);
     pending.erase(0, end);
     std::unique_lock lock(mutex_);
@@ -123,15 +134,26 @@ class ShardStream {
   std::condition_variable changed_;
   std::deque<std::unique_ptr<RowBlock>> blocks_;
   bool done_ = false, cancelled_ = false;
+  bool saw_sentinel_ = false;  // only the stream thread touches it
   Status status_;
   std::atomic<uint64_t> bytes_{0};
 };
 
-// Forwards every read to the slice's private store and owns only the slice's actors.
+// The time span of the whole cluster's events: a slice reports it as its own, so that a
+// shard's run defaults to the same cutoff as every other shard's, and a sample's training
+// sees the history the whole store would.
+struct TimeSpan {
+  int64_t min_ms = INT64_MAX;
+  int64_t max_ms = INT64_MIN;
+};
+
+// Forwards every read to the slice's private store, owns only the slice's actors, and
+// spans the cluster's time.
 class SliceReader final : public EventReader {
  public:
-  SliceReader(std::shared_ptr<const EventReader> inner, std::shared_ptr<const std::vector<uint8_t>> owned)
-      : inner_(std::move(inner)), owned_(std::move(owned)) {}
+  SliceReader(std::shared_ptr<const EventReader> inner, std::shared_ptr<const std::vector<uint8_t>> owned,
+              TimeSpan span)
+      : inner_(std::move(inner)), owned_(std::move(owned)), span_(span) {}
 
   bool OwnsAll() const override { return owned_ == nullptr; }
   bool Owns(ActorId actor) const override {
@@ -142,8 +164,8 @@ class SliceReader final : public EventReader {
   const DictionaryView& property_keys() const override { return inner_->property_keys(); }
   const DictionaryView& string_values() const override { return inner_->string_values(); }
   uint64_t event_count() const override { return inner_->event_count(); }
-  int64_t min_time_ms() const override { return inner_->min_time_ms(); }
-  int64_t max_time_ms() const override { return inner_->max_time_ms(); }
+  int64_t min_time_ms() const override { return span_.min_ms; }
+  int64_t max_time_ms() const override { return span_.max_ms; }
   Status Scan(const ScanSpec& spec, const std::function<Status(const EventChunk&)>& visit,
               bool parallel) const override {
     return inner_->Scan(spec, visit, parallel);
@@ -178,6 +200,7 @@ class SliceReader final : public EventReader {
  private:
   std::shared_ptr<const EventReader> inner_;
   std::shared_ptr<const std::vector<uint8_t>> owned_;
+  TimeSpan span_;
 };
 
 class SliceStore final : public EventStore {
@@ -204,7 +227,7 @@ class SliceStore final : public EventStore {
     return BeginClusterTransaction(cluster_, std::move(options));
   }
   std::shared_ptr<const EventReader> Snapshot() const override {
-    return std::make_shared<SliceReader>(local_->Snapshot(), owned_);
+    return std::make_shared<SliceReader>(local_->Snapshot(), owned_, span_);
   }
   Status Checkpoint() override { return Status::Ok(); }
   Result<StoreStats> Stats() const override { return local_->Stats(); }
@@ -214,7 +237,29 @@ class SliceStore final : public EventStore {
   ReplayClock clock_;
   std::unique_ptr<EventStore> local_;
   std::shared_ptr<const std::vector<uint8_t>> owned_;  // null: every actor
+  TimeSpan span_;
 };
+
+// The committed events' time span over all shards (identify calls are not events).
+Result<TimeSpan> ClusterTimeSpan(const Cluster& cluster, const ExternalTable& committed) {
+  TimeSpan span;
+  for (size_t s = 0; s < cluster.shards(); ++s) {
+    ASSIGN_OR_RETURN(std::string rows,
+                     cluster.shard(s).Query(fmt::format("SELECT count(), min(time), max(time) FROM {} WHERE batch IN "
+                                                        "committed AND is_identify = 0 FORMAT RowBinary",
+                                                        cluster.Table("events")),
+                                            {committed}));
+    RowBinaryReader in(rows);
+    uint64_t count = 0;
+    int64_t lo = 0, hi = 0;
+    if (!in.UInt64(&count) || !in.Int64(&lo) || !in.Int64(&hi))
+      return Corruption("{}: unreadable time span", cluster.shard(s).endpoint());
+    if (count == 0) continue;
+    span.min_ms = std::min(span.min_ms, lo);
+    span.max_ms = std::max(span.max_ms, hi);
+  }
+  return span;
+}
 
 // The condition selecting the slice's own rows on `shard`.
 std::string OwnRows(const SliceSpec& spec, size_t shard, size_t shards) {
@@ -373,6 +418,7 @@ Result<std::unique_ptr<EventStore>> OpenSlice(const Cluster& cluster, const Slic
 
   ASSIGN_OR_RETURN(std::vector<uint64_t> batches, cluster.CommittedBatches());
   const ExternalTable committed = BatchTable(batches);
+  ASSIGN_OR_RETURN(slice->span_, ClusterTimeSpan(cluster, committed));
   ExternalTable owners{.name = "owners", .column = "owner"};
   owners.values = spec.owners;
 
@@ -394,8 +440,8 @@ Result<std::unique_ptr<EventStore>> OpenSlice(const Cluster& cluster, const Slic
     const std::string own = OwnRows(spec, s, cluster.shards());
     std::string sql;
     if (whole) {
-      sql = fmt::format("SELECT {} FROM {} WHERE {} ORDER BY batch, row FORMAT RowBinary", EventRowColumns(),
-                        cluster.Table("events"), where);
+      sql = fmt::format("SELECT {0} FROM (SELECT {0} FROM {1} WHERE {2} UNION ALL {3}) ORDER BY batch, row FORMAT RowBinary",
+                        EventRowColumns(), cluster.Table("events"), where, SentinelRowSelect());
     } else {
       // The slice's rows, the anonymous rows of devices its users were seen with, and of
       // every other user seen with one of its devices only the first row of each (device,
@@ -405,9 +451,10 @@ Result<std::unique_ptr<EventStore>> OpenSlice(const Cluster& cluster, const Slic
           "SELECT {0} FROM {1} WHERE {2} AND (({3}) OR (user_id = '' AND device_id IN linked)) "
           "UNION ALL "
           "SELECT {0} FROM {1} WHERE {2} AND user_id != '' AND device_id IN devices AND NOT ({3}) "
-          "ORDER BY batch, row LIMIT 1 BY device_id, user_id"
+          "ORDER BY batch, row LIMIT 1 BY device_id, user_id "
+          "UNION ALL {4}"
           ") ORDER BY batch, row FORMAT RowBinary",
-          EventRowColumns(), cluster.Table("events"), where, own);
+          EventRowColumns(), cluster.Table("events"), where, own, SentinelRowSelect());
     }
     streams.push_back(std::make_unique<ShardStream>(cluster.shard(s), std::move(sql), tables));
   }

@@ -4,7 +4,9 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <atomic>
 #include <mutex>
+#include <thread>
 #include <numeric>
 
 #include <sys/resource.h>
@@ -252,7 +254,7 @@ nlohmann::json CompareWithReference(const nlohmann::json& reference, const Scori
 // The scores, percentiles and model version as user properties of the scored actors, in
 // one transaction, as number columns (store/reader.h NumberColumnBatch): one batch per
 // million users bounds a log record at ~20 MB.
-Status WriteBack(EventStore& store, const std::string& name, int version, int64_t cutoff_ms,
+Status WriteBack(Transaction& txn, const std::string& name, int version, int64_t cutoff_ms,
                  std::span<const ActorId> actors, const std::vector<double>& scores,
                  const std::vector<double>& percentiles) {
   constexpr size_t kUsersPerBatch = 1 << 20;
@@ -274,7 +276,6 @@ Status WriteBack(EventStore& store, const std::string& name, int version, int64_
     sorted_scores = score_copy;
     sorted_percentiles = percentile_copy;
   }
-  ASSIGN_OR_RETURN(auto txn, store.Begin());
   const std::vector<double> versions(std::min(actors.size(), kUsersPerBatch), static_cast<double>(version));
   for (size_t begin = 0; begin < actors.size(); begin += kUsersPerBatch) {
     const size_t n = std::min(actors.size(), begin + kUsersPerBatch) - begin;
@@ -284,9 +285,9 @@ Status WriteBack(EventStore& store, const std::string& name, int version, int64_
     updates.columns = {{ScoreProperty(name), sorted_scores.subspan(begin, n)},
                        {PercentileProperty(name), sorted_percentiles.subspan(begin, n)},
                        {ModelVersionProperty(name), std::span<const double>(versions).first(n)}};
-    RETURN_IF_ERROR(txn->SetNumbers(updates).status());
+    RETURN_IF_ERROR(txn.SetNumbers(updates).status());
   }
-  return txn->Commit();
+  return txn.Commit();
 }
 
 // The loaded versions of this process: a resident scheduler runs the same version every
@@ -454,7 +455,8 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
   mark("percentiles");
 
   if (request.write_back) {
-    RETURN_IF_ERROR(WriteBack(store, name, model.version, cutoff, scored.actors, result.scores, result.percentiles));
+    ASSIGN_OR_RETURN(auto txn, store.Begin());
+    RETURN_IF_ERROR(WriteBack(*txn, name, model.version, cutoff, scored.actors, result.scores, result.percentiles));
   }
   result.actors = std::move(scored.actors);
   mark("write_back");
@@ -487,6 +489,114 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
   r["seconds"] = timings;
   r["cpu_seconds"] = cpu;
   r["peak_rss_mb"] = rss;
+  if (request.write_back) {
+    ASSIGN_OR_RETURN(result.run_file, NextRunFile(RunsDir(registry, name)));
+    RETURN_IF_ERROR(WriteFileAtomic(result.run_file, r.dump(1)));
+  }
+  return result;
+}
+
+Result<ScoreRunResult> RunScoringInParts(const pipeline::PredictionRegistry& registry, const std::string& name,
+                                         const ScoreRequest& request, const ScoreParts& parts) {
+  if (request.active_within_ms || !request.shard.empty())
+    return InvalidArgument("a run in parts is a full run: no active window, no shard");
+  if (parts.count == 0) return InvalidArgument("a run in parts needs at least one part");
+  Stopwatch total, watch;
+  nlohmann::json timings = nlohmann::json::object();
+  ASSIGN_OR_RETURN(std::shared_ptr<const ScoringModel> loaded_model, CachedModel(registry, name, request.version));
+  const ScoringModel& model = *loaded_model;
+
+  // What each part leaves behind once its store is closed: names, not the part's ids.
+  struct PartScores {
+    int64_t cutoff = 0;
+    std::vector<std::string> names;
+    std::vector<double> scores, margins;
+    Sample sample;
+    nlohmann::json reference;
+    Status status;
+  };
+  std::vector<PartScores> done(parts.count);
+  auto score_part = [&](size_t i) -> Status {
+    PartScores& out = done[i];
+    ASSIGN_OR_RETURN(std::unique_ptr<EventStore> store, parts.open(i));
+    std::shared_ptr<const EventReader> reader = store->Snapshot();
+    out.cutoff = request.as_of_ms ? FloorHour(*request.as_of_ms) : DefaultScoringCutoff(*reader);
+    auto engine = MakeEmbeddedQueryEngine(reader, request.parallel);
+    ASSIGN_OR_RETURN(UserSet users, engine->Cohort(model.cohort, out.cutoff));
+    // Parts are hash samples of users: each keeps about its share of the drift sample, and
+    // the first computes the version's drift reference if there is none.
+    const size_t stride = StrideFor(users.actors.size() * parts.count);
+    ASSIGN_OR_RETURN(BlockScores scored, ScoreUsers(*engine, model, users, std::max<size_t>(1, request.users_per_block),
+                                                    stride, request.drift ? &out.sample : nullptr));
+    if (request.drift && i == 0) {
+      ASSIGN_OR_RETURN(out.reference, DriftReference(registry, *engine, model));
+    }
+    out.names.reserve(scored.actors.size());
+    for (ActorId a : scored.actors) out.names.emplace_back(reader->actors().name(a));
+    out.scores = std::move(scored.scores);
+    out.margins = std::move(scored.margins);
+    return Status::Ok();
+  };
+  {
+    std::atomic<size_t> next{0};
+    std::vector<std::jthread> workers;
+    for (size_t w = 0; w < std::clamp<size_t>(parts.workers, 1, parts.count); ++w)
+      workers.emplace_back([&] {
+        for (size_t i; (i = next++) < parts.count;) done[i].status = score_part(i);
+      });
+  }
+  for (size_t i = 0; i < parts.count; ++i)
+    if (!done[i].status.ok()) return done[i].status.WithContext(fmt::format("part {} of {}", i + 1, parts.count));
+  const int64_t cutoff = done[0].cutoff;
+  for (const PartScores& p : done)
+    if (p.cutoff != cutoff)
+      return Internal("the parts disagree on the cutoff ({} and {})", FormatTime(cutoff), FormatTime(p.cutoff));
+  timings["score_parts"] = watch.Lap();
+
+  // The whole population's percentiles, then one write-back of every part's users.
+  std::vector<std::string> names;
+  ScoreRunResult result;
+  std::vector<double> margins;
+  Sample sample;
+  for (PartScores& p : done) {
+    for (auto& n : p.names) names.push_back(std::move(n));
+    result.scores.insert(result.scores.end(), p.scores.begin(), p.scores.end());
+    margins.insert(margins.end(), p.margins.begin(), p.margins.end());
+    sample.columns.resize(p.sample.columns.size());
+    for (size_t c = 0; c < p.sample.columns.size(); ++c)
+      sample.columns[c].insert(sample.columns[c].end(), p.sample.columns[c].begin(), p.sample.columns[c].end());
+    sample.margins.insert(sample.margins.end(), p.sample.margins.begin(), p.sample.margins.end());
+  }
+  const std::vector<double> quantiles = MarginQuantiles(margins);
+  result.percentiles = PercentilesOf(quantiles, margins, request.parallel);
+  timings["percentiles"] = watch.Lap();
+  if (request.write_back) {
+    // Ids 0..n-1 index `names`: the writer names each row's user.
+    result.actors.resize(names.size());
+    std::iota(result.actors.begin(), result.actors.end(), ActorId{0});
+    ASSIGN_OR_RETURN(std::unique_ptr<Transaction> txn,
+                     parts.begin_write([&names](ActorId a) { return names[a]; }));
+    RETURN_IF_ERROR(WriteBack(*txn, name, model.version, cutoff, result.actors, result.scores, result.percentiles));
+  }
+  timings["write_back"] = watch.Lap();
+
+  nlohmann::json& r = result.record;
+  r = {{"prediction", name},
+       {"version", model.version},
+       {"kind", "full"},
+       {"parts", parts.count},
+       {"cutoff", FormatTime(cutoff)},
+       {"cutoff_ms", cutoff},
+       {"task", model.regression() ? "revenue" : "probability"},
+       {"users_scored", result.scores.size()},
+       {"written_back", request.write_back},
+       {"score_summary", ScoreSummary(result.scores)},
+       {"quantiles", quantiles}};
+  if (request.drift && !result.scores.empty() && !done[0].reference.is_null())
+    r["drift"] = CompareWithReference(done[0].reference, model, sample, r["score_summary"].value("mean", 0.0));
+  timings["total"] = total.Lap();
+  r["seconds"] = timings;
+  r["peak_rss_mb"] = std::round(Stopwatch::PeakRssMb());
   if (request.write_back) {
     ASSIGN_OR_RETURN(result.run_file, NextRunFile(RunsDir(registry, name)));
     RETURN_IF_ERROR(WriteFileAtomic(result.run_file, r.dump(1)));

@@ -8,6 +8,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,6 +50,24 @@ struct ScoreRunResult {
 // Runs one scoring run. `store` must be open for writing when request.write_back.
 Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, EventStore& store,
                                   const std::string& name, const ScoreRequest& request);
+
+// A store held in parts, one open at a time (a cluster's shards): `open(i)` opens part i,
+// whose snapshot owns only that part's users; `begin_write(names)` starts a write-back
+// whose actor ids are indexes into a list of actor names.
+struct ScoreParts {
+  size_t count = 0;
+  size_t workers = 1;  // parts open at once
+  std::function<Result<std::unique_ptr<EventStore>>(size_t part)> open;
+  std::function<Result<std::unique_ptr<Transaction>>(std::function<std::string(ActorId)> names)> begin_write;
+};
+
+// A full run over `parts`: each part's users are scored while it is open (the part is
+// closed before the next opens, past `workers`), the scores of all parts give the
+// percentiles and the quantiles, and one write-back writes every user's. The same scores,
+// percentiles and record as RunScoring on one store holding all parts, with memory for
+// `workers` parts and every user's name and score at once.
+Result<ScoreRunResult> RunScoringInParts(const pipeline::PredictionRegistry& registry, const std::string& name,
+                                         const ScoreRequest& request, const ScoreParts& parts);
 
 // The run records of `name`, oldest first.
 Result<std::vector<nlohmann::json>> ListRuns(const pipeline::PredictionRegistry& registry, const std::string& name);

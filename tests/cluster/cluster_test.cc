@@ -209,6 +209,29 @@ TEST_F(ClusterTest, AShardDyingMidWriteLeavesNothingVisible) {
   EXPECT_EQ(VisibleEvents(**reopened), before);
 }
 
+// A failure on the server after rows have been sent (here: a result row limit) arrives as
+// text after them; the pull must report it, not replay a cut answer.
+TEST_F(ClusterTest, APullCutByTheServerFails) {
+  auto cluster = Cluster::Open(Config());
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  auto txn = BeginClusterTransaction(**cluster, WriterOptions{});
+  ASSERT_TRUE(txn->Add(MakeEvents(600, 80, 1'700'200'000'000)).ok());
+  ASSERT_TRUE(txn->Commit().ok());
+  ClusterConfig limited = Config();
+  // Each shard holds ~24,000 of the rows: past the server's 1 MB response buffer, the first
+  // rows have been sent when the limit is hit.
+  limited.settings = {{"max_result_rows", "20000"}, {"result_overflow_mode", "throw"}, {"max_block_size", "500"}};
+  auto cut = Cluster::Open(limited);
+  ASSERT_TRUE(cut.ok());
+  SliceOptions options;
+  options.temp_dir = *dir_ + "/slices";
+  fs::create_directories(options.temp_dir);
+  auto slice = OpenSlice(**cut, SliceSpec{}, options);
+  ASSERT_FALSE(slice.ok()) << "a cut answer was taken for a whole one";
+  EXPECT_NE(slice.status().message().find("stopped answering a pull"), std::string::npos) << slice.status().message();
+  EXPECT_NE(slice.status().message().find("Limit for result exceeded"), std::string::npos) << slice.status().message();
+}
+
 TEST_F(ClusterTest, AReorderedEndpointListIsRefused) {
   ASSERT_TRUE(Cluster::Open(Config()).ok());
   ClusterConfig swapped = Config();

@@ -106,6 +106,18 @@ done
 [ "$scored" = "$(($(wc -l < scores.emb) - 1))" ] || fail "the shard runs scored $scored users, the full run $(($(wc -l < scores.emb) - 1))"
 clu cohort grocery --format csv | sort > scores.shards
 same "written-back scores (one run per shard)" scores.emb scores.shards
+# A full run on the cluster scores shard by shard (two at once here) and writes back
+# percentiles over everyone: the same as one machine's.
+emb score grocery --as-of 2024-04-30 >/dev/null
+clu score grocery --as-of 2024-04-30 --workers 2 >/dev/null
+emb cohort grocery --format csv | sort > scores2.emb
+clu cohort grocery --format csv | sort > scores2.clu
+same "written-back scores (full run, 2 workers)" scores2.emb scores2.clu
+# Without --as-of, a shard's run takes the cutoff of the whole cluster's last event.
+cutoff() { python3 -c "import json,sys; print(json.load(sys.stdin)['cutoff'])"; }
+emb score grocery --dry-run --json | cutoff > cutoff.emb
+clu score grocery --shard 2/2 --dry-run --json | cutoff > cutoff.clu
+same "default cutoff of a shard's run" cutoff.emb cutoff.clu
 
 # Explanations: a user whose device was anonymous before it was linked, and a device that
 # stayed anonymous.
