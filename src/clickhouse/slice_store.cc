@@ -281,31 +281,45 @@ ExternalTable BatchTable(const std::vector<uint64_t>& batches) {
   return t;
 }
 
+// Runs `select` (with "{table}" and "{own}" for the table and the slice's own rows) on each
+// shard that can hold the slice's rows, and hands each answer to `read` with its shard.
+Status QueryOwnRows(const Cluster& cluster, const SliceSpec& spec, const ExternalTable& committed,
+                    const ExternalTable& owners, std::string_view table, std::string_view select,
+                    const std::function<Status(size_t shard, std::string_view rows)>& read) {
+  for (size_t s = 0; s < cluster.shards(); ++s) {
+    if (spec.kind == SliceSpec::Kind::kShard && s != spec.shard) continue;
+    std::vector<ExternalTable> tables{committed};
+    if (spec.kind == SliceSpec::Kind::kOwners) tables.push_back(owners);
+    const std::string sql = fmt::format(fmt::runtime(select), fmt::arg("table", cluster.Table(table)),
+                                        fmt::arg("own", OwnRows(spec, s, cluster.shards())));
+    ASSIGN_OR_RETURN(std::string rows, cluster.shard(s).Query(sql, tables));
+    RETURN_IF_ERROR(read(s, rows));
+  }
+  return Status::Ok();
+}
+
 // The devices whose links decide the slice's identities: `linked` were seen with one of
 // the slice's users (their anonymous rows may belong to that user), `all` also holds the
 // slice's anonymous devices (a link to another shard's user takes them away).
 Status FindDevices(const Cluster& cluster, const SliceSpec& spec, const ExternalTable& committed,
                    const ExternalTable& owners, std::vector<std::string>* linked, std::vector<std::string>* all) {
   std::set<std::string> linked_set, all_set;
-  for (size_t s = 0; s < cluster.shards(); ++s) {
-    if (spec.kind == SliceSpec::Kind::kShard && s != spec.shard) continue;
-    std::vector<ExternalTable> tables{committed};
-    if (spec.kind == SliceSpec::Kind::kOwners) tables.push_back(owners);
-    ASSIGN_OR_RETURN(std::string rows,
-                     cluster.shard(s).Query(fmt::format("SELECT DISTINCT device_id, user_id != '' FROM {} WHERE "
-                                                        "batch IN committed AND device_id != '' AND {} FORMAT RowBinary",
-                                                        cluster.Table("events"), OwnRows(spec, s, cluster.shards())),
-                                            tables));
-    RowBinaryReader in(rows);
-    while (!in.at_end()) {
-      std::string_view device;
-      uint8_t with_user = 0;
-      if (!in.String(&device) || !in.UInt8(&with_user))
-        return Corruption("{}: unreadable device list", cluster.shard(s).endpoint());
-      all_set.emplace(device);
-      if (with_user) linked_set.emplace(device);
-    }
-  }
+  RETURN_IF_ERROR(QueryOwnRows(
+      cluster, spec, committed, owners, "events",
+      "SELECT DISTINCT device_id, user_id != '' FROM {table} WHERE batch IN committed AND device_id != '' AND {own} "
+      "FORMAT RowBinary",
+      [&](size_t s, std::string_view rows) -> Status {
+        RowBinaryReader in(rows);
+        while (!in.at_end()) {
+          std::string_view device;
+          uint8_t with_user = 0;
+          if (!in.String(&device) || !in.UInt8(&with_user))
+            return Corruption("{}: unreadable device list", cluster.shard(s).endpoint());
+          all_set.emplace(device);
+          if (with_user) linked_set.emplace(device);
+        }
+        return Status::Ok();
+      }));
   linked->assign(linked_set.begin(), linked_set.end());
   all->assign(all_set.begin(), all_set.end());
   return Status::Ok();
@@ -323,28 +337,25 @@ Status ReplayNumbers(const Cluster& cluster, const SliceSpec& spec, const Extern
   };
   std::shared_ptr<const EventReader> names = local.Snapshot();
   std::vector<Cell> cells;
-  for (size_t s = 0; s < cluster.shards(); ++s) {
-    if (spec.kind == SliceSpec::Kind::kShard && s != spec.shard) continue;
-    std::vector<ExternalTable> tables{committed};
-    if (spec.kind == SliceSpec::Kind::kOwners) tables.push_back(owners);
-    ASSIGN_OR_RETURN(std::string rows,
-                     cluster.shard(s).Query(fmt::format("SELECT batch, time, owner, key, value FROM {} WHERE batch IN "
-                                                        "committed AND {} FORMAT RowBinary",
-                                                        cluster.Table("numbers"), OwnRows(spec, s, cluster.shards())),
-                                            tables));
-    RowBinaryReader in(rows);
-    while (!in.at_end()) {
-      Cell c;
-      std::string_view owner, key;
-      if (!in.UInt64(&c.batch) || !in.Int64(&c.time) || !in.String(&owner) || !in.String(&key) || !in.Float64(&c.value))
-        return Corruption("{}: unreadable numbers", cluster.shard(s).endpoint());
-      std::optional<DictId> actor = names->actors().Find(owner);
-      if (!actor) continue;  // an actor with no event in the slice (cannot happen for its owners)
-      c.actor = *actor;
-      c.key = std::string(key);
-      cells.push_back(std::move(c));
-    }
-  }
+  RETURN_IF_ERROR(QueryOwnRows(
+      cluster, spec, committed, owners, "numbers",
+      "SELECT batch, time, owner, key, value FROM {table} WHERE batch IN committed AND {own} FORMAT RowBinary",
+      [&](size_t s, std::string_view rows) -> Status {
+        RowBinaryReader in(rows);
+        while (!in.at_end()) {
+          Cell c;
+          std::string_view owner, key;
+          if (!in.UInt64(&c.batch) || !in.Int64(&c.time) || !in.String(&owner) || !in.String(&key) ||
+              !in.Float64(&c.value))
+            return Corruption("{}: unreadable numbers", cluster.shard(s).endpoint());
+          std::optional<DictId> actor = names->actors().Find(owner);
+          if (!actor) continue;  // an actor with no event in the slice (cannot happen for its owners)
+          c.actor = *actor;
+          c.key = std::string(key);
+          cells.push_back(std::move(c));
+        }
+        return Status::Ok();
+      }));
   if (cells.empty()) return Status::Ok();
   std::sort(cells.begin(), cells.end(), [](const Cell& a, const Cell& b) {
     return std::tie(a.batch, a.key, a.actor) < std::tie(b.batch, b.key, b.actor);

@@ -17,18 +17,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# A base port whose 6 ports (HTTP, TCP, interserver of 2 shards) are free.
-base=""
-for _ in $(seq 50); do
-  p=$((20000 + (RANDOM * 32768 + RANDOM) % 4000 * 10))
-  ok=1
-  for port in $p $((p + 1)) $((p + 2)) $((p + 10)) $((p + 11)) $((p + 12)); do
-    port_free "$port" || { ok=0; break; }
-  done
-  [ $ok = 1 ] && { base=$p; break; }
-done
+# shellcheck source=tests/cluster/lib.sh
+. "$(dirname "$0")/lib.sh"
+base=$(free_base_port 2)
 [ -n "$base" ] || fail "no free base port found"
 
 # q PORT SQL [DATA]: runs SQL on the shard at PORT over HTTP (DATA, if given, is the body of

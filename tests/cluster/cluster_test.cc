@@ -164,11 +164,14 @@ class ClusterTest : public ::testing::Test {
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   }
   static ClusterConfig Config() { return ClusterConfig::Parse(*dir_ + "/endpoints").value(); }
-  static uint64_t VisibleEvents(const Cluster& cluster) {
+  static SliceOptions Slices() {
     SliceOptions options;
     options.temp_dir = *dir_ + "/slices";
     fs::create_directories(options.temp_dir);
-    auto slice = OpenSlice(cluster, SliceSpec{}, options);
+    return options;
+  }
+  static uint64_t VisibleEvents(const Cluster& cluster) {
+    auto slice = OpenSlice(cluster, SliceSpec{}, Slices());
     EXPECT_TRUE(slice.ok()) << slice.status().ToString();
     return slice.ok() ? (*slice)->Snapshot()->event_count() : 0;
   }
@@ -223,10 +226,7 @@ TEST_F(ClusterTest, APullCutByTheServerFails) {
   limited.settings = {{"max_result_rows", "20000"}, {"result_overflow_mode", "throw"}, {"max_block_size", "500"}};
   auto cut = Cluster::Open(limited);
   ASSERT_TRUE(cut.ok());
-  SliceOptions options;
-  options.temp_dir = *dir_ + "/slices";
-  fs::create_directories(options.temp_dir);
-  auto slice = OpenSlice(**cut, SliceSpec{}, options);
+  auto slice = OpenSlice(**cut, SliceSpec{}, Slices());
   ASSERT_FALSE(slice.ok()) << "a cut answer was taken for a whole one";
   EXPECT_NE(slice.status().message().find("stopped answering a pull"), std::string::npos) << slice.status().message();
   EXPECT_NE(slice.status().message().find("Limit for result exceeded"), std::string::npos) << slice.status().message();
