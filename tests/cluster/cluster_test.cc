@@ -150,9 +150,17 @@ class ClusterTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new std::string((fs::temp_directory_path() / ("sibyl-cluster-test-" + std::to_string(getpid()))).string());
+    // Below 32768, where Linux does not pick ports for outgoing connections; another port
+    // if a server could not bind (another process took it first).
     std::mt19937 rng(std::random_device{}());
-    base_ = 30000 + static_cast<int>(rng() % 3000) * 10;
-    Run("start 2 --base-port " + std::to_string(base_));
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      base_ = 20000 + static_cast<int>(rng() % 1200) * 10;
+      const std::string cmd = std::string(SIBYL_SOURCE_DIR) + "/scripts/cluster.sh start 2 --base-port " +
+                              std::to_string(base_) + " --dir " + *dir_ + " >/dev/null";
+      if (std::system(cmd.c_str()) == 0) return;
+      std::system((std::string(SIBYL_SOURCE_DIR) + "/scripts/cluster.sh stop --wipe --dir " + *dir_ + " >/dev/null").c_str());
+    }
+    FAIL() << "could not start a 2-shard cluster";
   }
   static void TearDownTestSuite() {
     Run("stop --wipe");

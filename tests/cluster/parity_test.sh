@@ -25,9 +25,7 @@ cleanup() {
 trap cleanup EXIT
 # shellcheck source=tests/cluster/lib.sh
 . "$root/tests/cluster/lib.sh"
-base=$(free_base_port 2)
-[ -n "$base" ] || fail "no free base port found"
-"$cluster" start 2 --dir "$dir" --base-port "$base" >/dev/null || fail "cluster start failed"
+start_cluster "$cluster" "$dir" 2 || fail "cluster start failed"
 
 same() { # same WHAT FILE_A FILE_B
   cmp -s "$2" "$3" || { diff <(head -c 2000 "$2") <(head -c 2000 "$3") | head -20 >&2; fail "$1 differ ($2, $3)"; }
