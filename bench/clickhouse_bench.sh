@@ -5,8 +5,8 @@
 #   bench/clickhouse_bench.sh [USERS] [DAYS]   (default 30000 users x 90 days: ~2.8M events;
 #                                               540000 x 90 is ~50M)
 # Steps: ingest; the full pull behind every whole-store verb (features at T); training
-# (--threads 1, --sample 100); a full scoring run; one scoring run per shard, one after the
-# other and both at once. Reports seconds, events/s, rows and MB pulled, peak RSS of sibyl
+# (--threads 1); a full scoring run (on a cluster: shard by shard, then with --workers 2);
+# one scoring run per shard (--shard i/2), one after the other and both at once. Reports seconds, events/s, rows and MB pulled, peak RSS of sibyl
 # (GNU time) and of each server (VmHWM), rows per shard, and JSON in OUT/results.json.
 # On 2 cores the shards compete for the same cores: the per-shard rows and pull times are
 # what projects the time on N machines.
@@ -61,12 +61,13 @@ done
 for side in embedded 1-shard 2-shard; do
   step "$side" "features (full pull)" "$sibyl" --data "${data[$side]}" features --as-of "$as_of" --out "$work/f.csv"
   "$sibyl" --quiet --data "${data[$side]}" predict create buy --kind propensity --event Purchase --horizon-days 14 --replace >/dev/null
-  step "$side" train "$sibyl" --data "${data[$side]}" train buy --threads 1
+  step "$side" train "$sibyl" --data "${data[$side]}" train buy --threads 1 --as-of "$as_of"
   step "$side" "score (full)" "$sibyl" --data "${data[$side]}" score buy --as-of "$as_of"
 done
 for i in 1 2; do
   step 2-shard "score --shard $i/2" "$sibyl" --data "$work/c2data" score buy --as-of "$as_of" --shard $i/2
 done
+step 2-shard "score (full, 2 workers)" "$sibyl" --data "$work/c2data" score buy --as-of "$as_of" --workers 2
 # Both shard runs at once: the wall time of a fan-out over 2 workers on this machine.
 begin=$(date +%s.%N)
 "$sibyl" --quiet --data "$work/c2data" score buy --as-of "$as_of" --shard 1/2 > /dev/null &
