@@ -18,6 +18,12 @@ std::unique_ptr<clickhouse::Cluster> OpenClusterIfChosen(const GlobalOptions& gl
   if (backend == "embedded") return nullptr;
   if (backend != "clickhouse")
     throw CommandFailed(InvalidArgument("--backend \"{}\": use embedded or clickhouse", backend));
+  // One data directory, one place for events: a directory that holds an embedded store
+  // would otherwise look empty to every command, its events silently left out.
+  if (!has_file && std::filesystem::exists(std::filesystem::path(global.data_dir) / "MANIFEST"))
+    throw CommandFailed(FailedPrecondition(
+        "{} holds an embedded store; use another data directory for the ClickHouse cluster (or --backend embedded)",
+        global.data_dir));
   clickhouse::ClusterConfig config;
   if (!global.clickhouse.empty()) {
     config = Check(clickhouse::ClusterConfig::Parse(global.clickhouse));

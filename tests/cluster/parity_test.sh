@@ -143,4 +143,10 @@ echo "ok: ingest with a shard down failed: $(head -c 200 ingest.err)"
 "$cluster" start 2 --dir "$dir" --base-port "$base" >/dev/null || fail "cluster restart failed"
 clu stats --json | strip_stats > stats.after
 same "stats after the failed ingest" stats.before stats.after
+# A data directory holding an embedded store is not silently switched to the cluster.
+if "$sibyl" --quiet --data "$work/emb" --clickhouse "$dir/endpoints" stats 2> mixed.err; then
+  fail "an embedded data directory was opened as a cluster's"
+fi
+grep -q "holds an embedded store" mixed.err || fail "unexpected refusal: $(cat mixed.err)"
+echo "ok: an embedded data directory is refused for the cluster"
 echo "parity_test: all equal"
