@@ -10,6 +10,11 @@
 # (GNU time) and of each server (VmHWM), rows per shard, and JSON in OUT/results.json.
 # On 2 cores the shards compete for the same cores: the per-shard rows and pull times are
 # what projects the time on N machines.
+# Env: SIDES (default "embedded 1-shard 2-shard"), TRAIN_SAMPLE (train --sample percent,
+# default 100), MAX_MEMORY (the servers' max_memory_usage for sibyl's queries, written to
+# the data directories' clickhouse.json; 18.16's 4 GB default cannot sort a 49M-row pull).
+# The 49M-event run in docs/BENCHMARKS.md:
+#   SIDES=2-shard TRAIN_SAMPLE=10 MAX_MEMORY=12000000000 bench/clickhouse_bench.sh 540000 90
 set -euo pipefail
 cd "$(dirname "$0")/.."
 users=${1:-30000}
@@ -29,8 +34,10 @@ cleanup() {
 }
 trap cleanup EXIT
 cleanup
-scripts/cluster.sh start 1 --dir "$work/c1" --base-port 41123 >/dev/null
-scripts/cluster.sh start 2 --dir "$work/c2" --base-port 42123 >/dev/null
+sides=${SIDES:-embedded 1-shard 2-shard}
+has() { [[ " $sides " == *" $1 "* ]]; }
+has 1-shard && scripts/cluster.sh start 1 --dir "$work/c1" --base-port 41123 >/dev/null
+has 2-shard && scripts/cluster.sh start 2 --dir "$work/c2" --base-port 42123 >/dev/null
 rm -rf "$work/emb" "$work/c1data" "$work/c2data"
 
 results="$work/results.tsv"
@@ -54,16 +61,29 @@ step() {
 declare -A data=([embedded]="$work/emb" [1-shard]="$work/c1data" [2-shard]="$work/c2data")
 declare -A flags=([embedded]="" [1-shard]="--clickhouse $work/c1/endpoints" [2-shard]="--clickhouse $work/c2/endpoints")
 echo "$events events ($users users x $days days), as of $as_of"
-for side in embedded 1-shard 2-shard; do
+for side in $sides; do
   # shellcheck disable=SC2086
   step "$side" ingest "$sibyl" --data "${data[$side]}" ${flags[$side]} ingest "$input"
+  if [ -n "${MAX_MEMORY:-}" ] && [ "$side" != embedded ]; then
+    python3 -c "
+import json, sys
+p = sys.argv[1] + '/clickhouse.json'; j = json.load(open(p))
+j['settings'] = {'max_memory_usage': sys.argv[2]}; json.dump(j, open(p, 'w'))" "${data[$side]}" "$MAX_MEMORY"
+  fi
 done
-for side in embedded 1-shard 2-shard; do
-  step "$side" "features (full pull)" "$sibyl" --data "${data[$side]}" features --as-of "$as_of" --out "$work/f.csv"
+sample=${TRAIN_SAMPLE:-100}
+for side in $sides; do
+  [ "$sample" = 100 ] && \
+    step "$side" "features (full pull)" "$sibyl" --data "${data[$side]}" features --as-of "$as_of" --out "$work/f.csv"
   "$sibyl" --quiet --data "${data[$side]}" predict create buy --kind propensity --event Purchase --horizon-days 14 --replace >/dev/null
-  step "$side" train "$sibyl" --data "${data[$side]}" train buy --threads 1 --as-of "$as_of"
+  if [ "$side" = embedded ]; then
+    step "$side" train "$sibyl" --data "${data[$side]}" train buy --threads 1 --as-of "$as_of"
+  else
+    step "$side" "train --sample $sample" "$sibyl" --data "${data[$side]}" train buy --threads 1 --as-of "$as_of" --sample "$sample"
+  fi
   step "$side" "score (full)" "$sibyl" --data "${data[$side]}" score buy --as-of "$as_of"
 done
+has 2-shard || { echo "results: $results"; exit 0; }
 for i in 1 2; do
   step 2-shard "score --shard $i/2" "$sibyl" --data "$work/c2data" score buy --as-of "$as_of" --shard $i/2
 done
@@ -77,6 +97,7 @@ printf '2-shard\tscore 2 workers at once\t%s\t0\t0\t0\n' "$(echo "$(date +%s.%N)
 echo "2-shard    score 2 workers at once  $(echo "$(date +%s.%N) - $begin" | bc) s"
 
 for c in c1 c2; do
+  [ -d "$work/$c" ] || continue
   for pidfile in "$work/$c"/shard*/server.pid; do
     shard=$(basename "$(dirname "$pidfile")")
     port=$(sed -n "$(( ${shard#shard} + 1 ))p" "$work/$c/endpoints" | sed 's/.*://')
