@@ -41,15 +41,22 @@ std::unique_ptr<clickhouse::Cluster> OpenClusterIfChosen(const GlobalOptions& gl
         "$SIBYL_CLICKHOUSE, or a data directory that an ingest into the cluster created)"));
   }
   auto cluster = Check(clickhouse::Cluster::Open(config));
-  if (save || has_file) Check(config.Save(global.data_dir));
+  // Written when endpoints are new (the first ingest) or given again; not on every command.
+  if (save || !global.clickhouse.empty()) Check(config.Save(global.data_dir));
   return cluster;
 }
 
 OpenedStore OpenStoreFor(const GlobalOptions& global, const StoreOptions& options, const clickhouse::SliceSpec& slice) {
+  return OpenStoreOn(global, options, slice, OpenClusterIfChosen(global));
+}
+
+OpenedStore OpenStoreOn(const GlobalOptions& global, const StoreOptions& options, const clickhouse::SliceSpec& slice,
+                        std::unique_ptr<clickhouse::Cluster> cluster) {
   OpenedStore opened;
-  opened.cluster = OpenClusterIfChosen(global);
+  opened.cluster = std::move(cluster);
   if (!opened.cluster) {
-    if (slice.kind != clickhouse::SliceSpec::Kind::kAll || slice.sample_buckets < clickhouse::kSampleBuckets)
+    // The embedded store holds every user: a slice of named users is all of it.
+    if (slice.kind == clickhouse::SliceSpec::Kind::kShard || slice.sample_buckets < clickhouse::kSampleBuckets)
       throw CommandFailed(InvalidArgument("--shard and --sample need a ClickHouse cluster (--backend clickhouse)"));
     opened.store = Check(EventStore::Open(options));
     return opened;

@@ -23,6 +23,9 @@ struct OpenedStore {
 };
 OpenedStore OpenStoreFor(const GlobalOptions& global, const StoreOptions& options,
                          const clickhouse::SliceSpec& slice = {});
+// The same on a cluster the command already opened (null: the embedded store).
+OpenedStore OpenStoreOn(const GlobalOptions& global, const StoreOptions& options, const clickhouse::SliceSpec& slice,
+                        std::unique_ptr<clickhouse::Cluster> cluster);
 
 // On a cluster, the users a training run pulls: all, or a hash sample of `percent` of them
 // (train --sample), the same users every run.

@@ -30,9 +30,7 @@ void RunExplain(const GlobalOptions& global, const ExplainFlags& flags) {
   clickhouse::SliceSpec slice;
   slice.kind = clickhouse::SliceSpec::Kind::kOwners;
   slice.owners = {flags.user.starts_with("device:") ? "d:" + flags.user.substr(7) : "u:" + flags.user};
-  OpenedStore opened = OpenClusterIfChosen(global)
-                           ? OpenStoreFor(global, StoreOptions{.data_dir = global.data_dir, .read_only = true}, slice)
-                           : OpenStoreFor(global, StoreOptions{.data_dir = global.data_dir, .read_only = true});
+  OpenedStore opened = OpenStoreFor(global, StoreOptions{.data_dir = global.data_dir, .read_only = true}, slice);
   auto reader = opened.store->Snapshot();
   // Percentiles on the scale of the newest full run of this version; the cutoff matches
   // the user's written-back score (scoring::ExplanationCutoff) unless --as-of is given.

@@ -76,8 +76,8 @@ void RunCreate(const GlobalOptions& global, const CreateFlags& flags) {
   PredictionDefinition definition = Check(pipeline::ParsePredictionDefinition(j));
   {
     StoreOptions options{.data_dir = global.data_dir, .read_only = true};
-    if (OpenClusterIfChosen(global)) {
-      OpenedStore opened = OpenStoreFor(global, options);
+    if (auto cluster = OpenClusterIfChosen(global)) {
+      OpenedStore opened = OpenStoreOn(global, options, {}, std::move(cluster));
       Check(pipeline::ValidateAgainstStore(definition, *opened.store->Snapshot()));
     } else {
       auto store = EventStore::Open(options);

@@ -121,8 +121,8 @@ void RunScore(const GlobalOptions& global, const ScoreFlags& flags) {
     if (cluster->shards() != shards)
       throw CommandFailed(InvalidArgument("--shard {}: the cluster has {} shards", flags.shard, cluster->shards()));
   }
-  OpenedStore opened =
-      OpenStoreFor(global, StoreOptions{.data_dir = global.data_dir, .read_only = flags.dry_run}, slice);
+  OpenedStore opened = OpenStoreOn(global, StoreOptions{.data_dir = global.data_dir, .read_only = flags.dry_run},
+                                   slice, std::move(cluster));
   scoring::ScoreRunResult run = Check(scoring::RunScoring(registry, *opened.store, flags.name, request));
   PrintScoreRun(global, flags, run);
 }

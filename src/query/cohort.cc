@@ -407,8 +407,9 @@ Result<std::vector<ActorId>> EvaluateCohort(const EventReader& reader, const Coh
   RETURN_IF_ERROR(evaluator.Prepare());
   ASSIGN_OR_RETURN(std::vector<uint8_t> member, evaluator.Eval(expr));
   std::vector<ActorId> out;
+  const bool owns_all = reader.OwnsAll();  // the usual case: no call per actor
   for (ActorId a : evaluator.Universe())
-    if (member[a] && reader.Owns(a)) out.push_back(a);
+    if (member[a] && (owns_all || reader.Owns(a))) out.push_back(a);
   return out;
 }
 
