@@ -17,6 +17,7 @@
 #
 #   bench/real_accuracy.sh [--tasks buy_30d,churn_90d] [--seeds 1,2,3] [--json FILE]
 #   bench/real_accuracy.sh --tasks buy_30d_sweep     (the 30-day task at 7 more cutoffs, July to October)
+#   bench/real_accuracy.sh --customer-sample 0.2 --sample-seed 3   (a small shop: 20% of the customers)
 #   SIBYL=/tmp/sibyl-bench WORK=out/real_accuracy bench/real_accuracy.sh
 #
 # Env: SIBYL (default build/sibyl), WORK (default out/real_accuracy; wiped first),
@@ -25,7 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tasks="" seeds="1" json=""
+tasks="" seeds="1" json="" sample=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --tasks) tasks=$2; shift 2 ;;
@@ -34,7 +35,8 @@ while [ $# -gt 0 ]; do
     --seeds=*) seeds=${1#*=}; shift ;;
     --json) json=$2; shift 2 ;;
     --json=*) json=${1#*=}; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --customer-sample|--sample-seed|--bootstrap) sample+=("$1" "$2"); shift 2 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "real_accuracy.sh: unknown argument \"$1\" (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -67,5 +69,5 @@ mkdir -p "$work"
 
 start=$(date +%s)
 "$PYTHON" bench/real_accuracy.py --csv "$csv" --mapping "$mapping" --sibyl "$sibyl" --work "$work" \
-  --tasks "$tasks" --seeds "$seeds" ${json:+--json "$json"}
+  --tasks "$tasks" --seeds "$seeds" ${json:+--json "$json"} ${sample[@]+"${sample[@]}"}
 echo "real_accuracy.sh: done in $(( $(date +%s) - start )) s (logs of every sibyl command under $work/logs)"

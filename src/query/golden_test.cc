@@ -56,6 +56,9 @@ TEST_P(GoldenTest, FeaturesMatchExpectedRows) {
   options.top_events = header.value("top_events", 50);
   options.max_values_per_event_property = header.value("max_values_per_event_property", 10);
   options.max_values_per_user_property = header.value("max_values_per_user_property", 20);
+  // The logs hold a handful of users: every value counts (the support rule has its own
+  // test, taxonomy_test.cc).
+  options.min_value_actors = header.value("min_value_actors", 1);
   auto taxonomy = engine->BuildTaxonomy(kCutoff, options);
   ASSERT_TRUE(taxonomy.ok()) << taxonomy.status().ToString();
   FeatureSpec spec;

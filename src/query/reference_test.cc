@@ -174,6 +174,7 @@ TEST_P(ReferenceTest, FastFeaturesEqualTheNaiveReference) {
   options.top_events = 4;
   options.max_values_per_event_property = 3;
   options.max_values_per_user_property = 2;
+  options.min_value_actors = 1;  // ~20 users: keep every value's columns under test
   auto taxonomy = engine->BuildTaxonomy(kCutoff, options);
   ASSERT_TRUE(taxonomy.ok());
   FeatureSpec spec;
@@ -203,7 +204,7 @@ TEST_P(ReferenceTest, SparseFeaturesEqualTheDenseMatrix) {
   TempStore store;
   AddRandomLog(GetParam(), store);
   auto engine = MakeEmbeddedQueryEngine(store.Snapshot());
-  auto taxonomy = engine->BuildTaxonomy(kCutoff, TaxonomyOptions{.top_events = 4});
+  auto taxonomy = engine->BuildTaxonomy(kCutoff, TaxonomyOptions{.top_events = 4, .min_value_actors = 1});
   ASSERT_TRUE(taxonomy.ok());
   FeatureSpec spec;
   spec.taxonomy = *taxonomy;
@@ -285,7 +286,7 @@ TEST_P(ReferenceTest, GatheredFeaturesEqualTheScannedOnes) {
   AddRandomLog(GetParam(), store);
   auto reader = store.Snapshot();
   auto engine = MakeEmbeddedQueryEngine(reader);
-  auto taxonomy = engine->BuildTaxonomy(kCutoff, TaxonomyOptions{.top_events = 4});
+  auto taxonomy = engine->BuildTaxonomy(kCutoff, TaxonomyOptions{.top_events = 4, .min_value_actors = 1});
   ASSERT_TRUE(taxonomy.ok());
   FeatureSpec spec;
   spec.taxonomy = *taxonomy;

@@ -20,10 +20,26 @@ using query_internal::ColumnOfKey;
 // type counts stay exact).
 constexpr uint64_t kValueSampleEvents = 4'000'000;
 
+// How often a value occurs and the first few distinct actors that have it (up to the
+// support threshold: bounded memory, and "enough" is all the rule needs).
+struct ValueStats {
+  uint64_t count = 0;
+  std::vector<ActorId> actors;
+
+  void AddActor(ActorId actor, size_t limit) {
+    if (actors.size() >= limit) return;
+    if (std::find(actors.begin(), actors.end(), actor) == actors.end()) actors.push_back(actor);
+  }
+  void Merge(const ValueStats& other, size_t limit) {
+    count += other.count;
+    for (ActorId a : other.actors) AddActor(a, limit);
+  }
+};
+
 struct KeyStats {
   uint64_t rows = 0;     // events carrying the key
   uint64_t numeric = 0;  // of which numbers or booleans
-  std::unordered_map<DictId, uint64_t> string_counts;
+  std::unordered_map<DictId, ValueStats> string_counts;
   bool high_cardinality = false;
 };
 
@@ -56,15 +72,22 @@ nlohmann::json ValueToJson(const EventReader& reader, const StoredValue& v) {
 void BuildUserProperties(const EventReader& reader, int64_t cutoff_ms,
                          const TaxonomyOptions& options, Taxonomy& taxonomy) {
   // Values are ranked by how many times they were set before the cutoff; numbers and
-  // strings are keyed apart so "1" and 1 stay different.
+  // strings are keyed apart so "1" and 1 stay different. Only values set on at least
+  // min_value_actors actors qualify (TaxonomyOptions).
+  const size_t min_actors = static_cast<size_t>(std::max(options.min_value_actors, 1));
+  struct Entry {
+    ValueStats stats;
+    nlohmann::json value;
+  };
   std::unordered_map<DictId, uint64_t> key_counts;
-  std::unordered_map<DictId, std::unordered_map<std::string, std::pair<uint64_t, nlohmann::json>>> values;
+  std::unordered_map<DictId, std::unordered_map<std::string, Entry>> values;
   for (const UserPropertyRecord& r : reader.user_property_history()) {
     if (r.time_ms >= cutoff_ms || r.value.kind == ValueKind::kNull) continue;
     ++key_counts[r.key];
     nlohmann::json v = ValueToJson(reader, r.value);
-    auto& slot = values[r.key][v.dump()];
-    if (slot.first++ == 0) slot.second = std::move(v);
+    Entry& slot = values[r.key][v.dump()];
+    if (slot.stats.count++ == 0) slot.value = std::move(v);
+    slot.stats.AddActor(r.actor, min_actors);
   }
   std::vector<std::pair<uint64_t, std::string>> keys;
   for (auto [key, count] : key_counts) {
@@ -80,8 +103,11 @@ void BuildUserProperties(const EventReader& reader, int64_t cutoff_ms,
     keys.resize(options.max_user_properties);
   for (const auto& [count, name] : keys) {
     DictId key = *reader.property_keys().Find(name);
+    const bool required = count == UINT64_MAX;
     std::vector<std::pair<uint64_t, std::pair<std::string, nlohmann::json>>> ranked;
-    for (auto& [text, entry] : values[key]) ranked.push_back({entry.first, {text, entry.second}});
+    for (auto& [text, entry] : values[key])
+      if (required || entry.stats.actors.size() >= min_actors) ranked.push_back({entry.stats.count, {text, entry.value}});
+    if (ranked.empty() && !required) continue;  // every value is one of a few actors': an id
     std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
       return a.first != b.first ? a.first > b.first : a.second.first < b.second.first;
     });
@@ -153,6 +179,7 @@ Result<Taxonomy> BuildTaxonomy(const EventReader& reader, int64_t cutoff_ms,
     if (!IsSibylOwnedProperty(keys.name(k))) spec.property_keys.push_back(k);
   std::vector<KeyStats> key_stats(keys.size());
   size_t max_distinct = static_cast<size_t>(options.max_distinct_event_values);
+  const size_t min_actors = static_cast<size_t>(std::max(options.min_value_actors, 1));
   RETURN_IF_ERROR(reader.Scan(
       spec,
       [&](const EventChunk& chunk) {
@@ -163,11 +190,17 @@ Result<Taxonomy> BuildTaxonomy(const EventReader& reader, int64_t cutoff_ms,
         for (size_t c = 0; c < chunk.properties.size(); ++c) {
           const PropertyColumn& column = chunk.properties[c];
           for (size_t i = 0; i < column.rows.size(); ++i) {
-            if (!in_range[column.rows[i] - chunk.first_row]) continue;
+            const size_t row = column.rows[i] - chunk.first_row;
+            if (!in_range[row]) continue;
             const StoredValue& v = column.values[i];
             ++local[c].rows;
-            if (v.kind == ValueKind::kNumber || v.kind == ValueKind::kBool) ++local[c].numeric;
-            else if (v.kind == ValueKind::kString) ++local[c].string_counts[v.string];
+            if (v.kind == ValueKind::kNumber || v.kind == ValueKind::kBool) {
+              ++local[c].numeric;
+            } else if (v.kind == ValueKind::kString) {
+              ValueStats& value = local[c].string_counts[v.string];
+              ++value.count;
+              value.AddActor(chunk.actor[row], min_actors);
+            }
           }
         }
         std::lock_guard lock(mu);
@@ -176,7 +209,7 @@ Result<Taxonomy> BuildTaxonomy(const EventReader& reader, int64_t cutoff_ms,
           global.rows += local[c].rows;
           global.numeric += local[c].numeric;
           if (global.high_cardinality) continue;
-          for (auto [value, count] : local[c].string_counts) global.string_counts[value] += count;
+          for (const auto& [value, stats] : local[c].string_counts) global.string_counts[value].Merge(stats, min_actors);
           // Past the limit the property is an id: stop tracking values (bounded memory).
           if (global.string_counts.size() > max_distinct) {
             global.high_cardinality = true;
@@ -213,7 +246,9 @@ Result<Taxonomy> BuildTaxonomy(const EventReader& reader, int64_t cutoff_ms,
     if (!required && IsIdentifierLikeProperty(keys.name(k))) continue;
     bool numeric = s.numeric * 10 >= s.rows * 9;
     bool frequent = s.rows >= options.min_event_property_share * static_cast<double>(sample_events);
-    bool categorical = !numeric && !s.high_cardinality && !s.string_counts.empty();
+    bool shared_value = false;  // a value of at least min_value_actors actors
+    for (const auto& [value, stats] : s.string_counts) shared_value = shared_value || stats.actors.size() >= min_actors;
+    bool categorical = !numeric && !s.high_cardinality && shared_value;
     if (required || (frequent && (numeric || categorical)))
       candidates.emplace_back(required ? UINT64_MAX : s.rows, k);
   }
@@ -230,8 +265,9 @@ Result<Taxonomy> BuildTaxonomy(const EventReader& reader, int64_t cutoff_ms,
     p.numeric = s.numeric * 10 >= s.rows * 9;
     if (!p.numeric) {
       std::vector<std::pair<uint64_t, std::string>> values;
-      for (auto [value, count] : s.string_counts)
-        values.emplace_back(count, std::string(reader.string_values().name(value)));
+      for (const auto& [value, stats] : s.string_counts)
+        if (rows == UINT64_MAX || stats.actors.size() >= min_actors)
+          values.emplace_back(stats.count, std::string(reader.string_values().name(value)));
       std::sort(values.begin(), values.end(), [](const auto& a, const auto& b) {
         return a.first != b.first ? a.first > b.first : a.second < b.second;
       });
