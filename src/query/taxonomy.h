@@ -24,13 +24,13 @@ struct TaxonomyOptions {
   double min_event_property_share = 0.001;
   int max_user_properties = 50;
   int max_values_per_user_property = 20;
-  // A value (of a string event property or of a user property) gets its own column only
-  // when at least this many distinct actors have it. A value of a few actors (an order
-  // id, a country of two customers) is an identifier of those actors, not a segment: a
-  // learner can only memorise it, and on small data a few dozen such columns are most of
-  // the model's variance. 25 actors at a base rate of 0.3 hold ~7 positives, about the
-  // least a coefficient or a split can be estimated from. A string property none of whose
-  // values qualify is an id and gets no columns (unless named).
+  // A value of a string event property gets its own column only when at least this many
+  // distinct actors have it. A value of one actor (an order or invoice id) names one
+  // past event, not a segment: its weekly counts say nothing about the future, and a
+  // learner can only memorise them. 25 actors at a base rate of 0.3 hold ~7 positives,
+  // about the least a coefficient or a split can be estimated from. A property none of
+  // whose values qualify is an id and gets no columns (unless named). User property
+  // values are exempt (taxonomy.cc says why).
   int min_value_actors = 25;
   // Event statistics look at [cutoff - lookback, cutoff): the span the features cover.
   int64_t lookback_ms = 8 * kMsPerWeek;

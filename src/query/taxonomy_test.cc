@@ -1,6 +1,6 @@
-// The taxonomy's support rule: a value gets a column only when enough distinct actors
-// have it (TaxonomyOptions::min_value_actors), so ids and rare categories do not become
-// columns a learner can only memorise.
+// The taxonomy's support rule: an event property value gets a column only when enough
+// distinct actors have it (TaxonomyOptions::min_value_actors), so order ids do not become
+// columns a learner can only memorise; user property values are exempt.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -67,10 +67,11 @@ TEST(TaxonomyTest, ValuesOfFewActorsGetNoColumns) {
   EXPECT_TRUE(HasValue(payment->values, "cash"));
   EXPECT_FALSE(HasValue(payment->values, "voucher"));  // 3 users: counted under "other"
 
+  // User property values are lasting attributes of the users scored: kept, even "trial"
+  // of 3 users.
   ASSERT_EQ(taxonomy->user_properties.size(), 1u);
   EXPECT_EQ(taxonomy->user_properties[0].name, "plan");
-  ASSERT_EQ(taxonomy->user_properties[0].values.size(), 1u);
-  EXPECT_EQ(taxonomy->user_properties[0].values[0], "pro");
+  EXPECT_EQ(taxonomy->user_properties[0].values.size(), 2u);
 }
 
 TEST(TaxonomyTest, OneActorPerValueKeepsEveryValue) {
@@ -99,14 +100,11 @@ TEST(TaxonomyTest, RequiredPropertyKeepsItsValues) {
   TaxonomyOptions options;
   options.min_value_actors = 10;
   options.required_event_properties = {"order"};
-  options.required_user_properties = {"plan"};
   auto taxonomy = engine->BuildTaxonomy(kCutoff, options);
   ASSERT_TRUE(taxonomy.ok()) << taxonomy.status().ToString();
   const EventPropertySpec* order = Find(*taxonomy, "order");
   ASSERT_NE(order, nullptr);
   EXPECT_EQ(order->values.size(), 10u);
-  ASSERT_EQ(taxonomy->user_properties.size(), 1u);
-  EXPECT_EQ(taxonomy->user_properties[0].values.size(), 2u);
 }
 
 }  // namespace
