@@ -1,7 +1,7 @@
 // The web app's server side (docs/WEB.md): sign-in by session cookie (login page, cookie
 // attributes, expiry, CSRF on changes, logout), the pages and their files, and the
 // workspace endpoints (audience, export, saved cohorts, a user's events, scoring runs,
-// taxonomy, dry-run validation) on a small simulated store. In-process servers on
+// kept backtests, taxonomy, dry-run validation) on a small simulated store. In-process servers on
 // loopback ports, httplib::Client as the browser.
 #include <gtest/gtest.h>
 
@@ -9,6 +9,9 @@
 #include <sstream>
 #include <thread>
 
+#include "common/file.h"
+#include "pipeline/backtest.h"
+#include "pipeline/registry.h"
 #include "serve_test_util.h"
 #include "server/session.h"
 
@@ -315,6 +318,81 @@ TEST_F(ServeWebTest, InvalidInputIs400) {
   EXPECT_EQ(c->Get("/api/v1/predictions/p1/score_runs?limit=x")->status, 400);
   EXPECT_EQ(c->Get("/api/v1/users/nobody/events")->status, 404);
   EXPECT_EQ(c->Get("/predictions/p1/report?version=x")->status, 400);
+}
+
+// A backtest `sibyl backtest` kept (SaveBacktest, what the command calls) is served by
+// GET /api/v1/predictions/NAME/backtests, newest first, with every cutoff's metrics and the
+// baseline's; a damaged file is refused naming it.
+TEST_F(ServeWebTest, KeptBacktestsAreListedNewestFirst) {
+  const std::string data = dir_.Sub("data");
+  pipeline::PredictionRegistry registry(data);
+  auto definition = pipeline::ParsePredictionDefinitionText(
+      R"({"name": "bt", "kind": "propensity", "outcome": {"event": "Event 1"}, "horizon_days": 7})");
+  ASSERT_TRUE(definition.ok()) << definition.status().ToString();
+  ASSERT_TRUE(registry.Create(*definition).ok());
+  auto c = server_->Admin();
+  EXPECT_EQ(Json(c->Get("/api/v1/predictions/bt/backtests"))["backtests"], json::array()) << "none kept yet";
+
+  pipeline::BacktestOptions options;
+  options.cutoffs = 2;
+  pipeline::BacktestRow good;
+  good.eval_cutoff_ms = 1'700'000'000'000 - 1'700'000'000'000 % 3'600'000;
+  good.train_cutoff_ms = good.eval_cutoff_ms - 7 * 86'400'000LL;
+  good.model_type = "xgboost";
+  good.users = 1200;
+  good.positives = 96;
+  good.base_rate = 0.08;
+  good.roc_auc = 0.81;
+  good.log_loss = 0.24;
+  good.ece = 0.012;
+  good.baseline_roc_auc = 0.74;
+  good.baseline_log_loss = 0.27;
+  good.baseline_ece = 0.02;
+  pipeline::BacktestRow failed;
+  failed.eval_cutoff_ms = good.eval_cutoff_ms - 7 * 86'400'000LL;
+  failed.error = "not eligible: 12 positives";
+  auto older = pipeline::SaveBacktest(registry, *definition, options, {good, failed}, 1'700'000'000'000);
+  ASSERT_TRUE(older.ok()) << older.status().ToString();
+  good.roc_auc = 0.83;
+  auto newer = pipeline::SaveBacktest(registry, *definition, options, {good}, 1'700'000'060'000);
+  ASSERT_TRUE(newer.ok()) << newer.status().ToString();
+  EXPECT_NE(*older, *newer);
+  EXPECT_NE(older->find("/predictions/bt/backtests/"), std::string::npos) << *older;
+
+  auto answer = c->Get("/api/v1/predictions/bt/backtests");
+  ASSERT_EQ(answer->status, 200) << answer->body;
+  const json list = Json(answer)["backtests"];
+  ASSERT_EQ(list.size(), 2u) << list.dump();
+  EXPECT_EQ(list[0]["ran_at"], "2023-11-14T22:14:20.000Z") << "newest first";
+  EXPECT_EQ(list[1]["ran_at"], "2023-11-14T22:13:20.000Z");
+  EXPECT_EQ(list[0]["prediction"], "bt");
+  EXPECT_EQ(list[0]["options"]["cutoffs"], 2);
+  ASSERT_EQ(list[0]["cutoffs"].size(), 1u);
+  const json& row = list[0]["cutoffs"][0];
+  EXPECT_DOUBLE_EQ(row["roc_auc"].get<double>(), 0.83);
+  EXPECT_DOUBLE_EQ(row["log_loss"].get<double>(), 0.24);
+  EXPECT_DOUBLE_EQ(row["ece"].get<double>(), 0.012);
+  EXPECT_DOUBLE_EQ(row["baseline"]["roc_auc"].get<double>(), 0.74);
+  EXPECT_DOUBLE_EQ(row["baseline"]["log_loss"].get<double>(), 0.27);
+  EXPECT_DOUBLE_EQ(row["baseline"]["ece"].get<double>(), 0.02);
+  ASSERT_EQ(list[1]["cutoffs"].size(), 2u);
+  EXPECT_EQ(list[1]["cutoffs"][1]["error"], "not eligible: 12 positives");
+  EXPECT_EQ(Json(c->Get("/api/v1/predictions/bt/backtests?limit=1"))["backtests"].size(), 1u);
+  EXPECT_EQ(c->Get("/api/v1/predictions/bt/backtests?limit=0")->status, 400);
+  EXPECT_EQ(c->Get("/api/v1/predictions/nope/backtests")->status, 404);
+  EXPECT_EQ(server_->Client()->Get("/api/v1/predictions/bt/backtests")->status, 401);
+
+  // One changed digit in the kept file: refused, and the answer names the file.
+  auto text = ReadFile(*older);
+  ASSERT_TRUE(text.ok());
+  const size_t digit = text->find("0.81");
+  ASSERT_NE(digit, std::string::npos);
+  (*text)[digit + 3] = '2';
+  ASSERT_TRUE(WriteFileAtomic(*older, *text).ok());
+  auto damaged = c->Get("/api/v1/predictions/bt/backtests");
+  EXPECT_EQ(damaged->status, 500);
+  EXPECT_NE(damaged->body.find(*older), std::string::npos) << damaged->body;
+  EXPECT_NE(damaged->body.find("checksum"), std::string::npos) << damaged->body;
 }
 
 TEST_F(ServeWebTest, TaxonomyEventsAndSavedCohorts) {

@@ -1,7 +1,8 @@
 "use strict";
 // One prediction's workspace: pick an audience by percentile and see its size and expected
 // outcome, export it or save it as a cohort; look up one user and why they score as they
-// do; the quality report, versions side by side, runs, drift. Everything from /api/v1.
+// do; the quality report, versions side by side, backtests, runs, drift over time.
+// Everything from /api/v1.
 const { api, esc, int, num, time, seconds, stateClass, debounce } = sibyl;
 const $ = (id) => document.getElementById(id);
 const name = decodeURIComponent(location.pathname.split("/")[2] || "");
@@ -118,7 +119,9 @@ function versionsTable(versions) {
     .filter((k) => versions.some((v) => typeof (v.metrics || {})[k] === "number" || typeof (v.metrics || {})[k] === "string"));
   let s = "<table><thead><tr><th>metric</th>" + versions.map((v) =>
     `<th class="num"><a href="/predictions/${encodeURIComponent(name)}/report?version=${v.version}" target="_blank" rel="noopener">v${v.version}</a></th>`).join("") + "</tr></thead><tbody>";
-  s += "<tr><td>trained at</td>" + versions.map((v) => `<td class="num">${esc(v.trained_at)}</td>`).join("") + "</tr>";
+  // A version whose version.json is damaged comes with the error naming the file.
+  s += "<tr><td>trained at</td>" + versions.map((v) => v.error ? `<td class="failed">${esc(v.error)}</td>`
+                                                              : `<td class="num">${esc(v.trained_at)}</td>`).join("") + "</tr>";
   s += "<tr><td>model</td>" + versions.map((v) => `<td class="num">${esc(v.model_type)}</td>`).join("") + "</tr>";
   for (const k of keys) {
     s += `<tr><td>${esc(k)}</td>` + versions.map((v) => {
@@ -156,6 +159,105 @@ async function loadRuns() {
   }).join("") || '<tr><td colspan="7" class="muted">no runs yet</td></tr>';
 }
 
+// One kept backtest: per evaluation cutoff the model's metrics on what then happened, and
+// the recency-frequency baseline's on the same users (the "vs baseline" column: the model's
+// AUC minus the baseline's, or for revenue its Spearman minus the baseline's).
+function backtestTable(b) {
+  const revenue = b.kind === "revenue";
+  const head = revenue
+    ? ["evaluation cutoff", "users", "mean actual", "mean predicted", "MAE", "RMSE", "Spearman", "baseline MAE", "baseline Spearman", "vs baseline", "model"]
+    : ["evaluation cutoff", "users", "base rate", "AUC", "log loss", "ECE", "baseline AUC", "baseline log loss", "baseline ECE", "vs baseline", "model"];
+  let s = "<table class=\"backtest\"><thead><tr>" + head.map((h, i) => `<th${i > 0 && i < head.length - 1 ? " class=\"num\"" : ""}>${h}</th>`).join("") + "</tr></thead><tbody>";
+  for (const c of b.cutoffs || []) {
+    const cutoff = `<td>${esc(String(c.eval_cutoff).slice(0, 16).replace("T", " "))}</td>`;
+    if (c.error) { s += `<tr>${cutoff}<td colspan="${head.length - 1}" class="failed">${esc(c.error)}</td></tr>`; continue; }
+    const bl = c.baseline || {};
+    const cell = (v, d) => `<td class="num">${num(v, d)}</td>`;
+    const delta = bl.error ? null : (revenue ? c.spearman - bl.spearman : c.roc_auc - bl.roc_auc);
+    const vs = delta === null ? `<td class="num muted" title="${esc(bl.error)}">–</td>`
+      : `<td class="num ${delta >= 0 ? "ok" : "failed"}">${delta >= 0 ? "+" : ""}${num(delta, 4)}</td>`;
+    s += "<tr>" + cutoff + `<td class="num">${int(c.users)}</td>` +
+      (revenue ? cell(c.mean_actual, 3) + cell(c.mean_score, 3) + cell(c.mae, 3) + cell(c.rmse, 3) + cell(c.spearman, 4) + cell(bl.mae, 3) + cell(bl.spearman, 4)
+               : cell(c.base_rate, 4) + cell(c.roc_auc, 4) + cell(c.log_loss, 4) + cell(c.ece, 4) + cell(bl.roc_auc, 4) + cell(bl.log_loss, 4) + cell(bl.ece, 4)) +
+      vs + `<td>${esc(c.model_type)}</td></tr>`;
+  }
+  return s + "</tbody></table>";
+}
+
+let shownBacktests = null;
+async function loadBacktests() {
+  const r = await api("GET", base + "/backtests?limit=5");
+  // Redrawn only when a backtest came or went: every 5 s would fold what the user opened.
+  const ids = r.backtests.map((b) => b.id).join(" ");
+  if (ids === shownBacktests) return;
+  shownBacktests = ids;
+  const list = $("backtests-list");
+  if (!r.backtests.length) {
+    list.innerHTML = `<p class="muted">no backtest yet: <code>sibyl backtest ${esc(name)}</code> keeps its results here</p>`;
+    return;
+  }
+  list.innerHTML = r.backtests.map((b, i) => {
+    const o = b.options || {};
+    const caption = `run ${esc(String(b.ran_at).slice(0, 16).replace("T", " "))} UTC: ${int(o.cutoffs)} cutoffs ${int(o.step_days)} days apart, ` +
+      `horizon ${int(b.horizon_days)} days`;
+    const table = `<div class="scroll">${backtestTable(b)}</div>`;
+    // The newest open; older ones folded, one click away.
+    return i === 0 ? `<h3 class="backtest-run" data-id="${esc(b.id)}">${caption}</h3>${table}`
+                   : `<details data-id="${esc(b.id)}"><summary>${caption}</summary>${table}</details>`;
+  }).join("");
+}
+
+// The drift chart: x is each full run's cutoff in time, y the PSI. The score's PSI is the
+// solid line, one point per run; each feature that went over the threshold in any run is a
+// thin line of its own (the five highest), so it shows when it drifted and whether it came
+// back. Colours come from classes in style.css (the page's CSP allows no inline style).
+function drawDrift(svg, legend, runs) {
+  const w = 1000, h = 150, left = 44, right = 12, top = 8, bottom = 22;
+  const threshold = runs.length ? runs[0].drift.threshold : 0.2;
+  const features = new Map();  // name -> highest PSI over the runs, for those ever over the threshold
+  for (const r of runs) for (const f of r.drift.features || [])
+    if (f.psi > threshold) features.set(f.name, Math.max(features.get(f.name) || 0, f.psi));
+  const shown = [...features.entries()].sort((a, b) => b[1] - a[1]).slice(0, 5).map((e) => e[0]);
+  const psiOf = (r, feature) => ((r.drift.features || []).find((f) => f.name === feature) || {}).psi;
+  let max = Math.max(threshold * 1.25, ...runs.map((r) => r.drift.score_psi));
+  for (const f of shown) for (const r of runs) max = Math.max(max, psiOf(r, f) || 0);
+  const times = runs.map((r) => Date.parse(r.cutoff));
+  const t0 = Math.min(...times), t1 = Math.max(...times);
+  // By time, so gaps between runs show; but runs that share a cutoff (a manual run beside
+  // the daily one) would fall on one point, so then the runs are spaced evenly instead.
+  const byTime = new Set(times).size === times.length;
+  const span = w - left - right;
+  const xs = times.map((t, i) => left + (byTime ? (t1 > t0 ? (t - t0) * span / (t1 - t0) : span / 2)
+                                                : (runs.length > 1 ? i * span / (runs.length - 1) : span / 2)));
+  const y = (v) => top + (h - top - bottom) * (1 - v / max);
+  let s = `<line class="axis" x1="${left}" y1="${y(0)}" x2="${w - right}" y2="${y(0)}"/>` +
+          `<line class="threshold" x1="${left}" y1="${y(threshold)}" x2="${w - right}" y2="${y(threshold)}"/>` +
+          `<text x="0" y="${y(threshold) + 4}">${num(threshold, 2)}</text><text x="0" y="${y(max) + 10}">${num(max, 2)}</text>` +
+          `<text x="0" y="${y(0)}">0</text>`;
+  if (runs.length) {
+    const day = (t) => new Date(t).toISOString().slice(0, 10);
+    s += `<text x="${left}" y="${h - 4}">${day(t0)}</text>`;
+    if (t1 > t0) s += `<text x="${w - right}" y="${h - 4}" text-anchor="end">${day(t1)}</text>`;
+    if (!byTime) s += `<text x="${left + span / 2}" y="${h - 4}" text-anchor="middle">(runs in order; some share a cutoff)</text>`;
+  }
+  shown.forEach((f, k) => {
+    const pts = runs.map((r, i) => [xs[i], psiOf(r, f)]).filter((p) => p[1] !== undefined);
+    s += `<polyline class="feature f${k}" points="${pts.map((p) => p[0] + "," + y(p[1])).join(" ")}"><title>${esc(f)}</title></polyline>`;
+  });
+  if (runs.length) {
+    s += `<polyline class="score" points="${runs.map((r, i) => xs[i] + "," + y(r.drift.score_psi)).join(" ")}"/>`;
+    s += runs.map((r, i) => {
+      const over = (r.drift.features || []).filter((f) => f.psi > threshold).length;
+      return `<circle class="score${r.drift.score_psi > threshold ? " over" : ""}" cx="${xs[i]}" cy="${y(r.drift.score_psi)}" r="4">` +
+        `<title>${esc(r.cutoff)}: score PSI ${num(r.drift.score_psi, 3)}; ${over} feature${over === 1 ? "" : "s"} over ${num(threshold, 2)}</title></circle>`;
+    }).join("");
+  }
+  svg.innerHTML = s;
+  legend.innerHTML = runs.length ? '<span class="key score">score PSI</span>' +
+    shown.map((f, k) => `<span class="key f${k}">${esc(f)}</span>`).join("") +
+    (shown.length ? "" : '<span class="muted">no feature over the threshold in these runs</span>') : "";
+}
+
 async function loadDrift() {
   const r = await api("GET", base + "/score_runs?limit=30");
   const full = r.runs.filter((x) => x.drift);
@@ -166,16 +268,7 @@ async function loadDrift() {
       `<td class="num ${d.score_shifted ? "failed" : ""}">${num(d.score_psi, 3)}</td>` +
       `<td>${flagged.map((f) => esc(f.name) + " (" + num(f.psi, 2) + ")").join(", ") || '<span class="muted">none</span>'}</td></tr>`;
   }).join("") || '<tr><td colspan="6" class="muted">no full scoring run with drift yet</td></tr>';
-  // Score PSI of each run, oldest to newest, against the 0.2 line.
-  const points = full.slice().reverse();
-  const w = 1000, h = 120, max = Math.max(0.25, ...points.map((x) => x.drift.score_psi));
-  const x = (i) => 30 + (points.length > 1 ? i * (w - 40) / (points.length - 1) : (w - 40) / 2);
-  const y = (v) => h - 10 - (h - 20) * v / max;
-  let s = `<line class="axis" x1="30" y1="${y(0)}" x2="${w}" y2="${y(0)}"/>` +
-          `<line x1="30" y1="${y(0.2)}" x2="${w}" y2="${y(0.2)}" stroke="#b3261e" stroke-dasharray="4 3"/><text x="0" y="${y(0.2) + 4}">0.2</text>`;
-  if (points.length) s += `<polyline fill="none" stroke="#2f6fde" stroke-width="2" points="${points.map((p, i) => x(i) + "," + y(p.drift.score_psi)).join(" ")}"/>` +
-    points.map((p, i) => `<circle cx="${x(i)}" cy="${y(p.drift.score_psi)}" r="3" fill="#2f6fde"><title>${esc(p.cutoff)}: ${num(p.drift.score_psi, 3)}</title></circle>`).join("");
-  $("drift-chart").innerHTML = s;
+  drawDrift($("drift-chart"), $("drift-legend"), full.slice().reverse());  // oldest first
 }
 
 async function loadTopUsers() {
@@ -188,6 +281,7 @@ async function refresh() {
   try {
     await loadDetail();
     await loadRuns();
+    await loadBacktests();
     await loadDrift();
   } catch (e) { $("message").textContent = e.message; }
 }

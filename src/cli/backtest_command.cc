@@ -1,5 +1,7 @@
 // `sibyl backtest NAME --cutoffs K`: how would this prediction's models have done at K
-// earlier cutoffs, against what then happened (src/pipeline/backtest.h).
+// earlier cutoffs, against what then happened and against the recency-frequency baseline
+// (src/pipeline/backtest.h). The results are kept in the prediction's backtests/ folder,
+// where the server's API and the workspace page read them.
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -39,6 +41,8 @@ void RunBacktest(const GlobalOptions& global, const BacktestFlags& flags) {
   options.train.on_stage = [progress](std::string_view stage) { (*progress)(stage); };
   auto rows = Check(pipeline::RunBacktest(*reader, definition, options));
   progress->Finish();
+  const std::string kept =
+      Check(pipeline::SaveBacktest(registry, definition, options, rows, SystemClock::Instance().NowMs()));
 
   size_t failed = 0;
   for (const auto& r : rows) failed += !r.error.empty();
@@ -54,8 +58,8 @@ void RunBacktest(const GlobalOptions& global, const BacktestFlags& flags) {
       std::printf("%-22s %8s %10s %10s %10s %10s %9s  %s\n", "evaluation cutoff E", "users", "mean", "predicted",
                   "MAE", "RMSE", "Spearman", "model");
     } else {
-      std::printf("%-22s %8s %9s %8s %9s %8s %8s %9s  %s\n", "evaluation cutoff E", "users", "base rate", "AUC",
-                  "log loss", "ECE", "lift", "mean p", "model");
+      std::printf("%-22s %8s %9s %8s %9s %8s %8s %9s %9s  %s\n", "evaluation cutoff E", "users", "base rate",
+                  "AUC", "log loss", "ECE", "lift", "mean p", "RF AUC", "model");
     }
     for (const auto& r : rows) {
       const std::string e = FormatTime(r.eval_cutoff_ms).substr(0, 16);
@@ -66,12 +70,17 @@ void RunBacktest(const GlobalOptions& global, const BacktestFlags& flags) {
                     static_cast<unsigned long long>(r.users), r.base_rate, r.mean_score, r.mae, r.rmse, r.spearman,
                     r.model_type.c_str());
       } else {
-        std::printf("%-22s %8llu %9.4f %8.4f %9.4f %8.4f %7.2fx %9.4f  %s\n", e.c_str(),
+        std::printf("%-22s %8llu %9.4f %8.4f %9.4f %8.4f %7.2fx %9.4f %9s  %s\n", e.c_str(),
                     static_cast<unsigned long long>(r.users), r.base_rate, r.roc_auc, r.log_loss, r.ece,
-                    r.lift_top_decile, r.mean_score, r.model_type.c_str());
+                    r.lift_top_decile, r.mean_score,
+                    r.baseline_error.empty() ? fmt::format("{:.4f}", r.baseline_roc_auc).c_str() : "-",
+                    r.model_type.c_str());
       }
     }
   }
+  if (!global.json)
+    std::printf("RF AUC: the recency-frequency baseline on the same users (docs/PREDICTIONS.md)\nkept in %s\n",
+                kept.c_str());
   if (failed == rows.size())
     throw CommandFailed(FailedPrecondition("no backtest cutoff could be trained ({} failed)", failed));
 }

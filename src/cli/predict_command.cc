@@ -105,10 +105,8 @@ nlohmann::json LatestSummary(const PredictionRegistry& registry, const std::stri
   if (!versions.ok() || versions->empty()) return nullptr;
   const int v = versions->back();
   if (version_out) *version_out = v;
-  auto text = ReadFile(registry.VersionDir(name, v) + "/version.json");
-  if (!text.ok()) return nullptr;
-  auto j = nlohmann::json::parse(*text, nullptr, false);
-  return j.is_discarded() ? nlohmann::json() : j;
+  auto summary = pipeline::ReadVersionSummary(registry, name, v);
+  return summary.ok() ? *summary : nlohmann::json();
 }
 
 std::string QualityWords(const nlohmann::json& metrics) {
@@ -188,10 +186,12 @@ void RunShow(const GlobalOptions& global, const ShowFlags& flags) {
   std::vector<int> versions = Check(registry.Versions(flags.name));
   nlohmann::json out = {{"definition", pipeline::ToJson(definition)}, {"versions", nlohmann::json::array()}};
   for (int v : versions) {
-    auto text = ReadFile(registry.VersionDir(flags.name, v) + "/version.json");
-    if (!text.ok()) continue;
-    auto s = nlohmann::json::parse(*text, nullptr, false);
-    if (s.is_discarded()) continue;
+    auto summary = pipeline::ReadVersionSummary(registry, flags.name, v);
+    if (!summary.ok()) {  // a damaged version.json is shown with its error, naming the file
+      out["versions"].push_back({{"version", v}, {"error", summary.status().message()}});
+      continue;
+    }
+    nlohmann::json& s = *summary;
     out["versions"].push_back({{"version", v}, {"trained_at", s["trained_at"]},
                                {"train_cutoff", s["data_window"]["train_cutoff"]},
                                {"model_type", s["model_type"]}, {"metrics", s["metrics"]}});
@@ -280,6 +280,10 @@ void RunShow(const GlobalOptions& global, const ShowFlags& flags) {
   }
   std::printf("\nversions\n");
   for (const auto& v : out["versions"]) {
+    if (v.contains("error")) {
+      std::printf("  %3d  unreadable: %s\n", v["version"].get<int>(), v["error"].get<std::string>().c_str());
+      continue;
+    }
     std::printf("  %3d  trained %s  cutoff %s  %-24s %s\n", v["version"].get<int>(),
                 v.value("trained_at", "").c_str(), v.value("train_cutoff", "").c_str(),
                 v.value("model_type", "").c_str(), QualityWords(v["metrics"]).c_str());

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "common/checked_json.h"
 #include "common/file.h"
 #include "ml/trainer.h"
 
@@ -28,8 +29,10 @@ const char* ModelFileName(ModelType type) {
   }
 }
 
+// The manifest carries its own checksum (common/checked_json.h): damage to it could
+// otherwise drop or change the other files' checksums unnoticed.
 Result<nlohmann::json> ReadJson(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  ASSIGN_OR_RETURN(std::string text, ReadChecksummedFile(path));
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
@@ -116,7 +119,7 @@ Status WriteBundle(const std::string& dir, const ModelBundle& bundle) {
   for (const auto& [name, data] : files)
     if (std::string_view(name) != "manifest.json") checksums[name] = Crc32cHex(data);
   manifest["checksums"] = checksums;
-  files[std::size(files) - 1].second = manifest.dump(1);
+  files[std::size(files) - 1].second = WithChecksum(manifest.dump(1));
   for (const auto& [name, data] : files) {
     Status st = WriteFileAtomic((fs::path(temp) / name).string(), data);
     if (!st.ok()) {

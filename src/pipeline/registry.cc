@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "common/checked_json.h"
 #include "common/file.h"
 #include "query/suggest.h"
 
@@ -33,13 +34,13 @@ Status PredictionRegistry::Create(const PredictionDefinition& definition, bool r
   }
   RETURN_IF_ERROR(CreateDirs(dir));
   RETURN_IF_ERROR(SyncDir(Root()));
-  return WriteFileAtomic(path, ToJson(definition).dump(2) + "\n");
+  return WriteChecksummedFile(path, ToJson(definition).dump(2) + "\n");
 }
 
 Result<PredictionDefinition> PredictionRegistry::Get(const std::string& name) const {
   const std::string path = (fs::path(PredictionDir(name)) / "definition.json").string();
   if (ValidatePredictionName(name).ok() && FileExists(path)) {
-    ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+    ASSIGN_OR_RETURN(std::string text, ReadChecksummedFile(path));
     auto definition = ParsePredictionDefinitionText(text);
     if (!definition.ok()) return Corruption("{}: {}", path, definition.status().message());
     return definition;
@@ -60,7 +61,7 @@ Result<std::vector<PredictionDefinition>> PredictionRegistry::List() const {
     if (!ValidatePredictionName(name).ok()) continue;  // temporary or foreign entries
     const std::string path = (fs::path(PredictionDir(name)) / "definition.json").string();
     if (!FileExists(path)) continue;
-    ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+    ASSIGN_OR_RETURN(std::string text, ReadChecksummedFile(path));
     auto definition = ParsePredictionDefinitionText(text);
     if (!definition.ok()) return Corruption("{}: {}", path, definition.status().message());
     out.push_back(std::move(definition).value());

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/checked_json.h"
 #include "common/file.h"
 #include "common/time.h"
 #include "pipeline/fallback.h"
@@ -25,7 +26,7 @@ constexpr const char* kVersionFormat = "sibyl.prediction_version/1";
 constexpr size_t kMaxHoldoutRows = 50'000;
 
 Result<nlohmann::json> ReadJsonFile(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  ASSIGN_OR_RETURN(std::string text, ReadChecksummedFile(path));
   auto j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded()) return Corruption("{}: not valid JSON", path);
   return j;
@@ -204,7 +205,7 @@ Status WriteVersion(const std::string& version_dir, int version, FittedPredictio
              {"total_seconds", total}};
   for (const auto& [name, data] : {std::pair<const char*, std::string>{"version.json", summary.dump(1)},
                                    std::pair<const char*, std::string>{"holdout.json", holdout.dump()}}) {
-    st = WriteFileAtomic((fs::path(temp) / name).string(), data);
+    st = WriteChecksummedFile((fs::path(temp) / name).string(), data);
     if (!st.ok()) return fail(st);
   }
   st = SyncDir(temp);
@@ -250,6 +251,10 @@ Result<LoadedVersion> LoadVersion(const PredictionRegistry& registry, const std:
     return Corruption("{}/holdout.json: {}", dir, e.what());
   }
   return out;
+}
+
+Result<nlohmann::json> ReadVersionSummary(const PredictionRegistry& registry, const std::string& name, int version) {
+  return ReadJsonFile((fs::path(registry.VersionDir(name, version)) / "version.json").string());
 }
 
 Result<FeatureSpec> SpecOf(const ml::ModelBundle& bundle) {

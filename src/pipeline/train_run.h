@@ -105,6 +105,8 @@ nlohmann::json DriversJson(const ml::ModelBundle& bundle);
 ml::ReportInput ReportInputOf(const LoadedVersion& loaded, std::string title);
 
 Result<LoadedVersion> LoadVersion(const PredictionRegistry& registry, const std::string& name, int version);
+// A version's version.json alone, its checksum checked (Corruption naming the file).
+Result<nlohmann::json> ReadVersionSummary(const PredictionRegistry& registry, const std::string& name, int version);
 
 // The feature spec saved with a bundle.
 Result<FeatureSpec> SpecOf(const ml::ModelBundle& bundle);

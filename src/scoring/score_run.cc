@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "common/checked_json.h"
 #include "common/file.h"
 #include "common/time.h"
 #include "query/query_engine.h"
@@ -66,8 +67,9 @@ std::string RunsDir(const pipeline::PredictionRegistry& registry, const std::str
   return (fs::path(registry.PredictionDir(name)) / "runs").string();
 }
 
+// Run records and drift references carry a checksum (common/checked_json.h).
 Result<nlohmann::json> ReadJson(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  ASSIGN_OR_RETURN(std::string text, ReadChecksummedFile(path));
   auto j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded()) return Corruption("{}: not valid JSON", path);
   return j;
@@ -191,7 +193,8 @@ Result<nlohmann::json> DriftReference(const pipeline::PredictionRegistry& regist
   std::string dir = RunsDir(registry, model.name);
   std::string path = fmt::format("{}/reference-v{}.json", dir, model.version);
   // The reference is a cache of what the version's training cohort looked like: a damaged
-  // one (unreadable, or not the shape compared against) is computed again, not trusted.
+  // one (its checksum does not match, it is unreadable, or not the shape compared
+  // against) is computed again, not trusted.
   if (fs::exists(path)) {
     auto stored = ReadJson(path);
     if (stored.ok() && WellFormedReference(*stored, model.bundle.feature_names.size())) return stored;
@@ -222,7 +225,7 @@ Result<nlohmann::json> DriftReference(const pipeline::PredictionRegistry& regist
                                                                    : std::accumulate(scored.scores.begin(),
                                                                                      scored.scores.end(), 0.0) /
                                                                          scored.scores.size()}};
-  RETURN_IF_ERROR(WriteFileAtomic(path, reference.dump()));
+  RETURN_IF_ERROR(WriteChecksummedFile(path, reference.dump()));
   return reference;
 }
 
@@ -491,7 +494,7 @@ Result<ScoreRunResult> RunScoring(const pipeline::PredictionRegistry& registry, 
   r["peak_rss_mb"] = rss;
   if (request.write_back) {
     ASSIGN_OR_RETURN(result.run_file, NextRunFile(RunsDir(registry, name)));
-    RETURN_IF_ERROR(WriteFileAtomic(result.run_file, r.dump(1)));
+    RETURN_IF_ERROR(WriteChecksummedFile(result.run_file, r.dump(1)));
   }
   return result;
 }
@@ -599,7 +602,7 @@ Result<ScoreRunResult> RunScoringInParts(const pipeline::PredictionRegistry& reg
   r["peak_rss_mb"] = std::round(Stopwatch::PeakRssMb());
   if (request.write_back) {
     ASSIGN_OR_RETURN(result.run_file, NextRunFile(RunsDir(registry, name)));
-    RETURN_IF_ERROR(WriteFileAtomic(result.run_file, r.dump(1)));
+    RETURN_IF_ERROR(WriteChecksummedFile(result.run_file, r.dump(1)));
   }
   return result;
 }

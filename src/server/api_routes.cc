@@ -24,10 +24,8 @@
 namespace sibyl::server {
 
 nlohmann::json VersionSummary(const pipeline::PredictionRegistry& registry, const std::string& name, int version) {
-  auto text = ReadFile(registry.VersionDir(name, version) + "/version.json");
-  if (!text.ok()) return nullptr;
-  auto j = nlohmann::json::parse(*text, nullptr, false);
-  return j.is_discarded() ? nlohmann::json() : j;
+  auto summary = pipeline::ReadVersionSummary(registry, name, version);
+  return summary.ok() ? *summary : nlohmann::json();
 }
 
 nlohmann::json PredictionRow(const ServerContext& ctx, const pipeline::PredictionDefinition& d) {
@@ -63,8 +61,13 @@ Result<nlohmann::json> PredictionDetail(const ServerContext& ctx, const std::str
   ASSIGN_OR_RETURN(std::vector<int> versions, ctx.registry.Versions(name));
   out["versions"] = nlohmann::json::array();
   for (int v : versions) {
-    nlohmann::json s = VersionSummary(ctx.registry, name, v);
-    if (!s.is_object()) continue;
+    auto summary = pipeline::ReadVersionSummary(ctx.registry, name, v);
+    // A damaged version.json is listed with its error, naming the file, not left out.
+    if (!summary.ok()) {
+      out["versions"].push_back({{"version", v}, {"error", summary.status().message()}});
+      continue;
+    }
+    const nlohmann::json& s = *summary;
     out["versions"].push_back({{"version", v}, {"trained_at", s.value("trained_at", "")},
                                {"model_type", s.value("model_type", "")},
                                {"metrics", s.value("metrics", nlohmann::json::object())}});

@@ -1,8 +1,8 @@
 // The /api/v1 endpoints behind the prediction workspace (docs/WEB.md): the audience of a
 // percentile range (size, expected conversions or revenue, a chart of the distribution) and
 // its export, saved cohorts, a user's recent events, the prediction's scoring runs with
-// their drift, and the store's names for the definition form. Same key and error shapes as
-// api_routes.cc; docs/SERVER.md lists them.
+// their drift, its kept backtests, and the store's names for the definition form. Same key
+// and error shapes as api_routes.cc; docs/SERVER.md lists them.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -18,6 +18,7 @@
 
 #include "common/file.h"
 #include "common/time.h"
+#include "pipeline/backtest.h"
 #include "query/cohort.h"
 #include "scoring/cohort_export.h"
 #include "scoring/insights.h"
@@ -292,6 +293,17 @@ class Workspace {
     SendJson(res, 200, {{"prediction", name}, {"runs", out}});
   }
 
+  // The backtests `sibyl backtest` kept (pipeline/backtest.h), newest first.
+  void Backtests(const Request& req, Response& res) {
+    const std::string name = req.matches[1];
+    if (auto d = ctx_.registry.Get(name); !d.ok()) return SendStatus(res, d.status());
+    auto limit = CountParam(req, "limit", 20, 200);
+    if (!limit.ok()) return SendStatus(res, limit.status());
+    auto backtests = pipeline::ListBacktests(ctx_.registry, name, *limit);
+    if (!backtests.ok()) return SendStatus(res, backtests.status());
+    SendJson(res, 200, {{"prediction", name}, {"backtests", *backtests}});
+  }
+
   void UserEvents(const Request& req, Response& res) {
     const std::string user = req.matches[1];
     auto limit = CountParam(req, "limit", 50, 1000);
@@ -433,6 +445,7 @@ std::shared_ptr<void> RegisterWorkspaceRoutes(Router& http, ServerContext& ctx, 
   http.Get(p + "/audience", admin("api_audience", [ws](auto& q, auto& r) { ws->Audience(q, r); }));
   http.Get(p + "/audience/export", admin("api_export", [ws](auto& q, auto& r) { ws->Export(q, r); }));
   http.Get(p + "/score_runs", admin("api_score_runs", [ws](auto& q, auto& r) { ws->ScoreRuns(q, r); }));
+  http.Get(p + "/backtests", admin("api_backtests", [ws](auto& q, auto& r) { ws->Backtests(q, r); }));
   http.Get(R"(/api/v1/users/([^/]+)/events)", admin("api_user", [ws](auto& q, auto& r) { ws->UserEvents(q, r); }));
   http.Get("/api/v1/taxonomy", admin("api_taxonomy", [ws](auto& q, auto& r) { ws->Taxonomy(q, r); }));
   http.Get("/api/v1/cohorts", admin("api_cohorts", [ws](auto& q, auto& r) { ws->ListCohorts(q, r); }));

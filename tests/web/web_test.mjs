@@ -1,9 +1,10 @@
 // The web app in a real browser (docs/WEB.md, "The browser test"): Debian's Chromium,
 // headless, driven by puppeteer-core (pinned in package.json) against a real `sibyl serve`
 // on a generated store. Signs in through the login page, creates a prediction through the
-// form, has it trained and scored, moves the audience slider and checks the count against
-// the API, exports the audience and compares the file with `sibyl cohort`, saves it as a
-// cohort, looks up a user, opens the page with the key in the URL, signs out; fails on any
+// form, has it trained and scored, keeps a backtest by `sibyl backtest`, moves the audience
+// slider and checks the count against the API, exports the audience and compares the file
+// with `sibyl cohort`, saves it as a cohort, looks up a user, checks the backtest table and
+// the drift chart against the API, opens the page with the key in the URL, signs out; fails on any
 // console error, page error or failed request. Plain Node, no test framework.
 //   node tests/web/web_test.mjs [PATH_TO_SIBYL]      (or SIBYL_BINARY=...; default build/sibyl)
 //   SIBYL_WEB_SCREENSHOTS=DIR  also writes a screenshot of each page at 1280 and 390 px
@@ -245,6 +246,10 @@ async function run() {
   });
   log('trained and scored');
   await screenshot(page, 'predictions');
+  // A backtest from the command line, beside the running server (a read-only open): it is
+  // kept in the prediction's folder, where the API and the workspace find it.
+  sibylCli(['backtest', NAME, '--cutoffs', '2', '--threads', '1']);
+  log('backtest kept');
 
   // The workspace: the audience follows the slider, and matches the API.
   await Promise.all([page.waitForNavigation(), page.click(`#predictions a[href="/predictions/${NAME}"]`)]);
@@ -309,6 +314,37 @@ async function run() {
   await page.waitForFunction(() => document.querySelector('#runs-table tbody').textContent.includes('succeeded'));
   await page.waitForFunction(() => !document.querySelector('#drift-table tbody').textContent.includes('no full scoring run'));
   await screenshot(page, 'workspace-lookup');
+
+  // Backtests: the one `sibyl backtest` kept, each cutoff's AUC and the baseline's as the API has them.
+  const backtests = (await api(`/api/v1/predictions/${NAME}/backtests`)).backtests;
+  checkEq(backtests.length, 1, 'the backtest the command kept');
+  const cutoffs = backtests[0].cutoffs;
+  checkEq(cutoffs.length, 2, 'two evaluation cutoffs');
+  check(cutoffs.some((c) => !c.error && c.baseline && typeof c.baseline.roc_auc === 'number'), `a cutoff with a baseline: ${JSON.stringify(cutoffs)}`);
+  await page.waitForFunction((n) => document.querySelectorAll('#backtests-list table.backtest tbody tr').length === n, {}, cutoffs.length);
+  const cells = await page.$$eval('#backtests-list table.backtest tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent.trim())));
+  cutoffs.forEach((c, i) => {
+    check(cells[i][0] === c.eval_cutoff.slice(0, 16).replace('T', ' '), `backtest row ${i}: cutoff ${cells[i][0]} for ${c.eval_cutoff}`);
+    if (c.error) return check(cells[i][1] === c.error, `backtest row ${i}: the error shown`);
+    check(Math.abs(number(cells[i][3]) - c.roc_auc) < 6e-5, `backtest row ${i}: AUC ${cells[i][3]} for ${c.roc_auc}`);
+    check(Math.abs(number(cells[i][4]) - c.log_loss) < 6e-5, `backtest row ${i}: log loss ${cells[i][4]} for ${c.log_loss}`);
+    check(Math.abs(number(cells[i][5]) - c.ece) < 6e-5, `backtest row ${i}: ECE ${cells[i][5]} for ${c.ece}`);
+    check(Math.abs(number(cells[i][6]) - c.baseline.roc_auc) < 6e-5, `backtest row ${i}: baseline AUC ${cells[i][6]} for ${c.baseline.roc_auc}`);
+    check(Math.abs(number(cells[i][9].replace('+', '')) - (c.roc_auc - c.baseline.roc_auc)) < 6e-5, `backtest row ${i}: vs baseline ${cells[i][9]}`);
+  });
+  log(`backtest shown: ${cutoffs.length} cutoffs`);
+
+  // Drift over time: one point of the score's PSI per full run with drift, as the API lists them.
+  let driftRuns = 0;
+  await waitFor('the drift chart with one point per run', async () => {
+    driftRuns = (await api(`/api/v1/predictions/${NAME}/score_runs?limit=30`)).runs.filter((r) => r.drift).length;
+    const shown = await page.evaluate(() => [document.querySelectorAll('#drift-chart circle.score').length,
+      (document.querySelector('#drift-chart polyline.score') || { getAttribute: () => '' }).getAttribute('points').trim().split(/\s+/).length]);
+    return driftRuns > 0 && shown[0] === driftRuns && shown[1] === driftRuns;
+  }, 20000);
+  check(await page.$('#drift-chart line.threshold'), 'the 0.2 threshold line');
+  check((await text(page, '#drift-legend')).includes('score PSI'), 'the chart\'s legend');
+  log(`drift chart: ${driftRuns} points`);
 
   // The saved cohort is offered as a starting cohort of a new prediction.
   await Promise.all([page.waitForNavigation(), page.click('header a[href="/"]')]);
