@@ -407,6 +407,9 @@ TEST(ServeWorkspaceTest, AudienceExportCohortsAndDriftOfAScoredPrediction) {
   auto csv = c->Get("/api/v1/predictions/buy/audience/export?from=80&to=100&format=csv");
   ASSERT_EQ(csv->status, 200);
   EXPECT_NE(csv->get_header_value("Content-Disposition").find("attachment"), std::string::npos);
+  // Streamed as it is formatted (issue 19), not built whole first.
+  EXPECT_EQ(csv->get_header_value("Transfer-Encoding"), "chunked");
+  EXPECT_FALSE(csv->has_header("Content-Length"));
   std::istringstream lines(csv->body);
   std::string line;
   std::getline(lines, line);
