@@ -206,10 +206,12 @@ async function amplitudeCalls(base) {
   // One flush of 120 events of ~10 KB: over the 1 MB request limit. The SDK must read
   // Amplitude's 413, halve its batch size and send the halves; every event arrives once.
   // Only the SDK's scheduled flush (not an explicit flush(), which never retries) does that.
+  // The first flush must find all 120 queued: on a loaded machine (ctest -j 2 beside other
+  // builds) the SDK took over 200 ms to queue them and sent 86 + 34, under the limit.
   const big = amplitude.createInstance();
   await big.init(INGEST_KEY, {
     serverUrl: `${base}/2/httpapi`,
-    flushIntervalMillis: 200,
+    flushIntervalMillis: 1000,
     flushQueueSize: OVERSIZE_EVENTS,
     flushMaxRetries: 3,
     logLevel: amplitude.Types.LogLevel.None,
@@ -399,7 +401,7 @@ async function retryScenario() {
   const amp = amplitude.createInstance();
   await amp.init(INGEST_KEY, {
     serverUrl: `${base}/2/httpapi`,
-    flushIntervalMillis: 50,
+    flushIntervalMillis: 100,
     flushQueueSize: 2 * RETRY_EVENTS,
     flushMaxRetries: REFUSED + 3,
     logLevel: amplitude.Types.LogLevel.None,
@@ -445,7 +447,8 @@ async function retryScenario() {
     const escaped = endpoint.replace(/\//g, '\\/');
     const lines = (re) => (serverLog.match(new RegExp(`"path":"${escaped}"[^\n]*"status":${re}`, 'g')) || []).length;
     checkEq(lines(429), REFUSED, `server log: 429 answers at ${endpoint}`);
-    checkEq(lines(200), 1, `server log: the accepted request at ${endpoint}`);
+    // (One request normally; a loaded machine may split the events over two flushes.)
+    check(lines(200) >= 1, `server log: no accepted request at ${endpoint}`);
   }
   const stopped = await stopServer();
   checkEq(stopped.code, 0, 'retry server exit code after SIGTERM');
