@@ -152,6 +152,66 @@ TEST_F(ServeAbuseTest, GzipBombIs413WithoutInflatingIt) {
       << metrics->body;
 }
 
+std::string Gzip(const std::string& data) {
+  z_stream z{};
+  EXPECT_EQ(deflateInit2(&z, 6, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::string out(deflateBound(&z, data.size()) + 64, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
+
+// Issue 18: a body sent as gzip that is not valid gzip gets a 400 saying so, with zlib's
+// reason, in the shape its route's clients read: Amplitude's {"code","error"}, Segment's
+// {"success":false,"message"}, the JSON API's {"error":{"code","message"}}. Nothing is stored.
+TEST_F(ServeAbuseTest, InvalidGzipIs400WithTheReasonInEachVendorsShape) {
+  StartServer();
+  const std::string valid = Gzip(AmplitudeBody(kIngestKey, 0, 20));
+  std::string bad_crc = valid;
+  bad_crc[valid.size() - 8] ^= 0x55;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"not gzip at all", "incorrect header check"},
+      {valid.substr(0, valid.size() / 2), "truncated (the data ends before the stream does)"},
+      {bad_crc, "incorrect data check"},
+      {valid + "trailing junk", "trailing garbage after the gzip data (incorrect header check)"},
+  };
+  auto c = server_->Client();
+  c->set_bearer_token_auth(kAdminKey.c_str());
+  const httplib::Headers gzip = {{"Content-Encoding", "gzip"}};
+  for (const auto& [body, reason] : cases) {
+    const std::string message = "request body is not valid gzip: " + reason;
+    auto amplitude = c->Post("/2/httpapi", gzip, body, "application/json");
+    ASSERT_TRUE(amplitude);
+    EXPECT_EQ(amplitude->status, 400) << reason;
+    EXPECT_EQ(json::parse(amplitude->body, nullptr, false), json({{"code", 400}, {"error", message}})) << amplitude->body;
+    auto segment = c->Post("/v1/batch", gzip, body, "application/json");
+    ASSERT_TRUE(segment);
+    EXPECT_EQ(segment->status, 400) << reason;
+    EXPECT_EQ(json::parse(segment->body, nullptr, false), json({{"success", false}, {"message", message}}))
+        << segment->body;
+    auto api = c->Post("/api/v1/cohorts", gzip, body, "application/json");
+    ASSERT_TRUE(api);
+    EXPECT_EQ(api->status, 400) << reason;
+    EXPECT_EQ(json::parse(api->body, nullptr, false),
+              json({{"error", {{"code", "invalid_argument"}, {"message", message}}}}))
+        << api->body;
+  }
+  // The same body, valid, is stored: the refusals above were about the encoding alone.
+  auto ok = c->Post("/2/httpapi", gzip, valid, "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+  EXPECT_EQ(StoredEvents(dir_.Sub("data")), 20u);
+  auto metrics = server_->Admin()->Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("sibyl_ingest_errors_total{endpoint=\"/v1/batch\",code=\"400\"} 4"), std::string::npos);
+  EXPECT_NE(metrics->body.find("sibyl_http_inflight_body_bytes 0"), std::string::npos);
+}
+
 TEST_F(ServeAbuseTest, IdleAndHalfSentConnectionsDoNotStopHealthz) {
   StartServer([](ServerOptions& o) { o.threads = 4; });
   std::vector<Socket> sockets;

@@ -5,8 +5,11 @@
 // loopback ports, httplib::Client as the browser.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <set>
 #include <sstream>
+#include <string>
 #include <thread>
 
 #include "common/file.h"
@@ -485,6 +488,9 @@ TEST(ServeWorkspaceTest, AudienceExportCohortsAndDriftOfAScoredPrediction) {
   auto csv = c->Get("/api/v1/predictions/buy/audience/export?from=80&to=100&format=csv");
   ASSERT_EQ(csv->status, 200);
   EXPECT_NE(csv->get_header_value("Content-Disposition").find("attachment"), std::string::npos);
+  // Streamed as it is formatted (issue 19), not built whole first.
+  EXPECT_EQ(csv->get_header_value("Transfer-Encoding"), "chunked");
+  EXPECT_FALSE(csv->has_header("Content-Length"));
   std::istringstream lines(csv->body);
   std::string line;
   std::getline(lines, line);
@@ -493,6 +499,33 @@ TEST(ServeWorkspaceTest, AudienceExportCohortsAndDriftOfAScoredPrediction) {
   while (std::getline(lines, line)) ids.push_back(line.substr(0, line.find(',')));
   ASSERT_EQ(ids.size(), top["users"].get<size_t>());
   EXPECT_EQ(ids.front(), cohort["users"][0]["user_id"]);
+  // The whole audience spans several ~64 KB chunks of the stream: every scored user comes
+  // exactly once, none lost or repeated at a chunk's edge.
+  auto everyone = c->Get("/api/v1/predictions/buy/audience/export?format=csv");
+  ASSERT_EQ(everyone->status, 200);
+  EXPECT_GT(everyone->body.size(), 64u * 1024) << "too few users to span several chunks";
+  std::istringstream all_lines(everyone->body);
+  std::getline(all_lines, line);
+  EXPECT_EQ(line, "user_id,score,percentile,model_version");
+  std::set<std::string> unique_ids;
+  size_t rows = 0;
+  while (std::getline(all_lines, line)) {
+    ++rows;
+    unique_ids.insert(line.substr(0, line.find(',')));
+    EXPECT_EQ(std::count(line.begin(), line.end(), ','), 3) << line;
+  }
+  EXPECT_EQ(rows, all["scored_users"].get<size_t>());
+  EXPECT_EQ(unique_ids.size(), rows);
+  EXPECT_EQ(everyone->get_header_value("X-Sibyl-Users"), std::to_string(rows));
+  EXPECT_EQ(everyone->body.back(), '\n');
+  auto everyone_ndjson = c->Get("/api/v1/predictions/buy/audience/export?format=ndjson");
+  ASSERT_EQ(everyone_ndjson->status, 200);
+  EXPECT_GT(everyone_ndjson->body.size(), 2u * 64 * 1024);
+  std::istringstream json_lines(everyone_ndjson->body);
+  std::set<std::string> ndjson_ids;
+  while (std::getline(json_lines, line)) ndjson_ids.insert(json::parse(line)["user_id"].get<std::string>());
+  EXPECT_EQ(ndjson_ids, unique_ids);
+  EXPECT_EQ(static_cast<size_t>(std::count(everyone_ndjson->body.begin(), everyone_ndjson->body.end(), '\n')), rows);
   auto ndjson = c->Get("/api/v1/predictions/buy/audience/export?from=80&to=100&format=ndjson");
   ASSERT_EQ(ndjson->status, 200);
   EXPECT_EQ(static_cast<size_t>(std::count(ndjson->body.begin(), ndjson->body.end(), '\n')), ids.size());

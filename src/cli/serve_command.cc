@@ -35,6 +35,8 @@ struct ServeFlags {
   bool no_request_log = false;
   double future_tolerance_hours = 24;
   std::string earliest_time = "2000-01-01";
+  double idle_trim_seconds = 2;
+  uint64_t test_refuse_ingest = 0;
 };
 
 void RunServe(const GlobalOptions& global, const ServeFlags& flags) {
@@ -72,6 +74,9 @@ void RunServe(const GlobalOptions& global, const ServeFlags& flags) {
   if (flags.future_tolerance_hours < 0) throw CommandFailed(InvalidArgument("--future-tolerance-hours must be >= 0"));
   options.limits.future_tolerance_ms = static_cast<int64_t>(flags.future_tolerance_hours * 3'600'000);
   options.limits.min_event_time_ms = Check(ParseTime(flags.earliest_time));
+  if (flags.idle_trim_seconds < 0) throw CommandFailed(InvalidArgument("--idle-trim-seconds must be >= 0"));
+  options.idle_trim_ms = static_cast<int64_t>(flags.idle_trim_seconds * 1000);
+  options.test_refuse_ingest = flags.test_refuse_ingest;
   std::unique_ptr<server::Server> server = Check(server::Server::Open(options));
   Check(server->Start());
   if (!global.quiet)
@@ -137,6 +142,12 @@ void AddServeCommand(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("--earliest-time", flags->earliest_time,
                   "refuse events timed before this (ISO date or epoch ms)")
       ->capture_default_str();
+  cmd->add_option("--idle-trim-seconds", flags->idle_trim_seconds,
+                  "return freed memory to the OS after this long without requests (0: never)")
+      ->capture_default_str();
+  cmd->add_option("--test-refuse-ingest", flags->test_refuse_ingest,
+                  "for tests: answer the first N storable requests of each ingest endpoint as if the commit "
+                  "queue were full (429, Retry-After, the vendor's body)");
   cmd->callback([&global, flags] { RunServe(global, *flags); });
 }
 

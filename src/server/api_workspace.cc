@@ -188,6 +188,39 @@ nlohmann::json AudienceCohort(const std::string& prediction, const AudienceFilte
   return {{"all", all}};
 }
 
+// An export being streamed: its rows, best first, and how far the client has got. The
+// server calls Next again only after the previous chunk was written.
+struct ExportRows {
+  static constexpr size_t kChunkBytes = 64 * 1024;
+  std::vector<scoring::WrittenScore> users;
+  size_t next = 0;
+  bool csv = true;
+  bool header_written = false;
+
+  bool Next(httplib::DataSink& sink) {
+    std::string text;
+    text.reserve(kChunkBytes + 512);
+    if (!header_written) {
+      if (csv) text = "user_id,score,percentile,model_version\n";
+      header_written = true;
+    }
+    for (; next < users.size() && text.size() < kChunkBytes; ++next) {
+      const scoring::WrittenScore& w = users[next];
+      if (csv) {
+        fmt::format_to(std::back_inserter(text), "{},{},{},{}\n", CsvField(w.user_id), w.score, w.percentile, w.version);
+      } else {
+        text += nlohmann::json{{"user_id", w.user_id}, {"score", w.score}, {"percentile", w.percentile},
+                               {"model_version", w.version}}
+                    .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                "\n";
+      }
+    }
+    if (!text.empty() && !sink.write(text.data(), text.size())) return false;
+    if (next == users.size()) sink.done();
+    return true;
+  }
+};
+
 class Workspace {
  public:
   explicit Workspace(ServerContext& ctx) : ctx_(ctx) {}
@@ -242,7 +275,10 @@ class Workspace {
   }
 
   // The audience's users as `sibyl cohort` writes them (same columns, order and number
-  // formatting), so a file from the page and one from the CLI compare equal.
+  // formatting), so a file from the page and one from the CLI compare equal. Streamed
+  // (chunked, docs/SERVER.md "Streamed answers"): rows are formatted ~64 KB at a time as
+  // the client reads, so a million users cost their sorted scores, not also a body of
+  // tens of megabytes.
   void Export(const Request& req, Response& res) {
     const std::string name = req.matches[1];
     if (auto d = ctx_.registry.Get(name); !d.ok()) return SendStatus(res, d.status());
@@ -256,25 +292,15 @@ class Workspace {
     if (scores.empty())
       return SendError(res, 409, "failed_precondition", fmt::format("no scores of {} in the store yet: score it first", name));
     std::erase_if(scores, [&](const scoring::WrittenScore& w) { return !filter->Contains(w.percentile, w.score); });
-    std::vector<scoring::WrittenScore> chosen = scoring::SelectCohort(std::move(scores), scoring::CohortSelection{});
-    std::string text;
-    text.reserve(chosen.size() * 64);
-    if (format == "csv") text = "user_id,score,percentile,model_version\n";
-    for (const auto& w : chosen) {
-      if (format == "csv") {
-        fmt::format_to(std::back_inserter(text), "{},{},{},{}\n", CsvField(w.user_id), w.score, w.percentile, w.version);
-      } else {
-        text += nlohmann::json{{"user_id", w.user_id}, {"score", w.score}, {"percentile", w.percentile},
-                               {"model_version", w.version}}
-                    .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
-                "\n";
-      }
-    }
+    auto rows = std::make_shared<ExportRows>();
+    rows->users = scoring::SelectCohort(std::move(scores), scoring::CohortSelection{});
+    rows->csv = format == "csv";
     res.status = 200;
     res.set_header("Content-Disposition",
                    fmt::format("attachment; filename=\"{}-p{}-{}.{}\"", name, filter->from, filter->to, format));
-    res.set_header("X-Sibyl-Users", std::to_string(chosen.size()));
-    res.set_content(text, format == "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson");
+    res.set_header("X-Sibyl-Users", std::to_string(rows->users.size()));
+    res.set_chunked_content_provider(rows->csv ? "text/csv; charset=utf-8" : "application/x-ndjson",
+                                     [rows](size_t, httplib::DataSink& sink) { return rows->Next(sink); });
   }
 
   void ScoreRuns(const Request& req, Response& res) {

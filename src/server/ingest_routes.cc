@@ -7,9 +7,11 @@
 // shaped as the vendor's own, so their SDKs understand them (docs/SERVER.md).
 #include <simdjson.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -127,16 +129,23 @@ nlohmann::json ErrorList(const std::vector<IngestError>& errors, size_t limit = 
 
 class IngestHandler {
  public:
-  IngestHandler(ServerContext& ctx, Endpoint endpoint) : ctx_(ctx), ep_(endpoint) {}
+  IngestHandler(ServerContext& ctx, Endpoint endpoint) : ctx_(ctx), ep_(endpoint) {
+    if (ctx.options.test_refuse_ingest > 0)
+      refuse_left_ = std::make_shared<std::atomic<int64_t>>(static_cast<int64_t>(ctx.options.test_refuse_ingest));
+  }
 
   // A request the server refused without running the handler: over the body limit
-  // (`body_bytes`: declared, or what was read or inflated when the limit was passed), or
-  // the server's queue is full. Counted and answered as the handler would.
-  void Refuse(httplib::Response& res, Refusal why, uint64_t body_bytes) {
+  // (`body_bytes`: declared, or what was read or inflated when the limit was passed), a
+  // body that is not valid gzip/deflate, or the server is full (worker queue or memory
+  // budget). Counted and answered as the handler would, in the vendor's shape.
+  void Refuse(httplib::Response& res, const Refused& refused) {
     CurrentRequest().route = ep_.path;
     ctx_.metrics.Add("sibyl_ingest_requests_total", fmt::format("endpoint=\"{}\"", ep_.path));
-    if (why == Refusal::kTooLarge) return TooLarge(res, body_bytes);
-    Throttled(res, "the server's request queue is full; retry later");
+    switch (refused.why) {
+      case Refusal::kTooLarge: return TooLarge(res, refused.body_bytes);
+      case Refusal::kBadEncoding: return Fail(res, 400, refused.message);
+      case Refusal::kOverloaded: return Throttled(res, "the server's request queue is full; retry later");
+    }
   }
 
   // `body_bytes`: the body's full size.
@@ -237,6 +246,12 @@ class IngestHandler {
     }
     if (ep_.vendor == Vendor::kSegment && batch.events.empty()) return SendJson(res, 200, segment_ok);  // all skipped
 
+    // `serve --test-refuse-ingest N` (tests only, docs/SERVER.md): the first N requests of
+    // each endpoint that would be stored get exactly a full commit queue's answer, so the
+    // SDK tests can watch a client retry without filling the queue for real.
+    if (refuse_left_ && refuse_left_->load() > 0 && refuse_left_->fetch_sub(1) > 0)
+      return Throttled(res, fmt::format("ingest queue full ({} events waiting for commit, limit {})",
+                                        ctx_.committer->pending_events(), ctx_.options.limits.max_pending_events));
     auto committed = ctx_.committer->Submit(batch);
     if (!committed.ok()) {
       const Status& st = committed.status();
@@ -333,6 +348,8 @@ class IngestHandler {
 
   ServerContext& ctx_;
   Endpoint ep_;
+  // --test-refuse-ingest: refusals left at this endpoint (shared by the handler's copies).
+  std::shared_ptr<std::atomic<int64_t>> refuse_left_;
 };
 
 }  // namespace
@@ -378,8 +395,8 @@ void RegisterIngestRoutes(Router& http, ServerContext& ctx) {
     IngestHandler handler(ctx, ep);
     RouteOptions options;
     options.max_body_bytes = ep.max_body_bytes;
-    options.refuse = [handler](const httplib::Request&, httplib::Response& res, Refusal why, uint64_t bytes) mutable {
-      handler.Refuse(res, why, bytes);
+    options.refuse = [handler](const httplib::Request&, httplib::Response& res, const Refused& refused) mutable {
+      handler.Refuse(res, refused);
     };
     http.Post(ep.path, [handler](const httplib::Request& req, httplib::Response& res) mutable {
       handler(req, res, req.body, req.body.size());

@@ -7,8 +7,10 @@
 
 #include <fmt/format.h>
 
+#include "common/memory.h"
 #include "server/context.h"
 #include "server/http/http_server.h"
+#include "server/idle_trim.h"
 
 namespace sibyl::server {
 
@@ -30,7 +32,8 @@ struct Server::Impl {
 
   ServerContext ctx;
   Router router;
-  std::unique_ptr<HttpServer> http;  // after ctx and router, which its threads use
+  std::unique_ptr<IdleTrimmer> trimmer;  // null when idle_trim_ms is 0
+  std::unique_ptr<HttpServer> http;  // after ctx, router and trimmer, which its threads use
   int port = 0;
   std::thread maintenance;
   std::mutex mutex;
@@ -53,11 +56,33 @@ struct Server::Impl {
     return st;
   }
 
+  // Returns freed heap pages to the OS (jemalloc's purge in release builds, glibc's
+  // malloc_trim(0) otherwise: common/memory.h), logging what it gave back.
+  void TrimHeap() {
+    const auto begun = std::chrono::steady_clock::now();
+    const double before = ReadProcessStats().resident_memory_bytes;
+    ReleaseFreeHeapMemory();
+    const double after = ReadProcessStats().resident_memory_bytes;
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - begun).count();
+    if (ctx.options.log)
+      ctx.log.Write({{"event", "memory_trim"}, {"rss_before_mb", before / (1 << 20)},
+                     {"rss_after_mb", after / (1 << 20)}, {"ms", ms}});
+  }
+
   void MaintenanceLoop() {
     std::unique_lock lock(mutex);
     while (!stopping) {
-      wake.wait_for(lock, std::chrono::seconds(1));
+      // Twice a second: the idle trimmer's timer (checkpoints need far less).
+      wake.wait_for(lock, std::chrono::milliseconds(500));
       if (stopping) break;
+      if (trimmer) {
+        const bool scheduler_busy =
+            ctx.scheduler && (ctx.scheduler->RunningCount() > 0 || ctx.scheduler->QueueDepth() > 0);
+        lock.unlock();
+        trimmer->Poll(std::chrono::steady_clock::now(), scheduler_busy);
+        lock.lock();
+        if (stopping) break;
+      }
       const uint64_t events = ctx.events_since_checkpoint.load();
       const auto age = std::chrono::steady_clock::now() - last_checkpoint;
       const bool by_size = events >= ctx.options.checkpoint_events;
@@ -101,6 +126,8 @@ struct Server::Impl {
     m.DescribeHistogram("sibyl_realtime_score_seconds", "real-time score of one user, inside the handler",
                         LatencyBuckets());
     m.DescribeCounter("sibyl_checkpoints_total", "store checkpoints by outcome");
+    m.AddCounterFunc("sibyl_memory_trims_total", "times freed heap memory was returned to the OS after an idle spell",
+                     [this] { return trimmer ? static_cast<double>(trimmer->trims()) : 0.0; });
     m.AddGauge("sibyl_ingest_queue_events", "events waiting for group commit",
                [this] { return static_cast<double>(ctx.committer->pending_events()); });
     m.AddCounterFunc("sibyl_ingest_commits_total", "store transactions committed by group commit",
@@ -165,19 +192,23 @@ Result<std::unique_ptr<Server>> Server::Open(ServerOptions options) {
     ASSIGN_OR_RETURN(ctx.scheduler, scheduler::Scheduler::Open(so, *o.clock, *ctx.runner));
     RETURN_IF_ERROR(ctx.RefreshCadences());
   }
+  Impl* raw = impl.get();
+  if (o.idle_trim_ms > 0)
+    impl->trimmer = std::make_unique<IdleTrimmer>(std::chrono::milliseconds(o.idle_trim_ms), [raw] { raw->TrimHeap(); });
   impl->DescribeMetrics();
 
-  Impl* raw = impl.get();
   // What httplib's pre-routing handler, logger, exception and error handlers did: every
   // answer, refusals included, is counted and logged on the thread that wrote it.
   HttpHooks hooks;
-  hooks.before = [] {
+  hooks.before = [raw] {
     RequestInfo& info = CurrentRequest();
     info = RequestInfo{};
     info.started = std::chrono::steady_clock::now();
+    if (raw->trimmer) raw->trimmer->Begin(info.started);
   };
   hooks.after = [raw](const httplib::Request& req, const httplib::Response& res) {
     RequestInfo& info = CurrentRequest();
+    if (raw->trimmer) raw->trimmer->End(std::chrono::steady_clock::now());
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - info.started).count();
     raw->ctx.metrics.Add("sibyl_http_requests_total", fmt::format("route=\"{}\",code=\"{}\"", info.route, res.status));
     raw->ctx.metrics.Observe("sibyl_http_request_seconds", fmt::format("route=\"{}\"", info.route), seconds);

@@ -64,6 +64,14 @@ struct ServerOptions {
   // this long has passed with any, the write-ahead log is written out as parts.
   uint64_t checkpoint_events = 1'000'000;
   int64_t checkpoint_every_ms = 10 * 60 * 1000;
+  // Freed heap memory is handed back to the OS once the server has been idle this long (no
+  // request in flight or started, no scheduler run), once per idle period; 0: never
+  // (docs/SERVER.md, "Memory after bursts").
+  int64_t idle_trim_ms = 2000;
+  // Fault injection for tests (`serve --test-refuse-ingest N`): the first N requests of
+  // each ingest endpoint that would be stored are answered as if the commit queue were
+  // full (429, Retry-After, the vendor's body) and store nothing.
+  uint64_t test_refuse_ingest = 0;
   bool log_requests = true;  // one JSON line a request on stderr
   bool log = true;           // lifecycle and run lines
   const Clock* clock = &SystemClock::Instance();

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -19,10 +20,18 @@ enum class ContentCoding { kIdentity, kGzip, kDeflate, kUnsupported };
 // case-insensitive). A list of codings ("gzip, br") is unsupported.
 ContentCoding ParseContentEncoding(std::string_view header);
 
+// Asked for the inflated size, exactly, before the buffer holding it is allocated; false
+// refuses it (the server's budget of bodies in memory is full) and Inflate then returns
+// ResourceExhausted without allocating. The caller releases what it granted.
+using InflateReserve = std::function<bool(size_t bytes)>;
+
 // Inflates `compressed` (gzip, possibly several members; deflate: zlib-wrapped or raw,
 // as clients disagree on what HTTP's "deflate" means). ResourceExhausted when the output
-// would exceed `max_output` bytes; InvalidArgument when the data is not a complete
-// stream of the coding.
-Result<std::string> Inflate(std::string_view compressed, ContentCoding coding, size_t max_output);
+// would exceed `max_output` bytes or `reserve` refuses it; InvalidArgument when the data
+// is not a complete stream of the coding, with zlib's reason: "request body is not valid
+// gzip: incorrect data check" (a bad CRC), "...: truncated", "...: trailing garbage after
+// the gzip data (incorrect header check)", ...
+Result<std::string> Inflate(std::string_view compressed, ContentCoding coding, size_t max_output,
+                            const InflateReserve& reserve = {});
 
 }  // namespace sibyl::server

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 namespace sibyl::server {
 namespace {
@@ -65,6 +66,55 @@ TEST(GunzipTest, DamagedOrTruncatedDataIsInvalid) {
   EXPECT_EQ(Inflate("not gzip at all", ContentCoding::kGzip, 1 << 20).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(Inflate(gz + "junk", ContentCoding::kGzip, 1 << 20).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(Inflate("", ContentCoding::kGzip, 1 << 20).status().code(), StatusCode::kInvalidArgument);
+}
+
+// The 400 an SDK gets says what is wrong with its body, in zlib's words (issue 18).
+TEST(GunzipTest, InvalidDataNamesTheReason) {
+  const std::string gz = Compress(std::string(10000, 'a') + "tail", 16 + 15);
+  auto reason = [](const std::string& data, ContentCoding coding = ContentCoding::kGzip) {
+    return Inflate(data, coding, 1 << 20).status().message();
+  };
+  const std::string prefix = "request body is not valid gzip: ";
+  EXPECT_EQ(reason("not gzip at all"), prefix + "incorrect header check");
+  EXPECT_EQ(reason(gz.substr(0, gz.size() / 2)), prefix + "truncated (the data ends before the stream does)");
+  std::string bad_crc = gz;
+  bad_crc[gz.size() - 8] ^= 1;  // the trailer: CRC-32, then the length
+  EXPECT_EQ(reason(bad_crc), prefix + "incorrect data check");
+  std::string bad_length = gz;
+  bad_length[gz.size() - 4] ^= 1;
+  EXPECT_EQ(reason(bad_length), prefix + "incorrect length check");
+  EXPECT_EQ(reason(gz + "junk"), prefix + "trailing garbage after the gzip data (incorrect header check)");
+  EXPECT_EQ(reason(Compress("abc", -15) + "zz", ContentCoding::kDeflate),
+            "request body is not valid deflate data: trailing garbage after the end of the stream (2 bytes)");
+  EXPECT_EQ(reason(Compress("abc", 15).substr(0, 4), ContentCoding::kDeflate),
+            "request body is not valid deflate data: truncated (the data ends before the stream does)");
+}
+
+// The server's memory budget is asked for the exact inflated size before it is allocated.
+TEST(GunzipTest, TheInflatedSizeIsReservedBeforeItIsAllocated) {
+  const std::string text(300'000, 'x');
+  const std::string gz = Compress(text, 16 + 15);
+  std::vector<size_t> asked;
+  auto refused = Inflate(gz, ContentCoding::kGzip, 1 << 20, [&](size_t bytes) {
+    asked.push_back(bytes);
+    return false;
+  });
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(asked, std::vector<size_t>{text.size()});
+  auto granted = Inflate(gz, ContentCoding::kGzip, 1 << 20, [&](size_t bytes) {
+    asked.push_back(bytes);
+    return true;
+  });
+  ASSERT_TRUE(granted.ok());
+  EXPECT_EQ(*granted, text);
+  EXPECT_EQ(asked.size(), 2u);
+  // Over the cap, nothing is asked for.
+  EXPECT_FALSE(Inflate(gz, ContentCoding::kGzip, 1000, [&](size_t bytes) {
+                 asked.push_back(bytes);
+                 return true;
+               }).ok());
+  EXPECT_EQ(asked.size(), 2u);
 }
 
 }  // namespace

@@ -35,9 +35,17 @@ constexpr auto kLingerTime = std::chrono::seconds(2);
 constexpr uint64_t kLingerMaxBytes = uint64_t{64} << 20;
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
-// JSON error bodies of the server's own answers (messages are fixed texts: no escaping).
+// JSON error bodies of the server's own answers, in the JSON API's shape (context.h
+// SendError). Messages are our texts and zlib's: quotes, backslashes and control
+// characters are escaped all the same.
 std::string ErrorBody(std::string_view code, std::string_view message) {
-  return "{\"error\":{\"code\":\"" + std::string(code) + "\",\"message\":\"" + std::string(message) + "\"}}";
+  std::string escaped;
+  for (char c : message) {
+    if (c == '"' || c == '\\') escaped += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+    escaped += c;
+  }
+  return "{\"error\":{\"code\":\"" + std::string(code) + "\",\"message\":\"" + escaped + "\"}}";
 }
 
 // A parse error of the request (not the client going away mid-message).
@@ -322,21 +330,34 @@ class HttpServer::Impl::Connection : public std::enable_shared_from_this<Connect
       return Finish();
     }
     if (coding_ != ContentCoding::kIdentity && !body_.empty()) {
-      // Inflated here, on a worker, into at most the route's limit.
-      auto inflated = Inflate(body_, coding_, limit_);
+      // Inflated here, on a worker, into at most the route's limit. The inflated bytes
+      // count against the in-flight budget like read ones (issue 18: many small gzip
+      // bodies each inflating to the limit must not exceed it). Inflate measures the
+      // output before allocating it, so the exact size is reserved before a byte of it
+      // exists; the compressed copy's share is given back once it is freed.
+      const uint64_t compressed_reserved = reserved_bytes_;
+      bool no_room = false;
+      auto inflated = Inflate(body_, coding_, limit_, [this, &no_room](size_t bytes) {
+        no_room = !Reserve(bytes);
+        return !no_room;
+      });
       if (!inflated.ok()) {
-        if (inflated.status().code() == StatusCode::kResourceExhausted) {
+        if (no_room) {
+          ++s_.refused_overloaded;
+          Refuse({Refusal::kOverloaded, body_.size()});
+        } else if (inflated.status().code() == StatusCode::kResourceExhausted) {
           ++s_.refused_too_large;
-          Refuse(Refusal::kTooLarge, limit_ + 1);
+          Refuse({Refusal::kTooLarge, limit_ + 1});
         } else {
-          res_.status = 400;
-          res_.set_content(ErrorBody("bad_request", "the body is not valid for its Content-Encoding"),
-                           "application/json");
+          ++s_.bad_requests;
+          Refuse({Refusal::kBadEncoding, body_.size(), inflated.status().message()});
         }
         return Finish();
       }
       body_.clear();
       body_.shrink_to_fit();
+      s_.ReleaseBody(compressed_reserved);
+      reserved_bytes_ -= compressed_reserved;
       req_.body = std::move(*inflated);
     } else {
       req_.body = std::move(body_);
@@ -352,17 +373,22 @@ class HttpServer::Impl::Connection : public std::enable_shared_from_this<Connect
   }
 
   // The route's answer to a refusal, or the default one.
-  void Refuse(Refusal why, uint64_t body_bytes) {
+  void Refuse(const Refused& refused) {
     if (route_ && route_->options.refuse) {
-      route_->options.refuse(req_, res_, why, body_bytes);
+      route_->options.refuse(req_, res_, refused);
       return;
     }
-    if (why == Refusal::kTooLarge) {
-      res_.status = 413;  // the error hook writes the body
-    } else {
-      res_.status = 503;
-      res_.set_header("Retry-After", "1");
-      res_.set_content(ErrorBody("unavailable", "the server is busy; retry later"), "application/json");
+    switch (refused.why) {
+      case Refusal::kTooLarge: res_.status = 413; break;  // the error hook writes the body
+      case Refusal::kBadEncoding:
+        res_.status = 400;
+        res_.set_content(ErrorBody("invalid_argument", refused.message), "application/json");
+        break;
+      case Refusal::kOverloaded:
+        res_.status = 503;
+        res_.set_header("Retry-After", "1");
+        res_.set_content(ErrorBody("unavailable", "the server is busy; retry later"), "application/json");
+        break;
     }
   }
 
@@ -378,7 +404,7 @@ class HttpServer::Impl::Connection : public std::enable_shared_from_this<Connect
     if (why == Refusal::kTooLarge) ++s_.refused_too_large;
     else ++s_.refused_overloaded;
     if (s_.hooks.before) s_.hooks.before();
-    Refuse(why, body_bytes);
+    Refuse({why, body_bytes});
     Finish();
     if (!body_read) close_after_ = linger_ = true;
     WriteResponse();
@@ -402,6 +428,7 @@ class HttpServer::Impl::Connection : public std::enable_shared_from_this<Connect
     body_.clear();
     req_.body.clear();
     req_.body.shrink_to_fit();
+    if (res_.content_provider_) return WriteStreamed();
     out_.emplace();
     out_->version(req_.version == "HTTP/1.0" ? 10 : 11);
     out_->result(static_cast<unsigned>(res_.status));
@@ -426,6 +453,100 @@ class HttpServer::Impl::Connection : public std::enable_shared_from_this<Connect
       if (!keep) return self->Close();
       self->ReadRequest();
     });
+  }
+
+  // ---- streamed answers ----
+  //
+  // A handler that set a content provider (httplib's set_chunked_content_provider) has its
+  // body written as it is produced: chunked for HTTP/1.1, close-delimited for HTTP/1.0.
+  // Backpressure: the provider runs (on a worker, never holding one between chunks) only
+  // once the previous chunk was written to the socket, so a slow reader holds one chunk in
+  // memory, not the whole answer. Each write has write_timeout; a provider returning false
+  // or throwing cuts the connection, which the client sees as a body without its last
+  // chunk, never as a complete one.
+
+  void WriteStreamed() {
+    provider_ = std::move(res_.content_provider_);
+    res_.content_provider_ = nullptr;
+    streamed_chunked_ = req_.version != "HTTP/1.0";
+    streamed_keep_ = streamed_chunked_ && keep_alive_ && !close_after_ && !s_.stopping;
+    streamed_head_ = std::make_unique<StreamedHead>();
+    auto& head = streamed_head_->head;
+    head.version(streamed_chunked_ ? 11 : 10);
+    head.result(static_cast<unsigned>(res_.status));
+    for (const auto& [name, value] : res_.headers) head.insert(name, value);
+    head.keep_alive(streamed_keep_);
+    if (streamed_chunked_) head.chunked(true);
+    res_ = httplib::Response();
+    streamed_offset_ = 0;
+    streamed_done_ = streamed_failed_ = false;
+    stream_.expires_after(s_.options.write_timeout);
+    bhttp::async_write_header(stream_, streamed_head_->serializer,
+                              [self = shared_from_this()](beast::error_code ec, size_t) {
+                                if (ec) return self->StreamFailed(ec);
+                                if (self->req_.method == "HEAD") return self->EndStreamed();
+                                self->ProduceNext();
+                              });
+  }
+
+  void ProduceNext() {
+    auto self = shared_from_this();
+    if (!s_.workers.Post([self] {
+          self->Produce();
+          net::post(self->stream_.get_executor(), [self] { self->WriteProduced(); });
+        }))
+      Close();  // stopping
+  }
+
+  // On a worker: one call of the provider; what it writes is the next chunk.
+  void Produce() {
+    produced_.clear();
+    httplib::DataSink sink;
+    sink.write = [this](const char* data, size_t n) {
+      produced_.append(data, n);
+      return true;
+    };
+    sink.done = [this] { streamed_done_ = true; };
+    sink.is_writable = [] { return true; };
+    try {
+      streamed_failed_ = !provider_(streamed_offset_, 0, sink);
+    } catch (...) {
+      streamed_failed_ = true;
+    }
+    streamed_offset_ += produced_.size();
+  }
+
+  void WriteProduced() {
+    if (streamed_failed_) return Close();
+    if (produced_.empty()) return streamed_done_ ? EndStreamed() : ProduceNext();
+    stream_.expires_after(s_.options.write_timeout);
+    auto next = [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->StreamFailed(ec);
+      if (self->streamed_done_) return self->EndStreamed();
+      self->ProduceNext();
+    };
+    if (streamed_chunked_) net::async_write(stream_, bhttp::make_chunk(net::buffer(produced_)), std::move(next));
+    else net::async_write(stream_, net::buffer(produced_), std::move(next));
+  }
+
+  void EndStreamed() {
+    provider_ = nullptr;  // what it holds (e.g. an export's rows) is freed now
+    produced_.clear();
+    produced_.shrink_to_fit();
+    streamed_head_.reset();
+    auto finish = [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->StreamFailed(ec);
+      if (!self->streamed_keep_) return self->Close();
+      self->ReadRequest();
+    };
+    if (streamed_chunked_ && req_.method != "HEAD") return net::async_write(stream_, bhttp::make_chunk_last(), finish);
+    finish({}, 0);
+  }
+
+  void StreamFailed(beast::error_code ec) {
+    if (ec == beast::error::timeout) ++s_.timed_out;
+    provider_ = nullptr;
+    Close();
   }
 
   // Reads and drops what the client still sends, for a bounded time and size, then closes.
@@ -463,6 +584,16 @@ class HttpServer::Impl::Connection : public std::enable_shared_from_this<Connect
   State state_ = State::kIdle;
   std::optional<bhttp::request_parser<bhttp::buffer_body>> parser_;
   std::optional<bhttp::response<bhttp::string_body>> out_;
+  // A streamed answer's header and its serializer (which refers to it), and its state.
+  struct StreamedHead {
+    bhttp::response<bhttp::empty_body> head;
+    bhttp::response_serializer<bhttp::empty_body> serializer{head};
+  };
+  std::unique_ptr<StreamedHead> streamed_head_;
+  httplib::ContentProvider provider_;
+  std::string produced_;  // the provider's last output, being written
+  size_t streamed_offset_ = 0;
+  bool streamed_chunked_ = false, streamed_keep_ = false, streamed_done_ = false, streamed_failed_ = false;
   std::unique_ptr<char[]> chunk_;
   httplib::Request req_;
   httplib::Response res_;

@@ -23,17 +23,22 @@ using HttpHandler = std::function<void(const httplib::Request&, httplib::Respons
 
 // Why the server answers a request without running its handler.
 enum class Refusal {
-  kTooLarge,    // the body (declared, read or inflated) is over the route's limit
-  kOverloaded,  // the worker queue or the in-flight body budget is full
+  kTooLarge,     // the body (declared, read or inflated) is over the route's limit
+  kOverloaded,   // the worker queue or the in-flight body budget is full
+  kBadEncoding,  // the body is not valid data of its Content-Encoding (a 400)
 };
-// Writes the answer to a refused request (e.g. a vendor's 413 or 429 body). `body_bytes`:
-// the size known when refusing (declared, read or inflated so far).
-using RefusalHandler = std::function<void(const httplib::Request&, httplib::Response&, Refusal, uint64_t body_bytes)>;
+struct Refused {
+  Refusal why = Refusal::kOverloaded;
+  uint64_t body_bytes = 0;  // the size known when refusing (declared, read or inflated so far)
+  std::string message;      // kBadEncoding: "request body is not valid gzip: <zlib's reason>"
+};
+// Writes the answer to a refused request (e.g. a vendor's 400, 413 or 429 body).
+using RefusalHandler = std::function<void(const httplib::Request&, httplib::Response&, const Refused&)>;
 
 struct RouteOptions {
   // The largest body accepted, after inflating; unset: the router's default.
   std::optional<size_t> max_body_bytes;
-  // Answers refusals; unset: JSON 413 / 503 with Retry-After.
+  // Answers refusals; unset: the JSON API's error shape (400, 413, or 503 with Retry-After).
   RefusalHandler refuse;
   // Runs on a reserved worker so it answers while every ordinary worker is busy
   // (/healthz, /metrics). Only for handlers that never block for long.

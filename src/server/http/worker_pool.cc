@@ -20,6 +20,16 @@ bool WorkerPool::TryPost(std::function<void()> job) {
   return true;
 }
 
+bool WorkerPool::Post(std::function<void()> job) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return false;
+    queue_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+  return true;
+}
+
 bool WorkerPool::Full() const {
   std::lock_guard lock(mutex_);
   return queue_.size() >= capacity_;

@@ -21,6 +21,10 @@ class WorkerPool {
 
   // False (and `job` dropped) when `capacity` jobs are waiting already, or after Stop.
   bool TryPost(std::function<void()> job);
+  // Queues `job` whatever the queue holds; false only after Stop. For the next step of a
+  // request already admitted (a streamed answer's next chunk), which must not be refused
+  // halfway through.
+  bool Post(std::function<void()> job);
   bool Full() const;
   size_t queued() const;
 
