@@ -49,6 +49,7 @@ struct FeaturesFlags {
   std::string as_of, cohort, out, format = "csv", spec_in, spec_out;
   int top_events = 50;
   int top_properties = 10;
+  int min_value_actors = TaxonomyOptions{}.min_value_actors;
 };
 
 void RunFeatures(const GlobalOptions& global, const FeaturesFlags& flags) {
@@ -73,6 +74,7 @@ void RunFeatures(const GlobalOptions& global, const FeaturesFlags& flags) {
     TaxonomyOptions options;
     options.top_events = flags.top_events;
     options.max_event_properties = flags.top_properties;
+    options.min_value_actors = flags.min_value_actors;
     std::vector<std::string> events, event_props, user_props;
     CollectNames(cohort, events, event_props, user_props);
     options.required_event_types = events;
@@ -118,6 +120,10 @@ void AddFeaturesCommand(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("--top-properties", flags->top_properties, "how many event properties get columns (the most used)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
+  cmd->add_option("--min-value-actors", flags->min_value_actors,
+                  "a value of an event property gets columns only when this many users have it (docs/FEATURES.md)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000));
   cmd->add_option("--out", flags->out, "output file")->required();
   cmd->add_option("--format", flags->format, "csv or bin (docs/FORMAT.md)")->capture_default_str();
   cmd->add_option("--spec", flags->spec_in, "use this saved feature spec instead of building a taxonomy");
