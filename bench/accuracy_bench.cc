@@ -126,21 +126,59 @@ nlohmann::json RunOne(const EventReader& reader, const pipeline::PredictionDefin
   for (const auto& t : fitted->stage_times) total += t.seconds;
   out["total_seconds"] = total;
 
-  // The same split ml::Train made (a pure function of keys, labels and seed).
-  ml::SplitOptions split_options;
-  split_options.seed = options.seed;
-  split_options.max_users = request.set.max_users;
-  ml::Split split = ml::SplitByUser(data, split_options).value();
+  // The rows sibyl's held-out predictions are for, and the baseline's predictions on the
+  // same rows from fits that did not see them: on the same split ml::Train made (a pure
+  // function of keys, labels and seed), or, when training cross-validated (small
+  // cohorts), on the same folds, one fit per fold.
   const std::vector<double>& sibyl_scores = fitted->result.test_predictions;
-  if (split.test_rows.size() != sibyl_scores.size()) {
-    out["error"] = "held-out rows differ from ml::Train's";
+  const std::vector<uint32_t>& test_rows = fitted->result.test_rows;
+  if (test_rows.size() != sibyl_scores.size()) {
+    out["error"] = "the training result does not say which rows it held out";
     return out;
   }
-  auto baseline = pipeline::RecencyFrequencyBaseline(data, split);
-  if (!baseline.ok()) {
-    out["error"] = baseline.status().ToString();
-    return out;
+  ml::Split split;
+  split.test_rows = test_rows;
+  std::vector<double> baseline_scores(test_rows.size());
+  const nlohmann::json& cv = fitted->result.parameters.value("cross_validation", nlohmann::json());
+  if (cv.is_object()) {
+    const int k = cv.value("folds", 5);
+    std::vector<uint8_t> fold = ml::CrossValidationFolds(data, k, options.seed);
+    for (int f = 0; f < k; ++f) {
+      ml::Split fold_split;
+      std::vector<size_t> where;  // indexes into test_rows
+      for (uint32_t r = 0; r < data.num_rows(); ++r)
+        if (fold[r] != f) fold_split.fit_rows.push_back(r);
+      for (size_t i = 0; i < test_rows.size(); ++i)
+        if (fold[test_rows[i]] == f) {
+          fold_split.test_rows.push_back(test_rows[i]);
+          where.push_back(i);
+        }
+      if (fold_split.test_rows.empty()) continue;
+      auto b = pipeline::RecencyFrequencyBaseline(data, fold_split);
+      if (!b.ok()) {
+        out["error"] = b.status().ToString();
+        return out;
+      }
+      for (size_t j = 0; j < where.size(); ++j) baseline_scores[where[j]] = (*b)[j];
+    }
+    out["selection"] = fmt::format("{}-fold cross-validation by user (baseline fitted on the same folds)", k);
+  } else {
+    ml::SplitOptions split_options;
+    split_options.seed = options.seed;
+    split_options.max_users = request.set.max_users;
+    split = ml::SplitByUser(data, split_options).value();
+    if (split.test_rows != test_rows) {
+      out["error"] = "held-out rows differ from ml::Train's";
+      return out;
+    }
+    auto b = pipeline::RecencyFrequencyBaseline(data, split);
+    if (!b.ok()) {
+      out["error"] = b.status().ToString();
+      return out;
+    }
+    baseline_scores = std::move(*b);
   }
+  const std::vector<double>* baseline = &baseline_scores;
   // With --stack the held-out users also have rows at earlier cutoffs; everything below
   // is measured on their rows at T_train (the cutoff the truth is for).
   std::vector<size_t> newest;  // indexes into split.test_rows / the held-out predictions

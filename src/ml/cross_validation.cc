@@ -140,6 +140,11 @@ struct OutOfFold {
 
 }  // namespace
 
+std::vector<uint8_t> CrossValidationFolds(const Dataset& data, int folds, uint64_t seed) {
+  uint64_t num_users = 0;
+  return AssignFolds(data, std::clamp(folds, 3, 10), seed, num_users);
+}
+
 Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions& options) {
   RETURN_IF_ERROR(data.Validate());
   const int k = std::clamp(options.cross_validation_folds, 3, 10);
@@ -342,6 +347,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
   }
   result.test_predictions = oof[*best].calibrated;
   result.test_labels = calibration_labels;
+  result.test_rows = calibration_rows;
   if (classify) {
     // A few thousand users leave real doubt in the reported AUC: say how much.
     auto [low, high] = RocAucInterval(result.test_predictions, result.test_labels, 1000, options.seed);

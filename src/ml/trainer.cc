@@ -260,6 +260,7 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
   result.calibration = std::move(fitted[*best].calibration);
   result.test_predictions = std::move(fitted[*best].test_predictions);
   result.test_labels = test.labels;
+  result.test_rows = test.rows;
   result.metrics = result.candidates[*best].metrics;
   result.regression_metrics = result.candidates[*best].regression_metrics;
 

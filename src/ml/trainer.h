@@ -92,9 +92,12 @@ struct TrainResult {
   ClassificationMetrics metrics;      // the winner's, on held-out users
   RegressionMetrics regression_metrics;
   // The winner's calibrated predictions on the held-out rows, with their labels (for
-  // the report page).
+  // the report page) and which rows of the dataset they are (ascending): the split's test
+  // rows, or with cross-validation the rows the calibration and metrics use (every user
+  // at the newest cutoff, each scored by a model that did not see it).
   std::vector<double> test_predictions;
   std::vector<float> test_labels;
+  std::vector<uint32_t> test_rows;
   std::vector<Driver> drivers;        // by decreasing importance
   size_t num_fit_rows = 0, num_validation_rows = 0, num_test_rows = 0;
   uint64_t num_users = 0, num_users_sampled_out = 0;
@@ -111,6 +114,11 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options);
 
 // The k-fold path of Train, callable directly (tests, benchmarks).
 Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions& options);
+
+// The fold (0..folds-1) of every row in TrainCrossValidated with this seed: users
+// stratified by whether any of their rows is positive, dealt round-robin in seeded hash
+// order, all rows of a user in one fold. Benchmarks fit their baselines on the same folds.
+std::vector<uint8_t> CrossValidationFolds(const Dataset& data, int folds, uint64_t seed);
 
 // The candidate table as JSON (one object per candidate, metrics included).
 nlohmann::json CandidatesToJson(const TrainResult& result);

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "ml/synthetic.h"
 
 namespace sibyl::ml {
@@ -119,6 +121,12 @@ TEST(TrainerTest, CalibratedAndExplainedOnHeldOutUsers) {
   ASSERT_TRUE(result.ok()) << result.status().ToString();
   EXPECT_EQ(result->num_fit_rows + result->num_validation_rows + result->num_test_rows, kRows);
   EXPECT_EQ(result->test_predictions.size(), result->num_test_rows);
+  // The held-out rows are the split's test rows (the same split a benchmark recomputes).
+  SplitOptions split_options;
+  split_options.seed = o.seed;
+  auto split = SplitByUser(s.data, split_options);
+  ASSERT_TRUE(split.ok());
+  EXPECT_EQ(result->test_rows, split->test_rows);
   EXPECT_GT(result->metrics.roc_auc, 0.75);
   // ECE over 10 bins is itself noisy on small test sets (its bias grows like
   // sqrt(bins / n)); the sanitizer build trains on a third of the rows.
@@ -196,9 +204,27 @@ TEST(CrossValidationTest, EveryUserIsHeldOutOnceAndCalibrationUsesTheNewestGroup
   auto result = TrainCrossValidated(s.data, SmallCrossValidation(2));
   ASSERT_TRUE(result.ok()) << result.status().ToString();
   std::vector<float> newest_labels;
-  for (size_t r = 0; r < s.data.num_rows(); ++r)
-    if (s.data.row_groups[r] == 0) newest_labels.push_back(s.data.labels[r]);
+  std::vector<uint32_t> newest_rows;
+  for (uint32_t r = 0; r < s.data.num_rows(); ++r)
+    if (s.data.row_groups[r] == 0) {
+      newest_labels.push_back(s.data.labels[r]);
+      newest_rows.push_back(r);
+    }
   EXPECT_EQ(result->num_users, 1000u);
+  EXPECT_EQ(result->test_rows, newest_rows);  // which rows the predictions are for
+  // The folds the benchmarks fit their baselines on: a user's rows share one, every fold
+  // holds about a quarter of the users.
+  std::vector<uint8_t> fold = CrossValidationFolds(s.data, 4, SmallCrossValidation(2).seed);
+  ASSERT_EQ(fold.size(), s.data.num_rows());
+  std::map<uint64_t, uint8_t> fold_of_user;
+  std::vector<size_t> users_in_fold(4, 0);
+  for (size_t r = 0; r < s.data.num_rows(); ++r) {
+    ASSERT_LT(fold[r], 4);
+    auto [it, added] = fold_of_user.emplace(s.data.user_key(r), fold[r]);
+    EXPECT_EQ(it->second, fold[r]) << "row " << r;
+    if (added) ++users_in_fold[fold[r]];
+  }
+  for (size_t n : users_in_fold) EXPECT_NEAR(static_cast<double>(n), 250.0, 2.0);
   // One out-of-fold prediction per group-0 row, in row order, each from a model that did
   // not see the row's user (an unscored row would be NaN).
   EXPECT_EQ(result->num_test_rows, newest_labels.size());
