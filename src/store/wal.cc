@@ -145,8 +145,8 @@ Result<WalReadResult> ReadWal(const std::string& path, bool last_file, const Wal
     if (resume != std::string_view::npos) {
       // Intact records after bad bytes: no crash leaves that, so it is damage.
       damage.bytes = resume - pos;
-      damage.reason = "damaged record followed by intact records";
       Verdict alone = ClassifyTail(data.substr(0, resume), pos, format2_file);
+      damage.reason = (alone.torn ? std::string("bad bytes") : alone.reason) + ", followed by intact records";
       if (!alone.torn && alone.type) damage.type = alone.type;
     } else {
       Verdict verdict = ClassifyTail(data, pos, format2_file);
