@@ -14,6 +14,8 @@
 #include <sstream>
 #include <vector>
 
+#include "store/event_store.h"
+
 namespace sibyl {
 namespace {
 
@@ -281,6 +283,63 @@ TEST_F(CliTest, TopLevelPriceBesideTheEventPropertyIsSummedOnce) {
   }
   EXPECT_DOUBLE_EQ(price_of["user-1"], 14.5);  // 10.5 once, plus 4
   EXPECT_DOUBLE_EQ(price_of["user-2"], 7.0);   // the top-level field fills in
+}
+
+// A flipped bit in an acknowledged log record: every verb refuses the store naming the
+// file and offset (exit 6), `sibyl repair` keeps the rest and says what it dropped.
+TEST_F(CliTest, DamagedLogIsRefusedThenRepairReportsWhatItDropped) {
+  StoreOptions options;
+  options.data_dir = dir_ + "/data";
+  {
+    auto store = EventStore::Open(options);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    for (int i = 0; i < 3; ++i) {
+      EventBatch batch;
+      ParsedEvent e;
+      e.user_id = batch.Intern("user-" + std::to_string(i));
+      e.event_type = batch.Intern("View");
+      e.time_ms = 1'700'000'000'000 + i;
+      e.has_time = true;
+      batch.events.push_back(e);
+      ASSERT_TRUE((*store)->Append(batch).ok());
+    }
+  }
+  std::string log;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_ + "/data/wal"))
+    if (std::filesystem::file_size(entry.path()) > 0) log = entry.path().string();
+  ASSERT_FALSE(log.empty());
+  uint64_t size = std::filesystem::file_size(log);
+  {
+    std::fstream f(log, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(size - 1));  // the last commit record's payload
+    f.put('\x7f');
+  }
+  RunResult refused = Sibyl(data_ + "stats");
+  EXPECT_EQ(refused.exit_code, 6) << refused.out;
+  EXPECT_NE(refused.out.find(log + ": damaged record at byte " + std::to_string(size - 14)), std::string::npos)
+      << refused.out;
+  EXPECT_NE(refused.out.find("sibyl repair"), std::string::npos) << refused.out;
+
+  RunResult repair = Sibyl(data_ + "--json repair");
+  ASSERT_EQ(repair.exit_code, 0) << repair.out;
+  auto report = nlohmann::json::parse(repair.out);
+  const auto& store = report["store"];
+  EXPECT_EQ(store["repaired"], true);
+  EXPECT_EQ(store["events"], 2);
+  ASSERT_EQ(store["damaged"].size(), 1u);
+  EXPECT_EQ(store["damaged"][0]["file"], log);
+  EXPECT_EQ(store["damaged"][0]["offset"], size - 14);
+  EXPECT_EQ(store["damaged"][0]["bytes"], 14);
+  EXPECT_EQ(store["damaged"][0]["torn"], false);
+  EXPECT_EQ(store["transactions_dropped"], nlohmann::json::array({3}));
+  EXPECT_EQ(store["events_dropped"], 1);
+  EXPECT_EQ(store["kept_copies"], nlohmann::json::array({log + ".before-repair"}));
+  EXPECT_EQ(report["runs_log"]["repaired"], false);
+  EXPECT_EQ(Stats()["events"], 2);
+  RunResult again = Sibyl(data_ + "repair");
+  EXPECT_EQ(again.exit_code, 0) << again.out;
+  EXPECT_NE(again.out.find("store: nothing to repair (2 events)"), std::string::npos) << again.out;
+  EXPECT_EQ(Sibyl("--data " + dir_ + "/nothing repair").exit_code, 3);
 }
 
 }  // namespace

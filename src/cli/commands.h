@@ -56,5 +56,6 @@ void AddCohortCommand(CLI::App& app, const GlobalOptions& global);
 void AddExplainCommand(CLI::App& app, const GlobalOptions& global);
 void AddForecastCommand(CLI::App& app, const GlobalOptions& global);
 void AddServeCommand(CLI::App& app, const GlobalOptions& global);
+void AddRepairCommand(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace sibyl

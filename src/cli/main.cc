@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
   AddExplainCommand(app, global);
   AddForecastCommand(app, global);
   AddServeCommand(app, global);
+  AddRepairCommand(app, global);
 
   try {
     app.parse(argc, argv);

@@ -306,4 +306,20 @@ Status KeepCutTail(const std::string& path, std::string_view data, uint64_t offs
   return WriteFileAtomic(path + ".cut-at-" + std::to_string(offset), data.substr(offset));
 }
 
+bool HasUnwrittenSector(std::string_view data, size_t from, size_t to) {
+  constexpr size_t kSector = 512, kMinRun = 16;
+  to = std::min(to, data.size());
+  if (from >= data.size()) return false;
+  auto zeros = [&](size_t begin, size_t end) {
+    return std::all_of(data.begin() + static_cast<std::ptrdiff_t>(begin),
+                       data.begin() + static_cast<std::ptrdiff_t>(end), [](char c) { return c == 0; });
+  };
+  if (zeros(from, data.size())) return true;
+  for (size_t begin = from; begin < to; begin = (begin / kSector + 1) * kSector) {
+    size_t end = std::min((begin / kSector + 1) * kSector, data.size());
+    if (end - begin >= kMinRun && zeros(begin, end)) return true;
+  }
+  return false;
+}
+
 }  // namespace sibyl

@@ -92,4 +92,12 @@ std::string Crc32cHex(std::string_view data);
 // the bytes are kept aside rather than destroyed (docs/FORMAT.md).
 Status KeepCutTail(const std::string& path, std::string_view data, uint64_t offset);
 
+// Whether `data[from, to)` holds a stretch that a power loss leaves where written but
+// unsynced bytes never reached the disk: zeros from `from` or from a 512-byte sector
+// boundary to the end of that sector (or of `data`), at least 16 bytes long, or zeros
+// from `from` to the end of `data`. A flipped bit never makes such a stretch, and the
+// logs' compressed records never hold one, so damage to synced bytes does not pass for
+// an unwritten tail (docs/FORMAT.md, "Torn tail or damage").
+bool HasUnwrittenSector(std::string_view data, size_t from, size_t to);
+
 }  // namespace sibyl

@@ -1,6 +1,8 @@
 #include "common/file.h"
 
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <zlib.h>
 
 #include <cstdlib>
@@ -109,6 +111,32 @@ TEST(FileTest, Crc32cHardwareAndPortablePathsAgree) {
     }
   EXPECT_EQ(Crc32c(data), Crc32cPortable(data));
   EXPECT_EQ(Crc32cPortable("123456789"), 0xE3069283u);
+}
+
+// What a power loss leaves (zeros from a sector boundary, or from where the bad bytes
+// start, to the sector's end) counts; zeros a flipped bit or a record's own content could
+// make do not.
+TEST(FileTest, UnwrittenSectorsAreZerosToASectorEnd) {
+  std::string data(2048, 'x');
+  EXPECT_FALSE(HasUnwrittenSector(data, 0, data.size()));
+  std::string tail = data;
+  std::fill(tail.begin() + 700, tail.end(), '\0');
+  EXPECT_TRUE(HasUnwrittenSector(tail, 700, tail.size()));  // zeros to the end of the file
+  std::string sector = data;
+  std::fill(sector.begin() + 1024, sector.begin() + 1536, '\0');
+  EXPECT_TRUE(HasUnwrittenSector(sector, 600, 2048));
+  EXPECT_FALSE(HasUnwrittenSector(sector, 1536, 2048));  // the hole is before `from`
+  std::string unaligned = data;
+  std::fill(unaligned.begin() + 1000, unaligned.begin() + 1500, '\0');  // not to a sector end
+  EXPECT_FALSE(HasUnwrittenSector(unaligned, 0, 2048));
+  std::string short_run = data;
+  std::fill(short_run.begin() + 1024 - 15, short_run.begin() + 1024, '\0');  // 15 bytes to a sector end
+  EXPECT_FALSE(HasUnwrittenSector(short_run, 1024 - 15, 2048));
+  std::fill(short_run.begin() + 1024 - 16, short_run.begin() + 1024, '\0');
+  EXPECT_TRUE(HasUnwrittenSector(short_run, 1024 - 16, 2048));  // from where the bad bytes start
+  std::string one_zero = data;
+  one_zero[1024] = '\0';  // a flipped bit never makes more than one zero byte
+  EXPECT_FALSE(HasUnwrittenSector(one_zero, 0, 2048));
 }
 
 }  // namespace

@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <optional>
 #include <string_view>
+#include <vector>
 
 namespace sibyl::scheduler {
 
@@ -138,47 +140,110 @@ Result<nlohmann::json> DecodeLine(std::string_view line) {
   return j;
 }
 
+// The file's lines sorted into intact records (applied to `state`), damage and a torn
+// tail. Appends are synced one line at a time, so a crash can only cut the last line
+// short, and a power loss can only leave zero-filled sectors after the last synced line;
+// a bad line with intact lines after it, or a complete non-zero line failing its checksum
+// at the end, is damage to a synced line (docs/FORMAT.md, "Torn tail or damage").
+struct LineScan {
+  std::string kept;                // the intact lines, as they are in the file
+  std::vector<RunLogDamage> damage;
+  std::optional<RunLogDamage> torn;
+  uint64_t intact_end = 0;         // the end of the last intact line
+};
+
+Status CheckLine(std::string_view line, RunLog::Replayed& state) {
+  ASSIGN_OR_RETURN(nlohmann::json j, DecodeLine(line));
+  return ApplyRecord(j, state);
+}
+
+bool IntactLine(std::string_view line) {
+  RunLog::Replayed scratch;
+  return CheckLine(line, scratch).ok();
+}
+
+LineScan ScanLines(std::string_view data, RunLog::Replayed& state) {
+  LineScan scan;
+  size_t pos = 0;
+  while (pos < data.size()) {
+    size_t newline = data.find('\n', pos);
+    if (newline != std::string_view::npos) {
+      Status applied = CheckLine(data.substr(pos, newline - pos), state);
+      if (applied.ok()) {
+        scan.kept.append(data.substr(pos, newline + 1 - pos));
+        ++state.records;
+        pos = newline + 1;
+        scan.intact_end = pos;
+        continue;
+      }
+    }
+    // A bad line: intact lines after it make it damage.
+    size_t resume = std::string_view::npos;
+    for (size_t next = newline; next != std::string_view::npos && next + 1 < data.size();
+         next = data.find('\n', next + 1)) {
+      size_t end = data.find('\n', next + 1);
+      if (end != std::string_view::npos && IntactLine(data.substr(next + 1, end - next - 1))) {
+        resume = next + 1;
+        break;
+      }
+    }
+    if (resume != std::string_view::npos) {
+      scan.damage.push_back({pos, resume - pos, "damaged line followed by intact lines"});
+      pos = resume;
+      continue;
+    }
+    std::string_view rest = data.substr(pos);
+    RunLogDamage bad{pos, rest.size(), ""};
+    if (rest.find_first_not_of('\0') == std::string_view::npos) {
+      bad.reason = "zero-filled to the end of the file (never written)";
+      scan.torn = bad;
+    } else if (newline == std::string_view::npos) {
+      // Only a damaged newline makes a complete line look cut short.
+      if (rest.size() > 10 && IntactLine(rest.substr(0, rest.size() - 1))) {
+        bad.reason = "the last line's newline is damaged";
+        scan.damage.push_back(bad);
+      } else {
+        bad.reason = "a line cut short";
+        scan.torn = bad;
+      }
+    } else if (HasUnwrittenSector(data, pos, data.size())) {
+      bad.reason = "zero-filled sectors (never written)";
+      scan.torn = bad;
+    } else {
+      bad.reason = "checksum mismatch in a complete line";
+      scan.damage.push_back(bad);
+    }
+    break;
+  }
+  return scan;
+}
+
 }  // namespace
 
 Result<RunLog::Opened> RunLog::Open(const std::string& dir) {
   RETURN_IF_ERROR(CreateDirs(dir));
   const std::string path = dir + "/" + std::string(kLogName);
   Replayed state;
-  uint64_t good_end = 0;
-  uint64_t file_size = 0;
+  LineScan scan;
   std::string data;
   if (FileExists(path)) {
     ASSIGN_OR_RETURN(data, ReadFile(path));
-    file_size = data.size();
-    size_t pos = 0;
-    while (pos < data.size()) {
-      size_t newline = data.find('\n', pos);
-      // A line without its newline is a write the crash cut short.
-      if (newline == std::string::npos) break;
-      std::string_view line(data.data() + pos, newline - pos);
-      auto decoded = DecodeLine(line);
-      Status applied = decoded.ok() ? ApplyRecord(*decoded, state) : decoded.status();
-      if (!applied.ok()) {
-        // Appends are synced one at a time, so only the last line can be torn; damage
-        // with good lines after it is not a crash and must not be silently skipped.
-        if (newline + 1 < data.size()) {
-          return Corruption(
-              "{}: record at byte {}: {} (move the file aside to start with an empty history)",
-              path, pos, applied.message());
-        }
-        break;
-      }
-      ++state.records;
-      pos = newline + 1;
-      good_end = pos;
-    }
+    scan = ScanLines(data, state);
+  }
+  if (!scan.damage.empty()) {
+    const RunLogDamage& d = scan.damage.front();
+    return Corruption(
+        "{}: damaged record at byte {} ({}; {} bytes): the run history was not loaded and nothing was "
+        "changed; run `sibyl repair` to keep every intact line and set the damaged bytes aside",
+        path, d.offset, d.reason, d.bytes);
   }
   ASSIGN_OR_RETURN(auto file, AppendFile::Open(path));
-  if (good_end < file_size) {
-    // A torn last line and a damaged synced one look alike: the cut bytes are kept in
-    // runs.log.cut-at-OFFSET (never removed) rather than destroyed.
-    RETURN_IF_ERROR(KeepCutTail(path, data, good_end));
-    RETURN_IF_ERROR(file->Truncate(good_end));
+  if (scan.torn) {
+    // A write that was never acknowledged. Its bytes are still kept in
+    // runs.log.cut-at-OFFSET (never removed), for the damage a torn write cannot be told
+    // from: a synced line truncated or zeroed on disk.
+    RETURN_IF_ERROR(KeepCutTail(path, data, scan.intact_end));
+    RETURN_IF_ERROR(file->Truncate(scan.intact_end));
     state.dropped_torn_tail = true;
   }
   RETURN_IF_ERROR(SyncDir(dir));
@@ -186,6 +251,25 @@ Result<RunLog::Opened> RunLog::Open(const std::string& dir) {
   opened.log = std::unique_ptr<RunLog>(new RunLog(path, std::move(file), state.records));
   opened.state = std::move(state);
   return opened;
+}
+
+Result<RunLogRepair> RunLog::Repair(const std::string& dir) {
+  const std::string path = dir + "/" + std::string(kLogName);
+  RunLogRepair report;
+  report.path = path;
+  if (!FileExists(path)) return report;
+  ASSIGN_OR_RETURN(std::string data, ReadFile(path));
+  Replayed state;
+  LineScan scan = ScanLines(data, state);
+  report.damaged = scan.damage;
+  report.torn = scan.torn;
+  report.lines_kept = state.records;
+  if (scan.damage.empty()) return report;  // a torn tail alone is the next open's to cut
+  // The file as it was is kept whole: the report's offsets point into the copy.
+  report.kept_copy = path + ".before-repair";
+  RETURN_IF_ERROR(WriteFileAtomic(report.kept_copy, data));
+  RETURN_IF_ERROR(WriteFileAtomic(path, scan.kept));
+  return report;
 }
 
 Status RunLog::AppendLine(const std::string& json_text) {

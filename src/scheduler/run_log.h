@@ -2,8 +2,9 @@
 // lines (docs/FORMAT.md, "Scheduler state"). Each line is either the latest state of one
 // run or the schedule of one (prediction, kind); replay keeps the last line of each.
 // Every append is fdatasync'd before the caller goes on, so what the HTTP API reported
-// survives kill -9. A torn last line is dropped at open; a bad line followed by good ones
-// is corruption.
+// survives kill -9. A torn last line (cut short, or zero-filled sectors) is dropped at
+// open; damage to a synced line is a corruption error naming the file and offset, and
+// `sibyl repair` (RunLog::Repair) keeps every intact line.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/file.h"
 #include "common/status.h"
@@ -33,6 +35,22 @@ using ScheduleKey = std::pair<std::string, JobKind>;
 using ScheduleMap = std::map<ScheduleKey, ScheduleState>;
 using RunMap = std::map<uint64_t, RunRecord>;  // by id, i.e. in creation order
 
+// Bytes of runs.log that are not an intact line.
+struct RunLogDamage {
+  uint64_t offset = 0;
+  uint64_t bytes = 0;
+  std::string reason;
+};
+
+// What RunLog::Repair did.
+struct RunLogRepair {
+  std::string path;
+  std::vector<RunLogDamage> damaged;  // dropped: each a stretch of one or more lines
+  std::optional<RunLogDamage> torn;   // a torn tail, left for the next open to cut
+  size_t lines_kept = 0;
+  std::string kept_copy;  // runs.log.before-repair, when anything was dropped
+};
+
 class RunLog {
  public:
   struct Replayed {
@@ -48,6 +66,12 @@ class RunLog {
 
   // Creates `dir` if missing, replays `dir/runs.log` and truncates a torn tail.
   static Result<Opened> Open(const std::string& dir);
+
+  // Keeps every intact line of `dir/runs.log` (each is the latest state of one run or
+  // schedule, so any subset replays consistently) after copying the file whole to
+  // runs.log.before-repair; does nothing when no line is damaged. Not while the
+  // scheduler runs (`sibyl repair` holds the store's LOCK, as `sibyl serve` does).
+  static Result<RunLogRepair> Repair(const std::string& dir);
 
   Status AppendRun(const RunRecord& run);
   Status AppendSchedule(const ScheduleKey& key, const ScheduleState& state);

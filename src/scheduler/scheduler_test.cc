@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "common/file.h"
+#include "scheduler/run_log.h"
 
 namespace sibyl::scheduler {
 namespace {
@@ -592,6 +593,68 @@ TEST_F(SchedulerTest, DamageBeforeTheTailIsCorruption) {
   auto opened = Scheduler::Open(options_, clock_, runner_);
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(opened.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(opened.status().message().find("byte 0"), std::string::npos) << opened.status().message();
+  // Repair keeps every other line; the damaged one (the first) is set aside with the file.
+  auto repaired = RunLog::Repair(dir_.string());
+  ASSERT_TRUE(repaired.ok()) << repaired.status().ToString();
+  ASSERT_EQ(repaired->damaged.size(), 1u);
+  EXPECT_EQ(repaired->damaged[0].offset, 0u);
+  EXPECT_EQ(repaired->damaged[0].bytes, data->find('\n') + 1);
+  EXPECT_EQ(*ReadFile(LogPath() + ".before-repair"), damaged);
+  EXPECT_EQ(*ReadFile(LogPath()), data->substr(data->find('\n') + 1));
+  ASSERT_TRUE(Scheduler::Open(options_, clock_, runner_).ok());
+}
+
+TEST_F(SchedulerTest, ZeroFilledTailOfTheHistoryIsDropped) {
+  {
+    auto scheduler = OpenScheduler();
+    scheduler->SetCadences({Cadence{"p"}});
+    scheduler->RunDueNow();
+  }
+  auto good_size = FileSize(LogPath());
+  ASSERT_TRUE(good_size.ok());
+  {
+    // A power loss after the file grew but before its new pages reached the disk.
+    std::ofstream out(LogPath(), std::ios::app | std::ios::binary);
+    out << std::string(4096, '\0');
+  }
+  auto scheduler = OpenScheduler();
+  ASSERT_NE(scheduler, nullptr);
+  EXPECT_EQ(scheduler->Runs().size(), 2u);
+  EXPECT_EQ(*FileSize(LogPath()), *good_size);
+}
+
+TEST_F(SchedulerTest, FlippedBitInTheLastSyncedLineRefusesToLoadThenRepairKeepsTheRest) {
+  {
+    auto scheduler = OpenScheduler();
+    scheduler->SetCadences({Cadence{"p"}});
+    scheduler->RunDueNow();
+  }
+  auto data = ReadFile(LogPath());
+  ASSERT_TRUE(data.ok());
+  size_t last_line = data->rfind('\n', data->size() - 2) + 1;
+  for (size_t flip : {data->size() - 3, data->size() - 1}) {  // inside the JSON; the newline
+    std::string damaged = *data;
+    damaged[flip] ^= 0x01;
+    ASSERT_TRUE(WriteFileAtomic(LogPath(), damaged).ok());
+    auto opened = Scheduler::Open(options_, clock_, runner_);
+    ASSERT_FALSE(opened.ok()) << "flip at " << flip;
+    EXPECT_EQ(opened.status().code(), StatusCode::kCorruption);
+    EXPECT_NE(opened.status().message().find(LogPath()), std::string::npos) << opened.status().message();
+    EXPECT_NE(opened.status().message().find("byte " + std::to_string(last_line)), std::string::npos)
+        << opened.status().message();
+    EXPECT_EQ(*ReadFile(LogPath()), damaged);  // refused, unchanged
+  }
+  auto repaired = RunLog::Repair(dir_.string());
+  ASSERT_TRUE(repaired.ok()) << repaired.status().ToString();
+  ASSERT_EQ(repaired->damaged.size(), 1u);
+  EXPECT_EQ(repaired->damaged[0].offset, last_line);
+  EXPECT_EQ(repaired->damaged[0].bytes, data->size() - last_line);
+  EXPECT_EQ(*ReadFile(LogPath()), data->substr(0, last_line));
+  // It loads again; the run whose last state was dropped is recovered as interrupted.
+  auto scheduler = OpenScheduler();
+  ASSERT_NE(scheduler, nullptr);
+  EXPECT_GE(scheduler->Runs().size(), 2u);
 }
 
 TEST_F(SchedulerTest, StopWithAbortCancelsTheRunAndRecordsItAborted) {

@@ -29,7 +29,6 @@ constexpr int kPartZstdLevel = 3;
 constexpr std::string_view kUsersMagic = "SIBYLUSER2\n";
 constexpr std::string_view kUsersMagicV1 = "SIBYLUSER1\n";
 
-std::string WalName(uint64_t sequence) { return fmt::format("{:06}.log", sequence); }
 
 // Files other than parts: a magic line, one compressed block, and nothing else.
 Result<std::string> ReadBlobFile(const std::string& path, std::string_view magic) {
@@ -274,78 +273,6 @@ Status EmbeddedStore::LoadCheckpoint() {
   return Status::Ok();
 }
 
-Status EmbeddedStore::ReplayLog() {
-  wal_sequence_ = wal_start_;
-  if (!FileExists(dir_ + "/wal")) return Status::Ok();
-  ASSIGN_OR_RETURN(auto names, ListDir(dir_ + "/wal"));
-  std::vector<uint64_t> sequences;
-  for (const auto& name : names) {
-    if (name.size() != 10 || name.substr(6) != ".log") continue;
-    uint64_t seq = std::stoull(name.substr(0, 6));
-    if (seq >= wal_start_) sequences.push_back(seq);
-  }
-  wal_sequence_ = wal_start_;
-  std::map<uint64_t, std::vector<StagedBatch>> pending;
-  for (size_t i = 0; i < sequences.size(); ++i) {
-    std::string path = dir_ + "/wal/" + WalName(sequences[i]);
-    auto visit = [&](WalRecordType type, std::string_view payload) -> Status {
-      ByteReader r(payload);
-      switch (type) {
-        case WalRecordType::kDictionary:
-          for (int d = 0; d < Catalog::kDictionaries; ++d) {
-            uint64_t first = r.Varint();
-            uint64_t count = r.Varint();
-            Dictionary* dict = catalog_->dictionary(d);
-            if (!r.ok() || first != dict->size())
-              return Corruption("{}: dictionary record out of order", path);
-            for (uint64_t k = 0; k < count && r.ok(); ++k) dict->Intern(r.Bytes());
-            logged_dictionary_sizes_[d] = dict->size();
-          }
-          if (!r.ok()) return Corruption("{}: truncated dictionary record", path);
-          return Status::Ok();
-        case WalRecordType::kTxnData:
-        case WalRecordType::kTxnSegments: {
-          uint64_t txn;
-          ASSIGN_OR_RETURN(StagedBatch staged, DecodeStaged(type, payload, &txn));
-          pending[txn].push_back(std::move(staged));
-          next_txn_ = std::max(next_txn_, txn + 1);
-          return Status::Ok();
-        }
-        case WalRecordType::kTxnCommit: {
-          uint64_t txn = r.Varint();
-          auto it = pending.find(txn);
-          if (it != pending.end()) {
-            ApplyCommitted(it->second);
-            pending.erase(it);
-          }
-          next_txn_ = std::max(next_txn_, txn + 1);
-          return Status::Ok();
-        }
-      }
-      return Status::Ok();
-    };
-    ASSIGN_OR_RETURN(WalReadResult read, ReadWal(path, visit));
-    bool last = i + 1 == sequences.size();
-    if (read.torn_tail && !last)
-      return Corruption("{}: damaged record at offset {} in a log that later logs follow", path,
-                        read.valid_bytes);
-    if (read.torn_tail && !options_.read_only) {
-      // A crash mid-append leaves a record that was never acknowledged: cut it off so
-      // later appends follow intact records. A damaged last record that *was* synced
-      // looks the same, so the cut bytes are kept aside (wal/NNNNNN.log.cut-at-OFFSET,
-      // never deleted by checkpoints) rather than destroyed: nothing acknowledged is
-      // lost for good without a trace.
-      ASSIGN_OR_RETURN(std::string whole, ReadFile(path));
-      RETURN_IF_ERROR(KeepCutTail(path, whole, read.valid_bytes));
-      ASSIGN_OR_RETURN(auto file, AppendFile::Open(path));
-      RETURN_IF_ERROR(file->Truncate(read.valid_bytes));
-    }
-    wal_sequence_ = sequences[i] + 1;
-  }
-  // Uncommitted transactions in `pending` are dropped: they were never acknowledged.
-  return Status::Ok();
-}
-
 void EmbeddedStore::ApplyToUserValues(std::span<const UserPropertyRecord> records) {
   // The map is far bigger than the caches: fetching the slots of later records while this
   // one is applied lets their memory loads overlap.
@@ -433,7 +360,9 @@ Status EmbeddedStore::Checkpoint() {
 
 Status EmbeddedStore::CheckpointLocked() {
   auto old = current();
-  if (old->memtable.empty() && wal_->size() == 0) return Status::Ok();
+  // Logs from before the open still to be retired (after a repair: damaged ones) make a
+  // checkpoint worth writing even when they hold no events.
+  if (old->memtable.empty() && wal_->size() == 0 && wal_start_ == wal_sequence_) return Status::Ok();
   uint64_t generation = generation_ + 1;
   auto version = std::make_shared<Version>(*old);
   std::vector<std::string> part_files = part_files_;

@@ -1,6 +1,7 @@
 // EmbeddedStore: the EventStore that lives in a local data directory.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -16,6 +17,12 @@
 #include "store/wal.h"
 
 namespace sibyl {
+
+struct StoreRepairReport;
+class LogSalvage;
+
+// wal/NNNNNN.log
+std::string WalName(uint64_t sequence);
 
 // The de-duplication hash of an insert_id (persisted: stable across builds and platforms).
 uint64_t HashInsertId(std::string_view id);
@@ -71,11 +78,14 @@ class EmbeddedStore final : public EventStore {
 
  private:
   friend class StoreTransaction;
+  friend class LogSalvage;
+  friend Result<StoreRepairReport> RepairStore(const StoreOptions& options,
+                                               const std::function<Status()>& also_under_lock);
   explicit EmbeddedStore(const StoreOptions& options);
 
   Status Load();
   Status LoadCheckpoint();
-  Status ReplayLog();
+  Status ReplayLog();  // replay.cc, with the salvage of `sibyl repair`
   Status CleanUnreferencedFiles();
   // Encodes `segment` as the part file `path` and opens it as `part`.
   Status WritePart(std::shared_ptr<const Segment> segment, const std::string& path,
@@ -111,6 +121,7 @@ class EmbeddedStore final : public EventStore {
   std::unordered_map<ActorId, ActorId> device_owner_;
   DedupIndex dedup_;
   bool replaying_ = false;
+  LogSalvage* salvage_ = nullptr;  // set while `sibyl repair` replays (replay.cc)
 
   std::unique_ptr<WalWriter> wal_;
   uint64_t wal_sequence_ = 0;   // the file appends go to

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -33,15 +34,31 @@ class WalWriter {
   std::string frame_;
 };
 
-// Reads every intact record of one log file in order. A damaged record at the end of the
-// last file is a write that was never acknowledged (a crash mid-append): reading stops
-// there and `valid_bytes` says where the intact prefix ends. Damage followed by intact
-// records is corruption and is reported with the file name and offset.
-struct WalReadResult {
-  uint64_t valid_bytes = 0;
-  bool torn_tail = false;
+// Bytes of a log that are not an intact record, and are not a torn write either: they
+// may hold acknowledged data (docs/FORMAT.md, "Torn tail or damage").
+struct WalDamage {
+  uint64_t offset = 0;  // where the damaged bytes start
+  uint64_t bytes = 0;   // up to the next intact record, or the end of the file
+  std::string reason;
+  // Set when the bytes are exactly one record whose header is intact (only its payload
+  // is damaged): then what was lost is known to be that one record of this type.
+  std::optional<WalRecordType> type;
 };
-Result<WalReadResult> ReadWal(const std::string& path,
-                              const std::function<Status(WalRecordType, std::string_view)>& visit);
+
+struct WalReadResult {
+  uint64_t valid_bytes = 0;  // where the intact records end (before a torn tail)
+  bool torn_tail = false;    // a write that was never acknowledged follows them
+  std::string torn_reason;
+};
+
+// Reads every intact record of one log file in order. The tail of the last file
+// (`last_file`) may be a torn write, which ends the reading (`torn_tail`). Anything
+// else that is not an intact record is damage: without `on_damage` it is a corruption
+// error naming the file, the byte offset and the reason; with it, `on_damage` is told
+// and reading goes on at the next intact record (`sibyl repair`).
+using WalVisitor = std::function<Status(WalRecordType, std::string_view)>;
+using WalDamageVisitor = std::function<Status(const WalDamage&)>;
+Result<WalReadResult> ReadWal(const std::string& path, bool last_file, const WalVisitor& visit,
+                              const WalDamageVisitor& on_damage = nullptr);
 
 }  // namespace sibyl
