@@ -20,6 +20,7 @@
 
 #include "serve_test_util.h"
 #include "server/metrics.h"
+#include "server/http/test_compress.h"
 
 namespace sibyl::server {
 namespace {
@@ -152,19 +153,7 @@ TEST_F(ServeAbuseTest, GzipBombIs413WithoutInflatingIt) {
       << metrics->body;
 }
 
-std::string Gzip(const std::string& data) {
-  z_stream z{};
-  EXPECT_EQ(deflateInit2(&z, 6, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY), Z_OK);
-  std::string out(deflateBound(&z, data.size()) + 64, '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  z.avail_in = static_cast<uInt>(data.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  EXPECT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
-}
+using http_test_util::Gzip;
 
 // Issue 18: a body sent as gzip that is not valid gzip gets a 400 saying so, with zlib's
 // reason, in the shape its route's clients read: Amplitude's {"code","error"}, Segment's

@@ -1,4 +1,5 @@
 #include "server/http/gunzip.h"
+#include "server/http/test_compress.h"
 
 #include <zlib.h>
 
@@ -10,20 +11,7 @@
 namespace sibyl::server {
 namespace {
 
-// `window_bits`: 16 + 15 gzip, 15 zlib, -15 raw deflate.
-std::string Compress(const std::string& data, int window_bits) {
-  z_stream z{};
-  EXPECT_EQ(deflateInit2(&z, 9, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY), Z_OK);
-  std::string out(deflateBound(&z, data.size()) + 64, '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  z.avail_in = static_cast<uInt>(data.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  EXPECT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
-}
+using http_test_util::Compress;
 
 TEST(GunzipTest, ContentEncodingNames) {
   EXPECT_EQ(ParseContentEncoding(""), ContentCoding::kIdentity);

@@ -1,4 +1,5 @@
 #include "server/http/http_server.h"
+#include "server/http/test_compress.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -48,19 +49,7 @@ class Gate {
   bool open_ = false;
 };
 
-std::string Gzip(const std::string& data) {
-  z_stream z{};
-  EXPECT_EQ(deflateInit2(&z, 9, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY), Z_OK);
-  std::string out(deflateBound(&z, data.size()) + 64, '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  z.avail_in = static_cast<uInt>(data.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  EXPECT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
-}
+using http_test_util::Gzip;
 
 template <typename T>
 bool ReadyWithin(std::future<T>& f, int seconds) {
