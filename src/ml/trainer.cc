@@ -47,6 +47,75 @@ Result<std::vector<double>> MarginsOf(const Model& model, const Slice& slice,
   return model.PredictMargin(slice.values);
 }
 
+constexpr uint64_t kCalibrationHalfSalt = 0x5a17'9e3d'0000'0007ULL;
+
+// Which validation rows fit the calibration map, and how it is chosen (docs/ML.md,
+// "Calibration"): the newest cutoff's rows when they hold at least 20 of each class (their
+// base rate is the nearest to scoring's; the stacked cutoffs before it are weeks older),
+// else every validation row. Isotonic and Platt maps are both cross-fitted on two halves
+// of those users and the one with the lower log loss is kept, as the cross-validated path
+// does: with a few hundred validation users isotonic steps overfit, with many thousand
+// they beat a sigmoid.
+struct CalibrationPlan {
+  std::vector<size_t> rows;   // indexes into the validation slice
+  std::vector<uint8_t> half;  // per entry of rows: 0 or 1, by user
+  bool newest_only = false;
+};
+
+CalibrationPlan PlanCalibration(const Dataset& data, const Slice& validation, uint64_t seed) {
+  CalibrationPlan plan;
+  size_t positives = 0;
+  for (size_t i = 0; i < validation.rows.size(); ++i)
+    if (data.row_groups.empty() || data.row_groups[validation.rows[i]] == 0) {
+      plan.rows.push_back(i);
+      positives += validation.labels[i] > 0.5f;
+    }
+  plan.newest_only = plan.rows.size() < validation.rows.size();
+  if (positives < 20 || plan.rows.size() - positives < 20) {
+    plan.rows.resize(validation.rows.size());
+    for (size_t i = 0; i < plan.rows.size(); ++i) plan.rows[i] = i;
+    plan.newest_only = false;
+  }
+  for (size_t i : plan.rows)
+    plan.half.push_back(static_cast<uint8_t>(MixHash(data.user_key(validation.rows[i]), kCalibrationHalfSalt + seed) & 1));
+  return plan;
+}
+
+// The map for `scores` (validation outputs, all rows of the slice) under `plan`, and
+// whether it is Platt's.
+std::pair<IsotonicCalibration, bool> FitCalibration(const CalibrationPlan& plan, std::span<const double> scores,
+                                                    std::span<const float> labels) {
+  std::vector<double> x;
+  std::vector<float> y;
+  for (size_t i : plan.rows) {
+    x.push_back(scores[i]);
+    y.push_back(labels[i]);
+  }
+  std::vector<double> by_isotonic(x.size()), by_platt(x.size());
+  bool platt_ok = true;
+  for (uint8_t h : {0, 1}) {
+    std::vector<double> fx;
+    std::vector<float> fy;
+    for (size_t j = 0; j < x.size(); ++j)
+      if (plan.half[j] != h) {
+        fx.push_back(x[j]);
+        fy.push_back(y[j]);
+      }
+    IsotonicCalibration isotonic = IsotonicCalibration::Fit(fx, fy);
+    std::optional<IsotonicCalibration> platt = IsotonicCalibration::FitPlatt(fx, fy);
+    platt_ok = platt_ok && platt.has_value();
+    for (size_t j = 0; j < x.size(); ++j) {
+      if (plan.half[j] != h) continue;
+      by_isotonic[j] = isotonic.Apply(x[j]);
+      if (platt) by_platt[j] = platt->Apply(x[j]);
+    }
+  }
+  if (platt_ok && LogLoss(by_platt, y) < LogLoss(by_isotonic, y)) {
+    if (auto platt = IsotonicCalibration::FitPlatt(x, y)) return {std::move(*platt), true};
+  }
+  return {IsotonicCalibration::Fit(x, y), false};
+}
+
 }  // namespace
 
 Result<std::vector<double>> TrainResult::Predict(std::span<const float> rows) const {
@@ -127,6 +196,7 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
     RETURN_IF_ERROR(fit_matrix->SetLabels(fit.labels));
     if (!fit.weights.empty()) RETURN_IF_ERROR(fit_matrix->SetWeights(fit.weights));
   }
+  const CalibrationPlan calibration_plan = PlanCalibration(data, validation, options.seed);
   TreeTrainingData tree_data;
   tree_data.fit = fit_matrix ? &*fit_matrix : nullptr;
   tree_data.validation = &*validation_matrix;
@@ -205,7 +275,9 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
         for (double& v : test_out) v = MarginToOutput(data.kind, v);
         if (classify) {
           candidate.uncalibrated_log_loss = LogLoss(test_out, test.labels);
-          f.calibration = IsotonicCalibration::Fit(val_out, validation.labels);
+          auto [map, platt] = FitCalibration(calibration_plan, val_out, validation.labels);
+          f.calibration = std::move(map);
+          candidate.training["calibration"] = platt ? "platt" : "isotonic";
           f.calibration.ApplyInPlace(test_out);
           candidate.metrics = EvaluateClassifier(test_out, test.labels);
         } else {
@@ -288,6 +360,8 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
       {"split", {{"test_fraction", split_options.test_fraction},
                  {"validation_fraction", split_options.validation_fraction},
                  {"max_users", split_options.max_users}}},
+      {"calibration", {{"calibrated_on", calibration_plan.newest_only ? "newest cutoff" : "every cutoff"},
+                       {"calibration_rows", calibration_plan.rows.size()}}},
       {"driver_sample_rows", options.driver_sample_rows},
       {"selected", ModelTypeName(result.candidates[*best].type)}};
   return result;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <random>
 
 #include "ml/synthetic.h"
 
@@ -249,6 +250,40 @@ TEST(CrossValidationTest, EveryUserIsHeldOutOnceAndCalibrationUsesTheNewestGroup
   EXPECT_EQ(all->test_predictions.size(), ungrouped.data.num_rows());
   EXPECT_EQ(all->test_labels, ungrouped.data.labels);
   EXPECT_EQ(all->parameters["cross_validation"]["calibrated_on"], "every cutoff");
+}
+
+// The single split calibrates on the newest cutoff's validation rows: when the stacked
+// cutoffs' base rate differs from the newest one's, the calibrated scores of the newest
+// rows average the newest base rate, not the mixture's.
+TEST(TrainerTest, SingleSplitCalibratesOnTheNewestCutoff) {
+  SyntheticData s = StackedData(6000, true);
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> u(0, 1);
+  for (size_t r = 0; r < s.data.num_rows(); ++r)  // the newest cutoff: ~20 points more positives
+    if (s.data.row_groups[r] == 0 && s.data.labels[r] < 0.5f && u(rng) < 0.3) s.data.labels[r] = 1;
+  TrainOptions o = SmallCrossValidation(2);
+  o.cross_validation_below_users = 0;  // the single split
+  auto result = Train(s.data, o);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ(result->parameters["calibration"]["calibrated_on"], "newest cutoff");
+  double newest_sum = 0, newest_labels = 0, all_labels = 0;
+  size_t newest = 0;
+  for (size_t i = 0; i < result->test_rows.size(); ++i) {
+    all_labels += result->test_labels[i];
+    if (s.data.row_groups[result->test_rows[i]] != 0) continue;
+    newest_sum += result->test_predictions[i];
+    newest_labels += result->test_labels[i];
+    ++newest;
+  }
+  ASSERT_GT(newest, 500u);
+  const double newest_rate = newest_labels / newest, all_rate = all_labels / result->test_rows.size();
+  EXPECT_GT(newest_rate - all_rate, 0.05);  // the shift is there
+  EXPECT_NEAR(newest_sum / newest, newest_rate, 0.03);
+  for (const auto& c : result->candidates) {
+    if (!c.error.empty()) continue;
+    const std::string how = c.training.value("calibration", "");
+    EXPECT_TRUE(how == "platt" || how == "isotonic") << ModelTypeName(c.type) << ": " << how;
+  }
 }
 
 TEST(CrossValidationTest, TooFewNewestPositivesCalibrateOnEveryRow) {
