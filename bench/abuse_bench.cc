@@ -151,6 +151,7 @@ struct Load {
 struct ServerCounters {
   std::map<std::string, double> refused;  // sibyl_http_refused_total by reason
   double connections = -1;
+  double inflight_body_bytes = -1;  // request bodies held now (budget: 256 MiB)
 };
 
 ServerCounters Scrape(int port) {
@@ -172,6 +173,8 @@ ServerCounters Scrape(int port) {
       counters.refused[line.substr(prefix.size(), quote - prefix.size())] = std::atof(line.c_str() + line.rfind(' '));
     } else if (line.rfind("sibyl_http_connections ", 0) == 0) {
       counters.connections = std::atof(line.c_str() + line.rfind(' '));
+    } else if (line.rfind("sibyl_http_inflight_body_bytes ", 0) == 0) {
+      counters.inflight_body_bytes = std::atof(line.c_str() + line.rfind(' '));
     }
   }
   return counters;
@@ -354,15 +357,16 @@ int main(int argc, char** argv) {
     PhaseClock clock = BeginPhase(server);
     const HolderStats holder_before = holder ? holder->Stats() : HolderStats{};
     load.phase = index;
-    double min_connections = 1e18, max_connections_seen = 0;
+    double min_connections = 1e18, max_connections_seen = 0, max_inflight = 0;
     int min_held = idle + slowloris;
     for (int s = 0; s < seconds; ++s) {
       std::this_thread::sleep_for(std::chrono::seconds(1));
       if (!server.Alive()) crashed = true;
       if (!attack || crashed) continue;
-      const double open = Scrape(server.port()).connections;
-      min_connections = std::min(min_connections, open);
-      max_connections_seen = std::max(max_connections_seen, open);
+      const ServerCounters now = Scrape(server.port());
+      min_connections = std::min(min_connections, now.connections);
+      max_connections_seen = std::max(max_connections_seen, now.connections);
+      max_inflight = std::max(max_inflight, now.inflight_body_bytes);
       const auto h = holder->Stats();
       min_held = std::min(min_held, h.idle_open + h.slowloris_open);
     }
@@ -386,6 +390,7 @@ int main(int argc, char** argv) {
       report["attackers"] = {{"held_min", min_held},
                              {"server_connections_min", min_connections},
                              {"server_connections_max", max_connections_seen},
+                             {"server_inflight_body_mb_max", Mb(static_cast<uint64_t>(max_inflight))},
                              {"opened", h.opened - holder_before.opened},
                              {"closed_by_server", h.closed_by_server - holder_before.closed_by_server},
                              {"connect_errors", h.connect_errors - holder_before.connect_errors},
