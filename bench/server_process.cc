@@ -2,7 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -49,13 +49,22 @@ Result<std::unique_ptr<ServerProcess>> ServerProcess::Start(const std::string& b
 
   int pipe_fds[2];
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) return IoError("pipe: {}", std::strerror(errno));
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
   std::unique_ptr<ServerProcess> p(new ServerProcess());
-  const int spawned = posix_spawn(&p->pid_, binary.c_str(), &actions, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
+  const int dev_null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  const pid_t parent = getpid();
+  p->pid_ = fork();
+  if (p->pid_ == 0) {
+    // Only async-signal-safe calls until exec. The server dies with the bench (killed or
+    // crashed), never left holding its port and data directory.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(127);
+    dup2(pipe_fds[1], STDERR_FILENO);
+    if (dev_null >= 0) dup2(dev_null, STDOUT_FILENO);
+    execve(binary.c_str(), argv.data(), envp.data());
+    _exit(127);
+  }
+  const int spawned = p->pid_ < 0 ? errno : 0;
+  if (dev_null >= 0) close(dev_null);
   close(pipe_fds[1]);
   if (spawned != 0) {
     close(pipe_fds[0]);
