@@ -8,8 +8,8 @@
 //   attack  the same, while 1,000 idle connections, 50 slowloris connections (headers or
 //           body trickled) and gzip bombs (1 GiB of zeros, 1.04 MB) at the ingest endpoints
 //           hit the server
-//   base    again, so the attack's throughput is compared with the mean of the runs
-//           around it (the machine's load drifts; docs/BENCHMARKS.md)
+//   base    again, so the attack's throughput is compared with the phases around it (the
+//           faster of the two: the machine's load drifts; docs/BENCHMARKS.md)
 //   bombs   the bombs alone, on a server otherwise idle: the RSS growth they cause
 // Printed per phase: latency p50/p99 of /healthz and real-time scores, ingest events/s,
 // answers by status, the server's RSS (VmRSS at the start, VmHWM peak) and its refusal
@@ -418,8 +418,15 @@ int main(int argc, char** argv) {
   ingest_phase(2, "base", false);
   load.Stop();
 
-  // The bombs alone, after a pause: the server's growth is theirs.
-  std::this_thread::sleep_for(std::chrono::seconds(1));
+  // The bombs alone, once the server has settled (the last commits and checkpoint of the
+  // ingest phases can still grow RSS for a few seconds; up to 30 s, until VmRSS holds
+  // within 1 MB for 2 s), so that the growth is theirs.
+  for (int i = 0, steady = 0; i < 300 && steady < 20; ++i) {
+    const uint64_t before = server.ReadMemory().rss_bytes;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const uint64_t after = server.ReadMemory().rss_bytes;
+    steady = std::max(before, after) - std::min(before, after) < (1u << 20) ? steady + 1 : 0;
+  }
   {
     PhaseClock clock = BeginPhase(server);
     Bomber bomber(server.port(), bomb, bomb_paths, std::max(bombs_per_second, 1.0));
@@ -436,19 +443,26 @@ int main(int argc, char** argv) {
   const std::string exit = crashed ? "crashed" : server.Stop();
   if (crashed) std::fprintf(stderr, "the server died:\n%s", server.LastLog().c_str());
   const Json& attack = phases[1];
+  // Against the faster of the two runs around it: a store growth spell (BENCHMARKS.md) in
+  // one of them must not make the attack look cheap.
   const double base_eps =
-      (phases[0]["ingest"]["events_per_second"].get<double>() + phases[2]["ingest"]["events_per_second"].get<double>()) / 2;
+      std::max(phases[0]["ingest"]["events_per_second"].get<double>(), phases[2]["ingest"]["events_per_second"].get<double>());
   const double ratio = base_eps > 0 ? attack["ingest"]["events_per_second"].get<double>() / base_eps : 0;
+  // A refused probe (503 at the connection cap, say) is a miss whatever its latency.
+  auto all_ok = [](const Json& probe) {
+    return probe["answers"].size() == 1 && probe["answers"].contains("200");
+  };
   Json targets = {
-      {"healthz_p99_ms", {{"value", attack["healthz"]["ms_p99"]}, {"target", 50}}},
-      {"score_p99_ms", {{"value", attack["score"]["ms_p99"]}, {"target", 10}}},
+      {"healthz_p99_ms", {{"value", attack["healthz"]["ms_p99"]}, {"target", 50}, {"all_200", all_ok(attack["healthz"])}}},
+      {"score_p99_ms", {{"value", attack["score"]["ms_p99"]}, {"target", 10}, {"all_200", all_ok(attack["score"])}}},
       {"ingest_ratio", {{"value", ratio}, {"target", 0.8}}},
       {"bomb_rss_growth_mb", {{"value", phases[3]["rss_mb_growth"]}, {"target", 64}}},
       {"no_crash", {{"value", exit == "exit 0"}, {"server_exit", exit}}}};
   for (auto& [name, t] : targets.items())
     t["met"] = name == "no_crash" ? t["value"].get<bool>()
                : name == "ingest_ratio" ? t["value"].get<double>() >= t["target"].get<double>()
-                                        : t["value"].get<double>() <= t["target"].get<double>();
+                                        : t["value"].get<double>() <= t["target"].get<double>() &&
+                                              t.value("all_200", true);
   std::fprintf(report_out, "targets (attack phase):\n");
   for (auto& [name, t] : targets.items())
     std::fprintf(report_out, "  %-20s %-12s %s\n", name.c_str(), t["value"].dump().c_str(), t["met"].get<bool>() ? "met" : "NOT MET");
