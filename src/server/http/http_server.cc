@@ -254,7 +254,7 @@ class HttpServer::Impl::Connection : public std::enable_shared_from_this<Connect
     if (!has_body) return Dispatch();
     // The same for memory: an ordinary body gets its exact size at once, a large one grows
     // as it arrives.
-    if (declared) body_.reserve(std::min<uint64_t>(*declared, kReserveUpFront));
+    body_.reserve(std::min<uint64_t>(parser_->content_length().value_or(0), kReserveUpFront));
 
     body_deadline_ = SteadyClock::now() + s_.options.body_timeout +
                      std::chrono::seconds(declared.value_or(limit_) / std::max<size_t>(1, s_.options.min_body_bytes_per_second));
