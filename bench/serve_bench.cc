@@ -24,76 +24,14 @@
 #include <nlohmann/json.hpp>
 
 #include "common/memory.h"
-#include "ingest/file_source.h"
+#include "serve_fixture.h"
 #include "server/server.h"
-#include "sim/generator.h"
-#include "store/event_store.h"
 
 namespace {
 
 using namespace sibyl;
+using namespace sibyl::bench;
 using Steady = std::chrono::steady_clock;
-const std::string kAdmin = "bench-admin-key-0123";
-const std::string kIngest = "bench-ingest-key-0123";
-
-Status Generate(const std::string& dir, uint64_t users, int days) {
-  sim::SimOptions sim;
-  sim.users = users;
-  sim.days = days;
-  sim.seed = 7;
-  sim.out_path = dir + "/events.ndjson";
-  RETURN_IF_ERROR(sim::Generate(sim).status());
-  ASSIGN_OR_RETURN(auto store, EventStore::Open(StoreOptions{.data_dir = dir + "/data"}));
-  {
-    ASSIGN_OR_RETURN(auto txn, store->Begin());
-    RETURN_IF_ERROR(ParseFile(sim.out_path, FileParseOptions{}, [&](EventBatch&& b, std::vector<IngestError>&&) {
-                      return txn->Add(b).status();
-                    }).status());
-    RETURN_IF_ERROR(txn->Commit());
-  }
-  return store->Checkpoint();
-}
-
-std::string Body(int thread, int64_t request, int64_t base_time) {
-  std::string body = "{\"api_key\":\"" + kIngest + "\",\"events\":[";
-  for (int i = 0; i < 1000; ++i) {
-    const int64_t n = request * 1000 + i;
-    if (i) body += ',';
-    body += "{\"user_id\":\"bench-" + std::to_string(thread) + "-" + std::to_string(n % 5000) +
-            "\",\"event_type\":\"Bench " + std::to_string(n % 20) + "\",\"time\":" + std::to_string(base_time + n) +
-            ",\"insert_id\":\"b" + std::to_string(thread) + "-" + std::to_string(n) +
-            "\",\"event_properties\":{\"price\":" + std::to_string(n % 97) + ",\"plan\":\"p" +
-            std::to_string(n % 3) + "\"}}";
-  }
-  return body + "]}";
-}
-
-nlohmann::json GetJson(httplib::Client& c, const std::string& path) {
-  auto r = c.Get(path);
-  if (!r) return nullptr;
-  auto j = nlohmann::json::parse(r->body, nullptr, false);
-  return j.is_discarded() ? nlohmann::json() : j;
-}
-
-bool WaitRun(httplib::Client& c, uint64_t id, int seconds) {
-  for (int i = 0; i < seconds * 20; ++i) {
-    auto run = GetJson(c, "/api/v1/runs/" + std::to_string(id));
-    std::string state = run.is_object() ? run.value("state", "") : "";
-    if (state == "succeeded") return true;
-    if (state == "failed" || state == "aborted") {
-      std::fprintf(stderr, "run %lu %s: %s\n", static_cast<unsigned long>(id), state.c_str(), run.value("error", "").c_str());
-      return false;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
-}
-
-double Percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
-}
 
 }  // namespace
 
@@ -116,7 +54,7 @@ int main(int argc, char** argv) {
   const bool temporary = dir.empty();
   if (temporary) dir = (std::filesystem::temp_directory_path() / ("sibyl-serve-bench-" + std::to_string(getpid()))).string();
   std::filesystem::create_directories(dir);
-  if (Status st = Generate(dir, users, days); !st.ok()) {
+  if (Status st = GenerateStore(dir, users, days); !st.ok()) {
     std::fprintf(stderr, "generate: %s\n", st.ToString().c_str());
     return 1;
   }
@@ -124,7 +62,7 @@ int main(int argc, char** argv) {
   options.data_dir = dir + "/data";
   options.port = 0;
   options.threads = server_threads;
-  options.keys = {kAdmin, {kIngest}};
+  options.keys = {kAdminKey, {kIngestKey}};
   options.scheduler_poll_ms = 100;
   options.log_requests = false;
   options.log = false;
@@ -137,30 +75,15 @@ int main(int argc, char** argv) {
   auto& srv = *opened;
   (void)srv->Start();
   httplib::Client admin("127.0.0.1", srv->port());
-  admin.set_bearer_token_auth(kAdmin.c_str());
+  admin.set_bearer_token_auth(kAdminKey.c_str());
   admin.set_read_timeout(300);
-  auto created = admin.Post("/api/v1/predictions", R"({"name":"purchase_7d","kind":"propensity",
-      "outcome":{"event":"Purchase"},"horizon_days":7,"cohort":{"all":[{"active_within_days":30}]}})", "application/json");
-  if (!created || created->status != 201) {
-    std::fprintf(stderr, "create failed\n");
+  auto prediction = CreateScoredPrediction(admin);
+  if (!prediction.ok()) {
+    std::fprintf(stderr, "%s\n", prediction.status().ToString().c_str());
     return 1;
   }
-  // The first train and full score run come from the scheduler; wait for both.
-  uint64_t score_run = 0;
-  for (int i = 0; i < 6000 && score_run == 0; ++i) {
-    auto runs = GetJson(admin, "/api/v1/runs");
-    for (const auto& r : runs["runs"])
-      if (r["kind"] == "score_full" && r["state"] == "succeeded") score_run = r["id"].get<uint64_t>();
-    if (!score_run) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  if (!score_run) {
-    std::fprintf(stderr, "no successful scoring run\n");
-    return 1;
-  }
-  auto cohort = GetJson(admin, "/api/v1/predictions/purchase_7d/cohort?limit=100000");
-  std::vector<std::string> user_ids;
-  for (const auto& u : cohort["users"]) user_ids.push_back(u["user_id"]);
-  const int64_t base_time = GetJson(admin, "/api/v1/runs/" + std::to_string(score_run))["detail"]["cutoff_ms"].get<int64_t>();
+  const std::vector<std::string>& user_ids = prediction->user_ids;
+  const int64_t base_time = prediction->cutoff_ms;
 
   // Phase 1: ingest while scoring runs go on.
   std::atomic<bool> stop{false};
@@ -170,7 +93,7 @@ int main(int argc, char** argv) {
   std::mutex latency_mutex;
   std::thread scorer([&] {
     httplib::Client c("127.0.0.1", srv->port());
-    c.set_bearer_token_auth(kAdmin.c_str());
+    c.set_bearer_token_auth(kAdminKey.c_str());
     c.set_read_timeout(300);
     while (!stop && !no_scoring) {
       auto r = c.Post("/api/v1/predictions/purchase_7d/score", "", "text/plain");
@@ -186,7 +109,7 @@ int main(int argc, char** argv) {
       c.set_read_timeout(60);
       std::vector<double> local;
       for (int64_t i = 0; !stop; ++i) {
-        std::string body = Body(t, i, base_time - 3'600'000);
+        std::string body = BatchBody(t, i, base_time - 3'600'000);
         auto sent = Steady::now();
         auto r = c.Post("/batch", body, "application/json");
         local.push_back(std::chrono::duration<double, std::milli>(Steady::now() - sent).count());
@@ -227,7 +150,7 @@ int main(int argc, char** argv) {
   for (int t = 0; t < clients; ++t) {
     scorers.emplace_back([&, t] {
       httplib::Client c("127.0.0.1", srv->port());
-      c.set_bearer_token_auth(kAdmin.c_str());
+      c.set_bearer_token_auth(kAdminKey.c_str());
       std::mt19937 rng(t);
       std::vector<double> local;
       auto next = Steady::now();

@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <functional>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -251,6 +252,39 @@ class RawClient {
   int fd_ = -1;
   bool ok_ = false;
 };
+
+// Issue 18 (bench/abuse_bench): a declared Content-Length counts against the budget of
+// bodies in memory only as its bytes arrive. Before, slowloris clients declaring large
+// bodies and sending a byte a second held the whole budget for minutes, and every other
+// request with a body was refused.
+TEST(HttpServerTest, ADeclaredBodyHoldsTheBudgetOnlyAsItArrives) {
+  Router router;
+  router.Post("/ingest", [](const httplib::Request& req, httplib::Response& res) {
+    res.set_content(std::to_string(req.body.size()), "text/plain");
+  }, {.max_body_bytes = 1'000'000});
+  HttpServerOptions options;
+  options.max_inflight_body_bytes = 1 << 20;  // 1 MiB: two declared 500 KB bodies would fill it
+  auto server = HttpServer::Bind(router, options, HttpHooks{});
+  ASSERT_TRUE(server.ok());
+  (*server)->Start();
+  const int port = (*server)->port();
+  std::vector<std::unique_ptr<RawClient>> slow;
+  for (int i = 0; i < 3; ++i) {
+    slow.push_back(std::make_unique<RawClient>(port));
+    ASSERT_TRUE(slow.back()->ok());
+    slow.back()->Send("POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\n{");
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // all three are reading bodies
+  EXPECT_LE((*server)->Stats().inflight_body_bytes, 3u * 64 * 1024);
+  httplib::Client c("127.0.0.1", port);
+  auto r = c.Post("/ingest", std::string(200'000, 'a'), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "200000");
+  EXPECT_EQ((*server)->Stats().refused_overloaded, 0u);
+  slow.clear();
+  (*server)->Stop();
+}
 
 // Issue 19: a body produced in chunks is sent chunked, and the provider runs only as the
 // client reads: a client that stops reading holds the server at a few chunks, not the body.
