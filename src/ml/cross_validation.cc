@@ -203,27 +203,11 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
     }
     // Both maps are cross-fitted; the one with the lower out-of-fold log loss is kept
     // (isotonic on a tie, or when Platt cannot be fitted on some fold).
-    std::vector<double> by_isotonic(calibration_rows.size()), by_platt(calibration_rows.size());
-    bool platt_ok = true;
-    for (int f = 0; f < k; ++f) {
-      std::vector<double> scores;
-      std::vector<float> labels;
-      for (size_t i = 0; i < calibration_rows.size(); ++i)
-        if (fold[calibration_rows[i]] != f) {
-          scores.push_back(raw[i]);
-          labels.push_back(calibration_labels[i]);
-        }
-      IsotonicCalibration isotonic = IsotonicCalibration::Fit(scores, labels);
-      std::optional<IsotonicCalibration> platt = IsotonicCalibration::FitPlatt(scores, labels);
-      platt_ok = platt_ok && platt.has_value();
-      for (size_t i = 0; i < calibration_rows.size(); ++i) {
-        if (fold[calibration_rows[i]] != f) continue;
-        by_isotonic[i] = isotonic.Apply(raw[i]);
-        if (platt) by_platt[i] = platt->Apply(raw[i]);
-      }
-    }
-    o.platt = platt_ok && LogLoss(by_platt, calibration_labels) < LogLoss(by_isotonic, calibration_labels);
-    o.calibrated = o.platt ? std::move(by_platt) : std::move(by_isotonic);
+    std::vector<uint8_t> part(calibration_rows.size());
+    for (size_t i = 0; i < calibration_rows.size(); ++i) part[i] = fold[calibration_rows[i]];
+    CrossFittedCalibration fitted = CrossFitCalibration(raw, calibration_labels, part, k);
+    o.platt = fitted.PlattWins(calibration_labels);
+    o.calibrated = o.platt ? std::move(fitted.by_platt) : std::move(fitted.by_isotonic);
     candidate.uncalibrated_log_loss = LogLoss(raw, calibration_labels);
     candidate.metrics = EvaluateClassifier(o.calibrated, calibration_labels);
   };

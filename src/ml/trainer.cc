@@ -91,26 +91,7 @@ std::pair<IsotonicCalibration, bool> FitCalibration(const CalibrationPlan& plan,
     x.push_back(scores[i]);
     y.push_back(labels[i]);
   }
-  std::vector<double> by_isotonic(x.size()), by_platt(x.size());
-  bool platt_ok = true;
-  for (uint8_t h : {0, 1}) {
-    std::vector<double> fx;
-    std::vector<float> fy;
-    for (size_t j = 0; j < x.size(); ++j)
-      if (plan.half[j] != h) {
-        fx.push_back(x[j]);
-        fy.push_back(y[j]);
-      }
-    IsotonicCalibration isotonic = IsotonicCalibration::Fit(fx, fy);
-    std::optional<IsotonicCalibration> platt = IsotonicCalibration::FitPlatt(fx, fy);
-    platt_ok = platt_ok && platt.has_value();
-    for (size_t j = 0; j < x.size(); ++j) {
-      if (plan.half[j] != h) continue;
-      by_isotonic[j] = isotonic.Apply(x[j]);
-      if (platt) by_platt[j] = platt->Apply(x[j]);
-    }
-  }
-  if (platt_ok && LogLoss(by_platt, y) < LogLoss(by_isotonic, y)) {
+  if (CrossFitCalibration(x, y, plan.half, 2).PlattWins(y)) {
     if (auto platt = IsotonicCalibration::FitPlatt(x, y)) return {std::move(*platt), true};
   }
   return {IsotonicCalibration::Fit(x, y), false};

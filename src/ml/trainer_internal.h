@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -73,6 +74,43 @@ inline int TreeThreads(int requested) {
   double load[1] = {0};
   if (hardware > 1 && getloadavg(load, 1) == 1 && load[0] + 1.0 > hardware) return 1;
   return hardware;
+}
+
+// Isotonic and Platt maps cross-fitted over `parts` groups: entry j of `scores` is mapped
+// by maps fitted on the entries of the other groups (part[j] in 0..parts-1). `platt_ok`
+// is false when Platt could not be fitted on some group. Both training paths choose their
+// calibration by these out-of-sample outputs' log loss.
+struct CrossFittedCalibration {
+  std::vector<double> by_isotonic, by_platt;
+  bool platt_ok = true;
+  // Platt when it fitted everywhere and has the lower log loss (isotonic on a tie).
+  bool PlattWins(std::span<const float> labels) const {
+    return platt_ok && LogLoss(by_platt, labels) < LogLoss(by_isotonic, labels);
+  }
+};
+inline CrossFittedCalibration CrossFitCalibration(std::span<const double> scores, std::span<const float> labels,
+                                                  std::span<const uint8_t> part, int parts) {
+  CrossFittedCalibration out;
+  out.by_isotonic.resize(scores.size());
+  out.by_platt.resize(scores.size());
+  for (int g = 0; g < parts; ++g) {
+    std::vector<double> fx;
+    std::vector<float> fy;
+    for (size_t j = 0; j < scores.size(); ++j)
+      if (part[j] != g) {
+        fx.push_back(scores[j]);
+        fy.push_back(labels[j]);
+      }
+    IsotonicCalibration isotonic = IsotonicCalibration::Fit(fx, fy);
+    std::optional<IsotonicCalibration> platt = IsotonicCalibration::FitPlatt(fx, fy);
+    out.platt_ok = out.platt_ok && platt.has_value();
+    for (size_t j = 0; j < scores.size(); ++j) {
+      if (part[j] != g) continue;
+      out.by_isotonic[j] = isotonic.Apply(scores[j]);
+      if (platt) out.by_platt[j] = platt->Apply(scores[j]);
+    }
+  }
+  return out;
 }
 
 // Training fails only when every candidate did; the error lists why each one failed.
