@@ -18,7 +18,7 @@
 //
 //   abuse_bench [--users 3000] [--days 70] [--seconds 10] [--warmup 45] [--clients 4] [--score-rate 200]
 //               [--healthz-rate 20] [--idle 1000] [--slowloris 50] [--bombs-per-second 4]
-//               [--max-connections 2048] [--server-arg=--flag=value ...] [--json]
+//               [--max-connections 0 (the default cap)] [--server-arg=--flag=value ...] [--json]
 #include <httplib.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -267,7 +267,7 @@ int main(int argc, char** argv) {
   uint64_t users = 3000;
   int days = 70, seconds = 10, warmup = 45, clients = 4, score_clients = 2, idle = 1000, slowloris = 50, bomb_seconds = 5;
   double score_rate = 200, healthz_rate = 20, bombs_per_second = 4;
-  uint64_t slow_body_bytes = 20'000'000, max_connections = 2048;
+  uint64_t slow_body_bytes = 20'000'000, max_connections = 0;
   std::string dir, binary = SIBYL_BINARY, server_log;
   std::vector<std::string> server_args;
   bool json = false;

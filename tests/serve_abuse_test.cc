@@ -245,13 +245,45 @@ TEST_F(ServeAbuseTest, SlowlorisIsCutAtTheHeaderDeadline) {
   EXPECT_EQ(Healthz(10), 200);
 }
 
-TEST_F(ServeAbuseTest, ConnectionsBeyondTheCapAreRefused) {
+TEST_F(ServeAbuseTest, AtTheCapTheConnectionIdleLongestMakesRoom) {
   StartServer([](ServerOptions& o) {
     o.max_connections = 8;
     o.idle_timeout_ms = 60'000;
   });
   std::vector<Socket> held;
-  for (int i = 0; i < 8; ++i) held.emplace_back(server_->port());
+  for (int i = 0; i < 8; ++i) {
+    held.emplace_back(server_->port());
+    // Accepted one after another, so the first is the one idle longest.
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  // Only a connection idle for a second may be closed for a newcomer.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  // A newcomer at the cap is served: the first idle connection is closed for it.
+  EXPECT_EQ(Healthz(10), 200);
+  bool closed = false;
+  EXPECT_EQ(held[0].ReadAll(5, &closed), "");
+  EXPECT_TRUE(closed) << "the connection idle longest was not closed";
+  // The others are untouched and still served.
+  for (int i = 1; i < 8; ++i) {
+    ASSERT_TRUE(held[i].Send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")) << i;
+    std::string answer = held[i].ReadAll(0.5);
+    EXPECT_EQ(StatusLine(answer), "HTTP/1.1 200 OK") << i << ": " << answer;
+  }
+}
+
+TEST_F(ServeAbuseTest, ConnectionsBeyondTheCapAreRefusedWhenNoneIsIdle) {
+  StartServer([](ServerOptions& o) {
+    o.max_connections = 8;
+    o.idle_timeout_ms = 60'000;
+    o.header_timeout_ms = 60'000;
+  });
+  // Each has begun a request (half its headers): none is idle, none may be closed for a
+  // newcomer.
+  std::vector<Socket> held;
+  for (int i = 0; i < 8; ++i) {
+    held.emplace_back(server_->port());
+    ASSERT_TRUE(held.back().Send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n"));
+  }
   // The 8 are accepted before the next one (the backlog is first in, first out); give the
   // server a moment to accept them all.
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -262,7 +294,14 @@ TEST_F(ServeAbuseTest, ConnectionsBeyondTheCapAreRefused) {
   std::string answer = extra.ReadAll(10, &closed);
   EXPECT_TRUE(closed);
   // A 503, or a reset when the request arrived after the close: never served.
-  if (!answer.empty()) EXPECT_EQ(StatusLine(answer), "HTTP/1.1 503 Service Unavailable") << answer;
+  if (!answer.empty()) {
+    EXPECT_EQ(StatusLine(answer), "HTTP/1.1 503 Service Unavailable") << answer;
+  }
+  // The 8 requests begun are still served.
+  for (auto& s : held) {
+    ASSERT_TRUE(s.Send("\r\n"));
+    EXPECT_EQ(StatusLine(s.ReadAll(0.5)), "HTTP/1.1 200 OK");
+  }
   held.clear();
   // Once they are gone, new connections are served again.
   int status = -1;

@@ -20,7 +20,7 @@ struct ServeFlags {
   int port = 8080;
   int threads = 16;
   int io_threads = 1;
-  size_t max_connections = 1024;
+  size_t max_connections = 10'000;
   size_t max_connections_per_address = 0;
   size_t max_queued_requests = 0;
   double header_timeout_seconds = 10;
@@ -102,7 +102,8 @@ void AddServeCommand(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("--io-threads", flags->io_threads, "threads running every connection's reads and writes")
       ->capture_default_str();
   cmd->add_option("--max-connections", flags->max_connections,
-                  "open connections; beyond, a new one is answered 503 and closed")
+                  "open connections; at the cap a new one closes the connection idle longest (idle 1 s or more), "
+                  "else it is answered 503 and closed")
       ->capture_default_str();
   cmd->add_option("--max-connections-per-address", flags->max_connections_per_address,
                   "open connections from one client address (0: no cap)")

@@ -1,5 +1,7 @@
 #include "server/server.h"
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -23,6 +25,30 @@ Status ServerContext::RefreshCadences() {
     cadences.push_back(scheduler::CadenceFromHours(d.name, d.train_every_hours, d.score_every_hours));
   scheduler->SetCadences(std::move(cadences));
   return Status::Ok();
+}
+
+// Descriptors the server needs beside its connections: the store's log and part files,
+// training and scoring runs' files, the listening socket.
+constexpr size_t kDescriptorsBesideConnections = 256;
+
+// Raises the soft descriptor limit to the hard one (a distribution's default soft limit,
+// 1,024, would fail accept() with EMFILE before the connection cap is reached, and the
+// refusal path could not even answer), then lowers the connection cap to what fits.
+size_t FitConnectionsToDescriptorLimit(size_t wanted, JsonLog& log) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return wanted;
+  if (limit.rlim_cur != RLIM_INFINITY && (limit.rlim_max == RLIM_INFINITY || limit.rlim_cur < limit.rlim_max)) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  if (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur >= wanted + kDescriptorsBesideConnections) return wanted;
+  const size_t fits = limit.rlim_cur > 2 * kDescriptorsBesideConnections
+                          ? static_cast<size_t>(limit.rlim_cur) - kDescriptorsBesideConnections
+                          : static_cast<size_t>(limit.rlim_cur) / 2;
+  log.Write({{"event", "connection_cap_lowered"}, {"wanted", wanted}, {"max_connections", fits},
+             {"reason", fmt::format("the descriptor limit (RLIMIT_NOFILE) is {}", limit.rlim_cur)}});
+  return fits;
 }
 
 // ---- the server ----
@@ -155,7 +181,8 @@ struct Server::Impl {
                                            {"reason=\"overloaded\"", static_cast<double>(st.refused_overloaded)},
                                            {"reason=\"too_large\"", static_cast<double>(st.refused_too_large)},
                                            {"reason=\"malformed\"", static_cast<double>(st.bad_requests)},
-                                           {"reason=\"timeout\"", static_cast<double>(st.timed_out)}};
+                                           {"reason=\"timeout\"", static_cast<double>(st.timed_out)},
+                                           {"reason=\"idle_at_cap\"", static_cast<double>(st.evicted_idle)}};
                  });
     AddProcessMetrics(m);
   }
@@ -251,7 +278,7 @@ Result<std::unique_ptr<Server>> Server::Open(ServerOptions options) {
   http.io_threads = o.io_threads;
   http.workers = std::max(2, o.threads);
   http.max_queued_requests = o.max_queued_requests;
-  http.max_connections = o.max_connections;
+  http.max_connections = FitConnectionsToDescriptorLimit(o.max_connections, ctx.log);
   http.max_connections_per_address = o.max_connections_per_address;
   http.max_inflight_body_bytes = o.max_inflight_body_bytes;
   http.idle_timeout = std::chrono::milliseconds(o.idle_timeout_ms);

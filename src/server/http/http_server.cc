@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -37,6 +38,11 @@ constexpr uint64_t kReserveUpFront = uint64_t{1} << 20;
 // Apache and nginx).
 constexpr auto kLingerTime = std::chrono::seconds(2);
 constexpr uint64_t kLingerMaxBytes = uint64_t{64} << 20;
+// At the connection cap only a connection idle this long is closed for a newcomer: a
+// client that reconnects whenever it is closed then replaces one connection per idle one
+// per second, not as fast as the server can accept (abuse_bench: 16,000 a second, which
+// halved ingest).
+constexpr auto kMinIdleToEvict = std::chrono::seconds(1);
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 // JSON error bodies of the server's own answers, in the JSON API's shape (context.h
@@ -94,11 +100,14 @@ struct HttpServer::Impl {
 
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> open{0}, accepted{0}, refused_connections{0}, refused_overloaded{0}, refused_too_large{0},
-      bad_requests{0}, timed_out{0}, inflight_body_bytes{0};
+      bad_requests{0}, timed_out{0}, inflight_body_bytes{0}, evicted_idle{0};
 
-  std::mutex mutex;  // guards the two maps
+  std::mutex mutex;  // guards the three maps
   std::unordered_map<std::string, size_t> per_address;
   std::unordered_map<Connection*, std::weak_ptr<Connection>> connections;
+  // Connections waiting for a request's first byte, in the order they became idle.
+  using IdleKey = std::pair<SteadyClock::time_point, Connection*>;
+  std::map<IdleKey, std::weak_ptr<Connection>> idle;
 
   // Declared after what connections use: destroyed first, with any connection it holds.
   net::io_context ioc;
@@ -123,6 +132,9 @@ struct HttpServer::Impl {
 
   void Accept();
   void OnAccept(beast::error_code ec, tcp::socket socket);
+  // At the connection cap: closes the connection idle longest (one that has not sent a
+  // byte of a request) to make room; false when every open connection is busy.
+  bool EvictLongestIdle();
 };
 
 // One client connection. Every I/O step runs on the connection's strand; the handler runs
@@ -140,6 +152,7 @@ class HttpServer::Impl::Connection : public std::enable_shared_from_this<Connect
     if (reserved_bytes_) s_.ReleaseBody(reserved_bytes_);
     std::lock_guard lock(s_.mutex);
     s_.connections.erase(this);
+    if (idle_key_) s_.idle.erase(*idle_key_);
     if (auto it = s_.per_address.find(address_); it != s_.per_address.end() && --it->second == 0)
       s_.per_address.erase(it);
     --s_.open;
@@ -161,6 +174,13 @@ class HttpServer::Impl::Connection : public std::enable_shared_from_this<Connect
 
   std::function<void()> StopTask() {
     return [self = shared_from_this()] { self->OnStop(); };
+  }
+
+  // From EvictLongestIdle, on the strand: still idle (no byte arrived meanwhile) is closed.
+  void CloseIfIdle() {
+    if (state_ != State::kIdle) return;
+    ++s_.evicted_idle;
+    Close();
   }
   auto executor() { return stream_.get_executor(); }
 
@@ -187,7 +207,9 @@ class HttpServer::Impl::Connection : public std::enable_shared_from_this<Connect
     buffer_.shrink_to_fit();  // an idle connection keeps no read buffer
     // The keep-alive (or first-request) idle deadline runs until the first byte.
     stream_.expires_after(s_.options.idle_timeout);
+    MarkIdle(true);
     stream_.async_read_some(buffer_.prepare(1024), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      self->MarkIdle(false);
       if (ec) {
         if (ec == beast::error::timeout) ++self->s_.timed_out;
         return self->Close();
@@ -586,6 +608,17 @@ class HttpServer::Impl::Connection : public std::enable_shared_from_this<Connect
                             });
   }
 
+  // Keeps the server's list of idle connections (the candidates for eviction) current.
+  void MarkIdle(bool idle) {
+    if (!idle && !idle_key_) return;
+    std::lock_guard lock(s_.mutex);
+    if (idle_key_) s_.idle.erase(*idle_key_);
+    idle_key_.reset();
+    if (!idle) return;
+    idle_key_ = IdleKey{SteadyClock::now(), this};
+    s_.idle.emplace(*idle_key_, weak_from_this());
+  }
+
   void Close() {
     if (state_ == State::kClosed) return;
     state_ = State::kClosed;
@@ -625,6 +658,7 @@ class HttpServer::Impl::Connection : public std::enable_shared_from_this<Connect
   bool keep_alive_ = false;
   bool close_after_ = false;
   bool linger_ = false;
+  std::optional<IdleKey> idle_key_;  // while listed in the server's idle connections
 };
 
 void HttpServer::Impl::Accept() {
@@ -645,16 +679,19 @@ void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
   socket.set_option(tcp::no_delay(true), ignored);
   const auto endpoint = socket.remote_endpoint(ignored);
   std::string address = ignored ? std::string() : endpoint.address().to_string();
-  bool refuse = open.load() >= options.max_connections;
+  bool refuse = false;
+  if (options.max_connections_per_address) {
+    std::lock_guard lock(mutex);
+    auto it = per_address.find(address);
+    refuse = it != per_address.end() && it->second >= options.max_connections_per_address;
+  }
+  // At the cap a newcomer takes the place of the connection idle longest, as nginx reuses
+  // keep-alive connections: otherwise a flood of idle sockets, reopened as the idle
+  // deadline closes them, would lock every new client out (docs/SERVER.md).
+  if (!refuse && open.load() >= options.max_connections && !EvictLongestIdle()) refuse = true;
   if (!refuse) {
     std::lock_guard lock(mutex);
-    size_t& count = per_address[address];
-    if (options.max_connections_per_address && count >= options.max_connections_per_address) {
-      refuse = true;
-      if (count == 0) per_address.erase(address);
-    } else {
-      ++count;
-    }
+    ++per_address[address];
   }
   if (refuse) {
     // Answered without reading: one small write into an empty socket buffer never blocks.
@@ -668,6 +705,23 @@ void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
     std::make_shared<Connection>(*this, std::move(socket), std::move(address))->Start();
   }
   Accept();
+}
+
+bool HttpServer::Impl::EvictLongestIdle() {
+  std::shared_ptr<Connection> victim;
+  {
+    std::lock_guard lock(mutex);
+    const auto idle_since = SteadyClock::now() - kMinIdleToEvict;
+    while (!victim && !idle.empty() && idle.begin()->first.first <= idle_since) {
+      victim = idle.begin()->second.lock();
+      idle.erase(idle.begin());
+    }
+  }
+  if (!victim) return false;
+  // Its read handler and this task run on its strand, so it is closed only if no byte has
+  // arrived since it was picked (else the newcomer briefly exceeds the cap by one).
+  net::post(victim->executor(), [victim] { victim->CloseIfIdle(); });
+  return true;
 }
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -742,6 +796,7 @@ HttpServerStats HttpServer::Stats() const {
   stats.refused_too_large = s.refused_too_large.load();
   stats.bad_requests = s.bad_requests.load();
   stats.timed_out = s.timed_out.load();
+  stats.evicted_idle = s.evicted_idle.load();
   stats.queued_requests = s.workers.queued();
   stats.inflight_body_bytes = s.inflight_body_bytes.load();
   return stats;

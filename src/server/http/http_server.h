@@ -30,7 +30,9 @@ struct HttpServerOptions {
   int io_threads = 1;  // one: a second doubled context switches on 2 cores (docs/SERVER.md)
   int workers = 16;                // handler threads
   size_t max_queued_requests = 0;  // waiting for a worker; 0: 4 x workers. Beyond: refused
-  size_t max_connections = 1024;   // open connections; beyond: 503 and closed
+  // Open connections. At the cap a new one closes the connection idle longest; when none
+  // is idle it is answered 503 and closed.
+  size_t max_connections = 10'000;
   size_t max_connections_per_address = 0;  // 0: no cap (loopback clients share one address)
   size_t max_header_bytes = 16 * 1024;     // request line and headers; beyond: 431
   // Request bodies held at once (read, queued or being handled); beyond: refused.
@@ -63,6 +65,7 @@ struct HttpServerStats {
   uint64_t refused_too_large = 0;      // 413 and 431
   uint64_t bad_requests = 0;           // unparseable requests (400)
   uint64_t timed_out = 0;              // connections closed by a deadline
+  uint64_t evicted_idle = 0;           // idle connections closed to make room at the cap
   uint64_t queued_requests = 0;        // waiting for a worker now
   uint64_t inflight_body_bytes = 0;    // now
 };
