@@ -68,7 +68,14 @@ void Prefault(void* data, size_t bytes) {
   static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) & ~(page - 1);
   uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(page - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
+  // In steps of 2 MB (a huge page): the call holds the address-space lock for reading
+  // while it faults pages in, and a thread that maps memory (any allocation reaching the
+  // kernel) waits for it, and every page fault after that thread. One call over 128 MB
+  // held a real-time score for 300 ms in `sibyl serve` (docs/BENCHMARKS.md, abuse
+  // benchmark); in steps a waiter waits for one step.
+  constexpr uintptr_t kStep = uintptr_t{2} << 20;
+  for (uintptr_t at = begin; at < end; at += kStep)
+    madvise(reinterpret_cast<void*>(at), std::min(kStep, end - at), MADV_POPULATE_WRITE);
 #else
   (void)data;
   (void)bytes;

@@ -115,13 +115,15 @@ void DedupIndex::ForEachSorted(F&& f) const {
   }
 }
 
-void DedupIndex::EncodeTo(std::string* out) const {
+void DedupIndex::EncodeTo(std::string* out, size_t from, size_t to) const {
+  to = std::min(to, hashes_.size());
+  from = std::min(from, to);
   // Group by ingestion day; each group remembers its latest ingestion time.
   auto day_of = [](int64_t at) {
     return at >= 0 ? at / kMsPerDay : -((-at + kMsPerDay - 1) / kMsPerDay);
   };
   ByteWriter w(out);
-  bool one_day = !time_runs_.empty();
+  bool one_day = !time_runs_.empty() && from == 0 && to == hashes_.size();
   int64_t latest = INT64_MIN;
   for (const auto& run : time_runs_) {
     one_day = one_day && day_of(run.second) == day_of(time_runs_.front().second);
@@ -139,14 +141,24 @@ void DedupIndex::EncodeTo(std::string* out) const {
   }
   std::map<int64_t, std::pair<int64_t, std::vector<uint64_t>>> days;  // day -> latest, hashes
   std::map<int64_t, size_t> counts;
-  auto run_end = [&](size_t r) { return r + 1 < time_runs_.size() ? time_runs_[r + 1].first : hashes_.size(); };
-  for (size_t r = 0; r < time_runs_.size(); ++r) counts[day_of(time_runs_[r].second)] += run_end(r) - time_runs_[r].first;
+  auto run_end = [&](size_t r) { return std::min(r + 1 < time_runs_.size() ? time_runs_[r + 1].first : hashes_.size(), to); };
+  auto run_begin = [&](size_t r) { return std::max(time_runs_[r].first, from); };
+  // The first run holding an entry at or after `from`.
+  size_t first_run = static_cast<size_t>(
+      std::upper_bound(time_runs_.begin(), time_runs_.end(), from, [](size_t at, const auto& run) { return at < run.first; }) -
+      time_runs_.begin());
+  if (first_run > 0) --first_run;  // the run that holds entry `from` (runs start in order)
+  while (first_run < time_runs_.size() && run_end(first_run) <= from) ++first_run;
+  size_t last_run = first_run;  // one past the last run holding an entry before `to`
+  while (last_run < time_runs_.size() && time_runs_[last_run].first < to) ++last_run;
+  for (size_t r = first_run; r < last_run; ++r)
+    counts[day_of(time_runs_[r].second)] += run_end(r) - run_begin(r);
   for (const auto& [day, count] : counts) ReservePrefaulted(days[day].second, count);
-  for (size_t r = 0; r < time_runs_.size(); ++r) {
+  for (size_t r = first_run; r < last_run; ++r) {
     const int64_t at = time_runs_[r].second;
     auto& group = days[day_of(at)];
     group.first = group.second.empty() ? at : std::max(group.first, at);
-    group.second.insert(group.second.end(), hashes_.begin() + static_cast<std::ptrdiff_t>(time_runs_[r].first),
+    group.second.insert(group.second.end(), hashes_.begin() + static_cast<std::ptrdiff_t>(run_begin(r)),
                         hashes_.begin() + static_cast<std::ptrdiff_t>(run_end(r)));
   }
   w.Varint(days.size());
@@ -270,6 +282,15 @@ void DedupIndex::GrowTo(size_t size) {
     if (i == slots_.size()) slots_.push_back(0);
     slots_[i] = h;
   }
+}
+
+size_t DedupIndex::ExpiredCount(int64_t oldest_ms) const {
+  size_t expired = 0;
+  for (size_t r = 0; r < time_runs_.size(); ++r) {
+    if (time_runs_[r].second >= oldest_ms) continue;
+    expired += (r + 1 < time_runs_.size() ? time_runs_[r + 1].first : hashes_.size()) - time_runs_[r].first;
+  }
+  return expired;
 }
 
 void DedupIndex::Expire(int64_t oldest_ms) {

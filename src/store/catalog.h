@@ -61,8 +61,10 @@ class DedupIndex {
   // Removes the entries added after the index held `size` entries (an aborted
   // transaction's ids).
   void TruncateTo(size_t size);
-  // Forgets entries ingested before `oldest_ms`.
+  // Forgets entries ingested before `oldest_ms` (rebuilds the table: O(entries)).
   void Expire(int64_t oldest_ms);
+  // Entries ingested before `oldest_ms`, counted by runs of one time (cheap).
+  size_t ExpiredCount(int64_t oldest_ms) const;
   size_t size() const { return hashes_.size(); }
   // Every entry as (hash, ingestion time), in insertion order.
   std::vector<std::pair<uint64_t, int64_t>> entries() const;
@@ -72,7 +74,9 @@ class DedupIndex {
   // a hash and a time took ~8.8 compressed). Every id of a group comes back with the
   // group's latest ingestion time, so after a reopen an id can be remembered up to a day
   // longer than the window (never shorter).
-  void EncodeTo(std::string* out) const;
+  // Only the entries [from, to) in insertion order (a checkpoint writes what arrived since
+  // the previous one, docs/FORMAT.md "De-duplication files").
+  void EncodeTo(std::string* out, size_t from = 0, size_t to = SIZE_MAX) const;
   // Inserts the ids of a section written by EncodeTo; `what` names the file for errors.
   Status DecodeFrom(std::string_view bytes, std::string_view what);
 

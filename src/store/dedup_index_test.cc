@@ -45,6 +45,34 @@ TEST(DedupIndexTest, EncodedIndexReloadsEveryIdWithItsDaysLatestTime) {
   EXPECT_TRUE(reloaded.Contains(0));
 }
 
+// A checkpoint writes only the ids inserted since the previous one: EncodeTo(from, to)
+// holds exactly the entries [from, to), wherever the ends fall (inside a run of one time,
+// at a run's start, across days).
+TEST(DedupIndexTest, EncodingFromAnEntryHoldsExactlyTheLaterIds) {
+  DedupIndex index;
+  std::mt19937_64 random(11);
+  const int64_t day0 = 19'200 * kMsPerDay;
+  std::vector<uint64_t> hashes;
+  for (int run = 0; run < 9; ++run) {
+    const int64_t at = day0 + (run / 3) * kMsPerDay + run * 1000;  // three days, three runs each
+    for (int i = 0; i < 100; ++i) {
+      hashes.push_back(random());
+      ASSERT_TRUE(index.Insert(hashes.back(), at));
+    }
+  }
+  const std::vector<std::pair<size_t, size_t>> ranges = {{0, 900}, {1, 900}, {150, 900}, {300, 900}, {301, 900},
+                                                         {899, 900}, {900, 900}, {150, 301}, {0, 1}, {299, 300}};
+  for (const auto& [from, to] : ranges) {
+    std::string bytes;
+    index.EncodeTo(&bytes, from, to);
+    DedupIndex reloaded;
+    ASSERT_TRUE(reloaded.DecodeFrom(bytes, "dedup-g1.bin").ok()) << from;
+    EXPECT_EQ(reloaded.size(), to - from) << from << ".." << to;
+    for (size_t i = 0; i < hashes.size(); ++i)
+      EXPECT_EQ(reloaded.Contains(hashes[i]), i >= from && i < to) << from << ".." << to << ": " << i;
+  }
+}
+
 // A bulk load's ids share one ingestion day: they are encoded straight from the table, in
 // order (the decoder refuses values out of order), after growth, aborts and an expiry.
 TEST(DedupIndexTest, OneDaysIdsEncodeInOrderFromTheTable) {

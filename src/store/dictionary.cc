@@ -32,18 +32,18 @@ size_t Dictionary::Probe(std::string_view name, uint64_t hash) const {
   }
 }
 
-void Dictionary::Grow() {
-  std::vector<uint64_t> old = std::move(slots_);
-  slots_.assign(std::max<size_t>(64, old.size() * 2), 0);
-  size_t mask = slots_.size() - 1;
-  for (uint64_t slot : old) {
+std::vector<uint64_t> Dictionary::Grown() const {
+  std::vector<uint64_t> grown(std::max<size_t>(64, slots_.size() * 2), 0);
+  size_t mask = grown.size() - 1;
+  for (uint64_t slot : slots_) {
     if (slot == 0) continue;
     DictId id = static_cast<DictId>((slot & 0xffffffffu) - 1);
     uint64_t hash = std::hash<std::string_view>{}(name(id));
     size_t i = hash & mask;
-    while (slots_[i] != 0) i = (i + 1) & mask;
-    slots_[i] = slot;
+    while (grown[i] != 0) i = (i + 1) & mask;
+    grown[i] = slot;
   }
+  return grown;
 }
 
 DictId Dictionary::Intern(std::string_view name, bool* added) {
@@ -59,11 +59,17 @@ DictId Dictionary::Intern(std::string_view name, bool* added) {
   DictId id = static_cast<DictId>(size_.load(std::memory_order_relaxed));
   if ((id & kChunkMask) == 0) chunks_.push_back(std::make_unique<std::string_view[]>(kChunkMask + 1));
   chunks_[id >> kChunkBits][id & kChunkMask] = Store(name);
+  // The bigger table is built before taking the lock (readers go on using the old one;
+  // only this writer changes it): rehashing millions of names under the lock held every
+  // reader's Find, a real-time score's actor lookup among them, for up to a second.
+  std::vector<uint64_t> grown;
+  if ((id + 1) * 2 > slots_.size()) grown = Grown();
   {
     std::unique_lock lock(map_mutex_);
-    if ((id + 1) * 2 > slots_.size()) Grow();
+    if (!grown.empty()) slots_.swap(grown);
     slots_[Probe(name, hash)] = (hash >> 32 << 32) | (static_cast<uint64_t>(id) + 1);
   }
+  std::vector<uint64_t>().swap(grown);  // the old table, freed outside the lock
   size_.store(id + 1, std::memory_order_release);
   if (added) *added = true;
   return id;

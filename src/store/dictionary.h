@@ -72,7 +72,7 @@ class Dictionary {
   std::string_view Store(std::string_view name);
   // Slot of `name` (holding it, or the empty slot where it would go).
   size_t Probe(std::string_view name, uint64_t hash) const;
-  void Grow();
+  std::vector<uint64_t> Grown() const;  // the table at twice the size
 
   // Names live in fixed-size chunks that never move; the chunk table is reserved up front
   // so that it never reallocates while readers index it.

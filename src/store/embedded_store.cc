@@ -27,6 +27,10 @@ constexpr std::string_view kManifest = "MANIFEST";
 constexpr int kFormatVersion = 1;
 constexpr int kPartZstdLevel = 3;
 constexpr std::string_view kUsersMagic = "SIBYLUSER2\n";
+constexpr std::string_view kDedupMagic = "SIBYLDDUP1\n";
+// The most ids a de-dup file takes by merging (~11 MB, 0.1-0.2 s to write): the most a
+// checkpoint rewrites besides its own ids (docs/FORMAT.md, "De-duplication files").
+constexpr uint64_t kDedupFileIds = uint64_t{2} << 20;
 constexpr std::string_view kUsersMagicV1 = "SIBYLUSER1\n";
 
 
@@ -241,6 +245,27 @@ Status EmbeddedStore::LoadCheckpoint() {
       RETURN_IF_ERROR(dedup_.DecodeFrom(section, users_path));
     }
   }
+  // Since the de-dup files, the users file's section is empty and the manifest lists them;
+  // older stores keep the index in the section, written to files at the next checkpoint.
+  dedup_rewrite_ = !m.contains("dedup");
+  for (const auto& entry : m.value("dedup", nlohmann::json::array())) {
+    DedupFile file{entry.value("file", ""), entry.value("ids", 0ull)};
+    if (!options_.read_only) {
+      const std::string path = dir_ + "/" + file.name;
+      ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
+      ByteReader r(std::string_view(bytes).substr(std::min(bytes.size(), kDedupMagic.size())));
+      const uint32_t crc = r.U32();
+      std::string_view section = r.Bytes();
+      if (!bytes.starts_with(kDedupMagic)) return Corruption("{}: bad magic", path);
+      if (!r.ok() || !r.done()) return Corruption("{}: truncated de-duplication index", path);
+      if (Crc32c(section) != crc) return Corruption("{}: checksum mismatch", path);
+      const size_t before = dedup_.size();
+      RETURN_IF_ERROR(dedup_.DecodeFrom(section, path));
+      if (dedup_.size() - before != file.ids)
+        return Corruption("{}: {} de-duplication ids where the manifest says {}", path, dedup_.size() - before, file.ids);
+    }
+    dedup_files_.push_back(std::move(file));
+  }
 
   std::set<std::string> listed_parts;
   for (const auto& part : m.value("parts", nlohmann::json::array())) {
@@ -372,7 +397,16 @@ Status EmbeddedStore::CheckpointLocked() {
     catalog_->dictionary(i)->EncodeFrom(0, &dicts);
   std::string dict_name = fmt::format("dictionaries-g{}.bin", generation);
 
-  dedup_.Expire(options_.clock->NowMs() - options_.dedup_window_ms);
+  // Expiry rebuilds the index, and the files must then be rewritten whole: done once a
+  // quarter of the ids are past the window, not at every checkpoint (an id is remembered
+  // at least the window, at most about a third longer).
+  const int64_t oldest_remembered = options_.clock->NowMs() - options_.dedup_window_ms;
+  if (size_t expired = dedup_.ExpiredCount(oldest_remembered); expired > 0 && expired * 4 >= dedup_.size()) {
+    dedup_.Expire(oldest_remembered);
+    dedup_rewrite_ = true;
+  }
+  std::vector<DedupFile> dedup_files;
+  RETURN_IF_ERROR(WriteDedupFiles(generation, dedup_files));
   std::string users_name = fmt::format("users-g{}.bin", generation);
 
   // The user state, the de-dup index and the dictionaries do not depend on the events:
@@ -393,8 +427,8 @@ Status EmbeddedStore::CheckpointLocked() {
       u.SignedVarint(link.time_ms);
     }
     AppendCompressedBlock(users, kPartZstdLevel, &users_file);
-    // The index's hashes are random: compressing them gains nothing, Elias-Fano does.
-    dedup_.EncodeTo(&dedup_section);
+    // The index is in its own files (WriteDedupFiles): an empty section.
+    ByteWriter(&dedup_section).Varint(0);
     AppendCompressedBlock(dicts, kPartZstdLevel, &dicts_file);
   };
   // Partitions are built one at a time and compressed as they come, on whichever thread
@@ -504,6 +538,8 @@ Status EmbeddedStore::CheckpointLocked() {
   m["duplicates_dropped"] = version->duplicates_dropped;
   m["dictionaries"] = dict_name;
   m["users"] = users_name;
+  m["dedup"] = nlohmann::json::array();
+  for (const DedupFile& file : dedup_files) m["dedup"].push_back({{"file", file.name}, {"ids", file.ids}});
   m["parts"] = nlohmann::json::array();
   for (size_t i = 0; i < part_files.size(); ++i)
     m["parts"].push_back({{"file", part_files[i]}, {"events", version->parts[i]->size()},
@@ -522,12 +558,49 @@ Status EmbeddedStore::CheckpointLocked() {
   wal_sequence_ = next_wal;
   part_files_ = std::move(part_files);
   number_column_files_ = std::move(column_files);
+  dedup_files_ = std::move(dedup_files);
+  dedup_rewrite_ = false;
   ASSIGN_OR_RETURN(wal_, WalWriter::Open(dir_ + "/wal/" + WalName(wal_sequence_)));
   {
     std::lock_guard lock(version_mutex_);
     version_ = std::move(version);
   }
   return CleanUnreferencedFiles();
+}
+
+Status EmbeddedStore::WriteDedupFiles(uint64_t generation, std::vector<DedupFile>& files) {
+  // Files cover consecutive ranges of the index's entries in insertion order. The ids
+  // added since the last checkpoint go to a new file, which first takes in the files
+  // before it while they are no bigger than twice what it holds and the sum fits
+  // kDedupFileIds (a binary counter: an id is rewritten a few times, while its file is
+  // small, then never). After an expiry the order changed: every file is rewritten.
+  files = dedup_rewrite_ ? std::vector<DedupFile>() : dedup_files_;
+  uint64_t begin = 0;
+  for (const DedupFile& f : files) begin += f.ids;
+  const uint64_t end = dedup_.size();
+  if (begin > end) return Internal("the de-dup files hold {} ids, the index {}", begin, end);
+  if (begin == end) return Status::Ok();
+  while (!files.empty() && files.back().ids + (end - begin) <= kDedupFileIds && files.back().ids <= 2 * (end - begin)) {
+    begin -= files.back().ids;
+    files.pop_back();
+  }
+  // The index's hashes are random: compressing them gains nothing, Elias-Fano does.
+  for (uint64_t from = begin, k = 0; from < end; ++k) {
+    const uint64_t to = end - from <= kDedupFileIds ? end : from + kDedupFileIds;
+    std::string section;
+    dedup_.EncodeTo(&section, from, to);
+    std::string bytes(kDedupMagic);
+    bytes.reserve(bytes.size() + section.size() + 16);
+    ByteWriter w(&bytes);
+    w.U32(Crc32c(section));
+    w.Bytes(section);
+    std::string().swap(section);
+    DedupFile file{fmt::format("dedup-g{}-{}.bin", generation, k), to - from};
+    RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/" + file.name, bytes));
+    files.push_back(std::move(file));
+    from = to;
+  }
+  return Status::Ok();
 }
 
 Status EmbeddedStore::WritePart(std::shared_ptr<const Segment> segment, const std::string& path,
@@ -563,9 +636,14 @@ Status EmbeddedStore::CleanUnreferencedFiles() {
   ASSIGN_OR_RETURN(auto top, ListDir(dir_));
   std::string keep_dict = fmt::format("dictionaries-g{}.bin", generation_);
   std::string keep_users = fmt::format("users-g{}.bin", generation_);
+  auto listed_dedup = [&](const std::string& name) {
+    return std::any_of(dedup_files_.begin(), dedup_files_.end(), [&](const DedupFile& f) { return f.name == name; });
+  };
   for (const auto& name : top) {
     bool generational = name.starts_with("dictionaries-g") || name.starts_with("users-g");
-    if ((generational && name != keep_dict && name != keep_users) || name.ends_with(".tmp"))
+    bool dedup = name.starts_with("dedup-g") && name.ends_with(".bin");
+    if ((generational && name != keep_dict && name != keep_users) || (dedup && !listed_dedup(name)) ||
+        name.ends_with(".tmp"))
       RETURN_IF_ERROR(RemoveFile(dir_ + "/" + name));
   }
   return SyncDir(dir_);

@@ -120,6 +120,16 @@ class EmbeddedStore final : public EventStore {
   UserValues user_values_;  // no kNull entries: an unset property is erased
   std::unordered_map<ActorId, ActorId> device_owner_;
   DedupIndex dedup_;
+  // The index on disk: files holding consecutive ranges of its entries in insertion order
+  // (docs/FORMAT.md, "De-duplication files").
+  struct DedupFile {
+    std::string name;
+    uint64_t ids = 0;
+  };
+  std::vector<DedupFile> dedup_files_;
+  bool dedup_rewrite_ = true;  // the files do not match the index's order: write it whole
+  // Writes the de-dup files of checkpoint `generation`; `files` becomes the new list.
+  Status WriteDedupFiles(uint64_t generation, std::vector<DedupFile>& files);
   bool replaying_ = false;
   LogSalvage* salvage_ = nullptr;  // set while `sibyl repair` replays (replay.cc)
 
