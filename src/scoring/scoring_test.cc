@@ -7,6 +7,12 @@
 
 #include <gtest/gtest.h>
 
+#include <numeric>
+
+#include "ml/blend_model.h"
+#include "ml/linear_model.h"
+#include "scoring/sparse_predict.h"
+
 #include "common/time.h"
 #include "pipeline/pipeline_test_util.h"
 #include "pipeline/registry.h"
@@ -183,6 +189,56 @@ TEST_F(ScoringTest, NativeTreeWalkGivesXgboostsMarginsOnEveryRow) {
   for (size_t r = 0; r < matrix->rows(); ++r) {
     ASSERT_EQ((*native)[r], (*csr)[r]) << "row " << r;
     ASSERT_EQ((*native)[r], (*dense_margins)[r]) << "row " << r;
+  }
+}
+
+// A blend with a tree part is scored through the native walk of that part and its other
+// parts' own code on dense rows: the margins are the blend's own (ml's dense path) exactly.
+TEST_F(ScoringTest, BlendsWalkTheirTreesAndGiveTheBlendsMarginsOnEveryRow) {
+  ScoringModel model = Model();
+  auto reader = store_->Snapshot();
+  auto engine = MakeEmbeddedQueryEngine(reader, false);
+  const int64_t cutoff = DefaultScoringCutoff(*reader);
+  auto users = engine->Cohort(model.cohort, cutoff);
+  ASSERT_TRUE(users.ok());
+  auto matrix = engine->SparseFeatures(model.spec, cutoff, *users);
+  ASSERT_TRUE(matrix.ok()) << matrix.status().ToString();
+  std::vector<float> dense;
+  DensifyRows(*matrix, 0, matrix->rows(), dense);
+  // A linear part fitted on these rows (labels: the tree model's own sign, so that it
+  // learns something and its margins vary).
+  auto tree_margins = model.bundle.model->PredictMargin(dense);
+  ASSERT_TRUE(tree_margins.ok());
+  ml::Dataset data;
+  data.feature_names = model.bundle.feature_names;
+  data.values = dense;
+  for (double m : *tree_margins) data.labels.push_back(m > 0 ? 1.0f : 0.0f);
+  std::vector<uint32_t> rows(matrix->rows());
+  std::iota(rows.begin(), rows.end(), 0u);
+  auto linear = ml::LinearModel::Train(data, rows, {}, ml::LinearOptions{});
+  ASSERT_TRUE(linear.ok()) << linear.status().ToString();
+  auto tree_bytes = model.bundle.model->Serialize();
+  ASSERT_TRUE(tree_bytes.ok());
+  auto tree_copy = ml::LoadModel(model.bundle.model->type(), model.bundle.model->task(), *tree_bytes);
+  ASSERT_TRUE(tree_copy.ok());
+  std::vector<ml::BlendModel::Part> parts;
+  parts.push_back({std::move(*linear), 0.4});
+  parts.push_back({std::move(*tree_copy), 0.6});
+  auto blend = ml::BlendModel::Make(std::move(parts));
+  ASSERT_TRUE(blend.ok()) << blend.status().ToString();
+
+  auto predictor = SparsePredictor::ForModel(**blend);
+  ASSERT_TRUE(predictor.ok()) << predictor.status().ToString();
+  ASSERT_NE(*predictor, nullptr);
+  EXPECT_TRUE((*predictor)->native());
+  auto sparse = (*predictor)->Margins(*matrix, 0, matrix->rows());
+  auto reference = (*predictor)->XgboostMargins(*matrix, 0, matrix->rows());
+  auto expected = (*blend)->PredictMargin(dense);
+  ASSERT_TRUE(sparse.ok() && reference.ok() && expected.ok());
+  EXPECT_GT(std::set<double>(sparse->begin(), sparse->end()).size(), 10u);
+  for (size_t r = 0; r < matrix->rows(); ++r) {
+    ASSERT_EQ((*sparse)[r], (*expected)[r]) << "row " << r;
+    ASSERT_EQ((*reference)[r], (*expected)[r]) << "row " << r;
   }
 }
 

@@ -10,6 +10,9 @@
 #include <nlohmann/json.hpp>
 #include <xgboost/c_api.h>
 
+#include "ml/blend_model.h"
+#include "scoring/scoring.h"
+
 namespace sibyl::scoring {
 namespace {
 
@@ -42,10 +45,37 @@ long ParamInt(const nlohmann::json& j) {
 
 }  // namespace
 
+bool SparsePredictor::native() const {
+  if (blend_.empty()) return !trees_.empty();
+  return std::all_of(blend_.begin(), blend_.end(), [](const BlendPart& p) { return !p.trees || p.trees->native(); });
+}
+
 Result<std::shared_ptr<const SparsePredictor>> SparsePredictor::ForModel(const ml::Model& model) {
-  // Linear, BG/NBD models and blends are scored through dense blocks (ml::Model::PredictMargin).
+  // A blend with a tree part: the trees are walked here. Through the dense path a real-time
+  // score built an XGBoost matrix for its one row and woke XGBoost's threads: 0.4 ms of
+  // the 1 ms a score took in serve_bench (docs/BENCHMARKS.md).
+  if (model.type() == ml::ModelType::kBlend) {
+    const auto& blend = static_cast<const ml::BlendModel&>(model);
+    std::shared_ptr<SparsePredictor> predictor(new SparsePredictor());
+    predictor->num_features_ = model.num_features();
+    bool any_trees = false;
+    for (const ml::BlendModel::Part& part : blend.parts()) {
+      BlendPart p;
+      p.weight = part.weight;
+      ASSIGN_OR_RETURN(p.trees, ForModel(*part.model));
+      if (!p.trees) {
+        ASSIGN_OR_RETURN(std::string bytes, part.model->Serialize());
+        ASSIGN_OR_RETURN(p.dense, ml::LoadModel(part.model->type(), part.model->task(), bytes));
+      }
+      any_trees = any_trees || p.trees != nullptr;
+      predictor->blend_.push_back(std::move(p));
+    }
+    if (!any_trees) return std::shared_ptr<const SparsePredictor>();
+    return std::shared_ptr<const SparsePredictor>(std::move(predictor));
+  }
+  // Linear and BG/NBD models are scored through dense blocks (ml::Model::PredictMargin).
   if (model.type() == ml::ModelType::kLinear || model.type() == ml::ModelType::kOutcomeLinear ||
-      model.type() == ml::ModelType::kBlend || model.type() == ml::ModelType::kBgNbd)
+      model.type() == ml::ModelType::kBgNbd)
     return std::shared_ptr<const SparsePredictor>();
   ASSIGN_OR_RETURN(std::string bytes, model.Serialize());
   std::shared_ptr<SparsePredictor> predictor(new SparsePredictor());
@@ -200,6 +230,7 @@ void SparsePredictor::NativeMargins(const SparseFeatureMatrix& matrix, size_t be
 
 Result<std::vector<double>> SparsePredictor::Margins(const SparseFeatureMatrix& matrix, size_t begin, size_t end,
                                                      int lane) const {
+  if (!blend_.empty()) return BlendMargins(matrix, begin, end, lane, /*reference=*/false);
   if (!native()) return XgboostMargins(matrix, begin, end, lane);
   if (matrix.cols() != num_features_)
     return Internal("feature matrix has {} columns, the model {}", matrix.cols(), num_features_);
@@ -208,8 +239,35 @@ Result<std::vector<double>> SparsePredictor::Margins(const SparseFeatureMatrix& 
   return out;
 }
 
+Result<std::vector<double>> SparsePredictor::BlendMargins(const SparseFeatureMatrix& matrix, size_t begin,
+                                                          size_t end, int lane, bool reference) const {
+  if (matrix.cols() != num_features_)
+    return Internal("feature matrix has {} columns, the model {}", matrix.cols(), num_features_);
+  // As ml::BlendModel::PredictMargin: the weighted parts added in the blend's order.
+  std::vector<double> out(end - begin, 0.0);
+  for (const BlendPart& part : blend_) {
+    if (part.trees) {
+      ASSIGN_OR_RETURN(std::vector<double> margins, reference ? part.trees->XgboostMargins(matrix, begin, end, lane)
+                                                              : part.trees->Margins(matrix, begin, end, lane));
+      for (size_t i = 0; i < margins.size(); ++i) out[i] += part.weight * margins[i];
+      continue;
+    }
+    // Dense rows in blocks: a block of a few thousand rows, not the caller's 64k.
+    constexpr size_t kDenseRows = 4096;
+    std::vector<float> dense;
+    for (size_t from = begin; from < end; from += kDenseRows) {
+      const size_t to = std::min(end, from + kDenseRows);
+      DensifyRows(matrix, from, to, dense);
+      ASSIGN_OR_RETURN(std::vector<double> margins, part.dense->PredictMargin(dense));
+      for (size_t i = 0; i < margins.size(); ++i) out[from - begin + i] += part.weight * margins[i];
+    }
+  }
+  return out;
+}
+
 Result<std::vector<double>> SparsePredictor::XgboostMargins(const SparseFeatureMatrix& matrix, size_t begin,
                                                             size_t end, int lane) const {
+  if (!blend_.empty()) return BlendMargins(matrix, begin, end, lane, /*reference=*/true);
   const size_t cols = matrix.cols();
   const std::vector<uint32_t> fill_columns = PresentFillColumns(matrix);
   std::vector<size_t> row_starts;

@@ -29,7 +29,9 @@ namespace sibyl::scoring {
 
 class SparsePredictor {
  public:
-  // A predictor for tree models (random forest, boosted trees); nullptr for others.
+  // A predictor for tree models (random forest, boosted trees) and for blends holding
+  // one (their tree parts walked here, the others scored from dense rows as before);
+  // nullptr for others.
   static Result<std::shared_ptr<const SparsePredictor>> ForModel(const ml::Model& model);
   ~SparsePredictor();
   SparsePredictor(const SparsePredictor&) = delete;
@@ -46,7 +48,7 @@ class SparsePredictor {
                                              int lane = 0) const;
   // Whether the trees are walked natively (false: every call goes through XGBoost), and
   // why not when they are not.
-  bool native() const { return !trees_.empty(); }
+  bool native() const;
   const std::string& why_not_native() const { return why_not_native_; }
 
  private:
@@ -73,6 +75,17 @@ class SparsePredictor {
   };
   static constexpr uint32_t kDefaultLeft = 0x80000000u;
   std::vector<Tree> trees_;
+  // A blend: its parts, in the blend's order and with its weights. A tree part has its
+  // own predictor; another part (linear, BG/NBD) a copy of its model, fed dense rows.
+  struct BlendPart {
+    double weight = 0;
+    std::shared_ptr<const SparsePredictor> trees;
+    std::unique_ptr<ml::Model> dense;
+  };
+  std::vector<BlendPart> blend_;
+  // `reference`: the tree parts through XGBoost (XgboostMargins) rather than walked.
+  Result<std::vector<double>> BlendMargins(const SparseFeatureMatrix& matrix, size_t begin, size_t end, int lane,
+                                           bool reference) const;
   float base_margin_ = 0;
   size_t num_features_ = 0;
   std::string why_not_native_;
