@@ -40,7 +40,7 @@ trap cleanup EXIT
 cd "$work"
 start_cluster "$cluster" "$dir" 2 || fail "cluster start failed"
 
-"$sibyl" generate --users 1000 --days 60 --seed 11 --out events.ndjson --quiet
+"$sibyl" generate --users 800 --days 90 --seed 11 --out events.ndjson --quiet
 export SIBYL_ADMIN_KEY=serve-cluster-admin-key SIBYL_INGEST_KEYS=serve-cluster-ingest-key
 
 "$sibyl" --data "$data" --clickhouse "$dir/endpoints" serve --port 0 --threads 4 --idle-trim-seconds 0 \
@@ -143,7 +143,9 @@ def sibyl(*args):
     check(out.returncode == 0, f"sibyl {' '.join(args)} exited {out.returncode}: {out.stderr.strip()}")
     return out.stdout
 stats = json.loads(sibyl("stats", "--json"))
-check(stats["events"] == len(events) + 5, f"stats: {stats['events']} events, expected {len(events) + 5}")
+identify_calls = sum(e.get("event_type") == "$identify" for e in events)  # not events
+check(stats["events"] == len(events) - identify_calls + 5,
+      f"stats: {stats['events']} events, expected {len(events) - identify_calls + 5}")
 check(stats["duplicates_dropped"] == len(batches[0]),
       f"stats: {stats['duplicates_dropped']} duplicates dropped, expected {len(batches[0])}")
 print(f"ok: sibyl stats on the cluster: {stats['events']} events, {stats['duplicates_dropped']} duplicates dropped")
@@ -176,6 +178,9 @@ def wait_run(kind, limit=400):
     check(False, f"no {kind} run finished within {limit} s")
 
 train = wait_run("train")
+# 90 days of events are enough for a learned model (bg_nbd alone: nothing learned).
+check(train["detail"]["model_type"] != "bg_nbd" and "roc_auc" in json.dumps(train["detail"]["metrics"]),
+      f"no learned model: {train['detail']}")
 check(train["detail"]["pulled"]["rows"] >= len(events), f"the training pulled {train['detail'].get('pulled')}")
 print(f"ok: trained on the cluster: version {train['detail']['version']}, {train['detail']['model_type']}, "
       f"pulled {train['detail']['pulled']['rows']} rows")
@@ -184,7 +189,7 @@ check(status == 202, f"score trigger answered {status}: {body}")
 score = wait_run("score_full")
 scored = score["detail"]["users_scored"]
 cutoff = score["detail"]["cutoff"]
-check(scored > 900, f"the full run scored {scored} users")
+check(scored > 500, f"the full run scored {scored} users")
 print(f"ok: full scoring run shard by shard: {scored} users as of {cutoff}")
 
 # The written-back scores are on the cluster: `sibyl cohort` reads them back.
@@ -193,8 +198,13 @@ for line in sibyl("cohort", "buy", "--format", "csv").splitlines()[1:]:
     user_id, score_text, percentile, version = line.split(",")
     written[user_id] = float(score_text)
 check(len(written) == scored, f"sibyl cohort lists {len(written)} users, the run scored {scored}")
+# Three numbers a scored user for every scoring run (the scheduler also scores a newly
+# trained prediction at once).
 numbers = sum(int(sql(s, "SELECT count() FROM sibyl.numbers")) for s in shards)
-check(numbers == 3 * scored, f"{numbers} score rows on the shards for {scored} users")
+_, runs = call("GET", "/api/v1/runs?prediction=buy", headers=admin)
+written_rows = sum(3 * r["detail"]["users_scored"] for r in runs["runs"]
+                   if r["kind"].startswith("score") and r["state"] == "succeeded")
+check(numbers == written_rows and numbers >= 3 * scored, f"{numbers} score rows on the shards, {written_rows} written")
 
 for path in ["/api/v1/predictions/buy/cohort", "/api/v1/predictions/buy/forecast",
              "/api/v1/predictions/buy/audience", "/api/v1/taxonomy"]:
