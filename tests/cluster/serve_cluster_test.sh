@@ -18,7 +18,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/sibyl-serve-cluster.XXXXXX")
 dir=$work/cluster
 data=$work/data
 server_pid=
-keep=0
+py_pid=
+watchdog=
 
 fail() {
   echo "serve_cluster_test: FAIL: $*" >&2
@@ -26,15 +27,23 @@ fail() {
   exit 1
 }
 cleanup() {
+  [ -n "$watchdog" ] && { pkill -P "$watchdog" 2>/dev/null; kill "$watchdog" 2>/dev/null; } || true
+  [ -n "$py_pid" ] && kill "$py_pid" 2>/dev/null || true
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
     kill -TERM "$server_pid" 2>/dev/null || true
     for _ in $(seq 200); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$server_pid" 2>/dev/null || true
   fi
   "$cluster" stop --dir "$dir" --wipe >/dev/null 2>&1 || true
-  [ "$keep" = 1 ] || { cd / && rm -rf "$work"; }
+  cd / && rm -rf "$work"
 }
 trap cleanup EXIT
+# A global deadline of our own, so that the servers are stopped by the cleanup above even
+# when the test hangs (ctest's timeout kills the script outright, leaving them running).
+deadline=${SIBYL_TEST_DEADLINE:-400}
+trap 'fail "timed out after $deadline s"' TERM INT
+( sleep "$deadline" & wait $!; kill -TERM $$ 2>/dev/null ) &
+watchdog=$!
 # shellcheck source=tests/cluster/lib.sh
 . "$root/tests/cluster/lib.sh"
 cd "$work"
@@ -63,7 +72,7 @@ grep -q "events on a ClickHouse cluster of 2 shard" serve.log || fail "serve doe
 echo "ok: serve started on port $port, events on the 2-shard cluster"
 
 # Everything over HTTP; fails (exit 1, naming the check) on the first wrong answer.
-python3 - "$port" "$dir/endpoints" "$sibyl" "$data" <<'PY' || fail "HTTP checks failed (above)"
+python3 - "$port" "$dir/endpoints" "$sibyl" "$data" <<'PY' &
 import base64, concurrent.futures, json, subprocess, sys, time, urllib.error, urllib.request
 
 port, endpoints_file, sibyl_path, data_dir = sys.argv[1:5]
@@ -238,6 +247,9 @@ status, body = call("GET", "/healthz")
 check(status == 200 and body["backend"] == "clickhouse", f"/healthz: {status} {body}")
 print("ok: explanation, unknown user, healthz")
 PY
+py_pid=$!
+wait "$py_pid" || fail "HTTP checks failed (above)"
+py_pid=
 
 # A graceful stop: exit 0, nothing left in <data>/tmp (slices are deleted with their readers).
 kill -TERM "$server_pid"
