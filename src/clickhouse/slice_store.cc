@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <random>
 #include <set>
@@ -241,14 +242,26 @@ class SliceStore final : public EventStore {
 };
 
 // The committed events' time span over all shards (identify calls are not events).
+// Runs `query(shard)` on every shard at once (a one-user pull is a chain of small queries,
+// and their round trips, not the shards' work, are most of its time), then returns the
+// answers in shard order.
+std::vector<Result<std::string>> OnEveryShard(size_t shards, const std::function<Result<std::string>(size_t)>& query) {
+  std::vector<std::future<Result<std::string>>> pending;
+  for (size_t s = 0; s < shards; ++s) pending.push_back(std::async(std::launch::async, query, s));
+  std::vector<Result<std::string>> answers;
+  for (auto& p : pending) answers.push_back(p.get());
+  return answers;
+}
+
 Result<TimeSpan> ClusterTimeSpan(const Cluster& cluster, const ExternalTable& committed) {
   TimeSpan span;
+  const std::string sql = fmt::format(
+      "SELECT count(), min(time), max(time) FROM {} WHERE batch IN committed AND is_identify = 0 FORMAT RowBinary",
+      cluster.Table("events"));
+  std::vector<Result<std::string>> answers =
+      OnEveryShard(cluster.shards(), [&](size_t s) { return cluster.shard(s).Query(sql, {committed}); });
   for (size_t s = 0; s < cluster.shards(); ++s) {
-    ASSIGN_OR_RETURN(std::string rows,
-                     cluster.shard(s).Query(fmt::format("SELECT count(), min(time), max(time) FROM {} WHERE batch IN "
-                                                        "committed AND is_identify = 0 FORMAT RowBinary",
-                                                        cluster.Table("events")),
-                                            {committed}));
+    ASSIGN_OR_RETURN(std::string rows, std::move(answers[s]));
     RowBinaryReader in(rows);
     uint64_t count = 0;
     int64_t lo = 0, hi = 0;
@@ -301,13 +314,17 @@ ExternalTable BatchTable(const std::vector<uint64_t>& batches) {
 Status QueryOwnRows(const Cluster& cluster, const SliceSpec& spec, const ExternalTable& committed,
                     const ExternalTable& owners, std::string_view table, std::string_view select,
                     const std::function<Status(size_t shard, std::string_view rows)>& read) {
-  for (size_t s = 0; s < cluster.shards(); ++s) {
-    if (spec.kind == SliceSpec::Kind::kShard && s != spec.shard) continue;
-    std::vector<ExternalTable> tables{committed};
-    if (spec.kind == SliceSpec::Kind::kOwners) tables.push_back(owners);
+  std::vector<ExternalTable> tables{committed};
+  if (spec.kind == SliceSpec::Kind::kOwners) tables.push_back(owners);
+  std::vector<Result<std::string>> answers = OnEveryShard(cluster.shards(), [&](size_t s) -> Result<std::string> {
+    if (spec.kind == SliceSpec::Kind::kShard && s != spec.shard) return std::string();
     const std::string sql = fmt::format(fmt::runtime(select), fmt::arg("table", cluster.Table(table)),
                                         fmt::arg("own", OwnRows(spec, s, cluster.shards())));
-    ASSIGN_OR_RETURN(std::string rows, cluster.shard(s).Query(sql, tables));
+    return cluster.shard(s).Query(sql, tables);
+  });
+  for (size_t s = 0; s < cluster.shards(); ++s) {
+    if (spec.kind == SliceSpec::Kind::kShard && s != spec.shard) continue;
+    ASSIGN_OR_RETURN(std::string rows, std::move(answers[s]));
     RETURN_IF_ERROR(read(s, rows));
   }
   return Status::Ok();
