@@ -72,10 +72,10 @@ grep -q "events on a ClickHouse cluster of 2 shard" serve.log || fail "serve doe
 echo "ok: serve started on port $port, events on the 2-shard cluster"
 
 # Everything over HTTP; fails (exit 1, naming the check) on the first wrong answer.
-python3 - "$port" "$dir/endpoints" "$sibyl" "$data" <<'PY' &
+python3 - "$port" "$dir/endpoints" "$sibyl" "$data" "$cluster" "$dir" "$base" <<'PY' &
 import base64, concurrent.futures, json, subprocess, sys, time, urllib.error, urllib.request
 
-port, endpoints_file, sibyl_path, data_dir = sys.argv[1:5]
+port, endpoints_file, sibyl_path, data_dir, cluster_script, cluster_dir, base_port = sys.argv[1:8]
 base = f"http://127.0.0.1:{port}"
 admin = {"Authorization": "Bearer serve-cluster-admin-key"}
 ingest_key = "serve-cluster-ingest-key"
@@ -246,6 +246,32 @@ check(status == 404, f"an unknown user answered {status}: {body}")
 status, body = call("GET", "/healthz")
 check(status == 200 and body["backend"] == "clickhouse", f"/healthz: {status} {body}")
 print("ok: explanation, unknown user, healthz")
+
+# An hourly run: the cluster pulled, the active users scored and written back.
+status, body = call("POST", "/api/v1/predictions/buy/score?kind=score_active", b"", admin)
+check(status == 202, f"score_active trigger answered {status}: {body}")
+active = wait_run("score_active")
+print(f"ok: hourly run on the cluster: {active['detail']['users_scored']} active users scored")
+
+# A shard down: the request is not acknowledged, and nothing of it becomes visible.
+before = json.loads(sibyl("stats", "--json"))["events"]
+shard1_pid = int(open(f"{cluster_dir}/shard1/server.pid").read())
+subprocess.run(["kill", str(shard1_pid)], check=True)
+for _ in range(100):
+    if subprocess.run(["kill", "-0", str(shard1_pid)], capture_output=True).returncode != 0: break
+    time.sleep(0.1)
+more = [dict(e, insert_id="down-" + e["insert_id"]) for e in batches[1]]
+status, body = post(more)
+check(status == 500 and "not stored" in body.get("error", ""), f"ingest with a shard down answered {status}: {body}")
+subprocess.run([cluster_script, "start", "2", "--dir", cluster_dir, "--base-port", base_port], check=True,
+               capture_output=True)
+after = json.loads(sibyl("stats", "--json"))["events"]
+check(after == before, f"{after - before} events of a refused request became visible")
+status, body = post(more)
+check(status == 200, f"ingest after the shard came back answered {status}: {body}")
+check(json.loads(sibyl("stats", "--json"))["events"] == before + len(more), "the re-sent request is not all visible")
+print("ok: with a shard down ingest answers 500 (not stored), nothing visible; "
+      "accepted again once it is back")
 PY
 py_pid=$!
 wait "$py_pid" || fail "HTTP checks failed (above)"
