@@ -8,7 +8,10 @@
 # scheduler trains it), triggers a full scoring run, checks the scores written back to the
 # cluster (`sibyl cohort`), and asks real-time scores and an explanation of single users,
 # which must equal the written scores at the run's cutoff. Endpoints that read every
-# user's score answer 501. Prints the ingest rate and the real-time latency.
+# user's score answer 501. Then an hourly scoring run, and a shard killed: ingest answers
+# 500 and nothing of it becomes visible; once the shard is back it is accepted. Prints
+# the ingest rate and the real-time latency. Stops the server and the cluster on any exit,
+# also on its own deadline ($SIBYL_TEST_DEADLINE, 400 s).
 # Usage: serve_cluster_test.sh path/to/sibyl. Needs clickhouse-server and python3.
 set -euo pipefail
 sibyl=$(realpath "$1")
