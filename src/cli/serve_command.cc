@@ -1,6 +1,9 @@
 // `sibyl serve`: the store, the HTTP endpoints and the scheduler in one long-running
 // process (src/server, docs/SERVER.md). Runs until SIGTERM or SIGINT, then shuts down
-// gracefully and exits 0.
+// gracefully and exits 0. On a data directory that uses a ClickHouse cluster (or with
+// --clickhouse), the events go to and come from the cluster (docs/SERVER.md, "On a
+// ClickHouse cluster").
+#include <fmt/format.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -40,7 +43,9 @@ struct ServeFlags {
 };
 
 void RunServe(const GlobalOptions& global, const ServeFlags& flags) {
-  RequireEmbedded(global, "serve");
+  // The cluster is opened (and its shards checked) before anything binds: a shard that
+  // is down fails the start, naming it.
+  std::shared_ptr<const clickhouse::Cluster> cluster = OpenClusterIfChosen(global);
   // Block the shutdown signals in every thread (the server's threads inherit this mask);
   // this thread then waits for them with sigwait, outside any signal-handler context.
   sigset_t signals;
@@ -52,6 +57,7 @@ void RunServe(const GlobalOptions& global, const ServeFlags& flags) {
 
   server::ServerOptions options;
   options.data_dir = global.data_dir;
+  options.cluster = cluster;
   options.host = flags.host;
   options.port = flags.port;
   options.threads = flags.threads;
@@ -80,8 +86,9 @@ void RunServe(const GlobalOptions& global, const ServeFlags& flags) {
   std::unique_ptr<server::Server> server = Check(server::Server::Open(options));
   Check(server->Start());
   if (!global.quiet)
-    std::fprintf(stderr, "sibyl serve: listening on http://%s:%d/ (data %s)\n", flags.host.c_str(), server->port(),
-                 global.data_dir.c_str());
+    std::fprintf(stderr, "sibyl serve: listening on http://%s:%d/ (data %s%s)\n", flags.host.c_str(), server->port(),
+                 global.data_dir.c_str(),
+                 cluster ? fmt::format(", events on a ClickHouse cluster of {} shard(s)", cluster->shards()).c_str() : "");
   int received = 0;
   sigwait(&signals, &received);
   Check(server->Stop());

@@ -190,7 +190,15 @@ class Api {
     if (!definition.ok()) return invalid(definition.status());
     if (!path_name.empty() && definition->name != path_name)
       return invalid(InvalidArgument("the body names \"{}\", the path \"{}\"", definition->name, path_name));
-    Status valid = pipeline::ValidateAgainstStore(*definition, *ctx_.store->Snapshot());
+    // On a cluster the names are checked against a pull of all of it, as `sibyl predict
+    // create` does there: a create is rare, but the form's dry runs come as the user types,
+    // so those check everything but the names and say so.
+    const bool check_names = !(ctx_.on_cluster() && dry_run);
+    Status valid = Status::Ok();
+    if (check_names) {
+      auto reader = ctx_.ReaderOfAll();
+      valid = reader.ok() ? pipeline::ValidateAgainstStore(*definition, **reader) : reader.status();
+    }
     // A name the store does not know is a mistake in the definition ("did you mean"):
     // 400 like every other invalid field, not 404 (the resource asked for is the new one).
     if (!valid.ok() && (valid.code() == StatusCode::kNotFound || valid.code() == StatusCode::kInvalidArgument))
@@ -200,6 +208,7 @@ class Api {
       nlohmann::json out = {{"valid", true}, {"definition", pipeline::ToJson(*definition)},
                             {"description", pipeline::DescribeDefinition(*definition)},
                             {"exists", ctx_.registry.Get(definition->name).ok()}};
+      if (!check_names) out["names_checked"] = false;
       return SendJson(res, 200, out);
     }
     const bool replace = !path_name.empty() || Param(req, "replace") == "true";
@@ -272,7 +281,9 @@ class Api {
 
   void GetUser(const Request& req, Response& res) {
     const std::string user = req.matches[1];
-    auto reader = ctx_.store->Snapshot();
+    auto pulled = ctx_.ReaderOfUsers({user});  // on a cluster: this user's rows only
+    if (!pulled.ok()) return SendStatus(res, pulled.status());
+    const std::shared_ptr<const EventReader>& reader = *pulled;
     auto actor = scoring::ActorOfUserId(*reader, user);
     if (!actor) return SendError(res, 404, "not_found", fmt::format("unknown user \"{}\"", user));
     nlohmann::json properties = nlohmann::json::object(), scores = nlohmann::json::object();
@@ -304,8 +315,11 @@ class Api {
       if (!t.ok()) return SendStatus(res, t.status());
       cutoff = FloorHour(*t);
     }
-    auto reader = ctx_.store->Snapshot();
-    auto scored = scoring::ScoreUser(*reader, *(*model)->model, user, cutoff, (*model)->quantiles);
+    // On a cluster: a slice of this user alone (its rows and those deciding its identity),
+    // pulled now, so it too holds every event acknowledged before the request.
+    auto reader = ctx_.ReaderOfUsers({user});
+    if (!reader.ok()) return SendStatus(res, reader.status());
+    auto scored = scoring::ScoreUser(**reader, *(*model)->model, user, cutoff, (*model)->quantiles);
     if (!scored.ok()) return SendStatus(res, scored.status());
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     ctx_.metrics.Observe("sibyl_realtime_score_seconds", "", seconds);
@@ -323,7 +337,9 @@ class Api {
     auto model = ctx_.models->Get(name);
     if (!model.ok()) return SendStatus(res, model.status());
     const scoring::ScoringModel& m = *(*model)->model;
-    auto reader = ctx_.store->Snapshot();
+    auto pulled = ctx_.ReaderOfUsers({user});  // on a cluster: this user's rows only
+    if (!pulled.ok()) return SendStatus(res, pulled.status());
+    const std::shared_ptr<const EventReader>& reader = *pulled;
     // As `sibyl explain`: the cutoff of the user's written score; ?as_of= overrides.
     int64_t cutoff = scoring::ExplanationCutoff(ctx_.registry, *reader, m, user);
     if (req.has_param("as_of")) {
@@ -344,6 +360,10 @@ class Api {
   void Cohort(const Request& req, Response& res) {
     const std::string name = req.matches[1];
     if (auto d = ctx_.registry.Get(name); !d.ok()) return SendStatus(res, d.status());
+    // Every user's written score: a pull of the whole cluster per request.
+    if (ctx_.on_cluster())
+      return SendNotOnCluster(res, "GET /api/v1/predictions/NAME/cohort",
+                              fmt::format("it reads every user's score; use `sibyl cohort {}`", name));
     auto offset = IntParam(req, "offset", 0, 0, INT64_MAX);
     auto limit = IntParam(req, "limit", 1000, 1, 100'000);
     if (!offset.ok()) return SendStatus(res, offset.status());
@@ -388,6 +408,9 @@ class Api {
     const std::string name = req.matches[1];
     auto definition = ctx_.registry.Get(name);
     if (!definition.ok()) return SendStatus(res, definition.status());
+    if (ctx_.on_cluster())
+      return SendNotOnCluster(res, "GET /api/v1/predictions/NAME/forecast",
+                              fmt::format("it reads every user's score; use `sibyl forecast {}`", name));
     auto reader = ctx_.store->Snapshot();
     auto forecast = scoring::ForecastFromWrittenScores(*reader, name);
     if (!forecast)

@@ -233,6 +233,11 @@ class Workspace {
     if (!definition.ok()) return SendStatus(res, definition.status());
     auto filter = ParseAudience(req);
     if (!filter.ok()) return SendStatus(res, filter.status());
+    // Every user's written score, pulled from every shard: not per request (yet).
+    if (ctx_.on_cluster())
+      return SendNotOnCluster(res, "GET /api/v1/predictions/NAME/audience",
+                              fmt::format("it reads every user's score; use `sibyl cohort {}` or `sibyl forecast {}`",
+                                          name, name));
     std::shared_ptr<const ScoreCache::Scores> scores = cache_.Get(ctx_, name);
     if (scores->scores.empty())
       return SendError(res, 409, "failed_precondition", fmt::format("no scores of {} in the store yet: score it first", name));
@@ -287,6 +292,9 @@ class Workspace {
     const std::string format = req.has_param("format") ? req.get_param_value("format") : "csv";
     if (format != "csv" && format != "ndjson")
       return SendError(res, 400, "invalid_argument", fmt::format("format \"{}\": use csv or ndjson", format));
+    if (ctx_.on_cluster())
+      return SendNotOnCluster(res, "GET /api/v1/predictions/NAME/audience/export",
+                              fmt::format("it reads every user's score; use `sibyl cohort {} --format {}`", name, format));
     auto reader = ctx_.store->Snapshot();
     std::vector<scoring::WrittenScore> scores = scoring::ReadWrittenScores(*reader, name);
     if (scores.empty())
@@ -334,7 +342,9 @@ class Workspace {
     const std::string user = req.matches[1];
     auto limit = CountParam(req, "limit", 50, 1000);
     if (!limit.ok()) return SendStatus(res, limit.status());
-    auto reader = ctx_.store->Snapshot();
+    auto pulled = ctx_.ReaderOfUsers({user});  // on a cluster: this user's rows only
+    if (!pulled.ok()) return SendStatus(res, pulled.status());
+    const std::shared_ptr<const EventReader>& reader = *pulled;
     auto actor = scoring::ActorOfUserId(*reader, user);
     if (!actor) return SendError(res, 404, "not_found", fmt::format("unknown user \"{}\"", user));
     std::deque<std::pair<int64_t, DictId>> last;
@@ -354,6 +364,11 @@ class Workspace {
   // The names a definition can use, for the form's suggestions. The store's dictionaries,
   // capped: they grow with what apps send, and the form needs the common ones.
   void Taxonomy(const Request&, Response& res) {
+    // The names of every shard's events: a pull of the whole cluster per page load.
+    if (ctx_.on_cluster())
+      return SendNotOnCluster(res, "GET /api/v1/taxonomy",
+                              "it lists the names of every event; use `sibyl stats` (the form works without "
+                              "suggestions, and a create checks the names)");
     auto reader = ctx_.store->Snapshot();
     constexpr size_t kMax = 5000;
     auto names = [&](const DictionaryView& dict) {
@@ -431,7 +446,10 @@ class Workspace {
     }
     auto parsed = ParseCohort(saved["cohort"]);
     if (!parsed.ok()) return SendError(res, 400, "invalid_argument", parsed.status().message());
-    Status valid = ValidateCohort(*ctx_.store->Snapshot(), *parsed);
+    // On a cluster, against a pull of all of it (a rare admin change, as a prediction's create).
+    auto reader = ctx_.ReaderOfAll();
+    if (!reader.ok()) return SendStatus(res, reader.status());
+    Status valid = ValidateCohort(**reader, *parsed);
     if (!valid.ok()) return SendError(res, 400, "invalid_argument", valid.message());
     saved["cohort"] = ToJson(*parsed);
     const std::string path = CohortDir() + "/" + name + ".json";

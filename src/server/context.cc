@@ -7,6 +7,9 @@
 
 #include <fmt/format.h>
 
+#include "clickhouse/cluster_store.h"
+#include "clickhouse/slice_store.h"
+#include "common/file.h"
 #include "server/session.h"
 
 namespace sibyl::server {
@@ -25,6 +28,47 @@ class SessionRegistry {
     return *store;
   }
 };
+
+namespace {
+
+// A slice pulled for one request: the reader keeps its private store alive and deletes it
+// (and its folder under <data>/tmp) when the last reference goes.
+Result<std::shared_ptr<const EventReader>> PullSlice(const ServerContext& ctx, const clickhouse::SliceSpec& spec) {
+  clickhouse::SliceOptions options;
+  options.temp_dir = ctx.options.data_dir + "/tmp";
+  RETURN_IF_ERROR(CreateDirs(options.temp_dir));
+  ASSIGN_OR_RETURN(std::unique_ptr<EventStore> slice, clickhouse::OpenSlice(*ctx.options.cluster, spec, options));
+  struct Held {
+    std::unique_ptr<EventStore> store;
+    std::shared_ptr<const EventReader> reader;  // destroyed first: it reads the store's data
+  };
+  auto held = std::make_shared<Held>();
+  held->store = std::move(slice);
+  held->reader = held->store->Snapshot();
+  const EventReader* reader = held->reader.get();
+  return std::shared_ptr<const EventReader>(std::move(held), reader);
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const EventReader>> ServerContext::ReaderOfUsers(const std::vector<std::string>& user_ids) const {
+  if (!on_cluster()) return store->Snapshot();
+  clickhouse::SliceSpec spec;
+  spec.kind = clickhouse::SliceSpec::Kind::kOwners;
+  for (const std::string& id : user_ids) spec.owners.push_back(clickhouse::OwnerOfUserId(id));
+  return PullSlice(*this, spec);
+}
+
+Result<std::shared_ptr<const EventReader>> ServerContext::ReaderOfAll() const {
+  if (!on_cluster()) return store->Snapshot();
+  return PullSlice(*this, clickhouse::SliceSpec{});
+}
+
+void SendNotOnCluster(httplib::Response& res, const std::string& endpoint, const std::string& instead) {
+  SendError(res, 501, "not_implemented",
+            fmt::format("{} is not served on a ClickHouse cluster: {} (docs/SERVER.md, \"On a ClickHouse cluster\")",
+                        endpoint, instead));
+}
 
 RequestInfo& CurrentRequest() {
   thread_local RequestInfo info;

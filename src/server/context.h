@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -47,7 +48,22 @@ struct ServerContext {
 
   // Gives the scheduler the cadences of every stored definition (after create/delete).
   Status RefreshCadences();
+
+  // On a ClickHouse cluster the store writes to the cluster and holds no events; handlers
+  // read through these instead of store->Snapshot() (docs/SERVER.md, "On a ClickHouse
+  // cluster").
+  bool on_cluster() const { return options.cluster != nullptr; }
+  // A reader holding `user_ids` (the API's ids: "device:ID" for a device): the store's
+  // snapshot, or on a cluster a slice of only these users and the rows deciding their
+  // identities, pulled for this request and deleted with the reader.
+  Result<std::shared_ptr<const EventReader>> ReaderOfUsers(const std::vector<std::string>& user_ids) const;
+  // Every event: the snapshot, or on a cluster a pull of all of it. Only for rare admin
+  // changes (creating a prediction or a cohort checks its names), as the CLI's verbs do.
+  Result<std::shared_ptr<const EventReader>> ReaderOfAll() const;
 };
+
+// 501 for an endpoint a cluster-backed server does not answer, saying what to use instead.
+void SendNotOnCluster(httplib::Response& res, const std::string& endpoint, const std::string& instead);
 
 // Per-request values the logger and metrics read after the handler (the HTTP server runs
 // a request's handler and its logging on the same worker thread; http/http_server.h).

@@ -4,6 +4,9 @@
 
 #include <fmt/format.h>
 
+#include "clickhouse/cluster_writer.h"
+#include "clickhouse/slice_store.h"
+#include "common/file.h"
 #include "common/memory.h"
 #include "pipeline/train_run.h"
 #include "scoring/score_run.h"
@@ -40,9 +43,26 @@ Result<nlohmann::json> ServerJobRunner::Run(const scheduler::JobContext& context
   return result;
 }
 
+Result<std::unique_ptr<EventStore>> ServerJobRunner::PullAll(nlohmann::json* detail) const {
+  RETURN_IF_ERROR(CreateDirs(options_.temp_dir));
+  clickhouse::SliceStats stats;
+  ASSIGN_OR_RETURN(std::unique_ptr<EventStore> slice,
+                   clickhouse::OpenSlice(*options_.cluster, clickhouse::SliceSpec{},
+                                         clickhouse::SliceOptions{.temp_dir = options_.temp_dir}, &stats));
+  (*detail)["pulled"] = {{"rows", stats.rows_pulled}, {"bytes", stats.bytes_pulled}, {"seconds", stats.pull_seconds}};
+  return slice;
+}
+
 Result<nlohmann::json> ServerJobRunner::Train(const scheduler::JobContext& context) {
   ASSIGN_OR_RETURN(pipeline::PredictionDefinition definition, registry_.Get(context.run.prediction));
-  auto reader = store_.Snapshot();
+  // On a cluster, all of it in a private store for this run (as `sibyl train` without
+  // --sample), deleted when the run ends.
+  nlohmann::json pulled;
+  std::unique_ptr<EventStore> slice;
+  if (options_.cluster) {
+    ASSIGN_OR_RETURN(slice, PullAll(&pulled));
+  }
+  auto reader = slice ? slice->Snapshot() : store_.Snapshot();
   if (reader->event_count() == 0) return FailedPrecondition("the store holds no events yet");
   pipeline::TrainRequest request;  // as of the store's last event, like `sibyl train`
   request.num_threads = options_.train_threads;
@@ -53,6 +73,7 @@ Result<nlohmann::json> ServerJobRunner::Train(const scheduler::JobContext& conte
                            {"rows", s.value("rows", nlohmann::json::object())},
                            {"seconds", s.value("total_seconds", 0.0)}};
   if (s.contains("stage_times")) detail["stage_times"] = s["stage_times"];
+  if (!pulled.is_null()) detail["pulled"] = pulled["pulled"];
   return detail;
 }
 
@@ -69,8 +90,39 @@ Result<nlohmann::json> ServerJobRunner::Score(const scheduler::JobContext& conte
                                : static_cast<int64_t>(definition.score_every_hours) * kMsPerHour;
     request.active_within_ms = std::max<int64_t>(window, kMsPerHour);
   }
-  ASSIGN_OR_RETURN(scoring::ScoreRunResult run, scoring::RunScoring(registry_, store_, definition.name, request));
+  nlohmann::json pulled;
+  scoring::ScoreRunResult run;
+  if (options_.cluster && full) {
+    // As `sibyl score NAME` on a cluster: one shard's users at a time, percentiles over
+    // everyone, one write-back to the cluster (memory: one shard's slice).
+    const clickhouse::Cluster& cluster = *options_.cluster;
+    RETURN_IF_ERROR(CreateDirs(options_.temp_dir));
+    scoring::ScoreParts parts;
+    parts.count = cluster.shards();
+    parts.workers = 1;
+    uint64_t rows = 0;
+    parts.open = [&](size_t i) -> Result<std::unique_ptr<EventStore>> {
+      clickhouse::SliceStats stats;
+      auto store = clickhouse::OpenSlice(cluster, {.kind = clickhouse::SliceSpec::Kind::kShard, .shard = i},
+                                         clickhouse::SliceOptions{.temp_dir = options_.temp_dir}, &stats);
+      rows += stats.rows_pulled;
+      return store;
+    };
+    parts.begin_write = [&](std::function<std::string(ActorId)> names) -> Result<std::unique_ptr<Transaction>> {
+      return clickhouse::BeginClusterTransaction(cluster, {.actor_name = std::move(names), .what = "scores"});
+    };
+    ASSIGN_OR_RETURN(run, scoring::RunScoringInParts(registry_, definition.name, request, parts));
+    pulled["pulled"] = {{"rows", rows}, {"shards", cluster.shards()}};
+  } else if (options_.cluster) {
+    // An hourly run, as `sibyl score --active-within` on a cluster: the cluster pulled,
+    // the active users' scores written back to it through the slice.
+    ASSIGN_OR_RETURN(std::unique_ptr<EventStore> slice, PullAll(&pulled));
+    ASSIGN_OR_RETURN(run, scoring::RunScoring(registry_, *slice, definition.name, request));
+  } else {
+    ASSIGN_OR_RETURN(run, scoring::RunScoring(registry_, store_, definition.name, request));
+  }
   nlohmann::json detail = run.record;
+  if (!pulled.is_null()) detail["pulled"] = pulled["pulled"];
   detail.erase("quantiles");  // long; in the run file
   detail["run_file"] = run.run_file;
   return detail;

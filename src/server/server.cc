@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "clickhouse/cluster_store.h"
+#include "common/file.h"
 #include "common/memory.h"
 #include "server/context.h"
 #include "server/http/http_server.h"
@@ -71,6 +73,8 @@ struct Server::Impl {
 
   Status Checkpoint(const char* why) {
     const uint64_t events = ctx.events_since_checkpoint.exchange(0);
+    // On a cluster every acknowledged batch is already on the shards: nothing to write.
+    if (ctx.on_cluster()) return Status::Ok();
     auto begun = std::chrono::steady_clock::now();
     Status st = ctx.store->Checkpoint();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begun).count();
@@ -124,9 +128,12 @@ struct Server::Impl {
   void RegisterOps() {
     router.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
       CurrentRequest().route = "healthz";
-      auto reader = ctx.store->Snapshot();
-      SendJson(res, 200, {{"status", "ok"}, {"events", reader->event_count()},
-                          {"scheduler", ctx.scheduler ? "running" : "disabled"}});
+      // On a cluster the events are counted by nobody here (a count would query every
+      // shard, and liveness must not wait for them): null, with the backend named.
+      nlohmann::json events = ctx.on_cluster() ? nlohmann::json() : nlohmann::json(ctx.store->Snapshot()->event_count());
+      nlohmann::json body = {{"status", "ok"}, {"events", events}, {"scheduler", ctx.scheduler ? "running" : "disabled"}};
+      if (ctx.on_cluster()) body["backend"] = "clickhouse";
+      SendJson(res, 200, body);
     }, {.reserved = true});
     router.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
       CurrentRequest().route = "metrics";
@@ -162,10 +169,12 @@ struct Server::Impl {
                [this] { return ctx.scheduler ? static_cast<double>(ctx.scheduler->QueueDepth()) : 0.0; });
     m.AddGauge("sibyl_scheduler_running", "scheduler runs in progress",
                [this] { return ctx.scheduler ? static_cast<double>(ctx.scheduler->RunningCount()) : 0.0; });
-    m.AddGauge("sibyl_store_events", "events in the store",
-               [this] { return static_cast<double>(ctx.store->Snapshot()->event_count()); });
-    m.AddGauge("sibyl_wal_events_since_checkpoint", "events acknowledged since the last checkpoint",
-               [this] { return static_cast<double>(ctx.events_since_checkpoint.load()); });
+    if (!ctx.on_cluster()) {  // the cluster's events are not counted here (healthz)
+      m.AddGauge("sibyl_store_events", "events in the store",
+                 [this] { return static_cast<double>(ctx.store->Snapshot()->event_count()); });
+      m.AddGauge("sibyl_wal_events_since_checkpoint", "events acknowledged since the last checkpoint",
+                 [this] { return static_cast<double>(ctx.events_since_checkpoint.load()); });
+    }
     m.AddGauge("sibyl_http_connections", "open HTTP connections",
                [this] { return static_cast<double>(http->Stats().open_connections); });
     m.AddGauge("sibyl_http_queued_requests", "requests read and waiting for a handler thread",
@@ -199,10 +208,16 @@ Result<std::unique_ptr<Server>> Server::Open(ServerOptions options) {
   ServerContext& ctx = impl->ctx;
   const ServerOptions& o = ctx.options;
   if (o.keys.admin.empty() || o.keys.ingest.empty()) return InvalidArgument("the server needs an admin key and an ingest key");
-  StoreOptions store_options;
-  store_options.data_dir = o.data_dir;
-  store_options.clock = o.clock;
-  ASSIGN_OR_RETURN(ctx.store, EventStore::Open(store_options));
+  if (o.cluster) {
+    // Events go to the cluster; the data directory keeps predictions, models and runs.
+    RETURN_IF_ERROR(CreateDirs(o.data_dir + "/tmp"));
+    ASSIGN_OR_RETURN(ctx.store, clickhouse::OpenClusterWriter(*o.cluster, o.data_dir + "/tmp"));
+  } else {
+    StoreOptions store_options;
+    store_options.data_dir = o.data_dir;
+    store_options.clock = o.clock;
+    ASSIGN_OR_RETURN(ctx.store, EventStore::Open(store_options));
+  }
   ctx.committer = std::make_unique<GroupCommitter>(
       *ctx.store, GroupCommitOptions{.max_pending_events = o.limits.max_pending_events});
   ctx.models = std::make_unique<ModelCache>(o.data_dir);
@@ -210,6 +225,8 @@ Result<std::unique_ptr<Server>> Server::Open(ServerOptions options) {
   runner_options.train_threads = o.train_threads;
   ModelCache* models = ctx.models.get();
   runner_options.on_model_change = [models](const std::string& name) { models->Invalidate(name); };
+  runner_options.cluster = o.cluster;
+  runner_options.temp_dir = o.data_dir + "/tmp";
   ctx.runner = std::make_unique<ServerJobRunner>(o.data_dir, *ctx.store, ctx.metrics, ctx.log, runner_options);
   if (o.scheduler) {
     scheduler::SchedulerOptions so;

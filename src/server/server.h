@@ -17,6 +17,10 @@
 #include "ingest/validate.h"
 #include "server/keys.h"
 
+namespace sibyl::clickhouse {
+class Cluster;
+}
+
 namespace sibyl::server {
 
 // Per-endpoint request limits (docs/SERVER.md, "Ingest endpoints"): the vendors' documented
@@ -39,6 +43,9 @@ struct IngestLimits {
 
 struct ServerOptions {
   std::string data_dir = "sibyl-data";
+  // Null: the embedded store in data_dir. Else the events live on this ClickHouse cluster
+  // (docs/SERVER.md, "On a ClickHouse cluster"); data_dir keeps predictions, models, runs.
+  std::shared_ptr<const clickhouse::Cluster> cluster;
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free port (see Server::port)
   int threads = 16;  // HTTP handler threads (connections hold none: they wait on the I/O threads)

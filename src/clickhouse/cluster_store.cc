@@ -1,0 +1,60 @@
+#include "clickhouse/cluster_store.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <random>
+
+#include "clickhouse/cluster_writer.h"
+
+namespace sibyl::clickhouse {
+namespace {
+
+class ClusterWriterStore final : public EventStore {
+ public:
+  ClusterWriterStore(const Cluster& cluster, std::string dir) : cluster_(cluster), dir_(std::move(dir)) {}
+  ~ClusterWriterStore() override {
+    empty_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  Result<AppendResult> Append(const EventBatch& batch) override {
+    auto txn = BeginClusterTransaction(cluster_, WriterOptions{});
+    ASSIGN_OR_RETURN(AppendResult r, txn->Add(batch));
+    RETURN_IF_ERROR(txn->Commit());
+    return r;
+  }
+  // Event batches only: scores are written by the runs that computed them, through the
+  // slice they pulled (its actor names), never through this store.
+  Result<std::unique_ptr<Transaction>> Begin() override {
+    return BeginClusterTransaction(cluster_, WriterOptions{});
+  }
+  std::shared_ptr<const EventReader> Snapshot() const override { return empty_->Snapshot(); }
+  Status Checkpoint() override { return Status::Ok(); }
+  Result<StoreStats> Stats() const override { return StoreStats{}; }
+
+  const Cluster& cluster_;
+  std::string dir_;
+  std::unique_ptr<EventStore> empty_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<EventStore>> OpenClusterWriter(const Cluster& cluster, const std::string& temp_dir) {
+  std::mt19937_64 rng(std::random_device{}());
+  const std::string dir = (std::filesystem::path(temp_dir) / fmt::format("writer-{:016x}", rng())).string();
+  auto store = std::make_unique<ClusterWriterStore>(cluster, dir);
+  StoreOptions options;
+  options.data_dir = dir;
+  ASSIGN_OR_RETURN(store->empty_, EventStore::Open(options));
+  return std::unique_ptr<EventStore>(std::move(store));
+}
+
+std::string OwnerOfUserId(std::string_view user_id) {
+  constexpr std::string_view kDevice = "device:";
+  if (user_id.starts_with(kDevice)) return "d:" + std::string(user_id.substr(kDevice.size()));
+  return "u:" + std::string(user_id);
+}
+
+}  // namespace sibyl::clickhouse
