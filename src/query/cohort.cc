@@ -209,7 +209,11 @@ class Evaluator {
  private:
   Result<std::vector<uint8_t>> Performed(const CohortExpr& e) {
     size_t n = gather_ ? candidates_.size() : resolved_.size();
-    DictId event = *reader_.event_types().Find(e.event);
+    // Unknown only to a reader of part of the store (EvaluateCohortFor): nobody it holds
+    // did it.
+    std::optional<DictId> found = reader_.event_types().Find(e.event);
+    if (!found) return std::vector<uint8_t>(n, e.at_least == 0 ? 1 : 0);
+    DictId event = *found;
     CompiledFilters filters = CompiledFilters::Compile(e.where, reader_);
     ScanSpec scan;
     scan.begin_ms = e.within_days > 0 ? cutoff_ - static_cast<int64_t>(e.within_days * kMsPerDay) : INT64_MIN;
@@ -264,7 +268,8 @@ class Evaluator {
   // The actor's own last value of the property before the cutoff.
   Result<std::vector<uint8_t>> UserProperty(const PropertyFilter& filter) {
     size_t n = gather_ ? candidates_.size() : resolved_.size();
-    DictId key = *reader_.property_keys().Find(filter.property);
+    // kNoDictId (unknown to a reader of part of the store): unset for everyone it holds.
+    DictId key = reader_.property_keys().Find(filter.property).value_or(kNoDictId);
     CompiledFilter compiled = CompiledFilter::Compile(filter, key, reader_);
     std::vector<uint8_t> out(n, compiled.Matches(nullptr) ? 1 : 0);
     // Number columns (written scores) hold the key too when a batch names it: their value
@@ -418,13 +423,17 @@ Result<std::vector<ActorId>> EvaluateCohortFor(const EventReader& reader, const 
                                                bool parallel) {
   // Names only need to be known here (a real-time call must not list every user
   // property of the store to check one); EvaluateCohort gives the "did you mean" errors.
+  // A reader of part of the store (a cluster's slice of a few users) knows only the names
+  // its users used: there an unknown name is one none of them used, and matches no event
+  // (the prediction's names were checked against the whole store when it was made).
   std::vector<std::string> events, event_props, user_props;
   CollectNames(expr, events, event_props, user_props);
+  const bool check_names = reader.OwnsAll();
   for (const std::string& name : events)
-    if (!reader.event_types().Find(name)) return ValidateCohort(reader, expr);
+    if (check_names && !reader.event_types().Find(name)) return ValidateCohort(reader, expr);
   for (const auto* names : {&event_props, &user_props})
     for (const std::string& name : *names)
-      if (!reader.property_keys().Find(name)) return ValidateCohort(reader, expr);
+      if (check_names && !reader.property_keys().Find(name)) return ValidateCohort(reader, expr);
   std::vector<ActorId> sorted(candidates.begin(), candidates.end());
   std::sort(sorted.begin(), sorted.end());
   sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
