@@ -655,9 +655,10 @@ Result<FeatureMatrix> ComputeFeatures(const EventReader& reader, const FeatureSp
 
 Result<SparseFeatureMatrix> ComputeSparseFeatures(const EventReader& reader, const FeatureSpec& spec,
                                                   int64_t cutoff_ms, std::span<const ActorId> rows,
-                                                  bool parallel, FeaturePath path) {
+                                                  bool parallel, FeaturePath path,
+                                                  const std::vector<std::string>* known_columns) {
   FeatureComputer computer(reader, spec, FloorHour(cutoff_ms), rows, path);
-  std::vector<std::string> columns = spec.ColumnNames();
+  std::vector<std::string> columns = known_columns ? *known_columns : spec.ColumnNames();
   const size_t scanned = computer.layout().cols;
   ASSIGN_OR_RETURN(const size_t outcome, OutcomeWidth(spec, scanned, columns.size()));
   ASSIGN_OR_RETURN(SparseFeatureMatrix m, computer.Sparse(parallel));

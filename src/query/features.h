@@ -37,8 +37,12 @@ enum class FeaturePath {
 Result<FeatureMatrix> ComputeFeatures(const EventReader& reader, const FeatureSpec& spec,
                                       int64_t cutoff_ms, std::span<const ActorId> rows,
                                       bool parallel, FeaturePath path);
+// `known_columns`: spec.ColumnNames() computed before (a model's feature names, checked
+// against its spec when it was loaded). Formatting every column's name was half of a
+// one-user query (a real-time score).
 Result<SparseFeatureMatrix> ComputeSparseFeatures(const EventReader& reader, const FeatureSpec& spec,
                                                   int64_t cutoff_ms, std::span<const ActorId> rows,
-                                                  bool parallel, FeaturePath path);
+                                                  bool parallel, FeaturePath path,
+                                                  const std::vector<std::string>* known_columns = nullptr);
 
 }  // namespace sibyl

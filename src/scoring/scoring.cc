@@ -179,7 +179,8 @@ Result<UserScore> ScoreUser(const EventReader& reader, const ScoringModel& model
   // batch scan gives (docs/SCORING.md, "Purity").
   const ActorId one[1] = {*actor};
   ASSIGN_OR_RETURN(SparseFeatureMatrix matrix,
-                   ComputeSparseFeatures(reader, model.spec, cutoff_ms, one, /*parallel=*/false));
+                   ComputeSparseFeatures(reader, model.spec, cutoff_ms, one, /*parallel=*/false, FeaturePath::kAuto,
+                                         &model.bundle.feature_names));
   ASSIGN_OR_RETURN(ScoredRows scored, ScoreMatrix(model, matrix));
   ASSIGN_OR_RETURN(std::vector<ActorId> members,
                    EvaluateCohortFor(reader, model.cohort, cutoff_ms, one, /*parallel=*/false));
