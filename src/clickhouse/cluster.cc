@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -43,6 +44,9 @@ std::vector<std::string> SchemaStatements(std::string_view db) {
                   db),
       fmt::format("CREATE TABLE IF NOT EXISTS {}.commits ("
                   "batch UInt64, committed_ms Int64, rows UInt64, what String) ENGINE = MergeTree ORDER BY batch",
+                  db),
+      fmt::format("CREATE TABLE IF NOT EXISTS {}.seals ("
+                  "below UInt64, sealed_ms Int64, abandoned Array(UInt64)) ENGINE = MergeTree ORDER BY below",
                   db),
       fmt::format("CREATE TABLE IF NOT EXISTS {}.shard_info (shard UInt32, shards UInt32) ENGINE = TinyLog", db),
   };
@@ -165,23 +169,94 @@ uint64_t Cluster::NewBatchId() const {
   }
 }
 
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Unsigned integers, one a line or within one "[a,b,...]" (TSV of an array).
+Result<std::vector<uint64_t>> ParseIds(std::string_view text, const std::string& where) {
+  std::vector<uint64_t> ids;
+  std::string copy(text);
+  const char* p = copy.c_str();
+  while (*p) {
+    while (*p == '\n' || *p == '[' || *p == ']' || *p == ',') ++p;
+    if (!*p) break;
+    char* end = nullptr;
+    ids.push_back(std::strtoull(p, &end, 10));
+    if (end == p) return Corruption("{}: unreadable commit log", where);
+    p = end;
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+}  // namespace
+
+Status Cluster::CheckCommittable(uint64_t batch) const {
+  // A write that took longer than a seal leaves unsealed could be hidden by one (its rows
+  // listed as abandoned), or its rows, sent after the seal, would show below it without a
+  // commit: refused before a row is sent, nothing of it becomes visible.
+  const int64_t age_ms = NowMs() - static_cast<int64_t>(batch >> 20);
+  if (age_ms > kMaxWriteAgeMs)
+    return FailedPrecondition("the write took {} h, longer than the {} h a write may take on a cluster: not committed",
+                              age_ms / 3'600'000, kMaxWriteAgeMs / 3'600'000);
+  ASSIGN_OR_RETURN(std::string sealed, clients_[0]->Query(fmt::format("SELECT max(below) FROM {} FORMAT TSV", Table("seals"))));
+  if (batch < std::strtoull(sealed.c_str(), nullptr, 10))
+    return FailedPrecondition("the write's batch is older than the commit log's seal: not committed");
+  return Status::Ok();
+}
+
 Status Cluster::CommitBatch(uint64_t batch, int64_t committed_ms, uint64_t rows, std::string_view what) const {
   return clients_[0]->Execute(fmt::format("INSERT INTO {} VALUES ({}, {}, {}, {})", Table("commits"), batch,
                                           committed_ms, rows, Quote(what)));
 }
 
-Result<std::vector<uint64_t>> Cluster::CommittedBatches() const {
-  ASSIGN_OR_RETURN(std::string text, clients_[0]->Query(fmt::format("SELECT batch FROM {} ORDER BY batch FORMAT TSV", Table("commits"))));
-  std::vector<uint64_t> batches;
-  const char* p = text.c_str();
-  while (*p) {
-    char* end = nullptr;
-    batches.push_back(std::strtoull(p, &end, 10));
-    if (end == p) return Corruption("{}: unreadable commit log", clients_[0]->endpoint());
-    p = end;
-    while (*p == '\n') ++p;
+Result<Cluster::CommitLog> Cluster::ReadCommitLog() const {
+  CommitLog log;
+  const std::string where = clients_[0]->endpoint();
+  ASSIGN_OR_RETURN(std::string sealed, clients_[0]->Query(fmt::format("SELECT max(below) FROM {} FORMAT TSV", Table("seals"))));
+  log.sealed_below = std::strtoull(sealed.c_str(), nullptr, 10);
+  if (log.sealed_below > 0) {
+    ASSIGN_OR_RETURN(std::string abandoned,
+                     clients_[0]->Query(fmt::format("SELECT arrayJoin(abandoned) FROM {} FORMAT TSV", Table("seals"))));
+    ASSIGN_OR_RETURN(log.abandoned, ParseIds(abandoned, where));
   }
-  return batches;
+  ASSIGN_OR_RETURN(std::string text, clients_[0]->Query(fmt::format("SELECT batch FROM {} WHERE batch >= {} ORDER BY batch FORMAT TSV",
+                                                                    Table("commits"), log.sealed_below)));
+  ASSIGN_OR_RETURN(log.committed, ParseIds(text, where));
+  return log;
+}
+
+Result<Cluster::CommitLog> Cluster::Seal(int64_t older_than_ms) const {
+  ASSIGN_OR_RETURN(CommitLog log, ReadCommitLog());
+  const uint64_t below = static_cast<uint64_t>(std::max<int64_t>(0, NowMs() - older_than_ms)) << 20;
+  if (below <= log.sealed_below) return log;
+  // Batches in (old seal, new seal) with rows on some shard but no commit: abandoned.
+  ExternalTable committed{.name = "committed", .column = "batch", .type = "UInt64"};
+  for (uint64_t b : log.committed)
+    if (b < below) committed.values.push_back(std::to_string(b));
+  std::vector<uint64_t> abandoned;
+  for (size_t s = 0; s < shards(); ++s) {
+    for (const char* table : {"events", "numbers"}) {
+      ASSIGN_OR_RETURN(std::string text,
+                       clients_[s]->Query(fmt::format("SELECT DISTINCT batch FROM {} WHERE batch >= {} AND batch < {} "
+                                                      "AND batch NOT IN committed FORMAT TSV",
+                                                      Table(table), log.sealed_below, below),
+                                          {committed}));
+      ASSIGN_OR_RETURN(std::vector<uint64_t> ids, ParseIds(text, clients_[s]->endpoint()));
+      abandoned.insert(abandoned.end(), ids.begin(), ids.end());
+    }
+  }
+  std::sort(abandoned.begin(), abandoned.end());
+  abandoned.erase(std::unique(abandoned.begin(), abandoned.end()), abandoned.end());
+  std::string list;
+  for (uint64_t b : abandoned) list += fmt::format("{}{}", list.empty() ? "" : ",", b);
+  RETURN_IF_ERROR(clients_[0]->Execute(
+      fmt::format("INSERT INTO {} VALUES ({}, {}, [{}])", Table("seals"), below, NowMs(), list)));
+  return ReadCommitLog();
 }
 
 }  // namespace sibyl::clickhouse

@@ -62,10 +62,29 @@ class Cluster {
   // A new batch id: milliseconds since the epoch in the high bits, so ids ascend with time
   // (commit order is batch order), and a random low part, so two writers never collide.
   uint64_t NewBatchId() const;
+  // Whether a write of `batch` may still send its rows and commit: not when the batch is
+  // below the newest seal, or older than kMaxWriteAgeMs (a seal may be about to hide it).
+  Status CheckCommittable(uint64_t batch) const;
   // Makes `batch` visible: one row in shard 0's commit log.
   Status CommitBatch(uint64_t batch, int64_t committed_ms, uint64_t rows, std::string_view what) const;
-  // Every committed batch id, ascending.
-  Result<std::vector<uint64_t>> CommittedBatches() const;
+
+  // Which batches are visible. Every reader sends the list of committed batches with its
+  // queries, and a server commits a batch per group commit (~1M a day), so the old part
+  // of the list is sealed: below `sealed_below` every batch is visible but the few
+  // `abandoned` ones (rows of writes that never committed); above it, `committed` lists
+  // them (docs/SCALE_OUT.md, "Sealing the commit log").
+  struct CommitLog {
+    uint64_t sealed_below = 0;
+    std::vector<uint64_t> abandoned;  // ascending
+    std::vector<uint64_t> committed;  // ascending, all >= sealed_below
+  };
+  Result<CommitLog> ReadCommitLog() const;
+  // Seals the batches older than `older_than_ms`: lists those that have rows on a shard
+  // but no commit as abandoned, then writes one seal row. Returns the new log.
+  Result<CommitLog> Seal(int64_t older_than_ms) const;
+  // The longest a write may take from its batch id to its commit; seals leave twice this
+  // unsealed, so a write in flight is never sealed out (clocks within 12 h of each other).
+  static constexpr int64_t kMaxWriteAgeMs = 12 * 3600 * 1000;
 
  private:
   Cluster() = default;

@@ -1,8 +1,8 @@
 // The cluster as the store of a long-running writer (`sibyl serve`, docs/SERVER.md "On a
 // ClickHouse cluster"): Begin() and Append() write to the cluster (cluster_writer.h), each
 // transaction visible to every reader once its commit row is written, so the server's
-// group commit runs unchanged on it. The shards keep the data: Checkpoint() has nothing to
-// do. It holds no events itself: Snapshot() is an empty reader, since pulling the cluster
+// group commit runs unchanged on it. The shards keep the data: Checkpoint() seals the
+// commit log (at most once an hour; Cluster::Seal). It holds no events itself: Snapshot() is an empty reader, since pulling the cluster
 // per request is not what a server can afford; a reader pulls what it needs with OpenSlice
 // (slice_store.h): one user for a real-time score, a shard for a scoring run.
 #pragma once

@@ -66,6 +66,7 @@ class ClusterTransaction final : public Transaction {
 
   Status Commit() override {
     RETURN_IF_ERROR(state_);
+    if (Status st = cluster_.CheckCommittable(batch_); !st.ok()) return state_ = st;
     // The shards take their rows at once: each parses, sorts and compresses its own.
     std::vector<Status> flushed(cluster_.shards());
     {

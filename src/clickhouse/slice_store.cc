@@ -241,7 +241,6 @@ class SliceStore final : public EventStore {
   TimeSpan span_;
 };
 
-// The committed events' time span over all shards (identify calls are not events).
 // Runs `query(shard)` on every shard at once (a one-user pull is a chain of small queries,
 // and their round trips, not the shards' work, are most of its time), then returns the
 // answers in shard order.
@@ -253,13 +252,38 @@ std::vector<Result<std::string>> OnEveryShard(size_t shards, const std::function
   return answers;
 }
 
-Result<TimeSpan> ClusterTimeSpan(const Cluster& cluster, const ExternalTable& committed) {
+// Which rows are visible (Cluster::CommitLog): a condition on `batch` and the tables it names.
+struct Visibility {
+  std::string condition;
+  std::vector<ExternalTable> tables;
+};
+
+Visibility VisibleBatches(const Cluster::CommitLog& log) {
+  Visibility v;
+  ExternalTable committed{.name = "committed", .column = "batch", .type = "UInt64"};
+  committed.values.reserve(log.committed.size());
+  for (uint64_t b : log.committed) committed.values.push_back(std::to_string(b));
+  v.tables.push_back(std::move(committed));
+  v.condition = "batch IN committed";
+  if (log.sealed_below > 0 && log.abandoned.empty()) {
+    v.condition = fmt::format("(batch IN committed OR batch < {})", log.sealed_below);
+  } else if (log.sealed_below > 0) {
+    ExternalTable abandoned{.name = "abandoned", .column = "batch", .type = "UInt64"};
+    for (uint64_t b : log.abandoned) abandoned.values.push_back(std::to_string(b));
+    v.tables.push_back(std::move(abandoned));
+    v.condition = fmt::format("(batch IN committed OR (batch < {} AND batch NOT IN abandoned))", log.sealed_below);
+  }
+  return v;
+}
+
+// The visible events' time span over all shards (identify calls are not events).
+Result<TimeSpan> ClusterTimeSpan(const Cluster& cluster, const Visibility& visible) {
   TimeSpan span;
   const std::string sql = fmt::format(
-      "SELECT count(), min(time), max(time) FROM {} WHERE batch IN committed AND is_identify = 0 FORMAT RowBinary",
-      cluster.Table("events"));
+      "SELECT count(), min(time), max(time) FROM {} WHERE {} AND is_identify = 0 FORMAT RowBinary",
+      cluster.Table("events"), visible.condition);
   std::vector<Result<std::string>> answers =
-      OnEveryShard(cluster.shards(), [&](size_t s) { return cluster.shard(s).Query(sql, {committed}); });
+      OnEveryShard(cluster.shards(), [&](size_t s) { return cluster.shard(s).Query(sql, visible.tables); });
   for (size_t s = 0; s < cluster.shards(); ++s) {
     ASSIGN_OR_RETURN(std::string rows, std::move(answers[s]));
     RowBinaryReader in(rows);
@@ -302,23 +326,18 @@ std::string OwnRows(const SliceSpec& spec, size_t shard, size_t shards) {
   return where;
 }
 
-ExternalTable BatchTable(const std::vector<uint64_t>& batches) {
-  ExternalTable t{.name = "committed", .column = "batch", .type = "UInt64"};
-  t.values.reserve(batches.size());
-  for (uint64_t b : batches) t.values.push_back(std::to_string(b));
-  return t;
-}
-
-// Runs `select` (with "{table}" and "{own}" for the table and the slice's own rows) on each
-// shard that can hold the slice's rows, and hands each answer to `read` with its shard.
-Status QueryOwnRows(const Cluster& cluster, const SliceSpec& spec, const ExternalTable& committed,
+// Runs `select` (with "{table}", "{visible}" and "{own}" for the table, the visible batches
+// and the slice's own rows) on each shard that can hold the slice's rows, and hands each
+// answer to `read` with its shard.
+Status QueryOwnRows(const Cluster& cluster, const SliceSpec& spec, const Visibility& visible,
                     const ExternalTable& owners, std::string_view table, std::string_view select,
                     const std::function<Status(size_t shard, std::string_view rows)>& read) {
-  std::vector<ExternalTable> tables{committed};
+  std::vector<ExternalTable> tables = visible.tables;
   if (spec.kind == SliceSpec::Kind::kOwners) tables.push_back(owners);
   std::vector<Result<std::string>> answers = OnEveryShard(cluster.shards(), [&](size_t s) -> Result<std::string> {
     if (spec.kind == SliceSpec::Kind::kShard && s != spec.shard) return std::string();
     const std::string sql = fmt::format(fmt::runtime(select), fmt::arg("table", cluster.Table(table)),
+                                        fmt::arg("visible", visible.condition),
                                         fmt::arg("own", OwnRows(spec, s, cluster.shards())));
     return cluster.shard(s).Query(sql, tables);
   });
@@ -333,12 +352,12 @@ Status QueryOwnRows(const Cluster& cluster, const SliceSpec& spec, const Externa
 // The devices whose links decide the slice's identities: `linked` were seen with one of
 // the slice's users (their anonymous rows may belong to that user), `all` also holds the
 // slice's anonymous devices (a link to another shard's user takes them away).
-Status FindDevices(const Cluster& cluster, const SliceSpec& spec, const ExternalTable& committed,
+Status FindDevices(const Cluster& cluster, const SliceSpec& spec, const Visibility& visible,
                    const ExternalTable& owners, std::vector<std::string>* linked, std::vector<std::string>* all) {
   std::set<std::string> linked_set, all_set;
   RETURN_IF_ERROR(QueryOwnRows(
-      cluster, spec, committed, owners, "events",
-      "SELECT DISTINCT device_id, user_id != '' FROM {table} WHERE batch IN committed AND device_id != '' AND {own} "
+      cluster, spec, visible, owners, "events",
+      "SELECT DISTINCT device_id, user_id != '' FROM {table} WHERE {visible} AND device_id != '' AND {own} "
       "FORMAT RowBinary",
       [&](size_t s, std::string_view rows) -> Status {
         RowBinaryReader in(rows);
@@ -358,7 +377,7 @@ Status FindDevices(const Cluster& cluster, const SliceSpec& spec, const External
 }
 
 // Replays the number batches (score write-backs) of the slice's owners, batch by batch.
-Status ReplayNumbers(const Cluster& cluster, const SliceSpec& spec, const ExternalTable& committed,
+Status ReplayNumbers(const Cluster& cluster, const SliceSpec& spec, const Visibility& visible,
                      const ExternalTable& owners, EventStore& local) {
   struct Cell {
     uint64_t batch;
@@ -370,8 +389,8 @@ Status ReplayNumbers(const Cluster& cluster, const SliceSpec& spec, const Extern
   std::shared_ptr<const EventReader> names = local.Snapshot();
   std::vector<Cell> cells;
   RETURN_IF_ERROR(QueryOwnRows(
-      cluster, spec, committed, owners, "numbers",
-      "SELECT batch, time, owner, key, value FROM {table} WHERE batch IN committed AND {own} FORMAT RowBinary",
+      cluster, spec, visible, owners, "numbers",
+      "SELECT batch, time, owner, key, value FROM {table} WHERE {visible} AND {own} FORMAT RowBinary",
       [&](size_t s, std::string_view rows) -> Status {
         RowBinaryReader in(rows);
         while (!in.at_end()) {
@@ -459,19 +478,19 @@ Result<std::unique_ptr<EventStore>> OpenSlice(const Cluster& cluster, const Slic
   store_options.checkpoint_events = UINT64_MAX;
   ASSIGN_OR_RETURN(slice->local_, EventStore::Open(store_options));
 
-  ASSIGN_OR_RETURN(std::vector<uint64_t> batches, cluster.CommittedBatches());
-  const ExternalTable committed = BatchTable(batches);
-  ASSIGN_OR_RETURN(slice->span_, ClusterTimeSpan(cluster, committed));
+  ASSIGN_OR_RETURN(Cluster::CommitLog log, cluster.ReadCommitLog());
+  const Visibility visible = VisibleBatches(log);
+  ASSIGN_OR_RETURN(slice->span_, ClusterTimeSpan(cluster, visible));
   ExternalTable owners{.name = "owners", .column = "owner"};
   owners.values = spec.owners;
 
-  std::string where = "batch IN committed";
-  std::vector<ExternalTable> tables{committed};
+  const std::string& where = visible.condition;
+  std::vector<ExternalTable> tables = visible.tables;
   if (spec.kind == SliceSpec::Kind::kOwners) tables.push_back(owners);
   const bool whole = spec.kind == SliceSpec::Kind::kAll && spec.sample_buckets >= kSampleBuckets;
   if (!whole) {
     std::vector<std::string> linked, devices;
-    RETURN_IF_ERROR(FindDevices(cluster, spec, committed, owners, &linked, &devices));
+    RETURN_IF_ERROR(FindDevices(cluster, spec, visible, owners, &linked, &devices));
     tables.push_back(ExternalTable{.name = "linked", .column = "device_id", .values = std::move(linked)});
     tables.push_back(ExternalTable{.name = "devices", .column = "device_id", .values = std::move(devices)});
   }
@@ -552,7 +571,7 @@ Result<std::unique_ptr<EventStore>> OpenSlice(const Cluster& cluster, const Slic
   RETURN_IF_ERROR(add());
   RETURN_IF_ERROR(txn->Commit());
   txn.reset();  // the store runs one transaction at a time
-  RETURN_IF_ERROR(ReplayNumbers(cluster, spec, committed, owners, *slice->local_));
+  RETURN_IF_ERROR(ReplayNumbers(cluster, spec, visible, owners, *slice->local_));
 
   uint64_t owned_actors = 0;
   std::shared_ptr<const EventReader> reader = slice->local_->Snapshot();

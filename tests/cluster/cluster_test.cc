@@ -2,8 +2,10 @@
 // reach: the RowBinary codec and event rows both ways, the owner hash (it places users on
 // shards, so it must never change), the commit protocol when a shard dies between two
 // inserts of one write, and the check that refuses a reordered endpoint list.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -247,6 +249,51 @@ TEST_F(ClusterTest, AReorderedEndpointListIsRefused) {
   ASSERT_FALSE(cluster.ok());
   EXPECT_EQ(cluster.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(cluster.status().message().find("shard order"), std::string::npos) << cluster.status().message();
+}
+
+// Sealing the commit log: below the seal every batch is visible without being listed, but
+// for the writes that never committed; a write older than the seal cannot commit. Last:
+// it seals the batches of the tests before it too (their uncommitted rows stay hidden).
+TEST_F(ClusterTest, ASealKeepsCommittedBatchesVisibleAndAbandonedOnesHidden) {
+  auto cluster = Cluster::Open(Config());
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  auto committed = BeginClusterTransaction(**cluster, WriterOptions{});
+  ASSERT_TRUE(committed->Add(MakeEvents(10, 3, 1'700'300'000'000)).ok());
+  ASSERT_TRUE(committed->Commit().ok());
+  auto late = BeginClusterTransaction(**cluster, WriterOptions{});  // its batch id is taken now
+  ASSERT_TRUE(late->Add(MakeEvents(3, 1, 1'700'500'000'000)).ok());
+  // A row of a write that never committed (what a writer dying before its commit row leaves).
+  const uint64_t ghost = (*cluster)->NewBatchId();
+  ASSERT_TRUE((*cluster)->shard(1).Execute(fmt::format(
+      "INSERT INTO sibyl.events (batch, row, owner, owner_hash, user_id, event_type, time) "
+      "VALUES ({}, 0, 'u:ghost', 12345, 'ghost', 'View', 1700800000000)", ghost)).ok());
+  const uint64_t visible = VisibleEvents(**cluster);
+  auto before = (*cluster)->ReadCommitLog();
+  ASSERT_TRUE(before.ok());
+  EXPECT_EQ(before->sealed_below, 0u);
+  EXPECT_GE(before->committed.size(), 1u);
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto sealed = (*cluster)->Seal(0);
+  ASSERT_TRUE(sealed.ok()) << sealed.status().ToString();
+  EXPECT_GT(sealed->sealed_below, ghost);
+  EXPECT_TRUE(sealed->committed.empty()) << "every commit is below the seal: none is listed";
+  EXPECT_TRUE(std::binary_search(sealed->abandoned.begin(), sealed->abandoned.end(), ghost))
+      << "the uncommitted write is not listed as abandoned";
+  EXPECT_EQ(VisibleEvents(**cluster), visible) << "the seal changed what is visible";
+
+  // A write whose batch id is older than the seal is refused and stays invisible.
+  Status st = late->Commit();
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition) << st.ToString();
+  EXPECT_EQ(VisibleEvents(**cluster), visible);
+  // Writes after the seal are listed and visible as before.
+  auto after = BeginClusterTransaction(**cluster, WriterOptions{});
+  ASSERT_TRUE(after->Add(MakeEvents(4, 2, 1'700'700'000'000)).ok());
+  ASSERT_TRUE(after->Commit().ok());
+  auto log = (*cluster)->ReadCommitLog();
+  ASSERT_TRUE(log.ok());
+  EXPECT_EQ(log->committed.size(), 1u);
+  EXPECT_EQ(VisibleEvents(**cluster), visible + 8);
 }
 
 }  // namespace
