@@ -212,11 +212,20 @@ for line in sibyl("cohort", "buy", "--format", "csv").splitlines()[1:]:
 check(len(written) == scored, f"sibyl cohort lists {len(written)} users, the run scored {scored}")
 # Three numbers a scored user for every scoring run (the scheduler also scores a newly
 # trained prediction at once).
+# The scheduler's own run after training may still be writing: wait until no scoring run
+# is queued or running, then the rows on the shards are exactly what the runs wrote.
+deadline = time.monotonic() + 120
+while True:
+    _, runs = call("GET", "/api/v1/runs?prediction=buy", headers=admin)
+    scoring = [r for r in runs["runs"] if r["kind"].startswith("score")]
+    if all(r["state"] in ("succeeded", "failed", "aborted") for r in scoring) or time.monotonic() > deadline:
+        break
+    time.sleep(0.5)
 numbers = sum(int(sql(s, "SELECT count() FROM sibyl.numbers")) for s in shards)
-_, runs = call("GET", "/api/v1/runs?prediction=buy", headers=admin)
-written_rows = sum(3 * r["detail"]["users_scored"] for r in runs["runs"]
-                   if r["kind"].startswith("score") and r["state"] == "succeeded")
-check(numbers == written_rows and numbers >= 3 * scored, f"{numbers} score rows on the shards, {written_rows} written")
+written_rows = sum(3 * r["detail"]["users_scored"] for r in scoring if r["state"] == "succeeded")
+check(numbers == written_rows and numbers >= 3 * scored,
+      f"{numbers} score rows on the shards, {written_rows} written by {len(scoring)} runs: "
+      f"{[(r['kind'], r['state']) for r in scoring]}")
 
 for path in ["/api/v1/predictions/buy/cohort", "/api/v1/predictions/buy/forecast",
              "/api/v1/predictions/buy/audience", "/api/v1/taxonomy"]:
