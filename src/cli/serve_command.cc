@@ -39,6 +39,7 @@ struct ServeFlags {
   double future_tolerance_hours = 24;
   std::string earliest_time = "2000-01-01";
   double idle_trim_seconds = 2;
+  bool huge_pages = false;
   uint64_t test_refuse_ingest = 0;
 };
 
@@ -82,6 +83,7 @@ void RunServe(const GlobalOptions& global, const ServeFlags& flags) {
   options.limits.min_event_time_ms = Check(ParseTime(flags.earliest_time));
   if (flags.idle_trim_seconds < 0) throw CommandFailed(InvalidArgument("--idle-trim-seconds must be >= 0"));
   options.idle_trim_ms = static_cast<int64_t>(flags.idle_trim_seconds * 1000);
+  options.huge_pages = flags.huge_pages;
   options.test_refuse_ingest = flags.test_refuse_ingest;
   std::unique_ptr<server::Server> server = Check(server::Server::Open(options));
   Check(server->Start());
@@ -153,6 +155,9 @@ void AddServeCommand(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("--idle-trim-seconds", flags->idle_trim_seconds,
                   "return freed memory to the OS after this long without requests (0: never)")
       ->capture_default_str();
+  cmd->add_flag("--huge-pages", flags->huge_pages,
+               "back the server's memory with transparent huge pages (faster first touch for big batch runs; "
+               "memory compaction then stalls requests while the store grows)");
   cmd->add_option("--test-refuse-ingest", flags->test_refuse_ingest,
                   "for tests: answer the first N storable requests of each ingest endpoint as if the commit "
                   "queue were full (429, Retry-After, the vendor's body)");
