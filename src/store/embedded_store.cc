@@ -8,6 +8,11 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <optional>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -618,6 +623,31 @@ Status EmbeddedStore::WritePart(std::shared_ptr<const Segment> segment, const st
   return Status::Ok();
 }
 
+namespace {
+
+// The checkpoint generation in a part or column file's name ("p2810-g4-0.seg",
+// "c0-g3.col"); nullopt when the name is not one the store writes.
+std::optional<uint64_t> GenerationOfName(std::string_view name) {
+  const size_t at = name.find("-g");
+  if (at == std::string_view::npos || at + 2 >= name.size() || !std::isdigit(static_cast<unsigned char>(name[at + 2])))
+    return std::nullopt;
+  return std::strtoull(std::string(name.substr(at + 2)).c_str(), nullptr, 10);
+}
+
+}  // namespace
+
+Status EmbeddedStore::MoveAside(const std::string& folder, const std::string& name) {
+  const std::string aside = dir_ + "/lost+found";
+  std::error_code ec;
+  std::filesystem::create_directories(aside, ec);
+  if (ec) return IoError("cannot create {}: {}", aside, ec.message());
+  const std::string from = dir_ + "/" + folder + "/" + name, to = aside + "/" + folder + "-" + name;
+  if (::rename(from.c_str(), to.c_str()) != 0) return IoError("cannot move {} to {}: {}", from, to, std::strerror(errno));
+  fmt::print(stderr, "sibyl: moved {} aside to {}: the MANIFEST does not list it and no checkpoint was writing it\n",
+             from, to);
+  return SyncDir(aside);
+}
+
 Status EmbeddedStore::CleanUnreferencedFiles() {
   ASSIGN_OR_RETURN(auto wal_names, ListDir(dir_ + "/wal"));
   for (const auto& name : wal_names) {
@@ -625,14 +655,24 @@ Status EmbeddedStore::CleanUnreferencedFiles() {
                    std::stoull(name.substr(0, 6)) < wal_start_;
     if (old_log) RETURN_IF_ERROR(RemoveFile(dir_ + "/wal/" + name));
   }
-  ASSIGN_OR_RETURN(auto part_names, ListDir(dir_ + "/parts"));
-  for (const auto& name : part_names)
-    if (std::find(part_files_.begin(), part_files_.end(), name) == part_files_.end())
-      RETURN_IF_ERROR(RemoveFile(dir_ + "/parts/" + name));
-  ASSIGN_OR_RETURN(auto column_names, ListDir(dir_ + "/columns"));
-  for (const auto& name : column_names)
-    if (std::find(number_column_files_.begin(), number_column_files_.end(), name) == number_column_files_.end())
-      RETURN_IF_ERROR(RemoveFile(dir_ + "/columns/" + name));
+  // A part or column file the MANIFEST does not list was written by a checkpoint that did
+  // not finish (a later generation than the manifest's): deleted. Any other (an earlier
+  // generation, whose manifest would list it, or a name the store never writes) is not
+  // the store's to delete: it is moved aside and named (issue 18: a part entry lost from
+  // the manifest made the next open delete its 22,326 events).
+  for (const auto& [folder, listed] : {std::pair{"parts", &part_files_}, std::pair{"columns", &number_column_files_}}) {
+    ASSIGN_OR_RETURN(auto names, ListDir(dir_ + "/" + folder));
+    for (const auto& name : names) {
+      if (std::find(listed->begin(), listed->end(), name) != listed->end()) continue;
+      const std::optional<uint64_t> generation = GenerationOfName(name);
+      const bool leftover = name.ends_with(".tmp") || (generation && *generation > generation_);
+      if (leftover) {
+        RETURN_IF_ERROR(RemoveFile(dir_ + "/" + folder + "/" + name));
+      } else {
+        RETURN_IF_ERROR(MoveAside(folder, name));
+      }
+    }
+  }
   ASSIGN_OR_RETURN(auto top, ListDir(dir_));
   std::string keep_dict = fmt::format("dictionaries-g{}.bin", generation_);
   std::string keep_users = fmt::format("users-g{}.bin", generation_);

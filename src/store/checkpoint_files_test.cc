@@ -1,3 +1,4 @@
+// The files a checkpoint writes and what an open does with the ones it does not list.
 // The de-duplication index on disk (docs/FORMAT.md, "De-duplication files"): a checkpoint
 // writes the ids that arrived since the previous one, and the whole index only now and
 // then, so its cost follows the new events, not the window's (a server ingesting for a
@@ -8,12 +9,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "common/file.h"
 #include "store/event_store.h"
 
 namespace sibyl {
 namespace {
 
-class DedupFilesTest : public ::testing::Test {
+class CheckpointFilesTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string tmpl = (std::filesystem::temp_directory_path() / "sibyl-dedup-XXXXXX").string();
@@ -56,7 +58,7 @@ class DedupFilesTest : public ::testing::Test {
   StoreOptions options_;
 };
 
-TEST_F(DedupFilesTest, CheckpointsWriteTheNewIdsAndRewriteTheWholeIndexOnlyNowAndThen) {
+TEST_F(CheckpointFilesTest, CheckpointsWriteTheNewIdsAndRewriteTheWholeIndexOnlyNowAndThen) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   constexpr int kBatch = 1'000, kCheckpoints = 12;
@@ -99,7 +101,7 @@ TEST_F(DedupFilesTest, CheckpointsWriteTheNewIdsAndRewriteTheWholeIndexOnlyNowAn
   EXPECT_EQ(store->Append(Batch(kCheckpoints * kBatch, 5))->events_written, 5u);
 }
 
-TEST_F(DedupFilesTest, ExpiryRewritesTheIndexAndForgetsOldIds) {
+TEST_F(CheckpointFilesTest, ExpiryRewritesTheIndexAndForgetsOldIds) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   ASSERT_EQ(store->Append(Batch(0, 500))->events_written, 500u);
@@ -121,7 +123,7 @@ TEST_F(DedupFilesTest, ExpiryRewritesTheIndexAndForgetsOldIds) {
   EXPECT_EQ(store->Append(Batch(600, 10))->events_written, 0u) << "ids within the window are remembered";
 }
 
-TEST_F(DedupFilesTest, ADamagedFileIsRefusedByName) {
+TEST_F(CheckpointFilesTest, ADamagedFileIsRefusedByName) {
   {
     auto store = Open();
     ASSERT_NE(store, nullptr);
@@ -143,6 +145,42 @@ TEST_F(DedupFilesTest, ADamagedFileIsRefusedByName) {
   StoreOptions read_only = options_;
   read_only.read_only = true;
   EXPECT_TRUE(EventStore::Open(read_only).ok());
+}
+
+// A part or column file the MANIFEST does not list is deleted only when a checkpoint that
+// did not finish wrote it (a later generation); any other is moved aside, never deleted
+// (issue 18: a part entry lost from the manifest made the next open delete its events).
+TEST_F(CheckpointFilesTest, UnlistedFilesOfEarlierCheckpointsAreMovedAsideNotDeleted) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Append(Batch(0, 300)).ok());
+    ASSERT_TRUE(store->Checkpoint().ok());
+  }
+  nlohmann::json manifest = Manifest();
+  ASSERT_EQ(manifest["parts"].size(), 1u);
+  const std::string part = manifest["parts"][0]["file"];
+  const std::string part_bytes = [&] {
+    std::ifstream in(dir_ + "/parts/" + part, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  // The entry is lost, and the manifest's checksum made to match (as a careless edit would).
+  manifest["parts"] = nlohmann::json::array();
+  manifest.erase("checksum");
+  manifest["checksum"] = Crc32cHex(manifest.dump());
+  std::ofstream(dir_ + "/MANIFEST", std::ios::trunc) << manifest.dump(1);
+  // And a leftover of a checkpoint that never finished, one generation later.
+  const std::string leftover = "p1-g" + std::to_string(manifest["generation"].get<int>() + 1) + "-0.seg";
+  std::ofstream(dir_ + "/parts/" + leftover) << "partial";
+
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/parts/" + part));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/parts/" + leftover)) << "a leftover of an unfinished checkpoint";
+  const std::string aside = dir_ + "/lost+found/parts-" + part;
+  ASSERT_TRUE(std::filesystem::exists(aside)) << "the unlisted part was deleted, not moved aside";
+  std::ifstream in(aside, std::ios::binary);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), part_bytes);
 }
 
 }  // namespace
