@@ -74,14 +74,15 @@ struct Server::Impl {
 
   Status Checkpoint(const char* why) {
     const uint64_t events = ctx.events_since_checkpoint.exchange(0);
-    // On a cluster every acknowledged batch is already on the shards: nothing to write.
-    if (ctx.on_cluster()) return Status::Ok();
+    // On a cluster every acknowledged batch is already on the shards: the store's
+    // checkpoint only seals the commit log, at most once an hour (clickhouse/cluster_store.h).
     auto begun = std::chrono::steady_clock::now();
     Status st = ctx.store->Checkpoint();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begun).count();
     last_checkpoint = std::chrono::steady_clock::now();
     ctx.metrics.Add("sibyl_checkpoints_total", fmt::format("outcome=\"{}\"", st.ok() ? "succeeded" : "failed"));
-    nlohmann::json line = {{"event", "checkpoint"}, {"reason", why}, {"events", events}, {"seconds", seconds}};
+    nlohmann::json line = {{"event", ctx.on_cluster() ? "cluster_maintenance" : "checkpoint"}, {"reason", why},
+                           {"events", events}, {"seconds", seconds}};
     if (!st.ok()) line["error"] = st.ToString();
     ctx.log.Write(line);
     return st;

@@ -310,6 +310,12 @@ wait "$server_pid" || rc=$?
 server_pid=
 [ "$rc" = 0 ] || fail "sibyl serve exited $rc after SIGTERM"
 grep -q '"event":"stopped"' serve.log || fail "no stopped line in the server's log"
+# At shutdown the cluster store's checkpoint seals the commit log (docs/SCALE_OUT.md).
+seal=$(grep '"event":"cluster_maintenance"' serve.log | grep '"reason":"shutdown"' || true)
+[ -n "$seal" ] || fail "no commit-log seal at shutdown"
+case "$seal" in *'"error"'*) fail "the shutdown seal failed: $seal" ;; esac
+sealed=$(curl -sS "$(head -1 "$dir/endpoints")" --data-binary "SELECT count() FROM sibyl.seals")
+[ "$sealed" -ge 1 ] || fail "no seal row on shard 0 after the shutdown: $sealed"
 left=$(find "$data/tmp" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
 [ "$left" = 0 ] || fail "$left folders left in $data/tmp after the server stopped"
 echo "serve_cluster_test: all passed"
