@@ -4,6 +4,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <new>
 #include <thread>
@@ -63,19 +65,23 @@ HeapInfo CurrentHeapInfo() {
   return info;
 }
 
+namespace {
+std::atomic<uintptr_t> g_prefault_step{UINTPTR_MAX};  // one call for the whole range
+}  // namespace
+
+void SetPrefaultStep(size_t bytes) { g_prefault_step.store(std::max<size_t>(bytes, 4096)); }
+
 void Prefault(void* data, size_t bytes) {
 #ifdef MADV_POPULATE_WRITE
   static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) & ~(page - 1);
   uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(page - 1);
-  // In steps of 2 MB (a huge page): the call holds the address-space lock for reading
-  // while it faults pages in, and a thread that maps memory (any allocation reaching the
-  // kernel) waits for it, and every page fault after that thread. One call over 128 MB
-  // held a real-time score for 300 ms in `sibyl serve` (docs/BENCHMARKS.md, abuse
-  // benchmark); in steps a waiter waits for one step.
-  constexpr uintptr_t kStep = uintptr_t{2} << 20;
-  for (uintptr_t at = begin; at < end; at += kStep)
-    madvise(reinterpret_cast<void*>(at), std::min(kStep, end - at), MADV_POPULATE_WRITE);
+  const uintptr_t step = g_prefault_step.load(std::memory_order_relaxed);
+  for (uintptr_t at = begin; at < end;) {
+    const uintptr_t length = std::min(step, end - at);  // never past `end` (step may be "all")
+    madvise(reinterpret_cast<void*>(at), length, MADV_POPULATE_WRITE);
+    at += length;
+  }
 #else
   (void)data;
   (void)bytes;

@@ -38,6 +38,12 @@ HeapInfo CurrentHeapInfo();
 // (old kernels) are ignored and the pages fault in on first touch as usual. Only worth it
 // for buffers of a megabyte or more.
 void Prefault(void* data, size_t bytes);
+// Prefault in steps of `bytes` instead of one call (default: one call). The call holds the
+// address-space lock for reading while it faults pages in; a thread that maps memory (any
+// allocation reaching the kernel) waits for it, and every page fault after that thread. A
+// server sets steps (2 MB): one call over 128 MB held a real-time score for 300 ms
+// (docs/BENCHMARKS.md, abuse benchmark). Batch verbs keep one call (6% faster bulk ingest).
+void SetPrefaultStep(size_t bytes);
 // The same, the halves on two threads when it is big (64 MB or more): the kernel clears
 // the pages, so two cores halve the wait where the other core would otherwise idle.
 void PrefaultOnTwoThreads(void* data, size_t bytes);

@@ -1,5 +1,7 @@
 #include "common/memory.h"
 
+#include <sys/mman.h>
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -105,6 +107,24 @@ TEST(PrefaultTest, ResizePrefaultedKeepsContentsAndGrows) {
   ReservePrefaulted(v, size_t{2} << 20);
   EXPECT_GE(v.capacity(), size_t{2} << 20);
   EXPECT_EQ(v[1], 2);
+}
+
+// Prefault maps every page of the range, in one call or in steps (a server's), and ends:
+// a step larger than what is left must not step past the end (a first version looped for
+// ever with the default "all" step).
+TEST(PrefaultTest, InOneCallOrInStepsEveryPageIsMapped) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  for (size_t step : {SIZE_MAX, size_t{2} << 20, size_t{3} * page}) {
+    SetPrefaultStep(step);
+    PageBuffer buffer((size_t{5} << 20) + 7 * page, /*prefault=*/false);
+    Prefault(buffer.data(), buffer.size());
+    std::vector<unsigned char> resident(buffer.size() / page);
+    ASSERT_EQ(mincore(buffer.data(), buffer.size(), resident.data()), 0);
+    size_t mapped = 0;
+    for (unsigned char r : resident) mapped += r & 1;
+    EXPECT_EQ(mapped, resident.size()) << "step " << step;
+  }
+  SetPrefaultStep(SIZE_MAX);
 }
 
 TEST(PageBufferTest, ZeroFilledAndMovable) {
