@@ -305,6 +305,8 @@ int main(int argc, char** argv) {
   app.add_option("--rf-subsample", options.ml.random_forest.subsample, "random forest row sample");
   app.add_option("--linear-iterations", options.ml.linear.max_iterations, "linear max iterations");
   app.add_option("--linear-tolerance", options.ml.linear.tolerance, "linear relative tolerance");
+  app.add_option("--cross-validation-below-users", options.ml.cross_validation_below_users,
+                 "cross-validate training below this many users (0: never)");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<std::string> columns;

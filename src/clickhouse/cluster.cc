@@ -195,6 +195,9 @@ Result<std::vector<uint64_t>> ParseIds(std::string_view text, const std::string&
 
 }  // namespace
 
+// How long a read of the newest seal is reused by CheckCommittable (see seal_cached_).
+constexpr int64_t kSealCacheMs = 60'000;
+
 Status Cluster::CheckCommittable(uint64_t batch) const {
   // A write that took longer than a seal leaves unsealed could be hidden by one (its rows
   // listed as abandoned), or its rows, sent after the seal, would show below it without a
@@ -203,8 +206,20 @@ Status Cluster::CheckCommittable(uint64_t batch) const {
   if (age_ms > kMaxWriteAgeMs)
     return FailedPrecondition("the write took {} h, longer than the {} h a write may take on a cluster: not committed",
                               age_ms / 3'600'000, kMaxWriteAgeMs / 3'600'000);
-  ASSIGN_OR_RETURN(std::string sealed, clients_[0]->Query(fmt::format("SELECT max(below) FROM {} FORMAT TSV", Table("seals"))));
-  if (batch < std::strtoull(sealed.c_str(), nullptr, 10))
+  const int64_t now_steady_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::steady_clock::now().time_since_epoch()).count();
+  uint64_t sealed_below = 0;
+  {
+    std::lock_guard lock(seal_mutex_);
+    if (seal_read_at_ms_ == INT64_MIN || now_steady_ms - seal_read_at_ms_ > kSealCacheMs) {
+      ASSIGN_OR_RETURN(std::string sealed,
+                       clients_[0]->Query(fmt::format("SELECT max(below) FROM {} FORMAT TSV", Table("seals"))));
+      seal_cached_ = std::strtoull(sealed.c_str(), nullptr, 10);
+      seal_read_at_ms_ = now_steady_ms;
+    }
+    sealed_below = seal_cached_;
+  }
+  if (batch < sealed_below)
     return FailedPrecondition("the write's batch is older than the commit log's seal: not committed");
   return Status::Ok();
 }
@@ -256,6 +271,11 @@ Result<Cluster::CommitLog> Cluster::Seal(int64_t older_than_ms) const {
   for (uint64_t b : abandoned) list += fmt::format("{}{}", list.empty() ? "" : ",", b);
   RETURN_IF_ERROR(clients_[0]->Execute(
       fmt::format("INSERT INTO {} VALUES ({}, {}, [{}])", Table("seals"), below, NowMs(), list)));
+  {
+    // This process's own writes see its seal at once.
+    std::lock_guard lock(seal_mutex_);
+    seal_cached_ = std::max(seal_cached_, below);
+  }
   return ReadCommitLog();
 }
 

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -91,6 +92,12 @@ class Cluster {
   Status EnsureSchema(size_t shard) const;
   ClusterConfig config_;
   std::vector<std::unique_ptr<Client>> clients_;
+  // The newest seal as last read, and when (steady clock, ms): CheckCommittable runs per
+  // group commit, and the seal moves once an hour, 24 h behind the clock, so a reading a
+  // minute old is as good as a fresh query (the 12 h age check leaves the margin).
+  mutable std::mutex seal_mutex_;
+  mutable uint64_t seal_cached_ = 0;
+  mutable int64_t seal_read_at_ms_ = INT64_MIN;
 };
 
 }  // namespace sibyl::clickhouse
