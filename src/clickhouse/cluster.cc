@@ -276,6 +276,18 @@ Result<Cluster::CommitLog> Cluster::Seal(int64_t older_than_ms) const {
     std::lock_guard lock(seal_mutex_);
     seal_cached_ = std::max(seal_cached_, below);
   }
+  // What the seal made garbage: the rows of the abandoned writes (their writers are gone:
+  // a write older than the seal can no longer commit) and the commit rows below it
+  // (readers read commits from the newest seal up). Deleted by mutations, which
+  // ClickHouse runs in the background; readers hide these rows until then anyway. A
+  // mutation rewrites the parts it touches, so the shards' tables are only mutated when a
+  // write was abandoned, which is rare (a writer killed between its rows and its commit).
+  if (!list.empty()) {
+    for (size_t s = 0; s < shards(); ++s)
+      for (const char* table : {"events", "numbers"})
+        RETURN_IF_ERROR(clients_[s]->Execute(fmt::format("ALTER TABLE {} DELETE WHERE batch IN ({})", Table(table), list)));
+  }
+  RETURN_IF_ERROR(clients_[0]->Execute(fmt::format("ALTER TABLE {} DELETE WHERE batch < {}", Table("commits"), below)));
   return ReadCommitLog();
 }
 

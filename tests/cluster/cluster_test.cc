@@ -254,7 +254,7 @@ TEST_F(ClusterTest, AReorderedEndpointListIsRefused) {
 // Sealing the commit log: below the seal every batch is visible without being listed, but
 // for the writes that never committed; a write older than the seal cannot commit. Last:
 // it seals the batches of the tests before it too (their uncommitted rows stay hidden).
-TEST_F(ClusterTest, ASealKeepsCommittedBatchesVisibleAndAbandonedOnesHidden) {
+TEST_F(ClusterTest, ASealKeepsCommittedBatchesVisibleAndDeletesAbandonedRows) {
   auto cluster = Cluster::Open(Config());
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   auto committed = BeginClusterTransaction(**cluster, WriterOptions{});
@@ -281,6 +281,19 @@ TEST_F(ClusterTest, ASealKeepsCommittedBatchesVisibleAndAbandonedOnesHidden) {
   EXPECT_TRUE(std::binary_search(sealed->abandoned.begin(), sealed->abandoned.end(), ghost))
       << "the uncommitted write is not listed as abandoned";
   EXPECT_EQ(VisibleEvents(**cluster), visible) << "the seal changed what is visible";
+  // The abandoned write's rows and the commit rows below the seal are deleted (by
+  // mutations, in the background: waited for up to 30 s).
+  auto count = [&](size_t shard, const std::string& query) -> uint64_t {
+    auto text = (*cluster)->shard(shard).Query(query + " FORMAT TSV");
+    return text.ok() ? std::strtoull(text->c_str(), nullptr, 10) : UINT64_MAX;
+  };
+  const std::string ghost_rows = fmt::format("SELECT count() FROM sibyl.events WHERE batch = {}", ghost);
+  const std::string old_commits = fmt::format("SELECT count() FROM sibyl.commits WHERE batch < {}", sealed->sealed_below);
+  for (int i = 0; i < 300 && (count(1, ghost_rows) != 0 || count(0, old_commits) != 0); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(count(1, ghost_rows), 0u) << "the abandoned write's rows were not deleted";
+  EXPECT_EQ(count(0, old_commits), 0u) << "the commit rows below the seal were not deleted";
+  EXPECT_EQ(VisibleEvents(**cluster), visible) << "deleting garbage changed what is visible";
 
   // A write whose batch id is older than the seal is refused and stays invisible.
   Status st = late->Commit();
