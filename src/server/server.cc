@@ -222,6 +222,9 @@ Result<std::unique_ptr<Server>> Server::Open(ServerOptions options) {
     StoreOptions store_options;
     store_options.data_dir = o.data_dir;
     store_options.clock = o.clock;
+    store_options.on_notice = [&log = ctx.log](std::string_view notice) {
+      log.Write({{"event", "store_notice"}, {"message", notice}});
+    };
     ASSIGN_OR_RETURN(ctx.store, EventStore::Open(store_options));
   }
   ctx.committer = std::make_unique<GroupCommitter>(

@@ -173,8 +173,13 @@ TEST_F(CheckpointFilesTest, UnlistedFilesOfEarlierCheckpointsAreMovedAsideNotDel
   const std::string leftover = "p1-g" + std::to_string(manifest["generation"].get<int>() + 1) + "-0.seg";
   std::ofstream(dir_ + "/parts/" + leftover) << "partial";
 
+  std::vector<std::string> notices;
+  options_.on_notice = [&](std::string_view notice) { notices.emplace_back(notice); };
   auto store = Open();
   ASSERT_NE(store, nullptr);
+  ASSERT_EQ(notices.size(), 1u) << "the move is said once, to the opener's notice callback";
+  EXPECT_NE(notices[0].find(part), std::string::npos) << notices[0];
+  EXPECT_NE(notices[0].find("lost+found"), std::string::npos) << notices[0];
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/parts/" + part));
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/parts/" + leftover)) << "a leftover of an unfinished checkpoint";
   const std::string aside = dir_ + "/lost+found/parts-" + part;

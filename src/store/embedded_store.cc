@@ -643,8 +643,13 @@ Status EmbeddedStore::MoveAside(const std::string& folder, const std::string& na
   if (ec) return IoError("cannot create {}: {}", aside, ec.message());
   const std::string from = dir_ + "/" + folder + "/" + name, to = aside + "/" + folder + "-" + name;
   if (::rename(from.c_str(), to.c_str()) != 0) return IoError("cannot move {} to {}: {}", from, to, std::strerror(errno));
-  fmt::print(stderr, "sibyl: moved {} aside to {}: the MANIFEST does not list it and no checkpoint was writing it\n",
-             from, to);
+  const std::string notice =
+      fmt::format("moved {} aside to {}: the MANIFEST does not list it and no checkpoint was writing it", from, to);
+  if (options_.on_notice) {
+    options_.on_notice(notice);
+  } else {
+    fmt::print(stderr, "sibyl: {}\n", notice);
+  }
   return SyncDir(aside);
 }
 

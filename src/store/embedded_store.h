@@ -87,7 +87,7 @@ class EmbeddedStore final : public EventStore {
   Status LoadCheckpoint();
   Status ReplayLog();  // replay.cc, with the salvage of `sibyl repair`
   Status CleanUnreferencedFiles();
-  // Moves `folder/name` into lost+found/ (as `folder-name`) and says so on stderr.
+  // Moves `folder/name` into lost+found/ (as `folder-name`) and says so (StoreOptions::on_notice).
   Status MoveAside(const std::string& folder, const std::string& name);
   // Encodes `segment` as the part file `path` and opens it as `part`.
   Status WritePart(std::shared_ptr<const Segment> segment, const std::string& path,

@@ -3,10 +3,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <utility>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -26,6 +28,9 @@ struct StoreOptions {
   uint64_t checkpoint_events = 8'000'000;
   // Source of ingestion time (dedup window, events without a time). Not owned.
   const Clock* clock = &SystemClock::Instance();
+  // Told, in one line, what opening did that the user should know of (a file the MANIFEST
+  // does not list moved to lost+found/). Unset: written to stderr as "sibyl: ...".
+  std::function<void(std::string_view)> on_notice;
 };
 
 // What one Append did.
