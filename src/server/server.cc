@@ -1,6 +1,5 @@
 #include "server/server.h"
 
-#include <sys/prctl.h>
 #include <sys/resource.h>
 
 #include <chrono>
@@ -206,10 +205,6 @@ Server::~Server() { (void)Stop(); }
 int Server::port() const { return impl_->port; }
 
 Result<std::unique_ptr<Server>> Server::Open(ServerOptions options) {
-  // Process-wide: the server's threads fault memory in 4 KB pages from here on, whatever
-  // the allocator asks (jemalloc's thp:always, memory.cc). Inherited by nothing else.
-  if (!options.huge_pages) prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
-  SetPrefaultStep(size_t{2} << 20);
   auto impl = std::make_unique<Impl>(std::move(options));
   ServerContext& ctx = impl->ctx;
   const ServerOptions& o = ctx.options;

@@ -77,11 +77,6 @@ struct ServerOptions {
   // request in flight or started, no scheduler run), once per idle period; 0: never
   // (docs/SERVER.md, "Memory after bursts").
   int64_t idle_trim_ms = 2000;
-  // Transparent huge pages for the server's memory. Off by default: with the kernel's
-  // usual `defrag=madvise`, a fault in a huge-page region compacts memory synchronously,
-  // and while the store grew by 1-2 GB real-time scores stalled for up to a second
-  // (docs/SERVER.md, "Huge pages"). Batch verbs keep them (a first touch is ~20x cheaper).
-  bool huge_pages = false;
   // Fault injection for tests (`serve --test-refuse-ingest N`): the first N requests of
   // each ingest endpoint that would be stored are answered as if the commit queue were
   // full (429, Retry-After, the vendor's body) and store nothing.
