@@ -1,5 +1,6 @@
 #include "ml/trainer.h"
 
+#include "ml/blend_model.h"
 #include "ml/trainer_internal.h"
 
 #include <algorithm>
@@ -36,9 +37,10 @@ Status CheckBothClasses(std::span<const float> labels, const char* slice) {
 
 // Everything a candidate produced that selection and reporting need.
 struct Fitted {
-  std::unique_ptr<Model> model;
+  std::unique_ptr<Model> model;  // null for the blend until it is selected
   IsotonicCalibration calibration;
-  std::vector<double> test_predictions;  // calibrated
+  std::vector<double> validation_margins, test_margins;  // raw
+  std::vector<double> test_predictions;                   // calibrated
 };
 
 Result<std::vector<double>> MarginsOf(const Model& model, const Slice& slice,
@@ -205,6 +207,30 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
     });
   }
 
+  // A candidate's calibration and test metrics from its raw margins. Calibration is
+  // fitted on the validation slice (never on the fit rows, whose scores are optimistic),
+  // then judged on the test slice.
+  auto evaluate = [&](Fitted& f, CandidateResult& candidate) {
+    std::vector<double> val_out = f.validation_margins, test_out = f.test_margins;
+    for (double& v : val_out) v = MarginToOutput(data.kind, v);
+    for (double& v : test_out) v = MarginToOutput(data.kind, v);
+    if (classify) {
+      candidate.uncalibrated_log_loss = LogLoss(test_out, test.labels);
+      auto [map, platt] = FitCalibration(calibration_plan, val_out, validation.labels);
+      f.calibration = std::move(map);
+      candidate.training["calibration"] = platt ? "platt" : "isotonic";
+      f.calibration.ApplyInPlace(test_out);
+      candidate.metrics = EvaluateClassifier(test_out, test.labels);
+    } else {
+      candidate.regression_metrics = EvaluateRegressor(test_out, test.labels);
+    }
+    f.test_predictions = std::move(test_out);
+  };
+  auto loss_of = [&](size_t i) {
+    const CandidateResult& c = result.candidates[i];
+    return classify ? c.metrics.log_loss : c.regression_metrics.rmse;
+  };
+
   std::vector<Fitted> fitted;
   auto train_candidate = [&](ModelType type) -> Status {
     timer.Start(ModelTypeName(type));
@@ -218,11 +244,14 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
       if (made.ok()) model = std::unique_ptr<Model>(std::move(made).value());
       else model = made.status();
       candidate.training = {{"fitted", "nothing: the outcome family's BG/NBD columns, read as a score"}};
-    } else if (type == ModelType::kLinear) {
+    } else if (type == ModelType::kLinear || type == ModelType::kOutcomeLinear) {
       LinearOptions linear = options.linear;
       linear.num_threads = threads;
-      auto trained = linear_future.valid() ? linear_future.get()
-                                           : LinearModel::Train(data, fit.rows, fit.weights, linear);
+      if (type == ModelType::kOutcomeLinear) linear.only_columns = options.outcome_columns;
+      auto trained = type == ModelType::kLinear && linear_future.valid()
+                         ? linear_future.get()
+                         : LinearModel::Train(data, fit.rows, fit.weights, linear);
+      if (trained.ok()) (*trained)->set_type(type);
       if (trained.ok()) {
         candidate.training = (*trained)->training_summary();
         model = std::unique_ptr<Model>(std::move(trained).value());
@@ -244,27 +273,13 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
     Status outcome = model.status();
     if (outcome.ok()) {
       f.model = std::move(model).value();
-      // Calibration is fitted on the validation slice (never on the fit rows, whose
-      // scores are optimistic), then judged on the test slice.
       auto validation_margins = MarginsOf(*f.model, validation, *validation_matrix);
       auto test_margins = MarginsOf(*f.model, test, test_matrix);
       outcome = !validation_margins.ok() ? validation_margins.status() : test_margins.status();
       if (outcome.ok()) {
-        std::vector<double> val_out = std::move(validation_margins).value();
-        std::vector<double> test_out = std::move(test_margins).value();
-        for (double& v : val_out) v = MarginToOutput(data.kind, v);
-        for (double& v : test_out) v = MarginToOutput(data.kind, v);
-        if (classify) {
-          candidate.uncalibrated_log_loss = LogLoss(test_out, test.labels);
-          auto [map, platt] = FitCalibration(calibration_plan, val_out, validation.labels);
-          f.calibration = std::move(map);
-          candidate.training["calibration"] = platt ? "platt" : "isotonic";
-          f.calibration.ApplyInPlace(test_out);
-          candidate.metrics = EvaluateClassifier(test_out, test.labels);
-        } else {
-          candidate.regression_metrics = EvaluateRegressor(test_out, test.labels);
-        }
-        f.test_predictions = std::move(test_out);
+        f.validation_margins = std::move(validation_margins).value();
+        f.test_margins = std::move(test_margins).value();
+        evaluate(f, candidate);
       }
     }
     if (!outcome.ok()) {
@@ -277,6 +292,8 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
     return Status::Ok();
   };
   if (options.train_linear && !linear_alongside) RETURN_IF_ERROR(train_candidate(ModelType::kLinear));
+  if (options.train_linear && !options.outcome_columns.empty())
+    RETURN_IF_ERROR(train_candidate(ModelType::kOutcomeLinear));
   if (options.train_random_forest) RETURN_IF_ERROR(train_candidate(ModelType::kRandomForest));
   if (options.train_gradient_boosting) RETURN_IF_ERROR(train_candidate(ModelType::kGradientBoostedTrees));
   if (options.bgnbd) RETURN_IF_ERROR(train_candidate(ModelType::kBgNbd));
@@ -290,25 +307,55 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
   fit_matrix.reset();
   validation_matrix.reset();
 
+  // The blend of the two best candidates (their margins averaged), as on the
+  // cross-validated path: the candidates' errors are partly independent, and on real
+  // purchase logs the mean of a tree model and a compact linear one is often better than
+  // either. It competes on the same test loss; its calibration is fitted on the
+  // validation slice like any candidate's.
+  std::vector<size_t> blend_parts;
+  {
+    std::vector<size_t> ok;
+    for (size_t i = 0; i < fitted.size(); ++i)
+      if (fitted[i].model) ok.push_back(i);
+    std::stable_sort(ok.begin(), ok.end(), [&](size_t a, size_t b) { return loss_of(a) < loss_of(b); });
+    if (options.consider_blend && ok.size() >= 2) blend_parts = {ok[0], ok[1]};
+  }
+  if (!blend_parts.empty()) {
+    timer.Start("blend");
+    Fitted f;
+    CandidateResult candidate;
+    candidate.type = ModelType::kBlend;
+    f.validation_margins.assign(validation.rows.size(), 0);
+    f.test_margins.assign(test.rows.size(), 0);
+    for (size_t i : blend_parts) {
+      for (size_t r = 0; r < f.validation_margins.size(); ++r) f.validation_margins[r] += fitted[i].validation_margins[r] / 2;
+      for (size_t r = 0; r < f.test_margins.size(); ++r) f.test_margins[r] += fitted[i].test_margins[r] / 2;
+    }
+    evaluate(f, candidate);
+    candidate.training["parts"] = {ModelTypeName(result.candidates[blend_parts[0]].type),
+                                   ModelTypeName(result.candidates[blend_parts[1]].type)};
+    candidate.training["weights"] = "equal";
+    result.candidates.push_back(std::move(candidate));
+    fitted.push_back(std::move(f));
+  }
+
   // Selection: lowest calibrated log loss (regression: lowest RMSE) on held-out users;
   // on a tie the earlier, simpler candidate stays.
   timer.Start("select");
   std::optional<size_t> best;
   for (size_t i = 0; i < fitted.size(); ++i) {
-    if (!fitted[i].model) continue;
-    const auto& c = result.candidates[i];
-    double loss = classify ? c.metrics.log_loss : c.regression_metrics.rmse;
-    if (!best) {
-      best = i;
-      continue;
-    }
-    const auto& b = result.candidates[*best];
-    double best_loss = classify ? b.metrics.log_loss : b.regression_metrics.rmse;
-    if (loss < best_loss) best = i;
+    if (!result.candidates[i].error.empty()) continue;
+    if (!best || loss_of(i) < loss_of(*best)) best = i;
   }
   if (!best) return EveryCandidateFailed(result.candidates);
   result.selected = *best;
   result.candidates[*best].selected = true;
+  if (result.candidates[*best].type == ModelType::kBlend) {
+    std::vector<BlendModel::Part> parts;
+    for (size_t i : blend_parts) parts.push_back({std::move(fitted[i].model), 0.5});
+    ASSIGN_OR_RETURN(std::unique_ptr<BlendModel> blend, BlendModel::Make(std::move(parts)));
+    fitted[*best].model = std::move(blend);
+  }
   result.model = std::move(fitted[*best].model);
   result.calibration = std::move(fitted[*best].calibration);
   result.test_predictions = std::move(fitted[*best].test_predictions);

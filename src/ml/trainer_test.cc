@@ -100,6 +100,7 @@ TEST(TrainerTest, SelectsTreesWhenSignalIsNonlinear) {
   SyntheticData s = Data(true, 10);
   TrainOptions o = OnlyCandidate(ModelType::kLinear, 2);
   o.train_random_forest = o.train_gradient_boosting = true;
+  o.consider_blend = false;  // trees against the linear model alone
   auto result = Train(s.data, o);
   ASSERT_TRUE(result.ok()) << result.status().ToString();
   ASSERT_EQ(result->candidates.size(), 3u);
@@ -284,6 +285,52 @@ TEST(TrainerTest, SingleSplitCalibratesOnTheNewestCutoff) {
     const std::string how = c.training.value("calibration", "");
     EXPECT_TRUE(how == "platt" || how == "isotonic") << ModelTypeName(c.type) << ": " << how;
   }
+}
+
+// The single split offers what the cross-validated path does: the linear model on the
+// outcome family's columns, and the blend of the two best candidates. Whichever wins,
+// the returned model and calibration reproduce the reported test predictions (for the
+// blend: its parts, assembled after selection, with equal weights).
+TEST(TrainerTest, SingleSplitOffersTheOutcomeLinearAndTheBlendOfTheTwoBest) {
+  int blend_wins = 0;
+  for (uint64_t seed : {1, 2, 3}) {
+    SyntheticData s = StackedData(7000, true);
+    TrainOptions o = SmallCrossValidation(2);
+    o.cross_validation_below_users = 0;  // the single split
+    o.outcome_columns = {0, 1, 2};
+    o.seed = seed;
+    auto result = Train(s.data, o);
+    ASSERT_TRUE(result.ok()) << result.status().ToString();
+    std::vector<size_t> learners;  // every candidate but the blend, by test log loss
+    const CandidateResult* blend = nullptr;
+    bool outcome_linear = false;
+    for (size_t i = 0; i < result->candidates.size(); ++i) {
+      const CandidateResult& c = result->candidates[i];
+      ASSERT_TRUE(c.error.empty()) << c.error;
+      outcome_linear = outcome_linear || c.type == ModelType::kOutcomeLinear;
+      if (c.type == ModelType::kBlend) blend = &c;
+      else learners.push_back(i);
+    }
+    EXPECT_TRUE(outcome_linear);
+    ASSERT_NE(blend, nullptr);
+    std::stable_sort(learners.begin(), learners.end(), [&](size_t a, size_t b) {
+      return result->candidates[a].metrics.log_loss < result->candidates[b].metrics.log_loss;
+    });
+    EXPECT_EQ(blend->training["parts"][0], ModelTypeName(result->candidates[learners[0]].type));
+    EXPECT_EQ(blend->training["parts"][1], ModelTypeName(result->candidates[learners[1]].type));
+    EXPECT_EQ(result->model->type(), result->candidates[result->selected].type);
+    blend_wins += result->model->type() == ModelType::kBlend;
+
+    std::vector<float> rows;
+    for (uint32_t r : result->test_rows) rows.insert(rows.end(), s.data.row(r), s.data.row(r) + s.data.num_columns());
+    auto predicted = result->Predict(rows);
+    ASSERT_TRUE(predicted.ok()) << predicted.status().ToString();
+    ASSERT_EQ(predicted->size(), result->test_predictions.size());
+    for (size_t i = 0; i < predicted->size(); ++i)
+      ASSERT_NEAR((*predicted)[i], result->test_predictions[i], 1e-6)
+          << "seed " << seed << ", winner " << ModelTypeName(result->model->type()) << ", test row " << i;
+  }
+  EXPECT_GT(blend_wins, 0) << "the blend never won: its assembly after selection went untested";
 }
 
 TEST(CrossValidationTest, TooFewNewestPositivesCalibrateOnEveryRow) {
