@@ -89,6 +89,7 @@ Result<ClusterConfig> ClusterConfig::Load(const std::string& data_dir) {
   }
   config.database = j.value("database", config.database);
   config.max_threads = j.value("max_threads", config.max_threads);
+  config.pull_chunk_rows = j.value("pull_chunk_rows", config.pull_chunk_rows);
   if (j.contains("settings")) {
     if (!j["settings"].is_object()) return Corruption("{}: \"settings\" must be an object", path);
     for (const auto& [key, value] : j["settings"].items())
@@ -101,7 +102,8 @@ Result<ClusterConfig> ClusterConfig::Load(const std::string& data_dir) {
 Status ClusterConfig::Save(const std::string& data_dir) const {
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
-  nlohmann::json j{{"endpoints", endpoints}, {"database", database}, {"max_threads", max_threads}};
+  nlohmann::json j{{"endpoints", endpoints}, {"database", database}, {"max_threads", max_threads},
+                   {"pull_chunk_rows", pull_chunk_rows}};
   if (!settings.empty()) {
     j["settings"] = nlohmann::json::object();
     for (const auto& [key, value] : settings) j["settings"][key] = value;

@@ -17,6 +17,7 @@
 #include "clickhouse/cluster_writer.h"
 #include "clickhouse/event_rows.h"
 #include "clickhouse/row_binary.h"
+#include "clickhouse/shard_stream.h"
 
 namespace sibyl::clickhouse {
 namespace {
@@ -27,117 +28,6 @@ class ReplayClock final : public Clock {
  public:
   int64_t NowMs() const override { return now_ms; }
   int64_t now_ms = 0;
-};
-
-// Complete rows of one shard's answer, as the bytes arrived, with where each row starts.
-struct RowBlock {
-  std::string bytes;
-  std::vector<uint32_t> starts;
-  std::vector<RowKey> keys;
-};
-
-// One shard's rows, streamed by a thread into a few blocks ahead of the merge.
-class ShardStream {
- public:
-  ShardStream(const Client& client, std::string sql, std::vector<ExternalTable> tables)
-      : client_(client), sql_(std::move(sql)), tables_(std::move(tables)) {
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~ShardStream() {
-    {
-      std::lock_guard lock(mutex_);
-      cancelled_ = true;
-    }
-    changed_.notify_all();
-    thread_.join();
-  }
-
-  // The next block, or null at the end (then status() says whether the answer was whole).
-  std::unique_ptr<RowBlock> Next() {
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [this] { return !blocks_.empty() || done_; });
-    if (blocks_.empty()) return nullptr;
-    auto block = std::move(blocks_.front());
-    blocks_.pop_front();
-    changed_.notify_all();
-    return block;
-  }
-  Status status() {
-    std::lock_guard lock(mutex_);
-    return status_;
-  }
-  uint64_t bytes() const { return bytes_; }
-
- private:
-  static constexpr size_t kBlockBytes = 4 << 20;
-  static constexpr size_t kBlocksAhead = 4;
-
-  void Run() {
-    std::string pending;
-    Status st = client_.Stream(
-        sql_, tables_,
-        [&](std::string_view data) {
-          bytes_ += data.size();
-          pending.append(data);
-          if (pending.size() >= kBlockBytes) return Emit(pending);
-          return true;
-        },
-        /*buffered=*/false);
-    if (st.ok()) Emit(pending);
-    // The answer is whole when its last row is the sentinel and nothing follows it; a
-    // failure on the server mid-answer shows as its message after the last whole row.
-    if (st.ok() && (!pending.empty() || !saw_sentinel_))
-      st = Status(StatusCode::kIoError,
-                  fmt::format("{} stopped answering a pull after {} bytes: {}", client_.endpoint(), bytes_.load(),
-                              pending.empty() ? std::string("no end row") : pending.substr(0, 300)));
-    std::lock_guard lock(mutex_);
-    if (status_.ok()) status_ = st;
-    done_ = true;
-    changed_.notify_all();
-  }
-
-  // Moves the complete rows at the front of `pending` into a block; keeps the rest.
-  bool Emit(std::string& pending) {
-    auto block = std::make_unique<RowBlock>();
-    RowBinaryReader in(pending);
-    size_t end = 0;
-    RowKey key;
-    while (!saw_sentinel_) {
-      const size_t start = in.position();
-      if (!DecodeEventRow(in, &key, nullptr)) break;
-      end = in.position();
-      if (key.batch == kSentinelBatch) {
-        saw_sentinel_ = true;
-        break;
-      }
-      block->starts.push_back(static_cast<uint32_t>(start));
-      block->keys.push_back(key);
-    }
-    if (block->keys.empty()) {
-      pending.erase(0, end);
-      return true;
-    }
-    block->bytes = pending.substr(0, end);
-    pending.erase(0, end);
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [this] { return blocks_.size() < kBlocksAhead || cancelled_; });
-    if (cancelled_) return false;
-    blocks_.push_back(std::move(block));
-    changed_.notify_all();
-    return true;
-  }
-
-  const Client& client_;
-  std::string sql_;
-  std::vector<ExternalTable> tables_;
-  std::thread thread_;
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::deque<std::unique_ptr<RowBlock>> blocks_;
-  bool done_ = false, cancelled_ = false;
-  bool saw_sentinel_ = false;  // only the stream thread touches it
-  Status status_;
-  std::atomic<uint64_t> bytes_{0};
 };
 
 // The time span of the whole cluster's events: a slice reports it as its own, so that a
@@ -496,32 +386,46 @@ Result<std::unique_ptr<EventStore>> OpenSlice(const Cluster& cluster, const Slic
   }
 
   // Every shard streams its part ordered by (batch, row); the merge replays them in that
-  // order, the order the events were accepted in.
+  // order, the order the events were accepted in. The server sorts what it sends, so a
+  // big part is asked for in chunks of (batch, row) ranges, each sorted on its own
+  // (18.16's sort of these rows is not bounded by its external sort: docs/SCALE_OUT.md).
   std::vector<std::unique_ptr<ShardStream>> streams;
   for (size_t s = 0; s < cluster.shards(); ++s) {
     const std::string own = OwnRows(spec, s, cluster.shards());
-    std::string sql;
-    if (whole) {
-      sql = fmt::format("SELECT {0} FROM (SELECT {0} FROM {1} WHERE {2} UNION ALL {3}) ORDER BY batch, row FORMAT RowBinary",
-                        EventRowColumns(), cluster.Table("events"), where, SentinelRowSelect());
-    } else {
+    std::vector<RowKey> cuts;
+    if (spec.kind != SliceSpec::Kind::kOwners) {
+      ASSIGN_OR_RETURN(cuts, PlanPullChunks(cluster.shard(s), cluster.Table("events"),
+                                            fmt::format("({}) AND ({})", where, own), tables,
+                                            cluster.config().pull_chunk_rows));
+    }
+    std::vector<std::string> queries;
+    for (size_t c = 0; c <= cuts.size(); ++c) {
+      const std::string range = KeyRange(c == 0 ? std::nullopt : std::optional<RowKey>(cuts[c - 1]),
+                                         c == cuts.size() ? std::nullopt : std::optional<RowKey>(cuts[c]));
+      if (whole) {
+        queries.push_back(fmt::format(
+            "SELECT {0} FROM (SELECT {0} FROM {1} {4} WHERE {2} UNION ALL {3}) ORDER BY batch, row FORMAT RowBinary",
+            EventRowColumns(), cluster.Table("events"), where, SentinelRowSelect(),
+            cuts.empty() ? std::string() : "PREWHERE " + range));
+        continue;
+      }
       // The slice's rows, the anonymous rows of devices its users were seen with, and of
       // every other user seen with one of its devices only the first row of each (device,
       // user) pair: that row is what decides which user a device was linked to first.
       // The selective conditions are PREWHERE: the shard reads the few columns they need
       // for every row and the rest only for the rows they pass (18.16 does not move them
       // there itself inside a UNION: a named user's pull read every column of every row).
-      sql = fmt::format(
+      queries.push_back(fmt::format(
           "SELECT {0} FROM ("
-          "SELECT {0} FROM {1} PREWHERE ({3}) OR (user_id = '' AND device_id IN linked) WHERE {2} "
+          "SELECT {0} FROM {1} PREWHERE (({3}) OR (user_id = '' AND device_id IN linked)) AND {5} WHERE {2} "
           "UNION ALL "
-          "SELECT {0} FROM {1} PREWHERE device_id IN devices AND user_id != '' AND NOT ({3}) WHERE {2} "
-          "ORDER BY batch, row LIMIT 1 BY device_id, user_id "
+          "SELECT {0} FROM (SELECT {0} FROM {1} PREWHERE device_id IN devices AND user_id != '' AND NOT ({3}) "
+          "WHERE {2} ORDER BY batch, row LIMIT 1 BY device_id, user_id) WHERE {5} "
           "UNION ALL {4}"
           ") ORDER BY batch, row FORMAT RowBinary",
-          EventRowColumns(), cluster.Table("events"), where, own, SentinelRowSelect());
+          EventRowColumns(), cluster.Table("events"), where, own, SentinelRowSelect(), range));
     }
-    streams.push_back(std::make_unique<ShardStream>(cluster.shard(s), std::move(sql), tables));
+    streams.push_back(std::make_unique<ShardStream>(cluster.shard(s), std::move(queries), tables));
   }
   struct Cursor {
     std::unique_ptr<RowBlock> block;

@@ -17,6 +17,7 @@
 #include "clickhouse/cluster_writer.h"
 #include "clickhouse/event_rows.h"
 #include "clickhouse/row_binary.h"
+#include "clickhouse/shard_stream.h"
 #include "clickhouse/slice_store.h"
 
 namespace sibyl::clickhouse {
@@ -239,6 +240,65 @@ TEST_F(ClusterTest, APullCutByTheServerFails) {
   ASSERT_FALSE(slice.ok()) << "a cut answer was taken for a whole one";
   EXPECT_NE(slice.status().message().find("stopped answering a pull"), std::string::npos) << slice.status().message();
   EXPECT_NE(slice.status().message().find("Limit for result exceeded"), std::string::npos) << slice.status().message();
+}
+
+// Every actor's name and events, by dense id: equal only when the replay met the actors
+// and their events in the same order.
+std::vector<std::string> StoreDigest(const EventStore& store) {
+  std::shared_ptr<const EventReader> reader = store.Snapshot();
+  std::vector<std::string> out;
+  for (ActorId a = 0; a < reader->actors().size(); ++a) {
+    std::string line = fmt::format("{}:", reader->actors().name(a));
+    EXPECT_TRUE(reader
+                    ->ScanActor(a, INT64_MIN, INT64_MAX,
+                                [&](int64_t time, DictId type) {
+                                  line += fmt::format(" {}@{}", reader->event_types().name(type), time);
+                                })
+                    .ok());
+    out.push_back(std::move(line));
+  }
+  return out;
+}
+
+// A big part of a pull is asked for in (batch, row) ranges, each sorted by the server on
+// its own; the chunks, cut between batches and inside one big batch, replay exactly the
+// events of one query, in the same order, for the whole store and for one shard's slice.
+TEST_F(ClusterTest, APullInChunksReplaysTheSameEventsInTheSameOrder) {
+  auto cluster = Cluster::Open(Config());
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  auto big = BeginClusterTransaction(**cluster, WriterOptions{});  // one batch of 3,000 rows
+  ASSERT_TRUE(big->Add(MakeEvents(100, 30, 1'701'000'000'000)).ok());
+  ASSERT_TRUE(big->Commit().ok());
+  for (int i = 0; i < 6; ++i) {  // and small ones
+    auto small = BeginClusterTransaction(**cluster, WriterOptions{});
+    ASSERT_TRUE(small->Add(MakeEvents(7 + i, 3, 1'701'100'000'000 + i * 10'000'000)).ok());
+    ASSERT_TRUE(small->Commit().ok());
+  }
+  ClusterConfig chunked_config = Config();
+  chunked_config.pull_chunk_rows = 997;
+  auto chunked = Cluster::Open(chunked_config);
+  ASSERT_TRUE(chunked.ok());
+  ClusterConfig one_config = Config();
+  one_config.pull_chunk_rows = 0;
+  auto one = Cluster::Open(one_config);
+  ASSERT_TRUE(one.ok());
+  for (const SliceSpec& spec : {SliceSpec{}, SliceSpec{.kind = SliceSpec::Kind::kShard, .shard = 1}}) {
+    SliceStats one_stats, chunked_stats;
+    auto a = OpenSlice(**one, spec, Slices(), &one_stats);
+    auto b = OpenSlice(**chunked, spec, Slices(), &chunked_stats);
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    EXPECT_GT(one_stats.rows_pulled, 1500u);
+    EXPECT_EQ(chunked_stats.rows_pulled, one_stats.rows_pulled);
+    EXPECT_EQ(StoreDigest(**b), StoreDigest(**a)) << spec.Describe(2);
+  }
+  // The plan cuts the big batch by row number and stays within the chunk size elsewhere.
+  auto cuts = PlanPullChunks((*cluster)->shard(0), "sibyl.events", "1", {}, 997);
+  ASSERT_TRUE(cuts.ok()) << cuts.status().ToString();
+  EXPECT_GT(cuts->size(), 10u);
+  EXPECT_TRUE(std::is_sorted(cuts->begin(), cuts->end()));
+  EXPECT_TRUE(std::any_of(cuts->begin(), cuts->end(), [](const RowKey& k) { return k.row > 0; }))
+      << "no cut inside the big batch";
 }
 
 TEST_F(ClusterTest, AReorderedEndpointListIsRefused) {
