@@ -11,40 +11,18 @@
 
 #include "common/file.h"
 #include "store/event_store.h"
+#include "store/store_test_util.h"
 
 namespace sibyl {
 namespace {
 
-class CheckpointFilesTest : public ::testing::Test {
+class CheckpointFilesTest : public TempStoreTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "sibyl-dedup-XXXXXX").string();
-    dir_ = mkdtemp(tmpl.data());
-    options_.data_dir = dir_;
-    options_.clock = &clock_;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  std::unique_ptr<EventStore> Open() {
-    auto store = EventStore::Open(options_);
-    EXPECT_TRUE(store.ok()) << store.status().ToString();
-    return store.ok() ? std::move(store).value() : nullptr;
-  }
-
   // `n` events with insert ids "id-<first>" .. "id-<first + n - 1>".
   static EventBatch Batch(int first, int n) {
     EventBatch batch;
-    for (int i = first; i < first + n; ++i) {
-      ParsedEvent e;
-      e.user_id = batch.Intern("user-" + std::to_string(i % 13));
-      e.event_type = batch.Intern("View");
-      e.insert_id = batch.Intern("id-" + std::to_string(i));
-      e.time_ms = 1'000 + i;
-      e.has_time = true;
-      e.properties_begin = e.properties_end = static_cast<uint32_t>(batch.properties.size());
-      e.user_updates_begin = e.user_updates_end = static_cast<uint32_t>(batch.user_updates.size());
-      batch.events.push_back(e);
-    }
+    for (int i = first; i < first + n; ++i)
+      AddPlainEvent(batch, "user-" + std::to_string(i % 13), "View", 1'000 + i, "id-" + std::to_string(i));
     return batch;
   }
 
@@ -52,10 +30,6 @@ class CheckpointFilesTest : public ::testing::Test {
     std::ifstream in(dir_ + "/MANIFEST");
     return nlohmann::json::parse(in);
   }
-
-  std::string dir_;
-  ManualClock clock_{1'700'000'000'000};
-  StoreOptions options_;
 };
 
 TEST_F(CheckpointFilesTest, CheckpointsWriteTheNewIdsAndRewriteTheWholeIndexOnlyNowAndThen) {

@@ -11,25 +11,18 @@
 #include <tuple>
 
 #include "store/event_store.h"
+#include "store/store_test_util.h"
 
 namespace sibyl {
 namespace {
 
-class StoreBulkTest : public ::testing::Test {
+// Two stores side by side under the fixture's directory.
+class StoreBulkTest : public TempStoreTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "sibyl-bulk-XXXXXX").string();
-    root_ = mkdtemp(tmpl.data());
-  }
-  void TearDown() override { std::filesystem::remove_all(root_); }
-
   std::unique_ptr<EventStore> Open(const std::string& name) {
-    StoreOptions options;
-    options.data_dir = root_ + "/" + name;
-    options.clock = &clock_;
-    auto store = EventStore::Open(options);
-    EXPECT_TRUE(store.ok()) << store.status().ToString();
-    return store.ok() ? std::move(store).value() : nullptr;
+    StoreOptions options = options_;
+    options.data_dir = dir_ + "/" + name;
+    return TempStoreTest::Open(options);
   }
 
   // One event per user, so that the actors exist (in this order in both stores).
@@ -103,9 +96,6 @@ class StoreBulkTest : public ::testing::Test {
     }
     return out;
   }
-
-  std::string root_;
-  ManualClock clock_{1'700'000'000'000};
 };
 
 TEST_F(StoreBulkTest, SetNumbersGivesTheValuesIdentifySetsWouldAsOfAnyTimeAcrossRestartsAndCheckpoints) {
@@ -153,7 +143,7 @@ TEST_F(StoreBulkTest, SetNumbersGivesTheValuesIdentifySetsWouldAsOfAnyTimeAcross
   bulk = Open("bulk");
   check("read from the checkpoint");
   // A later checkpoint keeps the batches' files as they are.
-  const std::string columns_dir = root_ + "/bulk/columns";
+  const std::string columns_dir = dir_ + "/bulk/columns";
   std::vector<std::string> files;
   for (const auto& entry : std::filesystem::directory_iterator(columns_dir)) files.push_back(entry.path().string());
   std::sort(files.begin(), files.end());
@@ -175,7 +165,7 @@ TEST_F(StoreBulkTest, SetNumbersGivesTheValuesIdentifySetsWouldAsOfAnyTimeAcross
     f.put('\x7f');
   }
   StoreOptions options;
-  options.data_dir = root_ + "/bulk";
+  options.data_dir = dir_ + "/bulk";
   auto damaged = EventStore::Open(options);
   ASSERT_FALSE(damaged.ok());
   EXPECT_EQ(damaged.status().code(), StatusCode::kCorruption);

@@ -13,26 +13,14 @@
 
 #include "store/codec.h"
 #include "store/segment.h"
+#include "store/store_test_util.h"
 #include "store/wal.h"
 
 namespace sibyl {
 namespace {
 
-class StoreTest : public ::testing::Test {
+class StoreTest : public TempStoreTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "sibyl-store-XXXXXX").string();
-    dir_ = mkdtemp(tmpl.data());
-    options_.data_dir = dir_;
-    options_.clock = &clock_;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  std::unique_ptr<EventStore> Open() {
-    auto store = EventStore::Open(options_);
-    EXPECT_TRUE(store.ok()) << store.status().ToString();
-    return store.ok() ? std::move(store).value() : nullptr;
-  }
 
   // Adds an event to `batch`: props as (key, number) pairs.
   static void Add(EventBatch& batch, std::string_view user, std::string_view type, int64_t time,
@@ -71,9 +59,6 @@ class StoreTest : public ::testing::Test {
     return n;
   }
 
-  std::string dir_;
-  ManualClock clock_{1'700'000'000'000};
-  StoreOptions options_;
 };
 
 TEST_F(StoreTest, AppendedEventsAreVisibleWithTheirColumns) {

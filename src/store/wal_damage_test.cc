@@ -8,6 +8,7 @@
 
 #include "store/event_store.h"
 #include "store/repair.h"
+#include "store/store_test_util.h"
 #include "store/wal.h"
 
 namespace sibyl {
@@ -41,25 +42,10 @@ std::vector<Frame> Frames(const std::string& bytes) {
   return frames;
 }
 
-class WalDamageTest : public ::testing::Test {
+class WalDamageTest : public TempStoreTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "sibyl-wal-XXXXXX").string();
-    dir_ = mkdtemp(tmpl.data());
-    options_.data_dir = dir_;
-    options_.clock = &clock_;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   static void AddEvent(EventBatch& batch, std::string_view user, int64_t time) {
-    ParsedEvent e;
-    e.user_id = batch.Intern(user);
-    e.event_type = batch.Intern("View");
-    e.time_ms = time;
-    e.has_time = true;
-    e.properties_begin = e.properties_end = static_cast<uint32_t>(batch.properties.size());
-    e.user_updates_begin = e.user_updates_end = static_cast<uint32_t>(batch.user_updates.size());
-    batch.events.push_back(e);
+    AddPlainEvent(batch, user, "View", time);
   }
 
   // Three committed transactions of `per_txn` events each (new users in each, so each
@@ -95,9 +81,6 @@ class WalDamageTest : public ::testing::Test {
     return frames;
   }
 
-  std::string dir_;
-  ManualClock clock_{1'700'000'000'000};
-  StoreOptions options_;
 };
 
 TEST_F(WalDamageTest, RecordCutShortByACrashIsDroppedSilently) {
