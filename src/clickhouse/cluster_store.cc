@@ -3,9 +3,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
-#include <filesystem>
 #include <optional>
-#include <random>
 
 #include "clickhouse/cluster_writer.h"
 
@@ -14,19 +12,9 @@ namespace {
 
 class ClusterWriterStore final : public EventStore {
  public:
-  ClusterWriterStore(const Cluster& cluster, std::string dir) : cluster_(cluster), dir_(std::move(dir)) {}
-  ~ClusterWriterStore() override {
-    empty_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
+  ClusterWriterStore(const Cluster& cluster, const std::string& temp_dir) : cluster_(cluster), dir_(temp_dir, "writer") {}
 
-  Result<AppendResult> Append(const EventBatch& batch) override {
-    auto txn = BeginClusterTransaction(cluster_, WriterOptions{});
-    ASSIGN_OR_RETURN(AppendResult r, txn->Add(batch));
-    RETURN_IF_ERROR(txn->Commit());
-    return r;
-  }
+  Result<AppendResult> Append(const EventBatch& batch) override { return AppendToCluster(cluster_, batch); }
   // Event batches only: scores are written by the runs that computed them, through the
   // slice they pulled (its actor names), never through this store.
   Result<std::unique_ptr<Transaction>> Begin() override {
@@ -46,7 +34,7 @@ class ClusterWriterStore final : public EventStore {
   Result<StoreStats> Stats() const override { return StoreStats{}; }
 
   const Cluster& cluster_;
-  std::string dir_;
+  PrivateDirectory dir_;              // declared before the store in it: removed after it
   std::unique_ptr<EventStore> empty_;
   std::optional<std::chrono::steady_clock::time_point> sealed_;
 };
@@ -54,11 +42,9 @@ class ClusterWriterStore final : public EventStore {
 }  // namespace
 
 Result<std::unique_ptr<EventStore>> OpenClusterWriter(const Cluster& cluster, const std::string& temp_dir) {
-  std::mt19937_64 rng(std::random_device{}());
-  const std::string dir = (std::filesystem::path(temp_dir) / fmt::format("writer-{:016x}", rng())).string();
-  auto store = std::make_unique<ClusterWriterStore>(cluster, dir);
+  auto store = std::make_unique<ClusterWriterStore>(cluster, temp_dir);
   StoreOptions options;
-  options.data_dir = dir;
+  options.data_dir = store->dir_.path();
   ASSIGN_OR_RETURN(store->empty_, EventStore::Open(options));
   return std::unique_ptr<EventStore>(std::move(store));
 }

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
+#include <random>
 #include <thread>
 
 #include "clickhouse/event_rows.h"
@@ -110,6 +112,23 @@ class ClusterTransaction final : public Transaction {
 
 std::unique_ptr<Transaction> BeginClusterTransaction(const Cluster& cluster, WriterOptions options) {
   return std::make_unique<ClusterTransaction>(cluster, std::move(options));
+}
+
+Result<AppendResult> AppendToCluster(const Cluster& cluster, const EventBatch& batch) {
+  auto txn = BeginClusterTransaction(cluster, WriterOptions{});
+  ASSIGN_OR_RETURN(AppendResult result, txn->Add(batch));
+  RETURN_IF_ERROR(txn->Commit());
+  return result;
+}
+
+PrivateDirectory::PrivateDirectory(const std::string& temp_dir, std::string_view prefix) {
+  std::mt19937_64 rng(std::random_device{}());
+  path_ = (std::filesystem::path(temp_dir) / fmt::format("{}-{:016x}", prefix, rng())).string();
+}
+
+PrivateDirectory::~PrivateDirectory() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
 }
 
 }  // namespace sibyl::clickhouse

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "clickhouse/cluster.h"
 #include "common/time.h"
@@ -27,5 +28,22 @@ struct WriterOptions {
 // A new transaction on `cluster` (which must outlive it). Nothing is visible before
 // Commit; a transaction destroyed uncommitted leaves rows no reader will ever see.
 std::unique_ptr<Transaction> BeginClusterTransaction(const Cluster& cluster, WriterOptions options);
+
+// EventStore::Append on a cluster: one transaction holding `batch`, committed.
+Result<AppendResult> AppendToCluster(const Cluster& cluster, const EventBatch& batch);
+
+// A private directory under `temp_dir` ("PREFIX-<random hex>") for a store that lives
+// only as long as its owner, removed with everything in it when this is destroyed.
+class PrivateDirectory {
+ public:
+  PrivateDirectory(const std::string& temp_dir, std::string_view prefix);
+  ~PrivateDirectory();
+  PrivateDirectory(const PrivateDirectory&) = delete;
+  PrivateDirectory& operator=(const PrivateDirectory&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 }  // namespace sibyl::clickhouse

@@ -6,10 +6,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
-#include <filesystem>
 #include <future>
 #include <mutex>
-#include <random>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -96,19 +94,9 @@ class SliceReader final : public EventReader {
 
 class SliceStore final : public EventStore {
  public:
-  SliceStore(const Cluster& cluster, std::string dir) : cluster_(cluster), dir_(std::move(dir)) {}
-  ~SliceStore() override {
-    local_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
+  SliceStore(const Cluster& cluster, const std::string& temp_dir) : cluster_(cluster), dir_(temp_dir, "slice") {}
 
-  Result<AppendResult> Append(const EventBatch& batch) override {
-    auto txn = BeginClusterTransaction(cluster_, WriterOptions{});
-    ASSIGN_OR_RETURN(AppendResult r, txn->Add(batch));
-    RETURN_IF_ERROR(txn->Commit());
-    return r;
-  }
+  Result<AppendResult> Append(const EventBatch& batch) override { return AppendToCluster(cluster_, batch); }
   // Writes go to the cluster; this slice does not see them (open a new one).
   Result<std::unique_ptr<Transaction>> Begin() override {
     WriterOptions options;
@@ -124,7 +112,7 @@ class SliceStore final : public EventStore {
   Result<StoreStats> Stats() const override { return local_->Stats(); }
 
   const Cluster& cluster_;
-  std::string dir_;
+  PrivateDirectory dir_;  // declared before the store in it: removed after it
   ReplayClock clock_;
   std::unique_ptr<EventStore> local_;
   std::shared_ptr<const std::vector<uint8_t>> owned_;  // null: every actor
@@ -357,12 +345,9 @@ Result<std::unique_ptr<EventStore>> OpenSlice(const Cluster& cluster, const Slic
   if (spec.kind == SliceSpec::Kind::kShard && spec.shard >= cluster.shards())
     return InvalidArgument("shard {} of {}: the cluster has {} shards", spec.shard + 1, cluster.shards(),
                            cluster.shards());
-  std::mt19937_64 rng(std::random_device{}());
-  const std::string dir =
-      (std::filesystem::path(options.temp_dir) / fmt::format("slice-{:016x}", rng())).string();
-  auto slice = std::make_unique<SliceStore>(cluster, dir);
+  auto slice = std::make_unique<SliceStore>(cluster, options.temp_dir);
   StoreOptions store_options;
-  store_options.data_dir = dir;
+  store_options.data_dir = slice->dir_.path();
   store_options.clock = &slice->clock_;
   // The slice lives in memory until it is closed: no checkpoint in between.
   store_options.checkpoint_events = UINT64_MAX;
