@@ -4,6 +4,7 @@
 #include <bit>
 #include <map>
 #include <random>
+#include <unordered_set>
 
 #include "common/time.h"
 #include "store/catalog.h"
@@ -151,6 +152,208 @@ TEST_P(DedupIndexModelTest, InsertTruncateAndExpireMatchANaiveList) {
 }
 
 INSTANTIATE_TEST_SUITE_P(SmallAndSpreadHashes, DedupIndexModelTest, ::testing::Bool());
+
+// Hashes as insert_ids give them (64-bit, well spread), from a counter: splitmix64.
+uint64_t Spread(uint64_t k) {
+  uint64_t z = k * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// The model test at the scale where segments grow many times: ~100K ids, a third of them
+// crowded into two segments (one the last, whose overflow is the table's end) so those
+// double a dozen times, and some sharing a segment's last home slot (clusters that
+// overflow past it). Aborts go back across growths, expiries drop whole runs, and every
+// few steps encoding [from, to) and decoding it gives back exactly those ids, each with its
+// day's latest time. The naive list keeps a set beside it for membership.
+TEST(DedupIndexTest, LargeHistoryAcrossSegmentGrowthsMatchesANaiveList) {
+  std::mt19937_64 random(21);
+  constexpr int kShift = 64 - DedupIndex::kSegmentBits;
+  auto fresh_hash = [&]() -> uint64_t {
+    const uint64_t r = random();
+    switch (r % 10) {
+      case 0: return (uint64_t{7} << kShift) | (random() >> DedupIndex::kSegmentBits);  // one segment
+      case 1: return (~uint64_t{0} << kShift) | (random() >> DedupIndex::kSegmentBits);  // the last one
+      case 2: return ((random() % 8 + 100) << kShift) | ((~uint64_t{0} >> DedupIndex::kSegmentBits) - random() % 64);
+      default: return random();
+    }
+  };
+  DedupIndex index;
+  std::vector<std::pair<uint64_t, int64_t>> model;
+  std::unordered_set<uint64_t> members;
+  int64_t now = 19'300 * kMsPerDay;
+  size_t truncations_across_growth = 0;
+  for (int step = 0; step < 600; ++step) {
+    const int action = static_cast<int>(random() % 20);
+    if (action < 13) {
+      // A batch: mostly new ids, some already stored, some repeated within the batch.
+      std::vector<uint64_t> hashes;
+      for (int k = 0, n = static_cast<int>(random() % 1200); k < n; ++k) {
+        const uint64_t pick = random() % 10;
+        if (pick == 0 && !model.empty()) hashes.push_back(model[random() % model.size()].first);
+        else if (pick == 1 && !hashes.empty()) hashes.push_back(hashes[random() % hashes.size()]);
+        else hashes.push_back(fresh_hash());
+      }
+      std::unique_ptr<bool[]> added(new bool[hashes.size() + 1]);
+      index.InsertMany(hashes.data(), hashes.size(), now, added.get());
+      for (size_t k = 0; k < hashes.size(); ++k) {
+        const bool fresh = members.insert(hashes[k]).second;
+        ASSERT_EQ(added[k], fresh) << "step " << step;
+        if (fresh) model.emplace_back(hashes[k], now);
+      }
+      now += static_cast<int64_t>(random() % (kMsPerDay / 64));
+    } else if (action < 15) {
+      // An abort of a big transaction: it grew segments; going back keeps them grown.
+      const size_t before = model.size();
+      const size_t growths = index.shape().growths;
+      std::vector<uint64_t> hashes;
+      for (int k = 0; k < 3000; ++k) hashes.push_back(fresh_hash());
+      std::unique_ptr<bool[]> added(new bool[hashes.size()]);
+      index.InsertMany(hashes.data(), hashes.size(), now, added.get());
+      truncations_across_growth += index.shape().growths > growths;
+      index.TruncateTo(before);
+      for (size_t k = 0; k < hashes.size(); ++k) ASSERT_EQ(index.Contains(hashes[k]), members.contains(hashes[k]));
+    } else if (action == 15) {
+      const size_t size = model.size() - static_cast<size_t>(random() % (std::min<size_t>(model.size(), 5000) + 1));
+      index.TruncateTo(size);
+      for (size_t k = size; k < model.size(); ++k) members.erase(model[k].first);
+      model.resize(size);
+    } else if (action == 16) {
+      const int64_t oldest = now - kMsPerDay - static_cast<int64_t>(random() % (2 * kMsPerDay));
+      index.Expire(oldest);
+      std::erase_if(model, [&](const auto& e) {
+        if (e.second >= oldest) return false;
+        members.erase(e.first);
+        return true;
+      });
+    } else if (action == 17) {
+      index.Reserve(index.size() + static_cast<size_t>(random() % 200'000));
+    } else {
+      const size_t from = model.empty() || random() % 3 == 0 ? 0 : static_cast<size_t>(random() % model.size());
+      const size_t to = random() % 3 == 0 ? model.size() : from + static_cast<size_t>(random() % (model.size() - from + 1));
+      std::string bytes;
+      index.EncodeTo(&bytes, from, to);
+      DedupIndex reloaded;
+      ASSERT_TRUE(reloaded.DecodeFrom(bytes, "dedup-g1-0.bin").ok()) << "step " << step;
+      ASSERT_EQ(reloaded.size(), to - from) << "step " << step;
+      std::map<int64_t, int64_t> latest;  // day -> latest time in [from, to)
+      for (size_t k = from; k < to; ++k) latest[model[k].second / kMsPerDay] = std::max(latest[model[k].second / kMsPerDay], model[k].second);
+      for (size_t k = from; k < to; ++k) ASSERT_TRUE(reloaded.Contains(model[k].first)) << "step " << step;
+      for (const auto& [hash, at] : reloaded.entries()) ASSERT_EQ(at, latest[at / kMsPerDay]) << "step " << step;
+      for (size_t k = 0; k < from; ++k) ASSERT_FALSE(reloaded.Contains(model[k].first)) << "step " << step;
+    }
+    ASSERT_EQ(index.size(), model.size()) << "step " << step;
+    if (step % 10 == 0) {
+      ASSERT_EQ(index.entries(), model) << "step " << step;
+    }
+    for (int probe = 0; probe < 200 && !model.empty(); ++probe)
+      ASSERT_TRUE(index.Contains(model[random() % model.size()].first)) << "step " << step;
+    for (int probe = 0; probe < 200; ++probe) {
+      const uint64_t h = fresh_hash();
+      ASSERT_EQ(index.Contains(h), members.contains(h)) << "step " << step;
+    }
+  }
+  ASSERT_EQ(index.entries(), model);
+  // What the test meant to cover did happen: big ones, and aborts across growth steps.
+  EXPECT_GT(model.size(), 30'000u);
+  EXPECT_GT(index.shape().growths, 5 * (size_t{1} << DedupIndex::kSegmentBits));
+  EXPECT_GT(truncations_across_growth, 5u);
+}
+
+// Hashes at the segments' edges and clusters that overflow past a segment's last home
+// slot: a one-day encoding reads them from the table in ascending order (decoding puts
+// them back in the order read, and refuses values out of order).
+TEST(DedupIndexTest, SegmentEdgesAndOverflowsEncodeInAscendingOrder) {
+  constexpr int kShift = 64 - DedupIndex::kSegmentBits;
+  const uint64_t low_mask = ~uint64_t{0} >> DedupIndex::kSegmentBits;
+  std::vector<uint64_t> hashes = {0, 2, UINT64_MAX, UINT64_MAX - 1};
+  for (uint64_t segment : {uint64_t{0}, uint64_t{1}, uint64_t{2}, uint64_t{1000}, (uint64_t{1} << DedupIndex::kSegmentBits) - 1}) {
+    hashes.push_back(segment << kShift);                   // a segment's first hash
+    for (uint64_t k = 0; k < 40; ++k) hashes.push_back((segment << kShift) | (low_mask - k));  // its last home slot
+  }
+  std::mt19937_64 random(13);
+  for (int k = 0; k < 20'000; ++k) hashes.push_back(random());
+  std::vector<uint64_t> sorted = hashes;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  for (bool reserve : {false, true}) {
+    DedupIndex index;
+    if (reserve) index.Reserve(hashes.size());
+    std::unique_ptr<bool[]> added(new bool[hashes.size()]);
+    index.InsertMany(hashes.data(), hashes.size(), 5, added.get());
+    std::string bytes;
+    index.EncodeTo(&bytes);
+    DedupIndex reloaded;
+    ASSERT_TRUE(reloaded.DecodeFrom(bytes, "dedup-g1-0.bin").ok());
+    std::vector<uint64_t> read;
+    for (const auto& [hash, at] : reloaded.entries()) read.push_back(hash);
+    // Hash 0 is stored as 1: it comes back as 1 (one id to the index, as ever).
+    std::vector<uint64_t> expected = sorted;
+    expected.front() = 1;
+    EXPECT_EQ(read, expected) << "reserve " << reserve;
+  }
+}
+
+// The encoding depends on the ids and their times, not on how the table came to hold
+// them: grown a doubling at a time, reserved (too big) up front, or with other ids
+// inserted and aborted in between.
+TEST(DedupIndexTest, EncodingDoesNotDependOnTheTablesHistory) {
+  std::vector<uint64_t> hashes;
+  for (uint64_t k = 0; k < 300'000; ++k) hashes.push_back(Spread(k));
+  std::unique_ptr<bool[]> added(new bool[hashes.size()]);
+  DedupIndex grown, reserved, aborted;
+  for (size_t at = 0; at < hashes.size(); at += 1000) grown.InsertMany(&hashes[at], 1000, 77, added.get());
+  reserved.Reserve(4 * hashes.size());  // far more than it gets
+  reserved.InsertMany(hashes.data(), hashes.size(), 77, added.get());
+  for (size_t at = 0; at < hashes.size(); at += 1000) {
+    std::vector<uint64_t> other;
+    for (uint64_t k = 0; k < 2000; ++k) other.push_back(Spread(1'000'000 + at * 2 + k));
+    aborted.InsertMany(other.data(), other.size(), 77, added.get());
+    aborted.TruncateTo(at);
+    aborted.InsertMany(&hashes[at], 1000, 77, added.get());
+  }
+  std::string a, b, c;
+  grown.EncodeTo(&a);
+  reserved.EncodeTo(&b);
+  aborted.EncodeTo(&c);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a, c);
+  EXPECT_NE(grown.shape().slots, reserved.shape().slots);  // the tables do differ
+}
+
+// Issue 18: the index grows in bounded steps. 2M well-spread ids in batches of 1,000 (as
+// a server's commits insert them): no growth step rehashes more than a few times the
+// average segment (a single table's last doubling moved 1.5M), no segment is big, and
+// memory per id is what one table took (at most 8/3 slots an id, 3/4 load before
+// doubling) but for the segments' overflow room.
+TEST(DedupIndexTest, GrowthStepsAreBoundedBySegment) {
+  constexpr size_t kIds = 2'000'000, kSegments = size_t{1} << DedupIndex::kSegmentBits;
+  DedupIndex index;
+  std::vector<uint64_t> hashes(1000);
+  std::unique_ptr<bool[]> added(new bool[hashes.size()]);
+  for (size_t at = 0; at < kIds; at += hashes.size()) {
+    for (size_t k = 0; k < hashes.size(); ++k) hashes[k] = Spread(at + k);
+    index.InsertMany(hashes.data(), hashes.size(), static_cast<int64_t>(at), added.get());
+  }
+  ASSERT_EQ(index.size(), kIds);
+  const DedupIndex::Shape shape = index.shape();
+  EXPECT_LE(shape.largest_growth, 2 * kIds / kSegments);
+  EXPECT_LE(shape.largest_segment_slots, 4 * kIds / kSegments);
+  EXPECT_LE(shape.slots, kIds * 8 / 3 + kSegments * 64);
+  EXPECT_GT(shape.growths, kSegments * 6);  // every segment doubled its way up
+
+  // A bulk load's reservation sizes each segment once: few double during the load.
+  DedupIndex reserved;
+  reserved.Reserve(kIds);
+  const size_t growths = reserved.shape().growths;
+  for (size_t at = 0; at < kIds; at += hashes.size()) {
+    for (size_t k = 0; k < hashes.size(); ++k) hashes[k] = Spread(at + k);
+    reserved.InsertMany(hashes.data(), hashes.size(), 5, added.get());
+  }
+  EXPECT_LE(reserved.shape().growths - growths, kSegments / 100);
+  EXPECT_LE(reserved.shape().slots, kIds * 8 / 3 + kSegments * 64);
+}
 
 TEST(DedupIndexTest, EmptyIndexRoundTrips) {
   DedupIndex index, reloaded;
