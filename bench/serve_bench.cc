@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "generate: %s\n", st.ToString().c_str());
     return 1;
   }
+  server::ApplyServerProcessSettings(/*huge_pages=*/false);  // as `sibyl serve`
   server::ServerOptions options;
   options.data_dir = dir + "/data";
   options.port = 0;

@@ -5,7 +5,6 @@
 // ClickHouse cluster").
 #include <fmt/format.h>
 #include <signal.h>
-#include <sys/prctl.h>
 
 #include <cstdio>
 #include <memory>
@@ -13,7 +12,6 @@
 
 #include "cli/backend.h"
 #include "cli/commands.h"
-#include "common/memory.h"
 #include "common/time.h"
 #include "server/server.h"
 
@@ -86,16 +84,7 @@ void RunServe(const GlobalOptions& global, const ServeFlags& flags) {
   if (flags.idle_trim_seconds < 0) throw CommandFailed(InvalidArgument("--idle-trim-seconds must be >= 0"));
   options.idle_trim_ms = static_cast<int64_t>(flags.idle_trim_seconds * 1000);
   options.test_refuse_ingest = flags.test_refuse_ingest;
-  // Memory settings for this long-running process, set before the server allocates.
-  // Transparent huge pages off unless --huge-pages: with the kernel's usual
-  // `defrag=madvise`, a fault in a huge-page region compacts memory synchronously, and
-  // while the store grew by 1-2 GB real-time scores stalled for up to a second; from here
-  // on the threads fault memory in 4 KB pages whatever the allocator asks (jemalloc's
-  // thp:always, common/memory.cc). Large buffers are prefaulted 2 MB at a time, so a
-  // reader never waits behind one writer's fault of a whole table (docs/SERVER.md,
-  // "Huge pages").
-  if (!flags.huge_pages) prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
-  SetPrefaultStep(size_t{2} << 20);
+  server::ApplyServerProcessSettings(flags.huge_pages);  // before the server allocates
   std::unique_ptr<server::Server> server = Check(server::Server::Open(options));
   Check(server->Start());
   if (!global.quiet)

@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <sys/prctl.h>
 #include <sys/resource.h>
 
 #include <chrono>
@@ -203,6 +204,11 @@ Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Server::~Server() { (void)Stop(); }
 
 int Server::port() const { return impl_->port; }
+
+void ApplyServerProcessSettings(bool huge_pages) {
+  if (!huge_pages) prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
+  SetPrefaultStep(size_t{2} << 20);
+}
 
 Result<std::unique_ptr<Server>> Server::Open(ServerOptions options) {
   auto impl = std::make_unique<Impl>(std::move(options));

@@ -109,4 +109,14 @@ class Server {
   std::unique_ptr<Impl> impl_;
 };
 
+// Memory settings for a process whose main job is a Server, set once by its main before
+// the server allocates (`sibyl serve`, serve_bench). Process-wide, so Server::Open does not
+// set them: transparent huge pages off unless `huge_pages` (with the kernel's usual
+// `defrag=madvise`, a fault in a huge-page region compacts memory synchronously, and while
+// the store grew by 1-2 GB real-time scores stalled for up to a second; from then on the
+// threads fault memory in 4 KB pages whatever the allocator asks), and large buffers
+// prefaulted 2 MB at a time, so a reader never waits behind one writer's fault of a whole
+// table (docs/SERVER.md, "Huge pages").
+void ApplyServerProcessSettings(bool huge_pages);
+
 }  // namespace sibyl::server
