@@ -145,9 +145,6 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> ParseCounts(const std::string
 Result<std::vector<RowKey>> PlanPullChunks(const Client& client, std::string_view table, std::string_view where,
                                            const std::vector<ExternalTable>& tables, uint64_t chunk_rows) {
   if (chunk_rows == 0) return std::vector<RowKey>{};
-  ASSIGN_OR_RETURN(std::string total_text,
-                   client.Query(fmt::format("SELECT count() FROM {} WHERE {} FORMAT TSV", table, where), tables));
-  if (std::strtoull(total_text.c_str(), nullptr, 10) <= chunk_rows) return std::vector<RowKey>{};
 
   // Rows are counted by spans of batch ids (2^40 ids, about 17 minutes of batches: a
   // year is 30,000 spans), then, in a span too big for one chunk, by batch, then in a
@@ -170,6 +167,9 @@ Result<std::vector<RowKey>> PlanPullChunks(const Client& client, std::string_vie
                                             uint64_t{1} << kSpanBits, table, where),
                                 tables));
   ASSIGN_OR_RETURN(auto spans, ParseCounts(span_text, endpoint));
+  uint64_t total = 0;
+  for (const auto& span : spans) total += span.second;
+  if (total <= chunk_rows) return std::vector<RowKey>{};
   for (const auto& [span, span_rows] : spans) {
     const uint64_t span_start = span << kSpanBits;
     if (span_rows <= chunk_rows) {

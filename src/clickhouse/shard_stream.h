@@ -71,7 +71,7 @@ class ShardStream {
 // Where a pull of `table`'s rows passing `where` (with `tables` sent along) on `client`
 // is cut so that each chunk holds about `chunk_rows` rows: ascending (batch, row) keys,
 // each the first key of a chunk after the first. Empty when the rows fit one chunk (then
-// nothing but a count was asked). One `sibyl ingest` is one batch of any size, so a key
+// one query counted them). One `sibyl ingest` is one batch of any size, so a key
 // may fall inside a batch (its rows are cut by their row numbers).
 Result<std::vector<RowKey>> PlanPullChunks(const Client& client, std::string_view table, std::string_view where,
                                            const std::vector<ExternalTable>& tables, uint64_t chunk_rows);

@@ -252,21 +252,12 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
     result.candidates.push_back(std::move(candidate));
   }
 
-  auto loss_of = [&](size_t c) {
-    const CandidateResult& r = result.candidates[c];
-    return classify ? r.metrics.log_loss : r.regression_metrics.rmse;
-  };
+  auto loss_of = [&](size_t c) { return HeldOutLoss(result.candidates[c], data.kind); };
   // The blend: the two best candidates' margins, averaged. Their margins are on one
   // scale (log-odds of the same reweighted task, or amounts), so the mean is a model of
   // its own, calibrated like any other; it competes on the same out-of-fold loss.
-  std::vector<size_t> blend_parts;
-  {
-    std::vector<size_t> ok;
-    for (size_t c = 0; c < types.size(); ++c)
-      if (result.candidates[c].error.empty()) ok.push_back(c);
-    std::stable_sort(ok.begin(), ok.end(), [&](size_t a, size_t b) { return loss_of(a) < loss_of(b); });
-    if (options.consider_blend && ok.size() >= 2) blend_parts = {ok[0], ok[1]};
-  }
+  const std::vector<size_t> blend_parts =
+      options.consider_blend ? TwoLowestLosses(result.candidates, data.kind) : std::vector<size_t>{};
   if (!blend_parts.empty()) {
     timer.Start("blend");
     OutOfFold blend;

@@ -226,10 +226,7 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
     }
     f.test_predictions = std::move(test_out);
   };
-  auto loss_of = [&](size_t i) {
-    const CandidateResult& c = result.candidates[i];
-    return classify ? c.metrics.log_loss : c.regression_metrics.rmse;
-  };
+  auto loss_of = [&](size_t i) { return HeldOutLoss(result.candidates[i], data.kind); };
 
   std::vector<Fitted> fitted;
   auto train_candidate = [&](ModelType type) -> Status {
@@ -251,8 +248,8 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
       auto trained = type == ModelType::kLinear && linear_future.valid()
                          ? linear_future.get()
                          : LinearModel::Train(data, fit.rows, fit.weights, linear);
-      if (trained.ok()) (*trained)->set_type(type);
       if (trained.ok()) {
+        (*trained)->set_type(type);
         candidate.training = (*trained)->training_summary();
         model = std::unique_ptr<Model>(std::move(trained).value());
       } else {
@@ -312,14 +309,8 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
   // purchase logs the mean of a tree model and a compact linear one is often better than
   // either. It competes on the same test loss; its calibration is fitted on the
   // validation slice like any candidate's.
-  std::vector<size_t> blend_parts;
-  {
-    std::vector<size_t> ok;
-    for (size_t i = 0; i < fitted.size(); ++i)
-      if (fitted[i].model) ok.push_back(i);
-    std::stable_sort(ok.begin(), ok.end(), [&](size_t a, size_t b) { return loss_of(a) < loss_of(b); });
-    if (options.consider_blend && ok.size() >= 2) blend_parts = {ok[0], ok[1]};
-  }
+  const std::vector<size_t> blend_parts =
+      options.consider_blend ? TwoLowestLosses(result.candidates, data.kind) : std::vector<size_t>{};
   if (!blend_parts.empty()) {
     timer.Start("blend");
     Fitted f;

@@ -2,6 +2,7 @@
 // into fit / validation / test users; cross_validation.cc: k folds of users).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -111,6 +112,24 @@ inline CrossFittedCalibration CrossFitCalibration(std::span<const double> scores
     }
   }
   return out;
+}
+
+// A candidate's held-out loss, the one selection compares: calibrated log loss, or RMSE.
+inline double HeldOutLoss(const CandidateResult& c, TaskKind task) {
+  return task == TaskKind::kClassification ? c.metrics.log_loss : c.regression_metrics.rmse;
+}
+
+// The blend's parts (both training paths): the two candidates that did not fail with the
+// lowest held-out losses (on a tie the earlier); none when fewer than two.
+inline std::vector<size_t> TwoLowestLosses(const std::vector<CandidateResult>& candidates, TaskKind task) {
+  std::vector<size_t> ok;
+  for (size_t c = 0; c < candidates.size(); ++c)
+    if (candidates[c].error.empty()) ok.push_back(c);
+  std::stable_sort(ok.begin(), ok.end(), [&](size_t a, size_t b) {
+    return HeldOutLoss(candidates[a], task) < HeldOutLoss(candidates[b], task);
+  });
+  if (ok.size() < 2) return {};
+  return {ok[0], ok[1]};
 }
 
 // Training fails only when every candidate did; the error lists why each one failed.

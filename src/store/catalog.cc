@@ -172,7 +172,7 @@ void DedupIndex::EncodeTo(std::string* out, size_t from, size_t to) const {
   }
   std::map<int64_t, std::pair<int64_t, std::vector<uint64_t>>> days;  // day -> latest, hashes
   std::map<int64_t, size_t> counts;
-  auto run_end = [&](size_t r) { return std::min(r + 1 < time_runs_.size() ? time_runs_[r + 1].first : hashes_.size(), to); };
+  auto run_end = [&](size_t r) { return std::min(RunEnd(r), to); };
   auto run_begin = [&](size_t r) { return std::max(time_runs_[r].first, from); };
   // The first run holding an entry at or after `from`: the last run starting at or before
   // it (runs start in order).
@@ -250,10 +250,8 @@ bool DedupIndex::Insert(uint64_t hash, int64_t ingested_ms) {
 std::vector<std::pair<uint64_t, int64_t>> DedupIndex::entries() const {
   std::vector<std::pair<uint64_t, int64_t>> out;
   out.reserve(hashes_.size());
-  for (size_t r = 0; r < time_runs_.size(); ++r) {
-    const size_t end = r + 1 < time_runs_.size() ? time_runs_[r + 1].first : hashes_.size();
-    for (size_t i = time_runs_[r].first; i < end; ++i) out.emplace_back(hashes_[i], time_runs_[r].second);
-  }
+  for (size_t r = 0; r < time_runs_.size(); ++r)
+    for (size_t i = time_runs_[r].first, end = RunEnd(r); i < end; ++i) out.emplace_back(hashes_[i], time_runs_[r].second);
   return out;
 }
 
@@ -405,21 +403,22 @@ size_t DedupIndex::ExpiredCount(int64_t oldest_ms) const {
   size_t expired = 0;
   for (size_t r = 0; r < time_runs_.size(); ++r) {
     if (time_runs_[r].second >= oldest_ms) continue;
-    expired += (r + 1 < time_runs_.size() ? time_runs_[r + 1].first : hashes_.size()) - time_runs_[r].first;
+    expired += RunEnd(r) - time_runs_[r].first;
   }
   return expired;
 }
 
 void DedupIndex::Expire(int64_t oldest_ms) {
   if (ExpiredCount(oldest_ms) == 0) return;
-  const size_t runs = time_runs_.size(), entries = hashes_.size();
-  auto run_end = [&](size_t r) { return r + 1 < runs ? time_runs_[r + 1].first : entries; };
+  // RunEnd(r) stays right through both passes: the sizes change only after them, and the
+  // compaction writes run entries at or before the one it reads.
+  const size_t runs = time_runs_.size();
   // The expired ids leave the table one by one (no table is rebuilt whole), their slots
   // fetched ahead as InsertMany's are ...
   constexpr size_t kAhead = 16;
   for (size_t r = 0; r < runs; ++r) {
     if (time_runs_[r].second >= oldest_ms) continue;
-    for (size_t i = time_runs_[r].first, end = run_end(r); i < end; ++i) {
+    for (size_t i = time_runs_[r].first, end = RunEnd(r); i < end; ++i) {
       if (i + kAhead < end) __builtin_prefetch(HomeAddress(NonZero(hashes_[i + kAhead])), 1);
       Erase(NonZero(hashes_[i]));
     }
@@ -429,7 +428,7 @@ void DedupIndex::Expire(int64_t oldest_ms) {
   size_t kept = 0, kept_runs = 0;
   for (size_t r = 0; r < runs; ++r) {
     const auto [begin, at] = time_runs_[r];
-    const size_t end = run_end(r);
+    const size_t end = RunEnd(r);
     if (at < oldest_ms) continue;
     if (kept_runs == 0 || time_runs_[kept_runs - 1].second != at) time_runs_[kept_runs++] = {kept, at};
     for (size_t i = begin; i < end; ++i) hashes_[kept++] = hashes_[i];

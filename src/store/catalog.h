@@ -146,6 +146,8 @@ class DedupIndex {
     const Segment& s = SegmentOf(h);
     return s.slots.get() + Home(s, h);
   }
+  // One past the last entry of time run `r`.
+  size_t RunEnd(size_t r) const { return r + 1 < time_runs_.size() ? time_runs_[r + 1].first : hashes_.size(); }
   // Calls f on every stored hash (hash 0 as 1) in ascending order.
   template <typename F>
   void ForEachSorted(F&& f) const;
