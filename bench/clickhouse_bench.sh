@@ -11,10 +11,10 @@
 # On 2 cores the shards compete for the same cores: the per-shard rows and pull times are
 # what projects the time on N machines.
 # Env: SIDES (default "embedded 1-shard 2-shard"), TRAIN_SAMPLE (train --sample percent,
-# default 100), MAX_MEMORY (the servers' max_memory_usage for sibyl's queries, written to
+# default 100), FEATURES=0 (skip the whole-store features step), MAX_MEMORY (the servers' max_memory_usage for sibyl's queries, written to
 # the data directories' clickhouse.json; 18.16's 4 GB default cannot sort a 49M-row pull).
-# The 49M-event run in docs/BENCHMARKS.md:
-#   SIDES=2-shard TRAIN_SAMPLE=10 MAX_MEMORY=12000000000 bench/clickhouse_bench.sh 540000 90
+# The 49M-event run in docs/BENCHMARKS.md (one run, both cluster sizes, default limits):
+#   TRAIN_SAMPLE=10 bench/clickhouse_bench.sh 540000 90
 set -euo pipefail
 cd "$(dirname "$0")/.."
 users=${1:-30000}
@@ -73,7 +73,7 @@ j['settings'] = {'max_memory_usage': sys.argv[2]}; json.dump(j, open(p, 'w'))" "
 done
 sample=${TRAIN_SAMPLE:-100}
 for side in $sides; do
-  [ "$sample" = 100 ] && \
+  [ "${FEATURES:-1}" = 1 ] && \
     step "$side" "features (full pull)" "$sibyl" --data "${data[$side]}" features --as-of "$as_of" --out "$work/f.csv"
   "$sibyl" --quiet --data "${data[$side]}" predict create buy --kind propensity --event Purchase --horizon-days 14 --replace >/dev/null
   if [ "$side" = embedded ]; then

@@ -397,30 +397,37 @@ def read_export(path):
     return users, np.array(scores), versions
 
 
-def sample_customers(path, share, seed, work):
-    """A smaller shop drawn from the real one: every row of a random `share` of the
-    customers (rows without Customer ID dropped, as the mapping skips them anyway), written
-    to WORK/sample.csv.gz. The same customers for a given (share, seed). Small shops are
-    where selection and calibration are noisiest, and the held-out logs may be small."""
-    out = os.path.join(work, "sample.csv.gz")
+def derive_csv(path, share, seed, date_only, work):
+    """Another shop drawn from the real one, written to WORK/derived.csv.gz:
+    * share < 1: every row of a random `share` of the customers (the same customers for a
+      given (share, seed)). Small shops are where selection and calibration are noisiest,
+      and the held-out logs may be small.
+    * date_only: every InvoiceDate truncated to its midnight, as in logs that record the
+      day of a purchase only (CDNOW, many retail extracts): several purchases on one day
+      share one timestamp, hours-of-day carry nothing, and recency moves in whole days.
+    Rows without Customer ID are dropped (the mapping skips them anyway)."""
+    out = os.path.join(work, "derived.csv.gz")
     rng = np.random.default_rng(seed)
     keep, kept, customers = {}, 0, 0
     with gzip.open(path, "rt", newline="", encoding="utf-8") as f, gzip.open(out, "wt", newline="", encoding="utf-8") as g:
         r, w = csv.reader(f), csv.writer(g, lineterminator="\n")
         h = next(r)
         w.writerow(h)
-        ic = h.index("Customer ID")
+        ic, it = h.index("Customer ID"), h.index("InvoiceDate")
         for row in r:
             c = row[ic].strip()
             if not c:
                 continue
             if c not in keep:
-                keep[c] = rng.random() < share
+                keep[c] = share >= 1.0 or rng.random() < share
                 customers += keep[c]
             if keep[c]:
+                if date_only:
+                    row[it] = row[it][:10] + " 00:00:00"
                 w.writerow(row)
                 kept += 1
-    print(f"== customer sample: {customers} of {len(keep)} customers ({share:.0%}, seed {seed}), {kept} rows -> {out}")
+    print(f"== derived shop: {customers} of {len(keep)} customers ({share:.0%}, seed {seed})"
+          f"{', dates only' if date_only else ''}, {kept} rows -> {out}")
     return out
 
 
@@ -444,10 +451,12 @@ def main():
     ap.add_argument("--customer-sample", type=float, default=1.0,
                     help="keep this share of customers (a small shop drawn from the real one)")
     ap.add_argument("--sample-seed", type=int, default=1)
+    ap.add_argument("--date-only", action="store_true",
+                    help="truncate every purchase time to its day (a log that records dates only)")
     args = ap.parse_args()
     wall0 = time.time()
-    if args.customer_sample < 1.0:
-        args.csv = sample_customers(args.csv, args.customer_sample, args.sample_seed, args.work)
+    if args.customer_sample < 1.0 or args.date_only:
+        args.csv = derive_csv(args.csv, args.customer_sample, args.sample_seed, args.date_only, args.work)
 
     wanted = [t for t in args.tasks.split(",") if t]
     tasks = [t for t in TASKS if (not wanted and not t.get("optional")) or t["id"] in wanted or t["group"] in wanted]

@@ -18,6 +18,7 @@
 #   bench/real_accuracy.sh [--tasks buy_30d,churn_90d] [--seeds 1,2,3] [--json FILE]
 #   bench/real_accuracy.sh --tasks buy_30d_sweep     (the 30-day task at 7 more cutoffs, July to October)
 #   bench/real_accuracy.sh --customer-sample 0.2 --sample-seed 3   (a small shop: 20% of the customers)
+#   bench/real_accuracy.sh --date-only   (purchase times truncated to the day, as in date-only logs)
 #   SIBYL=/tmp/sibyl-bench WORK=out/real_accuracy bench/real_accuracy.sh
 #
 # Env: SIBYL (default build/sibyl), WORK (default out/real_accuracy; wiped first),
@@ -36,6 +37,7 @@ while [ $# -gt 0 ]; do
     --json) json=$2; shift 2 ;;
     --json=*) json=${1#*=}; shift ;;
     --customer-sample|--sample-seed|--bootstrap) sample+=("$1" "$2"); shift 2 ;;
+    --date-only) sample+=("$1"); shift ;;
     -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "real_accuracy.sh: unknown argument \"$1\" (see --help)" >&2; exit 2 ;;
   esac

@@ -32,6 +32,9 @@ struct SliceSpec {
 struct SliceOptions {
   std::string temp_dir;  // where the private store lives while the slice is open
   std::function<void(std::string_view stage, uint64_t done)> on_progress;
+  // Replayed rows are committed and written out as parts every this many rows, so the
+  // slice's memory is its open store's, not every row's decoded form (slice_store.cc).
+  uint64_t replay_step_rows = 2'000'000;
 };
 
 struct SliceStats {

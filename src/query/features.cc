@@ -27,7 +27,12 @@ using query_internal::PerThread;
 // One actor's partial row, in L1: cells start at their column's fill value (0, or the
 // recency cap) and are added into or set, each change marked in a bitmap, so emitting the
 // row visits only the changed cells in column order, and a cell left at its fill value
-// costs nothing.
+// costs nothing. Cells add in double and round to float once, when the row is emitted:
+// an actor's events are visited part by part, so the order of a sum follows how the
+// store happened to be checkpointed, and float sums of prices would differ in their last
+// bits between two stores of the same events (an embedded store and a cluster's slice,
+// or one ingest and the same events ingested in several). Sums of floats in double are
+// exact for any realistic range of values, so the order does not matter.
 class ActorRow {
  public:
   explicit ActorRow(const FeatureLayout& l)
@@ -36,14 +41,17 @@ class ActorRow {
   }
 
   void Add(size_t col, float v) {
-    cells_[col] += v;
+    cells_[col] += static_cast<double>(v);
     touched_[col >> 6] |= uint64_t{1} << (col & 63);
   }
   void Set(size_t col, float v) {
     cells_[col] = v;
     touched_[col >> 6] |= uint64_t{1} << (col & 63);
   }
-  const float* cells() const { return cells_.data(); }
+  // The row's first `cols` cells as floats (cells not touched hold their fill value).
+  void CopyTo(float* out, size_t cols) const {
+    for (size_t c = 0; c < cols; ++c) out[c] = static_cast<float>(cells_[c]);
+  }
 
   // The actor's (week, session id) pairs, repeats included: a session counts once per
   // week however its events interleave with other sessions' or spread over storage
@@ -67,7 +75,7 @@ class ActorRow {
     for (size_t w = 0; w < touched_.size(); ++w)
       for (uint64_t bits = touched_[w]; bits != 0; bits &= bits - 1) {
         size_t col = w * 64 + static_cast<size_t>(std::countr_zero(bits));
-        visit(col, cells_[col]);
+        visit(col, static_cast<float>(cells_[col]));
       }
   }
 
@@ -91,7 +99,7 @@ class ActorRow {
   int64_t* last_of_slot() { return last_of_slot_.data(); }
 
  private:
-  std::vector<float> cells_, fill_;
+  std::vector<double> cells_, fill_;
   std::vector<uint64_t> touched_;
   std::vector<int64_t> last_of_slot_;
   std::vector<SessionInWeek> sessions_;
@@ -114,7 +122,7 @@ class DenseSink {
   DenseSink& writer() { return *this; }
   void EmitRow(DenseSink&, uint32_t row, const ActorRow& cells) {
     // No scanned columns (a spec of the outcome family alone) leaves nothing to copy.
-    if (cols_ > 0) std::memcpy(matrix_ + static_cast<size_t>(row) * stride_, cells.cells(), cols_ * sizeof(float));
+    if (cols_ > 0) cells.CopyTo(matrix_ + static_cast<size_t>(row) * stride_, cols_);
   }
   float* matrix() const { return matrix_; }
 

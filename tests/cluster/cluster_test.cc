@@ -263,6 +263,7 @@ std::vector<std::string> StoreDigest(const EventStore& store) {
 // A big part of a pull is asked for in (batch, row) ranges, each sorted by the server on
 // its own; the chunks, cut between batches and inside one big batch, replay exactly the
 // events of one query, in the same order, for the whole store and for one shard's slice.
+// So does a replay committed in steps, resent events dropped as in one commit.
 TEST_F(ClusterTest, APullInChunksReplaysTheSameEventsInTheSameOrder) {
   auto cluster = Cluster::Open(Config());
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
@@ -274,6 +275,11 @@ TEST_F(ClusterTest, APullInChunksReplaysTheSameEventsInTheSameOrder) {
     ASSERT_TRUE(small->Add(MakeEvents(7 + i, 3, 1'701'100'000'000 + i * 10'000'000)).ok());
     ASSERT_TRUE(small->Commit().ok());
   }
+  // A resend of some of the big batch's events (the same insert ids): the replay must drop
+  // them however it is committed.
+  auto resend = BeginClusterTransaction(**cluster, WriterOptions{});
+  ASSERT_TRUE(resend->Add(MakeEvents(9, 30, 1'701'000'000'000)).ok());
+  ASSERT_TRUE(resend->Commit().ok());
   ClusterConfig chunked_config = Config();
   chunked_config.pull_chunk_rows = 997;
   auto chunked = Cluster::Open(chunked_config);
@@ -282,15 +288,30 @@ TEST_F(ClusterTest, APullInChunksReplaysTheSameEventsInTheSameOrder) {
   one_config.pull_chunk_rows = 0;
   auto one = Cluster::Open(one_config);
   ASSERT_TRUE(one.ok());
+  // And the replay committed (written out as parts) every 613 rows, across batches and
+  // inside the big one, against one commit of every row.
+  SliceOptions whole_replay = Slices();
+  whole_replay.replay_step_rows = UINT64_MAX;
+  SliceOptions stepped_replay = Slices();
+  stepped_replay.replay_step_rows = 613;
   for (const SliceSpec& spec : {SliceSpec{}, SliceSpec{.kind = SliceSpec::Kind::kShard, .shard = 1}}) {
-    SliceStats one_stats, chunked_stats;
-    auto a = OpenSlice(**one, spec, Slices(), &one_stats);
-    auto b = OpenSlice(**chunked, spec, Slices(), &chunked_stats);
+    SliceStats one_stats, chunked_stats, stepped_stats;
+    auto a = OpenSlice(**one, spec, whole_replay, &one_stats);
+    auto b = OpenSlice(**chunked, spec, whole_replay, &chunked_stats);
+    auto c = OpenSlice(**one, spec, stepped_replay, &stepped_stats);
     ASSERT_TRUE(a.ok()) << a.status().ToString();
     ASSERT_TRUE(b.ok()) << b.status().ToString();
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
     EXPECT_GT(one_stats.rows_pulled, 1500u);
     EXPECT_EQ(chunked_stats.rows_pulled, one_stats.rows_pulled);
-    EXPECT_EQ(StoreDigest(**b), StoreDigest(**a)) << spec.Describe(2);
+    EXPECT_EQ(stepped_stats.rows_pulled, one_stats.rows_pulled);
+    const std::vector<std::string> digest = StoreDigest(**a);
+    EXPECT_EQ(StoreDigest(**b), digest) << spec.Describe(2);
+    EXPECT_EQ(StoreDigest(**c), digest) << spec.Describe(2);
+    const uint64_t dropped = (*a)->Stats()->duplicates_dropped;
+    if (spec.kind == SliceSpec::Kind::kAll) EXPECT_EQ(dropped, 9u * 30u);
+    EXPECT_EQ((*c)->Stats()->duplicates_dropped, dropped);
+    EXPECT_GT((*c)->Stats()->parts, 1u) << "the stepped replay wrote no parts along the way";
   }
   // The plan cuts the big batch by row number and stays within the chunk size elsewhere.
   auto cuts = PlanPullChunks((*cluster)->shard(0), "sibyl.events", "1", {}, 997);
