@@ -7,11 +7,13 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 
+#include "clickhouse/row_binary.h"
 #include "common/file.h"
 
 namespace sibyl::clickhouse {
@@ -22,6 +24,12 @@ std::string Trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
   return std::string(s);
 }
+
+// The time span of a commit's or a seal's events. Rows written before spans were kept
+// read as has_span = 0 (the defaults): the span is then unknown, not empty.
+constexpr const char* kSpanColumns =
+    "min_time Int64 DEFAULT 9223372036854775807, max_time Int64 DEFAULT -9223372036854775808, "
+    "has_span UInt8 DEFAULT 0";
 
 // The tables of one shard. MergeTree parts are partitioned by month, not week: an insert
 // writes one part per partition it touches, and a year of history in one ingest would
@@ -43,10 +51,17 @@ std::vector<std::string> SchemaStatements(std::string_view db) {
                   ") ENGINE = MergeTree ORDER BY (owner_hash, batch)",
                   db),
       fmt::format("CREATE TABLE IF NOT EXISTS {}.commits ("
-                  "batch UInt64, committed_ms Int64, rows UInt64, what String) ENGINE = MergeTree ORDER BY batch",
-                  db),
+                  "batch UInt64, committed_ms Int64, rows UInt64, what String, {}) ENGINE = MergeTree ORDER BY batch",
+                  db, kSpanColumns),
       fmt::format("CREATE TABLE IF NOT EXISTS {}.seals ("
-                  "below UInt64, sealed_ms Int64, abandoned Array(UInt64)) ENGINE = MergeTree ORDER BY below",
+                  "below UInt64, sealed_ms Int64, abandoned Array(UInt64), {}) ENGINE = MergeTree ORDER BY below",
+                  db, kSpanColumns),
+      // The first row of each (device, user) pair in each batch: a slice of a few users
+      // finds the other users seen with its devices here, by the primary key, instead of
+      // scanning every row's ids (docs/SCALE_OUT.md, "Reads").
+      fmt::format("CREATE TABLE IF NOT EXISTS {}.links ("
+                  "device_id String, user_id String, batch UInt64, row UInt32"
+                  ") ENGINE = MergeTree ORDER BY (device_id, user_id, batch, row)",
                   db),
       fmt::format("CREATE TABLE IF NOT EXISTS {}.shard_info (shard UInt32, shards UInt32) ENGINE = TinyLog", db),
   };
@@ -143,7 +158,17 @@ Result<std::unique_ptr<Cluster>> Cluster::Open(const ClusterConfig& config) {
 
 Status Cluster::EnsureSchema(size_t shard) const {
   const Client& client = *clients_[shard];
+  // `links` came after `events`: created over a cluster that already holds events, it is
+  // filled from them once (a writer of this version adds its own rows as it writes).
+  ASSIGN_OR_RETURN(std::string had_links, client.Query(fmt::format("EXISTS TABLE {} FORMAT TSV", Table("links"))));
   for (const std::string& sql : SchemaStatements(config_.database)) RETURN_IF_ERROR(client.Execute(sql));
+  RETURN_IF_ERROR(AddMissingColumns(shard));
+  if (Trim(had_links) != "1") {
+    RETURN_IF_ERROR(client.Execute(fmt::format(
+        "INSERT INTO {} SELECT device_id, user_id, batch, min(row) FROM {} WHERE user_id != '' AND device_id != '' "
+        "GROUP BY device_id, user_id, batch",
+        Table("links"), Table("events"))));
+  }
   ASSIGN_OR_RETURN(std::string info, client.Query(fmt::format("SELECT shard, shards FROM {} FORMAT TSV", Table("shard_info"))));
   if (info.empty())
     return client.Execute(fmt::format("INSERT INTO {} VALUES ({}, {})", Table("shard_info"), shard, shards()));
@@ -155,6 +180,33 @@ Status Cluster::EnsureSchema(size_t shard) const {
         "{} is shard {} of {}, but the endpoint list makes it shard {} of {}: list the endpoints in the cluster's "
         "shard order (users are placed by a hash modulo the shard count, so it cannot change)",
         client.endpoint(), was_shard, was_shards, shard, shards());
+  return Status::Ok();
+}
+
+// Columns added to tables after their first version. 18.16 has no ADD COLUMN IF NOT
+// EXISTS: look first, and accept that another process added it meanwhile.
+Status Cluster::AddMissingColumns(size_t shard) const {
+  const Client& client = *clients_[shard];
+  for (const char* table : {"commits", "seals"}) {
+    auto has_column = [&]() -> Result<bool> {
+      ASSIGN_OR_RETURN(std::string n, client.Query(fmt::format(
+                                           "SELECT count() FROM system.columns WHERE database = {} AND table = {} "
+                                           "AND name = 'has_span' FORMAT TSV",
+                                           Quote(config_.database), Quote(table))));
+      return Trim(n) != "0";
+    };
+    ASSIGN_OR_RETURN(bool present, has_column());
+    if (present) continue;
+    std::string columns;
+    for (std::string_view column : {"min_time Int64 DEFAULT 9223372036854775807",
+                                    "max_time Int64 DEFAULT -9223372036854775808", "has_span UInt8 DEFAULT 0"})
+      columns += fmt::format("{}ADD COLUMN {}", columns.empty() ? "" : ", ", column);
+    Status added = client.Execute(fmt::format("ALTER TABLE {} {}", Table(table), columns));
+    if (!added.ok()) {
+      ASSIGN_OR_RETURN(present, has_column());
+      if (!present) return added;
+    }
+  }
   return Status::Ok();
 }
 
@@ -226,25 +278,102 @@ Status Cluster::CheckCommittable(uint64_t batch) const {
   return Status::Ok();
 }
 
-Status Cluster::CommitBatch(uint64_t batch, int64_t committed_ms, uint64_t rows, std::string_view what) const {
-  return clients_[0]->Execute(fmt::format("INSERT INTO {} VALUES ({}, {}, {}, {})", Table("commits"), batch,
-                                          committed_ms, rows, Quote(what)));
+Status Cluster::CommitBatch(uint64_t batch, int64_t committed_ms, uint64_t rows, std::string_view what,
+                            const TimeSpan& events) const {
+  return clients_[0]->Execute(fmt::format(
+      "INSERT INTO {} (batch, committed_ms, rows, what, min_time, max_time, has_span) VALUES ({}, {}, {}, {}, {}, {}, 1)",
+      Table("commits"), batch, committed_ms, rows, Quote(what), events.min_ms, events.max_ms));
 }
+
+namespace {
+
+// Reads "id \t min_time \t max_time \t has_span" lines (TSV): the ids into `ids`, their
+// spans added into `span`, which becomes unset if a row has none.
+Status ParseSpannedIds(std::string_view text, const std::string& where, std::vector<uint64_t>* ids,
+                       std::optional<TimeSpan>* span) {
+  std::string copy(text);
+  const char* p = copy.c_str();
+  while (*p) {
+    char* end = nullptr;
+    const uint64_t id = std::strtoull(p, &end, 10);
+    if (end == p || *end != '\t') return Corruption("{}: unreadable commit log", where);
+    TimeSpan row;
+    row.min_ms = std::strtoll(end + 1, &end, 10);
+    row.max_ms = std::strtoll(end + 1, &end, 10);
+    const long has_span = std::strtol(end + 1, &end, 10);
+    if (*end != '\n' && *end != '\0') return Corruption("{}: unreadable commit log", where);
+    if (ids) ids->push_back(id);
+    if (has_span != 1) span->reset();
+    else if (span->has_value()) (*span)->Add(row);
+    p = *end ? end + 1 : end;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
 
 Result<Cluster::CommitLog> Cluster::ReadCommitLog() const {
   CommitLog log;
   const std::string where = clients_[0]->endpoint();
-  ASSIGN_OR_RETURN(std::string sealed, clients_[0]->Query(fmt::format("SELECT max(below) FROM {} FORMAT TSV", Table("seals"))));
-  log.sealed_below = std::strtoull(sealed.c_str(), nullptr, 10);
+  ASSIGN_OR_RETURN(std::string sealed,
+                   clients_[0]->Query(fmt::format("SELECT below, min_time, max_time, has_span FROM {} ORDER BY below "
+                                                  "DESC LIMIT 1 FORMAT TSV",
+                                                  Table("seals"))));
+  log.sealed_span = TimeSpan{};
+  std::vector<uint64_t> below;
+  RETURN_IF_ERROR(ParseSpannedIds(sealed, where, &below, &log.sealed_span));
+  log.sealed_below = below.empty() ? 0 : below[0];
   if (log.sealed_below > 0) {
     ASSIGN_OR_RETURN(std::string abandoned,
                      clients_[0]->Query(fmt::format("SELECT arrayJoin(abandoned) FROM {} FORMAT TSV", Table("seals"))));
     ASSIGN_OR_RETURN(log.abandoned, ParseIds(abandoned, where));
   }
-  ASSIGN_OR_RETURN(std::string text, clients_[0]->Query(fmt::format("SELECT batch FROM {} WHERE batch >= {} ORDER BY batch FORMAT TSV",
-                                                                    Table("commits"), log.sealed_below)));
-  ASSIGN_OR_RETURN(log.committed, ParseIds(text, where));
+  ASSIGN_OR_RETURN(std::string text, clients_[0]->Query(fmt::format(
+                                         "SELECT batch, min_time, max_time, has_span FROM {} WHERE batch >= {} "
+                                         "ORDER BY batch FORMAT TSV",
+                                         Table("commits"), log.sealed_below)));
+  log.span = log.sealed_span;
+  RETURN_IF_ERROR(ParseSpannedIds(text, where, &log.committed, &log.span));
   return log;
+}
+
+Cluster::Visibility Cluster::Visible(const CommitLog& log) {
+  Visibility v;
+  ExternalTable committed{.name = "committed", .column = "batch", .type = "UInt64"};
+  committed.values.reserve(log.committed.size());
+  for (uint64_t b : log.committed) committed.values.push_back(std::to_string(b));
+  v.tables.push_back(std::move(committed));
+  v.condition = "batch IN committed";
+  if (log.sealed_below > 0 && log.abandoned.empty()) {
+    v.condition = fmt::format("(batch IN committed OR batch < {})", log.sealed_below);
+  } else if (log.sealed_below > 0) {
+    ExternalTable abandoned{.name = "abandoned", .column = "batch", .type = "UInt64"};
+    for (uint64_t b : log.abandoned) abandoned.values.push_back(std::to_string(b));
+    v.tables.push_back(std::move(abandoned));
+    v.condition = fmt::format("(batch IN committed OR (batch < {} AND batch NOT IN abandoned))", log.sealed_below);
+  }
+  return v;
+}
+
+Result<TimeSpan> Cluster::ScanTimeSpan(const CommitLog& log, uint64_t below) const {
+  const Visibility visible = Visible(log);
+  const std::string sql = fmt::format(
+      "SELECT count(), min(time), max(time) FROM {} WHERE {} AND batch < {} AND is_identify = 0 FORMAT RowBinary",
+      Table("events"), visible.condition, below);
+  std::vector<std::future<Result<std::string>>> pending;
+  for (size_t s = 0; s < shards(); ++s)
+    pending.push_back(std::async(std::launch::async, [&, s] { return clients_[s]->Query(sql, visible.tables); }));
+  TimeSpan span;
+  for (size_t s = 0; s < shards(); ++s) {
+    ASSIGN_OR_RETURN(std::string rows, pending[s].get());
+    RowBinaryReader in(rows);
+    uint64_t count = 0;
+    int64_t lo = 0, hi = 0;
+    if (!in.UInt64(&count) || !in.Int64(&lo) || !in.Int64(&hi))
+      return Corruption("{}: unreadable time span", clients_[s]->endpoint());
+    if (count > 0) span.Add(TimeSpan{lo, hi});
+  }
+  return span;
 }
 
 Result<Cluster::CommitLog> Cluster::Seal(int64_t older_than_ms) const {
@@ -271,8 +400,21 @@ Result<Cluster::CommitLog> Cluster::Seal(int64_t older_than_ms) const {
   abandoned.erase(std::unique(abandoned.begin(), abandoned.end()), abandoned.end());
   std::string list;
   for (uint64_t b : abandoned) list += fmt::format("{}{}", list.empty() ? "" : ",", b);
+  // The seal's span covers every visible batch below it: the old seal's and the spans of
+  // the commits it seals; read from the shards once if one of those predates spans.
+  std::optional<TimeSpan> span = log.sealed_span;
+  ASSIGN_OR_RETURN(std::string sealed_commits,
+                   clients_[0]->Query(fmt::format("SELECT batch, min_time, max_time, has_span FROM {} WHERE batch >= {} "
+                                                  "AND batch < {} FORMAT TSV",
+                                                  Table("commits"), log.sealed_below, below)));
+  RETURN_IF_ERROR(ParseSpannedIds(sealed_commits, clients_[0]->endpoint(), nullptr, &span));
+  if (!span) {
+    ASSIGN_OR_RETURN(span, ScanTimeSpan(log, below));
+  }
   RETURN_IF_ERROR(clients_[0]->Execute(
-      fmt::format("INSERT INTO {} VALUES ({}, {}, [{}])", Table("seals"), below, NowMs(), list)));
+      fmt::format("INSERT INTO {} (below, sealed_ms, abandoned, min_time, max_time, has_span) VALUES ({}, {}, [{}], {}, "
+                  "{}, 1)",
+                  Table("seals"), below, NowMs(), list, span->min_ms, span->max_ms)));
   {
     // This process's own writes see its seal at once.
     std::lock_guard lock(seal_mutex_);

@@ -16,9 +16,11 @@
 //   every query exactly as it would have on one machine.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,6 +55,20 @@ struct ClusterConfig {
 uint64_t OwnerHash(std::string_view owner);
 inline constexpr uint32_t kSampleBuckets = 1024;
 
+// The times of a set of events (identify calls are not events): empty when min > max.
+struct TimeSpan {
+  int64_t min_ms = INT64_MAX;
+  int64_t max_ms = INT64_MIN;
+  void Add(int64_t time_ms) {
+    min_ms = std::min(min_ms, time_ms);
+    max_ms = std::max(max_ms, time_ms);
+  }
+  void Add(const TimeSpan& other) {
+    min_ms = std::min(min_ms, other.min_ms);
+    max_ms = std::max(max_ms, other.max_ms);
+  }
+};
+
 class Cluster {
  public:
   // Connects and checks each shard knows its place (a reordered endpoint list would send
@@ -71,8 +87,10 @@ class Cluster {
   // Whether a write of `batch` may still send its rows and commit: not when the batch is
   // below the newest seal, or older than kMaxWriteAgeMs (a seal may be about to hide it).
   Status CheckCommittable(uint64_t batch) const;
-  // Makes `batch` visible: one row in shard 0's commit log.
-  Status CommitBatch(uint64_t batch, int64_t committed_ms, uint64_t rows, std::string_view what) const;
+  // Makes `batch` visible: one row in shard 0's commit log, with the time span of the
+  // batch's events (so that readers need not scan every shard's `time` for it).
+  Status CommitBatch(uint64_t batch, int64_t committed_ms, uint64_t rows, std::string_view what,
+                     const TimeSpan& events) const;
 
   // Which batches are visible. Every reader sends the list of committed batches with its
   // queries, and a server commits a batch per group commit (~1M a day), so the old part
@@ -83,11 +101,27 @@ class Cluster {
     uint64_t sealed_below = 0;
     std::vector<uint64_t> abandoned;  // ascending
     std::vector<uint64_t> committed;  // ascending, all >= sealed_below
+    // The visible events' time span, from the seal and the commit rows (each records its
+    // batch's), or unset when one of them was written before sibyl kept spans: then
+    // ScanTimeSpan reads it from the shards.
+    std::optional<TimeSpan> span;
+    std::optional<TimeSpan> sealed_span;  // of the batches below `sealed_below`
   };
   Result<CommitLog> ReadCommitLog() const;
   // Seals the batches older than `older_than_ms`: lists those that have rows on a shard
   // but no commit as abandoned, then writes one seal row. Returns the new log.
   Result<CommitLog> Seal(int64_t older_than_ms) const;
+
+  // Which rows `log` makes visible: a condition on `batch`, and the external tables it
+  // names (sent with every query that uses it).
+  struct Visibility {
+    std::string condition;
+    std::vector<ExternalTable> tables;
+  };
+  static Visibility Visible(const CommitLog& log);
+  // The time span of the events `log` makes visible below batch `below`, read from every
+  // shard (a scan of their `time` columns; CommitLog::span spares it).
+  Result<TimeSpan> ScanTimeSpan(const CommitLog& log, uint64_t below = UINT64_MAX) const;
   // The longest a write may take from its batch id to its commit; seals leave twice this
   // unsealed, so a write in flight is never sealed out (clocks within 12 h of each other).
   static constexpr int64_t kMaxWriteAgeMs = 12 * 3600 * 1000;
@@ -95,6 +129,7 @@ class Cluster {
  private:
   Cluster() = default;
   Status EnsureSchema(size_t shard) const;
+  Status AddMissingColumns(size_t shard) const;
   ClusterConfig config_;
   std::vector<std::unique_ptr<Client>> clients_;
   // The newest seal as last read, and when (steady clock, ms): CheckCommittable runs per

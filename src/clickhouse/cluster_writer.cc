@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <random>
+#include <unordered_set>
 #include <thread>
 
 #include "clickhouse/event_rows.h"
@@ -16,7 +17,7 @@ class ClusterTransaction final : public Transaction {
  public:
   ClusterTransaction(const Cluster& cluster, WriterOptions options)
       : cluster_(cluster), options_(std::move(options)), batch_(cluster.NewBatchId()),
-        events_(cluster.shards()), numbers_(cluster.shards()) {}
+        events_(cluster.shards()), numbers_(cluster.shards()), links_(cluster.shards()) {}
 
   Result<AppendResult> Add(const EventBatch& batch) override {
     RETURN_IF_ERROR(state_);
@@ -29,10 +30,25 @@ class ClusterTransaction final : public Transaction {
       const std::string owner = OwnerOf(e);
       const uint64_t hash = OwnerHash(owner);
       const size_t shard = hash % cluster_.shards();
+      const uint32_t row = next_row_++;
+      const int64_t time_ms = e.has_time ? e.time_ms : now;
       RowBinaryWriter out(&events_[shard]);
-      EncodeEventRow(batch, e, batch_, next_row_++, owner, hash, e.has_time ? e.time_ms : now, out);
-      if (e.is_identify) ++result.identify_calls;
-      else ++result.events_written;
+      EncodeEventRow(batch, e, batch_, row, owner, hash, time_ms, out);
+      // The first row of each (device, user) pair in this write, beside it on its shard.
+      if (!e.user_id.empty() && !e.device_id.empty() &&
+          linked_.insert(fmt::format("{}{}{}", e.device_id, '\0', e.user_id)).second) {
+        RowBinaryWriter link(&links_[shard]);
+        link.String(e.device_id);
+        link.String(e.user_id);
+        link.UInt64(batch_);
+        link.UInt32(row);
+      }
+      if (e.is_identify) {
+        ++result.identify_calls;
+      } else {
+        ++result.events_written;
+        span_.Add(time_ms);
+      }
       ++rows_;
       if (events_[shard].size() >= options_.flush_bytes) {
         Status st = Flush(shard);
@@ -79,7 +95,7 @@ class ClusterTransaction final : public Transaction {
     for (const Status& st : flushed)
       if (!st.ok()) return state_ = st;
     state_ = FailedPrecondition("the transaction was committed");
-    return cluster_.CommitBatch(batch_, options_.clock->NowMs(), rows_, options_.what);
+    return cluster_.CommitBatch(batch_, options_.clock->NowMs(), rows_, options_.what, span_);
   }
 
  private:
@@ -96,6 +112,10 @@ class ClusterTransaction final : public Transaction {
       RETURN_IF_ERROR(client.InsertRowBinary(cluster_.Table("numbers"), numbers_[shard]));
       numbers_[shard].clear();
     }
+    if (!links_[shard].empty()) {
+      RETURN_IF_ERROR(client.InsertRowBinary(cluster_.Table("links"), links_[shard]));
+      links_[shard].clear();
+    }
     return Status::Ok();
   }
 
@@ -104,7 +124,9 @@ class ClusterTransaction final : public Transaction {
   uint64_t batch_;
   uint32_t next_row_ = 0;
   uint64_t rows_ = 0;
-  std::vector<std::string> events_, numbers_;  // RowBinary per shard, not yet sent
+  std::vector<std::string> events_, numbers_, links_;  // RowBinary per shard, not yet sent
+  std::unordered_set<std::string> linked_;  // "device\0user" of the pairs seen in this write
+  TimeSpan span_;                                          // of this write's events
   Status state_;  // the first failure: every later call repeats it
 };
 

@@ -28,13 +28,9 @@ class ReplayClock final : public Clock {
   int64_t now_ms = 0;
 };
 
-// The time span of the whole cluster's events: a slice reports it as its own, so that a
-// shard's run defaults to the same cutoff as every other shard's, and a sample's training
-// sees the history the whole store would.
-struct TimeSpan {
-  int64_t min_ms = INT64_MAX;
-  int64_t max_ms = INT64_MIN;
-};
+// A slice reports the whole cluster's time span (Cluster::CommitLog::span) as its own, so
+// that a shard's run defaults to the same cutoff as every other shard's, and a sample's
+// training sees the history the whole store would.
 
 // Forwards every read to the slice's private store, owns only the slice's actors, and
 // spans the cluster's time.
@@ -130,51 +126,7 @@ std::vector<Result<std::string>> OnEveryShard(size_t shards, const std::function
   return answers;
 }
 
-// Which rows are visible (Cluster::CommitLog): a condition on `batch` and the tables it names.
-struct Visibility {
-  std::string condition;
-  std::vector<ExternalTable> tables;
-};
-
-Visibility VisibleBatches(const Cluster::CommitLog& log) {
-  Visibility v;
-  ExternalTable committed{.name = "committed", .column = "batch", .type = "UInt64"};
-  committed.values.reserve(log.committed.size());
-  for (uint64_t b : log.committed) committed.values.push_back(std::to_string(b));
-  v.tables.push_back(std::move(committed));
-  v.condition = "batch IN committed";
-  if (log.sealed_below > 0 && log.abandoned.empty()) {
-    v.condition = fmt::format("(batch IN committed OR batch < {})", log.sealed_below);
-  } else if (log.sealed_below > 0) {
-    ExternalTable abandoned{.name = "abandoned", .column = "batch", .type = "UInt64"};
-    for (uint64_t b : log.abandoned) abandoned.values.push_back(std::to_string(b));
-    v.tables.push_back(std::move(abandoned));
-    v.condition = fmt::format("(batch IN committed OR (batch < {} AND batch NOT IN abandoned))", log.sealed_below);
-  }
-  return v;
-}
-
-// The visible events' time span over all shards (identify calls are not events).
-Result<TimeSpan> ClusterTimeSpan(const Cluster& cluster, const Visibility& visible) {
-  TimeSpan span;
-  const std::string sql = fmt::format(
-      "SELECT count(), min(time), max(time) FROM {} WHERE {} AND is_identify = 0 FORMAT RowBinary",
-      cluster.Table("events"), visible.condition);
-  std::vector<Result<std::string>> answers =
-      OnEveryShard(cluster.shards(), [&](size_t s) { return cluster.shard(s).Query(sql, visible.tables); });
-  for (size_t s = 0; s < cluster.shards(); ++s) {
-    ASSIGN_OR_RETURN(std::string rows, std::move(answers[s]));
-    RowBinaryReader in(rows);
-    uint64_t count = 0;
-    int64_t lo = 0, hi = 0;
-    if (!in.UInt64(&count) || !in.Int64(&lo) || !in.Int64(&hi))
-      return Corruption("{}: unreadable time span", cluster.shard(s).endpoint());
-    if (count == 0) continue;
-    span.min_ms = std::min(span.min_ms, lo);
-    span.max_ms = std::max(span.max_ms, hi);
-  }
-  return span;
-}
+using Visibility = Cluster::Visibility;
 
 // Up to this many named owners, their hashes go into the query text (the primary key's
 // prefix); beyond, the query would grow long for little gain.
@@ -252,6 +204,89 @@ Status FindDevices(const Cluster& cluster, const SliceSpec& spec, const Visibili
   linked->assign(linked_set.begin(), linked_set.end());
   all->assign(all_set.begin(), all_set.end());
   return Status::Ok();
+}
+
+// A slice of a few named owners finds every row it needs through primary keys, so that
+// its cost follows its owners' rows, not the shards' (a real-time score on a cluster of
+// 25M rows a shard read every row's ids and took seconds): its own rows and its linked
+// devices' anonymous rows by their owners' hashes, and the first row of each other user
+// seen with one of its devices (the row that decides who a device was linked to first)
+// through `links`, then by that user's hash and the row's (batch, row).
+struct NamedOwnersPull {
+  std::vector<uint64_t> hashes;  // of the owners and of the linked devices' anonymous owners
+  struct ForeignRow {
+    uint64_t owner_hash;
+    uint64_t batch;
+    uint32_t row;
+  };
+  std::vector<std::vector<ForeignRow>> foreign;  // per shard
+};
+
+// Beyond this many other users' first rows (a device id that thousands share, such as a
+// placeholder), the rows are found by the scan that bigger slices use.
+constexpr size_t kMaxForeignRows = 1000;
+
+Result<std::optional<NamedOwnersPull>> PlanNamedOwnersPull(const Cluster& cluster, const SliceSpec& spec,
+                                                           const Visibility& visible,
+                                                           const std::vector<std::string>& linked,
+                                                           const std::vector<std::string>& devices) {
+  NamedOwnersPull pull;
+  pull.foreign.resize(cluster.shards());
+  for (const std::string& owner : spec.owners) pull.hashes.push_back(OwnerHash(owner));
+  for (const std::string& device : linked) pull.hashes.push_back(OwnerHash("d:" + device));
+  std::sort(pull.hashes.begin(), pull.hashes.end());
+  pull.hashes.erase(std::unique(pull.hashes.begin(), pull.hashes.end()), pull.hashes.end());
+  if (devices.empty()) return std::optional<NamedOwnersPull>(std::move(pull));
+  std::vector<ExternalTable> tables = visible.tables;
+  tables.push_back(ExternalTable{.name = "devices", .column = "device_id", .values = devices});
+  const std::set<std::string_view> own(spec.owners.begin(), spec.owners.end());
+  const std::string sql = fmt::format(
+      "SELECT device_id, user_id, batch, row FROM {} PREWHERE device_id IN devices WHERE {} "
+      "ORDER BY batch, row LIMIT 1 BY device_id, user_id FORMAT RowBinary",
+      cluster.Table("links"), visible.condition);
+  std::vector<Result<std::string>> answers =
+      OnEveryShard(cluster.shards(), [&](size_t s) { return cluster.shard(s).Query(sql, tables); });
+  size_t total = 0;
+  for (size_t s = 0; s < cluster.shards(); ++s) {
+    ASSIGN_OR_RETURN(std::string rows, std::move(answers[s]));
+    RowBinaryReader in(rows);
+    while (!in.at_end()) {
+      std::string_view device, user;
+      NamedOwnersPull::ForeignRow row;
+      if (!in.String(&device) || !in.String(&user) || !in.UInt64(&row.batch) || !in.UInt32(&row.row))
+        return Corruption("{}: unreadable links", cluster.shard(s).endpoint());
+      const std::string owner = "u:" + std::string(user);
+      if (own.count(owner)) continue;  // the slice's own rows come with them
+      row.owner_hash = OwnerHash(owner);
+      pull.foreign[s].push_back(row);
+      if (++total > kMaxForeignRows) return std::optional<NamedOwnersPull>();
+    }
+  }
+  return std::optional<NamedOwnersPull>(std::move(pull));
+}
+
+// The pull of a NamedOwnersPull on `shard`, ordered by (batch, row) with the sentinel row
+// at the end, as every pull.
+std::string NamedOwnersQuery(const Cluster& cluster, const NamedOwnersPull& pull, size_t shard,
+                             const std::string& visible, const std::string& own) {
+  std::string hashes;
+  for (uint64_t h : pull.hashes) hashes += fmt::format("{}{}", hashes.empty() ? "" : ", ", h);
+  std::string foreign;
+  if (!pull.foreign[shard].empty()) {
+    std::string foreign_hashes, keys;
+    for (const NamedOwnersPull::ForeignRow& r : pull.foreign[shard]) {
+      foreign_hashes += fmt::format("{}{}", foreign_hashes.empty() ? "" : ", ", r.owner_hash);
+      keys += fmt::format("{}({}, {})", keys.empty() ? "" : ", ", r.batch, r.row);
+    }
+    foreign = fmt::format("SELECT {0} FROM {1} PREWHERE owner_hash IN ({2}) AND (batch, row) IN ({3}) WHERE {4} UNION ALL ",
+                          EventRowColumns(), cluster.Table("events"), foreign_hashes, keys, visible);
+  }
+  return fmt::format(
+      "SELECT {0} FROM ("
+      "SELECT {0} FROM {1} PREWHERE owner_hash IN ({2}) AND (({3}) OR (user_id = '' AND device_id IN linked)) "
+      "WHERE {4} UNION ALL {5}{6}"
+      ") ORDER BY batch, row FORMAT RowBinary",
+      EventRowColumns(), cluster.Table("events"), hashes, own, visible, foreign, SentinelRowSelect());
 }
 
 // Replays the number batches (score write-backs) of the slice's owners, batch by batch.
@@ -358,8 +393,12 @@ Result<std::unique_ptr<EventStore>> OpenSlice(const Cluster& cluster, const Slic
   ASSIGN_OR_RETURN(slice->local_, EventStore::Open(store_options));
 
   ASSIGN_OR_RETURN(Cluster::CommitLog log, cluster.ReadCommitLog());
-  const Visibility visible = VisibleBatches(log);
-  ASSIGN_OR_RETURN(slice->span_, ClusterTimeSpan(cluster, visible));
+  const Visibility visible = Cluster::Visible(log);
+  if (log.span) {
+    slice->span_ = *log.span;
+  } else {
+    ASSIGN_OR_RETURN(slice->span_, cluster.ScanTimeSpan(log));
+  }
   ExternalTable owners{.name = "owners", .column = "owner"};
   owners.values = spec.owners;
 
@@ -367,9 +406,14 @@ Result<std::unique_ptr<EventStore>> OpenSlice(const Cluster& cluster, const Slic
   std::vector<ExternalTable> tables = visible.tables;
   if (spec.kind == SliceSpec::Kind::kOwners) tables.push_back(owners);
   const bool whole = spec.kind == SliceSpec::Kind::kAll && spec.sample_buckets >= kSampleBuckets;
+  std::optional<NamedOwnersPull> named;
   if (!whole) {
     std::vector<std::string> linked, devices;
     RETURN_IF_ERROR(FindDevices(cluster, spec, visible, owners, &linked, &devices));
+    if (spec.kind == SliceSpec::Kind::kOwners && spec.owners.size() <= kOwnersByHash &&
+        linked.size() <= kOwnersByHash) {
+      ASSIGN_OR_RETURN(named, PlanNamedOwnersPull(cluster, spec, visible, linked, devices));
+    }
     tables.push_back(ExternalTable{.name = "linked", .column = "device_id", .values = std::move(linked)});
     tables.push_back(ExternalTable{.name = "devices", .column = "device_id", .values = std::move(devices)});
   }
@@ -396,6 +440,10 @@ Result<std::unique_ptr<EventStore>> OpenSlice(const Cluster& cluster, const Slic
             "SELECT {0} FROM (SELECT {0} FROM {1} {4} WHERE {2} UNION ALL {3}) ORDER BY batch, row FORMAT RowBinary",
             EventRowColumns(), cluster.Table("events"), where, SentinelRowSelect(),
             cuts.empty() ? std::string() : "PREWHERE " + range));
+        continue;
+      }
+      if (named) {
+        queries.push_back(NamedOwnersQuery(cluster, *named, s, where, own));
         continue;
       }
       // The slice's rows, the anonymous rows of devices its users were seen with, and of

@@ -309,7 +309,9 @@ TEST_F(ClusterTest, APullInChunksReplaysTheSameEventsInTheSameOrder) {
     EXPECT_EQ(StoreDigest(**b), digest) << spec.Describe(2);
     EXPECT_EQ(StoreDigest(**c), digest) << spec.Describe(2);
     const uint64_t dropped = (*a)->Stats()->duplicates_dropped;
-    if (spec.kind == SliceSpec::Kind::kAll) EXPECT_EQ(dropped, 9u * 30u);
+    if (spec.kind == SliceSpec::Kind::kAll) {
+      EXPECT_EQ(dropped, 9u * 30u);
+    }
     EXPECT_EQ((*c)->Stats()->duplicates_dropped, dropped);
     EXPECT_GT((*c)->Stats()->parts, 1u) << "the stepped replay wrote no parts along the way";
   }
@@ -332,6 +334,94 @@ TEST_F(ClusterTest, AReorderedEndpointListIsRefused) {
   EXPECT_NE(cluster.status().message().find("shard order"), std::string::npos) << cluster.status().message();
 }
 
+// What a store knows of one owner: its events, and each device linked to it with the
+// link's time and the device's events.
+std::string OwnerDigest(const EventStore& store, const std::string& owner) {
+  std::shared_ptr<const EventReader> reader = store.Snapshot();
+  std::optional<DictId> actor = reader->actors().Find(owner);
+  if (!actor) return owner + ": unknown";
+  auto events_of = [&](ActorId a) {
+    std::string line;
+    EXPECT_TRUE(reader
+                    ->ScanActor(a, INT64_MIN, INT64_MAX,
+                                [&](int64_t time, DictId type) {
+                                  line += fmt::format(" {}@{}", reader->event_types().name(type), time);
+                                })
+                    .ok());
+    return line;
+  };
+  std::string out = fmt::format("{}:{}", owner, events_of(*actor));
+  for (const IdentityLink& link : reader->identity_links())
+    if (link.user == *actor || link.device == *actor)
+      out += fmt::format(" | {} -> {} at {}:{}", reader->actors().name(link.device), reader->actors().name(link.user),
+                         link.time_ms, events_of(link.device));
+  return out;
+}
+
+// A slice of a few named users finds the rows that decide their identities by primary keys
+// (their own and their devices' owner hashes, `links` for the other users seen with their
+// devices) and knows what a slice of the whole cluster knows of them: a device first
+// linked to another user stays that user's.
+TEST_F(ClusterTest, ANamedUsersSliceFindsItsIdentitiesThroughTheLinksTable) {
+  auto cluster = Cluster::Open(Config());
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  int64_t t = 1'702'000'000'000;
+  auto add = [&t](EventBatch& batch, const std::string& user, const std::string& device) {
+    ParsedEvent e;
+    if (!user.empty()) e.user_id = batch.Intern(user);
+    e.device_id = batch.Intern(device);
+    e.event_type = batch.Intern(user.empty() ? "Anonymous View" : "View");
+    e.insert_id = batch.Intern("links-test-" + std::to_string(t));
+    e.time_ms = t;
+    t += 60'000;
+    e.has_time = true;
+    batch.events.push_back(e);
+  };
+  auto write = [&](const EventBatch& batch) {
+    auto txn = BeginClusterTransaction(**cluster, WriterOptions{});
+    ASSERT_TRUE(txn->Add(batch).ok());
+    ASSERT_TRUE(txn->Commit().ok());
+  };
+  EventBatch first, second, third;
+  add(first, "", "shared");  // anonymous, then alice links it first
+  add(first, "", "shared");
+  add(first, "alice-l", "shared");
+  add(first, "alice-l", "shared");
+  add(first, "", "solo");
+  add(first, "bob-l", "solo");
+  write(first);
+  add(second, "", "shared");
+  add(second, "carol-l", "shared");  // too late: the device stays alice's
+  add(second, "carol-l", "phone");
+  add(second, "", "phone");
+  write(second);
+  add(third, "alice-l", "shared");  // the pair again, in a later write
+  add(third, "", "tablet");
+  add(third, "carol-l", "tablet");
+  write(third);
+  uint64_t link_rows = 0;
+  for (size_t s = 0; s < 2; ++s) {
+    auto n = (*cluster)->shard(s).Query(
+        "SELECT count() FROM sibyl.links WHERE device_id IN ('shared', 'solo', 'phone', 'tablet') FORMAT TSV");
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    link_rows += std::strtoull(n->c_str(), nullptr, 10);
+  }
+  EXPECT_EQ(link_rows, 6u) << "one links row per (device, user) pair per write";
+
+  auto whole = OpenSlice(**cluster, SliceSpec{}, Slices());
+  ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+  for (const std::string owner : {"u:alice-l", "u:bob-l", "u:carol-l", "d:shared", "d:solo", "d:phone", "d:tablet"}) {
+    SliceStats stats;
+    auto named = OpenSlice(**cluster, SliceSpec{.kind = SliceSpec::Kind::kOwners, .owners = {owner}}, Slices(), &stats);
+    ASSERT_TRUE(named.ok()) << named.status().ToString();
+    EXPECT_EQ(OwnerDigest(**named, owner), OwnerDigest(**whole, owner));
+    EXPECT_LT(stats.rows_pulled, 15u) << owner << ": the pull read more than its identities need";
+  }
+  EXPECT_NE(OwnerDigest(**whole, "u:alice-l").find("d:shared -> u:alice-l"), std::string::npos)
+      << OwnerDigest(**whole, "u:alice-l");
+  EXPECT_EQ(OwnerDigest(**whole, "u:carol-l").find("d:shared"), std::string::npos) << OwnerDigest(**whole, "u:carol-l");
+}
+
 // Sealing the commit log: below the seal every batch is visible without being listed, but
 // for the writes that never committed; a write older than the seal cannot commit. Last:
 // it seals the batches of the tests before it too (their uncommitted rows stay hidden).
@@ -347,12 +437,36 @@ TEST_F(ClusterTest, ASealKeepsCommittedBatchesVisibleAndDeletesAbandonedRows) {
   const uint64_t ghost = (*cluster)->NewBatchId();
   ASSERT_TRUE((*cluster)->shard(1).Execute(fmt::format(
       "INSERT INTO sibyl.events (batch, row, owner, owner_hash, user_id, event_type, time) "
-      "VALUES ({}, 0, 'u:ghost', 12345, 'ghost', 'View', 1700800000000)", ghost)).ok());
+      "VALUES ({}, 0, 'u:ghost', 12345, 'ghost', 'View', 1900000000000)", ghost)).ok());
   const uint64_t visible = VisibleEvents(**cluster);
   auto before = (*cluster)->ReadCommitLog();
   ASSERT_TRUE(before.ok());
   EXPECT_EQ(before->sealed_below, 0u);
   EXPECT_GE(before->committed.size(), 1u);
+  // The commit rows' spans give the visible events' span without a scan (the ghost row at
+  // 1900000000000, later than every other, is not visible, so not in it).
+  auto scanned = (*cluster)->ScanTimeSpan(*before);
+  ASSERT_TRUE(scanned.ok()) << scanned.status().ToString();
+  ASSERT_TRUE(before->span.has_value());
+  EXPECT_EQ(before->span->min_ms, scanned->min_ms);
+  EXPECT_EQ(before->span->max_ms, scanned->max_ms);
+  EXPECT_LT(scanned->max_ms, 1'900'000'000'000);
+  // A commit row written before spans were kept (no span columns): the span is unknown
+  // and read from the shards, and the seal over it records it again.
+  const uint64_t legacy = (*cluster)->NewBatchId();
+  ASSERT_TRUE((*cluster)->shard(0).Execute(fmt::format(
+      "INSERT INTO sibyl.events (batch, row, owner, owner_hash, user_id, event_type, time) "
+      "VALUES ({}, 0, 'u:legacy', 4242, 'legacy', 'View', 1600000000000)", legacy)).ok());
+  ASSERT_TRUE((*cluster)->shard(0).Execute(fmt::format(
+      "INSERT INTO sibyl.commits (batch, committed_ms, rows, what) VALUES ({}, 0, 1, 'events')", legacy)).ok());
+  auto with_legacy = (*cluster)->ReadCommitLog();
+  ASSERT_TRUE(with_legacy.ok());
+  EXPECT_FALSE(with_legacy->span.has_value());
+  auto legacy_slice = OpenSlice(**cluster, SliceSpec{}, Slices());
+  ASSERT_TRUE(legacy_slice.ok());
+  EXPECT_EQ((*legacy_slice)->Snapshot()->min_time_ms(), 1'600'000'000'000);
+  const uint64_t visible_with_legacy = VisibleEvents(**cluster);
+  EXPECT_EQ(visible_with_legacy, visible + 1);
 
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
   auto sealed = (*cluster)->Seal(0);
@@ -361,7 +475,10 @@ TEST_F(ClusterTest, ASealKeepsCommittedBatchesVisibleAndDeletesAbandonedRows) {
   EXPECT_TRUE(sealed->committed.empty()) << "every commit is below the seal: none is listed";
   EXPECT_TRUE(std::binary_search(sealed->abandoned.begin(), sealed->abandoned.end(), ghost))
       << "the uncommitted write is not listed as abandoned";
-  EXPECT_EQ(VisibleEvents(**cluster), visible) << "the seal changed what is visible";
+  EXPECT_EQ(VisibleEvents(**cluster), visible_with_legacy) << "the seal changed what is visible";
+  ASSERT_TRUE(sealed->span.has_value());
+  EXPECT_EQ(sealed->span->min_ms, 1'600'000'000'000);
+  EXPECT_EQ(sealed->span->max_ms, scanned->max_ms);
   // The abandoned write's rows and the commit rows below the seal are deleted (by
   // mutations, in the background: waited for up to 30 s).
   auto count = [&](size_t shard, const std::string& query) -> uint64_t {
@@ -374,12 +491,12 @@ TEST_F(ClusterTest, ASealKeepsCommittedBatchesVisibleAndDeletesAbandonedRows) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_EQ(count(1, ghost_rows), 0u) << "the abandoned write's rows were not deleted";
   EXPECT_EQ(count(0, old_commits), 0u) << "the commit rows below the seal were not deleted";
-  EXPECT_EQ(VisibleEvents(**cluster), visible) << "deleting garbage changed what is visible";
+  EXPECT_EQ(VisibleEvents(**cluster), visible_with_legacy) << "deleting garbage changed what is visible";
 
   // A write whose batch id is older than the seal is refused and stays invisible.
   Status st = late->Commit();
   EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition) << st.ToString();
-  EXPECT_EQ(VisibleEvents(**cluster), visible);
+  EXPECT_EQ(VisibleEvents(**cluster), visible_with_legacy);
   // Writes after the seal are listed and visible as before.
   auto after = BeginClusterTransaction(**cluster, WriterOptions{});
   ASSERT_TRUE(after->Add(MakeEvents(4, 2, 1'700'700'000'000)).ok());
@@ -387,7 +504,9 @@ TEST_F(ClusterTest, ASealKeepsCommittedBatchesVisibleAndDeletesAbandonedRows) {
   auto log = (*cluster)->ReadCommitLog();
   ASSERT_TRUE(log.ok());
   EXPECT_EQ(log->committed.size(), 1u);
-  EXPECT_EQ(VisibleEvents(**cluster), visible + 8);
+  EXPECT_EQ(VisibleEvents(**cluster), visible_with_legacy + 8);
+  ASSERT_TRUE(log->span.has_value()) << "the seal and the commit after it both have spans";
+  EXPECT_EQ(log->span->min_ms, 1'600'000'000'000);
 }
 
 }  // namespace
