@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/backend.h"
+#include "clickhouse/cluster_names.h"
 #include "cli/commands.h"
 #include "common/file.h"
 #include "common/time.h"
@@ -77,8 +78,8 @@ void RunCreate(const GlobalOptions& global, const CreateFlags& flags) {
   {
     StoreOptions options{.data_dir = global.data_dir, .read_only = true};
     if (auto cluster = OpenClusterIfChosen(global)) {
-      OpenedStore opened = OpenStoreOn(global, options, {}, std::move(cluster));
-      Check(pipeline::ValidateAgainstStore(definition, *opened.store->Snapshot()));
+      // The names only, not a pull of every event (clickhouse/cluster_names.h).
+      Check(pipeline::ValidateAgainstStore(definition, Check(clickhouse::ReadStoreNames(*cluster))));
     } else {
       auto store = EventStore::Open(options);
       if (!store.ok()) {

@@ -159,8 +159,11 @@ void ExpectOrderIndependent(bool keep_links, bool user_properties) {
     // The same rows, in the same order, with the same values and labels.
     EXPECT_EQ(b.train_cutoff_ms, a.train_cutoff_ms);
     const nlohmann::json spec_a = ToJson(a.set.spec), spec_b = ToJson(b.set.spec);
-    for (const auto& [key, value] : spec_a.items())
-      if (key != "columns") EXPECT_EQ(spec_b.value(key, nlohmann::json()), value) << "feature spec: " << key;
+    for (const auto& [key, value] : spec_a.items()) {
+      if (key != "columns") {
+        EXPECT_EQ(spec_b.value(key, nlohmann::json()), value) << "feature spec: " << key;
+      }
+    }
     EXPECT_EQ(spec_b["columns"].size(), spec_a["columns"].size());
     EXPECT_EQ(b.set.outcome_model_note, a.set.outcome_model_note);
     EXPECT_EQ(b.set.row_ids.size(), a.set.row_ids.size());

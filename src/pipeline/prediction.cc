@@ -169,10 +169,14 @@ Result<LabelSpec> ToLabelSpec(const PredictionDefinition& d) {
 Result<CohortExpr> ToCohort(const PredictionDefinition& d) { return ParseCohort(d.cohort); }
 
 Status ValidateAgainstStore(const PredictionDefinition& d, const EventReader& reader) {
+  return ValidateAgainstStore(d, ReaderNames(reader));
+}
+
+Status ValidateAgainstStore(const PredictionDefinition& d, const StoreNames& names) {
   ASSIGN_OR_RETURN(LabelSpec label, ToLabelSpec(d));
-  RETURN_IF_ERROR(ValidateLabelSpec(reader, label));
+  RETURN_IF_ERROR(ValidateLabelSpec(names, label));
   ASSIGN_OR_RETURN(CohortExpr cohort, ToCohort(d));
-  Status cohort_status = ValidateCohort(reader, cohort);
+  Status cohort_status = ValidateCohort(names, cohort);
   if (!cohort_status.ok()) return cohort_status.WithContext("cohort");
   return Status::Ok();
 }

@@ -67,6 +67,7 @@ Result<CohortExpr> ToCohort(const PredictionDefinition& definition);
 // Checks every event and property name against the store, failing with "did you mean"
 // (e.g. `unknown event type "Purchse"; did you mean "Purchase"?`).
 Status ValidateAgainstStore(const PredictionDefinition& definition, const EventReader& reader);
+Status ValidateAgainstStore(const PredictionDefinition& definition, const StoreNames& names);
 
 // One line in plain words: "propensity: Purchase (plan = "pro") within 7 days".
 std::string DescribeDefinition(const PredictionDefinition& definition);

@@ -76,25 +76,6 @@ Result<CohortExpr> Parse(const nlohmann::json& j, int depth) {
   return e;
 }
 
-std::vector<std::string> AllNames(const DictionaryView& dict) {
-  std::vector<std::string> names;
-  for (DictId i = 0; i < dict.size(); ++i) names.emplace_back(dict.name(i));
-  return names;
-}
-
-std::vector<std::string> UserPropertyNames(const EventReader& reader) {
-  std::vector<bool> seen(reader.property_keys().size(), false);
-  for (const UserPropertyRecord& r : reader.user_property_history())
-    if (r.key < seen.size()) seen[r.key] = true;
-  for (const auto& batch : reader.number_columns())
-    for (const NumberColumnBatch::Column& c : batch->columns)
-      if (c.key < seen.size()) seen[c.key] = true;
-  std::vector<std::string> names;
-  for (DictId k = 0; k < seen.size(); ++k)
-    if (seen[k]) names.emplace_back(reader.property_keys().name(k));
-  return names;
-}
-
 // Evaluation: each condition becomes a byte per slot (1 = member). A slot is a canonical
 // actor: every actor of the store (slot = actor id), or in gather mode only the
 // candidates asked about (slot i = candidates_[i]), whose events are then gathered by
@@ -388,16 +369,18 @@ void CollectNames(const CohortExpr& e, std::vector<std::string>& event_types,
 }
 
 Status ValidateCohort(const EventReader& reader, const CohortExpr& expr) {
+  return ValidateCohort(ReaderNames(reader), expr);
+}
+
+Status ValidateCohort(const StoreNames& names, const CohortExpr& expr) {
   std::vector<std::string> events, event_props, user_props;
   CollectNames(expr, events, event_props, user_props);
   for (const std::string& name : events)
-    if (!reader.event_types().Find(name))
-      return UnknownNameError("event type", name, AllNames(reader.event_types()));
+    if (!names.HasEventType(name)) return UnknownNameError("event type", name, names.EventTypes());
   for (const std::string& name : event_props)
-    if (!reader.property_keys().Find(name))
-      return UnknownNameError("event property", name, AllNames(reader.property_keys()));
+    if (!names.HasPropertyKey(name)) return UnknownNameError("event property", name, names.PropertyKeys());
   if (!user_props.empty()) {
-    std::vector<std::string> known = UserPropertyNames(reader);
+    std::vector<std::string> known = names.UserProperties();
     for (const std::string& name : user_props)
       if (std::find(known.begin(), known.end(), name) == known.end())
         return UnknownNameError("user property", name, known);

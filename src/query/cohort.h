@@ -22,6 +22,7 @@
 
 #include "common/status.h"
 #include "query/property_filter.h"
+#include "query/store_names.h"
 #include "store/reader.h"
 
 namespace sibyl {
@@ -51,6 +52,7 @@ void CollectNames(const CohortExpr& expr, std::vector<std::string>& event_types,
 // Checks every event and property name against the store; unknown names fail with the
 // closest known ones ("did you mean").
 Status ValidateCohort(const EventReader& reader, const CohortExpr& expr);
+Status ValidateCohort(const StoreNames& names, const CohortExpr& expr);
 
 // The members at the hour-aligned cutoff, ascending by ActorId. Validates first.
 Result<std::vector<ActorId>> EvaluateCohort(const EventReader& reader, const CohortExpr& expr,

@@ -5,19 +5,13 @@
 #include "common/time.h"
 #include "query/outcome_scan.h"
 #include "query/scan_util.h"
+#include "query/store_names.h"
 #include "query/suggest.h"
 
 namespace sibyl {
 namespace {
 
 using query_internal::kNoRow;
-
-std::vector<std::string> AllNames(const DictionaryView& dict) {
-  std::vector<std::string> names;
-  names.reserve(dict.size());
-  for (DictId i = 0; i < dict.size(); ++i) names.emplace_back(dict.name(i));
-  return names;
-}
 
 }  // namespace
 
@@ -50,11 +44,15 @@ Result<LabelSpec> ParseLabelSpec(const nlohmann::json& j) {
 }
 
 Status ValidateLabelSpec(const EventReader& reader, const LabelSpec& spec) {
-  if (!spec.event.empty() && !reader.event_types().Find(spec.event))
-    return UnknownNameError("event type", spec.event, AllNames(reader.event_types()));
+  return ValidateLabelSpec(ReaderNames(reader), spec);
+}
+
+Status ValidateLabelSpec(const StoreNames& names, const LabelSpec& spec) {
+  if (!spec.event.empty() && !names.HasEventType(spec.event))
+    return UnknownNameError("event type", spec.event, names.EventTypes());
   auto check_key = [&](const std::string& name) {
-    if (reader.property_keys().Find(name)) return Status::Ok();
-    return UnknownNameError("event property", name, AllNames(reader.property_keys()));
+    if (names.HasPropertyKey(name)) return Status::Ok();
+    return UnknownNameError("event property", name, names.PropertyKeys());
   };
   for (const PropertyFilter& f : spec.where) RETURN_IF_ERROR(check_key(f.property));
   if (spec.kind == LabelKind::kRevenue) RETURN_IF_ERROR(check_key(spec.revenue_property));

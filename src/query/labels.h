@@ -9,6 +9,7 @@
 
 #include "common/status.h"
 #include "query/property_filter.h"
+#include "query/store_names.h"
 #include "store/reader.h"
 
 namespace sibyl {
@@ -34,6 +35,7 @@ Result<LabelSpec> ParseLabelSpec(const nlohmann::json& prediction);
 
 // Checks the names against the store, with "did you mean" suggestions.
 Status ValidateLabelSpec(const EventReader& reader, const LabelSpec& spec);
+Status ValidateLabelSpec(const StoreNames& names, const LabelSpec& spec);
 
 // One label per row, in `rows` order. Events count for a row when they belong to it at the
 // cutoff (its own, or a device linked before T); a device that first appears in the

@@ -535,7 +535,9 @@ TEST(OutcomeSpecTest, TamperedOrInvalidOutcomeIsRejected) {
     tamper(j);
     auto spec = FeatureSpecFromJson(j);
     EXPECT_FALSE(spec.ok()) << what;
-    if (!spec.ok()) EXPECT_EQ(spec.status().code(), StatusCode::kInvalidArgument) << what;
+    if (!spec.ok()) {
+      EXPECT_EQ(spec.status().code(), StatusCode::kInvalidArgument) << what;
+    }
   };
   rejected([](nlohmann::json& j) { j["columns"].back() = "BG/NBD P(alive) for something else"; }, "renamed column");
   rejected([](nlohmann::json& j) { j["columns"].erase(j["columns"].size() - 1); }, "dropped column");

@@ -446,10 +446,10 @@ class Workspace {
     }
     auto parsed = ParseCohort(saved["cohort"]);
     if (!parsed.ok()) return SendError(res, 400, "invalid_argument", parsed.status().message());
-    // On a cluster, against a pull of all of it (a rare admin change, as a prediction's create).
-    auto reader = ctx_.ReaderOfAll();
-    if (!reader.ok()) return SendStatus(res, reader.status());
-    Status valid = ValidateCohort(**reader, *parsed);
+    // On a cluster, against the names of its visible rows (as a prediction's create).
+    auto names = ctx_.NamesOfStore();
+    if (!names.ok()) return SendStatus(res, names.status());
+    Status valid = ValidateCohort(**names, *parsed);
     if (!valid.ok()) return SendError(res, 400, "invalid_argument", valid.message());
     saved["cohort"] = ToJson(*parsed);
     const std::string path = CohortDir() + "/" + name + ".json";

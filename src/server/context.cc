@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "clickhouse/cluster_names.h"
 #include "clickhouse/cluster_store.h"
 #include "clickhouse/slice_store.h"
 #include "common/file.h"
@@ -59,9 +60,26 @@ Result<std::shared_ptr<const EventReader>> ServerContext::ReaderOfUsers(const st
   return PullSlice(*this, spec);
 }
 
-Result<std::shared_ptr<const EventReader>> ServerContext::ReaderOfAll() const {
-  if (!on_cluster()) return store->Snapshot();
-  return PullSlice(*this, clickhouse::SliceSpec{});
+Result<std::unique_ptr<StoreNames>> ServerContext::NamesOfStore() const {
+  if (on_cluster()) {
+    ASSIGN_OR_RETURN(NameLists names, clickhouse::ReadStoreNames(*options.cluster));
+    return std::unique_ptr<StoreNames>(std::make_unique<NameLists>(std::move(names)));
+  }
+  // The names of the snapshot, which they keep alive.
+  class SnapshotNames final : public StoreNames {
+   public:
+    explicit SnapshotNames(std::shared_ptr<const EventReader> reader) : reader_(std::move(reader)), names_(*reader_) {}
+    bool HasEventType(std::string_view name) const override { return names_.HasEventType(name); }
+    bool HasPropertyKey(std::string_view name) const override { return names_.HasPropertyKey(name); }
+    std::vector<std::string> EventTypes() const override { return names_.EventTypes(); }
+    std::vector<std::string> PropertyKeys() const override { return names_.PropertyKeys(); }
+    std::vector<std::string> UserProperties() const override { return names_.UserProperties(); }
+
+   private:
+    std::shared_ptr<const EventReader> reader_;
+    ReaderNames names_;
+  };
+  return std::unique_ptr<StoreNames>(std::make_unique<SnapshotNames>(store->Snapshot()));
 }
 
 void SendNotOnCluster(httplib::Response& res, const std::string& endpoint, const std::string& instead) {

@@ -57,9 +57,9 @@ struct ServerContext {
   // snapshot, or on a cluster a slice of only these users and the rows deciding their
   // identities, pulled for this request and deleted with the reader.
   Result<std::shared_ptr<const EventReader>> ReaderOfUsers(const std::vector<std::string>& user_ids) const;
-  // Every event: the snapshot, or on a cluster a pull of all of it. Only for rare admin
-  // changes (creating a prediction or a cohort checks its names), as the CLI's verbs do.
-  Result<std::shared_ptr<const EventReader>> ReaderOfAll() const;
+  // The names a definition may use (creating a prediction or a cohort checks them): the
+  // snapshot's dictionaries, or on a cluster one DISTINCT query a shard, not a pull.
+  Result<std::unique_ptr<StoreNames>> NamesOfStore() const;
 };
 
 // 501 for an endpoint a cluster-backed server does not answer, saying what to use instead.

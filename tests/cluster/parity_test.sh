@@ -4,7 +4,8 @@
 # a re-sent file whose insert_ids are duplicates) go into an embedded data directory and
 # into a 2-shard cluster started by scripts/cluster.sh; then every answer must be equal:
 # stats, the taxonomy and every feature cell at two cutoffs, a cohort's size, a trained
-# model's metrics (labels included) with an outcome property filter, the scores written
+# model's metrics (labels included) with an outcome property filter, the refusal of a
+# misspelled name, the scores written
 # back by a full run and again by one run per shard, an explanation of a linked user and
 # of an anonymous device. Last, a shard that is down makes an ingest fail with the shard
 # named, and leaves nothing half-written.
@@ -80,6 +81,14 @@ for side in emb clu; do
   $side train grocery --threads 1 --json | strip_train > "train.$side"
 done
 same "trained model" train.emb train.clu
+# A misspelled name is refused alike (on the cluster from its names, not a pull).
+for side in emb clu; do
+  if $side predict create typo --kind propensity --event Purchse --where 'categry = grocery' --horizon-days 7 \
+      > "typo.$side" 2>&1; then fail "$side accepted a misspelled event"; fi
+  sed -i 's/^sibyl: //' "typo.$side"
+done
+same "refusal of a misspelled name" typo.emb typo.clu
+grep -q 'did you mean "Purchase"' typo.clu || fail "no suggestion: $(cat typo.clu)"
 grep -q '"roc_auc"' train.clu || fail "no metrics in the training report"
 
 # Scores written back: a full run on each side, then one run per shard on the cluster.
