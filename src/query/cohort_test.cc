@@ -108,6 +108,35 @@ TEST_F(CohortTest, UnknownNamesSuggestTheClosestKnownOnes) {
             "\"sibyl.purchase_7d.percentile\"?");
 }
 
+// Names given as lists (what a ClickHouse cluster answers) check a cohort exactly as the
+// store's own dictionaries do: the same refusals, the same suggestions.
+TEST_F(CohortTest, NameListsCheckAsTheStoresDictionariesDo) {
+  std::shared_ptr<const EventReader> reader = store_.Snapshot();
+  const ReaderNames from_store(*reader);
+  std::vector<std::string> events = from_store.EventTypes(), keys = from_store.PropertyKeys(),
+                           users = from_store.UserProperties();
+  const std::vector<std::string> again = events;
+  events.insert(events.end(), again.begin(), again.end());  // repeats, as several shards answer
+  std::reverse(keys.begin(), keys.end());
+  const NameLists lists(events, keys, users);
+  EXPECT_TRUE(lists.HasEventType("Purchase"));
+  EXPECT_FALSE(lists.HasEventType("Purchse"));
+  EXPECT_TRUE(lists.HasPropertyKey("price"));
+  EXPECT_EQ(lists.EventTypes(), [&] {
+    std::vector<std::string> sorted = from_store.EventTypes();
+    std::sort(sorted.begin(), sorted.end());
+    return sorted;
+  }());
+  for (const char* json : {R"({"performed": {"event": "Purchse"}})", R"({"user_property": "plann = pro"})",
+                           R"({"performed": {"event": "Purchase", "where": ["prise > 3"]}})",
+                           R"({"user_property": "sibyl.purchase_7.percentile >= 80"})",
+                           R"({"all": [{"performed": {"event": "Purchase", "where": ["price > 3"]}}, {"user_property": "plan = pro"}]})"}) {
+    auto expr = ParseCohortText(json);
+    ASSERT_TRUE(expr.ok()) << json;
+    EXPECT_EQ(ValidateCohort(lists, *expr).ToString(), ValidateCohort(*reader, *expr).ToString()) << json;
+  }
+}
+
 TEST_F(CohortTest, MalformedCohortsAreRejectedWithAReason) {
   EXPECT_EQ(Members(R"({"active_within": 3})"),
             "parse error: unknown cohort condition \"active_within\"; did you mean \"active_within_days\"?");
