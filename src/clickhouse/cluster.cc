@@ -1,6 +1,7 @@
 #include "clickhouse/cluster.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <atomic>
@@ -27,9 +28,8 @@ std::string Trim(std::string_view s) {
 
 // The time span of a commit's or a seal's events. Rows written before spans were kept
 // read as has_span = 0 (the defaults): the span is then unknown, not empty.
-constexpr const char* kSpanColumns =
-    "min_time Int64 DEFAULT 9223372036854775807, max_time Int64 DEFAULT -9223372036854775808, "
-    "has_span UInt8 DEFAULT 0";
+constexpr const char* kSpanColumns[] = {"min_time Int64 DEFAULT 9223372036854775807",
+                                        "max_time Int64 DEFAULT -9223372036854775808", "has_span UInt8 DEFAULT 0"};
 
 // The tables of one shard. MergeTree parts are partitioned by month, not week: an insert
 // writes one part per partition it touches, and a year of history in one ingest would
@@ -52,10 +52,10 @@ std::vector<std::string> SchemaStatements(std::string_view db) {
                   db),
       fmt::format("CREATE TABLE IF NOT EXISTS {}.commits ("
                   "batch UInt64, committed_ms Int64, rows UInt64, what String, {}) ENGINE = MergeTree ORDER BY batch",
-                  db, kSpanColumns),
+                  db, fmt::join(kSpanColumns, ", ")),
       fmt::format("CREATE TABLE IF NOT EXISTS {}.seals ("
                   "below UInt64, sealed_ms Int64, abandoned Array(UInt64), {}) ENGINE = MergeTree ORDER BY below",
-                  db, kSpanColumns),
+                  db, fmt::join(kSpanColumns, ", ")),
       // The first row of each (device, user) pair in each batch: a slice of a few users
       // finds the other users seen with its devices here, by the primary key, instead of
       // scanning every row's ids (docs/SCALE_OUT.md, "Reads").
@@ -198,8 +198,7 @@ Status Cluster::AddMissingColumns(size_t shard) const {
     ASSIGN_OR_RETURN(bool present, has_column());
     if (present) continue;
     std::string columns;
-    for (std::string_view column : {"min_time Int64 DEFAULT 9223372036854775807",
-                                    "max_time Int64 DEFAULT -9223372036854775808", "has_span UInt8 DEFAULT 0"})
+    for (std::string_view column : kSpanColumns)
       columns += fmt::format("{}ADD COLUMN {}", columns.empty() ? "" : ", ", column);
     Status added = client.Execute(fmt::format("ALTER TABLE {} {}", Table(table), columns));
     if (!added.ok()) {
@@ -365,8 +364,9 @@ Result<TimeSpan> Cluster::ScanTimeSpan(const CommitLog& log, uint64_t below) con
     pending.push_back(std::async(std::launch::async, [&, s] { return clients_[s]->Query(sql, visible.tables); }));
   TimeSpan span;
   for (size_t s = 0; s < shards(); ++s) {
-    ASSIGN_OR_RETURN(std::string rows, pending[s].get());
-    RowBinaryReader in(rows);
+    const Result<std::string> answer = pending[s].get();
+    RETURN_IF_ERROR(answer.status());
+    RowBinaryReader in(*answer);
     uint64_t count = 0;
     int64_t lo = 0, hi = 0;
     if (!in.UInt64(&count) || !in.Int64(&lo) || !in.Int64(&hi))
