@@ -359,12 +359,11 @@ Result<TimeSpan> Cluster::ScanTimeSpan(const CommitLog& log, uint64_t below) con
   const std::string sql = fmt::format(
       "SELECT count(), min(time), max(time) FROM {} WHERE {} AND batch < {} AND is_identify = 0 FORMAT RowBinary",
       Table("events"), visible.condition, below);
-  std::vector<std::future<Result<std::string>>> pending;
-  for (size_t s = 0; s < shards(); ++s)
-    pending.push_back(std::async(std::launch::async, [&, s] { return clients_[s]->Query(sql, visible.tables); }));
+  const std::vector<Result<std::string>> answers =
+      OnEveryShard([&](size_t s) { return clients_[s]->Query(sql, visible.tables); });
   TimeSpan span;
   for (size_t s = 0; s < shards(); ++s) {
-    const Result<std::string> answer = pending[s].get();
+    const Result<std::string>& answer = answers[s];
     RETURN_IF_ERROR(answer.status());
     RowBinaryReader in(*answer);
     uint64_t count = 0;
@@ -374,6 +373,14 @@ Result<TimeSpan> Cluster::ScanTimeSpan(const CommitLog& log, uint64_t below) con
     if (count > 0) span.Add(TimeSpan{lo, hi});
   }
   return span;
+}
+
+std::vector<Result<std::string>> Cluster::OnEveryShard(const std::function<Result<std::string>(size_t)>& query) const {
+  std::vector<std::future<Result<std::string>>> pending;
+  for (size_t s = 0; s < shards(); ++s) pending.push_back(std::async(std::launch::async, query, s));
+  std::vector<Result<std::string>> answers;
+  for (auto& p : pending) answers.push_back(p.get());
+  return answers;
 }
 
 Result<Cluster::CommitLog> Cluster::Seal(int64_t older_than_ms) const {

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -78,6 +79,10 @@ class Cluster {
   size_t shards() const { return clients_.size(); }
   const Client& shard(size_t i) const { return *clients_[i]; }
   const ClusterConfig& config() const { return config_; }
+  // Runs `query(shard)` on every shard at once (a one-user pull is a chain of small
+  // queries, and their round trips, not the shards' work, are most of its time), then
+  // returns the answers in shard order.
+  std::vector<Result<std::string>> OnEveryShard(const std::function<Result<std::string>(size_t)>& query) const;
   // Fully qualified table name: "sibyl.events".
   std::string Table(std::string_view name) const { return config_.database + "." + std::string(name); }
 

@@ -2,8 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <future>
-
 #include "clickhouse/row_binary.h"
 
 namespace sibyl::clickhouse {
@@ -21,13 +19,12 @@ Result<NameLists> ReadStoreNames(const Cluster& cluster) {
       "UNION ALL SELECT toUInt8(2) AS kind, key AS name FROM {1} WHERE {2}"
       ") FORMAT RowBinary",
       cluster.Table("events"), cluster.Table("numbers"), visible.condition);
-  std::vector<std::future<Result<std::string>>> answers;
-  for (size_t s = 0; s < cluster.shards(); ++s)
-    answers.push_back(std::async(std::launch::async, [&, s] { return cluster.shard(s).Query(sql, visible.tables); }));
+  const std::vector<Result<std::string>> answers =
+      cluster.OnEveryShard([&](size_t s) { return cluster.shard(s).Query(sql, visible.tables); });
   std::vector<std::string> event_types, property_keys, user_properties;
   for (size_t s = 0; s < cluster.shards(); ++s) {
-    ASSIGN_OR_RETURN(std::string rows, answers[s].get());
-    RowBinaryReader in(rows);
+    RETURN_IF_ERROR(answers[s].status());
+    RowBinaryReader in(*answers[s]);
     while (!in.at_end()) {
       uint8_t kind = 0;
       std::string_view name;

@@ -26,6 +26,7 @@ class ClusterTransaction final : public Transaction {
     if (batch.events.size() > UINT32_MAX - next_row_)
       return state_ = ResourceExhausted("one write into the cluster holds at most {} events: commit more often "
                                         "(ingest --commit-every)", UINT32_MAX);
+    std::string_view last_device, last_user;  // of the previous event (views into `batch`)
     for (const ParsedEvent& e : batch.events) {
       const std::string owner = OwnerOf(e);
       const uint64_t hash = OwnerHash(owner);
@@ -35,7 +36,12 @@ class ClusterTransaction final : public Transaction {
       RowBinaryWriter out(&events_[shard]);
       EncodeEventRow(batch, e, batch_, row, owner, hash, time_ms, out);
       // The first row of each (device, user) pair in this write, beside it on its shard.
-      if (!e.user_id.empty() && !e.device_id.empty() &&
+      // A user's events mostly come in runs from one device: a repeat of the previous
+      // event's pair needs no lookup.
+      const bool repeat = e.device_id == last_device && e.user_id == last_user;
+      last_device = e.device_id;
+      last_user = e.user_id;
+      if (!repeat && !e.user_id.empty() && !e.device_id.empty() &&
           linked_.insert(fmt::format("{}{}{}", e.device_id, '\0', e.user_id)).second) {
         RowBinaryWriter link(&links_[shard]);
         link.String(e.device_id);
@@ -126,7 +132,7 @@ class ClusterTransaction final : public Transaction {
   uint64_t rows_ = 0;
   std::vector<std::string> events_, numbers_, links_;  // RowBinary per shard, not yet sent
   std::unordered_set<std::string> linked_;  // "device\0user" of the pairs seen in this write
-  TimeSpan span_;                                          // of this write's events
+  TimeSpan span_;                           // of this write's events
   Status state_;  // the first failure: every later call repeats it
 };
 

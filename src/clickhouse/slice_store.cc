@@ -115,17 +115,6 @@ class SliceStore final : public EventStore {
   TimeSpan span_;
 };
 
-// Runs `query(shard)` on every shard at once (a one-user pull is a chain of small queries,
-// and their round trips, not the shards' work, are most of its time), then returns the
-// answers in shard order.
-std::vector<Result<std::string>> OnEveryShard(size_t shards, const std::function<Result<std::string>(size_t)>& query) {
-  std::vector<std::future<Result<std::string>>> pending;
-  for (size_t s = 0; s < shards; ++s) pending.push_back(std::async(std::launch::async, query, s));
-  std::vector<Result<std::string>> answers;
-  for (auto& p : pending) answers.push_back(p.get());
-  return answers;
-}
-
 using Visibility = Cluster::Visibility;
 
 // Up to this many named owners, their hashes go into the query text (the primary key's
@@ -164,7 +153,7 @@ Status QueryOwnRows(const Cluster& cluster, const SliceSpec& spec, const Visibil
                     const std::function<Status(size_t shard, std::string_view rows)>& read) {
   std::vector<ExternalTable> tables = visible.tables;
   if (spec.kind == SliceSpec::Kind::kOwners) tables.push_back(owners);
-  std::vector<Result<std::string>> answers = OnEveryShard(cluster.shards(), [&](size_t s) -> Result<std::string> {
+  std::vector<Result<std::string>> answers = cluster.OnEveryShard([&](size_t s) -> Result<std::string> {
     if (spec.kind == SliceSpec::Kind::kShard && s != spec.shard) return std::string();
     const std::string sql = fmt::format(fmt::runtime(select), fmt::arg("table", cluster.Table(table)),
                                         fmt::arg("visible", visible.condition),
@@ -245,7 +234,7 @@ Result<std::optional<NamedOwnersPull>> PlanNamedOwnersPull(const Cluster& cluste
       "ORDER BY batch, row LIMIT 1 BY device_id, user_id FORMAT RowBinary",
       cluster.Table("links"), visible.condition);
   std::vector<Result<std::string>> answers =
-      OnEveryShard(cluster.shards(), [&](size_t s) { return cluster.shard(s).Query(sql, tables); });
+      cluster.OnEveryShard([&](size_t s) { return cluster.shard(s).Query(sql, tables); });
   size_t total = 0;
   for (size_t s = 0; s < cluster.shards(); ++s) {
     ASSIGN_OR_RETURN(std::string rows, std::move(answers[s]));

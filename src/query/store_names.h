@@ -26,10 +26,12 @@ class StoreNames {
   virtual std::vector<std::string> UserProperties() const = 0;
 };
 
-// The names of an open store, read from `reader` when asked (which must outlive it).
+// The names of an open store, read from `reader` when asked (which must outlive it, or
+// be given as a snapshot this keeps alive).
 class ReaderNames final : public StoreNames {
  public:
   explicit ReaderNames(const EventReader& reader) : reader_(reader) {}
+  explicit ReaderNames(std::shared_ptr<const EventReader> snapshot) : snapshot_(std::move(snapshot)), reader_(*snapshot_) {}
   bool HasEventType(std::string_view name) const override { return reader_.event_types().Find(name).has_value(); }
   bool HasPropertyKey(std::string_view name) const override { return reader_.property_keys().Find(name).has_value(); }
   std::vector<std::string> EventTypes() const override;
@@ -37,6 +39,7 @@ class ReaderNames final : public StoreNames {
   std::vector<std::string> UserProperties() const override;
 
  private:
+  std::shared_ptr<const EventReader> snapshot_;  // null when the caller keeps the reader
   const EventReader& reader_;
 };
 

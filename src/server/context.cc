@@ -65,21 +65,7 @@ Result<std::unique_ptr<StoreNames>> ServerContext::NamesOfStore() const {
     ASSIGN_OR_RETURN(NameLists names, clickhouse::ReadStoreNames(*options.cluster));
     return std::unique_ptr<StoreNames>(std::make_unique<NameLists>(std::move(names)));
   }
-  // The names of the snapshot, which they keep alive.
-  class SnapshotNames final : public StoreNames {
-   public:
-    explicit SnapshotNames(std::shared_ptr<const EventReader> reader) : reader_(std::move(reader)), names_(*reader_) {}
-    bool HasEventType(std::string_view name) const override { return names_.HasEventType(name); }
-    bool HasPropertyKey(std::string_view name) const override { return names_.HasPropertyKey(name); }
-    std::vector<std::string> EventTypes() const override { return names_.EventTypes(); }
-    std::vector<std::string> PropertyKeys() const override { return names_.PropertyKeys(); }
-    std::vector<std::string> UserProperties() const override { return names_.UserProperties(); }
-
-   private:
-    std::shared_ptr<const EventReader> reader_;
-    ReaderNames names_;
-  };
-  return std::unique_ptr<StoreNames>(std::make_unique<SnapshotNames>(store->Snapshot()));
+  return std::unique_ptr<StoreNames>(std::make_unique<ReaderNames>(store->Snapshot()));
 }
 
 void SendNotOnCluster(httplib::Response& res, const std::string& endpoint, const std::string& instead) {
