@@ -17,35 +17,7 @@
 #include "ml/trainer_internal.h"
 
 namespace sibyl::ml {
-namespace {
-
-using namespace trainer_internal;
-
-constexpr uint64_t kFoldSalt = 0x5a17'9e3d'0000'0003ULL;
-
-// The fold of every row. Users are stratified by whether any of their rows is positive
-// (regression: any amount > 0), ordered by a seeded hash within each stratum and dealt
-// round-robin, so every fold holds the same share of positives to one user, and all rows
-// of one user (stacked cutoffs) share a fold.
-std::vector<uint8_t> AssignFolds(const Dataset& data, int folds, uint64_t seed, uint64_t& num_users) {
-  std::map<uint64_t, bool> positive;  // ordered: the result must not depend on hashing
-  for (size_t r = 0; r < data.num_rows(); ++r) {
-    bool& p = positive[data.user_key(r)];
-    p = p || data.labels[r] > 0;
-  }
-  num_users = positive.size();
-  std::vector<std::pair<uint64_t, uint64_t>> strata[2];  // (hash, key)
-  for (const auto& [key, p] : positive) strata[p].emplace_back(MixHash(key, kFoldSalt + seed), key);
-  std::map<uint64_t, uint8_t> fold_of_user;
-  size_t dealt = 0;
-  for (auto& stratum : strata) {
-    std::sort(stratum.begin(), stratum.end());
-    for (const auto& [hash, key] : stratum) fold_of_user[key] = static_cast<uint8_t>(dealt++ % folds);
-  }
-  std::vector<uint8_t> fold(data.num_rows());
-  for (size_t r = 0; r < data.num_rows(); ++r) fold[r] = fold_of_user[data.user_key(r)];
-  return fold;
-}
+namespace trainer_internal {
 
 // Raw margins (log-odds or amounts) of `model` on `rows` of `data`.
 Result<std::vector<double>> MarginsOn(const Model& model, const Dataset& data, std::span<const uint32_t> rows,
@@ -61,12 +33,6 @@ Result<std::vector<double>> MarginsOn(const Model& model, const Dataset& data, s
   return margins;
 }
 
-// One candidate fitted on `fit` rows; boosting stops early on `stop` rows, the others
-// learn from both (they have nothing to stop).
-struct CandidateFit {
-  std::unique_ptr<Model> model;
-  nlohmann::json training;
-};
 Result<CandidateFit> FitCandidate(ModelType type, const Dataset& data, std::vector<uint32_t> fit,
                                   const std::vector<uint32_t>& stop, const TrainOptions& options) {
   const bool classify = data.kind == TaskKind::kClassification;
@@ -129,6 +95,38 @@ Result<CandidateFit> FitCandidate(ModelType type, const Dataset& data, std::vect
   out.training = model->training_summary();
   out.model = std::move(model);
   return out;
+}
+
+}  // namespace trainer_internal
+
+namespace {
+
+using namespace trainer_internal;
+
+constexpr uint64_t kFoldSalt = 0x5a17'9e3d'0000'0003ULL;
+
+// The fold of every row. Users are stratified by whether any of their rows is positive
+// (regression: any amount > 0), ordered by a seeded hash within each stratum and dealt
+// round-robin, so every fold holds the same share of positives to one user, and all rows
+// of one user (stacked cutoffs) share a fold.
+std::vector<uint8_t> AssignFolds(const Dataset& data, int folds, uint64_t seed, uint64_t& num_users) {
+  std::map<uint64_t, bool> positive;  // ordered: the result must not depend on hashing
+  for (size_t r = 0; r < data.num_rows(); ++r) {
+    bool& p = positive[data.user_key(r)];
+    p = p || data.labels[r] > 0;
+  }
+  num_users = positive.size();
+  std::vector<std::pair<uint64_t, uint64_t>> strata[2];  // (hash, key)
+  for (const auto& [key, p] : positive) strata[p].emplace_back(MixHash(key, kFoldSalt + seed), key);
+  std::map<uint64_t, uint8_t> fold_of_user;
+  size_t dealt = 0;
+  for (auto& stratum : strata) {
+    std::sort(stratum.begin(), stratum.end());
+    for (const auto& [hash, key] : stratum) fold_of_user[key] = static_cast<uint8_t>(dealt++ % folds);
+  }
+  std::vector<uint8_t> fold(data.num_rows());
+  for (size_t r = 0; r < data.num_rows(); ++r) fold[r] = fold_of_user[data.user_key(r)];
+  return fold;
 }
 
 // A candidate's out-of-fold record.

@@ -99,6 +99,58 @@ std::pair<IsotonicCalibration, bool> FitCalibration(const CalibrationPlan& plan,
   return {IsotonicCalibration::Fit(x, y), false};
 }
 
+// The final model on mid-size data (docs/ML.md): once the winner is chosen, the held-out
+// users have done their job (choosing and reporting), and below `refit_below_rows` the
+// learners are still short of rows, so the winner (a blend: each of its parts) is fitted
+// again on the fit and held-out users together; boosting stops early on the validation
+// users as before, and the calibration map is fitted again on the validation users'
+// scores of the refitted model, which never saw them. The reported metrics stay those of
+// the model fitted on the fit users alone: the refitted one learned from the held-out
+// users, so it cannot be judged on them (scikit-learn's `refit=True` does the same).
+struct Refitted {
+  std::unique_ptr<Model> model;
+  IsotonicCalibration calibration;
+  bool platt = false;
+  nlohmann::json training;
+};
+
+Result<Refitted> RefitOnFitAndTest(const Dataset& data, const TrainOptions& options,
+                                   const std::vector<CandidateResult>& candidates, std::span<const size_t> parts,
+                                   std::span<const uint32_t> fit_rows, std::span<const uint32_t> test_rows,
+                                   const Slice& validation, const CalibrationPlan& plan, int threads) {
+  std::vector<uint32_t> rows(fit_rows.begin(), fit_rows.end());
+  rows.insert(rows.end(), test_rows.begin(), test_rows.end());
+  std::sort(rows.begin(), rows.end());
+  const std::vector<uint32_t> no_rows;
+  Refitted out;
+  std::vector<double> margins(validation.rows.size(), 0.0);
+  std::vector<BlendModel::Part> models;
+  const double weight = 1.0 / static_cast<double>(parts.size());
+  for (size_t i : parts) {
+    const ModelType type = candidates[i].type;
+    const bool boosting = type == ModelType::kGradientBoostedTrees;
+    ASSIGN_OR_RETURN(CandidateFit f, FitCandidate(type, data, rows, boosting ? validation.rows : no_rows, options));
+    ASSIGN_OR_RETURN(std::vector<double> m, MarginsOn(*f.model, data, validation.rows, threads));
+    for (size_t r = 0; r < margins.size(); ++r) margins[r] += weight * m[r];
+    if (parts.size() == 1) out.training = std::move(f.training);
+    else out.training[ModelTypeName(type)] = std::move(f.training);
+    models.push_back({std::move(f.model), weight});
+  }
+  if (models.size() == 1) {
+    out.model = std::move(models.front().model);
+  } else {
+    ASSIGN_OR_RETURN(std::unique_ptr<BlendModel> blend, BlendModel::Make(std::move(models)));
+    out.model = std::move(blend);
+  }
+  if (data.kind == TaskKind::kClassification) {
+    for (double& v : margins) v = MarginToOutput(data.kind, v);
+    auto [map, platt] = FitCalibration(plan, margins, validation.labels);
+    out.calibration = std::move(map);
+    out.platt = platt;
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<std::vector<double>> TrainResult::Predict(std::span<const float> rows) const {
@@ -349,6 +401,25 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
   }
   result.model = std::move(fitted[*best].model);
   result.calibration = std::move(fitted[*best].calibration);
+  nlohmann::json final_model = {{"fitted_on", "fit users"}};
+  if (options.refit_below_rows > 0 && data.num_rows() < options.refit_below_rows) {
+    timer.Start("refit");
+    std::vector<size_t> parts = result.candidates[*best].type == ModelType::kBlend ? blend_parts
+                                                                                    : std::vector<size_t>{*best};
+    Result<Refitted> refitted = RefitOnFitAndTest(data, options, result.candidates, parts, fit.rows, test.rows,
+                                                  validation, calibration_plan, threads);
+    if (refitted.ok()) {
+      result.model = std::move(refitted->model);
+      result.calibration = std::move(refitted->calibration);
+      result.candidates[*best].training["final"] = refitted->training;
+      final_model = {{"fitted_on", "fit and held-out users"},
+                     {"rows", fit.rows.size() + test.rows.size()},
+                     {"calibration", refitted->platt ? "platt" : "isotonic"}};
+    } else {
+      // The chosen model, fitted on the fit users, is still a sound model.
+      final_model["refit_error"] = refitted.status().ToString();
+    }
+  }
   result.test_predictions = std::move(fitted[*best].test_predictions);
   result.test_labels = test.labels;
   result.test_rows = test.rows;
@@ -381,6 +452,7 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
                  {"max_users", split_options.max_users}}},
       {"calibration", {{"calibrated_on", calibration_plan.newest_only ? "newest cutoff" : "every cutoff"},
                        {"calibration_rows", calibration_plan.rows.size()}}},
+      {"final_model", std::move(final_model)},
       {"driver_sample_rows", options.driver_sample_rows},
       {"selected", ModelTypeName(result.candidates[*best].type)}};
   return result;

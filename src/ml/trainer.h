@@ -48,6 +48,13 @@ struct TrainOptions {
   int cross_validation_folds = 5;
   // Cross-validated training also tries the mean of the two best candidates' margins.
   bool consider_blend = true;
+  // On the single split, below this many rows the winner is fitted again on the fit and
+  // the held-out users together (84% of the users instead of 64%) once it is chosen, and
+  // its calibration map fitted again on the validation users (docs/ML.md, "The final model
+  // on mid-size data"); 0: never. The same bound as automatic stacking's: below it the
+  // learners are still short of rows, above it the refit would cost a second training
+  // for little.
+  uint64_t refit_below_rows = 150'000;
   // The BG/NBD model as a candidate (bgnbd_model.h): it fits nothing, it reads the
   // outcome family's columns, and it is calibrated and judged like the others. Set by the
   // pipeline, which knows where the columns are.

@@ -139,4 +139,17 @@ inline Status EveryCandidateFailed(const std::vector<CandidateResult>& candidate
   return Internal("every candidate failed: {}", errors);
 }
 
+// Raw margins (log-odds or amounts) of `model` on `rows` of `data`.
+Result<std::vector<double>> MarginsOn(const Model& model, const Dataset& data, std::span<const uint32_t> rows,
+                                      int threads);
+
+// One candidate fitted on `fit` rows; boosting stops early on `stop` rows, the others
+// learn from both (they have nothing to stop; pass no `stop` rows to keep them out).
+struct CandidateFit {
+  std::unique_ptr<Model> model;
+  nlohmann::json training;
+};
+Result<CandidateFit> FitCandidate(ModelType type, const Dataset& data, std::vector<uint32_t> fit,
+                                  const std::vector<uint32_t>& stop, const TrainOptions& options);
+
 }  // namespace sibyl::ml::trainer_internal

@@ -299,6 +299,7 @@ TEST(TrainerTest, SingleSplitOffersTheOutcomeLinearAndTheBlendOfTheTwoBest) {
     o.cross_validation_below_users = 0;  // the single split
     o.outcome_columns = {0, 1, 2};
     o.seed = seed;
+    o.refit_below_rows = 0;  // the chosen model itself (the refit: the next test)
     auto result = Train(s.data, o);
     ASSERT_TRUE(result.ok()) << result.status().ToString();
     std::vector<size_t> learners;  // every candidate but the blend, by test log loss
@@ -331,6 +332,50 @@ TEST(TrainerTest, SingleSplitOffersTheOutcomeLinearAndTheBlendOfTheTwoBest) {
           << "seed " << seed << ", winner " << ModelTypeName(result->model->type()) << ", test row " << i;
   }
   EXPECT_GT(blend_wins, 0) << "the blend never won: its assembly after selection went untested";
+}
+
+// Below `refit_below_rows` the chosen model is fitted again on the fit and the held-out
+// users (docs/ML.md, "The final model on mid-size data"). Here one column tells the label
+// for the held-out users only and is noise for everyone else: the model chosen on the fit
+// users cannot have learned it, the refitted one must have. The reported metrics stay
+// those of the model that did not see the held-out users.
+TEST(TrainerTest, SingleSplitRefitsTheWinnerOnTheHeldOutUsersToo) {
+  SyntheticData s = Data(false, 10);
+  const size_t p = s.data.num_columns(), column = p - 1;
+  SplitOptions split_options;
+  auto split = SplitByUser(s.data, split_options);  // TrainOptions' default seed, as Train's
+  ASSERT_TRUE(split.ok());
+  std::vector<uint8_t> held_out(s.data.num_rows(), 0);
+  for (uint32_t r : split->test_rows) held_out[r] = 1;
+  std::mt19937_64 rng(3);
+  for (size_t r = 0; r < s.data.num_rows(); ++r) {
+    const bool up = held_out[r] ? s.data.labels[r] > 0.5f : (rng() & 1);
+    s.data.values[r * p + column] = up ? 1.0f : -1.0f;
+  }
+  TrainOptions o = OnlyCandidate(ModelType::kLinear, 2);
+  o.refit_below_rows = 0;
+  auto chosen = Train(s.data, o);
+  o.refit_below_rows = s.data.num_rows() + 1;
+  auto refitted = Train(s.data, o);
+  ASSERT_TRUE(chosen.ok() && refitted.ok());
+  EXPECT_EQ(chosen->parameters["final_model"]["fitted_on"], "fit users");
+  const nlohmann::json& final_model = refitted->parameters["final_model"];
+  EXPECT_EQ(final_model["fitted_on"], "fit and held-out users");
+  EXPECT_EQ(final_model["rows"], split->fit_rows.size() + split->test_rows.size());
+  EXPECT_TRUE(refitted->candidates[refitted->selected].training.contains("final"));
+  EXPECT_EQ(chosen->metrics.roc_auc, refitted->metrics.roc_auc);
+  EXPECT_EQ(chosen->test_predictions, refitted->test_predictions);
+
+  // How much the column moves a row's margin under each final model.
+  auto effect = [&](const Model& model) {
+    std::vector<float> row(s.data.row(0), s.data.row(0) + p);
+    row[column] = 1.0f;
+    double up = model.PredictMargin(row).value()[0];
+    row[column] = -1.0f;
+    return up - model.PredictMargin(row).value()[0];
+  };
+  EXPECT_LT(std::abs(effect(*chosen->model)), 0.25);  // measured: -0.05 (8,000 rows)
+  EXPECT_GT(effect(*refitted->model), 0.6);            // measured: 0.90
 }
 
 TEST(CrossValidationTest, TooFewNewestPositivesCalibrateOnEveryRow) {
