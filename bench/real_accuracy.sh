@@ -10,6 +10,9 @@
 #   buy_90d      propensity, H = 90 d, cohort: bought before T, T = 2010-09-01
 #   churn_90d    churn (no purchase in H), H = 90 d, cohort: bought in the 90 d before T, T = 2010-09-01
 #   revenue_90d  revenue (sum of quantity * price), H = 90 d, cohort: bought before T, T = 2010-09-01
+#   big_line_30d propensity of an outcome with a property filter: a purchase line with
+#                revenue >= 50 within 30 d, cohort: bought anything before T, T = 2010-11-01 and
+#                2010-10-01 (the baselines' outcome history: the qualifying lines only)
 # and prints sibyl beside two baselines fitted by bench/real_accuracy.py on the same users,
 # with labels and cohorts computed from the raw CSV (never read back from sibyl):
 # BG/NBD (x Gamma-Gamma for revenue) on purchase days, and RF-LR (logistic regression on
@@ -38,7 +41,7 @@ while [ $# -gt 0 ]; do
     --json=*) json=${1#*=}; shift ;;
     --customer-sample|--sample-seed|--bootstrap) sample+=("$1" "$2"); shift 2 ;;
     --date-only) sample+=("$1"); shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "real_accuracy.sh: unknown argument \"$1\" (see --help)" >&2; exit 2 ;;
   esac
 done
