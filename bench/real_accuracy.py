@@ -348,17 +348,40 @@ def pr_auc(y, s):
     return float(np.sum(np.diff(np.r_[0.0, rec]) * prec))
 
 
-def classification_metrics(y, p):
-    pc = np.clip(p, 1e-15, 1 - 1e-15)
+def ece_of(y, p):
     bins = np.minimum((np.clip(p, 0, 1) * 10).astype(int), 9)
     ece = 0.0
     for b in range(10):
         m = bins == b
         if m.any():
             ece += m.sum() / len(p) * abs(p[m].mean() - y[m].mean())
+    return float(ece)
+
+
+def at_base_rate(y, p):
+    """The scores with one log-odds shift c chosen so that their mean equals the realised
+    rate (Newton on the mean). A DIAGNOSTIC that reads the labels: what the ECE would be if
+    the base rate at T had been known. The difference to the plain ECE is the shift in the
+    base rate between the training cutoff and T, which no feature before T shows; the rest
+    is the shape of the calibration."""
+    lp = np.log(np.clip(p, 1e-9, 1 - 1e-9)) - np.log(np.clip(1 - p, 1e-9, 1 - 1e-9))
+    c = 0.0
+    for _ in range(50):
+        q = special.expit(lp + c)
+        step = (q.mean() - y.mean()) / max((q * (1 - q)).mean(), 1e-12)
+        c -= step
+        if abs(step) < 1e-12:
+            break
+    return special.expit(lp + c), c
+
+
+def classification_metrics(y, p):
+    pc = np.clip(p, 1e-15, 1 - 1e-15)
+    shifted, c = at_base_rate(y, p)
     return dict(auc=roc_auc(y, p), pr_auc=pr_auc(y, p),
                 log_loss=float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc))),
-                brier=float(np.mean((p - y) ** 2)), ece=float(ece),
+                brier=float(np.mean((p - y) ** 2)), ece=ece_of(y, p),
+                ece_at_base_rate=ece_of(y, shifted), base_rate_shift_logit=float(c),
                 mean_score=float(p.mean()), base_rate=float(y.mean()))
 
 
@@ -659,10 +682,13 @@ def main():
             tr["sibyl_by_seed"] = {str(sd): classification_metrics(y, sib_by_seed[sd]) for sd in seeds}
             print(f"   users {len(users)}, base rate {y.mean():.4f}; RF-LR fitted on {len(users0)} users at {iso(T0)} "
                   f"(base rate {y0.mean():.4f})")
-            print(f"   {'model':<20}{'ROC AUC':>9}{'PR AUC':>9}{'log loss':>10}{'Brier':>9}{'ECE':>9}{'mean score':>12}{'base rate':>11}")
+            print(f"   {'model':<20}{'ROC AUC':>9}{'PR AUC':>9}{'log loss':>10}{'Brier':>9}{'ECE':>9}{'mean score':>12}{'base rate':>11}"
+                  f"{'ECE@rate':>10}")
             for k, m in tr["models"].items():
                 print(f"   {k:<20}{fmt(m['auc']):>9}{fmt(m['pr_auc']):>9}{fmt(m['log_loss']):>10}{fmt(m['brier']):>9}"
-                      f"{fmt(m['ece']):>9}{fmt(m['mean_score']):>12}{fmt(m['base_rate']):>11}")
+                      f"{fmt(m['ece']):>9}{fmt(m['mean_score']):>12}{fmt(m['base_rate']):>11}{fmt(m['ece_at_base_rate']):>10}")
+            print("   (ECE@rate: a diagnostic, not a result: the ECE had the base rate at T been known, i.e. the"
+                  " scores shifted by one log-odds constant to the realised rate)")
             boot = paired_bootstrap(y, s_main, preds, roc_auc, n=args.bootstrap)
             tr["bootstrap_auc_diff"] = boot
             for k, b in boot.items():
