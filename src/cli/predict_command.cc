@@ -248,6 +248,11 @@ void RunShow(const GlobalOptions& global, const ShowFlags& flags) {
                                         .c_str());
     if (loaded->bundle.task == ml::TaskKind::kRegression) PrintRegressionMetrics(s["metrics"]);
     else PrintClassificationMetrics(s["metrics"]);
+    const nlohmann::json final_model = loaded->bundle.parameters.value("final_model", nlohmann::json::object());
+    if (final_model.value("fitted_on", std::string()) == "fit and held-out users")
+      std::printf("final model: the winner fitted again on the fit and held-out users (%zu rows) and calibrated "
+                  "again; the quality above is the winner's before, on users it had not seen\n",
+                  final_model.value("rows", size_t{0}));
     if (const auto& seasonal = s.value("seasonal_shift", nlohmann::json::object()); seasonal.contains("note"))
       std::printf("seasonal shift of the scores: %s\n", seasonal.value("note", "").c_str());
   }
