@@ -198,9 +198,9 @@ Status FindDevices(const Cluster& cluster, const SliceSpec& spec, const Visibili
 // A slice of a few named owners finds every row it needs through primary keys, so that
 // its cost follows its owners' rows, not the shards' (a real-time score on a cluster of
 // 25M rows a shard read every row's ids and took seconds): its own rows and its linked
-// devices' anonymous rows by their owners' hashes, and the first row of each other user
-// seen with one of its devices (the row that decides who a device was linked to first)
-// through `links`, then by that user's hash and the row's (batch, row).
+// devices' anonymous rows by their owners' hashes, and the `links` rows of each other user
+// seen with one of its devices (among them that pair's earliest event, which may decide
+// whom the device belongs to), then those rows by that user's hash and (batch, row).
 struct NamedOwnersPull {
   std::vector<uint64_t> hashes;  // of the owners and of the linked devices' anonymous owners
   struct ForeignRow {
@@ -211,7 +211,7 @@ struct NamedOwnersPull {
   std::vector<std::vector<ForeignRow>> foreign;  // per shard
 };
 
-// Beyond this many other users' first rows (a device id that thousands share, such as a
+// Beyond this many other users' `links` rows (a device id that thousands share, such as a
 // placeholder), the rows are found by the scan that bigger slices use.
 constexpr size_t kMaxForeignRows = 1000;
 
@@ -231,7 +231,7 @@ Result<std::optional<NamedOwnersPull>> PlanNamedOwnersPull(const Cluster& cluste
   const std::set<std::string_view> own(spec.owners.begin(), spec.owners.end());
   const std::string sql = fmt::format(
       "SELECT device_id, user_id, batch, row FROM {} PREWHERE device_id IN devices WHERE {} "
-      "ORDER BY batch, row LIMIT 1 BY device_id, user_id FORMAT RowBinary",
+      "ORDER BY batch, row FORMAT RowBinary",
       cluster.Table("links"), visible.condition);
   std::vector<Result<std::string>> answers =
       cluster.OnEveryShard([&](size_t s) { return cluster.shard(s).Query(sql, tables); });
@@ -436,8 +436,9 @@ Result<std::unique_ptr<EventStore>> OpenSlice(const Cluster& cluster, const Slic
         continue;
       }
       // The slice's rows, the anonymous rows of devices its users were seen with, and of
-      // every other user seen with one of its devices only the first row of each (device,
-      // user) pair: that row is what decides which user a device was linked to first.
+      // every other user seen with one of its devices only the earliest row of each
+      // (device, user) pair: the earliest of those decides whom a device belongs to
+      // (LinkDecidesBefore, store/reader.h).
       // The selective conditions are PREWHERE: the shard reads the few columns they need
       // for every row and the rest only for the rows they pass (18.16 does not move them
       // there itself inside a UNION: a named user's pull read every column of every row).
@@ -446,7 +447,7 @@ Result<std::unique_ptr<EventStore>> OpenSlice(const Cluster& cluster, const Slic
           "SELECT {0} FROM {1} PREWHERE (({3}) OR (user_id = '' AND device_id IN linked)) AND {5} WHERE {2} "
           "UNION ALL "
           "SELECT {0} FROM (SELECT {0} FROM {1} PREWHERE device_id IN devices AND user_id != '' AND NOT ({3}) "
-          "WHERE {2} ORDER BY batch, row LIMIT 1 BY device_id, user_id) WHERE {5} "
+          "WHERE {2} ORDER BY time, batch, row LIMIT 1 BY device_id, user_id) WHERE {5} "
           "UNION ALL {4}"
           ") ORDER BY batch, row FORMAT RowBinary",
           EventRowColumns(), cluster.Table("events"), where, own, SentinelRowSelect(), range));

@@ -215,5 +215,13 @@ TEST(OrderIndependenceTest, ReorderedIngestWithTheSameLinksGivesTheSameModelByte
   ExpectOrderIndependent(true, false);
 }
 
+// The identity links too: every line reversed or shuffled, the events that link devices
+// to users among them. A device's deciding link is its earliest event with a user id,
+// not the first to arrive (store/reader.h, LinkDecidesBefore), so the rows are the same.
+// User-property columns stay out: their history still keeps arrival order.
+TEST(OrderIndependenceTest, ReorderedIngestOfEveryLineGivesTheSameModelBytesAndScoresWithoutUserPropertyColumns) {
+  ExpectOrderIndependent(false, false);
+}
+
 }  // namespace
 }  // namespace sibyl::pipeline

@@ -226,7 +226,7 @@ Status EmbeddedStore::LoadCheckpoint() {
     link.user = static_cast<ActorId>(u.Varint());
     link.time_ms = u.SignedVarint();
     catalog_->links.push_back(link);
-    device_owner_.emplace(link.device, link.user);
+    NoteLink(link);
   }
   if (users_v1) {
     n = u.Varint();
@@ -319,6 +319,13 @@ void EmbeddedStore::ApplyToUserValues(std::span<const UserPropertyRecord> record
   }
 }
 
+void EmbeddedStore::NoteLink(const IdentityLink& link) {
+  auto [it, fresh] = device_owner_.try_emplace(link.device, DeviceOwner{link.user, link.time_ms});
+  if (!fresh && LinkDecidesBefore(link.time_ms, catalog_->actors.name(link.user), it->second.time_ms,
+                                  catalog_->actors.name(it->second.user)))
+    it->second = {link.user, link.time_ms};
+}
+
 void EmbeddedStore::ApplyCommitted(std::vector<StagedBatch>& batches, bool merge_memtable) {
   auto version = std::make_shared<Version>(*current());
   for (StagedBatch& s : batches) {
@@ -326,7 +333,7 @@ void EmbeddedStore::ApplyCommitted(std::vector<StagedBatch>& batches, bool merge
     ApplyToUserValues(s.records);
     for (const auto& link : s.links) {
       catalog_->links.push_back(link);
-      device_owner_.emplace(link.device, link.user);
+      NoteLink(link);
     }
     // Live transactions inserted their ids while encoding; replayed ones insert here.
     if (!options_.read_only && replaying_)

@@ -52,13 +52,19 @@ struct StagedBatch {
 using UserValues = absl::flat_hash_map<uint64_t, StoredValue>;
 inline uint64_t UserKey(ActorId actor, DictId key) { return (static_cast<uint64_t>(actor) << 32) | key; }
 
+// A device's deciding identity link so far (LinkDecidesBefore in reader.h).
+struct DeviceOwner {
+  ActorId user = 0;
+  int64_t time_ms = 0;
+};
+
 // Changes a transaction has made to per-user state, visible to its own later batches.
 struct TransactionOverlay {
   UserValues user_values;  // kNull: unset by this transaction
   // Slots of user_values the store had no value for: at most this many entries are added
   // to the store's map at commit, which reserves them at once.
   size_t new_user_values = 0;
-  std::unordered_map<ActorId, ActorId> device_owner;
+  std::unordered_map<ActorId, DeviceOwner> device_owner;
   // The store's de-dup index already holds this transaction's insert_ids (so later
   // batches see them); this is its size before, to take them out again on abort.
   size_t dedup_size_before = 0;
@@ -120,7 +126,9 @@ class EmbeddedStore final : public EventStore {
 
   // Latest state, for applying user property operations and linking identities.
   UserValues user_values_;  // no kNull entries: an unset property is erased
-  std::unordered_map<ActorId, ActorId> device_owner_;
+  std::unordered_map<ActorId, DeviceOwner> device_owner_;
+  // Keeps `link` in device_owner_ if it decides its device before the one there.
+  void NoteLink(const IdentityLink& link);
   DedupIndex dedup_;
   // The index on disk: files holding consecutive ranges of its entries in insertion order
   // (docs/FORMAT.md, "De-duplication files").

@@ -7,8 +7,19 @@ namespace sibyl {
 std::vector<ActorId> EventReader::ResolveIdentities(int64_t as_of_ms) const {
   std::vector<ActorId> owner(actors().size());
   for (size_t i = 0; i < owner.size(); ++i) owner[i] = static_cast<ActorId>(i);
-  for (const IdentityLink& link : identity_links())
-    if (link.time_ms < as_of_ms && link.device < owner.size()) owner[link.device] = link.user;
+  // Each device goes to its deciding link (LinkDecidesBefore), when that was made before
+  // as_of: a device's later links only ever come earlier in time, so once the deciding
+  // link is after as_of every other one is too.
+  std::vector<int64_t> decided_at(owner.size(), INT64_MAX);
+  for (const IdentityLink& link : identity_links()) {
+    if (link.device >= owner.size() || link.time_ms >= as_of_ms) continue;
+    const ActorId device = link.device;
+    if (decided_at[device] == INT64_MAX ||
+        LinkDecidesBefore(link.time_ms, actors().name(link.user), decided_at[device], actors().name(owner[device]))) {
+      decided_at[device] = link.time_ms;
+      owner[device] = link.user;
+    }
+  }
   return owner;
 }
 

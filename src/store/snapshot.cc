@@ -475,9 +475,16 @@ Status EventReader::GatherActors(std::span<const ActorId> actors, const ScanSpec
 
 ActorId EventReader::ResolveIdentity(ActorId actor, int64_t as_of_ms) const {
   ActorId owner = actor;
-  // As ResolveIdentities: the last qualifying link in device order wins.
-  for (const IdentityLink& link : LinksOfDevice(actor))
-    if (link.time_ms < as_of_ms) owner = link.user;
+  int64_t decided_at = INT64_MAX;
+  // As ResolveIdentities: the deciding link, if it was made before as_of.
+  for (const IdentityLink& link : LinksOfDevice(actor)) {
+    if (link.time_ms >= as_of_ms) continue;
+    if (decided_at == INT64_MAX ||
+        LinkDecidesBefore(link.time_ms, actors().name(link.user), decided_at, actors().name(owner))) {
+      decided_at = link.time_ms;
+      owner = link.user;
+    }
+  }
   return owner;
 }
 

@@ -168,7 +168,7 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
     if (auto it = user_values_.find(key); it != user_values_.end()) return &it->second;
     return nullptr;
   };
-  auto owner_of = [&](ActorId device) -> const ActorId* {
+  auto owner_of = [&](ActorId device) -> const DeviceOwner* {
     if (auto it = overlay.device_owner.find(device); it != overlay.device_owner.end())
       return &it->second;
     if (auto it = device_owner_.find(device); it != device_owner_.end()) return &it->second;
@@ -199,7 +199,8 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
   }
 
   std::unordered_map<ActorId, std::span<const UserPropertyUpdate>> last_updates;
-  ActorId linked_device = 0;
+  ActorId linked_device = 0, linked_user = 0;
+  int64_t linked_time = 0;
   bool has_linked_device = false;
   for (size_t index = 0; index < batch.events.size(); ++index) {
     const ParsedEvent& e = batch.events[index];
@@ -210,15 +211,25 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
       actor = intern_actor('u', e.user_id);
       if (!e.device_id.empty()) {
         ActorId device = intern_actor('d', e.device_id);
-        // First link wins: a device later seen with another user stays with the first.
-        // After this the device has an owner either way, so a repeat needs no lookup.
-        bool known = has_linked_device && linked_device == device;
-        has_linked_device = true;
-        linked_device = device;
-        if (!known && owner_of(device) == nullptr) {
-          overlay.device_owner[device] = actor;
-          staged.links.push_back({device, actor, time});
-          ++staged.counts.identity_links;
+        // The earliest event with both ids decides the device (LinkDecidesBefore): an
+        // event that comes before the device's deciding link so far, whenever it arrives,
+        // adds a link that decides from now on, so any arrival order ends with the same
+        // deciding link. Events mostly arrive in time order: a repeat of the previous
+        // event's pair at the same time or later changes nothing and needs no lookup.
+        const bool repeat = has_linked_device && linked_device == device && linked_user == actor &&
+                            time >= linked_time;
+        if (!repeat) {
+          const DeviceOwner* owner = owner_of(device);
+          if (owner == nullptr ||
+              LinkDecidesBefore(time, c.actors.name(actor), owner->time_ms, c.actors.name(owner->user))) {
+            overlay.device_owner[device] = {actor, time};
+            staged.links.push_back({device, actor, time});
+            ++staged.counts.identity_links;
+          }
+          has_linked_device = true;
+          linked_device = device;
+          linked_user = actor;
+          linked_time = time;
         }
       }
     } else {

@@ -155,7 +155,7 @@ TEST_F(StoreTest, DeviceEventsBelongToTheLinkedUserFromTheLinkOn) {
   EventBatch batch;
   Add(batch, "", "View", 100, "", "device-1");         // anonymous
   Add(batch, "user-a", "Sign Up", 200, "", "device-1");  // links device-1 -> user-a
-  Add(batch, "user-b", "View", 300, "", "device-1");     // first link wins
+  Add(batch, "user-b", "View", 300, "", "device-1");     // the earliest pair decides
   ASSERT_TRUE(store->Append(batch).ok());
   auto snap = store->Snapshot();
   ActorId device = *snap->actors().Find("d:device-1");
@@ -163,6 +163,56 @@ TEST_F(StoreTest, DeviceEventsBelongToTheLinkedUserFromTheLinkOn) {
   EXPECT_EQ(snap->ResolveIdentities(200)[device], device);  // link at 200 is not before 200
   EXPECT_EQ(snap->ResolveIdentities(201)[device], user_a);
   ASSERT_EQ(snap->identity_links().size(), 1u);
+}
+
+// The event that decides a device is its earliest with a user id (on equal times, the
+// user whose name sorts first), whatever order the events arrive in: each arrival order
+// below, in one batch, in batches and across a reopen, resolves the device alike at every
+// time, as do the per-device and per-user lookups.
+TEST_F(StoreTest, TheEarliestPairDecidesADeviceInAnyArrivalOrder) {
+  struct Line {
+    const char* user;
+    int64_t time;
+  };
+  const std::vector<Line> lines = {{"user-c", 500}, {"user-b", 300}, {"user-a", 300}, {"user-c", 250}, {"", 100}};
+  std::vector<size_t> order = {0, 1, 2, 3, 4};
+  int orders = 0;
+  do {
+    SCOPED_TRACE(fmt::format("order {}{}{}{}{}", order[0], order[1], order[2], order[3], order[4]));
+    std::filesystem::remove_all(dir_);
+    auto store = Open();
+    for (size_t k = 0; k < order.size(); ++k) {
+      EventBatch batch;  // one batch an event: the later ones see the store's links
+      Add(batch, lines[order[k]].user, "View", lines[order[k]].time, "", "device-1");
+      ASSERT_TRUE(store->Append(batch).ok());
+    }
+    for (int reopen = 0; reopen < 2; ++reopen) {
+      auto snap = store->Snapshot();
+      const ActorId device = *snap->actors().Find("d:device-1");
+      const ActorId user_c = *snap->actors().Find("u:user-c");
+      const ActorId user_a = *snap->actors().Find("u:user-a");
+      EXPECT_EQ(snap->ResolveIdentities(250)[device], device);
+      EXPECT_EQ(snap->ResolveIdentities(251)[device], user_c);  // 250: user-c's earliest
+      EXPECT_EQ(snap->ResolveIdentities(10'000)[device], user_c);
+      EXPECT_EQ(snap->ResolveIdentity(device, 301), user_c);
+      EXPECT_EQ(snap->LinkedDevices(user_c, 251), std::vector<ActorId>{device});
+      EXPECT_TRUE(snap->LinkedDevices(user_a, 10'000).empty());
+      store.reset();
+      store = Open();
+    }
+  } while (std::next_permutation(order.begin(), order.end()) && ++orders < 40);
+
+  // Equal times: the name decides, not the arrival.
+  for (bool b_first : {true, false}) {
+    std::filesystem::remove_all(dir_);
+    auto store = Open();
+    EventBatch batch;
+    Add(batch, b_first ? "user-b" : "user-a", "View", 300, "", "device-2");
+    Add(batch, b_first ? "user-a" : "user-b", "View", 300, "", "device-2");
+    ASSERT_TRUE(store->Append(batch).ok());
+    auto snap = store->Snapshot();
+    EXPECT_EQ(snap->ResolveIdentities(301)[*snap->actors().Find("d:device-2")], *snap->actors().Find("u:user-a"));
+  }
 }
 
 TEST_F(StoreTest, UserPropertiesAsOfApplyOperationsInOrder) {

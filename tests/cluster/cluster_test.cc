@@ -3,6 +3,8 @@
 // shards, so it must never change), the commit protocol when a shard dies between two
 // inserts of one write, and the check that refuses a reordered endpoint list.
 #include <fmt/format.h>
+#include <set>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -351,10 +353,20 @@ std::string OwnerDigest(const EventStore& store, const std::string& owner) {
     return line;
   };
   std::string out = fmt::format("{}:{}", owner, events_of(*actor));
+  // The devices this owner holds (or, for a device, who holds it), by their deciding
+  // link: a store may also keep links that an earlier event overruled.
+  std::set<ActorId> devices;
   for (const IdentityLink& link : reader->identity_links())
-    if (link.user == *actor || link.device == *actor)
-      out += fmt::format(" | {} -> {} at {}:{}", reader->actors().name(link.device), reader->actors().name(link.user),
-                         link.time_ms, events_of(link.device));
+    if (link.user == *actor || link.device == *actor) devices.insert(link.device);
+  for (ActorId device : devices) {
+    const ActorId holder = reader->ResolveIdentity(device, INT64_MAX);
+    if (holder != *actor && device != *actor) continue;
+    int64_t since = INT64_MAX;
+    for (const IdentityLink& link : reader->LinksOfDevice(device))
+      if (link.user == holder) since = std::min(since, link.time_ms);
+    out += fmt::format(" | {} -> {} at {}:{}", reader->actors().name(device), reader->actors().name(holder), since,
+                       events_of(device));
+  }
   return out;
 }
 
@@ -399,6 +411,21 @@ TEST_F(ClusterTest, ANamedUsersSliceFindsItsIdentitiesThroughTheLinksTable) {
   add(third, "", "tablet");
   add(third, "carol-l", "tablet");
   write(third);
+  // Earlier events that arrive later decide (store/reader.h, LinkDecidesBefore): dave's
+  // tablet event comes before carol's, in a later write; erin's phone events arrive late
+  // first, then one before carol's, in the same write (its `links` row is the second).
+  const int64_t t0 = 1'702'000'000'000;
+  EventBatch fourth;
+  auto add_at = [&](EventBatch& batch, const std::string& user, const std::string& device, int64_t at) {
+    const int64_t next = t;
+    t = at;
+    add(batch, user, device);
+    t = next + 60'000;
+  };
+  add_at(fourth, "dave-l", "tablet", t0 + 11 * 60'000 + 30'000);
+  add_at(fourth, "erin-l", "phone", t0 + 20 * 60'000);
+  add_at(fourth, "erin-l", "phone", t0 + 7 * 60'000 + 30'000);
+  write(fourth);
   uint64_t link_rows = 0;
   for (size_t s = 0; s < 2; ++s) {
     auto n = (*cluster)->shard(s).Query(
@@ -406,20 +433,40 @@ TEST_F(ClusterTest, ANamedUsersSliceFindsItsIdentitiesThroughTheLinksTable) {
     ASSERT_TRUE(n.ok()) << n.status().ToString();
     link_rows += std::strtoull(n->c_str(), nullptr, 10);
   }
-  EXPECT_EQ(link_rows, 6u) << "one links row per (device, user) pair per write";
+  EXPECT_EQ(link_rows, 9u) << "a links row per (device, user) pair per write, and one more for erin's earlier event";
 
   auto whole = OpenSlice(**cluster, SliceSpec{}, Slices());
   ASSERT_TRUE(whole.ok()) << whole.status().ToString();
-  for (const std::string owner : {"u:alice-l", "u:bob-l", "u:carol-l", "d:shared", "d:solo", "d:phone", "d:tablet"}) {
+  for (const std::string owner : {"u:alice-l", "u:bob-l", "u:carol-l", "u:dave-l", "u:erin-l", "d:shared", "d:solo",
+                                  "d:phone", "d:tablet"}) {
     SliceStats stats;
     auto named = OpenSlice(**cluster, SliceSpec{.kind = SliceSpec::Kind::kOwners, .owners = {owner}}, Slices(), &stats);
     ASSERT_TRUE(named.ok()) << named.status().ToString();
     EXPECT_EQ(OwnerDigest(**named, owner), OwnerDigest(**whole, owner));
     EXPECT_LT(stats.rows_pulled, 15u) << owner << ": the pull read more than its identities need";
   }
+  // The slices of a shard run (`score --shard i/N`) pull each other user's earliest row
+  // of a pair by a scan, not through `links`: each owner looks the same in its shard's.
+  for (size_t shard = 0; shard < (*cluster)->shards(); ++shard) {
+    auto slice = OpenSlice(**cluster, SliceSpec{.kind = SliceSpec::Kind::kShard, .shard = shard}, Slices());
+    ASSERT_TRUE(slice.ok()) << slice.status().ToString();
+    std::shared_ptr<const EventReader> reader = (*slice)->Snapshot();
+    for (const std::string owner : {"u:alice-l", "u:bob-l", "u:carol-l", "u:dave-l", "u:erin-l", "d:shared",
+                                    "d:solo", "d:phone", "d:tablet"}) {
+      std::optional<DictId> actor = reader->actors().Find(owner);
+      if (!actor || !reader->Owns(*actor)) continue;
+      EXPECT_EQ(OwnerDigest(**slice, owner), OwnerDigest(**whole, owner)) << "shard " << shard;
+    }
+  }
   EXPECT_NE(OwnerDigest(**whole, "u:alice-l").find("d:shared -> u:alice-l"), std::string::npos)
       << OwnerDigest(**whole, "u:alice-l");
   EXPECT_EQ(OwnerDigest(**whole, "u:carol-l").find("d:shared"), std::string::npos) << OwnerDigest(**whole, "u:carol-l");
+  EXPECT_NE(OwnerDigest(**whole, "u:dave-l").find("d:tablet -> u:dave-l"), std::string::npos)
+      << OwnerDigest(**whole, "u:dave-l");
+  EXPECT_NE(OwnerDigest(**whole, "u:erin-l").find("d:phone -> u:erin-l"), std::string::npos)
+      << OwnerDigest(**whole, "u:erin-l");
+  EXPECT_EQ(OwnerDigest(**whole, "u:carol-l").find("d:tablet"), std::string::npos) << OwnerDigest(**whole, "u:carol-l");
+  EXPECT_EQ(OwnerDigest(**whole, "u:carol-l").find("d:phone"), std::string::npos) << OwnerDigest(**whole, "u:carol-l");
 }
 
 // Sealing the commit log: below the seal every batch is visible without being listed, but
