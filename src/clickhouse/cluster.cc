@@ -56,8 +56,7 @@ std::vector<std::string> SchemaStatements(std::string_view db) {
       fmt::format("CREATE TABLE IF NOT EXISTS {}.seals ("
                   "below UInt64, sealed_ms Int64, abandoned Array(UInt64), {}) ENGINE = MergeTree ORDER BY below",
                   db, fmt::join(kSpanColumns, ", ")),
-      // The rows of each (device, user) pair in each batch that were the pair's earliest
-      // in the batch when written (its earliest of all among them): a slice of a few users
+      // The first row of each (device, user) pair in each batch: a slice of a few users
       // finds the other users seen with its devices here, by the primary key, instead of
       // scanning every row's ids (docs/SCALE_OUT.md, "Reads").
       fmt::format("CREATE TABLE IF NOT EXISTS {}.links ("
@@ -166,8 +165,8 @@ Status Cluster::EnsureSchema(size_t shard) const {
   RETURN_IF_ERROR(AddMissingColumns(shard));
   if (Trim(had_links) != "1") {
     RETURN_IF_ERROR(client.Execute(fmt::format(
-        "INSERT INTO {} SELECT device_id, user_id, batch, argMin(row, time) FROM {} "
-        "WHERE user_id != '' AND device_id != '' GROUP BY device_id, user_id, batch",
+        "INSERT INTO {} SELECT device_id, user_id, batch, min(row) FROM {} WHERE user_id != '' AND device_id != '' "
+        "GROUP BY device_id, user_id, batch",
         Table("links"), Table("events"))));
   }
   ASSIGN_OR_RETURN(std::string info, client.Query(fmt::format("SELECT shard, shards FROM {} FORMAT TSV", Table("shard_info"))));

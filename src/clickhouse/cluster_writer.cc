@@ -4,7 +4,6 @@
 
 #include <filesystem>
 #include <random>
-#include <unordered_map>
 #include <unordered_set>
 #include <thread>
 
@@ -27,8 +26,7 @@ class ClusterTransaction final : public Transaction {
     if (batch.events.size() > UINT32_MAX - next_row_)
       return state_ = ResourceExhausted("one write into the cluster holds at most {} events: commit more often "
                                         "(ingest --commit-every)", UINT32_MAX);
-    std::string_view last_device, last_user;  // of the previous linking event (views into `batch`)
-    int64_t last_time = 0;
+    std::string_view last_device, last_user;  // of the previous event (views into `batch`)
     for (const ParsedEvent& e : batch.events) {
       const std::string owner = OwnerOf(e);
       const uint64_t hash = OwnerHash(owner);
@@ -37,26 +35,19 @@ class ClusterTransaction final : public Transaction {
       const int64_t time_ms = e.has_time ? e.time_ms : now;
       RowBinaryWriter out(&events_[shard]);
       EncodeEventRow(batch, e, batch_, row, owner, hash, time_ms, out);
-      // Each row of a (device, user) pair that is the pair's earliest in this write so
-      // far, beside it on its shard: the pair's earliest row of all is then among its
-      // `links` rows, which is what decides a device (LinkDecidesBefore, store/reader.h)
-      // whatever order the rows arrived in. A user's events mostly come in runs from one
-      // device, in time order: a repeat of the previous event's pair at the same time or
-      // later needs no lookup.
-      const bool repeat = e.device_id == last_device && e.user_id == last_user && time_ms >= last_time;
-      if (!repeat && !e.user_id.empty() && !e.device_id.empty()) {
-        last_device = e.device_id;
-        last_user = e.user_id;
-        last_time = time_ms;
-        auto [earliest, fresh] = linked_.try_emplace(fmt::format("{}{}{}", e.device_id, '\0', e.user_id), time_ms);
-        if (fresh || time_ms < earliest->second) {
-          earliest->second = time_ms;
-          RowBinaryWriter link(&links_[shard]);
-          link.String(e.device_id);
-          link.String(e.user_id);
-          link.UInt64(batch_);
-          link.UInt32(row);
-        }
+      // The first row of each (device, user) pair in this write, beside it on its shard.
+      // A user's events mostly come in runs from one device: a repeat of the previous
+      // event's pair needs no lookup.
+      const bool repeat = e.device_id == last_device && e.user_id == last_user;
+      last_device = e.device_id;
+      last_user = e.user_id;
+      if (!repeat && !e.user_id.empty() && !e.device_id.empty() &&
+          linked_.insert(fmt::format("{}{}{}", e.device_id, '\0', e.user_id)).second) {
+        RowBinaryWriter link(&links_[shard]);
+        link.String(e.device_id);
+        link.String(e.user_id);
+        link.UInt64(batch_);
+        link.UInt32(row);
       }
       if (e.is_identify) {
         ++result.identify_calls;
@@ -140,7 +131,7 @@ class ClusterTransaction final : public Transaction {
   uint32_t next_row_ = 0;
   uint64_t rows_ = 0;
   std::vector<std::string> events_, numbers_, links_;  // RowBinary per shard, not yet sent
-  std::unordered_map<std::string, int64_t> linked_;  // "device\0user" -> its earliest time in this write
+  std::unordered_set<std::string> linked_;  // "device\0user" of the pairs seen in this write
   TimeSpan span_;                           // of this write's events
   Status state_;  // the first failure: every later call repeats it
 };

@@ -198,22 +198,22 @@ Status FindDevices(const Cluster& cluster, const SliceSpec& spec, const Visibili
 // A slice of a few named owners finds every row it needs through primary keys, so that
 // its cost follows its owners' rows, not the shards' (a real-time score on a cluster of
 // 25M rows a shard read every row's ids and took seconds): its own rows and its linked
-// devices' anonymous rows by their owners' hashes, and the `links` rows of each other user
-// seen with one of its devices (among them that pair's earliest event, which may decide
-// whom the device belongs to), then those rows by that user's hash and (batch, row).
+// devices' anonymous rows by their owners' hashes; the other users seen with one of its
+// devices from `links`, and of each such (device, user) pair its earliest row (the one
+// that may decide whom the device belongs to: LinkDecidesBefore, store/reader.h) by that
+// user's hash.
 struct NamedOwnersPull {
   std::vector<uint64_t> hashes;  // of the owners and of the linked devices' anonymous owners
-  struct ForeignRow {
+  struct ForeignPair {
     uint64_t owner_hash;
-    uint64_t batch;
-    uint32_t row;
+    std::string device, user;
   };
-  std::vector<std::vector<ForeignRow>> foreign;  // per shard
+  std::vector<std::vector<ForeignPair>> foreign;  // per shard
 };
 
-// Beyond this many other users' `links` rows (a device id that thousands share, such as a
+// Beyond this many (device, other user) pairs (a device id that thousands share, such as a
 // placeholder), the rows are found by the scan that bigger slices use.
-constexpr size_t kMaxForeignRows = 1000;
+constexpr size_t kMaxForeignPairs = 1000;
 
 Result<std::optional<NamedOwnersPull>> PlanNamedOwnersPull(const Cluster& cluster, const SliceSpec& spec,
                                                            const Visibility& visible,
@@ -230,8 +230,7 @@ Result<std::optional<NamedOwnersPull>> PlanNamedOwnersPull(const Cluster& cluste
   tables.push_back(ExternalTable{.name = "devices", .column = "device_id", .values = devices});
   const std::set<std::string_view> own(spec.owners.begin(), spec.owners.end());
   const std::string sql = fmt::format(
-      "SELECT device_id, user_id, batch, row FROM {} PREWHERE device_id IN devices WHERE {} "
-      "ORDER BY batch, row FORMAT RowBinary",
+      "SELECT DISTINCT device_id, user_id FROM {} PREWHERE device_id IN devices WHERE {} FORMAT RowBinary",
       cluster.Table("links"), visible.condition);
   std::vector<Result<std::string>> answers =
       cluster.OnEveryShard([&](size_t s) { return cluster.shard(s).Query(sql, tables); });
@@ -241,14 +240,12 @@ Result<std::optional<NamedOwnersPull>> PlanNamedOwnersPull(const Cluster& cluste
     RowBinaryReader in(rows);
     while (!in.at_end()) {
       std::string_view device, user;
-      NamedOwnersPull::ForeignRow row;
-      if (!in.String(&device) || !in.String(&user) || !in.UInt64(&row.batch) || !in.UInt32(&row.row))
+      if (!in.String(&device) || !in.String(&user))
         return Corruption("{}: unreadable links", cluster.shard(s).endpoint());
       const std::string owner = "u:" + std::string(user);
       if (own.count(owner)) continue;  // the slice's own rows come with them
-      row.owner_hash = OwnerHash(owner);
-      pull.foreign[s].push_back(row);
-      if (++total > kMaxForeignRows) return std::optional<NamedOwnersPull>();
+      pull.foreign[s].push_back({OwnerHash(owner), std::string(device), std::string(user)});
+      if (++total > kMaxForeignPairs) return std::optional<NamedOwnersPull>();
     }
   }
   return std::optional<NamedOwnersPull>(std::move(pull));
@@ -262,13 +259,15 @@ std::string NamedOwnersQuery(const Cluster& cluster, const NamedOwnersPull& pull
   for (uint64_t h : pull.hashes) hashes += fmt::format("{}{}", hashes.empty() ? "" : ", ", h);
   std::string foreign;
   if (!pull.foreign[shard].empty()) {
-    std::string foreign_hashes, keys;
-    for (const NamedOwnersPull::ForeignRow& r : pull.foreign[shard]) {
-      foreign_hashes += fmt::format("{}{}", foreign_hashes.empty() ? "" : ", ", r.owner_hash);
-      keys += fmt::format("{}({}, {})", keys.empty() ? "" : ", ", r.batch, r.row);
+    std::string foreign_hashes, pairs;
+    for (const NamedOwnersPull::ForeignPair& p : pull.foreign[shard]) {
+      foreign_hashes += fmt::format("{}{}", foreign_hashes.empty() ? "" : ", ", p.owner_hash);
+      pairs += fmt::format("{}({}, {})", pairs.empty() ? "" : ", ", Quote(p.device), Quote(p.user));
     }
-    foreign = fmt::format("SELECT {0} FROM {1} PREWHERE owner_hash IN ({2}) AND (batch, row) IN ({3}) WHERE {4} UNION ALL ",
-                          EventRowColumns(), cluster.Table("events"), foreign_hashes, keys, visible);
+    foreign = fmt::format(
+        "SELECT {0} FROM (SELECT {0} FROM {1} PREWHERE owner_hash IN ({2}) AND (device_id, user_id) IN ({3}) "
+        "WHERE {4} ORDER BY time, batch, row LIMIT 1 BY device_id, user_id) UNION ALL ",
+        EventRowColumns(), cluster.Table("events"), foreign_hashes, pairs, visible);
   }
   return fmt::format(
       "SELECT {0} FROM ("
