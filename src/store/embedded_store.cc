@@ -320,10 +320,9 @@ void EmbeddedStore::ApplyToUserValues(std::span<const UserPropertyRecord> record
 }
 
 void EmbeddedStore::NoteLink(const IdentityLink& link) {
-  auto [it, fresh] = device_owner_.try_emplace(link.device, DeviceOwner{link.user, link.time_ms});
-  if (!fresh && LinkDecidesBefore(link.time_ms, catalog_->actors.name(link.user), it->second.time_ms,
-                                  catalog_->actors.name(it->second.user)))
-    it->second = {link.user, link.time_ms};
+  DeviceOwner& owner = device_owner_[link.device];
+  if (LinkOverrules(link.user, link.time_ms, owner.user, owner.time_ms, catalog_->actors))
+    owner = {link.user, link.time_ms};
 }
 
 void EmbeddedStore::ApplyCommitted(std::vector<StagedBatch>& batches, bool merge_memtable) {

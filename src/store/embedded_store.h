@@ -55,7 +55,7 @@ inline uint64_t UserKey(ActorId actor, DictId key) { return (static_cast<uint64_
 // A device's deciding identity link so far (LinkDecidesBefore in reader.h).
 struct DeviceOwner {
   ActorId user = 0;
-  int64_t time_ms = 0;
+  int64_t time_ms = INT64_MAX;  // none yet
 };
 
 // Changes a transaction has made to per-user state, visible to its own later batches.

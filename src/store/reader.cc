@@ -14,8 +14,7 @@ std::vector<ActorId> EventReader::ResolveIdentities(int64_t as_of_ms) const {
   for (const IdentityLink& link : identity_links()) {
     if (link.device >= owner.size() || link.time_ms >= as_of_ms) continue;
     const ActorId device = link.device;
-    if (decided_at[device] == INT64_MAX ||
-        LinkDecidesBefore(link.time_ms, actors().name(link.user), decided_at[device], actors().name(owner[device]))) {
+    if (LinkOverrules(link.user, link.time_ms, owner[device], decided_at[device], actors())) {
       decided_at[device] = link.time_ms;
       owner[device] = link.user;
     }

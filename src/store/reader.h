@@ -175,6 +175,15 @@ inline bool LinkDecidesBefore(int64_t time_ms, std::string_view user_name, int64
   return time_ms < other_time_ms || (time_ms == other_time_ms && user_name < other_user_name);
 }
 
+// Whether a link to `user` at `time_ms` takes a device from its deciding link so far, to
+// `current_user` at `current_ms` (INT64_MAX: none yet). `names` maps actor ids to names
+// (a Dictionary or a DictionaryView).
+template <typename Names>
+bool LinkOverrules(ActorId user, int64_t time_ms, ActorId current_user, int64_t current_ms, const Names& names) {
+  return current_ms == INT64_MAX ||
+         LinkDecidesBefore(time_ms, names.name(user), current_ms, names.name(current_user));
+}
+
 class EventReader {
  public:
   virtual ~EventReader() = default;

@@ -479,8 +479,7 @@ ActorId EventReader::ResolveIdentity(ActorId actor, int64_t as_of_ms) const {
   // As ResolveIdentities: the deciding link, if it was made before as_of.
   for (const IdentityLink& link : LinksOfDevice(actor)) {
     if (link.time_ms >= as_of_ms) continue;
-    if (decided_at == INT64_MAX ||
-        LinkDecidesBefore(link.time_ms, actors().name(link.user), decided_at, actors().name(owner))) {
+    if (LinkOverrules(link.user, link.time_ms, owner, decided_at, actors())) {
       decided_at = link.time_ms;
       owner = link.user;
     }

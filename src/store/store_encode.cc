@@ -219,9 +219,10 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
         const bool repeat = has_linked_device && linked_device == device && linked_user == actor &&
                             time >= linked_time;
         if (!repeat) {
+          const DeviceOwner none;
           const DeviceOwner* owner = owner_of(device);
-          if (owner == nullptr ||
-              LinkDecidesBefore(time, c.actors.name(actor), owner->time_ms, c.actors.name(owner->user))) {
+          if (owner == nullptr) owner = &none;
+          if (LinkOverrules(actor, time, owner->user, owner->time_ms, c.actors)) {
             overlay.device_owner[device] = {actor, time};
             staged.links.push_back({device, actor, time});
             ++staged.counts.identity_links;
