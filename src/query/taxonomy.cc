@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <mutex>
+#include <span>
+#include <tuple>
 #include <unordered_map>
+#include <vector>
 
 #include "query/scan_util.h"
 
@@ -71,7 +74,9 @@ nlohmann::json ValueToJson(const EventReader& reader, const StoredValue& v) {
 
 void BuildUserProperties(const EventReader& reader, int64_t cutoff_ms,
                          const TaxonomyOptions& options, Taxonomy& taxonomy) {
-  // Values are ranked by how many times they were set before the cutoff; numbers and
+  // Keys are ranked by how many users had them set before the cutoff, and values by how
+  // many users had them: counts of users, not of history records, which depend on the
+  // order values arrived in (docs/ARCHITECTURE.md, "User properties"). Numbers and
   // strings are keyed apart so "1" and 1 stay different. No support rule here (unlike
   // event property values): a user property is a lasting attribute of the users who have
   // it, and the users a prediction scores are mostly those it learnt from, so even a
@@ -79,12 +84,29 @@ void BuildUserProperties(const EventReader& reader, int64_t cutoff_ms,
   // describes them; dropping such values cost 0.002-0.005 AUC on the whole shop.
   std::unordered_map<DictId, uint64_t> key_counts;
   std::unordered_map<DictId, std::unordered_map<std::string, std::pair<uint64_t, nlohmann::json>>> values;
-  for (const UserPropertyRecord& r : reader.user_property_history()) {
-    if (r.time_ms >= cutoff_ms || r.value.kind == ValueKind::kNull) continue;
-    ++key_counts[r.key];
-    nlohmann::json v = ValueToJson(reader, r.value);
-    auto& slot = values[r.key][v.dump()];
-    if (slot.first++ == 0) slot.second = std::move(v);
+  // The history is sorted by actor: one actor's distinct (key, value) pairs at a time.
+  std::span<const UserPropertyRecord> history = reader.user_property_history();
+  std::vector<UserPropertyRecord> pairs;
+  auto same_pair = [](const UserPropertyRecord& a, const UserPropertyRecord& b) {
+    return a.key == b.key && a.value.kind == b.value.kind && a.value.number == b.value.number &&
+           a.value.string == b.value.string;
+  };
+  for (size_t begin = 0, end = 0; begin < history.size(); begin = end) {
+    while (end < history.size() && history[end].actor == history[begin].actor) ++end;
+    pairs.clear();
+    for (size_t i = begin; i < end; ++i)
+      if (history[i].time_ms < cutoff_ms && history[i].value.kind != ValueKind::kNull) pairs.push_back(history[i]);
+    std::sort(pairs.begin(), pairs.end(), [](const UserPropertyRecord& a, const UserPropertyRecord& b) {
+      return std::tie(a.key, a.value.kind, a.value.number, a.value.string) <
+             std::tie(b.key, b.value.kind, b.value.number, b.value.string);
+    });
+    pairs.erase(std::unique(pairs.begin(), pairs.end(), same_pair), pairs.end());
+    for (size_t i = 0; i < pairs.size(); ++i) {
+      if (i == 0 || pairs[i].key != pairs[i - 1].key) ++key_counts[pairs[i].key];
+      nlohmann::json v = ValueToJson(reader, pairs[i].value);
+      auto& slot = values[pairs[i].key][v.dump()];
+      if (slot.first++ == 0) slot.second = std::move(v);
+    }
   }
   std::vector<std::pair<uint64_t, std::string>> keys;
   for (auto [key, count] : key_counts) {

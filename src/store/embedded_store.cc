@@ -311,11 +311,8 @@ void EmbeddedStore::ApplyToUserValues(std::span<const UserPropertyRecord> record
     if (i + kAhead < records.size())
       user_values_.prefetch(UserKey(records[i + kAhead].actor, records[i + kAhead].key));
     const UserPropertyRecord& rec = records[i];
-    if (rec.value.kind == ValueKind::kNull) {
-      user_values_.erase(UserKey(rec.actor, rec.key));
-    } else {
-      user_values_.insert_or_assign(UserKey(rec.actor, rec.key), rec.value);
-    }
+    auto [it, fresh] = user_values_.try_emplace(UserKey(rec.actor, rec.key));
+    AdvanceUserState(it->second, !fresh, rec);
   }
 }
 

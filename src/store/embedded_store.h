@@ -46,10 +46,34 @@ struct StagedBatch {
   AppendResult counts;
 };
 
-// The latest value of user properties, by (actor << 32 | key). Open addressing: the
+// A user property's latest value by event time (kNull: unset), and the time of the record
+// that holds it: the start of the value's run as far as the records show (an equal value
+// that arrives with an earlier time moves it back). docs/ARCHITECTURE.md, "User properties".
+struct UserState {
+  StoredValue value;
+  int64_t time_ms = 0;
+};
+
+// The latest state of user properties, by (actor << 32 | key). Open addressing: the
 // store's map holds one entry per property of every user (millions), where a node per
 // entry would cost an allocation each and a pointer chase on every lookup.
-using UserValues = absl::flat_hash_map<uint64_t, StoredValue>;
+using UserValues = absl::flat_hash_map<uint64_t, UserState>;
+
+inline bool SameValue(const StoredValue& a, const StoredValue& b) {
+  return a.kind == b.kind && a.number == b.number && a.string == b.string;
+}
+
+// Moves a property's state (`known`: it has one) past one history record. The writer and
+// the replay of the log both go through it, so a reopened store decides as the live one.
+inline void AdvanceUserState(UserState& state, bool known, const UserPropertyRecord& record) {
+  if (!known || record.time_ms > state.time_ms) {
+    state = {record.value, record.time_ms};
+  } else if (record.time_ms == state.time_ms) {
+    state.value = record.value;  // at equal times the writer puts the winner last
+  } else if (SameValue(record.value, state.value)) {
+    state.time_ms = record.time_ms;  // the same value, known from earlier on
+  }
+}
 inline uint64_t UserKey(ActorId actor, DictId key) { return (static_cast<uint64_t>(actor) << 32) | key; }
 
 // A device's deciding identity link so far (LinkDecidesBefore in reader.h).
@@ -60,7 +84,7 @@ struct DeviceOwner {
 
 // Changes a transaction has made to per-user state, visible to its own later batches.
 struct TransactionOverlay {
-  UserValues user_values;  // kNull: unset by this transaction
+  UserValues user_values;  // the states this transaction has changed
   // Slots of user_values the store had no value for: at most this many entries are added
   // to the store's map at commit, which reserves them at once.
   size_t new_user_values = 0;
@@ -125,7 +149,7 @@ class EmbeddedStore final : public EventStore {
   size_t logged_dictionary_sizes_[Catalog::kDictionaries] = {0, 0, 0, 0};
 
   // Latest state, for applying user property operations and linking identities.
-  UserValues user_values_;  // no kNull entries: an unset property is erased
+  UserValues user_values_;  // an unset property keeps its entry (kNull) and its time
   std::unordered_map<ActorId, DeviceOwner> device_owner_;
   // Keeps `link` in device_owner_ if it decides its device before the one there.
   void NoteLink(const IdentityLink& link);

@@ -180,8 +180,10 @@ inline bool LinkDecidesBefore(int64_t time_ms, std::string_view user_name, int64
 // (a Dictionary or a DictionaryView).
 template <typename Names>
 bool LinkOverrules(ActorId user, int64_t time_ms, ActorId current_user, int64_t current_ms, const Names& names) {
-  return current_ms == INT64_MAX ||
-         LinkDecidesBefore(time_ms, names.name(user), current_ms, names.name(current_user));
+  // Times decide almost always; the names are looked up only on a tie.
+  if (current_ms == INT64_MAX) return true;
+  if (time_ms != current_ms) return time_ms < current_ms;
+  return names.name(user) < names.name(current_user);
 }
 
 class EventReader {

@@ -258,7 +258,12 @@ TEST_F(StoreBulkTest, LatestValuesMatchANaiveModelThroughUnsetsRestartsAndCheckp
     expected[actors[user]].emplace_back(key, time, kind, number);
   };
   auto model_unset = [&](size_t user, const std::string& key, int64_t time) {
-    if (latest.erase({user, key})) expected[actors[user]].emplace_back(key, time, ValueKind::kNull, 0);
+    // An unset is kept even of a value never set (an earlier set may arrive later); an
+    // unset property keeps its state.
+    auto [it, fresh] = latest.try_emplace({user, key}, ValueKind::kNull, 0);
+    if (!fresh && it->second.first == ValueKind::kNull) return;
+    it->second = {ValueKind::kNull, 0};
+    expected[actors[user]].emplace_back(key, time, ValueKind::kNull, 0);
   };
   // Column writes by (user, key), in commit order (times only grow here).
   std::map<std::pair<size_t, std::string>, std::vector<std::pair<int64_t, double>>> columns;
@@ -334,7 +339,8 @@ TEST_F(StoreBulkTest, LatestValuesMatchANaiveModelThroughUnsetsRestartsAndCheckp
             break;
           case 1:
             batch.user_updates.push_back({UserPropertyOp::kSetOnce, batch.Intern(key), Value::Number(number)});
-            if (!abandon && previous == latest.end()) model_set(user, key, time, ValueKind::kNumber, number);
+            if (!abandon && (previous == latest.end() || previous->second.first == ValueKind::kNull))
+              model_set(user, key, time, ValueKind::kNumber, number);
             break;
           case 2: {
             batch.user_updates.push_back({UserPropertyOp::kAdd, batch.Intern(key), Value::Number(number)});

@@ -45,8 +45,37 @@ bool SameUpdates(std::span<const UserPropertyUpdate> a, std::span<const UserProp
   return true;
 }
 
-bool SameValue(const StoredValue& a, const StoredValue& b) {
-  return a.kind == b.kind && a.number == b.number && a.string == b.string;
+// A total order of values, for the one choice arrival order must not make: which of two
+// values set at the same millisecond holds from then on (the greater does).
+bool ValueSortsBefore(const StoredValue& a, const StoredValue& b, const Dictionary& strings) {
+  if (a.kind != b.kind) return a.kind < b.kind;
+  if (a.kind == ValueKind::kString || a.kind == ValueKind::kArray)
+    return a.string != b.string && strings.name(a.string) < strings.name(b.string);
+  return a.number < b.number;
+}
+
+// The history records a property's new value `next` at `time` needs, given its state
+// (null: none), so that the value as of any time does not depend on the order the
+// values arrived in (docs/ARCHITECTURE.md, "User properties"). Returns how many of
+// `out` to append, in order.
+int RecordsFor(const UserState* state, int64_t time, const StoredValue& next, const Dictionary& strings,
+               StoredValue out[2]) {
+  if (state == nullptr) {
+    // Even unsetting what was never set: a value set earlier may still arrive.
+    out[0] = next;
+    return 1;
+  }
+  // At or after the latest record, the same value repeats it: nothing to keep.
+  if (time >= state->time_ms && SameValue(next, state->value)) return 0;
+  out[0] = next;
+  // Two values at one time: the greater holds, so it goes last whatever came first.
+  if (time == state->time_ms && ValueSortsBefore(next, state->value, strings)) {
+    out[1] = state->value;
+    return 2;
+  }
+  // Before the latest record (out of time order) every value is kept: whether it changes
+  // the value at some time depends on records that may not have arrived yet.
+  return 1;
 }
 
 void AppendJsonString(std::string_view s, std::string* out) {
@@ -162,9 +191,8 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
     }
     return {};
   };
-  auto current_value = [&](uint64_t key) -> const StoredValue* {
-    if (auto it = overlay.user_values.find(key); it != overlay.user_values.end())
-      return it->second.kind == ValueKind::kNull ? nullptr : &it->second;
+  auto current_state = [&](uint64_t key) -> const UserState* {
+    if (auto it = overlay.user_values.find(key); it != overlay.user_values.end()) return &it->second;
     if (auto it = user_values_.find(key); it != user_values_.end()) return &it->second;
     return nullptr;
   };
@@ -198,7 +226,11 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
     }
   }
 
-  std::unordered_map<ActorId, std::span<const UserPropertyUpdate>> last_updates;
+  struct LastUpdates {
+    std::span<const UserPropertyUpdate> updates;
+    int64_t time_ms;
+  };
+  std::unordered_map<ActorId, LastUpdates> last_updates;
   ActorId linked_device = 0, linked_user = 0;
   int64_t linked_time = 0;
   bool has_linked_device = false;
@@ -238,21 +270,24 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
     }
 
     // Events usually repeat their user's device fields and properties verbatim. When the
-    // updates equal those of the actor's previous event in this batch and are all
-    // idempotent ($set, $setOnce, $unset), applying them again cannot change anything.
+    // updates equal those of the actor's previous event in this batch, are all idempotent
+    // ($set, $setOnce, $unset) and come no earlier, applying them again changes nothing.
     auto updates = batch.UserUpdatesOf(e);
     if (!updates.empty()) {
-      auto [it, fresh] = last_updates.try_emplace(actor, updates);
-      if (!fresh && SameUpdates(it->second, updates, batch.user_updates.data(), have_resolved ? &resolved : nullptr))
+      auto [it, fresh] = last_updates.try_emplace(actor, LastUpdates{updates, time});
+      if (!fresh && time >= it->second.time_ms &&
+          SameUpdates(it->second.updates, updates, batch.user_updates.data(), have_resolved ? &resolved : nullptr))
         updates = {};
-      else it->second = batch.UserUpdatesOf(e);
+      else it->second = {updates, time};
     }
     for (const UserPropertyUpdate& u : updates) {
       size_t at = static_cast<size_t>(&u - batch.user_updates.data());
       DictId known_value = have_resolved ? resolved.update_values[at] : kNoDictId;
       DictId key = intern(c.property_keys, u.key, have_resolved ? resolved.update_keys[at] : kNoDictId);
       uint64_t slot = UserKey(actor, key);
-      const StoredValue* current = current_value(slot);
+      const UserState* state = current_state(slot);
+      // $setOnce, $add and $append build on the latest value by time.
+      const StoredValue* current = state != nullptr && state->value.kind != ValueKind::kNull ? &state->value : nullptr;
       StoredValue next;
       bool change = true;
       switch (u.op) {
@@ -284,20 +319,27 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
           next = {ValueKind::kArray, 0, c.string_values.Intern("[" + items + "]")};
           break;
         }
-        case UserPropertyOp::kUnset:
-          change = current != nullptr;
-          next = {};
-          break;
+        case UserPropertyOp::kUnset: next = {}; break;
       }
-      if (!change || (next.kind == ValueKind::kNull && current == nullptr)) continue;
-      // Events usually repeat the user's properties; only real changes are history.
-      if (current != nullptr && SameValue(*current, next)) continue;
-      // For a slot new to the overlay `current` was the store's value: none means the
-      // store's map gains an entry at commit.
-      if (overlay.user_values.insert_or_assign(slot, next).second && current == nullptr)
-        ++overlay.new_user_values;
-      staged.records.push_back({actor, time, key, next});
-      ++staged.counts.user_property_changes;
+      if (!change) continue;
+      // Events usually repeat the user's properties; only what changes a value at some
+      // time is history.
+      StoredValue records[2];
+      const int n = RecordsFor(state, time, next, c.string_values, records);
+      if (n == 0) continue;
+      auto [it, fresh] = overlay.user_values.try_emplace(slot);
+      if (fresh) {
+        // A slot new to the overlay starts from the store's state; none means the store's
+        // map gains an entry at commit.
+        if (state != nullptr) it->second = *state;
+        else ++overlay.new_user_values;
+      }
+      for (int i = 0; i < n; ++i) {
+        const UserPropertyRecord record{actor, time, key, records[i]};
+        AdvanceUserState(it->second, state != nullptr || i > 0, record);
+        staged.records.push_back(record);
+        ++staged.counts.user_property_changes;
+      }
     }
 
     if (e.is_identify) {

@@ -1,0 +1,187 @@
+// User property values as of any time do not depend on the order their events arrive in
+// (docs/ARCHITECTURE.md, "User properties"): for `$set` and `$unset`, whose values read in
+// time order change from one to the next without returning to an earlier one, any arrival
+// order, any cut into batches and any reopen in between give the same value as of every
+// time as the naive rule "the latest value set before T" over every event.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "store/event_store.h"
+#include "store/store_test_util.h"
+
+namespace sibyl {
+namespace {
+
+// One `$set` (a value) or `$unset` (none) of "plan" for "user-a".
+struct Assertion {
+  int64_t time_ms;
+  std::optional<std::string> value;
+};
+
+class UserPropertyOrderTest : public TempStoreTest {
+ protected:
+  static void AddAssertion(EventBatch& batch, const Assertion& a, std::string_view user = "user-a") {
+    ParsedEvent e;
+    e.user_id = batch.Intern(user);
+    e.is_identify = true;
+    e.time_ms = a.time_ms;
+    e.has_time = true;
+    e.user_updates_begin = static_cast<uint32_t>(batch.user_updates.size());
+    if (a.value) batch.user_updates.push_back({UserPropertyOp::kSet, batch.Intern("plan"), Value::String(batch.Intern(*a.value))});
+    else batch.user_updates.push_back({UserPropertyOp::kUnset, batch.Intern("plan"), Value::Null()});
+    e.user_updates_end = static_cast<uint32_t>(batch.user_updates.size());
+    batch.events.push_back(e);
+  }
+
+  // "plan" of user-a as of `as_of_ms` in `reader` ("<unset>" when it has none).
+  static std::string PlanAsOf(const EventReader& reader, int64_t as_of_ms, std::string_view user = "user-a") {
+    auto actor = reader.actors().Find(std::string("u:") + std::string(user));
+    auto key = reader.property_keys().Find("plan");
+    if (!actor || !key) return "<unset>";
+    for (const auto& [k, v] : reader.UserPropertiesAsOf(*actor, as_of_ms))
+      if (k == *key) return std::string(reader.string_values().name(v.string));
+    return "<unset>";
+  }
+
+  // The naive rule over every assertion: the last one strictly before T; at equal times
+  // the greater value (none sorts first).
+  static std::string NaiveAsOf(std::vector<Assertion> all, int64_t as_of_ms) {
+    std::sort(all.begin(), all.end(), [](const Assertion& a, const Assertion& b) {
+      return a.time_ms != b.time_ms ? a.time_ms < b.time_ms : a.value < b.value;
+    });
+    std::string value = "<unset>";
+    for (const Assertion& a : all)
+      if (a.time_ms < as_of_ms) value = a.value.value_or("<unset>");
+    return value;
+  }
+};
+
+// Runs of values in time order (free, then pro, then unset, then team), each asserted
+// several times, as events that repeat a user's properties do.
+std::vector<Assertion> Runs() {
+  std::vector<Assertion> out;
+  for (int64_t t : {100, 120, 130, 170}) out.push_back({t, "free"});
+  for (int64_t t : {200, 210, 260}) out.push_back({t, "pro"});
+  for (int64_t t : {300, 330}) out.push_back({t, std::nullopt});
+  for (int64_t t : {400, 410, 450, 480}) out.push_back({t, "team"});
+  return out;
+}
+
+TEST_F(UserPropertyOrderTest, ValuesAsOfEveryTimeAreTheSameInAnyArrivalOrder) {
+  const std::vector<Assertion> runs = Runs();
+  std::mt19937_64 random(5);
+  for (int trial = 0; trial < 60; ++trial) {
+    std::vector<Assertion> order = runs;
+    if (trial == 1) std::reverse(order.begin(), order.end());
+    if (trial >= 2) std::shuffle(order.begin(), order.end(), random);
+    SCOPED_TRACE("trial " + std::to_string(trial));
+    std::filesystem::remove_all(dir_);
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    // Trials alternate: one batch, one batch per assertion, and a reopen (replay of the
+    // log) or a checkpoint halfway, so the state the writer decides against is rebuilt.
+    const size_t half = order.size() / 2;
+    if (trial % 3 == 0) {
+      EventBatch batch;
+      for (const Assertion& a : order) AddAssertion(batch, a);
+      ASSERT_TRUE(store->Append(batch).ok());
+    } else {
+      for (size_t i = 0; i < order.size(); ++i) {
+        if (i == half && trial % 3 == 1) {
+          store.reset();
+          store = Open();
+        }
+        if (i == half && trial % 3 == 2) {
+          ASSERT_TRUE(store->Checkpoint().ok());
+        }
+        EventBatch batch;
+        AddAssertion(batch, order[i]);
+        ASSERT_TRUE(store->Append(batch).ok());
+      }
+    }
+    for (int reopen = 0; reopen < 2; ++reopen) {
+      auto snap = store->Snapshot();
+      for (int64_t t = 90; t <= 500; t += 5)
+        ASSERT_EQ(PlanAsOf(*snap, t), NaiveAsOf(runs, t)) << "as of " << t << (reopen ? ", reopened" : "");
+      store.reset();
+      store = Open();
+    }
+  }
+}
+
+// In time order, a repeated value is no history: one record a run.
+TEST_F(UserPropertyOrderTest, RepeatsInTimeOrderAreNotKept) {
+  auto store = Open();
+  EventBatch batch;
+  for (const Assertion& a : Runs()) AddAssertion(batch, a);
+  auto result = store->Append(batch);
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->user_property_changes, 4u);
+  EXPECT_EQ(store->Snapshot()->user_property_history().size(), 4u);
+}
+
+// Two values at one millisecond: the greater holds from then on, whichever came first,
+// in one batch or two, and after a reopen.
+TEST_F(UserPropertyOrderTest, TwoValuesAtOneTimeResolveTheSameWayInEitherOrder) {
+  for (bool pro_first : {true, false}) {
+    for (bool one_batch : {true, false}) {
+      SCOPED_TRACE(std::string(pro_first ? "pro first" : "free first") + (one_batch ? ", one batch" : ", two batches"));
+      std::filesystem::remove_all(dir_);
+      auto store = Open();
+      const std::vector<Assertion> order = pro_first ? std::vector<Assertion>{{100, "pro"}, {100, "free"}}
+                                                     : std::vector<Assertion>{{100, "free"}, {100, "pro"}};
+      EventBatch first;
+      AddAssertion(first, order[0]);
+      if (one_batch) AddAssertion(first, order[1]);
+      ASSERT_TRUE(store->Append(first).ok());
+      if (!one_batch) {
+        EventBatch second;
+        AddAssertion(second, order[1]);
+        ASSERT_TRUE(store->Append(second).ok());
+      }
+      EXPECT_EQ(PlanAsOf(*store->Snapshot(), 101), "pro");
+      // A later repeat of the winner is no change, whichever order came before.
+      EventBatch later;
+      AddAssertion(later, {150, "pro"});
+      EXPECT_EQ(store->Append(later)->user_property_changes, 0u);
+      store.reset();
+      store = Open();
+      EXPECT_EQ(PlanAsOf(*store->Snapshot(), 101), "pro");
+      EXPECT_EQ(PlanAsOf(*store->Snapshot(), 100), "<unset>");
+    }
+  }
+}
+
+// A value that arrives with a time before its run's first known record moves the run's
+// start back: later arrivals inside the run repeat it and are not kept (out of time order
+// the store keeps a record a new earliest time, not one an event).
+TEST_F(UserPropertyOrderTest, AnEarlierRepeatMovesTheRunBackSoLaterOnesAreNotKept) {
+  auto store = Open();
+  for (int64_t t : {500, 100, 400, 300, 200}) {
+    EventBatch batch;
+    AddAssertion(batch, {t, "pro"});
+    ASSERT_TRUE(store->Append(batch).ok());
+  }
+  EXPECT_EQ(store->Snapshot()->user_property_history().size(), 2u);
+  EXPECT_EQ(PlanAsOf(*store->Snapshot(), 100), "<unset>");
+  EXPECT_EQ(PlanAsOf(*store->Snapshot(), 101), "pro");
+}
+
+// An event that repeats its user's previous update in the same batch is skipped only when
+// it comes no earlier: an earlier one says the value held from an earlier time.
+TEST_F(UserPropertyOrderTest, AnEarlierRepeatInTheSameBatchIsKept) {
+  auto store = Open();
+  EventBatch batch;
+  AddAssertion(batch, {200, "pro"});
+  AddAssertion(batch, {100, "pro"});
+  ASSERT_TRUE(store->Append(batch).ok());
+  EXPECT_EQ(PlanAsOf(*store->Snapshot(), 150), "pro");
+}
+
+}  // namespace
+}  // namespace sibyl
