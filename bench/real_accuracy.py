@@ -63,6 +63,10 @@ TASKS = [
     dict(id="buy_30d_2010_10", group="buy_30d", kind="propensity", H=30, T="2010-10-01", cohort_days=None),
     dict(id="buy_90d_2010_09", group="buy_90d", kind="propensity", H=90, T="2010-09-01", cohort_days=None),
     dict(id="churn_90d_2010_09", group="churn_90d", kind="churn", H=90, T="2010-09-01", cohort_days=90),
+    # Churn at a month (issue 16's held-out tasks: churn within 30-90 days): no purchase in
+    # 30 days, cohort: bought in the 90 days before T.
+    dict(id="churn_30d_2010_11", group="churn_30d", kind="churn", H=30, T="2010-11-01", cohort_days=90),
+    dict(id="churn_30d_2010_10", group="churn_30d", kind="churn", H=30, T="2010-10-01", cohort_days=90),
     dict(id="revenue_90d_2010_09", group="revenue_90d", kind="revenue", H=90, T="2010-09-01", cohort_days=None),
     # An outcome with a property filter (issue 16: "the outcome with its property filter gets
     # no features of its own"): a purchase line worth 50 or more (revenue = Quantity x Price;

@@ -9,6 +9,7 @@
 #   buy_30d      propensity, H = 30 d, cohort: bought before T, T = 2010-11-01 and 2010-10-01
 #   buy_90d      propensity, H = 90 d, cohort: bought before T, T = 2010-09-01
 #   churn_90d    churn (no purchase in H), H = 90 d, cohort: bought in the 90 d before T, T = 2010-09-01
+#   churn_30d    churn, H = 30 d, cohort: bought in the 90 d before T, T = 2010-11-01 and 2010-10-01
 #   revenue_90d  revenue (sum of quantity * price), H = 90 d, cohort: bought before T, T = 2010-09-01
 #   big_line_30d propensity of an outcome with a property filter: a purchase line with
 #                revenue >= 50 within 30 d, cohort: bought anything before T, T = 2010-11-01 and
