@@ -1,6 +1,9 @@
 // EmbeddedStore: the EventStore that lives in a local data directory.
 #pragma once
 
+#include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -49,10 +52,35 @@ struct StagedBatch {
 // A user property's latest value by event time (kNull: unset), and the time of the record
 // that holds it: the start of the value's run as far as the records show (an equal value
 // that arrives with an earlier time moves it back). docs/ARCHITECTURE.md, "User properties".
-struct UserState {
-  StoredValue value;
-  int64_t time_ms = 0;
+// 16 bytes, as the map's values were before the time was kept (the map holds an entry per
+// property of every user): the number's bits or the string id (a value has one of them),
+// the kind, and the time in 56 bits (over a million years of milliseconds either way).
+class UserState {
+ public:
+  UserState() = default;
+  UserState(const StoredValue& value, int64_t time_ms)
+      : payload_(value.kind == ValueKind::kString || value.kind == ValueKind::kArray ? value.string
+                                                                                      : std::bit_cast<uint64_t>(value.number)),
+        time_ms_(std::clamp<int64_t>(time_ms, kMinTime, kMaxTime)),
+        kind_(static_cast<uint8_t>(value.kind)) {}
+
+  StoredValue value() const {
+    const auto kind = static_cast<ValueKind>(kind_);
+    if (kind == ValueKind::kString || kind == ValueKind::kArray) return {kind, 0, static_cast<DictId>(payload_)};
+    return {kind, std::bit_cast<double>(payload_), kNoDictId};
+  }
+  ValueKind kind() const { return static_cast<ValueKind>(kind_); }
+  int64_t time_ms() const { return time_ms_; }
+  void set_value(const StoredValue& value) { *this = UserState(value, time_ms_); }
+  void set_time_ms(int64_t time_ms) { time_ms_ = std::clamp<int64_t>(time_ms, kMinTime, kMaxTime); }
+
+ private:
+  static constexpr int64_t kMaxTime = (int64_t{1} << 55) - 1, kMinTime = -kMaxTime;
+  uint64_t payload_ = 0;
+  int64_t time_ms_ : 56 = 0;
+  uint64_t kind_ : 8 = 0;
 };
+static_assert(sizeof(UserState) == 16);
 
 // The latest state of user properties, by (actor << 32 | key). Open addressing: the
 // store's map holds one entry per property of every user (millions), where a node per
@@ -66,12 +94,12 @@ inline bool SameValue(const StoredValue& a, const StoredValue& b) {
 // Moves a property's state (`known`: it has one) past one history record. The writer and
 // the replay of the log both go through it, so a reopened store decides as the live one.
 inline void AdvanceUserState(UserState& state, bool known, const UserPropertyRecord& record) {
-  if (!known || record.time_ms > state.time_ms) {
-    state = {record.value, record.time_ms};
-  } else if (record.time_ms == state.time_ms) {
-    state.value = record.value;  // at equal times the writer puts the winner last
-  } else if (SameValue(record.value, state.value)) {
-    state.time_ms = record.time_ms;  // the same value, known from earlier on
+  if (!known || record.time_ms > state.time_ms()) {
+    state = UserState(record.value, record.time_ms);
+  } else if (record.time_ms == state.time_ms()) {
+    state.set_value(record.value);  // at equal times the writer puts the winner last
+  } else if (SameValue(record.value, state.value())) {
+    state.set_time_ms(record.time_ms);  // the same value, known from earlier on
   }
 }
 inline uint64_t UserKey(ActorId actor, DictId key) { return (static_cast<uint64_t>(actor) << 32) | key; }

@@ -66,11 +66,12 @@ int RecordsFor(const UserState* state, int64_t time, const StoredValue& next, co
     return 1;
   }
   // At or after the latest record, the same value repeats it: nothing to keep.
-  if (time >= state->time_ms && SameValue(next, state->value)) return 0;
+  const StoredValue latest = state->value();
+  if (time >= state->time_ms() && SameValue(next, latest)) return 0;
   out[0] = next;
   // Two values at one time: the greater holds, so it goes last whatever came first.
-  if (time == state->time_ms && ValueSortsBefore(next, state->value, strings)) {
-    out[1] = state->value;
+  if (time == state->time_ms() && ValueSortsBefore(next, latest, strings)) {
+    out[1] = latest;
     return 2;
   }
   // Before the latest record (out of time order) every value is kept: whether it changes
@@ -287,7 +288,8 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
       uint64_t slot = UserKey(actor, key);
       const UserState* state = current_state(slot);
       // $setOnce, $add and $append build on the latest value by time.
-      const StoredValue* current = state != nullptr && state->value.kind != ValueKind::kNull ? &state->value : nullptr;
+      const StoredValue latest = state != nullptr ? state->value() : StoredValue{};
+      const StoredValue* current = latest.kind != ValueKind::kNull ? &latest : nullptr;
       StoredValue next;
       bool change = true;
       switch (u.op) {

@@ -6,11 +6,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "store/embedded_store.h"
 #include "store/event_store.h"
 #include "store/store_test_util.h"
 
@@ -181,6 +183,25 @@ TEST_F(UserPropertyOrderTest, AnEarlierRepeatInTheSameBatchIsKept) {
   AddAssertion(batch, {100, "pro"});
   ASSERT_TRUE(store->Append(batch).ok());
   EXPECT_EQ(PlanAsOf(*store->Snapshot(), 150), "pro");
+}
+
+// The compact state (16 bytes a property of every user) gives back what was put in.
+TEST(UserStateTest, KeepsEveryKindOfValueAndTime) {
+  const StoredValue values[] = {{}, {ValueKind::kBool, 1, kNoDictId}, {ValueKind::kNumber, -2.5e300, kNoDictId},
+                                {ValueKind::kNumber, -0.0, kNoDictId}, {ValueKind::kString, 0, 4'000'000'000u},
+                                {ValueKind::kArray, 0, 7}};
+  for (const StoredValue& v : values) {
+    for (int64_t t : {int64_t{0}, int64_t{-86'400'000}, int64_t{1'700'000'000'123}, (int64_t{1} << 55) - 1}) {
+      const UserState state(v, t);
+      EXPECT_EQ(state.time_ms(), t);
+      EXPECT_EQ(state.kind(), v.kind);
+      EXPECT_TRUE(SameValue(state.value(), v)) << static_cast<int>(v.kind) << " at " << t;
+      EXPECT_EQ(std::signbit(state.value().number), std::signbit(v.number));
+    }
+  }
+  // Times beyond 56 bits are clamped, keeping their order against every real time.
+  EXPECT_GT(UserState({}, INT64_MAX).time_ms(), int64_t{4'102'444'800'000});
+  EXPECT_LT(UserState({}, INT64_MIN).time_ms(), int64_t{-4'102'444'800'000});
 }
 
 }  // namespace
