@@ -49,12 +49,13 @@ struct StagedBatch {
   AppendResult counts;
 };
 
-// A user property's latest value by event time (kNull: unset), and the time of the record
-// that holds it: the start of the value's run as far as the records show (an equal value
-// that arrives with an earlier time moves it back). docs/ARCHITECTURE.md, "User properties".
+// A user property's latest value by event time (kNull: unset), and the start of that
+// value's run as far as the writer knows: an equal value that arrives with an earlier time
+// moves it back. docs/ARCHITECTURE.md, "User properties".
 // 16 bytes, as the map's values were before the time was kept (the map holds an entry per
 // property of every user): the number's bits or the string id (a value has one of them),
-// the kind, and the time in 56 bits (over a million years of milliseconds either way).
+// the kind, whether the run's start still awaits its record (only inside a transaction),
+// and the time in 56 bits (over a million years of milliseconds either way).
 class UserState {
  public:
   UserState() = default;
@@ -71,14 +72,20 @@ class UserState {
   }
   ValueKind kind() const { return static_cast<ValueKind>(kind_); }
   int64_t time_ms() const { return time_ms_; }
-  void set_value(const StoredValue& value) { *this = UserState(value, time_ms_); }
-  void set_time_ms(int64_t time_ms) { time_ms_ = std::clamp<int64_t>(time_ms, kMinTime, kMaxTime); }
+  void set_value(const StoredValue& value) { *this = UserState(value, time_ms_); }  // recorded
+  // The run starts earlier than the records show: the writer owes a record at time_ms.
+  bool pending() const { return pending_ != 0; }
+  void MoveStartBack(int64_t time_ms) {
+    time_ms_ = std::clamp<int64_t>(time_ms, kMinTime, kMaxTime);
+    pending_ = 1;
+  }
 
  private:
   static constexpr int64_t kMaxTime = (int64_t{1} << 55) - 1, kMinTime = -kMaxTime;
   uint64_t payload_ = 0;
   int64_t time_ms_ : 56 = 0;
-  uint64_t kind_ : 8 = 0;
+  uint64_t kind_ : 7 = 0;
+  uint64_t pending_ : 1 = 0;
 };
 static_assert(sizeof(UserState) == 16);
 
@@ -99,7 +106,7 @@ inline void AdvanceUserState(UserState& state, bool known, const UserPropertyRec
   } else if (record.time_ms == state.time_ms()) {
     state.set_value(record.value);  // at equal times the writer puts the winner last
   } else if (SameValue(record.value, state.value())) {
-    state.set_time_ms(record.time_ms);  // the same value, known from earlier on
+    state = UserState(record.value, record.time_ms);  // the same value, known from earlier on
   }
 }
 inline uint64_t UserKey(ActorId actor, DictId key) { return (static_cast<uint64_t>(actor) << 32) | key; }
@@ -113,6 +120,10 @@ struct DeviceOwner {
 // Changes a transaction has made to per-user state, visible to its own later batches.
 struct TransactionOverlay {
   UserValues user_values;  // the states this transaction has changed
+  // The earliest run the transaction has seen behind a property's latest one (values that
+  // arrived out of time order with another value): a log arriving newest first records
+  // each run's start once, when the run before it arrives or at commit.
+  UserValues earliest_runs;
   // Slots of user_values the store had no value for: at most this many entries are added
   // to the store's map at commit, which reserves them at once.
   size_t new_user_values = 0;

@@ -54,29 +54,77 @@ bool ValueSortsBefore(const StoredValue& a, const StoredValue& b, const Dictiona
   return a.number < b.number;
 }
 
-// The history records a property's new value `next` at `time` needs, given its state
-// (null: none), so that the value as of any time does not depend on the order the
-// values arrived in (docs/ARCHITECTURE.md, "User properties"). Returns how many of
-// `out` to append, in order.
-int RecordsFor(const UserState* state, int64_t time, const StoredValue& next, const Dictionary& strings,
-               StoredValue out[2]) {
-  if (state == nullptr) {
-    // Even unsetting what was never set: a value set earlier may still arrive.
-    out[0] = next;
-    return 1;
+// What a property's new value `next` at `time` does to the history, given its latest
+// state (null: none) and the earliest run this transaction has seen behind it (null:
+// none), so that the value as of any time does not depend on the order values arrive in
+// (docs/ARCHITECTURE.md, "User properties"): records to append, in order, and how the
+// two runs move. A run whose start moved back owes its record (UserState::pending) until
+// the start is final: when another value arrives before it, or at commit.
+struct RecordPlan {
+  int n = 0;
+  UserPropertyRecord records[3];
+  bool move_latest_back = false;
+  enum class Earliest { kKeep, kMoveBack, kReplace, kSettle } earliest = Earliest::kKeep;
+  UserState earliest_state;  // kReplace, kSettle: the earliest run from now on
+};
+RecordPlan PlanRecords(const UserState* latest, const UserState* earliest, ActorId actor, DictId key, int64_t time,
+                       const StoredValue& next, const Dictionary& strings) {
+  RecordPlan plan;
+  auto add = [&](int64_t at, const StoredValue& value) { plan.records[plan.n++] = {actor, at, key, value}; };
+  if (latest == nullptr) {
+    add(time, next);  // even unsetting what was never set: a value set earlier may still arrive
+    return plan;
   }
-  // At or after the latest record, the same value repeats it: nothing to keep.
-  const StoredValue latest = state->value();
-  if (time >= state->time_ms() && SameValue(next, latest)) return 0;
-  out[0] = next;
-  // Two values at one time: the greater holds, so it goes last whatever came first.
-  if (time == state->time_ms() && ValueSortsBefore(next, latest, strings)) {
-    out[1] = latest;
-    return 2;
+  // In time order. A repeat is no history; two values at one time: the greater holds, so
+  // it goes last whatever came first (settling a pending start of the lesser one).
+  const StoredValue value = latest->value();
+  if (time >= latest->time_ms()) {
+    if (SameValue(next, value)) return plan;
+    if (time == latest->time_ms()) {
+      add(time, next);
+      if (ValueSortsBefore(next, value, strings)) add(time, value);
+      return plan;
+    }
+    if (latest->pending()) add(latest->time_ms(), value);  // the run ends: its start is due
+    add(time, next);
+    return plan;
   }
-  // Before the latest record (out of time order) every value is kept: whether it changes
-  // the value at some time depends on records that may not have arrived yet.
-  return 1;
+  // Out of time order, with nothing seen behind the latest run: the same value starts
+  // the run earlier; another one starts the earliest run.
+  if (earliest == nullptr) {
+    if (SameValue(next, value)) {
+      plan.move_latest_back = true;
+    } else {
+      plan.earliest = RecordPlan::Earliest::kReplace;
+      plan.earliest_state = UserState(next, time);
+      plan.earliest_state.MoveStartBack(time);
+    }
+    return plan;
+  }
+  const StoredValue first = earliest->value();
+  if (time < earliest->time_ms()) {
+    if (SameValue(next, first)) {
+      plan.earliest = RecordPlan::Earliest::kMoveBack;
+    } else {
+      if (earliest->pending()) add(earliest->time_ms(), first);
+      plan.earliest = RecordPlan::Earliest::kReplace;
+      plan.earliest_state = UserState(next, time);
+      plan.earliest_state.MoveStartBack(time);
+    }
+  } else if (time == earliest->time_ms()) {
+    if (SameValue(next, first)) return plan;
+    if (earliest->pending()) add(time, first);
+    add(time, next);
+    const bool first_wins = ValueSortsBefore(next, first, strings);
+    if (first_wins) add(time, first);
+    plan.earliest = RecordPlan::Earliest::kSettle;
+    plan.earliest_state = UserState(first_wins ? first : next, time);
+  } else {
+    // Between the earliest and the latest run: kept, since what lies between them is not
+    // known here.
+    add(time, next);
+  }
+  return plan;
 }
 
 void AppendJsonString(std::string_view s, std::string* out) {
@@ -326,9 +374,16 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
       if (!change) continue;
       // Events usually repeat the user's properties; only what changes a value at some
       // time is history.
-      StoredValue records[2];
-      const int n = RecordsFor(state, time, next, c.string_values, records);
-      if (n == 0) continue;
+      auto earliest = overlay.earliest_runs.find(slot);
+      const RecordPlan plan = PlanRecords(state, earliest == overlay.earliest_runs.end() ? nullptr : &earliest->second,
+                                          actor, key, time, next, c.string_values);
+      switch (plan.earliest) {
+        case RecordPlan::Earliest::kKeep: break;
+        case RecordPlan::Earliest::kMoveBack: earliest->second.MoveStartBack(time); break;
+        case RecordPlan::Earliest::kReplace:
+        case RecordPlan::Earliest::kSettle: overlay.earliest_runs.insert_or_assign(slot, plan.earliest_state); break;
+      }
+      if (plan.n == 0 && !plan.move_latest_back) continue;
       auto [it, fresh] = overlay.user_values.try_emplace(slot);
       if (fresh) {
         // A slot new to the overlay starts from the store's state; none means the store's
@@ -336,10 +391,12 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
         if (state != nullptr) it->second = *state;
         else ++overlay.new_user_values;
       }
-      for (int i = 0; i < n; ++i) {
-        const UserPropertyRecord record{actor, time, key, records[i]};
-        AdvanceUserState(it->second, state != nullptr || i > 0, record);
-        staged.records.push_back(record);
+      if (plan.move_latest_back) it->second.MoveStartBack(time);
+      for (int i = 0; i < plan.n; ++i) {
+        // Records behind the latest run leave it as it is (its start may still be owed).
+        const bool known = state != nullptr || i > 0;
+        if (!known || plan.records[i].time_ms >= it->second.time_ms()) AdvanceUserState(it->second, known, plan.records[i]);
+        staged.records.push_back(plan.records[i]);
         ++staged.counts.user_property_changes;
       }
     }
@@ -493,6 +550,28 @@ Result<StagedBatch> EmbeddedStore::DecodeStaged(WalRecordType type, std::string_
   return s;
 }
 
+// The records a transaction still owes: the start of every run that moved back to an
+// earlier time without a record (PlanRecords), in key order so the log does not depend on
+// the map's iteration order.
+StagedBatch PendingRunStarts(TransactionOverlay& overlay, int64_t now_ms) {
+  StagedBatch owed;
+  owed.ingested_ms = now_ms;
+  for (UserValues* runs : {&overlay.earliest_runs, &overlay.user_values}) {
+    for (auto& [slot, state] : *runs) {
+      if (!state.pending()) continue;
+      owed.records.push_back({static_cast<ActorId>(slot >> 32), state.time_ms(),
+                              static_cast<DictId>(slot & 0xffffffffu), state.value()});
+      state.set_value(state.value());  // recorded
+    }
+  }
+  // A property's earliest run lies before its latest: by time within a property.
+  std::sort(owed.records.begin(), owed.records.end(), [](const UserPropertyRecord& a, const UserPropertyRecord& b) {
+    return std::tie(a.actor, a.key, a.time_ms) < std::tie(b.actor, b.key, b.time_ms);
+  });
+  owed.counts.user_property_changes = owed.records.size();
+  return owed;
+}
+
 // A transaction holds the store's write lock for its whole life.
 class StoreTransaction final : public Transaction {
   static constexpr size_t kBulkLoadBatches = 64;
@@ -529,6 +608,13 @@ class StoreTransaction final : public Transaction {
 
   Status Commit() override {
     if (committed_ || failed_) return FailedPrecondition("transaction already ended");
+    // Runs whose start moved back during the transaction get their records now, one a
+    // property however many earlier repeats arrived, logged before the commit record.
+    StagedBatch owed = PendingRunStarts(overlay_, store_->options_.clock->NowMs());
+    if (!owed.records.empty()) {
+      failed_ = true;
+      RETURN_IF_ERROR(Stage(std::move(owed)).status());
+    }
     std::string payload;
     ByteWriter(&payload).Varint(id_);
     RETURN_IF_ERROR(store_->wal_->Add(WalRecordType::kTxnCommit, payload));

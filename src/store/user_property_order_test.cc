@@ -77,7 +77,7 @@ std::vector<Assertion> Runs() {
 TEST_F(UserPropertyOrderTest, ValuesAsOfEveryTimeAreTheSameInAnyArrivalOrder) {
   const std::vector<Assertion> runs = Runs();
   std::mt19937_64 random(5);
-  for (int trial = 0; trial < 60; ++trial) {
+  for (int trial = 0; trial < 240; ++trial) {
     std::vector<Assertion> order = runs;
     if (trial == 1) std::reverse(order.begin(), order.end());
     if (trial >= 2) std::shuffle(order.begin(), order.end(), random);
@@ -85,20 +85,29 @@ TEST_F(UserPropertyOrderTest, ValuesAsOfEveryTimeAreTheSameInAnyArrivalOrder) {
     std::filesystem::remove_all(dir_);
     auto store = Open();
     ASSERT_NE(store, nullptr);
-    // Trials alternate: one batch, one batch per assertion, and a reopen (replay of the
-    // log) or a checkpoint halfway, so the state the writer decides against is rebuilt.
+    // Trials alternate: one batch; one transaction of three batches; one batch per
+    // assertion with a reopen (replay of the log) or a checkpoint halfway, so the state
+    // the writer decides against is rebuilt.
     const size_t half = order.size() / 2;
-    if (trial % 3 == 0) {
+    if (trial % 4 == 0) {
       EventBatch batch;
       for (const Assertion& a : order) AddAssertion(batch, a);
       ASSERT_TRUE(store->Append(batch).ok());
+    } else if (trial % 4 == 3) {
+      auto txn = std::move(store->Begin()).value();
+      for (size_t from = 0; from < order.size(); from += 5) {
+        EventBatch batch;
+        for (size_t i = from; i < std::min(order.size(), from + 5); ++i) AddAssertion(batch, order[i]);
+        ASSERT_TRUE(txn->Add(batch).ok());
+      }
+      ASSERT_TRUE(txn->Commit().ok());
     } else {
       for (size_t i = 0; i < order.size(); ++i) {
-        if (i == half && trial % 3 == 1) {
+        if (i == half && trial % 4 == 1) {
           store.reset();
           store = Open();
         }
-        if (i == half && trial % 3 == 2) {
+        if (i == half && trial % 4 == 2) {
           ASSERT_TRUE(store->Checkpoint().ok());
         }
         EventBatch batch;
@@ -172,6 +181,36 @@ TEST_F(UserPropertyOrderTest, AnEarlierRepeatMovesTheRunBackSoLaterOnesAreNotKep
   EXPECT_EQ(store->Snapshot()->user_property_history().size(), 2u);
   EXPECT_EQ(PlanAsOf(*store->Snapshot(), 100), "<unset>");
   EXPECT_EQ(PlanAsOf(*store->Snapshot(), 101), "pro");
+}
+
+// A log that arrives newest first, in one transaction of several batches: every event
+// moves the run's start back, and the transaction records it once, at commit.
+TEST_F(UserPropertyOrderTest, NewestFirstInOneTransactionCostsOneRecordARun) {
+  auto store = Open();
+  auto txn = std::move(store->Begin()).value();
+  for (int64_t t = 1000; t > 0; t -= 100) {
+    EventBatch batch;
+    for (int64_t k = 0; k < 10; ++k) AddAssertion(batch, {t - 10 * k, t > 500 ? "pro" : "free"});
+    ASSERT_TRUE(txn->Add(batch).ok());
+  }
+  ASSERT_TRUE(txn->Commit().ok());
+  txn.reset();
+  // pro at 1000 (its first arrival) and its start at 510, free's start at 10.
+  EXPECT_EQ(store->Snapshot()->user_property_history().size(), 3u);
+  for (int reopen = 0; reopen < 2; ++reopen) {
+    auto snap = store->Snapshot();
+    EXPECT_EQ(PlanAsOf(*snap, 10), "<unset>");
+    EXPECT_EQ(PlanAsOf(*snap, 11), "free");
+    EXPECT_EQ(PlanAsOf(*snap, 510), "free");
+    EXPECT_EQ(PlanAsOf(*snap, 511), "pro");
+    EXPECT_EQ(PlanAsOf(*snap, 2000), "pro");
+    store.reset();
+    store = Open();
+  }
+  // The reopened store's state has pro's run from 510: a repeat inside it is no change.
+  EventBatch repeat;
+  AddAssertion(repeat, {700, "pro"});
+  EXPECT_EQ(store->Append(repeat)->user_property_changes, 0u);
 }
 
 // An event that repeats its user's previous update in the same batch is skipped only when

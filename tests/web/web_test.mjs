@@ -349,6 +349,9 @@ async function run() {
   // The saved cohort is offered as a starting cohort of a new prediction.
   await Promise.all([page.waitForNavigation(), page.click('header a[href="/"]')]);
   await page.waitForSelector('#f-cohort option[value="saved:top30"]');
+  // The taxonomy arrives by its own request: wait for its list before judging it (the
+  // check used to race it and failed once in CI with the list still empty).
+  await page.waitForFunction(() => document.querySelectorAll('#event-types option').length > 0, { timeout: 10000 });
   check(await page.evaluate((e) => [...document.querySelectorAll('#event-types option')].some((o) => o.value === e) &&
                                    !document.getElementById('xss2') && window.pwned === undefined, XSS_EVENT),
         'the markup-named event is offered as text');
