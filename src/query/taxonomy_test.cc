@@ -107,5 +107,33 @@ TEST(TaxonomyTest, RequiredPropertyKeepsItsValues) {
   EXPECT_EQ(order->values.size(), 10u);
 }
 
+// User property keys and values rank by how many users had them, not by how many history
+// records hold them: how many records a value makes depends on the order values arrive
+// in (a user flipping between two values makes a record each time).
+TEST(TaxonomyTest, UserPropertyValuesRankByUsersNotRecords) {
+  TempStore store;
+  AddShop(store);
+  EventBatch batch;
+  for (int k = 0; k < 20; ++k)
+    AddLogLine({{"user_id", "u0"}, {"identify", true}, {"time", fmt::format("T-{}d", 40 - k)},
+                {"user_properties", {{"tier", k % 2 ? "silver" : "gold"}}}},
+               kCutoff, batch);
+  for (int u = 1; u <= 5; ++u)
+    AddLogLine({{"user_id", fmt::format("u{}", u)}, {"identify", true}, {"time", "T-10d"},
+                {"user_properties", {{"tier", "bronze"}}}},
+               kCutoff, batch);
+  ASSERT_TRUE(store.store().Append(batch).ok());
+  auto engine = MakeEmbeddedQueryEngine(store.Snapshot());
+  TaxonomyOptions options;
+  options.max_values_per_user_property = 1;
+  auto taxonomy = engine->BuildTaxonomy(kCutoff, options);
+  ASSERT_TRUE(taxonomy.ok()) << taxonomy.status().ToString();
+  ASSERT_EQ(taxonomy->user_properties.size(), 2u);
+  EXPECT_EQ(taxonomy->user_properties[0].name, "plan");  // 33 users, 33 records
+  EXPECT_EQ(taxonomy->user_properties[1].name, "tier");  // 6 users, 25 records
+  ASSERT_EQ(taxonomy->user_properties[1].values.size(), 1u);
+  EXPECT_EQ(taxonomy->user_properties[1].values[0], "bronze");  // 5 users; gold: 1 user, 10 records
+}
+
 }  // namespace
 }  // namespace sibyl
