@@ -125,6 +125,83 @@ TEST_F(UserPropertyOrderTest, ValuesAsOfEveryTimeAreTheSameInAnyArrivalOrder) {
   }
 }
 
+// Events as an SDK sends them: several users, each event carrying every property of its
+// user (a plan that changes in runs and a country that never does), in any order, cut
+// into batches and transactions at random.
+TEST_F(UserPropertyOrderTest, EventsCarryingEveryPropertyGiveTheSameValuesInAnyOrder) {
+  struct Event {
+    std::string user;
+    int64_t time_ms;
+    std::string plan, country;
+  };
+  std::vector<Event> events;
+  const char* plans[] = {"free", "trial", "pro", "team"};
+  for (int u = 0; u < 3; ++u)
+    for (int64_t k = 0; k < 16; ++k)
+      events.push_back({"user-" + std::to_string(u), 100 + 10 * k + u, plans[(k + u) / 5 % 4], u == 1 ? "DE" : "US"});
+  auto naive = [&](const std::string& user, int64_t as_of, bool plan) {
+    std::string value = "<unset>";
+    int64_t latest = INT64_MIN;
+    for (const Event& e : events)
+      if (e.user == user && e.time_ms < as_of && e.time_ms > latest) {
+        latest = e.time_ms;
+        value = plan ? e.plan : e.country;
+      }
+    return value;
+  };
+  auto value_of = [](const EventReader& reader, const std::string& user, int64_t as_of, std::string_view key) {
+    auto actor = reader.actors().Find("u:" + user);
+    auto k = reader.property_keys().Find(key);
+    if (!actor || !k) return std::string("<unset>");
+    for (const auto& [id, v] : reader.UserPropertiesAsOf(*actor, as_of))
+      if (id == *k) return std::string(reader.string_values().name(v.string));
+    return std::string("<unset>");
+  };
+  std::mt19937_64 random(9);
+  for (int trial = 0; trial < 40; ++trial) {
+    SCOPED_TRACE("trial " + std::to_string(trial));
+    std::vector<Event> order = events;
+    if (trial == 0) std::reverse(order.begin(), order.end());
+    else std::shuffle(order.begin(), order.end(), random);
+    std::filesystem::remove_all(dir_);
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    for (size_t i = 0; i < order.size();) {
+      auto txn = std::move(store->Begin()).value();
+      for (size_t batches = 1 + random() % 3; batches > 0 && i < order.size(); --batches) {
+        EventBatch batch;
+        for (size_t n = 1 + random() % 8; n > 0 && i < order.size(); --n, ++i) {
+          ParsedEvent e;
+          e.user_id = batch.Intern(order[i].user);
+          e.is_identify = true;
+          e.time_ms = order[i].time_ms;
+          e.has_time = true;
+          e.user_updates_begin = static_cast<uint32_t>(batch.user_updates.size());
+          batch.user_updates.push_back({UserPropertyOp::kSet, batch.Intern("plan"), Value::String(batch.Intern(order[i].plan))});
+          batch.user_updates.push_back({UserPropertyOp::kSet, batch.Intern("country"), Value::String(batch.Intern(order[i].country))});
+          e.user_updates_end = static_cast<uint32_t>(batch.user_updates.size());
+          batch.events.push_back(e);
+        }
+        ASSERT_TRUE(txn->Add(batch).ok());
+      }
+      ASSERT_TRUE(txn->Commit().ok());
+      if (random() % 4 == 0) {
+        txn.reset();
+        store.reset();
+        store = Open();
+      }
+    }
+    auto snap = store->Snapshot();
+    for (int u = 0; u < 3; ++u) {
+      const std::string user = "user-" + std::to_string(u);
+      for (int64_t t = 95; t <= 280; t += 3) {
+        ASSERT_EQ(value_of(*snap, user, t, "plan"), naive(user, t, true)) << user << " as of " << t;
+        ASSERT_EQ(value_of(*snap, user, t, "country"), naive(user, t, false)) << user << " as of " << t;
+      }
+    }
+  }
+}
+
 // In time order, a repeated value is no history: one record a run.
 TEST_F(UserPropertyOrderTest, RepeatsInTimeOrderAreNotKept) {
   auto store = Open();
