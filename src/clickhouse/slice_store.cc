@@ -200,7 +200,7 @@ Status FindDevices(const Cluster& cluster, const SliceSpec& spec, const Visibili
 // 25M rows a shard read every row's ids and took seconds): its own rows and its linked
 // devices' anonymous rows by their owners' hashes; the other users seen with one of its
 // devices from `links`, and of each such (device, user) pair its earliest row (the one
-// that may decide whom the device belongs to: LinkDecidesBefore, store/reader.h) by that
+// that may decide whom the device belongs to: LinkOverrules, store/reader.h) by that
 // user's hash.
 struct NamedOwnersPull {
   std::vector<uint64_t> hashes;  // of the owners and of the linked devices' anonymous owners
@@ -437,7 +437,7 @@ Result<std::unique_ptr<EventStore>> OpenSlice(const Cluster& cluster, const Slic
       // The slice's rows, the anonymous rows of devices its users were seen with, and of
       // every other user seen with one of its devices only the earliest row of each
       // (device, user) pair: the earliest of those decides whom a device belongs to
-      // (LinkDecidesBefore, store/reader.h).
+      // (LinkOverrules, store/reader.h).
       // The selective conditions are PREWHERE: the shard reads the few columns they need
       // for every row and the rest only for the rows they pass (18.16 does not move them
       // there itself inside a UNION: a named user's pull read every column of every row).

@@ -217,7 +217,7 @@ TEST(OrderIndependenceTest, ReorderedIngestWithTheSameLinksGivesTheSameModelByte
 
 // The identity links too: every line reversed or shuffled, the events that link devices
 // to users among them. A device's deciding link is its earliest event with a user id,
-// not the first to arrive (store/reader.h, LinkDecidesBefore), so the rows are the same.
+// not the first to arrive (store/reader.h, LinkOverrules), so the rows are the same.
 TEST(OrderIndependenceTest, ReorderedIngestOfEveryLineGivesTheSameModelBytesAndScoresWithoutUserPropertyColumns) {
   ExpectOrderIndependent(false, false);
 }

@@ -111,7 +111,7 @@ inline void AdvanceUserState(UserState& state, bool known, const UserPropertyRec
 }
 inline uint64_t UserKey(ActorId actor, DictId key) { return (static_cast<uint64_t>(actor) << 32) | key; }
 
-// A device's deciding identity link so far (LinkDecidesBefore in reader.h).
+// A device's deciding identity link so far (LinkOverrules in reader.h).
 struct DeviceOwner {
   ActorId user = 0;
   int64_t time_ms = INT64_MAX;  // none yet

@@ -7,7 +7,7 @@ namespace sibyl {
 std::vector<ActorId> EventReader::ResolveIdentities(int64_t as_of_ms) const {
   std::vector<ActorId> owner(actors().size());
   for (size_t i = 0; i < owner.size(); ++i) owner[i] = static_cast<ActorId>(i);
-  // Each device goes to its deciding link (LinkDecidesBefore), when that was made before
+  // Each device goes to its deciding link (LinkOverrules), when that was made before
   // as_of: a device's later links only ever come earlier in time, so once the deciding
   // link is after as_of every other one is too.
   std::vector<int64_t> decided_at(owner.size(), INT64_MAX);

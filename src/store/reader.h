@@ -164,20 +164,15 @@ struct IdentityLink {
   int64_t time_ms = 0;
 };
 
-// Which of two links of one device decides it (docs/ARCHITECTURE.md, "Identity rule"): the earlier
-// event, and on equal times the user whose actor name sorts first. A pure function of
-// the events, not of the order they arrived in: a device's events belong to the user of
+// Which of two links of one device decides it (docs/ARCHITECTURE.md, "Identity rule"): the
+// earlier event, and on equal times the user whose actor name sorts first. A pure function
+// of the events, not of the order they arrived in: a device's events belong to the user of
 // its earliest event that carries both ids, from that event's time on. The store keeps a
 // link for every event that was the earliest of its device when it arrived, so the
 // deciding one is the least of a device's links under this order.
-inline bool LinkDecidesBefore(int64_t time_ms, std::string_view user_name, int64_t other_time_ms,
-                              std::string_view other_user_name) {
-  return time_ms < other_time_ms || (time_ms == other_time_ms && user_name < other_user_name);
-}
-
-// Whether a link to `user` at `time_ms` takes a device from its deciding link so far, to
-// `current_user` at `current_ms` (INT64_MAX: none yet). `names` maps actor ids to names
-// (a Dictionary or a DictionaryView).
+// LinkOverrules: whether a link to `user` at `time_ms` takes a device from its deciding
+// link so far, to `current_user` at `current_ms` (INT64_MAX: none yet). `names` maps actor
+// ids to names (a Dictionary or a DictionaryView).
 template <typename Names>
 bool LinkOverrules(ActorId user, int64_t time_ms, ActorId current_user, int64_t current_ms, const Names& names) {
   // Times decide almost always; the names are looked up only on a tie.

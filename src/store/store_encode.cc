@@ -64,8 +64,15 @@ struct RecordPlan {
   int n = 0;
   UserPropertyRecord records[3];
   bool move_latest_back = false;
-  enum class Earliest { kKeep, kMoveBack, kReplace, kSettle } earliest = Earliest::kKeep;
-  UserState earliest_state;  // kReplace, kSettle: the earliest run from now on
+  enum class Earliest { kKeep, kMoveBack, kSet } earliest = Earliest::kKeep;
+  UserState earliest_state;  // kSet: the earliest run from now on
+
+  // A new earliest run of `value` from `time`, its start owed.
+  void StartEarliestRun(const StoredValue& value, int64_t time) {
+    earliest = Earliest::kSet;
+    earliest_state = UserState(value, time);
+    earliest_state.MoveStartBack(time);
+  }
 };
 RecordPlan PlanRecords(const UserState* latest, const UserState* earliest, ActorId actor, DictId key, int64_t time,
                        const StoredValue& next, const Dictionary& strings) {
@@ -95,9 +102,7 @@ RecordPlan PlanRecords(const UserState* latest, const UserState* earliest, Actor
     if (SameValue(next, value)) {
       plan.move_latest_back = true;
     } else {
-      plan.earliest = RecordPlan::Earliest::kReplace;
-      plan.earliest_state = UserState(next, time);
-      plan.earliest_state.MoveStartBack(time);
+      plan.StartEarliestRun(next, time);
     }
     return plan;
   }
@@ -107,9 +112,7 @@ RecordPlan PlanRecords(const UserState* latest, const UserState* earliest, Actor
       plan.earliest = RecordPlan::Earliest::kMoveBack;
     } else {
       if (earliest->pending()) add(earliest->time_ms(), first);
-      plan.earliest = RecordPlan::Earliest::kReplace;
-      plan.earliest_state = UserState(next, time);
-      plan.earliest_state.MoveStartBack(time);
+      plan.StartEarliestRun(next, time);
     }
   } else if (time == earliest->time_ms()) {
     if (SameValue(next, first)) return plan;
@@ -117,7 +120,7 @@ RecordPlan PlanRecords(const UserState* latest, const UserState* earliest, Actor
     add(time, next);
     const bool first_wins = ValueSortsBefore(next, first, strings);
     if (first_wins) add(time, first);
-    plan.earliest = RecordPlan::Earliest::kSettle;
+    plan.earliest = RecordPlan::Earliest::kSet;
     plan.earliest_state = UserState(first_wins ? first : next, time);
   } else {
     // Between the earliest and the latest run: kept, since what lies between them is not
@@ -292,7 +295,7 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
       actor = intern_actor('u', e.user_id);
       if (!e.device_id.empty()) {
         ActorId device = intern_actor('d', e.device_id);
-        // The earliest event with both ids decides the device (LinkDecidesBefore): an
+        // The earliest event with both ids decides the device (LinkOverrules): an
         // event that comes before the device's deciding link so far, whenever it arrives,
         // adds a link that decides from now on, so any arrival order ends with the same
         // deciding link. Events mostly arrive in time order: a repeat of the previous
@@ -380,8 +383,7 @@ Result<StagedBatch> EmbeddedStore::Encode(const EventBatch& batch, TransactionOv
       switch (plan.earliest) {
         case RecordPlan::Earliest::kKeep: break;
         case RecordPlan::Earliest::kMoveBack: earliest->second.MoveStartBack(time); break;
-        case RecordPlan::Earliest::kReplace:
-        case RecordPlan::Earliest::kSettle: overlay.earliest_runs.insert_or_assign(slot, plan.earliest_state); break;
+        case RecordPlan::Earliest::kSet: overlay.earliest_runs.insert_or_assign(slot, plan.earliest_state); break;
       }
       if (plan.n == 0 && !plan.move_latest_back) continue;
       auto [it, fresh] = overlay.user_values.try_emplace(slot);
