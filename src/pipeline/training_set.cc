@@ -102,6 +102,7 @@ Result<OutcomeFamilySpec> OutcomeFamilyFor(const PredictionDefinition& definitio
   outcome.enabled = true;
   outcome.event = label.event;
   outcome.where = label.where;
+  outcome.unfiltered = !outcome.where.empty();
   if (definition.kind == PredictionKind::kRevenue) outcome.amount_property = label.revenue_property;
   outcome.horizon_days = definition.horizon_days;
   const double span_days = static_cast<double>(oldest_cutoff_ms - first_event_ms) / kMsPerDay;

@@ -159,6 +159,26 @@ TEST(TrainingSetTest, IneligibleStopsBeforeFeatures) {
 }
 
 // One event stamped in the future must not move the default as-of past all the data.
+// A filtered outcome also gets its event without the filters (docs/FEATURES.md, "Why the
+// unfiltered event"); an unfiltered one has nothing to add.
+TEST(TrainingSetTest, OnlyAFilteredOutcomeGetsTheUnfilteredColumns) {
+  PredictionDefinition definition = testing_util::PurchaseDefinition();
+  LabelSpec label;
+  label.event = "Purchase";
+  label.horizon_ms = 7 * kMsPerDay;
+  const int64_t first = 0, oldest = 400 * kMsPerDay;
+  auto plain = OutcomeFamilyFor(definition, label, first, oldest);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->unfiltered);
+  label.where = {*ParsePropertyFilter("price >= 20")};
+  auto filtered = OutcomeFamilyFor(definition, label, first, oldest);
+  ASSERT_TRUE(filtered.ok());
+  EXPECT_TRUE(filtered->unfiltered);
+  const std::vector<std::string> names = OutcomeColumnNames(*filtered);
+  EXPECT_NE(std::find(names.begin(), names.end(), R"(count "Purchase" unfiltered all history)"), names.end());
+  EXPECT_EQ(names.size(), OutcomeColumnNames(*plain).size() + 2 * (filtered->window_days.size() + 1) + 2);
+}
+
 TEST(DefaultAsOfTest, IsTheLastEventButNeverLaterThanNow) {
   auto reader = testing_util::SharedStore().Snapshot();
   const int64_t last = reader->max_time_ms();

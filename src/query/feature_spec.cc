@@ -61,8 +61,12 @@ std::vector<std::string> FeatureSpec::ColumnNames() const {
   return names;
 }
 
+std::string OutcomeFamilySpec::DescribeUnfiltered() const {
+  return event.empty() ? std::string("any event") : Quote(event);
+}
+
 std::string OutcomeFamilySpec::Describe() const {
-  std::string text = event.empty() ? std::string("any event") : Quote(event);
+  std::string text = DescribeUnfiltered();
   for (size_t i = 0; i < where.size(); ++i) text += (i == 0 ? " where " : " and ") + where[i].Describe();
   return text;
 }
@@ -89,6 +93,15 @@ std::vector<std::string> OutcomeColumnNames(const OutcomeFamilySpec& o) {
   if (o.window_days.size() >= 2)
     names.push_back(fmt::format("share of {} days in last {}d of last {}d", what, o.window_days.front(),
                                 o.window_days.back()));
+  if (o.unfiltered) {
+    const std::string all = o.DescribeUnfiltered();
+    for (const char* measure : {"count", "active days"}) {
+      for (int d : o.window_days) names.push_back(fmt::format("{} {} unfiltered last {}d", measure, all, d));
+      names.push_back(fmt::format("{} {} unfiltered all history", measure, all));
+    }
+    names.push_back(fmt::format("hours since last {} unfiltered", all));
+    names.push_back(fmt::format("share of {} that is {}", all, what));
+  }
   if (o.bgnbd) {
     names.push_back(fmt::format("BG/NBD P(alive) for {}", what));
     names.push_back(fmt::format("BG/NBD P({} within {}d)", what, o.horizon_days));
@@ -106,6 +119,7 @@ nlohmann::json OutcomeToJson(const OutcomeFamilySpec& o) {
   nlohmann::json j = {{"event", o.event},           {"where", std::move(where)},
                       {"amount_property", o.amount_property}, {"window_days", o.window_days},
                       {"horizon_days", o.horizon_days}};
+  if (o.unfiltered) j["unfiltered"] = true;
   if (o.bgnbd) j["bgnbd"] = {{"r", o.bgnbd->r}, {"alpha", o.bgnbd->alpha}, {"a", o.bgnbd->a}, {"b", o.bgnbd->b}};
   return j;
 }
@@ -124,6 +138,9 @@ Result<OutcomeFamilySpec> OutcomeFromJson(const nlohmann::json& j) {
   for (size_t i = 0; i < o.window_days.size(); ++i)
     if (o.window_days[i] < 1 || o.window_days[i] > 3660 || (i > 0 && o.window_days[i] <= o.window_days[i - 1]))
       return InvalidArgument("feature spec: outcome window days must ascend within 1..3660");
+  o.unfiltered = j.value("unfiltered", false);
+  if (o.unfiltered && o.where.empty())
+    return InvalidArgument("feature spec: the outcome's unfiltered columns need an outcome with filters");
   if (auto b = j.find("bgnbd"); b != j.end()) {
     OutcomeBgNbd p{b->at("r").get<double>(), b->at("alpha").get<double>(), b->at("a").get<double>(),
                    b->at("b").get<double>()};

@@ -56,6 +56,13 @@ struct OutcomeBgNbd {
 // being predicted, exactly as defined (event and filters, or any event), counted over
 // several time scales, with its gaps, its amounts and the BG/NBD quantities. Present when
 // `enabled`; specs written before it existed load with it off.
+//
+// An outcome with filters ("Rating" where stars = 5) also gets, when `unfiltered`, the
+// same event without its filters: how often and how recently the user does the event at
+// all, and the share of it that passed the filters. Activity leads the filtered outcome
+// (a user who rates often rates five stars often) and the share is the user's own rate of
+// passing; a model of the filtered history alone sees neither. Specs written before it
+// load with it off, so their columns do not change.
 struct OutcomeFamilySpec {
   bool enabled = false;
   std::string event;                  // empty: any event
@@ -64,9 +71,12 @@ struct OutcomeFamilySpec {
   std::vector<int> window_days;       // ascending; every window also gets "all history"
   int horizon_days = 0;               // of the BG/NBD columns
   std::optional<OutcomeBgNbd> bgnbd;  // the BG/NBD columns exist only when fitted
+  bool unfiltered = false;            // the event without `where` too (needs filters)
 
   // "\"Purchase\"", "\"Rating\" where stars = 5", "any event": how column names read.
   std::string Describe() const;
+  // The same without the filters: "\"Rating\"", "any event".
+  std::string DescribeUnfiltered() const;
 };
 
 struct FeatureSpec {

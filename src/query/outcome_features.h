@@ -28,21 +28,23 @@ Result<std::vector<float>> ComputeOutcomeColumns(const EventReader& reader, cons
 // capped number.
 std::vector<float> OutcomeEmptyValues(const OutcomeFamilySpec& spec);
 
-// One row's values from its day records (one per day, time ascending), into `out`.
-void OutcomeRowValues(const OutcomeFamilySpec& spec, std::span<const query_internal::OutcomeDay> days,
-                      int64_t cutoff_ms, float* out);
-
-// The same for many rows: the empty row and the window totals are set up once, not per
-// row (a scoring block has hundreds of thousands of them).
+// Writes rows' values from their day records (one per day, time ascending): the
+// outcome's, and with `spec.unfiltered` the records of its event without the filters.
+// The empty row and the window totals are set up once, not per row (a scoring block has
+// hundreds of thousands of rows).
 class OutcomeRowWriter {
  public:
   explicit OutcomeRowWriter(const OutcomeFamilySpec& spec);
-  void Write(std::span<const query_internal::OutcomeDay> days, int64_t cutoff_ms, float* out);
+  void Write(std::span<const query_internal::OutcomeDay> days,
+             std::span<const query_internal::OutcomeDay> unfiltered_days, int64_t cutoff_ms, float* out);
 
  private:
   struct Totals {
     double count = 0, days = 0, amount = 0;
   };
+  // Sums `days` over every window (the last: all history) into totals_.
+  void Total(std::span<const query_internal::OutcomeDay> days);
+
   const OutcomeFamilySpec& spec_;
   std::vector<float> empty_;
   std::vector<Totals> totals_;

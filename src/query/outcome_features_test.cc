@@ -42,7 +42,8 @@ struct Logged {
 //   by a "Login" event carrying both ids, before T for k < 5 (its events, earlier ones
 //   too, are the user's), after T for k >= 5 (at T it is a row of its own);
 // - "Buy" with "color" (a, b or absent) and "price" (a number, a string or absent);
-// - users 8..11 never buy (rows without the outcome), 12 and 13 buy on one day only;
+// - users 8..11 never buy (rows without the outcome), 12 and 13 buy on one day only, 14
+//   buys only what fails "color = a";
 // - events exactly at T-1ms, at T, and at the 7-day and 30-day window edges.
 std::vector<Logged> RandomLog(uint32_t seed) {
   std::mt19937 rng(seed);
@@ -85,6 +86,9 @@ std::vector<Logged> RandomLog(uint32_t seed) {
   log.push_back({.user = "user-12", .type = "Buy", .time = kCutoff - 2 * kMsPerDay + kMsPerHour, .properties = a});
   log.push_back({.user = "user-12", .type = "View", .time = kCutoff - 9 * kMsPerDay});
   log.push_back({.user = "user-13", .type = "Buy", .time = kCutoff - 1, .properties = a});
+  // Buys that never pass "color = a": the unfiltered columns without the outcome's.
+  log.push_back({.user = "user-14", .type = "Buy", .time = kCutoff - 3 * kMsPerDay, .properties = {{"color", "b"}}});
+  log.push_back({.user = "user-14", .type = "Buy", .time = kCutoff - 40 * kMsPerDay});
   return log;
 }
 
@@ -121,7 +125,9 @@ bool Qualifies(const Logged& e, const std::string& filter_set) {
 
 // The outcome's columns of one row by the definitions (outcome_features.h, FEATURES.md):
 // day d of an event at t is floor((T - 1 - t) / 24 h); window w holds days d < w.
-std::vector<double> ReferenceRow(const std::vector<const Logged*>& events, const OutcomeFamilySpec& spec,
+// `unfiltered`: the row's events of the outcome's type whatever their properties.
+std::vector<double> ReferenceRow(const std::vector<const Logged*>& events,
+                                 const std::vector<const Logged*>& unfiltered, const OutcomeFamilySpec& spec,
                                  bool amount_known) {
   std::vector<double> out;
   const size_t windows = spec.window_days.size();
@@ -163,6 +169,24 @@ std::vector<double> ReferenceRow(const std::vector<const Logged*>& events, const
     const double longest = static_cast<double>(days[windows - 1].size());
     out.push_back(longest > 0 ? static_cast<double>(days[0].size()) / longest : kNaN);
   }
+  if (spec.unfiltered) {
+    std::vector<double> all_count(windows + 1, 0);
+    std::vector<std::set<int64_t>> all_days(windows + 1);
+    int64_t all_last = INT64_MIN;
+    for (const Logged* e : unfiltered) {
+      const int64_t d = (kCutoff - 1 - e->time) / kMsPerDay;
+      for (size_t w = 0; w <= windows; ++w) {
+        if (w < windows && d >= spec.window_days[w]) continue;
+        all_count[w] += 1;
+        all_days[w].insert(d);
+      }
+      all_last = std::max(all_last, e->time);
+    }
+    for (double c : all_count) out.push_back(c);
+    for (const auto& s : all_days) out.push_back(static_cast<double>(s.size()));
+    out.push_back(unfiltered.empty() ? kNaN : static_cast<double>(kCutoff - all_last) / kMsPerHour);
+    out.push_back(unfiltered.empty() ? kNaN : count[windows] / all_count[windows]);
+  }
   if (spec.bgnbd) {
     if (never) {
       out.insert(out.end(), 3, kNaN);
@@ -197,6 +221,7 @@ std::vector<Case> Cases() {
     c.spec.window_days = {7, 30, 90, 365};
     c.spec.horizon_days = 14;
     c.spec.bgnbd = OutcomeBgNbd{0.6, 4.0, 0.8, 2.5};
+    c.spec.unfiltered = true;
     cases.push_back(c);
   }
   {
@@ -269,7 +294,7 @@ TEST_P(OutcomeReferenceTest, EveryColumnEqualsTheNaiveReference) {
   FeatureSpec base;
   base.taxonomy.event_types = {"Buy", "View"};
   base.taxonomy.event_properties = {{.name = "price", .numeric = true, .values = {}}};
-  size_t rows_without_outcome = 0, rows_with_one_day = 0;
+  size_t rows_without_outcome = 0, rows_with_one_day = 0, rows_with_only_unfiltered = 0;
   for (const Case& c : Cases()) {
     SCOPED_TRACE(c.name);
     FeatureSpec spec = base;
@@ -299,16 +324,18 @@ TEST_P(OutcomeReferenceTest, EveryColumnEqualsTheNaiveReference) {
     }
 
     for (size_t r = 0; r < rows.size(); ++r) {
-      std::vector<const Logged*> events;
+      std::vector<const Logged*> events, unfiltered;
       if (r != 0) {
         for (const Logged& e : log) {
           if (e.time >= kCutoff || RowOf(e, linked_before_t) != row_names[r]) continue;
           if (c.any_event ? true : Qualifies(e, c.filter_set)) events.push_back(&e);
+          if (c.any_event ? true : Qualifies(e, "")) unfiltered.push_back(&e);
         }
       }
-      const std::vector<double> want = ReferenceRow(events, c.spec, amount_known);
+      const std::vector<double> want = ReferenceRow(events, unfiltered, c.spec, amount_known);
       ASSERT_EQ(want.size(), k);
       if (events.empty()) ++rows_without_outcome;
+      if (c.spec.unfiltered && events.empty() && !unfiltered.empty()) ++rows_with_only_unfiltered;
       std::set<int64_t> days;
       for (const Logged* e : events) days.insert((kCutoff - 1 - e->time) / kMsPerDay);
       rows_with_one_day += days.size() == 1;
@@ -326,6 +353,7 @@ TEST_P(OutcomeReferenceTest, EveryColumnEqualsTheNaiveReference) {
   }
   EXPECT_GT(rows_without_outcome, 4u) << "the log has rows that never did the outcome";
   EXPECT_GT(rows_with_one_day, 0u) << "and rows with a single active day (no gaps)";
+  EXPECT_GT(rows_with_only_unfiltered, 0u) << "and rows with the event but never passing its filters";
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, OutcomeReferenceTest, ::testing::Values(1u, 2u, 3u));
@@ -399,6 +427,8 @@ TEST(OutcomeFeaturesTest, EventsAtOrAfterTheCutoffChangeNothing) {
       R"({"user_id": "bob", "event_type": "Buy", "time": "T+30m", "event_properties": {"price": 50}})",
       R"({"device_id": "dev-1", "event_type": "Buy", "time": "T+1h", "event_properties": {"price": 50}})",
       R"({"user_id": "carol", "event_type": "Buy", "time": "T+2d", "event_properties": {"price": 50}})",
+      // Fails the filter: only the unfiltered columns could see it.
+      R"({"user_id": "alice", "event_type": "Buy", "time": "T+1ms", "event_properties": {"price": 1}})",
   };
   const char* just_before[] = {
       R"({"user_id": "bob", "event_type": "Buy", "time": "T-1ms", "event_properties": {"price": 50}})",
@@ -406,6 +436,8 @@ TEST(OutcomeFeaturesTest, EventsAtOrAfterTheCutoffChangeNothing) {
   OutcomeFamilySpec outcome;
   outcome.enabled = true;
   outcome.event = "Buy";
+  outcome.where = {*ParsePropertyFilter("price >= 2")};  // alice's T-20d Buy is unfiltered only
+  outcome.unfiltered = true;
   outcome.amount_property = "price";
   outcome.window_days = {7, 30, 90};
   outcome.horizon_days = 7;
@@ -478,6 +510,7 @@ FeatureSpec SpecWithOutcome() {
   spec.outcome.window_days = {7, 30, 90};
   spec.outcome.horizon_days = 14;
   spec.outcome.bgnbd = OutcomeBgNbd{0.25, 3.5, 0.75, 2.125};
+  spec.outcome.unfiltered = true;
   return spec;
 }
 
@@ -499,6 +532,7 @@ TEST(OutcomeSpecTest, JsonRoundTripKeepsTheOutcomeFamily) {
   ASSERT_TRUE(back->outcome.bgnbd.has_value());
   EXPECT_EQ(back->outcome.bgnbd->r, 0.25);
   EXPECT_EQ(back->outcome.bgnbd->b, 2.125);
+  EXPECT_TRUE(back->outcome.unfiltered);
   // The family's columns come last.
   const std::vector<std::string> names = spec.ColumnNames(), outcome = OutcomeColumnNames(spec.outcome);
   ASSERT_GT(names.size(), outcome.size());
@@ -527,6 +561,27 @@ TEST(OutcomeSpecTest, SpecsWithoutTheOutcomeStillLoad) {
   EXPECT_EQ(loaded->ColumnNames(), old.ColumnNames());
 }
 
+// A filtered outcome's spec written before the unfiltered columns existed has no
+// "unfiltered" key: it loads with them off and its columns are the ones its model learned.
+TEST(OutcomeSpecTest, SpecsWrittenBeforeTheUnfilteredColumnsKeepTheirColumns) {
+  FeatureSpec old = SpecWithOutcome();
+  old.outcome.unfiltered = false;
+  const nlohmann::json j = ToJson(old);
+  EXPECT_FALSE(j.at("outcome").contains("unfiltered"));
+  auto loaded = FeatureSpecFromJson(j);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_FALSE(loaded->outcome.unfiltered);
+  EXPECT_EQ(loaded->ColumnNames(), old.ColumnNames());
+  const size_t with = OutcomeColumnNames(SpecWithOutcome().outcome).size();
+  const size_t scales = old.outcome.window_days.size() + 1;
+  EXPECT_EQ(OutcomeColumnNames(old.outcome).size() + 2 * scales + 2, with);
+  // The new columns sit before the BG/NBD ones, which stay last.
+  const std::vector<std::string> names = OutcomeColumnNames(SpecWithOutcome().outcome);
+  EXPECT_EQ(names[with - 4], R"(share of "Buy" that is "Buy" where color = "a" and price >= 10.0)");
+  EXPECT_EQ(names[with - 5], R"(hours since last "Buy" unfiltered)");
+  EXPECT_EQ(names[with - 3].rfind("BG/NBD P(alive)", 0), 0u);
+}
+
 TEST(OutcomeSpecTest, TamperedOrInvalidOutcomeIsRejected) {
   const nlohmann::json good = ToJson(SpecWithOutcome());
   ASSERT_TRUE(FeatureSpecFromJson(good).ok());
@@ -548,6 +603,18 @@ TEST(OutcomeSpecTest, TamperedOrInvalidOutcomeIsRejected) {
   rejected([](nlohmann::json& j) { j["outcome"]["where"] = {{{"property", "color"}, {"op", "nonsense"}}}; },
            "bad filter");
   rejected([](nlohmann::json& j) { j["outcome"].erase("event"); }, "no event");
+  rejected([](nlohmann::json& j) { j["outcome"]["unfiltered"] = "yes"; }, "unfiltered not a boolean");
+  rejected(
+      [](nlohmann::json& j) {
+        j["outcome"]["where"] = nlohmann::json::array();
+        j["columns"] = ToJson([] {
+          FeatureSpec s = SpecWithOutcome();
+          s.outcome.where.clear();
+          s.outcome.unfiltered = false;
+          return s;
+        }())["columns"];
+      },
+      "unfiltered columns without filters");
   // The outcome removed but its columns kept: the column list no longer matches.
   rejected([](nlohmann::json& j) { j.erase("outcome"); }, "outcome removed, columns kept");
 }
