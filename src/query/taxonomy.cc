@@ -88,8 +88,7 @@ void BuildUserProperties(const EventReader& reader, int64_t cutoff_ms,
   std::span<const UserPropertyRecord> history = reader.user_property_history();
   std::vector<UserPropertyRecord> pairs;
   auto same_pair = [](const UserPropertyRecord& a, const UserPropertyRecord& b) {
-    return a.key == b.key && a.value.kind == b.value.kind && a.value.number == b.value.number &&
-           a.value.string == b.value.string;
+    return a.key == b.key && a.value == b.value;
   };
   for (size_t begin = 0, end = 0; begin < history.size(); begin = end) {
     while (end < history.size() && history[end].actor == history[begin].actor) ++end;

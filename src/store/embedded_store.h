@@ -94,10 +94,6 @@ static_assert(sizeof(UserState) == 16);
 // entry would cost an allocation each and a pointer chase on every lookup.
 using UserValues = absl::flat_hash_map<uint64_t, UserState>;
 
-inline bool SameValue(const StoredValue& a, const StoredValue& b) {
-  return a.kind == b.kind && a.number == b.number && a.string == b.string;
-}
-
 // Moves a property's state (`known`: it has one) past one history record. The writer and
 // the replay of the log both go through it, so a reopened store decides as the live one.
 inline void AdvanceUserState(UserState& state, bool known, const UserPropertyRecord& record) {
@@ -105,7 +101,7 @@ inline void AdvanceUserState(UserState& state, bool known, const UserPropertyRec
     state = UserState(record.value, record.time_ms);
   } else if (record.time_ms == state.time_ms()) {
     state.set_value(record.value);  // at equal times the writer puts the winner last
-  } else if (SameValue(record.value, state.value())) {
+  } else if (record.value == state.value()) {
     state = UserState(record.value, record.time_ms);  // the same value, known from earlier on
   }
 }

@@ -43,6 +43,10 @@ struct StoredValue {
   double number = 0;          // kNumber, kBool
   DictId string = kNoDictId;  // kString, kArray (canonical JSON)
   ValueKind kind = ValueKind::kNull;
+
+  // The same value: same kind, number and string id (strings are interned, so equal ids
+  // are equal strings).
+  friend constexpr bool operator==(const StoredValue&, const StoredValue&) = default;
 };
 static_assert(sizeof(StoredValue) == 16);
 

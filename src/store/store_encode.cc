@@ -86,7 +86,7 @@ RecordPlan PlanRecords(const UserState* latest, const UserState* earliest, Actor
   // it goes last whatever came first (settling a pending start of the lesser one).
   const StoredValue value = latest->value();
   if (time >= latest->time_ms()) {
-    if (SameValue(next, value)) return plan;
+    if (next == value) return plan;
     if (time == latest->time_ms()) {
       add(time, next);
       if (ValueSortsBefore(next, value, strings)) add(time, value);
@@ -99,7 +99,7 @@ RecordPlan PlanRecords(const UserState* latest, const UserState* earliest, Actor
   // Out of time order, with nothing seen behind the latest run: the same value starts
   // the run earlier; another one starts the earliest run.
   if (earliest == nullptr) {
-    if (SameValue(next, value)) {
+    if (next == value) {
       plan.move_latest_back = true;
     } else {
       plan.StartEarliestRun(next, time);
@@ -108,14 +108,14 @@ RecordPlan PlanRecords(const UserState* latest, const UserState* earliest, Actor
   }
   const StoredValue first = earliest->value();
   if (time < earliest->time_ms()) {
-    if (SameValue(next, first)) {
+    if (next == first) {
       plan.earliest = RecordPlan::Earliest::kMoveBack;
     } else {
       if (earliest->pending()) add(earliest->time_ms(), first);
       plan.StartEarliestRun(next, time);
     }
   } else if (time == earliest->time_ms()) {
-    if (SameValue(next, first)) return plan;
+    if (next == first) return plan;
     if (earliest->pending()) add(time, first);
     add(time, next);
     const bool first_wins = ValueSortsBefore(next, first, strings);

@@ -311,7 +311,7 @@ TEST(UserStateTest, KeepsEveryKindOfValueAndTime) {
       const UserState state(v, t);
       EXPECT_EQ(state.time_ms(), t);
       EXPECT_EQ(state.kind(), v.kind);
-      EXPECT_TRUE(SameValue(state.value(), v)) << static_cast<int>(v.kind) << " at " << t;
+      EXPECT_TRUE(state.value() == v) << static_cast<int>(v.kind) << " at " << t;
       EXPECT_EQ(std::signbit(state.value().number), std::signbit(v.number));
     }
   }
