@@ -65,10 +65,19 @@ std::string OutcomeFamilySpec::DescribeUnfiltered() const {
   return event.empty() ? std::string("any event") : Quote(event);
 }
 
-std::string OutcomeFamilySpec::Describe() const {
-  std::string text = DescribeUnfiltered();
-  for (size_t i = 0; i < where.size(); ++i) text += (i == 0 ? " where " : " and ") + where[i].Describe();
+namespace {
+
+// "stars = 5 and platform = \"ios\"".
+std::string FiltersText(const std::vector<PropertyFilter>& where) {
+  std::string text;
+  for (size_t i = 0; i < where.size(); ++i) text += (i == 0 ? "" : " and ") + where[i].Describe();
   return text;
+}
+
+}  // namespace
+
+std::string OutcomeFamilySpec::Describe() const {
+  return where.empty() ? DescribeUnfiltered() : DescribeUnfiltered() + " where " + FiltersText(where);
 }
 
 std::vector<std::string> OutcomeColumnNames(const OutcomeFamilySpec& o) {
@@ -100,7 +109,7 @@ std::vector<std::string> OutcomeColumnNames(const OutcomeFamilySpec& o) {
       names.push_back(fmt::format("{} {} unfiltered all history", measure, all));
     }
     names.push_back(fmt::format("hours since last {} unfiltered", all));
-    names.push_back(fmt::format("share of {} that is {}", all, what));
+    names.push_back(fmt::format("share of {} with {}", all, FiltersText(o.where)));
   }
   if (o.bgnbd) {
     names.push_back(fmt::format("BG/NBD P(alive) for {}", what));

@@ -577,7 +577,7 @@ TEST(OutcomeSpecTest, SpecsWrittenBeforeTheUnfilteredColumnsKeepTheirColumns) {
   EXPECT_EQ(OutcomeColumnNames(old.outcome).size() + 2 * scales + 2, with);
   // The new columns sit before the BG/NBD ones, which stay last.
   const std::vector<std::string> names = OutcomeColumnNames(SpecWithOutcome().outcome);
-  EXPECT_EQ(names[with - 4], R"(share of "Buy" that is "Buy" where color = "a" and price >= 10.0)");
+  EXPECT_EQ(names[with - 4], R"(share of "Buy" with color = "a" and price >= 10.0)");
   EXPECT_EQ(names[with - 5], R"(hours since last "Buy" unfiltered)");
   EXPECT_EQ(names[with - 3].rfind("BG/NBD P(alive)", 0), 0u);
 }
