@@ -114,12 +114,11 @@ Result<OutcomeFamilySpec> OutcomeFamilyFor(const PredictionDefinition& definitio
   return outcome;
 }
 
-// BG/NBD on the outcome histories of a cutoff's users, for the outcome family's
-// P(alive) / P(outcome within H) / expected-occurrence columns. Fitted at the oldest
-// training cutoff, so no stacked cutoff's label window is seen. Too little history to fit
-// (fewer than 50 users with the outcome, or nobody repeating) leaves the columns out.
-std::string FitOutcomeBgNbd(std::span<const std::optional<OutcomeRepeatSummary>> summaries,
-                            OutcomeFamilySpec& outcome) {
+namespace {
+
+// BG/NBD on repeat summaries into `into`; returns what happened, in words.
+std::string FitBgNbdInto(std::span<const std::optional<OutcomeRepeatSummary>> summaries, const char* what,
+                         std::optional<OutcomeBgNbd>& into) {
   std::vector<ml::RfmSummary> customers;
   size_t repeaters = 0;
   for (const auto& s : summaries) {
@@ -128,17 +127,38 @@ std::string FitOutcomeBgNbd(std::span<const std::optional<OutcomeRepeatSummary>>
     repeaters += s->x > 0;
   }
   if (customers.size() < 50 || repeaters == 0)
-    return fmt::format("BG/NBD not fitted: {} users with the outcome, {} repeating (needs 50 and 1)",
-                       customers.size(), repeaters);
+    return fmt::format("BG/NBD not fitted: {} users with {}, {} repeating (needs 50 and 1)", customers.size(), what,
+                       repeaters);
   auto fit = ml::FitBgNbd(customers);
   if (!fit.ok()) return fmt::format("BG/NBD not fitted: {}", fit.status().ToString());
   const ml::BgNbdParams& p = fit->params;
   for (double v : {p.r, p.alpha, p.a, p.b})
     if (!std::isfinite(v) || v <= 0) return fmt::format("BG/NBD not fitted: the fit gave a parameter of {}", v);
-  outcome.bgnbd = OutcomeBgNbd{p.r, p.alpha, p.a, p.b};
+  into = OutcomeBgNbd{p.r, p.alpha, p.a, p.b};
   return fmt::format("BG/NBD fitted on {} users (r {:.4g}, alpha {:.4g}, a {:.4g}, b {:.4g}; {} iterations{})",
                      customers.size(), p.r, p.alpha, p.a, p.b, fit->iterations,
                      fit->converged ? "" : ", stopped at the cap");
+}
+
+}  // namespace
+
+// BG/NBD on the outcome histories of a cutoff's users, for the outcome family's
+// P(alive) / P(outcome within H) / expected-occurrence columns. Fitted at the oldest
+// training cutoff, so no stacked cutoff's label window is seen. Too little history to fit
+// (fewer than 50 users with the outcome, or nobody repeating) leaves the columns out.
+std::string FitOutcomeBgNbd(std::span<const std::optional<OutcomeRepeatSummary>> summaries,
+                            OutcomeFamilySpec& outcome) {
+  return FitBgNbdInto(summaries, "the outcome", outcome.bgnbd);
+}
+
+Result<std::string> FitUnfilteredBgNbd(const QueryEngine& engine, int64_t cutoff_ms, const UserSet& users,
+                                       OutcomeFamilySpec& outcome) {
+  if (!outcome.unfiltered) return std::string();
+  OutcomeFamilySpec unfiltered = outcome;  // the event without its filters
+  unfiltered.where.clear();
+  unfiltered.amount_property.clear();
+  ASSIGN_OR_RETURN(auto summaries, engine.RepeatSummaries(unfiltered, cutoff_ms, users));
+  return FitBgNbdInto(summaries, "the event", outcome.unfiltered_bgnbd);
 }
 
 std::vector<uint32_t> OutcomeColumnsOf(const FeatureSpec& spec) {
@@ -322,6 +342,9 @@ Result<TrainingSet> BuildTrainingSet(const EventReader& reader, const QueryEngin
   {
     ASSIGN_OR_RETURN(auto summaries, engine.RepeatSummaries(set.spec.outcome, set.cutoffs.back(), parts.back().users));
     set.outcome_model_note = FitOutcomeBgNbd(summaries, set.spec.outcome);
+    ASSIGN_OR_RETURN(std::string unfiltered,
+                     FitUnfilteredBgNbd(engine, set.cutoffs.back(), parts.back().users, set.spec.outcome));
+    if (!unfiltered.empty()) set.outcome_model_note += "; without the filters: " + unfiltered;
   }
   const std::vector<std::string> columns = set.spec.ColumnNames();
   const size_t p = columns.size();

@@ -138,6 +138,11 @@ Result<OutcomeFamilySpec> OutcomeFamilyFor(const PredictionDefinition& definitio
 // leaves it unset. Returns what happened, in words.
 std::string FitOutcomeBgNbd(std::span<const std::optional<OutcomeRepeatSummary>> summaries,
                             OutcomeFamilySpec& outcome);
+// With `outcome.unfiltered`: BG/NBD on the users' histories of the event without the
+// filters, into `outcome.unfiltered_bgnbd` (too little history leaves it unset). Returns
+// what happened, in words; empty without `unfiltered`.
+Result<std::string> FitUnfilteredBgNbd(const QueryEngine& engine, int64_t cutoff_ms, const UserSet& users,
+                                       OutcomeFamilySpec& outcome);
 
 // Where the outcome family's columns are in `spec`'s layout (empty without the family).
 std::vector<uint32_t> OutcomeColumnsOf(const FeatureSpec& spec);

@@ -110,6 +110,10 @@ std::vector<std::string> OutcomeColumnNames(const OutcomeFamilySpec& o) {
     }
     names.push_back(fmt::format("hours since last {} unfiltered", all));
     names.push_back(fmt::format("share of {} with {}", all, FiltersText(o.where)));
+    if (o.unfiltered_bgnbd) {
+      names.push_back(fmt::format("BG/NBD P(alive) for {} unfiltered", all));
+      names.push_back(fmt::format("BG/NBD P({} unfiltered within {}d)", all, o.horizon_days));
+    }
   }
   if (o.bgnbd) {
     names.push_back(fmt::format("BG/NBD P(alive) for {}", what));
@@ -129,8 +133,22 @@ nlohmann::json OutcomeToJson(const OutcomeFamilySpec& o) {
                       {"amount_property", o.amount_property}, {"window_days", o.window_days},
                       {"horizon_days", o.horizon_days}};
   if (o.unfiltered) j["unfiltered"] = true;
+  if (o.unfiltered_bgnbd)
+    j["unfiltered_bgnbd"] = {{"r", o.unfiltered_bgnbd->r},
+                             {"alpha", o.unfiltered_bgnbd->alpha},
+                             {"a", o.unfiltered_bgnbd->a},
+                             {"b", o.unfiltered_bgnbd->b}};
   if (o.bgnbd) j["bgnbd"] = {{"r", o.bgnbd->r}, {"alpha", o.bgnbd->alpha}, {"a", o.bgnbd->a}, {"b", o.bgnbd->b}};
   return j;
+}
+
+Result<OutcomeBgNbd> BgNbdFromJson(const nlohmann::json& b) {
+  OutcomeBgNbd p{b.at("r").get<double>(), b.at("alpha").get<double>(), b.at("a").get<double>(),
+                 b.at("b").get<double>()};
+  if (!(p.r > 0 && p.alpha > 0 && p.a > 0 && p.b > 0) || !std::isfinite(p.r) || !std::isfinite(p.alpha) ||
+      !std::isfinite(p.a) || !std::isfinite(p.b))
+    return InvalidArgument("feature spec: BG/NBD parameters must be positive");
+  return p;
 }
 
 Result<OutcomeFamilySpec> OutcomeFromJson(const nlohmann::json& j) {
@@ -151,12 +169,11 @@ Result<OutcomeFamilySpec> OutcomeFromJson(const nlohmann::json& j) {
   if (o.unfiltered && o.where.empty())
     return InvalidArgument("feature spec: the outcome's unfiltered columns need an outcome with filters");
   if (auto b = j.find("bgnbd"); b != j.end()) {
-    OutcomeBgNbd p{b->at("r").get<double>(), b->at("alpha").get<double>(), b->at("a").get<double>(),
-                   b->at("b").get<double>()};
-    if (!(p.r > 0 && p.alpha > 0 && p.a > 0 && p.b > 0) || !std::isfinite(p.r) || !std::isfinite(p.alpha) ||
-        !std::isfinite(p.a) || !std::isfinite(p.b))
-      return InvalidArgument("feature spec: BG/NBD parameters must be positive");
-    o.bgnbd = p;
+    ASSIGN_OR_RETURN(o.bgnbd, BgNbdFromJson(*b));
+  }
+  if (auto b = j.find("unfiltered_bgnbd"); b != j.end()) {
+    if (!o.unfiltered) return InvalidArgument("feature spec: unfiltered_bgnbd without the unfiltered columns");
+    ASSIGN_OR_RETURN(o.unfiltered_bgnbd, BgNbdFromJson(*b));
   }
   return o;
 }

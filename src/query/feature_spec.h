@@ -72,6 +72,9 @@ struct OutcomeFamilySpec {
   int horizon_days = 0;               // of the BG/NBD columns
   std::optional<OutcomeBgNbd> bgnbd;  // the BG/NBD columns exist only when fitted
   bool unfiltered = false;            // the event without `where` too (needs filters)
+  // BG/NBD on the event without the filters (with `unfiltered`, when fitted): a user
+  // leaves the activity, not its filtered part, so P(alive) belongs to the activity.
+  std::optional<OutcomeBgNbd> unfiltered_bgnbd;
 
   // "\"Purchase\"", "\"Rating\" where stars = 5", "any event": how column names read.
   std::string Describe() const;

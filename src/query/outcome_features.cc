@@ -25,6 +25,7 @@ std::vector<float> OutcomeEmptyValues(const OutcomeFamilySpec& spec) {
   if (spec.unfiltered) {
     values.insert(values.end(), 2 * scales, 0.0f);  // unfiltered counts, active days
     values.insert(values.end(), 2, kMissing);       // since last unfiltered, share passing
+    if (spec.unfiltered_bgnbd) values.insert(values.end(), 2, kMissing);
   }
   if (spec.bgnbd) values.insert(values.end(), 3, kMissing);
   return values;
@@ -72,7 +73,8 @@ void OutcomeRowWriter::Write(std::span<const query_internal::OutcomeDay> days,
   size_t c = 0;
   if (days.empty()) {
     // Only the unfiltered part has anything: the outcome's part is the empty row's.
-    c = empty_.size() - (spec.unfiltered ? 2 * (windows + 1) + 2 : 0) - (spec.bgnbd ? 3 : 0);
+    c = empty_.size() - (spec.unfiltered ? 2 * (windows + 1) + 2 + (spec.unfiltered_bgnbd ? 2 : 0) : 0) -
+        (spec.bgnbd ? 3 : 0);
     std::copy(empty_.begin(), empty_.begin() + static_cast<std::ptrdiff_t>(c), out);
   } else {
     for (size_t w = 0; w <= windows; ++w) out[c++] = static_cast<float>(totals[w].count);
@@ -109,6 +111,19 @@ void OutcomeRowWriter::Write(std::span<const query_internal::OutcomeDay> days,
                    ? kMissing
                    : static_cast<float>(static_cast<double>(cutoff_ms - unfiltered_days.back().last_ms) / kMsPerHour);
     out[c++] = all > 0 ? static_cast<float>(outcome_count / all) : kMissing;
+    if (spec.unfiltered_bgnbd) {
+      if (unfiltered_days.empty()) {
+        out[c++] = kMissing;
+        out[c++] = kMissing;
+      } else {
+        const OutcomeRepeatSummary s = *RepeatSummaryOf(unfiltered_days, cutoff_ms);
+        const OutcomeBgNbd& b = *spec.unfiltered_bgnbd;
+        const ml::BgNbdParams p{b.r, b.alpha, b.a, b.b};
+        const ml::RfmSummary rfm{s.x, s.t_x, s.age};
+        out[c++] = static_cast<float>(ml::BgNbdProbAlive(p, rfm));
+        out[c++] = static_cast<float>(ml::BgNbdProbAnyWithin(p, rfm, spec.horizon_days));
+      }
+    }
   }
   if (spec.bgnbd) {
     if (days.empty()) {

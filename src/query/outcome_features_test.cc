@@ -186,6 +186,21 @@ std::vector<double> ReferenceRow(const std::vector<const Logged*>& events,
     for (const auto& s : all_days) out.push_back(static_cast<double>(s.size()));
     out.push_back(unfiltered.empty() ? kNaN : static_cast<double>(kCutoff - all_last) / kMsPerHour);
     out.push_back(unfiltered.empty() ? kNaN : count[windows] / all_count[windows]);
+    if (spec.unfiltered_bgnbd) {
+      if (unfiltered.empty()) {
+        out.insert(out.end(), 2, kNaN);
+      } else {
+        int64_t all_first = INT64_MAX;
+        for (const Logged* e : unfiltered) all_first = std::min(all_first, e->time);
+        const double x = static_cast<double>(all_days[windows].size() - 1);
+        const ml::RfmSummary rfm{x, x == 0 ? 0.0 : static_cast<double>(all_last - all_first) / kMsPerDay,
+                                 static_cast<double>(kCutoff - all_first) / kMsPerDay};
+        const OutcomeBgNbd& b = *spec.unfiltered_bgnbd;
+        const ml::BgNbdParams p{b.r, b.alpha, b.a, b.b};
+        out.push_back(ml::BgNbdProbAlive(p, rfm));
+        out.push_back(ml::BgNbdProbAnyWithin(p, rfm, spec.horizon_days));
+      }
+    }
   }
   if (spec.bgnbd) {
     if (never) {
@@ -222,6 +237,7 @@ std::vector<Case> Cases() {
     c.spec.horizon_days = 14;
     c.spec.bgnbd = OutcomeBgNbd{0.6, 4.0, 0.8, 2.5};
     c.spec.unfiltered = true;
+    c.spec.unfiltered_bgnbd = OutcomeBgNbd{0.9, 3.0, 0.5, 4.0};
     cases.push_back(c);
   }
   {
@@ -232,6 +248,7 @@ std::vector<Case> Cases() {
     c.spec.amount_property = "price";
     c.spec.window_days = {7, 30};
     c.spec.horizon_days = 7;
+    c.spec.unfiltered = true;  // without its BG/NBD columns
     cases.push_back(c);
   }
   {
@@ -438,6 +455,7 @@ TEST(OutcomeFeaturesTest, EventsAtOrAfterTheCutoffChangeNothing) {
   outcome.event = "Buy";
   outcome.where = {*ParsePropertyFilter("price >= 2")};  // alice's T-20d Buy is unfiltered only
   outcome.unfiltered = true;
+  outcome.unfiltered_bgnbd = OutcomeBgNbd{0.7, 5.0, 0.6, 3.0};
   outcome.amount_property = "price";
   outcome.window_days = {7, 30, 90};
   outcome.horizon_days = 7;
@@ -511,6 +529,7 @@ FeatureSpec SpecWithOutcome() {
   spec.outcome.horizon_days = 14;
   spec.outcome.bgnbd = OutcomeBgNbd{0.25, 3.5, 0.75, 2.125};
   spec.outcome.unfiltered = true;
+  spec.outcome.unfiltered_bgnbd = OutcomeBgNbd{0.5, 7.25, 0.375, 3.0};
   return spec;
 }
 
@@ -533,6 +552,8 @@ TEST(OutcomeSpecTest, JsonRoundTripKeepsTheOutcomeFamily) {
   EXPECT_EQ(back->outcome.bgnbd->r, 0.25);
   EXPECT_EQ(back->outcome.bgnbd->b, 2.125);
   EXPECT_TRUE(back->outcome.unfiltered);
+  ASSERT_TRUE(back->outcome.unfiltered_bgnbd.has_value());
+  EXPECT_EQ(back->outcome.unfiltered_bgnbd->alpha, 7.25);
   // The family's columns come last.
   const std::vector<std::string> names = spec.ColumnNames(), outcome = OutcomeColumnNames(spec.outcome);
   ASSERT_GT(names.size(), outcome.size());
@@ -566,6 +587,7 @@ TEST(OutcomeSpecTest, SpecsWithoutTheOutcomeStillLoad) {
 TEST(OutcomeSpecTest, SpecsWrittenBeforeTheUnfilteredColumnsKeepTheirColumns) {
   FeatureSpec old = SpecWithOutcome();
   old.outcome.unfiltered = false;
+  old.outcome.unfiltered_bgnbd.reset();
   const nlohmann::json j = ToJson(old);
   EXPECT_FALSE(j.at("outcome").contains("unfiltered"));
   auto loaded = FeatureSpecFromJson(j);
@@ -574,12 +596,14 @@ TEST(OutcomeSpecTest, SpecsWrittenBeforeTheUnfilteredColumnsKeepTheirColumns) {
   EXPECT_EQ(loaded->ColumnNames(), old.ColumnNames());
   const size_t with = OutcomeColumnNames(SpecWithOutcome().outcome).size();
   const size_t scales = old.outcome.window_days.size() + 1;
-  EXPECT_EQ(OutcomeColumnNames(old.outcome).size() + 2 * scales + 2, with);
-  // The new columns sit before the BG/NBD ones, which stay last.
+  EXPECT_EQ(OutcomeColumnNames(old.outcome).size() + 2 * scales + 2 + 2, with);
+  // The new columns sit before the outcome's BG/NBD ones, which stay last.
   const std::vector<std::string> names = OutcomeColumnNames(SpecWithOutcome().outcome);
-  EXPECT_EQ(names[with - 4], R"(share of "Buy" with color = "a" and price >= 10.0)");
-  EXPECT_EQ(names[with - 5], R"(hours since last "Buy" unfiltered)");
-  EXPECT_EQ(names[with - 3].rfind("BG/NBD P(alive)", 0), 0u);
+  EXPECT_EQ(names[with - 7], R"(hours since last "Buy" unfiltered)");
+  EXPECT_EQ(names[with - 6], R"(share of "Buy" with color = "a" and price >= 10.0)");
+  EXPECT_EQ(names[with - 5], R"(BG/NBD P(alive) for "Buy" unfiltered)");
+  EXPECT_EQ(names[with - 4], R"(BG/NBD P("Buy" unfiltered within 14d))");
+  EXPECT_EQ(names[with - 3].rfind("BG/NBD P(alive) for \"Buy\" where", 0), 0u);
 }
 
 TEST(OutcomeSpecTest, TamperedOrInvalidOutcomeIsRejected) {
@@ -604,6 +628,8 @@ TEST(OutcomeSpecTest, TamperedOrInvalidOutcomeIsRejected) {
            "bad filter");
   rejected([](nlohmann::json& j) { j["outcome"].erase("event"); }, "no event");
   rejected([](nlohmann::json& j) { j["outcome"]["unfiltered"] = "yes"; }, "unfiltered not a boolean");
+  rejected([](nlohmann::json& j) { j["outcome"]["unfiltered_bgnbd"]["b"] = 0; }, "zero unfiltered BG/NBD parameter");
+  rejected([](nlohmann::json& j) { j["outcome"]["unfiltered"] = false; }, "unfiltered BG/NBD without the columns");
   rejected(
       [](nlohmann::json& j) {
         j["outcome"]["where"] = nlohmann::json::array();
@@ -611,6 +637,7 @@ TEST(OutcomeSpecTest, TamperedOrInvalidOutcomeIsRejected) {
           FeatureSpec s = SpecWithOutcome();
           s.outcome.where.clear();
           s.outcome.unfiltered = false;
+          s.outcome.unfiltered_bgnbd.reset();
           return s;
         }())["columns"];
       },
