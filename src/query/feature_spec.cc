@@ -125,6 +125,8 @@ std::vector<std::string> OutcomeColumnNames(const OutcomeFamilySpec& o) {
 
 namespace {
 
+nlohmann::json BgNbdToJson(const OutcomeBgNbd& p) { return {{"r", p.r}, {"alpha", p.alpha}, {"a", p.a}, {"b", p.b}}; }
+
 nlohmann::json OutcomeToJson(const OutcomeFamilySpec& o) {
   if (!o.enabled) return nullptr;
   nlohmann::json where = nlohmann::json::array();
@@ -133,12 +135,8 @@ nlohmann::json OutcomeToJson(const OutcomeFamilySpec& o) {
                       {"amount_property", o.amount_property}, {"window_days", o.window_days},
                       {"horizon_days", o.horizon_days}};
   if (o.unfiltered) j["unfiltered"] = true;
-  if (o.unfiltered_bgnbd)
-    j["unfiltered_bgnbd"] = {{"r", o.unfiltered_bgnbd->r},
-                             {"alpha", o.unfiltered_bgnbd->alpha},
-                             {"a", o.unfiltered_bgnbd->a},
-                             {"b", o.unfiltered_bgnbd->b}};
-  if (o.bgnbd) j["bgnbd"] = {{"r", o.bgnbd->r}, {"alpha", o.bgnbd->alpha}, {"a", o.bgnbd->a}, {"b", o.bgnbd->b}};
+  if (o.unfiltered_bgnbd) j["unfiltered_bgnbd"] = BgNbdToJson(*o.unfiltered_bgnbd);
+  if (o.bgnbd) j["bgnbd"] = BgNbdToJson(*o.bgnbd);
   return j;
 }
 

@@ -1,5 +1,6 @@
 #include "query/outcome_features.h"
 
+#include <cassert>
 #include <cmath>
 #include <limits>
 
@@ -12,6 +13,13 @@ namespace {
 
 constexpr float kMissing = std::numeric_limits<float>::quiet_NaN();
 
+// The columns of the outcome's own history: counts, active days, sums, never, five times
+// and gaps, the share of recent days (OutcomeEmptyValues lists them).
+size_t OwnColumnCount(const OutcomeFamilySpec& spec) {
+  const size_t scales = spec.window_days.size() + 1;
+  return 2 * scales + (spec.amount_property.empty() ? 0 : scales) + 1 + 5 + (spec.window_days.size() >= 2 ? 1 : 0);
+}
+
 }  // namespace
 
 std::vector<float> OutcomeEmptyValues(const OutcomeFamilySpec& spec) {
@@ -22,6 +30,7 @@ std::vector<float> OutcomeEmptyValues(const OutcomeFamilySpec& spec) {
   values.push_back(1.0f);                                                       // never
   values.insert(values.end(), 5, kMissing);  // since last, since first, mean gap, last gap, ratio
   if (spec.window_days.size() >= 2) values.push_back(kMissing);  // share of recent days
+  assert(values.size() == OwnColumnCount(spec));
   if (spec.unfiltered) {
     values.insert(values.end(), 2 * scales, 0.0f);  // unfiltered counts, active days
     values.insert(values.end(), 2, kMissing);       // since last unfiltered, share passing
@@ -73,8 +82,7 @@ void OutcomeRowWriter::Write(std::span<const query_internal::OutcomeDay> days,
   size_t c = 0;
   if (days.empty()) {
     // Only the unfiltered part has anything: the outcome's part is the empty row's.
-    c = empty_.size() - (spec.unfiltered ? 2 * (windows + 1) + 2 + (spec.unfiltered_bgnbd ? 2 : 0) : 0) -
-        (spec.bgnbd ? 3 : 0);
+    c = OwnColumnCount(spec);
     std::copy(empty_.begin(), empty_.begin() + static_cast<std::ptrdiff_t>(c), out);
   } else {
     for (size_t w = 0; w <= windows; ++w) out[c++] = static_cast<float>(totals[w].count);
