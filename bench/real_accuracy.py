@@ -169,11 +169,13 @@ class Raw:
         of any kind (a customer for that long, with no qualifying purchase yet)."""
         view = Raw.__new__(Raw)
         view.__dict__.update(self.__dict__)
-        view.users = {}
+        view.users, view.quantity = {}, {}
         field, threshold = line_filter
         for u, (t, r) in self.users.items():
-            m = (r if field == "revenue" else self.quantity[u]) >= threshold
+            q = self.quantity[u]
+            m = (r if field == "revenue" else q) >= threshold
             view.users[u] = (t[m], r[m])
+            view.quantity[u] = q[m]  # lines up with the view's lines
         return view
 
     def cohort(self, T, within_days=None):

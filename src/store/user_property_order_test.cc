@@ -40,10 +40,12 @@ class UserPropertyOrderTest : public TempStoreTest {
     batch.events.push_back(e);
   }
 
-  // "plan" of user-a as of `as_of_ms` in `reader` ("<unset>" when it has none).
-  static std::string PlanAsOf(const EventReader& reader, int64_t as_of_ms, std::string_view user = "user-a") {
+  // `property` ("plan") of `user` (user-a) as of `as_of_ms` in `reader` ("<unset>" when it
+  // has none).
+  static std::string PlanAsOf(const EventReader& reader, int64_t as_of_ms, std::string_view user = "user-a",
+                              std::string_view property = "plan") {
     auto actor = reader.actors().Find(std::string("u:") + std::string(user));
-    auto key = reader.property_keys().Find("plan");
+    auto key = reader.property_keys().Find(property);
     if (!actor || !key) return "<unset>";
     for (const auto& [k, v] : reader.UserPropertiesAsOf(*actor, as_of_ms))
       if (k == *key) return std::string(reader.string_values().name(v.string));
@@ -149,14 +151,6 @@ TEST_F(UserPropertyOrderTest, EventsCarryingEveryPropertyGiveTheSameValuesInAnyO
       }
     return value;
   };
-  auto value_of = [](const EventReader& reader, const std::string& user, int64_t as_of, std::string_view key) {
-    auto actor = reader.actors().Find("u:" + user);
-    auto k = reader.property_keys().Find(key);
-    if (!actor || !k) return std::string("<unset>");
-    for (const auto& [id, v] : reader.UserPropertiesAsOf(*actor, as_of))
-      if (id == *k) return std::string(reader.string_values().name(v.string));
-    return std::string("<unset>");
-  };
   std::mt19937_64 random(9);
   for (int trial = 0; trial < 40; ++trial) {
     SCOPED_TRACE("trial " + std::to_string(trial));
@@ -195,8 +189,8 @@ TEST_F(UserPropertyOrderTest, EventsCarryingEveryPropertyGiveTheSameValuesInAnyO
     for (int u = 0; u < 3; ++u) {
       const std::string user = "user-" + std::to_string(u);
       for (int64_t t = 95; t <= 280; t += 3) {
-        ASSERT_EQ(value_of(*snap, user, t, "plan"), naive(user, t, true)) << user << " as of " << t;
-        ASSERT_EQ(value_of(*snap, user, t, "country"), naive(user, t, false)) << user << " as of " << t;
+        ASSERT_EQ(PlanAsOf(*snap, t, user), naive(user, t, true)) << user << " as of " << t;
+        ASSERT_EQ(PlanAsOf(*snap, t, user, "country"), naive(user, t, false)) << user << " as of " << t;
       }
     }
   }
