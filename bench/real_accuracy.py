@@ -474,17 +474,36 @@ def read_export(path):
     return users, np.array(scores), versions
 
 
-def derive_csv(path, share, seed, date_only, work):
+def first_purchases(path):
+    """Customer ID -> the InvoiceDate text of their first purchase line (not a cancellation)."""
+    first = {}
+    with gzip.open(path, "rt", newline="", encoding="utf-8") as f:
+        r = csv.reader(f)
+        h = next(r)
+        ic, it, ii = h.index("Customer ID"), h.index("InvoiceDate"), h.index("Invoice")
+        for row in r:
+            c = row[ic].strip()
+            if c and not row[ii].startswith("C") and (c not in first or row[it] < first[c]):
+                first[c] = row[it]
+    return first
+
+
+def derive_csv(path, share, seed, date_only, acquired, work):
     """Another shop drawn from the real one, written to WORK/derived.csv.gz:
     * share < 1: every row of a random `share` of the customers (the same customers for a
       given (share, seed)). Small shops are where selection and calibration are noisiest,
       and the held-out logs may be small.
+    * acquired = (FROM, TO): only the customers whose first purchase falls in [FROM, TO), an
+      acquisition cohort as in CDNOW (every customer's first purchase in one quarter, then
+      followed for 18 months): at a late cutoff everyone has about the same tenure, most
+      have lapsed, and BG/NBD is at home.
     * date_only: every InvoiceDate truncated to its midnight, as in logs that record the
       day of a purchase only (CDNOW, many retail extracts): several purchases on one day
       share one timestamp, hours-of-day carry nothing, and recency moves in whole days.
     Rows without Customer ID are dropped (the mapping skips them anyway)."""
     out = os.path.join(work, "derived.csv.gz")
     rng = np.random.default_rng(seed)
+    first = first_purchases(path) if acquired else {}
     keep, kept, customers = {}, 0, 0
     with gzip.open(path, "rt", newline="", encoding="utf-8") as f, gzip.open(out, "wt", newline="", encoding="utf-8") as g:
         r, w = csv.reader(f), csv.writer(g, lineterminator="\n")
@@ -497,6 +516,8 @@ def derive_csv(path, share, seed, date_only, work):
                 continue
             if c not in keep:
                 keep[c] = share >= 1.0 or rng.random() < share
+                if acquired:
+                    keep[c] = keep[c] and acquired[0] <= first.get(c, "")[:10] < acquired[1]
                 customers += keep[c]
             if keep[c]:
                 if date_only:
@@ -504,7 +525,8 @@ def derive_csv(path, share, seed, date_only, work):
                 w.writerow(row)
                 kept += 1
     print(f"== derived shop: {customers} of {len(keep)} customers ({share:.0%}, seed {seed})"
-          f"{', dates only' if date_only else ''}, {kept} rows -> {out}")
+          f"{', dates only' if date_only else ''}"
+          f"{f', first purchase in [{acquired[0]}, {acquired[1]})' if acquired else ''}, {kept} rows -> {out}")
     return out
 
 
@@ -530,10 +552,15 @@ def main():
     ap.add_argument("--sample-seed", type=int, default=1)
     ap.add_argument("--date-only", action="store_true",
                     help="truncate every purchase time to its day (a log that records dates only)")
+    ap.add_argument("--acquired", default="",
+                    help="FROM,TO (YYYY-MM-DD): only customers whose first purchase is in [FROM, TO)")
     args = ap.parse_args()
     wall0 = time.time()
-    if args.customer_sample < 1.0 or args.date_only:
-        args.csv = derive_csv(args.csv, args.customer_sample, args.sample_seed, args.date_only, args.work)
+    acquired = tuple(args.acquired.split(",")) if args.acquired else None
+    if acquired and (len(acquired) != 2 or not all(re.fullmatch(r"\d{4}-\d\d-\d\d", d) for d in acquired)):
+        sys.exit(f"--acquired wants FROM,TO as YYYY-MM-DD,YYYY-MM-DD, got {args.acquired!r}")
+    if args.customer_sample < 1.0 or args.date_only or acquired:
+        args.csv = derive_csv(args.csv, args.customer_sample, args.sample_seed, args.date_only, acquired, args.work)
 
     wanted = [t for t in args.tasks.split(",") if t]
     tasks = [t for t in TASKS if (not wanted and not t.get("optional")) or t["id"] in wanted or t["group"] in wanted]

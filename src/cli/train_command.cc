@@ -86,8 +86,9 @@ void AddTrainCommand(CLI::App& app, const GlobalOptions& global) {
   auto name = std::make_shared<std::string>();
   auto flags = std::make_shared<TrainFlags>();
   cmd->add_option("NAME", *name, "prediction name")->required();
-  cmd->add_option("--stack", flags->stack, "earlier weekly cutoffs stacked for more examples: K, or auto (stack up to 3 weeks "
-                  "while the rows are fewer than 150,000)")
+  cmd->add_option("--stack", flags->stack, "earlier weekly cutoffs stacked for more examples: K, or auto (up to 3 weeks while the "
+                  "rows are fewer than 150,000; small cohorts, under 40,000 rows, up to 12 weeks while every "
+                  "label window starts within 112 days of the as-of time: 11 weeks for 30 days, 3 for 90)")
       ->capture_default_str();
   AddTrainFlags(*cmd, *flags);
   cmd->callback([&global, name, flags] { RunTrain(global, *name, *flags); });

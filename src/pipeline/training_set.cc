@@ -224,9 +224,15 @@ std::vector<int64_t> StackedCutoffs(int64_t train_cutoff_ms, int stack) {
   return cutoffs;
 }
 
-std::vector<int64_t> CandidateCutoffs(int64_t train_cutoff_ms, const TrainingSetOptions& options) {
-  return StackedCutoffs(train_cutoff_ms,
-                        options.stack == TrainingSetOptions::kAutoStack ? options.auto_stack_max : options.stack);
+int AutoStackWeeks(int horizon_days, const TrainingSetOptions& options) {
+  const int within_span = (options.auto_stack_span_days - horizon_days) / 7;
+  return std::max(options.auto_stack_max, std::min(within_span, options.auto_deep_stack_max));
+}
+
+std::vector<int64_t> CandidateCutoffs(int64_t train_cutoff_ms, int horizon_days, const TrainingSetOptions& options) {
+  return StackedCutoffs(train_cutoff_ms, options.stack == TrainingSetOptions::kAutoStack
+                                             ? AutoStackWeeks(horizon_days, options)
+                                             : options.stack);
 }
 
 uint64_t UserKey(std::string_view row_id) {
@@ -321,8 +327,12 @@ Result<TrainingSet> BuildTrainingSet(const EventReader& reader, const QueryEngin
     set.negatives += summary.rows - summary.positives;
     set.summaries.push_back(summary);
     rows_so_far += summary.rows;
-    // Automatic stacking stops once there are rows enough and both classes are eligible.
-    if (automatic && rows_so_far >= options.auto_stack_rows &&
+    // Automatic stacking stops once there are rows enough and both classes are eligible;
+    // the weeks past `auto_stack_max` are for small cohorts only.
+    const bool next_is_deep = static_cast<int>(c) + 1 > options.auto_stack_max;
+    const uint64_t enough_rows =
+        next_is_deep ? std::min(options.auto_stack_rows, options.auto_deep_stack_rows) : options.auto_stack_rows;
+    if (automatic && rows_so_far >= enough_rows &&
         set.positives >= options.eligibility.min_positives && set.negatives >= options.eligibility.min_negatives) {
       parts.resize(c + 1);
       set.cutoffs.resize(c + 1);

@@ -41,6 +41,15 @@ struct TrainingSetOptions {
   static constexpr int kAutoStack = -1;
   uint64_t auto_stack_rows = 150'000;
   int auto_stack_max = 3;
+  // Small cohorts stack deeper (AutoStackWeeks): weeks beyond `auto_stack_max`, up to
+  // `auto_deep_stack_max`, while the rows are fewer than `auto_deep_stack_rows` and every
+  // stacked label window starts within `auto_stack_span_days` of the time the model is
+  // for (T_train + H). A cohort of a few thousand users learns from more states of the
+  // same users; older windows than about a season describe another one (docs/ML.md,
+  // "Deeper stacking for small cohorts").
+  int auto_deep_stack_max = 12;
+  uint64_t auto_deep_stack_rows = 40'000;
+  int auto_stack_span_days = 112;
   uint64_t seed = 42;
   // At most this many users per cutoff, chosen by a seeded hash of the user id.
   uint64_t max_users = 5'000'000;
@@ -62,9 +71,12 @@ int64_t TrainCutoff(int64_t as_of_ms, int horizon_days);
 
 // T_train, then `stack` earlier cutoffs one week apart (newest first).
 std::vector<int64_t> StackedCutoffs(int64_t train_cutoff_ms, int stack);
+// The most weeks kAutoStack may stack for a horizon: max(auto_stack_max, the weeks k with
+// 7k + H <= auto_stack_span_days), at most auto_deep_stack_max. 30 days: 11; 90 days: 3.
+int AutoStackWeeks(int horizon_days, const TrainingSetOptions& options);
 // The candidate cutoffs of `options`: StackedCutoffs with `stack`, or with
-// `auto_stack_max` under kAutoStack (BuildTrainingSet then decides how many it uses).
-std::vector<int64_t> CandidateCutoffs(int64_t train_cutoff_ms, const TrainingSetOptions& options);
+// AutoStackWeeks under kAutoStack (BuildTrainingSet then decides how many it uses).
+std::vector<int64_t> CandidateCutoffs(int64_t train_cutoff_ms, int horizon_days, const TrainingSetOptions& options);
 
 // Stable 64-bit key of a row id (FNV-1a), so that the same user gets the same key at every
 // stacked cutoff and in every run: the split and the sample depend on it.

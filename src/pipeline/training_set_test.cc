@@ -93,8 +93,9 @@ TEST(TrainingSetTest, AutoStackAddsEarlierWeeksOnlyWhileRowsAreFewAndHistoryAllo
   options.eligibility.min_positives = options.eligibility.min_negatives = 1;
   options.eligibility.min_history_days = 28;
   options.auto_stack_max = 3;
+  options.auto_deep_stack_max = 3;  // the deeper weeks of small cohorts: the next test
   const int64_t t = TrainCutoff(reader->max_time_ms(), 7);
-  const std::vector<int64_t> candidates = CandidateCutoffs(t, options);
+  const std::vector<int64_t> candidates = CandidateCutoffs(t, 7, options);
   ASSERT_EQ(candidates.size(), 4u);
   auto build = [&](uint64_t rows) {
     options.auto_stack_rows = rows;
@@ -121,6 +122,62 @@ TEST(TrainingSetTest, AutoStackAddsEarlierWeeksOnlyWhileRowsAreFewAndHistoryAllo
   if (all->cutoffs.size() < candidates.size()) {
     EXPECT_FALSE(CheckHistory(*reader, candidates[all->cutoffs.size()], options.eligibility).ok());
   }
+}
+
+TEST(TrainingSetTest, AutoStackWeeksFollowTheHorizon) {
+  TrainingSetOptions options;  // the defaults: 3 weeks, deeper ones within 112 days, at most 12
+  EXPECT_EQ(AutoStackWeeks(1, options), 12);   // (112 - 1) / 7 = 15, capped
+  EXPECT_EQ(AutoStackWeeks(7, options), 12);   // 15, capped
+  EXPECT_EQ(AutoStackWeeks(28, options), 12);  // 7 * 12 + 28 = 112: the oldest window starts on the span's edge
+  EXPECT_EQ(AutoStackWeeks(30, options), 11);
+  EXPECT_EQ(AutoStackWeeks(60, options), 7);
+  EXPECT_EQ(AutoStackWeeks(90, options), 3);   // (112 - 90) / 7 = 3: as before deeper stacking
+  EXPECT_EQ(AutoStackWeeks(365, options), 3);  // never fewer than auto_stack_max
+  EXPECT_EQ(CandidateCutoffs(0, 30, options).size(), 12u);
+  options.stack = 5;  // an explicit K ignores the horizon
+  EXPECT_EQ(CandidateCutoffs(0, 30, options).size(), 6u);
+  EXPECT_EQ(CandidateCutoffs(0, 90, options).size(), 6u);
+}
+
+TEST(TrainingSetTest, AutoStackGoesDeeperOnlyWhileTheCohortIsSmall) {
+  const auto& store = testing_util::SharedStore();
+  ASSERT_TRUE(store.status().ok()) << store.status().ToString();
+  auto reader = store.Snapshot();
+  auto engine = MakeEmbeddedQueryEngine(reader, /*parallel=*/false);
+  TrainingSetOptions options;
+  options.eligibility.min_positives = options.eligibility.min_negatives = 1;
+  options.eligibility.min_history_days = 7;
+  options.auto_stack_max = 1;
+  options.auto_deep_stack_max = 3;
+  options.auto_stack_rows = UINT64_MAX;
+  const int64_t t = TrainCutoff(reader->max_time_ms(), 7);
+  const std::vector<int64_t> candidates = CandidateCutoffs(t, 7, options);
+  ASSERT_EQ(candidates.size(), 4u);
+  auto build = [&](uint64_t deep_rows) {
+    options.auto_deep_stack_rows = deep_rows;
+    return BuildTrainingSet(*reader, *engine, testing_util::PurchaseDefinition(), candidates, options);
+  };
+  for (int64_t c : candidates) ASSERT_TRUE(CheckHistory(*reader, c, options.eligibility).ok());
+
+  // A bound below the newest week's rows: the first stacked week is still added (it is not
+  // a deep one), the deeper ones are not.
+  auto shallow = build(1);
+  ASSERT_TRUE(shallow.ok()) << shallow.status().ToString();
+  EXPECT_EQ(shallow->cutoffs, (std::vector<int64_t>{t, t - kMsPerWeek}));
+
+  // Room for one deep week: it stops as soon as the rows reach the bound.
+  const uint64_t two_weeks = shallow->summaries[0].rows + shallow->summaries[1].rows;
+  auto one_deep = build(two_weeks + 1);
+  ASSERT_TRUE(one_deep.ok()) << one_deep.status().ToString();
+  EXPECT_EQ(one_deep->cutoffs.size(), 3u);
+
+  // A small cohort takes every candidate week.
+  auto deep = build(UINT64_MAX);
+  ASSERT_TRUE(deep.ok()) << deep.status().ToString();
+  EXPECT_EQ(deep->cutoffs, candidates);
+  uint64_t rows = 0;
+  for (const auto& summary : deep->summaries) rows += summary.rows;
+  EXPECT_EQ(deep->data.num_rows(), rows);
 }
 
 TEST(TrainingSetTest, SampleCapIsDeterministicAndBounded) {
