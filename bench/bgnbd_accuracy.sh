@@ -30,7 +30,7 @@
 # Env: SIBYL_BUILD (default build: $SIBYL_BUILD/sibyl and $SIBYL_BUILD/bench/accuracy_bench),
 # SEED (1), BGNBD (r,alpha,a,b; the generator's default), SEASONALITY (none), DAYS (365),
 # CUTOFF (2024-12-01), START (2024-01-01, the span's first day), PYTHON (a python3 with numpy and scipy;
-# default /usr/bin/python3).
+# default /usr/bin/python3), SIBYL_TRAIN_ARGS (extra `train` flags for experiments, e.g. "--stack 3").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 users=${1:-20000}
@@ -68,7 +68,7 @@ JSON
 run() { echo "  \$ sibyl $*"; "$sibyl" --quiet --data "$work/data" "$@" > "$work/$1.out"; }
 t0=$(date +%s.%N)
 run predict create --file "$work/purchase_30d.json"
-run train purchase_30d --as-of "$cutoff" --seed "$seed" --threads 1
+run train purchase_30d --as-of "$cutoff" --seed "$seed" --threads 1 ${SIBYL_TRAIN_ARGS:-}
 t1=$(date +%s.%N)
 run score purchase_30d --as-of "$cutoff"
 run cohort purchase_30d --format csv --out "$work/sibyl_scores.csv"
