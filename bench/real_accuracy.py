@@ -88,6 +88,14 @@ TASKS = [
          cohort_days=None, line_filter=("quantity", 24.0), optional=True)
     for d in ("2010-11-01", "2010-10-01", "2010-09-01")
 ] + [
+    # Two-month horizons (not in the default run; --tasks two_months): purchase again and
+    # churn within 60 days at three cutoffs, where the automatic stacking depth is 7 weeks
+    # (between the 30-day tasks' 11 and the 90-day tasks' 3; docs/ML.md).
+    dict(id=f"{kind_id}_60d_{d.replace('-', '_')}", group="two_months", kind=kind, H=60, T=d,
+         cohort_days=cohort_days, optional=True)
+    for d in ("2010-10-01", "2010-09-01", "2010-08-01")
+    for kind_id, kind, cohort_days in (("buy", "propensity", None), ("churn", "churn", 90))
+] + [
     # Stability over cutoffs (EVALUATION.md): the 30-day task every two weeks from July to
     # mid-October. Not in the default run; ask for it with --tasks buy_30d_sweep.
     dict(id=f"buy_30d_{d.replace('-', '_')}", group="buy_30d_sweep", kind="propensity", H=30, T=d,

@@ -16,6 +16,8 @@
 #                2010-10-01 (the baselines' outcome history: the qualifying lines only)
 #   filtered_sweep (not in the default run) the same at 2010-09-01 and 2010-08-01, and a bulk
 #                line (quantity >= 24) within 30 d at 2010-11-01, 2010-10-01 and 2010-09-01
+#   two_months   (not in the default run) propensity and churn (cohort: bought in the 90 d
+#                before T) within 60 d at T = 2010-10-01, 2010-09-01 and 2010-08-01
 # and prints sibyl beside two baselines fitted by bench/real_accuracy.py on the same users,
 # with labels and cohorts computed from the raw CSV (never read back from sibyl):
 # BG/NBD (x Gamma-Gamma for revenue) on purchase days, and RF-LR (logistic regression on
@@ -24,6 +26,7 @@
 #   bench/real_accuracy.sh [--tasks buy_30d,churn_90d] [--seeds 1,2,3] [--json FILE]
 #   bench/real_accuracy.sh --tasks buy_30d_sweep     (the 30-day task at 7 more cutoffs, July to October)
 #   bench/real_accuracy.sh --tasks filtered_sweep    (5 more outcomes with a property filter)
+#   bench/real_accuracy.sh --tasks two_months        (purchase and churn within 60 days, 3 cutoffs)
 #   bench/real_accuracy.sh --customer-sample 0.2 --sample-seed 3   (a small shop: 20% of the customers)
 #   bench/real_accuracy.sh --date-only   (purchase times truncated to the day, as in date-only logs)
 #   bench/real_accuracy.sh --acquired 2010-01-01,2010-04-01   (an acquisition cohort, as CDNOW:
@@ -47,7 +50,7 @@ while [ $# -gt 0 ]; do
     --json=*) json=${1#*=}; shift ;;
     --customer-sample|--sample-seed|--bootstrap|--acquired) sample+=("$1" "$2"); shift 2 ;;
     --date-only) sample+=("$1"); shift ;;
-    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "real_accuracy.sh: unknown argument \"$1\" (see --help)" >&2; exit 2 ;;
   esac
 done
