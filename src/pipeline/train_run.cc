@@ -69,8 +69,8 @@ Result<FittedPrediction> FitPrediction(const EventReader& reader, const Predicti
 
   TrainingSetOptions set_options = request.set;
   set_options.on_stage = request.on_stage;
-  auto set = BuildTrainingSet(reader, *engine, definition, CandidateCutoffs(fitted.train_cutoff_ms, definition.horizon_days, set_options),
-                              set_options);
+  const auto candidate_cutoffs = CandidateCutoffs(fitted.train_cutoff_ms, definition.horizon_days, set_options);
+  auto set = BuildTrainingSet(reader, *engine, definition, candidate_cutoffs, set_options);
   if (!set.ok()) {
     // Not eligible (too little history or too few labels): BG/NBD needs no labels.
     if (set.status().code() != StatusCode::kFailedPrecondition || !request.bgnbd_fallback) return set.status();
