@@ -15,6 +15,7 @@
 #include "common/time.h"
 #include "pipeline/registry.h"
 #include "pipeline/train_run.h"
+#include "pipeline/training_set.h"
 #include "store/event_store.h"
 
 namespace sibyl {
@@ -86,10 +87,15 @@ void AddTrainCommand(CLI::App& app, const GlobalOptions& global) {
   auto name = std::make_shared<std::string>();
   auto flags = std::make_shared<TrainFlags>();
   cmd->add_option("NAME", *name, "prediction name")->required();
-  cmd->add_option("--stack", flags->stack, "earlier weekly cutoffs stacked for more examples: K, or auto (up to 3 weeks while the "
-                  "rows are fewer than 150,000; small cohorts, under 40,000 rows, up to 12 weeks while every "
-                  "label window starts within 112 days of the as-of time: 11 weeks for 30 days, 3 for 90)")
-      ->capture_default_str();
+  // The rule's numbers come from the options' defaults, so the help cannot drift from them.
+  const pipeline::TrainingSetOptions stacking;
+  const std::string stack_help = fmt::format(
+      "earlier weekly cutoffs stacked for more examples: K, or auto (up to {} weeks while the rows are fewer than "
+      "{}; small cohorts, under {} rows, up to {} weeks while every label window starts within {} days of the "
+      "as-of time: {} weeks for 30 days, {} for 90)",
+      stacking.auto_stack_max, stacking.auto_stack_rows, stacking.auto_deep_stack_rows, stacking.auto_deep_stack_max,
+      stacking.auto_stack_span_days, pipeline::AutoStackWeeks(30, stacking), pipeline::AutoStackWeeks(90, stacking));
+  cmd->add_option("--stack", flags->stack, stack_help)->capture_default_str();
   AddTrainFlags(*cmd, *flags);
   cmd->callback([&global, name, flags] { RunTrain(global, *name, *flags); });
 }

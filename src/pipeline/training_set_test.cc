@@ -11,6 +11,28 @@
 namespace sibyl::pipeline {
 namespace {
 
+// The shared generated store, one snapshot of it and an embedded engine over that.
+class TrainingSetStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto& store = testing_util::SharedStore();
+    ASSERT_TRUE(store.status().ok()) << store.status().ToString();
+    reader_ = store.Snapshot();
+    engine_ = MakeEmbeddedQueryEngine(reader_, /*parallel=*/false);
+  }
+
+  // Options that let the small generated store pass eligibility.
+  static TrainingSetOptions SmallStoreOptions(int min_history_days) {
+    TrainingSetOptions options;
+    options.eligibility.min_positives = options.eligibility.min_negatives = 1;
+    options.eligibility.min_history_days = min_history_days;
+    return options;
+  }
+
+  std::shared_ptr<const EventReader> reader_;
+  std::unique_ptr<QueryEngine> engine_;
+};
+
 TEST(TrainingSetTest, TrainCutoffIsFlooredAsOfMinusHorizon) {
   const int64_t as_of = *ParseTime("2024-03-10T15:42:10Z");
   EXPECT_EQ(TrainCutoff(as_of, 7), *ParseTime("2024-03-03T15:00:00Z"));
@@ -49,17 +71,11 @@ TEST(TrainingSetTest, HistoryFailureSaysWhatWasFoundAndNeeded) {
   EXPECT_NE(st.message().find("need 49 days of history"), std::string::npos) << st.message();
 }
 
-TEST(TrainingSetTest, StackedRowsKeepEachUserOnOneSideOfTheSplit) {
-  const auto& store = testing_util::SharedStore();
-  ASSERT_TRUE(store.status().ok()) << store.status().ToString();
-  auto reader = store.Snapshot();
-  auto engine = MakeEmbeddedQueryEngine(reader, /*parallel=*/false);
-  TrainingSetOptions options;
+TEST_F(TrainingSetStoreTest, StackedRowsKeepEachUserOnOneSideOfTheSplit) {
+  TrainingSetOptions options = SmallStoreOptions(28);
   options.stack = 2;
-  options.eligibility.min_positives = options.eligibility.min_negatives = 1;
-  options.eligibility.min_history_days = 28;
-  const int64_t t = TrainCutoff(reader->max_time_ms(), 7);
-  auto set = BuildTrainingSet(*reader, *engine, testing_util::PurchaseDefinition(), StackedCutoffs(t, 2), options);
+  const int64_t t = TrainCutoff(reader_->max_time_ms(), 7);
+  auto set = BuildTrainingSet(*reader_, *engine_, testing_util::PurchaseDefinition(), StackedCutoffs(t, 2), options);
   ASSERT_TRUE(set.ok()) << set.status().ToString();
   ASSERT_EQ(set->summaries.size(), 3u);
   ASSERT_EQ(set->data.num_rows(), set->row_ids.size());
@@ -83,23 +99,17 @@ TEST(TrainingSetTest, StackedRowsKeepEachUserOnOneSideOfTheSplit) {
   EXPECT_EQ(fit.size() + validation.size() + test.size(), distinct.size());
 }
 
-TEST(TrainingSetTest, AutoStackAddsEarlierWeeksOnlyWhileRowsAreFewAndHistoryAllows) {
-  const auto& store = testing_util::SharedStore();
-  ASSERT_TRUE(store.status().ok()) << store.status().ToString();
-  auto reader = store.Snapshot();
-  auto engine = MakeEmbeddedQueryEngine(reader, /*parallel=*/false);
-  TrainingSetOptions options;
+TEST_F(TrainingSetStoreTest, AutoStackAddsEarlierWeeksOnlyWhileRowsAreFewAndHistoryAllows) {
+  TrainingSetOptions options = SmallStoreOptions(28);
   ASSERT_EQ(options.stack, TrainingSetOptions::kAutoStack);  // the default
-  options.eligibility.min_positives = options.eligibility.min_negatives = 1;
-  options.eligibility.min_history_days = 28;
   options.auto_stack_max = 3;
   options.auto_deep_stack_max = 3;  // the deeper weeks of small cohorts: the next test
-  const int64_t t = TrainCutoff(reader->max_time_ms(), 7);
+  const int64_t t = TrainCutoff(reader_->max_time_ms(), 7);
   const std::vector<int64_t> candidates = CandidateCutoffs(t, 7, options);
   ASSERT_EQ(candidates.size(), 4u);
   auto build = [&](uint64_t rows) {
     options.auto_stack_rows = rows;
-    return BuildTrainingSet(*reader, *engine, testing_util::PurchaseDefinition(), candidates, options);
+    return BuildTrainingSet(*reader_, *engine_, testing_util::PurchaseDefinition(), candidates, options);
   };
 
   auto one = build(1);  // the newest week alone has rows enough
@@ -118,9 +128,9 @@ TEST(TrainingSetTest, AutoStackAddsEarlierWeeksOnlyWhileRowsAreFewAndHistoryAllo
   auto all = build(UINT64_MAX);  // as many weeks as the history allows, none without it
   ASSERT_TRUE(all.ok()) << all.status().ToString();
   ASSERT_GE(all->cutoffs.size(), 2u);
-  for (int64_t c : all->cutoffs) EXPECT_TRUE(CheckHistory(*reader, c, options.eligibility).ok());
+  for (int64_t c : all->cutoffs) EXPECT_TRUE(CheckHistory(*reader_, c, options.eligibility).ok());
   if (all->cutoffs.size() < candidates.size()) {
-    EXPECT_FALSE(CheckHistory(*reader, candidates[all->cutoffs.size()], options.eligibility).ok());
+    EXPECT_FALSE(CheckHistory(*reader_, candidates[all->cutoffs.size()], options.eligibility).ok());
   }
 }
 
@@ -139,25 +149,19 @@ TEST(TrainingSetTest, AutoStackWeeksFollowTheHorizon) {
   EXPECT_EQ(CandidateCutoffs(0, 90, options).size(), 6u);
 }
 
-TEST(TrainingSetTest, AutoStackGoesDeeperOnlyWhileTheCohortIsSmall) {
-  const auto& store = testing_util::SharedStore();
-  ASSERT_TRUE(store.status().ok()) << store.status().ToString();
-  auto reader = store.Snapshot();
-  auto engine = MakeEmbeddedQueryEngine(reader, /*parallel=*/false);
-  TrainingSetOptions options;
-  options.eligibility.min_positives = options.eligibility.min_negatives = 1;
-  options.eligibility.min_history_days = 7;
+TEST_F(TrainingSetStoreTest, AutoStackGoesDeeperOnlyWhileTheCohortIsSmall) {
+  TrainingSetOptions options = SmallStoreOptions(7);
   options.auto_stack_max = 1;
   options.auto_deep_stack_max = 3;
   options.auto_stack_rows = UINT64_MAX;
-  const int64_t t = TrainCutoff(reader->max_time_ms(), 7);
+  const int64_t t = TrainCutoff(reader_->max_time_ms(), 7);
   const std::vector<int64_t> candidates = CandidateCutoffs(t, 7, options);
   ASSERT_EQ(candidates.size(), 4u);
   auto build = [&](uint64_t deep_rows) {
     options.auto_deep_stack_rows = deep_rows;
-    return BuildTrainingSet(*reader, *engine, testing_util::PurchaseDefinition(), candidates, options);
+    return BuildTrainingSet(*reader_, *engine_, testing_util::PurchaseDefinition(), candidates, options);
   };
-  for (int64_t c : candidates) ASSERT_TRUE(CheckHistory(*reader, c, options.eligibility).ok());
+  for (int64_t c : candidates) ASSERT_TRUE(CheckHistory(*reader_, c, options.eligibility).ok());
 
   // A bound below the newest week's rows: the first stacked week is still added (it is not
   // a deep one), the deeper ones are not.
@@ -180,17 +184,13 @@ TEST(TrainingSetTest, AutoStackGoesDeeperOnlyWhileTheCohortIsSmall) {
   EXPECT_EQ(deep->data.num_rows(), rows);
 }
 
-TEST(TrainingSetTest, SampleCapIsDeterministicAndBounded) {
-  const auto& store = testing_util::SharedStore();
-  ASSERT_TRUE(store.status().ok());
-  auto reader = store.Snapshot();
-  auto engine = MakeEmbeddedQueryEngine(reader, false);
+TEST_F(TrainingSetStoreTest, SampleCapIsDeterministicAndBounded) {
   TrainingSetOptions options;
   options.max_users = 300;
   options.eligibility.min_positives = options.eligibility.min_negatives = 1;
-  const int64_t t = TrainCutoff(reader->max_time_ms(), 14);
-  auto a = BuildTrainingSet(*reader, *engine, testing_util::ChurnDefinition(), {t}, options);
-  auto b = BuildTrainingSet(*reader, *engine, testing_util::ChurnDefinition(), {t}, options);
+  const int64_t t = TrainCutoff(reader_->max_time_ms(), 14);
+  auto a = BuildTrainingSet(*reader_, *engine_, testing_util::ChurnDefinition(), {t}, options);
+  auto b = BuildTrainingSet(*reader_, *engine_, testing_util::ChurnDefinition(), {t}, options);
   ASSERT_TRUE(a.ok()) << a.status().ToString();
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(a->row_ids.size(), 300u);
@@ -198,24 +198,19 @@ TEST(TrainingSetTest, SampleCapIsDeterministicAndBounded) {
   EXPECT_EQ(a->row_ids, b->row_ids);
 }
 
-TEST(TrainingSetTest, IneligibleStopsBeforeFeatures) {
-  const auto& store = testing_util::SharedStore();
-  ASSERT_TRUE(store.status().ok());
-  auto reader = store.Snapshot();
-  auto engine = MakeEmbeddedQueryEngine(reader, false);
+TEST_F(TrainingSetStoreTest, IneligibleStopsBeforeFeatures) {
   TrainingSetOptions options;
   options.eligibility.min_positives = 1'000'000;
   std::vector<std::string> stages;
   options.on_stage = [&](std::string_view s) { stages.emplace_back(s); };
-  auto set = BuildTrainingSet(*reader, *engine, testing_util::PurchaseDefinition(),
-                              {TrainCutoff(reader->max_time_ms(), 7)}, options);
+  auto set = BuildTrainingSet(*reader_, *engine_, testing_util::PurchaseDefinition(),
+                              {TrainCutoff(reader_->max_time_ms(), 7)}, options);
   ASSERT_FALSE(set.ok());
   EXPECT_EQ(set.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(set.status().message().find("training needs at least 1000000"), std::string::npos);
   for (const std::string& s : stages) EXPECT_NE(s, "features");
 }
 
-// One event stamped in the future must not move the default as-of past all the data.
 // A filtered outcome also gets its event without the filters (docs/FEATURES.md, "Why the
 // unfiltered event"); an unfiltered one has nothing to add.
 TEST(TrainingSetTest, OnlyAFilteredOutcomeGetsTheUnfilteredColumns) {
@@ -236,6 +231,7 @@ TEST(TrainingSetTest, OnlyAFilteredOutcomeGetsTheUnfilteredColumns) {
   EXPECT_EQ(names.size(), OutcomeColumnNames(*plain).size() + 2 * (filtered->window_days.size() + 1) + 2);
 }
 
+// One event stamped in the future must not move the default as-of past all the data.
 TEST(DefaultAsOfTest, IsTheLastEventButNeverLaterThanNow) {
   auto reader = testing_util::SharedStore().Snapshot();
   const int64_t last = reader->max_time_ms();
