@@ -243,7 +243,9 @@ void RunShow(const GlobalOptions& global, const ShowFlags& flags) {
     const nlohmann::json cv = loaded->bundle.parameters.value("cross_validation", nlohmann::json::object());
     std::printf("\nquality on held-out users%s\n",
                 selection.empty() ? ""
-                                  : fmt::format(" (out of fold: {}; calibrated on the {}'s scores)", selection,
+                                  : fmt::format(" (out of fold: {}; selected on {}'s rows, calibrated on the "
+                                                "{}'s scores)",
+                                                selection, cv.value("selected_on", std::string("the newest cutoff")),
                                                 cv.value("calibrated_on", std::string("every cutoff")))
                                         .c_str());
     if (loaded->bundle.task == ml::TaskKind::kRegression) PrintRegressionMetrics(s["metrics"]);
@@ -259,6 +261,12 @@ void RunShow(const GlobalOptions& global, const ShowFlags& flags) {
 
   std::printf("\ncandidates\n");
   for (const auto& c : loaded->bundle.candidates) {
+    // Chosen on another loss than the one shown (every stacked cutoff's rows): say which.
+    const std::string chosen_on =
+        c.contains("selection_loss")
+            ? fmt::format("  ({} {:.4f} on every cutoff)",
+                          c["metrics"].contains("roc_auc") ? "log loss" : "RMSE", c["selection_loss"].get<double>())
+            : std::string();
     const std::string model = c.value("model", "");
     if (c.contains("error")) {
       std::printf("  %-24s failed: %s\n", model.c_str(), c["error"].get<std::string>().c_str());
@@ -266,13 +274,13 @@ void RunShow(const GlobalOptions& global, const ShowFlags& flags) {
       std::printf("  %-24s no labels to measure it on%s\n", model.c_str(),
                   c.value("selected", false) ? "  <- selected" : "");
     } else if (c["metrics"].contains("roc_auc")) {
-      std::printf("  %-24s AUC %.4f  log loss %.4f  ECE %.4f  %.1f s%s\n", model.c_str(),
+      std::printf("  %-24s AUC %.4f  log loss %.4f  ECE %.4f%s  %.1f s%s\n", model.c_str(),
                   c["metrics"].value("roc_auc", 0.0), c["metrics"].value("log_loss", 0.0),
-                  c["metrics"].value("ece", 0.0), c.value("train_seconds", 0.0),
+                  c["metrics"].value("ece", 0.0), chosen_on.c_str(), c.value("train_seconds", 0.0),
                   c.value("selected", false) ? "  <- selected" : "");
     } else {
-      std::printf("  %-24s Spearman %.4f  RMSE %.4f  %.1f s%s\n", model.c_str(),
-                  c["metrics"].value("spearman", 0.0), c["metrics"].value("rmse", 0.0),
+      std::printf("  %-24s Spearman %.4f  RMSE %.4f%s  %.1f s%s\n", model.c_str(),
+                  c["metrics"].value("spearman", 0.0), c["metrics"].value("rmse", 0.0), chosen_on.c_str(),
                   c.value("train_seconds", 0.0), c.value("selected", false) ? "  <- selected" : "");
     }
   }

@@ -6,6 +6,12 @@
 // Here every user is held out exactly once: each candidate is fitted k times on the other
 // folds, the winner is chosen on all users' out-of-fold scores, the calibration map is
 // fitted on them, and the final model is refitted on (almost) everything.
+//
+// With stacked cutoffs the two decisions use different rows. The winner is chosen on every
+// row's out-of-fold score: under deep stacking the newest cutoff is a twelfth of the rows,
+// and choosing among five candidates on a thousand users is the noise this file exists to
+// remove. The calibration map (and the reported metrics) keep the newest cutoff's rows:
+// its base rate is the nearest to the one scoring will meet (docs/ML.md, "Small data").
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -129,6 +135,20 @@ std::vector<uint8_t> AssignFolds(const Dataset& data, int folds, uint64_t seed, 
   return fold;
 }
 
+// The loss selection compares over every row: out-of-fold log loss after a calibration map
+// cross-fitted on the same folds (Platt's or isotonic, the lower), or RMSE. Calibrated, so
+// that a candidate whose raw scores sit at another base rate is not penalised for what the
+// map will correct; on every stacked cutoff at once, so one map for their mixed base rates,
+// the same handicap for every candidate.
+double EveryRowLoss(TaskKind kind, std::span<const double> margins, std::span<const float> labels,
+                    std::span<const uint8_t> fold, int folds) {
+  std::vector<double> output(margins.size());
+  for (size_t r = 0; r < margins.size(); ++r) output[r] = MarginToOutput(kind, margins[r]);
+  if (kind != TaskKind::kClassification) return EvaluateRegressor(output, labels).rmse;
+  CrossFittedCalibration fitted = CrossFitCalibration(output, labels, fold, folds);
+  return LogLoss(fitted.PlattWins(labels) ? fitted.by_platt : fitted.by_isotonic, labels);
+}
+
 // A candidate's out-of-fold record.
 struct OutOfFold {
   std::vector<double> margin;      // per row: margin of the model that did not see it
@@ -173,6 +193,9 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
   }
   const bool calibrated_on_newest = newest_only && calibration_rows.size() < n;
   std::vector<float> calibration_labels = GatherLabels(data, calibration_rows);
+  // Selection on every row when the calibration rows are fewer (see the top of the file).
+  std::vector<float> every_label;
+  if (calibrated_on_newest) every_label = data.labels;
   if (classify) {
     size_t positives = 0;
     for (float y : data.labels) positives += y > 0;
@@ -194,6 +217,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
     std::vector<double> raw(calibration_rows.size());
     for (size_t i = 0; i < calibration_rows.size(); ++i)
       raw[i] = MarginToOutput(data.kind, o.margin[calibration_rows[i]]);
+    if (calibrated_on_newest) candidate.selection_loss = EveryRowLoss(data.kind, o.margin, every_label, fold, k);
     if (!classify) {
       o.calibrated = raw;
       candidate.regression_metrics = EvaluateRegressor(raw, calibration_labels);
@@ -273,7 +297,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
   }
 
   // Selection on every user's out-of-fold score: lowest calibrated log loss (regression:
-  // RMSE); on a tie the earlier, simpler candidate stays.
+  // RMSE), over every stacked cutoff's rows; on a tie the earlier, simpler candidate stays.
   timer.Start("select");
   std::optional<size_t> best;
   for (size_t c = 0; c < result.candidates.size(); ++c) {
@@ -355,6 +379,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
       {"cross_validation", {{"folds", k},
                             {"below_users", options.cross_validation_below_users},
                             {"calibrated_on", calibrated_on_newest ? "newest cutoff" : "every cutoff"},
+                            {"selected_on", "every cutoff"},
                             {"calibration_rows", calibration_rows.size()}}},
       {"driver_sample_rows", options.driver_sample_rows},
       {"selected", ModelTypeName(result.candidates[*best].type)}};

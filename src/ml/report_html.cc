@@ -114,11 +114,16 @@ std::string DriversTable(const std::vector<Driver>& drivers, size_t limit) {
 
 std::string CandidatesTable(const nlohmann::json& candidates, TaskKind task) {
   if (!candidates.is_array() || candidates.empty()) return "";
+  // Cross-validation on stacked cutoffs chooses on every cutoff's rows, not on the
+  // newest cutoff's metrics shown: the loss it compared gets a column of its own.
+  const bool chosen_on_every_cutoff =
+      std::any_of(candidates.begin(), candidates.end(), [](const auto& c) { return c.contains("selection_loss"); });
   std::string rows;
   for (const auto& c : candidates) {
     std::string cells;
     if (c.contains("error")) {
-      cells = fmt::format("<td colspan=4>failed: {}</td>", HtmlEscape(c["error"].get<std::string>()));
+      cells = fmt::format("<td colspan={}>failed: {}</td>", chosen_on_every_cutoff ? 5 : 4,
+                          HtmlEscape(c["error"].get<std::string>()));
     } else if (task == TaskKind::kClassification) {
       const auto& m = c["metrics"];
       cells = fmt::format("<td>{:.4f}</td><td>{:.4f}</td><td>{:.4f}</td><td>{:.2f}</td>",
@@ -130,14 +135,20 @@ std::string CandidatesTable(const nlohmann::json& candidates, TaskKind task) {
                           m.value("mae", 0.0), m.value("rmse", 0.0), m.value("r2", 0.0),
                           m.value("spearman", 0.0));
     }
+    if (chosen_on_every_cutoff && !c.contains("error"))
+      cells += c.contains("selection_loss") ? fmt::format("<td>{:.4f}</td>", c["selection_loss"].get<double>())
+                                            : std::string("<td></td>");
     rows += fmt::format("<tr{}><td>{}{}</td>{}<td>{:.2f} s</td></tr>",
                         c.value("selected", false) ? R"( class="win")" : "",
                         HtmlEscape(c.value("model", std::string("?"))),
                         c.value("selected", false) ? " (selected)" : "", cells, c.value("train_seconds", 0.0));
   }
-  const char* header = task == TaskKind::kClassification
+  std::string header = task == TaskKind::kClassification
                            ? "<th>ROC AUC</th><th>Log loss</th><th>ECE</th><th>Lift@10%</th>"
                            : "<th>MAE</th><th>RMSE</th><th>R&sup2;</th><th>Spearman</th>";
+  if (chosen_on_every_cutoff)
+    header += task == TaskKind::kClassification ? "<th>Chosen on: log loss, every cutoff</th>"
+                                                : "<th>Chosen on: RMSE, every cutoff</th>";
   return fmt::format("<h2>Candidates</h2><table><tr><th>Model</th>{}<th>Training</th></tr>{}</table>",
                      header, rows);
 }

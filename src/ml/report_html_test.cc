@@ -37,6 +37,30 @@ TEST(ReportHtmlTest, SelfContainedPageWithAllCharts) {
   EXPECT_EQ(html.find("<script"), std::string::npos);
 }
 
+// Candidates chosen on every stacked cutoff's loss show that loss in a column of its own;
+// a failed candidate's cell spans it too.
+TEST(ReportHtmlTest, CandidatesChosenOnEveryCutoffShowTheLossCompared) {
+  const std::vector<double> p = {0.1, 0.8};
+  const std::vector<float> y = {0, 1};
+  ReportInput input;
+  input.title = "purchase";
+  input.predictions = p;
+  input.labels = y;
+  const nlohmann::json metrics = {{"roc_auc", 0.7}, {"log_loss", 0.4}, {"ece", 0.01}, {"lift_top_decile", 2.0}};
+  input.candidates = nlohmann::json::array(
+      {{{"model", "linear"}, {"selected", true}, {"train_seconds", 0.1}, {"metrics", metrics},
+        {"selection_loss", 0.31234}},
+       {{"model", "random_forest"}, {"selected", false}, {"train_seconds", 0.1}, {"error", "boom"}}});
+  std::string html = RenderReportHtml(input);
+  EXPECT_NE(html.find("Chosen on: log loss, every cutoff"), std::string::npos);
+  EXPECT_NE(html.find("<td>0.3123</td>"), std::string::npos);
+  EXPECT_NE(html.find("<td colspan=5>failed: boom</td>"), std::string::npos);
+  input.candidates[0].erase("selection_loss");  // the newest cutoff's metrics chose: no column
+  html = RenderReportHtml(input);
+  EXPECT_EQ(html.find("Chosen on"), std::string::npos);
+  EXPECT_NE(html.find("<td colspan=4>failed: boom</td>"), std::string::npos);
+}
+
 TEST(ReportHtmlTest, RegressionPage) {
   std::vector<double> p = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
   std::vector<float> y = {0, 2, 3, 3, 6, 5, 8, 8, 9, 12, 10, 13};

@@ -465,6 +465,7 @@ nlohmann::json CandidatesToJson(const TrainResult& result) {
                           {"selected", c.selected},
                           {"train_seconds", c.train_seconds},
                           {"training", c.training}};
+    if (c.selection_loss) row["selection_loss"] = *c.selection_loss;
     if (!c.error.empty()) {
       row["error"] = c.error;
     } else if (result.task == TaskKind::kClassification) {

@@ -79,6 +79,9 @@ struct CandidateResult {
   std::string error;                        // non-empty when training failed
   ClassificationMetrics metrics;            // after calibration (classification)
   double uncalibrated_log_loss = 0;         // the reweighted model's raw probabilities
+  // The loss selection compared when it is not the reported metrics' (cross-validation on
+  // stacked cutoffs: out of fold on every cutoff's rows, the metrics on the newest's).
+  std::optional<double> selection_loss;
   RegressionMetrics regression_metrics;     // regression
   double train_seconds = 0;
   nlohmann::json training;                  // parameters and what training chose

@@ -114,8 +114,10 @@ inline CrossFittedCalibration CrossFitCalibration(std::span<const double> scores
   return out;
 }
 
-// A candidate's held-out loss, the one selection compares: calibrated log loss, or RMSE.
+// A candidate's held-out loss, the one selection compares: calibrated log loss, or RMSE
+// (on every stacked cutoff's rows when cross-validation measured it there).
 inline double HeldOutLoss(const CandidateResult& c, TaskKind task) {
+  if (c.selection_loss) return *c.selection_loss;
   return task == TaskKind::kClassification ? c.metrics.log_loss : c.regression_metrics.rmse;
 }
 

@@ -407,8 +407,9 @@ TEST(CrossValidationTest, OneThreadSameSeedGivesIdenticalModelBytes) {
   EXPECT_EQ(a->selected, b->selected);
 }
 
+// Without stacked cutoffs, the reported out-of-fold log loss is the one selection compares.
 TEST(CrossValidationTest, SelectsTheLowestOutOfFoldLogLoss) {
-  SyntheticData s = StackedData(1000, true);
+  SyntheticData s = StackedData(1000, false);
   auto result = TrainCrossValidated(s.data, SmallCrossValidation(2));
   ASSERT_TRUE(result.ok()) << result.status().ToString();
   ASSERT_GE(result->candidates.size(), 2u);
@@ -419,12 +420,53 @@ TEST(CrossValidationTest, SelectsTheLowestOutOfFoldLogLoss) {
   for (const CandidateResult& c : result->candidates) {
     selected_flags += c.selected;
     if (!c.error.empty()) continue;
+    EXPECT_FALSE(c.selection_loss.has_value()) << ModelTypeName(c.type);
     EXPECT_TRUE(std::isfinite(c.metrics.log_loss)) << ModelTypeName(c.type);
     EXPECT_LE(winner.metrics.log_loss, c.metrics.log_loss) << ModelTypeName(c.type);
   }
   EXPECT_EQ(selected_flags, 1u);
   EXPECT_EQ(result->metrics.log_loss, winner.metrics.log_loss);
   EXPECT_EQ(result->parameters["selected"], ModelTypeName(winner.type));
+}
+
+// With stacked cutoffs the winner is chosen on every row (docs/ML.md, "Small data"): here
+// the newest cutoff's labels are coin flips, so the newest rows alone cannot tell the
+// candidates apart, while the older cutoff's rows carry the signal. The reported metrics
+// stay the newest cutoff's.
+TEST(CrossValidationTest, StackedCutoffsSelectOnEveryRow) {
+  SyntheticData s = StackedData(1500, true);
+  uint64_t state = 7;
+  for (size_t r = 0; r < s.data.num_rows(); ++r) {
+    if (s.data.row_groups[r] != 0) continue;
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    s.data.labels[r] = (state >> 63) ? 1.0f : 0.0f;
+  }
+  TrainOptions options = SmallCrossValidation(1);
+  options.train_random_forest = true;
+  auto result = TrainCrossValidated(s.data, options);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ(result->parameters["cross_validation"]["selected_on"], "every cutoff");
+  EXPECT_EQ(result->parameters["cross_validation"]["calibrated_on"], "newest cutoff");
+  const CandidateResult& winner = result->candidates[result->selected];
+  ASSERT_TRUE(winner.selection_loss.has_value());
+  nlohmann::json table = CandidatesToJson(*result);
+  for (size_t c = 0; c < result->candidates.size(); ++c) {
+    const CandidateResult& candidate = result->candidates[c];
+    if (!candidate.error.empty()) continue;
+    ASSERT_TRUE(candidate.selection_loss.has_value()) << ModelTypeName(candidate.type);
+    EXPECT_LE(*winner.selection_loss, *candidate.selection_loss) << ModelTypeName(candidate.type);
+    EXPECT_EQ(table[c]["selection_loss"].get<double>(), *candidate.selection_loss);
+    // Every row, half of them with a signal: below the coin flips' log(2) of the newest rows.
+    EXPECT_LT(*candidate.selection_loss, candidate.metrics.log_loss) << ModelTypeName(candidate.type);
+  }
+  // The newest rows alone would have chosen another candidate: the data tells the two
+  // rules apart, so this test fails if selection goes back to the newest rows.
+  bool newest_prefers_another = false;
+  for (const CandidateResult& candidate : result->candidates)
+    newest_prefers_another |= candidate.error.empty() && candidate.metrics.log_loss < winner.metrics.log_loss;
+  EXPECT_TRUE(newest_prefers_another);
+  EXPECT_EQ(result->test_rows.size(), 1500u);  // metrics: the newest cutoff's rows
+  EXPECT_NEAR(result->metrics.roc_auc, 0.5, 0.06);
 }
 
 // With the outcome family's columns named, cross-validated training adds the linear model
