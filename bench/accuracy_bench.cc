@@ -307,6 +307,8 @@ int main(int argc, char** argv) {
   app.add_option("--linear-tolerance", options.ml.linear.tolerance, "linear relative tolerance");
   app.add_option("--cross-validation-below-users", options.ml.cross_validation_below_users,
                  "cross-validate training below this many users (0: never)");
+  app.add_option("--cross-validation-below-cells", options.ml.cross_validation_below_cells,
+                 "cross-validate training below this many cells, rows x columns, whatever the users (0: never)");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<std::string> columns;

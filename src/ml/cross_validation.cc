@@ -378,6 +378,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
       {"selection", fmt::format("{}-fold cross-validation by user", k)},
       {"cross_validation", {{"folds", k},
                             {"below_users", options.cross_validation_below_users},
+                            {"below_cells", options.cross_validation_below_cells},
                             {"calibrated_on", calibrated_on_newest ? "newest cutoff" : "every cutoff"},
                             {"selected_on", "every cutoff"},
                             {"calibration_rows", calibration_rows.size()}}},

@@ -162,6 +162,8 @@ Result<std::vector<double>> TrainResult::Predict(std::span<const float> rows) co
 
 Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
   RETURN_IF_ERROR(data.Validate());
+  const uint64_t cells = static_cast<uint64_t>(data.num_rows()) * data.num_columns();
+  if (cells < options.cross_validation_below_cells) return TrainCrossValidated(data, options);
   if (options.cross_validation_below_users > 0) {
     std::vector<uint64_t> keys(data.num_rows());
     for (size_t r = 0; r < keys.size(); ++r) keys[r] = data.user_key(r);

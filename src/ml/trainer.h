@@ -45,6 +45,13 @@ struct TrainOptions {
   // single split's time at 100,000 users, while the split's 20% held out is then only
   // ~1,200 users, too few to choose a winner or fit a calibration on.
   uint64_t cross_validation_below_users = 6'000;
+  // ... and, whatever the users, while the data has fewer cells (rows x columns) than this;
+  // 0: never. Cost follows cells, not users: 20,000 customers of a purchase log (80,000
+  // stacked rows x 302 columns, 24M cells) cross-validate in 15 s on one thread (2.7 s on
+  // the split), and the split would calibrate on ~3,000 newest-cutoff rows instead of
+  // 20,000 (docs/ML.md, "Small data"). A wide generated app (~800 columns) stays on the
+  // split from ~31,000 rows; 100,000 users (121M cells) are far above.
+  uint64_t cross_validation_below_cells = 25'000'000;
   int cross_validation_folds = 5;
   // Cross-validated training also tries the mean of the two best candidates' margins.
   bool consider_blend = true;
@@ -119,7 +126,8 @@ struct TrainResult {
 };
 
 // Trains every candidate and keeps the best: by k-fold cross-validation by user below
-// `cross_validation_below_users` users, else on one split (docs/ML.md).
+// `cross_validation_below_users` users or `cross_validation_below_cells` cells, else on one
+// split (docs/ML.md).
 Result<TrainResult> Train(const Dataset& data, const TrainOptions& options);
 
 // The k-fold path of Train, callable directly (tests, benchmarks).

@@ -30,6 +30,7 @@ TrainOptions OnlyCandidate(ModelType type, int threads) {
   // These tests are about the single fit / validation / test split (8000 rows would
   // otherwise go through k-fold cross-validation: cross_validation_test.cc).
   o.cross_validation_below_users = 0;
+  o.cross_validation_below_cells = 0;
   return o;
 }
 
@@ -263,7 +264,7 @@ TEST(TrainerTest, SingleSplitCalibratesOnTheNewestCutoff) {
   for (size_t r = 0; r < s.data.num_rows(); ++r)  // the newest cutoff: ~20 points more positives
     if (s.data.row_groups[r] == 0 && s.data.labels[r] < 0.5f && u(rng) < 0.3) s.data.labels[r] = 1;
   TrainOptions o = SmallCrossValidation(2);
-  o.cross_validation_below_users = 0;  // the single split
+  o.cross_validation_below_users = o.cross_validation_below_cells = 0;  // the single split
   auto result = Train(s.data, o);
   ASSERT_TRUE(result.ok()) << result.status().ToString();
   EXPECT_EQ(result->parameters["calibration"]["calibrated_on"], "newest cutoff");
@@ -296,7 +297,7 @@ TEST(TrainerTest, SingleSplitOffersTheOutcomeLinearAndTheBlendOfTheTwoBest) {
   for (uint64_t seed : {1, 2, 3}) {
     SyntheticData s = StackedData(7000, true);
     TrainOptions o = SmallCrossValidation(2);
-    o.cross_validation_below_users = 0;  // the single split
+    o.cross_validation_below_users = o.cross_validation_below_cells = 0;  // the single split
     o.outcome_columns = {0, 1, 2};
     o.seed = seed;
     o.refit_below_rows = 0;  // the chosen model itself (the refit: the next test)
@@ -517,6 +518,7 @@ TEST(CrossValidationTest, TrainUsesItBelowTheUserThresholdOnly) {
   SyntheticData s = StackedData(600, false);
   TrainOptions o = SmallCrossValidation(2);
   o.train_gradient_boosting = false;
+  o.cross_validation_below_cells = 0;  // the users decide (the cells: the next test)
   o.cross_validation_below_users = 601;  // 600 users
   auto below = Train(s.data, o);
   ASSERT_TRUE(below.ok()) << below.status().ToString();
@@ -526,6 +528,25 @@ TEST(CrossValidationTest, TrainUsesItBelowTheUserThresholdOnly) {
   ASSERT_TRUE(at.ok()) << at.status().ToString();
   EXPECT_FALSE(at->parameters.contains("cross_validation")) << at->parameters.dump();
   EXPECT_EQ(at->num_fit_rows + at->num_validation_rows + at->num_test_rows, s.data.num_rows());
+}
+
+// Whatever the users, data with few cells (rows x columns) is cross-validated: its cost
+// follows the cells.
+TEST(CrossValidationTest, TrainUsesItBelowTheCellThresholdWhateverTheUsers) {
+  SyntheticData s = StackedData(600, false);  // 1,200 rows x 12 columns
+  TrainOptions o = SmallCrossValidation(2);
+  o.train_gradient_boosting = false;
+  o.cross_validation_below_users = 0;
+  o.cross_validation_below_cells = 1200 * 12 + 1;
+  auto below = Train(s.data, o);
+  ASSERT_TRUE(below.ok()) << below.status().ToString();
+  EXPECT_TRUE(below->parameters.contains("cross_validation")) << below->parameters.dump();
+  EXPECT_EQ(below->parameters["cross_validation"]["below_cells"], 1200 * 12 + 1);
+  o.cross_validation_below_cells = 1200 * 12;
+  auto at = Train(s.data, o);
+  ASSERT_TRUE(at.ok()) << at.status().ToString();
+  EXPECT_FALSE(at->parameters.contains("cross_validation")) << at->parameters.dump();
+  EXPECT_EQ(TrainOptions{}.cross_validation_below_cells, 25'000'000u);  // the documented default
 }
 
 }  // namespace
