@@ -241,12 +241,14 @@ void RunShow(const GlobalOptions& global, const ShowFlags& flags) {
                 f.value("reason", "").c_str(), s.value("outcome_model", "").c_str());
   } else {
     const nlohmann::json cv = loaded->bundle.parameters.value("cross_validation", nlohmann::json::object());
+    // "every cutoff" / "newest cutoff"; bundles before session 20 chose where they calibrated.
+    const std::string calibrated_on = cv.value("calibrated_on", std::string("every cutoff"));
+    const std::string selected_on = cv.value("selected_on", calibrated_on);
+    auto rows_of = [](const std::string& where) { return where == "every cutoff" ? where : "the " + where; };
     std::printf("\nquality on held-out users%s\n",
                 selection.empty() ? ""
-                                  : fmt::format(" (out of fold: {}; selected on {}'s rows, calibrated on the "
-                                                "{}'s scores)",
-                                                selection, cv.value("selected_on", std::string("the newest cutoff")),
-                                                cv.value("calibrated_on", std::string("every cutoff")))
+                                  : fmt::format(" (out of fold: {}; chosen on {}'s rows, calibrated on {}'s scores)",
+                                                selection, rows_of(selected_on), rows_of(calibrated_on))
                                         .c_str());
     if (loaded->bundle.task == ml::TaskKind::kRegression) PrintRegressionMetrics(s["metrics"]);
     else PrintClassificationMetrics(s["metrics"]);

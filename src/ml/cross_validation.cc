@@ -193,9 +193,6 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
   }
   const bool calibrated_on_newest = newest_only && calibration_rows.size() < n;
   std::vector<float> calibration_labels = GatherLabels(data, calibration_rows);
-  // Selection on every row when the calibration rows are fewer (see the top of the file).
-  std::vector<float> every_label;
-  if (calibrated_on_newest) every_label = data.labels;
   if (classify) {
     size_t positives = 0;
     for (float y : data.labels) positives += y > 0;
@@ -217,7 +214,8 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
     std::vector<double> raw(calibration_rows.size());
     for (size_t i = 0; i < calibration_rows.size(); ++i)
       raw[i] = MarginToOutput(data.kind, o.margin[calibration_rows[i]]);
-    if (calibrated_on_newest) candidate.selection_loss = EveryRowLoss(data.kind, o.margin, every_label, fold, k);
+    // Selection on every row when the calibration rows are fewer (see the top of the file).
+    if (calibrated_on_newest) candidate.selection_loss = EveryRowLoss(data.kind, o.margin, data.labels, fold, k);
     if (!classify) {
       o.calibrated = raw;
       candidate.regression_metrics = EvaluateRegressor(raw, calibration_labels);
