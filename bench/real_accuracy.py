@@ -496,7 +496,7 @@ def first_purchases(path):
     return first
 
 
-def derive_csv(path, share, seed, date_only, acquired, work):
+def derive_csv(path, share, seed, date_only, acquired, since, work):
     """Another shop drawn from the real one, written to WORK/derived.csv.gz:
     * share < 1: every row of a random `share` of the customers (the same customers for a
       given (share, seed)). Small shops are where selection and calibration are noisiest,
@@ -508,6 +508,9 @@ def derive_csv(path, share, seed, date_only, acquired, work):
     * date_only: every InvoiceDate truncated to its midnight, as in logs that record the
       day of a purchase only (CDNOW, many retail extracts): several purchases on one day
       share one timestamp, hours-of-day carry nothing, and recency moves in whole days.
+    * since: rows before this date dropped, as in a short log (a few months of one app's
+      events): every stacked cutoff has little history, tenure is capped by the log's
+      start, and a returning customer looks new at the start.
     Rows without Customer ID are dropped (the mapping skips them anyway)."""
     out = os.path.join(work, "derived.csv.gz")
     rng = np.random.default_rng(seed)
@@ -520,7 +523,7 @@ def derive_csv(path, share, seed, date_only, acquired, work):
         ic, it = h.index("Customer ID"), h.index("InvoiceDate")
         for row in r:
             c = row[ic].strip()
-            if not c:
+            if not c or (since and row[it][:10] < since):
                 continue
             if c not in keep:
                 keep[c] = share >= 1.0 or rng.random() < share
@@ -534,7 +537,8 @@ def derive_csv(path, share, seed, date_only, acquired, work):
                 kept += 1
     print(f"== derived shop: {customers} of {len(keep)} customers ({share:.0%}, seed {seed})"
           f"{', dates only' if date_only else ''}"
-          f"{f', first purchase in [{acquired[0]}, {acquired[1]})' if acquired else ''}, {kept} rows -> {out}")
+          f"{f', first purchase in [{acquired[0]}, {acquired[1]})' if acquired else ''}"
+          f"{f', rows from {since}' if since else ''}, {kept} rows -> {out}")
     return out
 
 
@@ -562,13 +566,18 @@ def main():
                     help="truncate every purchase time to its day (a log that records dates only)")
     ap.add_argument("--acquired", default="",
                     help="FROM,TO (YYYY-MM-DD): only customers whose first purchase is in [FROM, TO)")
+    ap.add_argument("--since", default="",
+                    help="YYYY-MM-DD: drop every row before it (a short log)")
     args = ap.parse_args()
     wall0 = time.time()
     acquired = tuple(args.acquired.split(",")) if args.acquired else None
     if acquired and (len(acquired) != 2 or not all(re.fullmatch(r"\d{4}-\d\d-\d\d", d) for d in acquired)):
         sys.exit(f"--acquired wants FROM,TO as YYYY-MM-DD,YYYY-MM-DD, got {args.acquired!r}")
-    if args.customer_sample < 1.0 or args.date_only or acquired:
-        args.csv = derive_csv(args.csv, args.customer_sample, args.sample_seed, args.date_only, acquired, args.work)
+    if args.since and not re.fullmatch(r"\d{4}-\d\d-\d\d", args.since):
+        sys.exit(f"--since wants YYYY-MM-DD, got {args.since!r}")
+    if args.customer_sample < 1.0 or args.date_only or acquired or args.since:
+        args.csv = derive_csv(args.csv, args.customer_sample, args.sample_seed, args.date_only, acquired, args.since,
+                              args.work)
 
     wanted = [t for t in args.tasks.split(",") if t]
     tasks = [t for t in TASKS if (not wanted and not t.get("optional")) or t["id"] in wanted or t["group"] in wanted]

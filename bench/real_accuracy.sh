@@ -31,6 +31,7 @@
 #   bench/real_accuracy.sh --date-only   (purchase times truncated to the day, as in date-only logs)
 #   bench/real_accuracy.sh --acquired 2010-01-01,2010-04-01   (an acquisition cohort, as CDNOW:
 #                only the customers whose first purchase is in [FROM, TO))
+#   bench/real_accuracy.sh --since 2010-06-01   (a short log: every row before the date dropped)
 #   SIBYL=/tmp/sibyl-bench WORK=out/real_accuracy bench/real_accuracy.sh
 #
 # Env: SIBYL (default build/sibyl), WORK (default out/real_accuracy; wiped first),
@@ -48,9 +49,9 @@ while [ $# -gt 0 ]; do
     --seeds=*) seeds=${1#*=}; shift ;;
     --json) json=$2; shift 2 ;;
     --json=*) json=${1#*=}; shift ;;
-    --customer-sample|--sample-seed|--bootstrap|--acquired) sample+=("$1" "$2"); shift 2 ;;
+    --customer-sample|--sample-seed|--bootstrap|--acquired|--since) sample+=("$1" "$2"); shift 2 ;;
     --date-only) sample+=("$1"); shift ;;
-    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
     *) echo "real_accuracy.sh: unknown argument \"$1\" (see --help)" >&2; exit 2 ;;
   esac
 done
