@@ -2,7 +2,7 @@
 // training is not possible (the horizon is longer than the labelled history allows, or
 // too few users did the outcome to learn from; docs/PREDICTIONS.md, "When there is
 // nothing to learn from"). It reads the outcome family's BG/NBD columns, which the
-// feature query computes from parameters fitted on the cohort's own purchase histories
+// feature query computes from parameters fitted on the customer base's purchase histories
 // (query/outcome_features.h), so it needs no labels at all:
 //   propensity  P(at least one outcome within H)
 //   churn       1 - that

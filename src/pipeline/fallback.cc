@@ -30,8 +30,8 @@ Result<FittedPrediction> FitBgNbdFallback(const EventReader& reader, const Query
   stage("outcome history");
   set.spec.families = {false, false, false, false, false};
   ASSIGN_OR_RETURN(set.spec.outcome, OutcomeFamilyFor(definition, label, reader.min_time_ms(), cutoff));
-  ASSIGN_OR_RETURN(auto summaries, engine.RepeatSummaries(set.spec.outcome, cutoff, users));
-  set.outcome_model_note = FitOutcomeBgNbd(summaries, set.spec.outcome);
+  ASSIGN_OR_RETURN(set.outcome_model_note, FitOutcomeModels(engine, cutoff, request.set.customer_base_users,
+                                                            request.set.seed, set.spec.outcome));
   if (!set.spec.outcome.bgnbd)
     return Status(why.code(), fmt::format("{}; nor can BG/NBD stand in: {}", why.message(), set.outcome_model_note));
 

@@ -146,19 +146,28 @@ std::string FitBgNbdInto(std::span<const std::optional<OutcomeRepeatSummary>> su
 // P(alive) / P(outcome within H) / expected-occurrence columns. Fitted at the oldest
 // training cutoff, so no stacked cutoff's label window is seen. Too little history to fit
 // (fewer than 50 users with the outcome, or nobody repeating) leaves the columns out.
-std::string FitOutcomeBgNbd(std::span<const std::optional<OutcomeRepeatSummary>> summaries,
-                            OutcomeFamilySpec& outcome) {
-  return FitBgNbdInto(summaries, "the outcome", outcome.bgnbd);
-}
-
-Result<std::string> FitUnfilteredBgNbd(const QueryEngine& engine, int64_t cutoff_ms, const UserSet& users,
-                                       OutcomeFamilySpec& outcome) {
-  if (!outcome.unfiltered) return std::string();
-  OutcomeFamilySpec unfiltered = outcome;  // the event without its filters
-  unfiltered.where.clear();
-  unfiltered.amount_property.clear();
-  ASSIGN_OR_RETURN(auto summaries, engine.RepeatSummaries(unfiltered, cutoff_ms, users));
-  return FitBgNbdInto(summaries, "the event", outcome.unfiltered_bgnbd);
+Result<std::string> FitOutcomeModels(const QueryEngine& engine, int64_t cutoff_ms, uint64_t max_users, uint64_t seed,
+                                     OutcomeFamilySpec& outcome) {
+  CohortExpr base = CohortExpr::Everyone();
+  if (!outcome.event.empty()) {
+    // The event without its filters: a superset of who did the filtered outcome too (users
+    // who never did the outcome itself have no summary and are left out of its fit).
+    base.kind = CohortExpr::Kind::kPerformed;
+    base.event = outcome.event;
+  }
+  ASSIGN_OR_RETURN(UserSet users, engine.Cohort(base, cutoff_ms));
+  std::vector<std::string> ids = engine.UserIds(users);
+  SampleUsers(users, ids, max_users, seed);
+  ASSIGN_OR_RETURN(auto summaries, engine.RepeatSummaries(outcome, cutoff_ms, users));
+  std::string note = FitBgNbdInto(summaries, "the outcome", outcome.bgnbd);
+  if (outcome.unfiltered) {
+    OutcomeFamilySpec unfiltered = outcome;  // the event without its filters
+    unfiltered.where.clear();
+    unfiltered.amount_property.clear();
+    ASSIGN_OR_RETURN(summaries, engine.RepeatSummaries(unfiltered, cutoff_ms, users));
+    note += "; without the filters: " + FitBgNbdInto(summaries, "the event", outcome.unfiltered_bgnbd);
+  }
+  return note;
 }
 
 std::vector<uint32_t> OutcomeColumnsOf(const FeatureSpec& spec) {
@@ -349,13 +358,8 @@ Result<TrainingSet> BuildTrainingSet(const EventReader& reader, const QueryEngin
                    engine.BuildTaxonomy(set.cutoffs.front(), TaxonomyFor(definition, cohort, options.taxonomy)));
   clock.Start("outcome history");
   ASSIGN_OR_RETURN(set.spec.outcome, OutcomeFamilyFor(definition, label, reader.min_time_ms(), set.cutoffs.back()));
-  {
-    ASSIGN_OR_RETURN(auto summaries, engine.RepeatSummaries(set.spec.outcome, set.cutoffs.back(), parts.back().users));
-    set.outcome_model_note = FitOutcomeBgNbd(summaries, set.spec.outcome);
-    ASSIGN_OR_RETURN(std::string unfiltered,
-                     FitUnfilteredBgNbd(engine, set.cutoffs.back(), parts.back().users, set.spec.outcome));
-    if (!unfiltered.empty()) set.outcome_model_note += "; without the filters: " + unfiltered;
-  }
+  ASSIGN_OR_RETURN(set.outcome_model_note, FitOutcomeModels(engine, set.cutoffs.back(), options.customer_base_users,
+                                                            options.seed, set.spec.outcome));
   const std::vector<std::string> columns = set.spec.ColumnNames();
   const size_t p = columns.size();
   size_t total_rows = 0;

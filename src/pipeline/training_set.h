@@ -53,6 +53,9 @@ struct TrainingSetOptions {
   uint64_t seed = 42;
   // At most this many users per cutoff, chosen by a seeded hash of the user id.
   uint64_t max_users = 5'000'000;
+  // At most this many users of the customer base BG/NBD is fitted on (FitOutcomeModels):
+  // its four parameters are settled long before, and the base can be the whole store.
+  uint64_t customer_base_users = 250'000;
   EligibilityOptions eligibility;
   TaxonomyOptions taxonomy;
   // Called as each stage starts ("cohort", "labels", "features", ...).
@@ -146,15 +149,17 @@ ml::TaskKind TaskFor(PredictionKind kind);
 // `oldest_cutoff_ms`.
 Result<OutcomeFamilySpec> OutcomeFamilyFor(const PredictionDefinition& definition, const LabelSpec& label,
                                            int64_t first_event_ms, int64_t oldest_cutoff_ms);
-// Fits BG/NBD on the users' outcome histories into `outcome.bgnbd`; too little history
-// leaves it unset. Returns what happened, in words.
-std::string FitOutcomeBgNbd(std::span<const std::optional<OutcomeRepeatSummary>> summaries,
-                            OutcomeFamilySpec& outcome);
-// With `outcome.unfiltered`: BG/NBD on the users' histories of the event without the
-// filters, into `outcome.unfiltered_bgnbd` (too little history leaves it unset). Returns
-// what happened, in words; empty without `unfiltered`.
-Result<std::string> FitUnfilteredBgNbd(const QueryEngine& engine, int64_t cutoff_ms, const UserSet& users,
-                                       OutcomeFamilySpec& outcome);
+// Fits BG/NBD at `cutoff_ms` on the outcome histories of the customer base into
+// `outcome.bgnbd` and, with `outcome.unfiltered`, on its histories of the event without
+// the filters into `outcome.unfiltered_bgnbd`. The customer base is every user who did the
+// outcome's event before the cutoff (any event, for churn without one), not the
+// prediction's cohort: BG/NBD describes customers from their first purchase on, and a
+// cohort chosen on recent activity (churn's "bought within 90 days") holds only those who
+// have not dropped out yet, so fitted on it the dropout vanishes (docs/FEATURES.md, "The
+// outcome family"). At most `max_users` of them, by a seeded hash of their ids. Too
+// little history leaves a fit unset. Returns what happened, in words.
+Result<std::string> FitOutcomeModels(const QueryEngine& engine, int64_t cutoff_ms, uint64_t max_users, uint64_t seed,
+                                     OutcomeFamilySpec& outcome);
 
 // Where the outcome family's columns are in `spec`'s layout (empty without the family).
 std::vector<uint32_t> OutcomeColumnsOf(const FeatureSpec& spec);

@@ -46,8 +46,9 @@ struct FeatureFamilies {
   bool sessions = true;  // sessions per week
 };
 
-// BG/NBD parameters (Fader, Hardie & Lee 2005) fitted on the training cohort's outcome
-// histories, frozen into the spec so that scoring computes the same columns.
+// BG/NBD parameters (Fader, Hardie & Lee 2005) fitted on the customer base's outcome
+// histories (pipeline/training_set.h, FitOutcomeModels), frozen into the spec so that
+// scoring computes the same columns.
 struct OutcomeBgNbd {
   double r = 0, alpha = 0, a = 0, b = 0;
 };
