@@ -436,12 +436,10 @@ TEST(CrossValidationTest, SelectsTheLowestOutOfFoldLogLoss) {
 // stay the newest cutoff's.
 TEST(CrossValidationTest, StackedCutoffsSelectOnEveryRow) {
   SyntheticData s = StackedData(1500, true);
-  uint64_t state = 7;
-  for (size_t r = 0; r < s.data.num_rows(); ++r) {
-    if (s.data.row_groups[r] != 0) continue;
-    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
-    s.data.labels[r] = (state >> 63) ? 1.0f : 0.0f;
-  }
+  std::mt19937_64 rng(7);
+  std::bernoulli_distribution coin(0.5);
+  for (size_t r = 0; r < s.data.num_rows(); ++r)
+    if (s.data.row_groups[r] == 0) s.data.labels[r] = coin(rng) ? 1.0f : 0.0f;
   TrainOptions options = SmallCrossValidation(1);
   options.train_random_forest = true;
   auto result = TrainCrossValidated(s.data, options);
