@@ -142,10 +142,10 @@ std::string FitBgNbdInto(std::span<const std::optional<OutcomeRepeatSummary>> su
 
 }  // namespace
 
-// BG/NBD on the outcome histories of a cutoff's users, for the outcome family's
-// P(alive) / P(outcome within H) / expected-occurrence columns. Fitted at the oldest
-// training cutoff, so no stacked cutoff's label window is seen. Too little history to fit
-// (fewer than 50 users with the outcome, or nobody repeating) leaves the columns out.
+// For the outcome family's P(alive) / P(outcome within H) / expected-occurrence columns.
+// Training calls it at the oldest training cutoff, so no stacked cutoff's label window is
+// seen. Too little history to fit (fewer than 50 users with the outcome, or nobody
+// repeating) leaves the columns out.
 Result<std::string> FitOutcomeModels(const QueryEngine& engine, int64_t cutoff_ms, uint64_t max_users, uint64_t seed,
                                      OutcomeFamilySpec& outcome) {
   CohortExpr base = CohortExpr::Everyone();

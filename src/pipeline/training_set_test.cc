@@ -234,7 +234,6 @@ TEST(TrainingSetTest, OnlyAFilteredOutcomeGetsTheUnfilteredColumns) {
   EXPECT_EQ(names.size(), OutcomeColumnNames(*plain).size() + 2 * (filtered->window_days.size() + 1) + 2);
 }
 
-// One event stamped in the future must not move the default as-of past all the data.
 // BG/NBD describes customers from their first purchase on. A churn cohort ("bought within
 // 60 days") holds only those who have not dropped out yet: fitted on it, the dropout
 // probability collapses toward 0. The training set fits it on everyone who bought before
@@ -275,11 +274,12 @@ TEST(TrainingSetTest, BgNbdIsFittedOnTheCustomerBaseNotOnTheRecentCohort) {
   EXPECT_NE(set->outcome_model_note.find(fmt::format("fitted on {} users", buyers->actors.size())),
             std::string::npos);
   // Mean dropout a / (a + b) = 0.25 and mean rate r / alpha = 0.05 a day, within what
-  // ~2,000 customers can tell; on the cohort alone the dropout comes out below 0.02.
+  // 3,000 customers can tell; on the cohort alone the dropout comes out below 0.002.
   EXPECT_NEAR(fit.a / (fit.a + fit.b), 0.25, 0.08);
   EXPECT_NEAR(fit.r / fit.alpha, 0.05, 0.015);
 }
 
+// One event stamped in the future must not move the default as-of past all the data.
 TEST(DefaultAsOfTest, IsTheLastEventButNeverLaterThanNow) {
   auto reader = testing_util::SharedStore().Snapshot();
   const int64_t last = reader->max_time_ms();
