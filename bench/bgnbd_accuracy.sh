@@ -10,13 +10,18 @@
 #   BG/NBD (true)   P(alive) x (1 - ((alpha+T)/(alpha+T+t))^(r+x)) with the simulator's
 #                   parameters: the posterior expectation of the truth given the purchase
 #                   history, i.e. the best any model of the visible data can do
-#   BG/NBD (fit)    the same with parameters fitted (maximum likelihood) on the cohort's
-#                   (x, t_x, T) at T
+#   BG/NBD (fit)    the same with parameters fitted (maximum likelihood) on every
+#                   purchaser's (x, t_x, T) at T
 #   sibyl           the exported scores
 # and the gaps (with a paired bootstrap 95% interval of truth - sibyl). Labels and
 # (x, t_x, T) come from the generated NDJSON, never from sibyl. Then, unless NO_HELD_OUT=1,
 # bench/accuracy_bench's in-time protocol (train at T with labels in [T, T+30), measure on
 # held-out users) for the same prediction.
+#
+# With COHORT_DAYS=N the cohort is "purchased in the N days before T" (as churn questions
+# ask it) instead of "purchased before T": every figure is on those users, and "BG/NBD
+# (fitted)" stays fitted on every purchaser, as a data scientist fits it (a cohort chosen
+# on recent activity holds only customers who have not dropped out; docs/FEATURES.md).
 #
 # With SEASONALITY=A[,peak] the purchase rate follows the seasons (docs/SIMULATOR.md) and
 # sibyl is also trained with --no-seasonal-shift, so the two calibrations can be compared
@@ -26,9 +31,10 @@
 #   bench/bgnbd_accuracy.sh [USERS] [WORKDIR]          (defaults: 20000, out/bgnbd_accuracy)
 #   SIBYL_BUILD=build-sim SEED=2 bench/bgnbd_accuracy.sh 50000
 #   SEASONALITY=0.6 START=2023-01-01 DAYS=1095 CUTOFF=2025-11-01 NO_HELD_OUT=1 bench/bgnbd_accuracy.sh 20000
+#   COHORT_DAYS=60 NO_HELD_OUT=1 bench/bgnbd_accuracy.sh 20000
 #
 # Env: SIBYL_BUILD (default build: $SIBYL_BUILD/sibyl and $SIBYL_BUILD/bench/accuracy_bench),
-# SEED (1), BGNBD (r,alpha,a,b; the generator's default), SEASONALITY (none), DAYS (365),
+# SEED (1), BGNBD (r,alpha,a,b; the generator's default), SEASONALITY (none), COHORT_DAYS (none), DAYS (365),
 # CUTOFF (2024-12-01), START (2024-01-01, the span's first day), PYTHON (a python3 with numpy and scipy;
 # default /usr/bin/python3), SIBYL_TRAIN_ARGS (extra `train` flags for experiments, e.g. "--stack 3").
 set -euo pipefail
@@ -41,6 +47,8 @@ python=${PYTHON:-/usr/bin/python3}
 days=${DAYS:-365}
 cutoff=${CUTOFF:-2024-12-01}   # default: 335 days from 2024-01-01, T + 30 days is the end of the span
 seasonality=${SEASONALITY:-}
+cohort_days=${COHORT_DAYS:-0}
+case "$cohort_days" in ''|*[!0-9]*) echo "bgnbd_accuracy.sh: COHORT_DAYS wants a whole number of days, got \"$cohort_days\"" >&2; exit 2 ;; esac
 start_day=${START:-2024-01-01}
 horizon=30
 sibyl=$build/sibyl
@@ -61,9 +69,11 @@ echo "== ingest"
 "$sibyl" --quiet --data "$work/data" ingest "$work/events.ndjson"
 
 echo "== sibyl: predict create, train --as-of $cutoff (learns at T - $horizon d), score, export"
+within=""
+[ "$cohort_days" -gt 0 ] && within=", \"within_days\": $cohort_days"
 cat > "$work/purchase_30d.json" <<JSON
 {"name": "purchase_30d", "kind": "propensity", "outcome": {"event": "Purchase"},
- "horizon_days": $horizon, "cohort": {"performed": {"event": "Purchase"}}}
+ "horizon_days": $horizon, "cohort": {"performed": {"event": "Purchase"$within}}}
 JSON
 run() { echo "  \$ sibyl $*"; "$sibyl" --quiet --data "$work/data" "$@" > "$work/$1.out"; }
 t0=$(date +%s.%N)
@@ -85,7 +95,7 @@ if [ -n "$seasonality" ] || [ "${COMPARE_SHIFT:-0}" = 1 ]; then
 fi
 
 echo "== evaluate (labels and BG/NBD from the NDJSON)"
-"$python" - "$work" "$cutoff" "$horizon" "$work/generate.json" <<'PY'
+"$python" - "$work" "$cutoff" "$horizon" "$work/generate.json" "$cohort_days" <<'PY'
 import csv, json, sys
 from datetime import datetime, timezone
 import numpy as np
@@ -93,6 +103,7 @@ from scipy import optimize, special
 from scipy.stats import rankdata
 
 work, cutoff, H, gen = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.load(open(sys.argv[4]))
+cohort_days = int(sys.argv[5])
 DAY = 86400000
 T_ms = int(datetime.fromisoformat(cutoff).replace(tzinfo=timezone.utc).timestamp() * 1000)
 true_params = dict(r=gen["bgnbd"]["r"], alpha=gen["bgnbd"]["alpha_days"], a=gen["bgnbd"]["a"], b=gen["bgnbd"]["b"])
@@ -125,11 +136,14 @@ import os
 sibyl = read_scores(f"{work}/sibyl_scores.csv")
 noshift = read_scores(f"{work}/sibyl_noshift_scores.csv") if os.path.exists(f"{work}/sibyl_noshift_scores.csv") else None
 
-users = sorted(first)  # the cohort: purchased before T
+buyers = sorted(first)  # every purchaser before T: BG/NBD (fitted) learns from them
+assert set(buyers) == set(truth), "truth rows differ from the purchased-before-T users"
+# The cohort: purchased before T, or in the COHORT_DAYS before it.
+users = [u for u in buyers if not cohort_days or last[u] >= T_ms - cohort_days * DAY]
 missing = [u for u in users if u not in sibyl]
-extra = [u for u in sibyl if u not in first]
-assert set(users) == set(truth), "truth rows differ from the purchased-before-T cohort"
-print(f"  cohort {len(users)} users; sibyl exported {len(sibyl)} ({len(missing)} of the cohort missing, {len(extra)} extra)")
+extra = [u for u in sibyl if u not in set(users)]
+print(f"  cohort {len(users)} users{f' (purchased in the {cohort_days} days before T)' if cohort_days else ''}; "
+      f"sibyl exported {len(sibyl)} ({len(missing)} of the cohort missing, {len(extra)} extra)")
 users = [u for u in users if u in sibyl]
 x = np.array([count[u] - 1 for u in users], float)
 tx = np.array([(last[u] - first[u]) / DAY for u in users])
@@ -169,7 +183,10 @@ def auc(y, s):
     n1, n0 = pos.sum(), (~pos).sum()
     return (r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
 
-fitted = fit(x, tx, T)
+def summary(us):
+    return (np.array([count[u] - 1 for u in us], float), np.array([(last[u] - first[u]) / DAY for u in us]),
+            np.array([(T_ms - first[u]) / DAY for u in us]))
+fitted = fit(*summary(buyers))
 s_true_bg = p_buy(true_params, x, tx, T, H)
 s_fit_bg = p_buy(fitted, x, tx, T, H)
 print("  BG/NBD parameters (days): true r %.4f alpha %.2f a %.4f b %.4f | fitted r %.4f alpha %.2f a %.4f b %.4f"
