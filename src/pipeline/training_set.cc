@@ -135,8 +135,8 @@ std::string FitBgNbdInto(std::span<const std::optional<OutcomeRepeatSummary>> su
   for (double v : {p.r, p.alpha, p.a, p.b})
     if (!std::isfinite(v) || v <= 0) return fmt::format("BG/NBD not fitted: the fit gave a parameter of {}", v);
   into = OutcomeBgNbd{p.r, p.alpha, p.a, p.b};
-  return fmt::format("BG/NBD fitted on {} users (r {:.4g}, alpha {:.4g}, a {:.4g}, b {:.4g}; {} iterations{})",
-                     customers.size(), p.r, p.alpha, p.a, p.b, fit->iterations,
+  return fmt::format("BG/NBD fitted on {} users with {} (r {:.4g}, alpha {:.4g}, a {:.4g}, b {:.4g}; {} iterations{})",
+                     customers.size(), what, p.r, p.alpha, p.a, p.b, fit->iterations,
                      fit->converged ? "" : ", stopped at the cap");
 }
 
@@ -159,7 +159,7 @@ Result<std::string> FitOutcomeModels(const QueryEngine& engine, int64_t cutoff_m
   std::vector<std::string> ids = engine.UserIds(users);
   SampleUsers(users, ids, max_users, seed);
   ASSIGN_OR_RETURN(auto summaries, engine.RepeatSummaries(outcome, cutoff_ms, users));
-  std::string note = FitBgNbdInto(summaries, "the outcome", outcome.bgnbd);
+  std::string note = FitBgNbdInto(summaries, "the outcome, in the cohort or not", outcome.bgnbd);
   if (outcome.unfiltered) {
     OutcomeFamilySpec unfiltered = outcome;  // the event without its filters
     unfiltered.where.clear();
