@@ -140,8 +140,9 @@ buyers = sorted(first)  # every purchaser before T: BG/NBD (fitted) learns from 
 assert set(buyers) == set(truth), "truth rows differ from the purchased-before-T users"
 # The cohort: purchased before T, or in the COHORT_DAYS before it.
 users = [u for u in buyers if not cohort_days or last[u] >= T_ms - cohort_days * DAY]
+in_cohort = set(users)
 missing = [u for u in users if u not in sibyl]
-extra = [u for u in sibyl if u not in set(users)]
+extra = [u for u in sibyl if u not in in_cohort]
 print(f"  cohort {len(users)} users{f' (purchased in the {cohort_days} days before T)' if cohort_days else ''}; "
       f"sibyl exported {len(sibyl)} ({len(missing)} of the cohort missing, {len(extra)} extra)")
 users = [u for u in users if u in sibyl]
