@@ -146,9 +146,11 @@ extra = [u for u in sibyl if u not in in_cohort]
 print(f"  cohort {len(users)} users{f' (purchased in the {cohort_days} days before T)' if cohort_days else ''}; "
       f"sibyl exported {len(sibyl)} ({len(missing)} of the cohort missing, {len(extra)} extra)")
 users = [u for u in users if u in sibyl]
-x = np.array([count[u] - 1 for u in users], float)
-tx = np.array([(last[u] - first[u]) / DAY for u in users])
-T = np.array([(T_ms - first[u]) / DAY for u in users])
+def summary(us):
+    """BG/NBD's (x, t_x, T) in days for the users `us`."""
+    return (np.array([count[u] - 1 for u in us], float), np.array([(last[u] - first[u]) / DAY for u in us]),
+            np.array([(T_ms - first[u]) / DAY for u in us]))
+x, tx, T = summary(users)
 y = np.array([u in future for u in users], float)
 s_truth = np.array([truth[u] for u in users])
 s_sibyl = np.array([sibyl[u] for u in users])
@@ -184,9 +186,6 @@ def auc(y, s):
     n1, n0 = pos.sum(), (~pos).sum()
     return (r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
 
-def summary(us):
-    return (np.array([count[u] - 1 for u in us], float), np.array([(last[u] - first[u]) / DAY for u in us]),
-            np.array([(T_ms - first[u]) / DAY for u in us]))
 fitted = fit(*summary(buyers))
 s_true_bg = p_buy(true_params, x, tx, T, H)
 s_fit_bg = p_buy(fitted, x, tx, T, H)

@@ -156,8 +156,10 @@ Result<std::string> FitOutcomeModels(const QueryEngine& engine, int64_t cutoff_m
     base.event = outcome.event;
   }
   ASSIGN_OR_RETURN(UserSet users, engine.Cohort(base, cutoff_ms));
-  std::vector<std::string> ids = engine.UserIds(users);
-  SampleUsers(users, ids, max_users, seed);
+  if (users.actors.size() > max_users) {  // the ids (strings) only when sampling needs them
+    std::vector<std::string> ids = engine.UserIds(users);
+    SampleUsers(users, ids, max_users, seed);
+  }
   ASSIGN_OR_RETURN(auto summaries, engine.RepeatSummaries(outcome, cutoff_ms, users));
   std::string note = FitBgNbdInto(summaries, "the outcome, in the cohort or not", outcome.bgnbd);
   if (outcome.unfiltered) {

@@ -277,6 +277,18 @@ TEST(TrainingSetTest, BgNbdIsFittedOnTheCustomerBaseNotOnTheRecentCohort) {
   // 3,000 customers can tell; on the cohort alone the dropout comes out below 0.002.
   EXPECT_NEAR(fit.a / (fit.a + fit.b), 0.25, 0.08);
   EXPECT_NEAR(fit.r / fit.alpha, 0.05, 0.015);
+
+  // A base over the cap is sampled to it by a seeded hash: the same users (so the same
+  // parameters) for the same seed.
+  OutcomeFamilySpec capped = set->spec.outcome, again = set->spec.outcome;
+  auto note = FitOutcomeModels(*engine, cutoff, 1000, options.seed, capped);
+  ASSERT_TRUE(note.ok()) << note.status().ToString();
+  EXPECT_NE(note->find("fitted on 1000 users"), std::string::npos) << *note;
+  ASSERT_TRUE(FitOutcomeModels(*engine, cutoff, 1000, options.seed, again).ok());
+  ASSERT_TRUE(capped.bgnbd && again.bgnbd);
+  EXPECT_EQ(capped.bgnbd->r, again.bgnbd->r);
+  EXPECT_EQ(capped.bgnbd->b, again.bgnbd->b);
+  EXPECT_NE(capped.bgnbd->r, fit.r);
 }
 
 // One event stamped in the future must not move the default as-of past all the data.
