@@ -32,12 +32,15 @@
 #   bench/real_accuracy.sh --acquired 2010-01-01,2010-04-01   (an acquisition cohort, as CDNOW:
 #                only the customers whose first purchase is in [FROM, TO))
 #   bench/real_accuracy.sh --since 2010-06-01   (a short log: every row before the date dropped)
+#   bench/real_accuracy.sh --cdnow CDNOW_sample.txt   (Fader & Hardie's CDNOW log, not shipped: its own
+#                tasks, purchase/churn within 30 and 90 days and revenue at cutoffs in 1997-98)
 #   SIBYL=/tmp/sibyl-bench WORK=out/real_accuracy bench/real_accuracy.sh
 #
 # Env: SIBYL (default build/sibyl), WORK (default out/real_accuracy; wiped first),
 # PYTHON (default: the first of /usr/bin/python3, python3 that imports numpy and scipy;
 # Debian: apt-get install python3-numpy python3-scipy, see scripts/install_deps.sh).
 set -euo pipefail
+caller_dir=$PWD
 cd "$(dirname "$0")/.."
 
 tasks="" seeds="1" json="" sample=()
@@ -50,8 +53,11 @@ while [ $# -gt 0 ]; do
     --json) json=$2; shift 2 ;;
     --json=*) json=${1#*=}; shift ;;
     --customer-sample|--sample-seed|--bootstrap|--acquired|--since) sample+=("$1" "$2"); shift 2 ;;
+    --cdnow) f=$2; case "$f" in /*) ;; *) f=$caller_dir/$f ;; esac
+      [ -f "$f" ] || { echo "real_accuracy.sh: --cdnow: no file $2" >&2; exit 2; }
+      sample+=("$1" "$f"); shift 2 ;;
     --date-only) sample+=("$1"); shift ;;
-    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
     *) echo "real_accuracy.sh: unknown argument \"$1\" (see --help)" >&2; exit 2 ;;
   esac
 done
