@@ -135,12 +135,21 @@ std::optional<IsotonicCalibration> IsotonicCalibration::FitPlatt(std::span<const
   }
   if (!(a > 0) || !std::isfinite(b)) return std::nullopt;
   IsotonicCalibration map;
-  constexpr int kKnots = 257;
-  for (int k = 0; k < kKnots; ++k) {
-    const double zk = *z_min + (*z_max - *z_min) * k / (kKnots - 1);
+  auto knot = [&](double zk) {
     map.knots_x_.push_back(1 / (1 + std::exp(-zk)));
     map.knots_y_.push_back(1 / (1 + std::exp(-(a * zk + b))));
-  }
+  };
+  // 257 knots over the fitted scores' range, and 32 on each side out to the edges scores
+  // are clamped to (kEdge): the sigmoid is defined everywhere, and scoring meets scores
+  // outside the calibration rows' range (a population that has aged since the newest
+  // training cutoff; a final model fitted on more rows than the out-of-fold ones). Ending
+  // the map at the range clamped them all to one value: on CDNOW's 90-day purchase task
+  // half the users got the same score (docs/ML.md, "Class imbalance and calibration").
+  constexpr int kKnots = 257, kTailKnots = 32;
+  const double z_edge = std::log(kEdge / (1 - kEdge));
+  for (int k = 0; k < kTailKnots && *z_min > z_edge; ++k) knot(z_edge + (*z_min - z_edge) * k / kTailKnots);
+  for (int k = 0; k < kKnots; ++k) knot(*z_min + (*z_max - *z_min) * k / (kKnots - 1));
+  for (int k = 1; k <= kTailKnots && *z_max < -z_edge; ++k) knot(*z_max + (-z_edge - *z_max) * k / kTailKnots);
   // Knots must be strictly increasing in x: near 0 or 1 the sigmoid of nearby z can round
   // to the same double.
   size_t kept = 1;
@@ -158,8 +167,19 @@ std::optional<IsotonicCalibration> IsotonicCalibration::FitPlatt(std::span<const
 
 double IsotonicCalibration::Apply(double score) const {
   if (knots_x_.empty()) return score;
-  if (!(score > knots_x_.front())) return knots_y_.front();  // also catches NaN
-  if (score >= knots_x_.back()) return knots_y_.back();
+  if (std::isnan(score)) return knots_y_.front();
+  // Outside the knots: the end knot's value, moved by less than 1e-6 so that the map stays
+  // strictly increasing and keeps the model's order among users beyond the fitted range
+  // (as the tilt of flat blocks does inside it).
+  constexpr double kTailTilt = 1e-6;
+  if (score <= knots_x_.front()) {
+    const double gap = knots_x_.front() - score;
+    return std::max(0.0, knots_y_.front() - kTailTilt * gap / (1 + gap));
+  }
+  if (score >= knots_x_.back()) {
+    const double gap = score - knots_x_.back();
+    return std::min(1.0, knots_y_.back() + kTailTilt * gap / (1 + gap));
+  }
   size_t hi = std::upper_bound(knots_x_.begin(), knots_x_.end(), score) - knots_x_.begin();
   size_t lo = hi - 1;
   double t = (score - knots_x_[lo]) / (knots_x_[hi] - knots_x_[lo]);

@@ -27,15 +27,17 @@ class IsotonicCalibration {
 
   // Platt scaling on the log-odds of the scores, p' = sigmoid(a logit(p) + b), fitted by
   // Newton's method on Platt's smoothed targets ((n+ + 1)/(n+ + 2) and 1/(n- + 2)) and
-  // stored as 257 knots over the scores' range, so that it applies, serialises and scores
-  // exactly like an isotonic map. Two parameters instead of one per block: on a few
+  // stored as knots (257 over the scores' range, 32 more on each side out to scores of
+  // 1e-6 and 1 - 1e-6), so that it applies, serialises and scores exactly like an
+  // isotonic map. Two parameters instead of one per block: on a few
   // thousand rows its log loss is often lower than isotonic's (Niculescu-Mizil & Caruana
   // 2005); cross-validated training picks between the two out of fold. Nullopt when it
   // would not be increasing (a <= 0) or the scores are all equal.
   static std::optional<IsotonicCalibration> FitPlatt(std::span<const double> scores, std::span<const float> labels);
 
-  // Linear interpolation between knots; scores outside the fitted range are clamped to
-  // the first or last knot. Non-decreasing in `score`.
+  // Linear interpolation between knots; scores outside the knots get the first or last
+  // knot's value moved by less than 1e-6 (further out, further moved), so the map is
+  // strictly increasing there and keeps the model's order. NaN gets the first knot's.
   double Apply(double score) const;
   void ApplyInPlace(std::span<double> scores) const;
 

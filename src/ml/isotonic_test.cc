@@ -23,8 +23,23 @@ TEST(IsotonicTest, PoolsAdjacentViolators) {
   EXPECT_LT(iso.Apply(1), iso.Apply(2));
   EXPECT_NEAR(iso.Apply(3), 0.9, 2e-6);
   EXPECT_NEAR(iso.Apply(2.5), 0.7, 2e-6);  // interpolated between knots
-  EXPECT_NEAR(iso.Apply(-5), 0.5, 2e-6);   // clamped below
-  EXPECT_NEAR(iso.Apply(50), 0.9, 2e-6);   // clamped above
+  EXPECT_NEAR(iso.Apply(-5), 0.5, 2e-6);   // the first knot's value below
+  EXPECT_NEAR(iso.Apply(50), 0.9, 2e-6);   // the last knot's above
+}
+
+// Beyond its knots the map moves by less than 1e-6 but stays strictly increasing, so users
+// scored outside the fitted range keep the model's order (no ties at the ends).
+TEST(IsotonicTest, KeepsTheOrderBeyondItsKnots) {
+  std::vector<double> s = {1, 2, 3, 4};
+  std::vector<float> y = {1, 0, 1, 1};
+  IsotonicCalibration iso = IsotonicCalibration::Fit(s, y);
+  EXPECT_LT(iso.Apply(-5), iso.Apply(0));
+  EXPECT_LT(iso.Apply(0), iso.Apply(1));
+  EXPECT_LT(iso.Apply(4), iso.Apply(50));
+  EXPECT_LT(iso.Apply(50), iso.Apply(60));
+  EXPECT_GT(iso.Apply(-1e9), iso.Apply(1) - 1e-6);
+  EXPECT_LT(iso.Apply(1e9), iso.Apply(4) + 1e-6);
+  EXPECT_EQ(iso.Apply(std::nan("")), iso.Apply(1));
 }
 
 TEST(IsotonicTest, MonotoneAndReducesEceOnMiscalibratedScores) {
@@ -95,6 +110,29 @@ TEST(IsotonicTest, PlattRecoversAKnownSigmoid) {
   auto back = IsotonicCalibration::FromJson(nlohmann::json::parse(platt->ToJson().dump()));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   for (double p = 0.01; p < 1; p += 0.017) EXPECT_EQ(back->Apply(p), platt->Apply(p));
+}
+
+// Fitted on scores between 0.3 and 0.7, the sigmoid still applies far outside them: a
+// population that has drifted since the calibration rows (scores of 0.01 or 0.99) gets the
+// fitted curve's values, not all the value at the range's end.
+TEST(IsotonicTest, PlattAppliesBeyondTheFittedRange) {
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<double> uniform(0.3, 0.7), unit(0, 1);
+  std::vector<double> s;
+  std::vector<float> y;
+  auto truth = [](double p) { return 1 / (1 + std::exp(-(2 * std::log(p / (1 - p)) - 0.5))); };
+  for (int i = 0; i < 40000; ++i) {
+    const double p = uniform(rng);
+    s.push_back(p);
+    y.push_back(unit(rng) < truth(p) ? 1.0f : 0.0f);
+  }
+  auto platt = IsotonicCalibration::FitPlatt(s, y);
+  ASSERT_TRUE(platt.has_value());
+  for (double p : {0.001, 0.01, 0.05, 0.1, 0.9, 0.95, 0.99}) EXPECT_NEAR(platt->Apply(p), truth(p), 0.01) << p;
+  EXPECT_LT(platt->Apply(0.01), platt->Apply(0.05));
+  EXPECT_LT(platt->Apply(0.05), platt->Apply(0.3));
+  EXPECT_LT(platt->Apply(0.7), platt->Apply(0.95));
+  EXPECT_LT(platt->Apply(0.95), platt->Apply(0.99));
 }
 
 // A decreasing relation cannot be a calibration map, and one class alone has no sigmoid.
