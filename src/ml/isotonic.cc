@@ -135,21 +135,12 @@ std::optional<IsotonicCalibration> IsotonicCalibration::FitPlatt(std::span<const
   }
   if (!(a > 0) || !std::isfinite(b)) return std::nullopt;
   IsotonicCalibration map;
-  auto knot = [&](double zk) {
+  constexpr int kKnots = 257;
+  for (int k = 0; k < kKnots; ++k) {
+    const double zk = *z_min + (*z_max - *z_min) * k / (kKnots - 1);
     map.knots_x_.push_back(1 / (1 + std::exp(-zk)));
     map.knots_y_.push_back(1 / (1 + std::exp(-(a * zk + b))));
-  };
-  // 257 knots over the fitted scores' range, and 32 on each side out to the edges scores
-  // are clamped to (kEdge): the sigmoid is defined everywhere, and scoring meets scores
-  // outside the calibration rows' range (a population that has aged since the newest
-  // training cutoff; a final model fitted on more rows than the out-of-fold ones). Ending
-  // the map at the range clamped them all to one value: on CDNOW's 90-day purchase task
-  // half the users got the same score (docs/ML.md, "Class imbalance and calibration").
-  constexpr int kKnots = 257, kTailKnots = 32;
-  const double z_edge = std::log(kEdge / (1 - kEdge));
-  for (int k = 0; k < kTailKnots && *z_min > z_edge; ++k) knot(z_edge + (*z_min - z_edge) * k / kTailKnots);
-  for (int k = 0; k < kKnots; ++k) knot(*z_min + (*z_max - *z_min) * k / (kKnots - 1));
-  for (int k = 1; k <= kTailKnots && *z_max < -z_edge; ++k) knot(*z_max + (-z_edge - *z_max) * k / kTailKnots);
+  }
   // Knots must be strictly increasing in x: near 0 or 1 the sigmoid of nearby z can round
   // to the same double.
   size_t kept = 1;

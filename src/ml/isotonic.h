@@ -27,9 +27,8 @@ class IsotonicCalibration {
 
   // Platt scaling on the log-odds of the scores, p' = sigmoid(a logit(p) + b), fitted by
   // Newton's method on Platt's smoothed targets ((n+ + 1)/(n+ + 2) and 1/(n- + 2)) and
-  // stored as knots (257 over the scores' range, 32 more on each side out to scores of
-  // 1e-6 and 1 - 1e-6), so that it applies, serialises and scores exactly like an
-  // isotonic map. Two parameters instead of one per block: on a few
+  // stored as 257 knots over the scores' range, so that it applies, serialises and scores
+  // exactly like an isotonic map (beyond the range: as Apply says). Two parameters instead of one per block: on a few
   // thousand rows its log loss is often lower than isotonic's (Niculescu-Mizil & Caruana
   // 2005); cross-validated training picks between the two out of fold. Nullopt when it
   // would not be increasing (a <= 0) or the scores are all equal.

@@ -112,10 +112,10 @@ TEST(IsotonicTest, PlattRecoversAKnownSigmoid) {
   for (double p = 0.01; p < 1; p += 0.017) EXPECT_EQ(back->Apply(p), platt->Apply(p));
 }
 
-// Fitted on scores between 0.3 and 0.7, the sigmoid still applies far outside them: a
-// population that has drifted since the calibration rows (scores of 0.01 or 0.99) gets the
-// fitted curve's values, not all the value at the range's end.
-TEST(IsotonicTest, PlattAppliesBeyondTheFittedRange) {
+// Fitted on scores between 0.3 and 0.7, the sigmoid is not extrapolated (far outside
+// its rows it overstates confidence), but users scored outside that range keep the
+// model's order instead of all tying at the range's end.
+TEST(IsotonicTest, PlattKeepsTheOrderBeyondTheFittedRange) {
   std::mt19937_64 rng(11);
   std::uniform_real_distribution<double> uniform(0.3, 0.7), unit(0, 1);
   std::vector<double> s;
@@ -128,11 +128,14 @@ TEST(IsotonicTest, PlattAppliesBeyondTheFittedRange) {
   }
   auto platt = IsotonicCalibration::FitPlatt(s, y);
   ASSERT_TRUE(platt.has_value());
-  for (double p : {0.001, 0.01, 0.05, 0.1, 0.9, 0.95, 0.99}) EXPECT_NEAR(platt->Apply(p), truth(p), 0.01) << p;
+  const double low = platt->knots_y().front(), high = platt->knots_y().back();
+  EXPECT_NEAR(low, truth(platt->knots_x().front()), 0.02);
   EXPECT_LT(platt->Apply(0.01), platt->Apply(0.05));
-  EXPECT_LT(platt->Apply(0.05), platt->Apply(0.3));
-  EXPECT_LT(platt->Apply(0.7), platt->Apply(0.95));
+  EXPECT_LT(platt->Apply(0.05), platt->Apply(0.29));
+  EXPECT_LT(platt->Apply(0.71), platt->Apply(0.95));
   EXPECT_LT(platt->Apply(0.95), platt->Apply(0.99));
+  for (double p : {0.0, 0.01, 0.2}) EXPECT_NEAR(platt->Apply(p), low, 1e-6) << p;
+  for (double p : {0.8, 0.99, 1.0}) EXPECT_NEAR(platt->Apply(p), high, 1e-6) << p;
 }
 
 // A decreasing relation cannot be a calibration map, and one class alone has no sigmoid.
