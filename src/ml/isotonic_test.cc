@@ -1,6 +1,7 @@
 #include "ml/isotonic.h"
 
 #include <cmath>
+#include <cstdint>
 #include <random>
 #include <vector>
 
@@ -87,22 +88,29 @@ TEST(IsotonicTest, JsonRoundTripIsExact) {
   EXPECT_FALSE(IsotonicCalibration::FromJson(nlohmann::json{{"knots_x", {2, 1}}, {"knots_y", {0, 1}}}).ok());
 }
 
-// Scores whose true probability is sigmoid(2 logit(s) - 0.5): Platt scaling recovers that
-// map, stored as knots that are strictly increasing and survive a JSON round trip.
-TEST(IsotonicTest, PlattRecoversAKnownSigmoid) {
-  std::mt19937_64 rng(7);
-  std::uniform_real_distribution<double> uniform(0.02, 0.98), unit(0, 1);
-  std::vector<double> s;
-  std::vector<float> y;
-  auto truth = [](double p) { return 1 / (1 + std::exp(-(2 * std::log(p / (1 - p)) - 0.5))); };
+// Scores whose true probability is sigmoid(2 logit(s) - 0.5).
+double KnownSigmoid(double p) { return 1 / (1 + std::exp(-(2 * std::log(p / (1 - p)) - 0.5))); }
+
+// 40,000 scores drawn uniformly from [lo, hi], each labelled 1 with KnownSigmoid(score).
+void SampleKnownSigmoid(double lo, double hi, uint64_t seed, std::vector<double>& s, std::vector<float>& y) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> uniform(lo, hi), unit(0, 1);
   for (int i = 0; i < 40000; ++i) {
     const double p = uniform(rng);
     s.push_back(p);
-    y.push_back(unit(rng) < truth(p) ? 1.0f : 0.0f);
+    y.push_back(unit(rng) < KnownSigmoid(p) ? 1.0f : 0.0f);
   }
+}
+
+// Platt scaling recovers that map, stored as knots that are strictly increasing and
+// survive a JSON round trip.
+TEST(IsotonicTest, PlattRecoversAKnownSigmoid) {
+  std::vector<double> s;
+  std::vector<float> y;
+  SampleKnownSigmoid(0.02, 0.98, 7, s, y);
   auto platt = IsotonicCalibration::FitPlatt(s, y);
   ASSERT_TRUE(platt.has_value());
-  for (double p = 0.05; p < 0.95; p += 0.05) EXPECT_NEAR(platt->Apply(p), truth(p), 0.02) << p;
+  for (double p = 0.05; p < 0.95; p += 0.05) EXPECT_NEAR(platt->Apply(p), KnownSigmoid(p), 0.02) << p;
   for (size_t k = 1; k < platt->knots_x().size(); ++k) {
     EXPECT_GT(platt->knots_x()[k], platt->knots_x()[k - 1]);
     EXPECT_GE(platt->knots_y()[k], platt->knots_y()[k - 1]);
@@ -116,20 +124,13 @@ TEST(IsotonicTest, PlattRecoversAKnownSigmoid) {
 // its rows it overstates confidence), but users scored outside that range keep the
 // model's order instead of all tying at the range's end.
 TEST(IsotonicTest, PlattKeepsTheOrderBeyondTheFittedRange) {
-  std::mt19937_64 rng(11);
-  std::uniform_real_distribution<double> uniform(0.3, 0.7), unit(0, 1);
   std::vector<double> s;
   std::vector<float> y;
-  auto truth = [](double p) { return 1 / (1 + std::exp(-(2 * std::log(p / (1 - p)) - 0.5))); };
-  for (int i = 0; i < 40000; ++i) {
-    const double p = uniform(rng);
-    s.push_back(p);
-    y.push_back(unit(rng) < truth(p) ? 1.0f : 0.0f);
-  }
+  SampleKnownSigmoid(0.3, 0.7, 11, s, y);
   auto platt = IsotonicCalibration::FitPlatt(s, y);
   ASSERT_TRUE(platt.has_value());
   const double low = platt->knots_y().front(), high = platt->knots_y().back();
-  EXPECT_NEAR(low, truth(platt->knots_x().front()), 0.02);
+  EXPECT_NEAR(low, KnownSigmoid(platt->knots_x().front()), 0.02);
   EXPECT_LT(platt->Apply(0.01), platt->Apply(0.05));
   EXPECT_LT(platt->Apply(0.05), platt->Apply(0.29));
   EXPECT_LT(platt->Apply(0.71), platt->Apply(0.95));
