@@ -28,10 +28,11 @@ class IsotonicCalibration {
   // Platt scaling on the log-odds of the scores, p' = sigmoid(a logit(p) + b), fitted by
   // Newton's method on Platt's smoothed targets ((n+ + 1)/(n+ + 2) and 1/(n- + 2)) and
   // stored as 257 knots over the scores' range, so that it applies, serialises and scores
-  // exactly like an isotonic map (beyond the range: as Apply says). Two parameters instead of one per block: on a few
-  // thousand rows its log loss is often lower than isotonic's (Niculescu-Mizil & Caruana
-  // 2005); cross-validated training picks between the two out of fold. Nullopt when it
-  // would not be increasing (a <= 0) or the scores are all equal.
+  // exactly like an isotonic map (beyond the range, as Apply says: the sigmoid is not
+  // extrapolated). Two parameters instead of one per block: on a few thousand rows its
+  // log loss is often lower than isotonic's (Niculescu-Mizil & Caruana 2005);
+  // cross-validated training picks between the two out of fold. Nullopt when it would
+  // not be increasing (a <= 0) or the scores are all equal.
   static std::optional<IsotonicCalibration> FitPlatt(std::span<const double> scores, std::span<const float> labels);
 
   // Linear interpolation between knots; scores outside the knots get the first or last
