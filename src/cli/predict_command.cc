@@ -165,7 +165,11 @@ void PrintClassificationMetrics(const nlohmann::json& m) {
   std::printf("  PR AUC          %.4f\n", m.value("pr_auc", 0.0));
   std::printf("  log loss        %.4f\n", m.value("log_loss", 0.0));
   std::printf("  Brier score     %.4f\n", m.value("brier", 0.0));
-  std::printf("  calibration     ECE %.4f (10 bins)\n", m.value("ece", 0.0));
+  std::printf("  calibration     ECE %.4f (10 bins)", m.value("ece", 0.0));
+  if (auto floor = m.find("ece_floor"); floor != m.end() && floor->is_number())
+    std::printf("  (a calibrated model would show about %.4f on these users: an ECE near that is noise)",
+                floor->get<double>());
+  std::printf("\n");
   std::printf("  top-decile lift %.2fx\n", m.value("lift_top_decile", 0.0));
   std::printf("  base rate       %.4f (%zu of %zu held-out users)\n", m.value("base_rate", 0.0),
               m.value("positives", size_t{0}), m.value("count", size_t{0}));

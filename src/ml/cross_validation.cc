@@ -348,6 +348,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
     auto [low, high] = RocAucInterval(result.test_predictions, result.test_labels, 1000, options.seed);
     result.candidates[*best].metrics.roc_auc_low = low;
     result.candidates[*best].metrics.roc_auc_high = high;
+    result.candidates[*best].metrics.ece_floor = CalibratedEceFloor(result.test_predictions, 200, options.seed);
   }
   result.metrics = result.candidates[*best].metrics;
   result.regression_metrics = result.candidates[*best].regression_metrics;

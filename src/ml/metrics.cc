@@ -304,6 +304,24 @@ std::vector<CurvePoint> LiftCurve(std::span<const double> scores, std::span<cons
   return curve;
 }
 
+double CalibratedEceFloor(std::span<const double> probabilities, int draws, uint64_t seed) {
+  if (probabilities.empty() || draws < 1) return std::numeric_limits<double>::quiet_NaN();
+  uint64_t state = seed * 0x9e3779b97f4a7c15ULL + 7;
+  auto unit = [&state] {  // splitmix64 to [0, 1): a fixed stream on every platform
+    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return static_cast<double>((z ^ (z >> 31)) >> 11) * 0x1.0p-53;
+  };
+  std::vector<float> labels(probabilities.size());
+  double total = 0;
+  for (int d = 0; d < draws; ++d) {
+    for (size_t i = 0; i < labels.size(); ++i) labels[i] = unit() < probabilities[i] ? 1.0f : 0.0f;
+    total += ExpectedCalibrationError(probabilities, labels);
+  }
+  return total / draws;
+}
+
 std::pair<double, double> RocAucInterval(std::span<const double> scores, std::span<const float> labels,
                                          int resamples, uint64_t seed) {
   const size_t n = scores.size();
@@ -359,6 +377,7 @@ void to_json(nlohmann::json& j, const ClassificationMetrics& m) {
                      {"lift_top_decile", m.lift_top_decile},
                      {"grade", m.grade}};
   if (std::isfinite(m.roc_auc_low)) j["roc_auc_interval"] = {m.roc_auc_low, m.roc_auc_high};
+  if (std::isfinite(m.ece_floor)) j["ece_floor"] = m.ece_floor;
 }
 
 void to_json(nlohmann::json& j, const RegressionMetrics& m) {

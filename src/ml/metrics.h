@@ -28,6 +28,9 @@ struct ClassificationMetrics {
   // cohorts, where a user should know how much to trust the number); NaN otherwise.
   double roc_auc_low = std::numeric_limits<double>::quiet_NaN();
   double roc_auc_high = std::numeric_limits<double>::quiet_NaN();
+  // The ECE a perfectly calibrated model with these scores would show on these users
+  // (CalibratedEceFloor), computed beside the AUC interval; NaN otherwise.
+  double ece_floor = std::numeric_limits<double>::quiet_NaN();
 };
 
 // Scores are probabilities in [0, 1]; labels are 0/1.
@@ -47,6 +50,11 @@ double RocAuc(std::span<const double> scores, std::span<const float> labels);
 // (deterministic for a seed). O(n log n + resamples x n).
 std::pair<double, double> RocAucInterval(std::span<const double> scores, std::span<const float> labels,
                                          int resamples = 1000, uint64_t seed = 1);
+// The mean ECE (10 bins) of a perfectly calibrated model with these probabilities: labels
+// drawn as Bernoulli(p), `draws` times (deterministic for a seed). Ten bins over a few
+// hundred users hold a few dozen each, so ECE has a floor of its own (about 0.04 on 400
+// users): an ECE near it cannot tell a calibrated model from a miscalibrated one.
+double CalibratedEceFloor(std::span<const double> probabilities, int draws = 200, uint64_t seed = 1);
 double AveragePrecision(std::span<const double> scores, std::span<const float> labels);
 double LogLoss(std::span<const double> probabilities, std::span<const float> labels);
 double BrierScore(std::span<const double> probabilities, std::span<const float> labels);

@@ -125,5 +125,27 @@ TEST(MetricsTest, CurvesHaveExpectedEnds) {
   EXPECT_NEAR(j["roc_auc"].get<double>(), 0.75, kTol);
 }
 
+// One bin (every score 0.5): the ECE of calibrated labels is |mean(y) - 0.5|, whose mean
+// over 400 users is sqrt(0.25 / 400) sqrt(2 / pi) = 0.0199 (normal approximation).
+TEST(MetricsTest, CalibratedEceFloorMatchesTheOneBinFormula) {
+  std::vector<double> half(400, 0.5);
+  EXPECT_NEAR(CalibratedEceFloor(half, 2000, 3), std::sqrt(0.25 / 400) * std::sqrt(2 / M_PI), 0.0015);
+  EXPECT_EQ(CalibratedEceFloor(half, 50, 9), CalibratedEceFloor(half, 50, 9));  // deterministic
+  EXPECT_TRUE(std::isnan(CalibratedEceFloor({}, 50, 9)));
+}
+
+// The floor falls with the users: about 0.04 on 400, under a fifth of that on 40,000.
+TEST(MetricsTest, CalibratedEceFloorFallsWithTheUsers) {
+  auto spread = [](size_t n) {
+    std::vector<double> p(n);
+    for (size_t i = 0; i < n; ++i) p[i] = 0.05 + 0.9 * static_cast<double>(i) / static_cast<double>(n);
+    return p;
+  };
+  const double small = CalibratedEceFloor(spread(400), 200, 1), large = CalibratedEceFloor(spread(40000), 50, 1);
+  EXPECT_GT(small, 0.02);
+  EXPECT_LT(small, 0.08);
+  EXPECT_LT(large, small / 5);
+}
+
 }  // namespace
 }  // namespace sibyl::ml
