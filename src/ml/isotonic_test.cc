@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -91,24 +92,25 @@ TEST(IsotonicTest, JsonRoundTripIsExact) {
 // Scores whose true probability is sigmoid(2 logit(s) - 0.5).
 double KnownSigmoid(double p) { return 1 / (1 + std::exp(-(2 * std::log(p / (1 - p)) - 0.5))); }
 
-// 40,000 scores drawn uniformly from [lo, hi], each labelled 1 with KnownSigmoid(score).
-void SampleKnownSigmoid(double lo, double hi, uint64_t seed, std::vector<double>& s, std::vector<float>& y) {
+// Platt fitted on 40,000 scores drawn uniformly from [lo, hi], each labelled 1 with
+// KnownSigmoid(score).
+std::optional<IsotonicCalibration> PlattOnKnownSigmoid(double lo, double hi, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> uniform(lo, hi), unit(0, 1);
+  std::vector<double> s;
+  std::vector<float> y;
   for (int i = 0; i < 40000; ++i) {
     const double p = uniform(rng);
     s.push_back(p);
     y.push_back(unit(rng) < KnownSigmoid(p) ? 1.0f : 0.0f);
   }
+  return IsotonicCalibration::FitPlatt(s, y);
 }
 
 // Platt scaling recovers that map, stored as knots that are strictly increasing and
 // survive a JSON round trip.
 TEST(IsotonicTest, PlattRecoversAKnownSigmoid) {
-  std::vector<double> s;
-  std::vector<float> y;
-  SampleKnownSigmoid(0.02, 0.98, 7, s, y);
-  auto platt = IsotonicCalibration::FitPlatt(s, y);
+  auto platt = PlattOnKnownSigmoid(0.02, 0.98, 7);
   ASSERT_TRUE(platt.has_value());
   for (double p = 0.05; p < 0.95; p += 0.05) EXPECT_NEAR(platt->Apply(p), KnownSigmoid(p), 0.02) << p;
   for (size_t k = 1; k < platt->knots_x().size(); ++k) {
@@ -124,10 +126,7 @@ TEST(IsotonicTest, PlattRecoversAKnownSigmoid) {
 // its rows it overstates confidence), but users scored outside that range keep the
 // model's order instead of all tying at the range's end.
 TEST(IsotonicTest, PlattKeepsTheOrderBeyondTheFittedRange) {
-  std::vector<double> s;
-  std::vector<float> y;
-  SampleKnownSigmoid(0.3, 0.7, 11, s, y);
-  auto platt = IsotonicCalibration::FitPlatt(s, y);
+  auto platt = PlattOnKnownSigmoid(0.3, 0.7, 11);
   ASSERT_TRUE(platt.has_value());
   const double low = platt->knots_y().front(), high = platt->knots_y().back();
   EXPECT_NEAR(low, KnownSigmoid(platt->knots_x().front()), 0.02);
