@@ -171,6 +171,10 @@ async function screenshot(page, label) {
 }
 
 const text = (page, sel) => page.$eval(sel, (el) => el.textContent.trim());
+// The predictions table is re-rendered while runs progress: its buttons and links are
+// clicked inside the page, finding and clicking in one turn, so the element cannot be
+// replaced in between (puppeteer's click scrolls first and can meet a detached node).
+const clickInPage = (page, sel) => page.$eval(sel, (el) => el.click());
 const number = (s) => Number(String(s).replace(/,/g, ''));
 
 async function run() {
@@ -237,7 +241,7 @@ async function run() {
   }, 120000);
   await page.waitForFunction((n) => [...document.querySelectorAll('#predictions tbody tr')].some(
     (tr) => tr.textContent.includes(n) && /AUC/.test(tr.textContent)), {}, NAME);
-  await page.click(`button[data-a="score"][data-n="${NAME}"]`);
+  await clickInPage(page, `button[data-a="score"][data-n="${NAME}"]`);
   await waitFor('a scoring run', async () => {
     const runs = (await api(`/api/v1/runs?prediction=${NAME}`)).runs;
     const s = runs.find((r) => r.kind === 'score_full' && r.trigger === 'manual');
@@ -252,7 +256,7 @@ async function run() {
   log('backtest kept');
 
   // The workspace: the audience follows the slider, and matches the API.
-  await Promise.all([page.waitForNavigation(), page.click(`#predictions a[href="/predictions/${NAME}"]`)]);
+  await Promise.all([page.waitForNavigation(), clickInPage(page, `#predictions a[href="/predictions/${NAME}"]`)]);
   await page.waitForFunction(() => document.getElementById('a-users').textContent !== '–');
   checkEq(number(await text(page, '#a-users')), (await api(`/api/v1/predictions/${NAME}/audience?from=80&to=100`)).users,
           'the top fifth shown');
@@ -363,7 +367,7 @@ async function run() {
 
   // Edit: the form loads the definition; saving replaces it (PUT, with the CSRF token).
   await page.click('#cancel-edit').catch(() => {});
-  await page.click(`button[data-a="edit"][data-n="${NAME}"]`);
+  await clickInPage(page, `button[data-a="edit"][data-n="${NAME}"]`);
   await page.waitForFunction((n) => document.getElementById('form-title').textContent === 'Edit ' + n, {}, NAME);
   check(await page.$eval('#f-name', (e) => e.disabled && e.value), 'the name is fixed while editing');
   await page.click('#f-train', { clickCount: 3 });
