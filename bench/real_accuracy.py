@@ -100,6 +100,12 @@ TASKS = [
     dict(id=f"buy_30d_{d.replace('-', '_')}", group="buy_30d_sweep", kind="propensity", H=30, T=d,
          cohort_days=None, optional=True)
     for d in ("2010-07-01", "2010-07-15", "2010-08-01", "2010-08-15", "2010-09-01", "2010-09-15", "2010-10-15")
+] + [
+    # Revenue at more cutoffs and a 30-day horizon (not in the default run; --tasks
+    # revenue_sweep): one revenue task says little about a method, these five say more.
+    dict(id=f"revenue_{H}d_{d.replace('-', '_')}", group="revenue_sweep", kind="revenue", H=H, T=d,
+         cohort_days=None, optional=True)
+    for H, d in ((90, "2010-07-01"), (90, "2010-08-01"), (30, "2010-09-01"), (30, "2010-10-01"), (30, "2010-11-01"))
 ]
 
 
@@ -117,6 +123,11 @@ CDNOW_TASKS = [
         ("churn", "churn", 90, 90, ("1997-10-01", "1998-01-01")),
         ("revenue", "revenue", 90, None, ("1998-01-01",)))
     for d in dates
+] + [
+    # Revenue at more cutoffs and a 30-day horizon (--tasks cdnow_revenue_sweep).
+    dict(id=f"cdnow_revenue_{H}d_{d.replace('-', '_')}", group="cdnow_revenue_sweep", kind="revenue", H=H, T=d,
+         cohort_days=None, optional=True)
+    for H, d in ((90, "1997-10-01"), (90, "1998-04-01"), (30, "1997-11-01"), (30, "1998-03-01"), (30, "1998-05-01"))
 ]
 
 

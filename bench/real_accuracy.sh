@@ -18,6 +18,10 @@
 #                line (quantity >= 24) within 30 d at 2010-11-01, 2010-10-01 and 2010-09-01
 #   two_months   (not in the default run) propensity and churn (cohort: bought in the 90 d
 #                before T) within 60 d at T = 2010-10-01, 2010-09-01 and 2010-08-01
+#   revenue_sweep (not in the default run) revenue within 90 d at 2010-07-01 and 2010-08-01,
+#                within 30 d at 2010-09-01, 2010-10-01 and 2010-11-01 (with --cdnow:
+#                cdnow_revenue_sweep, 90 d at 1997-10-01 and 1998-04-01, 30 d at 1997-11-01,
+#                1998-03-01 and 1998-05-01)
 # and prints sibyl beside two baselines fitted by bench/real_accuracy.py on the same users,
 # with labels and cohorts computed from the raw CSV (never read back from sibyl):
 # BG/NBD (x Gamma-Gamma for revenue) on purchase days, and RF-LR (logistic regression on

@@ -11,6 +11,8 @@ namespace {
 // Rows are processed in fixed chunks whose partial sums are added in chunk order, so the
 // fitted coefficients do not depend on the number of threads.
 constexpr size_t kChunkRows = 4096;
+// The largest log-amount a log-link model predicts (e^700 is near double's limit).
+constexpr double kMaxLogAmount = 700;
 
 double Softplus(double m) { return m > 0 ? m + std::log1p(std::exp(-m)) : std::log1p(std::exp(m)); }
 double Sigmoid(double m) { return 1.0 / (1.0 + std::exp(-m)); }
@@ -66,15 +68,20 @@ SparseRows ToSparse(const Dataset& data, std::span<const uint32_t> rows,
   return out;
 }
 
+// Logistic (labels 0/1), least squares (standardised amounts) or Poisson quasi-likelihood
+// with a log link (amounts divided by their mean: the intercept starts at 0 and the penalty
+// and tolerance mean the same for any currency).
+enum class Loss { kLogistic, kSquared, kPoisson };
+
 // The objective: weighted mean loss plus the ridge penalty, over the standardised
 // coefficients w (size p) and the intercept b (last entry of theta).
 class Objective {
  public:
   Objective(const SparseRows& sparse, size_t num_rows, std::span<const float> weights,
             std::vector<double> targets, const std::vector<double>& means,
-            const std::vector<double>& scales, double l2, bool classify, int num_threads)
+            const std::vector<double>& scales, double l2, Loss loss, int num_threads)
       : sparse_(sparse), num_rows_(num_rows), weights_(weights), targets_(std::move(targets)),
-        means_(means), scales_(scales), l2_(l2), classify_(classify), num_threads_(num_threads) {
+        means_(means), scales_(scales), l2_(l2), loss_(loss), num_threads_(num_threads) {
     total_weight_ = 0;
     for (size_t i = 0; i < num_rows_; ++i) total_weight_ += weights_.empty() ? 1.0 : weights_[i];
   }
@@ -105,9 +112,14 @@ class Objective {
         const double w = weights_.empty() ? 1.0 : weights_[i];
         const double y = targets_[i];
         double d;
-        if (classify_) {
+        if (loss_ == Loss::kLogistic) {
           loss += w * (Softplus(margin) - y * margin);
           d = w * (Sigmoid(margin) - y);
+        } else if (loss_ == Loss::kPoisson) {
+          // Past e^50 times the mean amount a trial step is rejected by the line search.
+          const double mu = std::exp(std::min(margin, 50.0));
+          loss += w * (mu - y * margin);
+          d = w * (mu - y);
         } else {
           loss += w * 0.5 * (margin - y) * (margin - y);
           d = w * (margin - y);
@@ -145,10 +157,23 @@ class Objective {
   const std::vector<double>& means_;
   const std::vector<double>& scales_;
   double l2_;
-  bool classify_;
+  Loss loss_;
   int num_threads_;
   double total_weight_;
 };
+
+// Log-scale terms (bias last) to amounts that add up to exp(their sum), each term keeping
+// its sign and share: t_j * exp(b) * (exp(T) - 1) / T, with (exp(T) - 1) / T -> 1 at T = 0.
+void ToAmountTerms(std::span<double> terms) {
+  const size_t p = terms.size() - 1;
+  double total = 0;
+  for (size_t j = 0; j < p; ++j) total += terms[j];
+  const double bias = std::min(terms[p], kMaxLogAmount);
+  total = std::min(total, kMaxLogAmount - bias);
+  const double per_unit = std::exp(bias) * (std::abs(total) < 1e-12 ? 1.0 : std::expm1(total) / total);
+  for (size_t j = 0; j < p; ++j) terms[j] *= per_unit;
+  terms[p] = std::exp(bias);
+}
 
 double Dot(const std::vector<double>& a, const std::vector<double>& b) {
   double s = 0;
@@ -281,17 +306,27 @@ Result<std::unique_ptr<LinearModel>> LinearModel::Train(const Dataset& data,
     model->scales_ = std::move(kept);
   }
 
-  // Targets: labels for classification; standardised amounts for regression, so that
-  // the same penalty and tolerance fit every currency scale.
+  // Targets: labels for classification; for regression standardised amounts (identity
+  // link) or amounts over their mean (log link), so that the same penalty and tolerance
+  // fit every currency scale.
   std::vector<double> targets(rows.size());
   double weight_sum = 0, target_mean = 0, target_sd = 1;
+  bool any_negative = false;
   for (size_t i = 0; i < rows.size(); ++i) {
     double w = row_weights.empty() ? 1.0 : row_weights[i];
     weight_sum += w;
     target_mean += w * data.labels[rows[i]];
+    any_negative |= data.labels[rows[i]] < 0;
   }
   target_mean /= weight_sum;
-  if (data.kind == TaskKind::kRegression) {
+  const bool regression = data.kind == TaskKind::kRegression;
+  using AmountLink = LinearOptions::AmountLink;
+  if (regression && options.amount_link == AmountLink::kLog && (any_negative || !(target_mean > 0)))
+    return InvalidArgument("linear model: a log link needs amounts >= 0 with a positive mean");
+  model->log_link_ = regression && options.amount_link != AmountLink::kIdentity && !any_negative && target_mean > 0;
+  if (model->log_link_) {
+    for (size_t i = 0; i < rows.size(); ++i) targets[i] = data.labels[rows[i]] / target_mean;
+  } else if (regression) {
     double var = 0;
     for (size_t i = 0; i < rows.size(); ++i) {
       double w = row_weights.empty() ? 1.0 : row_weights[i];
@@ -310,24 +345,28 @@ Result<std::unique_ptr<LinearModel>> LinearModel::Train(const Dataset& data,
     theta[p] = std::log(rate / (1 - rate));
   }
   const SparseRows sparse = ToSparse(data, rows, model->means_, model->scales_, options.log_transform);
+  const Loss loss = !regression ? Loss::kLogistic : model->log_link_ ? Loss::kPoisson : Loss::kSquared;
   Objective objective(sparse, rows.size(), row_weights, std::move(targets), model->means_,
-                      model->scales_, options.l2, data.kind == TaskKind::kClassification,
-                      ResolveThreads(options.num_threads));
+                      model->scales_, options.l2, loss, ResolveThreads(options.num_threads));
   double final_value = 0;
   bool converged = false;
   int iterations =
       MinimiseLbfgs(objective, theta, options.max_iterations, options.tolerance, final_value, converged);
 
-  const double scale = data.kind == TaskKind::kRegression ? target_sd : 1.0;
+  const bool standardised = regression && !model->log_link_;
+  const double scale = standardised ? target_sd : 1.0;
   model->coefficients_.assign(theta.begin(), theta.begin() + p);
   for (double& c : model->coefficients_) c *= scale;
-  model->intercept_ = data.kind == TaskKind::kRegression ? theta[p] * scale + target_mean : theta[p];
+  model->intercept_ = standardised     ? theta[p] * scale + target_mean
+                      : model->log_link_ ? theta[p] + std::log(target_mean)
+                                         : theta[p];
   model->summary_ = {{"params", {{"l2", options.l2}, {"max_iterations", options.max_iterations},
                                  {"tolerance", options.tolerance}}},
                      {"log_transform", options.log_transform},
                      {"iterations", iterations},
                      {"converged", converged},
                      {"objective", final_value}};
+  if (regression) model->summary_["link"] = model->log_link_ ? "log" : "identity";
   return model;
 }
 
@@ -346,6 +385,8 @@ Result<std::vector<double>> LinearModel::PredictMargin(std::span<const float> ro
   if (rows.size() % p != 0) return InvalidArgument("row data is not a whole number of rows");
   std::vector<double> margins(rows.size() / p);
   for (size_t r = 0; r < margins.size(); ++r) margins[r] = Margin(rows.data() + r * p);
+  if (log_link_)
+    for (double& m : margins) m = std::exp(std::min(m, kMaxLogAmount));
   return margins;
 }
 
@@ -362,6 +403,7 @@ Result<std::vector<double>> LinearModel::Contributions(std::span<const float> ro
         c[j] = coefficients_[j] * (Transformed(x[j], log_transform_) - means_[j]) / scales_[j];
     }
     c[p] = intercept_;
+    if (log_link_) ToAmountTerms(std::span<double>(c, p + 1));
   }
   return out;
 }
@@ -370,6 +412,7 @@ Result<std::string> LinearModel::Serialize() const {
   nlohmann::json j = {{"format", "sibyl-linear-v1"},
                       {"task", TaskKindName(task_)},
                       {"log_transform", log_transform_},
+                      {"link", log_link_ ? "log" : "identity"},
                       {"means", means_},
                       {"scales", scales_},
                       {"coefficients", coefficients_},
@@ -384,6 +427,11 @@ Result<std::unique_ptr<LinearModel>> LinearModel::Load(std::string_view bytes) {
     if (j.at("format") != "sibyl-linear-v1") return Corruption("linear model: unknown format");
     model->task_ = j.at("task") == "regression" ? TaskKind::kRegression : TaskKind::kClassification;
     model->log_transform_ = j.value("log_transform", false);
+    const std::string link = j.value("link", "identity");
+    if (link != "identity" && link != "log") return Corruption("linear model: unknown link '{}'", link);
+    model->log_link_ = link == "log";
+    if (model->log_link_ && model->task_ != TaskKind::kRegression)
+      return Corruption("linear model: a log link on a classifier");
     model->means_ = j.at("means").get<std::vector<double>>();
     model->scales_ = j.at("scales").get<std::vector<double>>();
     model->coefficients_ = j.at("coefficients").get<std::vector<double>>();

@@ -34,6 +34,14 @@ struct LinearOptions {
   // Learn from these columns only (empty: all); the others get a zero coefficient, as a
   // constant column does. The model still reads rows of every column.
   std::vector<uint32_t> only_columns;
+  // Regression only. kLog: the amount is exp(w . x + b), fitted by the Poisson
+  // quasi-likelihood (valid for any non-negative amount, not only counts). Spend is
+  // multiplicative (how often x how much x whether still around) and zero for most users;
+  // a straight line through log-scaled features predicts it badly (docs/ML.md, "Amounts").
+  // kAuto: kLog when every training amount is >= 0 and some is > 0, else kIdentity
+  // (least squares, ridge), which net amounts with refunds need.
+  enum class AmountLink { kAuto, kIdentity, kLog };
+  AmountLink amount_link = AmountLink::kAuto;
 };
 
 class LinearModel : public Model {
@@ -54,7 +62,10 @@ class LinearModel : public Model {
   TaskKind task() const override { return task_; }
   size_t num_features() const override { return means_.size(); }
   Result<std::vector<double>> PredictMargin(std::span<const float> rows) const override;
-  // Contribution j is w_j * (x_j - mean_j) / sd_j; the bias is the intercept.
+  // Contribution j is w_j * (x_j - mean_j) / sd_j; the bias is the intercept. Under the
+  // log link these log-scale terms t_j (bias b) are turned into amounts that add up:
+  // bias exp(b), term j t_j * exp(b) * (exp(T) - 1) / T with T = sum of t_j, so each
+  // keeps its sign and its share of the log-scale effect.
   Result<std::vector<double>> Contributions(std::span<const float> rows) const override;
   Result<std::string> Serialize() const override;
   void SetNumThreads(int num_threads) override {}
@@ -66,6 +77,8 @@ class LinearModel : public Model {
   const std::vector<double>& means() const { return means_; }
   const std::vector<double>& scales() const { return scales_; }
   const nlohmann::json& training_summary() const { return summary_; }
+  // Regression: whether the margin w . x + b is the log of the amount.
+  bool log_link() const { return log_link_; }
 
  private:
   double Margin(const float* row) const;
@@ -73,6 +86,7 @@ class LinearModel : public Model {
   TaskKind task_ = TaskKind::kClassification;
   ModelType type_ = ModelType::kLinear;
   bool log_transform_ = false;          // models written before it existed: off
+  bool log_link_ = false;               // likewise (identity)
   std::vector<double> means_, scales_;  // of the (transformed) values; scale 0 marks a constant column
   std::vector<double> coefficients_;
   double intercept_ = 0;

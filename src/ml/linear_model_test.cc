@@ -62,12 +62,145 @@ TEST(LinearModelTest, RidgeRecoversLinearAmounts) {
   }
   LinearOptions options;
   options.log_transform = false;  // the amounts are linear in the raw values
+  options.amount_link = LinearOptions::AmountLink::kIdentity;
   auto model = LinearModel::Train(data, AllRows(data), {}, options);
   ASSERT_TRUE(model.ok());
   const auto& m = **model;
+  EXPECT_FALSE(m.log_link());
+  EXPECT_EQ(m.training_summary().at("link"), "identity");
   EXPECT_NEAR(m.coefficients()[0] / m.scales()[0], 30, 0.05);
   EXPECT_NEAR(m.coefficients()[2] / m.scales()[2], -10, 0.05);
   EXPECT_NEAR(m.coefficients()[1], 0, 0.05);
+}
+
+// Spend is multiplicative and often zero: amounts whose mean is exp(0.5 + 0.8 x0 - 0.5 x2),
+// zero for half of the rows (the rest spend a Gamma(4) amount scaled up to match). The log link (the
+// default for amounts >= 0) recovers the multiplicative coefficients; least squares
+// cannot, as the mean is not linear in x.
+Dataset MultiplicativeAmounts(size_t rows) {
+  SyntheticOptions o;
+  o.num_rows = rows;
+  o.num_columns = 5;
+  Dataset data = MakeSynthetic(o).data;
+  data.kind = TaskKind::kRegression;
+  uint64_t state = 12345;
+  auto uniform = [&state] {  // SplitMix64 to (0, 1)
+    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return ((z ^ (z >> 31)) >> 11) * 0x1.0p-53 + 0x1.0p-54;
+  };
+  for (size_t r = 0; r < data.num_rows(); ++r) {
+    const double mean = std::exp(0.5 + 0.8 * data.row(r)[0] - 0.5 * data.row(r)[2]);
+    // A buyer (half) spends a Gamma(4) amount (four exponentials) with mean `mean / 0.5`.
+    double spend = 0;
+    for (int k = 0; k < 4; ++k) spend -= std::log(uniform());
+    data.labels[r] = uniform() < 0.5 ? static_cast<float>(spend / 4 * mean / 0.5) : 0.0f;
+  }
+  return data;
+}
+
+TEST(LinearModelTest, LogLinkRecoversMultiplicativeAmounts) {
+  Dataset data = MultiplicativeAmounts(40000);
+  LinearOptions options;
+  options.log_transform = false;  // the truth is in the raw values
+  options.num_threads = 2;
+  auto model = LinearModel::Train(data, AllRows(data), {}, options);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  const LinearModel& m = **model;
+  ASSERT_TRUE(m.log_link()) << "amounts >= 0: the log link by default";
+  EXPECT_EQ(m.training_summary().at("link"), "log");
+  EXPECT_EQ(m.training_summary().at("converged"), true) << m.training_summary().dump();
+  EXPECT_NEAR(m.coefficients()[0] / m.scales()[0], 0.8, 0.05);
+  EXPECT_NEAR(m.coefficients()[2] / m.scales()[2], -0.5, 0.05);
+  EXPECT_NEAR(m.coefficients()[1] / m.scales()[1], 0.0, 0.05);
+  // Predictions are amounts (exp of the linear form) whose mean is the labels' mean
+  // (the Poisson score equation for the intercept, up to the penalty).
+  auto predicted = m.PredictMargin(data.values);
+  ASSERT_TRUE(predicted.ok());
+  double sum_predicted = 0, sum_labels = 0;
+  for (size_t r = 0; r < data.num_rows(); ++r) {
+    ASSERT_GT((*predicted)[r], 0);
+    sum_predicted += (*predicted)[r];
+    sum_labels += data.labels[r];
+  }
+  EXPECT_NEAR(sum_predicted / sum_labels, 1.0, 1e-3);
+
+  // The same data fitted by least squares: the multiplicative truth is far from a line,
+  // so its predictions are worse in squared error, the criterion it minimises itself.
+  options.amount_link = LinearOptions::AmountLink::kIdentity;
+  auto line = LinearModel::Train(data, AllRows(data), {}, options);
+  ASSERT_TRUE(line.ok());
+  auto predicted_by_line = (*line)->PredictMargin(data.values);
+  double squared_log = 0, squared_line = 0;
+  for (size_t r = 0; r < data.num_rows(); ++r) {
+    squared_log += std::pow((*predicted)[r] - data.labels[r], 2);
+    squared_line += std::pow((*predicted_by_line)[r] - data.labels[r], 2);
+  }
+  EXPECT_LT(squared_log, squared_line);
+}
+
+TEST(LinearModelTest, LogLinkContributionsAddUpToTheAmountAndReload) {
+  Dataset data = MultiplicativeAmounts(3000);
+  auto model = LinearModel::Train(data, AllRows(data), {}, LinearOptions{});
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  const LinearModel& m = **model;
+  ASSERT_TRUE(m.log_link());
+  auto amounts = m.PredictMargin(data.values);
+  auto contributions = m.Contributions(data.values);
+  ASSERT_TRUE(amounts.ok() && contributions.ok());
+  const size_t p = data.num_columns();
+  for (size_t r = 0; r < 200; ++r) {
+    const double* c = contributions->data() + r * (p + 1);
+    double sum = 0, log_scale_total = 0;
+    for (size_t j = 0; j <= p; ++j) sum += c[j];
+    EXPECT_NEAR(sum, (*amounts)[r], 1e-9 * (*amounts)[r]) << "row " << r;
+    EXPECT_NEAR(c[p], std::exp(m.intercept()), 1e-12 * std::exp(m.intercept()));
+    // Each term keeps the sign of its log-scale term (a feature that lowers the log of
+    // the amount lowers the amount).
+    const float* x = data.row(r);
+    for (size_t j = 0; j < p; ++j) {
+      if (m.scales()[j] <= 0 || std::isnan(x[j])) continue;
+      const double term = m.coefficients()[j] * (std::copysign(std::log1p(std::fabs(x[j])), x[j]) - m.means()[j]) /
+                          m.scales()[j];
+      log_scale_total += term;
+      if (term != 0) EXPECT_EQ(term > 0, c[j] > 0) << "row " << r << " column " << j;
+    }
+    EXPECT_NEAR(std::log((*amounts)[r]), m.intercept() + log_scale_total, 1e-9 * (1 + std::abs(log_scale_total)));
+  }
+  auto bytes = m.Serialize();
+  ASSERT_TRUE(bytes.ok());
+  EXPECT_EQ(nlohmann::json::parse(*bytes).at("link"), "log");
+  auto loaded = LoadModel(ModelType::kLinear, TaskKind::kRegression, *bytes);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(*(*loaded)->PredictMargin(data.values), *amounts);
+  // A model written before links existed is an identity-link model.
+  nlohmann::json old = nlohmann::json::parse(*bytes);
+  old.erase("link");
+  auto identity = LinearModel::Load(old.dump());
+  ASSERT_TRUE(identity.ok());
+  EXPECT_FALSE((*identity)->log_link());
+  old["link"] = "sqrt";
+  EXPECT_FALSE(LinearModel::Load(old.dump()).ok());
+}
+
+TEST(LinearModelTest, AmountsBelowZeroKeepTheIdentityLink) {
+  Dataset data = MultiplicativeAmounts(2000);
+  data.labels[7] = -25;  // a refund: net amounts can be negative, a log link cannot fit them
+  auto automatic = LinearModel::Train(data, AllRows(data), {}, LinearOptions{});
+  ASSERT_TRUE(automatic.ok());
+  EXPECT_FALSE((*automatic)->log_link());
+  EXPECT_EQ((*automatic)->training_summary().at("link"), "identity");
+  LinearOptions forced;
+  forced.amount_link = LinearOptions::AmountLink::kLog;
+  auto refused = LinearModel::Train(data, AllRows(data), {}, forced);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("log link"), std::string::npos) << refused.status().ToString();
+  // Classification ignores the option.
+  Dataset labels = MakeSynthetic(SyntheticOptions{.num_rows = 500, .num_columns = 4}).data;
+  auto classifier = LinearModel::Train(labels, AllRows(labels), {}, LinearOptions{});
+  ASSERT_TRUE(classifier.ok());
+  EXPECT_FALSE((*classifier)->log_link());
 }
 
 TEST(LinearModelTest, ContributionsSumToMarginAndReloadScoresIdentically) {

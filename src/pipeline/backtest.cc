@@ -32,6 +32,8 @@ Result<std::vector<double>> BaselineScores(const ml::Dataset& training, ml::Data
   std::iota(rows.begin(), rows.end(), 0u);
   ml::LinearOptions options;
   options.num_threads = 1;
+  // The regression a team writes by hand: least squares (the candidates' log link is sibyl's).
+  options.amount_link = ml::LinearOptions::AmountLink::kIdentity;
   ASSIGN_OR_RETURN(auto model, ml::LinearModel::Train(fit, rows, {}, options));
   ASSIGN_OR_RETURN(ml::Dataset at_e, RecencyFrequencyColumns(scored));
   ASSIGN_OR_RETURN(std::vector<double> out, model->PredictMargin(at_e.values));

@@ -47,6 +47,8 @@ Result<std::vector<double>> RecencyFrequencyBaseline(const ml::Dataset& data, co
   ASSIGN_OR_RETURN(ml::Dataset rf, RecencyFrequencyColumns(data));
   ml::LinearOptions options;
   options.num_threads = 1;
+  // The regression a team writes by hand: least squares (the candidates' log link is sibyl's).
+  options.amount_link = ml::LinearOptions::AmountLink::kIdentity;
   ASSIGN_OR_RETURN(auto model, ml::LinearModel::Train(rf, split.fit_rows, {}, options));
   std::vector<float> test = ml::GatherRows(rf, split.test_rows);
   ASSIGN_OR_RETURN(std::vector<double> margins, model->PredictMargin(test));
