@@ -261,8 +261,10 @@ void RunShow(const GlobalOptions& global, const ShowFlags& flags) {
       std::printf("final model: the winner fitted again on the fit and held-out users (%zu rows) and calibrated "
                   "again; the quality above is the winner's before, on users it had not seen\n",
                   final_model.value("rows", size_t{0}));
-    if (const auto& seasonal = s.value("seasonal_shift", nlohmann::json::object()); seasonal.contains("note"))
-      std::printf("seasonal shift of the scores: %s\n", seasonal.value("note", "").c_str());
+    // Revenue has no seasonal shift (probabilities only): its record has an empty note.
+    if (const std::string note = s.value("seasonal_shift", nlohmann::json::object()).value("note", "");
+        !note.empty())
+      std::printf("seasonal shift of the scores: %s\n", note.c_str());
   }
 
   std::printf("\ncandidates\n");
