@@ -13,6 +13,7 @@ namespace {
 constexpr size_t kChunkRows = 4096;
 // The largest log-amount a log-link model predicts (e^700 is near double's limit).
 constexpr double kMaxLogAmount = 700;
+constexpr double kPoissonExpansionFrom = 50;
 
 double Softplus(double m) { return m > 0 ? m + std::log1p(std::exp(-m)) : std::log1p(std::exp(m)); }
 double Sigmoid(double m) { return 1.0 / (1.0 + std::exp(-m)); }
@@ -116,10 +117,19 @@ class Objective {
           loss += w * (Softplus(margin) - y * margin);
           d = w * (Sigmoid(margin) - y);
         } else if (loss_ == Loss::kPoisson) {
-          // Past e^50 times the mean amount a trial step is rejected by the line search.
-          const double mu = std::exp(std::min(margin, 50.0));
+          // e^m - y m; past m = 50 (e^50 times the mean amount, which no optimum comes near)
+          // its second-order expansion, so a wild trial step of the line search gives a
+          // large finite loss and the objective stays convex.
+          double mu, slope;
+          if (margin <= kPoissonExpansionFrom) {
+            mu = slope = std::exp(margin);
+          } else {
+            const double e = std::exp(kPoissonExpansionFrom), dm = margin - kPoissonExpansionFrom;
+            mu = e * (1 + dm + 0.5 * dm * dm);
+            slope = e * (1 + dm);
+          }
           loss += w * (mu - y * margin);
-          d = w * (mu - y);
+          d = w * (slope - y);
         } else {
           loss += w * 0.5 * (margin - y) * (margin - y);
           d = w * (margin - y);
