@@ -157,6 +157,34 @@ std::string Row(const char* name, const std::string& value) {
   return fmt::format("<tr><th>{}</th><td>{}</td></tr>", name, value);
 }
 
+// The chosen candidate's recorded metrics (cross-validated training records the AUC's
+// interval over users and the ECE's floor there), or null.
+const nlohmann::json* WinnerMetrics(const nlohmann::json& candidates) {
+  for (const auto& c : candidates)
+    if (c.value("selected", false) && c.contains("metrics") && c["metrics"].is_object()) return &c["metrics"];
+  return nullptr;
+}
+
+// How much to trust the AUC and the ECE on these users (docs/ML.md, small data, step 7):
+// the 95% bootstrap interval of the AUC over users, and the ECE a perfectly calibrated
+// model with the same scores would show. Empty when the training did not record them.
+std::string AucInterval(const nlohmann::json* metrics) {
+  if (!metrics) return "";
+  auto it = metrics->find("roc_auc_interval");
+  if (it == metrics->end() || !it->is_array() || it->size() != 2 || !(*it)[0].is_number() || !(*it)[1].is_number())
+    return "";
+  return fmt::format(R"( <span class="note">95% interval over users {:.4f} to {:.4f}</span>)", (*it)[0].get<double>(),
+                     (*it)[1].get<double>());
+}
+
+std::string EceFloor(const nlohmann::json* metrics) {
+  if (!metrics) return "";
+  auto it = metrics->find("ece_floor");
+  if (it == metrics->end() || !it->is_number()) return "";
+  return fmt::format(R"( <span class="note">a calibrated model would show about {:.4f} on these users</span>)",
+                     it->get<double>());
+}
+
 }  // namespace
 
 std::string HtmlEscape(std::string_view text) {
@@ -179,13 +207,14 @@ std::string RenderReportHtml(const ReportInput& input) {
   std::string summary, charts;
   if (input.task == TaskKind::kClassification) {
     ClassificationMetrics m = EvaluateClassifier(input.predictions, input.labels);
+    const nlohmann::json* recorded = WinnerMetrics(input.candidates);
     summary = Row("Grade", HtmlEscape(m.grade)) + Row("Held-out users", std::to_string(m.count)) +
               Row("Base rate", fmt::format("{:.2f}%", 100 * m.base_rate)) +
-              Row("ROC AUC", fmt::format("{:.4f}", m.roc_auc)) +
+              Row("ROC AUC", fmt::format("{:.4f}", m.roc_auc) + AucInterval(recorded)) +
               Row("PR AUC", fmt::format("{:.4f}", m.pr_auc)) +
               Row("Log loss", fmt::format("{:.4f}", m.log_loss)) +
               Row("Brier", fmt::format("{:.4f}", m.brier)) +
-              Row("ECE (10 bins)", fmt::format("{:.4f}", m.ece)) +
+              Row("ECE (10 bins)", fmt::format("{:.4f}", m.ece) + EceFloor(recorded)) +
               Row("Lift, top 10%", fmt::format("{:.2f}&times;", m.lift_top_decile));
 
     Chart roc("ROC curve", "false positive rate", "true positive rate", {}, {});
@@ -251,6 +280,7 @@ figure {{ display: inline-block; margin: 0 16px 16px 0; }}
 figcaption {{ font-weight: 600; margin-bottom: 4px; }}
 .frame {{ fill: none; stroke: #999; }} .grid {{ stroke: #eee; }}
 .tick {{ font-size: 10px; fill: #555; }} .label {{ font-size: 11px; fill: #333; }}
+.note {{ color: #666; font-size: 12px; margin-left: 6px; }}
 </style></head><body>
 <h1>{0}</h1>
 <p>All figures are measured on held-out users: neither the model nor its calibration saw them.</p>

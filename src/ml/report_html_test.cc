@@ -61,6 +61,33 @@ TEST(ReportHtmlTest, CandidatesChosenOnEveryCutoffShowTheLossCompared) {
   EXPECT_NE(html.find("<td colspan=4>failed: boom</td>"), std::string::npos);
 }
 
+// Cross-validated training records how far the AUC can move over users and the ECE a
+// calibrated model would show; the page prints both beside the figures, and nothing when
+// the training did not record them.
+TEST(ReportHtmlTest, ShowsTheAucIntervalAndTheEceFloorWhenRecorded) {
+  const std::vector<double> p = {0.1, 0.8, 0.3, 0.6};
+  const std::vector<float> y = {0, 1, 0, 1};
+  ReportInput input;
+  input.title = "churn";
+  input.predictions = p;
+  input.labels = y;
+  nlohmann::json metrics = {{"roc_auc", 0.7}, {"log_loss", 0.4}, {"ece", 0.05}, {"lift_top_decile", 2.0},
+                            {"roc_auc_interval", {0.6330, 0.7621}}, {"ece_floor", 0.0418}};
+  input.candidates = nlohmann::json::array(
+      {{{"model", "linear"}, {"selected", false}, {"train_seconds", 0.1},
+        {"metrics", {{"roc_auc", 0.5}, {"roc_auc_interval", {0.1, 0.2}}, {"ece_floor", 0.9}}}},
+       {{"model", "blend"}, {"selected", true}, {"train_seconds", 0.1}, {"metrics", metrics}}});
+  std::string html = RenderReportHtml(input);
+  EXPECT_NE(html.find("95% interval over users 0.6330 to 0.7621"), std::string::npos);
+  EXPECT_NE(html.find("a calibrated model would show about 0.0418 on these users"), std::string::npos);
+  EXPECT_EQ(html.find("0.1000 to 0.2000"), std::string::npos) << "the winner's, not another candidate's";
+  input.candidates[1]["metrics"].erase("roc_auc_interval");
+  input.candidates[1]["metrics"].erase("ece_floor");
+  html = RenderReportHtml(input);
+  EXPECT_EQ(html.find("interval over users"), std::string::npos);
+  EXPECT_EQ(html.find("a calibrated model would show"), std::string::npos);
+}
+
 TEST(ReportHtmlTest, RegressionPage) {
   std::vector<double> p = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
   std::vector<float> y = {0, 2, 3, 3, 6, 5, 8, 8, 9, 12, 10, 13};
