@@ -136,7 +136,8 @@ std::vector<uint8_t> AssignFolds(const Dataset& data, int folds, uint64_t seed, 
 }
 
 // The loss selection compares over every row: out-of-fold log loss after a calibration map
-// cross-fitted on the same folds (Platt's or isotonic, the lower), or RMSE. Calibrated, so
+// cross-fitted on the same folds (Platt's or isotonic, the lower), or for amounts
+// RegressionSelectionLoss (the Poisson deviance, RMSE with amounts below 0). Calibrated, so
 // that a candidate whose raw scores sit at another base rate is not penalised for what the
 // map will correct; on every stacked cutoff at once, so one map for their mixed base rates,
 // the same handicap for every candidate.
@@ -144,7 +145,7 @@ double EveryRowLoss(TaskKind kind, std::span<const double> margins, std::span<co
                     std::span<const uint8_t> fold, int folds) {
   std::vector<double> output(margins.size());
   for (size_t r = 0; r < margins.size(); ++r) output[r] = MarginToOutput(kind, margins[r]);
-  if (kind != TaskKind::kClassification) return EvaluateRegressor(output, labels).rmse;
+  if (kind != TaskKind::kClassification) return RegressionSelectionLoss(EvaluateRegressor(output, labels));
   CrossFittedCalibration fitted = CrossFitCalibration(output, labels, fold, folds);
   return LogLoss(fitted.PlattWins(labels) ? fitted.by_platt : fitted.by_isotonic, labels);
 }
@@ -295,7 +296,8 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
   }
 
   // Selection on every user's out-of-fold score: lowest calibrated log loss (regression:
-  // RMSE), over every stacked cutoff's rows; on a tie the earlier, simpler candidate stays.
+  // Poisson deviance, or RMSE), over every stacked cutoff's rows; on a tie the earlier,
+  // simpler candidate stays.
   timer.Start("select");
   std::optional<size_t> best;
   for (size_t c = 0; c < result.candidates.size(); ++c) {

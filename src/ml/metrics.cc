@@ -228,6 +228,15 @@ RegressionMetrics EvaluateRegressor(std::span<const double> predictions,
   }
   m.mae = abs_err / n;
   m.rmse = std::sqrt(sq_err / n);
+  if (std::all_of(actuals.begin(), actuals.end(), [](float y) { return y >= 0; })) {
+    const double floor = 1e-3 * std::max(m.mean_actual, 1e-12);
+    double deviance = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const double y = actuals[i], mu = std::max(predictions[i], floor);
+      deviance += 2 * ((y > 0 ? y * std::log(y / mu) : 0.0) - (y - mu));
+    }
+    m.poisson_deviance = deviance / n;
+  }
   m.r2 = total_sq > 0 ? 1 - sq_err / total_sq : 0;
   std::vector<double> actual_d(actuals.begin(), actuals.end());
   std::vector<double> rank_p = AverageRanks(predictions), rank_a = AverageRanks(actual_d);
@@ -398,6 +407,11 @@ void to_json(nlohmann::json& j, const RegressionMetrics& m) {
   j = nlohmann::json{{"count", m.count}, {"mean_actual", m.mean_actual}, {"mae", m.mae},
                      {"rmse", m.rmse},   {"r2", m.r2},                   {"spearman", m.spearman},
                      {"deciles", deciles}, {"grade", m.grade}};
+  if (std::isfinite(m.poisson_deviance)) j["poisson_deviance"] = m.poisson_deviance;
+}
+
+double RegressionSelectionLoss(const RegressionMetrics& m) {
+  return std::isfinite(m.poisson_deviance) ? m.poisson_deviance : m.rmse;
 }
 
 }  // namespace sibyl::ml

@@ -105,6 +105,35 @@ TEST(MetricsTest, RegressionMetrics) {
   EXPECT_EQ(total, 4u);
 }
 
+// The Poisson deviance written out by hand: 2 [y log(y / mu) - (y - mu)], 0 log 0 = 0, a
+// prediction of 0 floored at 1e-3 x the mean actual; below-zero actuals leave it undefined
+// and selection falls back to RMSE.
+TEST(MetricsTest, PoissonDevianceAndTheSelectionLoss) {
+  const std::vector<double> pred = {1, 2, 2.5, 0};
+  const std::vector<float> actual = {0, 2, 5, 3};
+  const RegressionMetrics m = EvaluateRegressor(pred, actual);
+  const double floor = 1e-3 * (10.0 / 4);
+  const double by_hand = 2 * ((0 - (0 - 1)) + (2 * std::log(2 / 2.0) - 0) + (5 * std::log(5 / 2.5) - 2.5) +
+                              (3 * std::log(3 / floor) - (3 - floor))) / 4;
+  EXPECT_NEAR(m.poisson_deviance, by_hand, 1e-12);
+  EXPECT_EQ(RegressionSelectionLoss(m), m.poisson_deviance);
+  // Perfect predictions cost nothing; the deviance is the mean's proper score: for
+  // amounts {0, 4} any constant c scores 2 [4 log(4 / c) - 4 + 2c] / 2, lowest at c = 2.
+  const std::vector<float> two = {0, 4};
+  auto constant = [&](double c) { return EvaluateRegressor(std::vector<double>{c, c}, two).poisson_deviance; };
+  EXPECT_LT(constant(2.0), constant(1.9));
+  EXPECT_LT(constant(2.0), constant(2.1));
+  EXPECT_NEAR(EvaluateRegressor(std::vector<double>{1, 2}, std::vector<float>{1, 2}).poisson_deviance, 0, 1e-12);
+  // A refund makes it undefined: RMSE chooses.
+  const RegressionMetrics net = EvaluateRegressor(pred, std::vector<float>{0, 2, -5, 3});
+  EXPECT_TRUE(std::isnan(net.poisson_deviance));
+  EXPECT_EQ(RegressionSelectionLoss(net), net.rmse);
+  nlohmann::json j = net;
+  EXPECT_FALSE(j.contains("poisson_deviance"));
+  j = m;
+  EXPECT_NEAR(j.at("poisson_deviance").get<double>(), by_hand, 1e-12);
+}
+
 TEST(MetricsTest, AverageRanksShareTies) {
   std::vector<double> v = {3, 1, 3, 2};
   std::vector<double> r = AverageRanks(v);

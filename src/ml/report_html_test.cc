@@ -99,6 +99,15 @@ TEST(ReportHtmlTest, RegressionPage) {
   std::string html = RenderReportHtml(input);
   EXPECT_NE(html.find("Calibration by decile"), std::string::npos);
   EXPECT_NE(html.find("Spearman"), std::string::npos);
+  // Amounts >= 0 are chosen on the Poisson deviance (their metrics carry it): the column says so.
+  input.candidates = nlohmann::json::array(
+      {{{"model", "linear"}, {"selected", true}, {"train_seconds", 0.1}, {"selection_loss", 12.5},
+        {"metrics", {{"mae", 1.0}, {"rmse", 2.0}, {"r2", 0.5}, {"spearman", 0.9}, {"poisson_deviance", 0.7}}}}});
+  html = RenderReportHtml(input);
+  EXPECT_NE(html.find("Chosen on: Poisson deviance, every cutoff"), std::string::npos);
+  input.candidates[0]["metrics"].erase("poisson_deviance");  // net amounts: RMSE chose
+  html = RenderReportHtml(input);
+  EXPECT_NE(html.find("Chosen on: RMSE, every cutoff"), std::string::npos);
 }
 
 }  // namespace

@@ -384,7 +384,7 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
     fitted.push_back(std::move(f));
   }
 
-  // Selection: lowest calibrated log loss (regression: lowest RMSE) on held-out users;
+  // Selection: lowest calibrated log loss (regression: RegressionSelectionLoss) on held-out users;
   // on a tie the earlier, simpler candidate stays.
   timer.Start("select");
   std::optional<size_t> best;

@@ -114,11 +114,12 @@ inline CrossFittedCalibration CrossFitCalibration(std::span<const double> scores
   return out;
 }
 
-// A candidate's held-out loss, the one selection compares: calibrated log loss, or RMSE
-// (on every stacked cutoff's rows when cross-validation measured it there).
+// A candidate's held-out loss, the one selection compares: calibrated log loss, or for
+// amounts RegressionSelectionLoss (the Poisson deviance; RMSE with amounts below 0); on
+// every stacked cutoff's rows when cross-validation measured it there.
 inline double HeldOutLoss(const CandidateResult& c, TaskKind task) {
   if (c.selection_loss) return *c.selection_loss;
-  return task == TaskKind::kClassification ? c.metrics.log_loss : c.regression_metrics.rmse;
+  return task == TaskKind::kClassification ? c.metrics.log_loss : RegressionSelectionLoss(c.regression_metrics);
 }
 
 // The blend's parts (both training paths): the two candidates that did not fail with the
