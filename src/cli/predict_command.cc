@@ -270,16 +270,11 @@ void RunShow(const GlobalOptions& global, const ShowFlags& flags) {
   std::printf("\ncandidates\n");
   for (const auto& c : loaded->bundle.candidates) {
     // Chosen on another loss than the one shown (every stacked cutoff's rows): say which.
-    // Amounts >= 0 are chosen on the Poisson deviance (their metrics carry it), others on RMSE.
-    const bool deviance = c.contains("metrics") && c["metrics"].contains("poisson_deviance");
-    const std::string chosen_on =
-        c.contains("selection_loss")
-            ? fmt::format("  ({} {:.4f} on every cutoff)",
-                          c["metrics"].contains("roc_auc") ? "log loss"
-                          : deviance                       ? "Poisson deviance"
-                                                           : "RMSE",
-                          c["selection_loss"].get<double>())
-            : std::string();
+    const nlohmann::json metrics = c.value("metrics", nlohmann::json::object());
+    const std::string chosen_on = c.contains("selection_loss")
+                                      ? fmt::format("  ({} {:.4f} on every cutoff)", ml::SelectionLossName(metrics),
+                                                    c["selection_loss"].get<double>())
+                                      : std::string();
     const std::string model = c.value("model", "");
     if (c.contains("error")) {
       std::printf("  %-24s failed: %s\n", model.c_str(), c["error"].get<std::string>().c_str());
@@ -293,7 +288,9 @@ void RunShow(const GlobalOptions& global, const ShowFlags& flags) {
                   c.value("selected", false) ? "  <- selected" : "");
     } else {
       const std::string deviance_text =
-          deviance ? fmt::format("  Poisson deviance {:.4f}", c["metrics"]["poisson_deviance"].get<double>()) : "";
+          metrics.contains("poisson_deviance")
+              ? fmt::format("  Poisson deviance {:.4f}", metrics["poisson_deviance"].get<double>())
+              : "";
       std::printf("  %-24s Spearman %.4f  RMSE %.4f%s%s  %.1f s%s\n", model.c_str(),
                   c["metrics"].value("spearman", 0.0), c["metrics"].value("rmse", 0.0), deviance_text.c_str(),
                   chosen_on.c_str(), c.value("train_seconds", 0.0), c.value("selected", false) ? "  <- selected" : "");

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "ml/synthetic.h"
+#include "sim/rng.h"
 
 namespace sibyl::ml {
 namespace {
@@ -83,19 +84,12 @@ Dataset MultiplicativeAmounts(size_t rows) {
   o.num_columns = 5;
   Dataset data = MakeSynthetic(o).data;
   data.kind = TaskKind::kRegression;
-  uint64_t state = 12345;
-  auto uniform = [&state] {  // SplitMix64 to (0, 1)
-    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return ((z ^ (z >> 31)) >> 11) * 0x1.0p-53 + 0x1.0p-54;
-  };
+  sim::Rng rng(12345, 0);  // the simulator's portable generator: the same draws everywhere
   for (size_t r = 0; r < data.num_rows(); ++r) {
     const double mean = std::exp(0.5 + 0.8 * data.row(r)[0] - 0.5 * data.row(r)[2]);
-    // A buyer (half) spends a Gamma(4) amount (four exponentials) with mean `mean / 0.5`.
-    double spend = 0;
-    for (int k = 0; k < 4; ++k) spend -= std::log(uniform());
-    data.labels[r] = uniform() < 0.5 ? static_cast<float>(spend / 4 * mean / 0.5) : 0.0f;
+    // A buyer (half) spends a Gamma(4) amount with mean `mean / 0.5`.
+    const double spend = rng.Gamma(4) / 4 * mean / 0.5;
+    data.labels[r] = rng.Bernoulli(0.5) ? static_cast<float>(spend) : 0.0f;
   }
   return data;
 }

@@ -410,6 +410,11 @@ void to_json(nlohmann::json& j, const RegressionMetrics& m) {
   if (std::isfinite(m.poisson_deviance)) j["poisson_deviance"] = m.poisson_deviance;
 }
 
+const char* SelectionLossName(const nlohmann::json& metrics) {
+  if (metrics.contains("roc_auc")) return "log loss";
+  return metrics.contains("poisson_deviance") ? "Poisson deviance" : "RMSE";
+}
+
 double RegressionSelectionLoss(const RegressionMetrics& m) {
   return std::isfinite(m.poisson_deviance) ? m.poisson_deviance : m.rmse;
 }

@@ -119,4 +119,8 @@ std::vector<CurvePoint> LiftCurve(std::span<const double> scores, std::span<cons
 void to_json(nlohmann::json& j, const ClassificationMetrics& m);
 void to_json(nlohmann::json& j, const RegressionMetrics& m);
 
+// The loss a candidate with these recorded metrics (as in metrics.json) was chosen on, in
+// words for `predict show` and the report: "log loss", "Poisson deviance" or "RMSE".
+const char* SelectionLossName(const nlohmann::json& metrics);
+
 }  // namespace sibyl::ml

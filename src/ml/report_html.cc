@@ -146,14 +146,17 @@ std::string CandidatesTable(const nlohmann::json& candidates, TaskKind task) {
   std::string header = task == TaskKind::kClassification
                            ? "<th>ROC AUC</th><th>Log loss</th><th>ECE</th><th>Lift@10%</th>"
                            : "<th>MAE</th><th>RMSE</th><th>R&sup2;</th><th>Spearman</th>";
-  // Amounts >= 0 are chosen on the Poisson deviance (metrics carry it), others on RMSE.
-  bool deviance = false;
-  for (const auto& c : candidates)
-    deviance = deviance || (c.contains("metrics") && c["metrics"].contains("poisson_deviance"));
-  if (chosen_on_every_cutoff)
-    header += task == TaskKind::kClassification ? "<th>Chosen on: log loss, every cutoff</th>"
-              : deviance                        ? "<th>Chosen on: Poisson deviance, every cutoff</th>"
-                                                : "<th>Chosen on: RMSE, every cutoff</th>";
+  if (chosen_on_every_cutoff) {
+    // The candidates of a version were all chosen on one loss; a measured one's metrics say
+    // which (amounts >= 0 carry the Poisson deviance).
+    const char* loss = task == TaskKind::kClassification ? "log loss" : "RMSE";
+    for (const auto& c : candidates)
+      if (c.contains("metrics") && task != TaskKind::kClassification) {
+        loss = SelectionLossName(c["metrics"]);
+        break;
+      }
+    header += fmt::format("<th>Chosen on: {}, every cutoff</th>", loss);
+  }
   return fmt::format("<h2>Candidates</h2><table><tr><th>Model</th>{}<th>Training</th></tr>{}</table>",
                      header, rows);
 }
