@@ -128,6 +128,16 @@ CDNOW_TASKS = [
     dict(id=f"cdnow_revenue_{H}d_{d.replace('-', '_')}", group="cdnow_revenue_sweep", kind="revenue", H=H, T=d,
          cohort_days=None, optional=True)
     for H, d in ((90, "1997-10-01"), (90, "1998-04-01"), (30, "1997-11-01"), (30, "1998-03-01"), (30, "1998-05-01"))
+] + [
+    # The cutoffs late enough for the year-ago seasonal shift (docs/ML.md, "Seasonal shift")
+    # to apply: T - H - 52 weeks leaves 49 days of history after 1997-01-01 (--tasks
+    # cdnow_late_sweep). A year back the customers were just acquired, so these tasks test
+    # whether the shift survives a log whose change is the customers' life cycle, not the
+    # season.
+    dict(id=f"cdnow_{kind_id}_30d_{d.replace('-', '_')}", group="cdnow_late_sweep", kind=kind, H=30, T=d,
+         cohort_days=cohort_days, optional=True)
+    for kind_id, kind, cohort_days in (("buy", "propensity", None), ("churn", "churn", 90))
+    for d in ("1998-04-01", "1998-04-15", "1998-05-15", "1998-06-01")
 ]
 
 

@@ -22,6 +22,9 @@
 #                within 30 d at 2010-09-01, 2010-10-01 and 2010-11-01 (with --cdnow:
 #                cdnow_revenue_sweep, 90 d at 1997-10-01 and 1998-04-01, 30 d at 1997-11-01,
 #                1998-03-01 and 1998-05-01)
+#   cdnow_late_sweep (with --cdnow only) purchase and churn within 30 d at 1998-04-01, 04-15,
+#                05-15 and 06-01: with cdnow_buy_30d_1998_05_01 and cdnow_churn_30d_1998_05_01
+#                the cutoffs where the year-ago seasonal shift applies (docs/ML.md)
 # and prints sibyl beside two baselines fitted by bench/real_accuracy.py on the same users,
 # with labels and cohorts computed from the raw CSV (never read back from sibyl):
 # BG/NBD (x Gamma-Gamma for revenue) on purchase days, and RF-LR (logistic regression on
@@ -61,7 +64,7 @@ while [ $# -gt 0 ]; do
       [ -f "$f" ] || { echo "real_accuracy.sh: --cdnow: no file $2" >&2; exit 2; }
       sample+=("$1" "$f"); shift 2 ;;
     --date-only) sample+=("$1"); shift ;;
-    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,48p' "$0"; exit 0 ;;
     *) echo "real_accuracy.sh: unknown argument \"$1\" (see --help)" >&2; exit 2 ;;
   esac
 done
