@@ -16,6 +16,7 @@
 
 #include "clickhouse/row_binary.h"
 #include "common/file.h"
+#include "common/mix.h"
 
 namespace sibyl::clickhouse {
 namespace {
@@ -132,13 +133,8 @@ uint64_t OwnerHash(std::string_view owner) {
     h ^= c;
     h *= 0x100000001b3ULL;
   }
-  // splitmix64's finaliser: FNV's low bits alone would split shards unevenly.
-  h ^= h >> 30;
-  h *= 0xbf58476d1ce4e5b9ULL;
-  h ^= h >> 27;
-  h *= 0x94d049bb133111ebULL;
-  h ^= h >> 31;
-  return h;
+  // SplitMix64's finaliser: FNV's low bits alone would split shards unevenly.
+  return Mix64(h);
 }
 
 Result<std::unique_ptr<Cluster>> Cluster::Open(const ClusterConfig& config) {

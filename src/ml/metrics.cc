@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/mix.h"
+
 namespace sibyl::ml {
 namespace {
 
@@ -313,30 +315,9 @@ std::vector<CurvePoint> LiftCurve(std::span<const double> scores, std::span<cons
   return curve;
 }
 
-namespace {
-
-// SplitMix64 as a stream: the same numbers on every platform (the standard library's
-// distributions are implementation-defined), for the bootstrap and the ECE floor.
-class SplitMix64Stream {
- public:
-  explicit SplitMix64Stream(uint64_t state) : state_(state) {}
-  uint64_t Next() {
-    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  double Unit() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }  // [0, 1)
-
- private:
-  uint64_t state_;
-};
-
-}  // namespace
-
 double CalibratedEceFloor(std::span<const double> probabilities, int draws, uint64_t seed) {
   if (probabilities.empty() || draws < 1) return std::numeric_limits<double>::quiet_NaN();
-  SplitMix64Stream random(seed * 0x9e3779b97f4a7c15ULL + 7);
+  SplitMix64Stream random(seed * kGoldenGamma + 7);
   std::vector<float> labels(probabilities.size());
   double total = 0;
   for (int d = 0; d < draws; ++d) {
@@ -356,7 +337,7 @@ std::pair<double, double> RocAucInterval(std::span<const double> scores, std::sp
   std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return scores[a] < scores[b]; });
   std::vector<double> aucs;
   std::vector<uint32_t> count(n);
-  SplitMix64Stream random(seed * 0x9e3779b97f4a7c15ULL + 1);
+  SplitMix64Stream random(seed * kGoldenGamma + 1);
   for (int b = 0; b < resamples; ++b) {
     std::fill(count.begin(), count.end(), 0);
     for (size_t i = 0; i < n; ++i) ++count[random.Next() % n];

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <unordered_map>
 
+#include "common/mix.h"
+
 namespace sibyl::ml {
 namespace {
 
@@ -21,13 +23,7 @@ enum class Slice : uint8_t { kDropped, kFit, kValidation, kTest };
 
 }  // namespace
 
-uint64_t MixHash(uint64_t key, uint64_t salt) {
-  uint64_t z = key ^ (salt * 0x9e3779b97f4a7c15ULL);
-  z += 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
+uint64_t MixHash(uint64_t key, uint64_t salt) { return SplitMix64(key ^ (salt * kGoldenGamma)); }
 
 Result<Split> SplitByUser(const Dataset& data, const SplitOptions& options) {
   RETURN_IF_ERROR(data.Validate());

@@ -6,15 +6,11 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/mix.h"
+
 namespace sibyl::sim {
 
-// SplitMix64 step: used to derive independent seeds and to hash ids.
-inline uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
+using sibyl::SplitMix64;
 
 // xoshiro256** (Blackman & Vigna). One instance per simulated user, seeded from
 // (seed, user index), so a user's history does not depend on blocks or threads.
