@@ -181,6 +181,10 @@ void PrintRegressionMetrics(const nlohmann::json& m) {
   std::printf("  MAE             %.4f\n", m.value("mae", 0.0));
   std::printf("  RMSE            %.4f\n", m.value("rmse", 0.0));
   std::printf("  R^2             %.4f\n", m.value("r2", 0.0));
+  if (m.contains("top_decile_share")) {
+    std::printf("  top 10%%         the tenth predicted highest hold %.1f%% of the actual amount\n",
+                100 * m["top_decile_share"].get<double>());
+  }
   std::printf("  mean actual     %.4f over %zu held-out users\n", m.value("mean_actual", 0.0),
               m.value("count", size_t{0}));
 }

@@ -155,27 +155,48 @@ double ExpectedCalibrationError(std::span<const double> probabilities,
   return ece;
 }
 
+namespace {
+
+// The rows taken and the sum of `values` over the `fraction` of rows with the highest
+// scores. Rows tied at the cut count pro rata: a tie is worth what a random order inside it
+// gives on average, so a model cannot gain by tying its scores.
+std::pair<double, double> TopFraction(std::span<const double> scores, std::span<const double> values,
+                                      double fraction) {
+  const double wanted = fraction * values.size();
+  std::vector<size_t> order = OrderByScoreDescending(scores);
+  double taken = 0, sum = 0;
+  for (size_t i = 0; i < order.size() && taken < wanted;) {
+    size_t j = i;
+    double group_sum = 0;
+    for (; j < order.size() && scores[order[j]] == scores[order[i]]; ++j) group_sum += values[order[j]];
+    const double group_size = static_cast<double>(j - i);
+    const double share = std::min(1.0, (wanted - taken) / group_size);
+    taken += share * group_size;
+    sum += share * group_sum;
+    i = j;
+  }
+  return {taken, sum};
+}
+
+}  // namespace
+
 double Lift(std::span<const double> scores, std::span<const float> labels, double fraction) {
   const size_t positives = CountPositives(labels);
   if (positives == 0 || labels.empty()) return 0;
   const double base_rate = static_cast<double>(positives) / labels.size();
-  const double wanted = fraction * labels.size();
-  std::vector<size_t> order = OrderByScoreDescending(scores);
-  double taken = 0, taken_positives = 0;
-  for (size_t i = 0; i < order.size() && taken < wanted;) {
-    size_t j = i, group_positives = 0;
-    while (j < order.size() && scores[order[j]] == scores[order[i]]) {
-      group_positives += labels[order[j]] > 0.5f;
-      ++j;
-    }
-    double group_size = static_cast<double>(j - i);
-    double share = std::min(1.0, (wanted - taken) / group_size);
-    taken += share * group_size;
-    taken_positives += share * group_positives;
-    i = j;
-  }
+  std::vector<double> is_positive(labels.size());
+  for (size_t i = 0; i < labels.size(); ++i) is_positive[i] = labels[i] > 0.5f;
+  const auto [taken, taken_positives] = TopFraction(scores, is_positive, fraction);
   if (taken <= 0) return 0;
   return (taken_positives / taken) / base_rate;
+}
+
+double TopShare(std::span<const double> predictions, std::span<const float> actuals, double fraction) {
+  const std::vector<double> amounts(actuals.begin(), actuals.end());
+  double total = 0;
+  for (double a : amounts) total += a;
+  if (!(total > 0)) return std::numeric_limits<double>::quiet_NaN();
+  return TopFraction(predictions, amounts, fraction).second / total;
 }
 
 std::string GradeClassifier(double roc_auc, double lift_top_decile) {
@@ -243,6 +264,7 @@ RegressionMetrics EvaluateRegressor(std::span<const double> predictions,
   std::vector<double> actual_d(actuals.begin(), actuals.end());
   std::vector<double> rank_p = AverageRanks(predictions), rank_a = AverageRanks(actual_d);
   m.spearman = Pearson(rank_p, rank_a);
+  m.top_decile_share = TopShare(predictions, actuals, 0.1);
 
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), 0);
@@ -389,6 +411,7 @@ void to_json(nlohmann::json& j, const RegressionMetrics& m) {
                      {"rmse", m.rmse},   {"r2", m.r2},                   {"spearman", m.spearman},
                      {"deciles", deciles}, {"grade", m.grade}};
   if (std::isfinite(m.poisson_deviance)) j["poisson_deviance"] = m.poisson_deviance;
+  if (std::isfinite(m.top_decile_share)) j["top_decile_share"] = m.top_decile_share;
 }
 
 const char* SelectionLossName(const nlohmann::json& metrics) {

@@ -64,6 +64,11 @@ double ExpectedCalibrationError(std::span<const double> probabilities,
 // the boundary score count fractionally, so the result does not depend on row order.
 double Lift(std::span<const double> scores, std::span<const float> labels, double fraction);
 
+// The share of the actual total held by the `fraction` of rows predicted highest (the top
+// decile a team would target: "the tenth we rank first hold 56% of next quarter's revenue").
+// Rows tied at the cut count pro rata, as in Lift. NaN when the actuals sum to 0 or less.
+double TopShare(std::span<const double> predictions, std::span<const float> actuals, double fraction);
+
 // Average ranks (1-based) with ties sharing the mean of their positions.
 std::vector<double> AverageRanks(std::span<const double> values);
 
@@ -85,6 +90,9 @@ struct RegressionMetrics {
   // actual is below 0. A proper score for the mean of amounts >= 0 that grows like y log y,
   // not y^2, in the tail (RegressionSelectionLoss).
   double poisson_deviance = std::numeric_limits<double>::quiet_NaN();
+  // TopShare over the top 10%: unlike Spearman over every user, not moved by predictions tied
+  // where most actuals tie at 0 (docs/ML.md, "Metrics"). NaN when the actuals sum to <= 0.
+  double top_decile_share = std::numeric_limits<double>::quiet_NaN();
   std::vector<DecileCalibration> deciles;  // ten equal-count groups by prediction
   std::string grade;                       // see GradeRegressor
 };

@@ -134,6 +134,33 @@ TEST(MetricsTest, PoissonDevianceAndTheSelectionLoss) {
   EXPECT_NEAR(j.at("poisson_deviance").get<double>(), by_hand, 1e-12);
 }
 
+// The top decile's share of the amount, by hand; a tie at the cut counts pro rata, so tying
+// scores cannot buy a better share than ordering them would give on average.
+TEST(MetricsTest, TopShareOfTheAmount) {
+  // 20 users, the top 10% is 2 of them: 30 + 10 of a total of 30 + 10 + 5 + 15 = 60.
+  std::vector<double> p(20, 0.0);
+  std::vector<float> y(20, 0.0f);
+  p[0] = 9, y[0] = 30;
+  p[1] = 8, y[1] = 10;
+  p[2] = 7, y[2] = 5;
+  p[3] = 1, y[3] = 15;
+  for (int i = 4; i < 20; ++i) p[i] = 0.5 - i * 0.01;
+  EXPECT_NEAR(TopShare(p, y, 0.1), 40.0 / 60, 1e-12);
+  // Users 1 and 2 tied for second place: the one place left goes half to each.
+  p[2] = 8;
+  EXPECT_NEAR(TopShare(p, y, 0.1), (30 + 0.5 * 10 + 0.5 * 5) / 60.0, 1e-12);
+  // Everyone tied: the share is the fraction itself, whatever the amounts.
+  EXPECT_NEAR(TopShare(std::vector<double>(20, 1.0), y, 0.1), 0.1, 1e-12);
+  // Nothing to share: undefined, and left out of the JSON.
+  EXPECT_TRUE(std::isnan(TopShare(p, std::vector<float>(20, 0.0f), 0.1)));
+  const RegressionMetrics m = EvaluateRegressor(p, y);
+  EXPECT_NEAR(m.top_decile_share, (30 + 0.5 * 10 + 0.5 * 5) / 60.0, 1e-12);
+  nlohmann::json j = m;
+  EXPECT_NEAR(j.at("top_decile_share").get<double>(), m.top_decile_share, 1e-12);
+  j = EvaluateRegressor(p, std::vector<float>(20, 0.0f));
+  EXPECT_FALSE(j.contains("top_decile_share"));
+}
+
 TEST(MetricsTest, AverageRanksShareTies) {
   std::vector<double> v = {3, 1, 3, 2};
   std::vector<double> r = AverageRanks(v);

@@ -258,7 +258,10 @@ std::string RenderReportHtml(const ReportInput& input) {
               Row("Mean actual", fmt::format("{:.4g}", m.mean_actual)) +
               Row("MAE", fmt::format("{:.4g}", m.mae)) + Row("RMSE", fmt::format("{:.4g}", m.rmse)) +
               Row("R&sup2;", fmt::format("{:.4f}", m.r2)) +
-              Row("Spearman", fmt::format("{:.4f}", m.spearman));
+              Row("Spearman", fmt::format("{:.4f}", m.spearman)) +
+              (std::isfinite(m.top_decile_share)
+                   ? Row("Top 10% hold", fmt::format("{:.1f}% of the actual amount", 100 * m.top_decile_share))
+                   : std::string());
     std::vector<CurvePoint> predicted, actual;
     double top = 1e-9;
     for (size_t d = 0; d < m.deciles.size(); ++d) {

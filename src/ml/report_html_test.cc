@@ -99,6 +99,8 @@ TEST(ReportHtmlTest, RegressionPage) {
   std::string html = RenderReportHtml(input);
   EXPECT_NE(html.find("Calibration by decile"), std::string::npos);
   EXPECT_NE(html.find("Spearman"), std::string::npos);
+  // The top 1.2 of 12 users: 13 and a fifth of 10, of 79 in all.
+  EXPECT_NE(html.find("19.0% of the actual amount"), std::string::npos);
   // Amounts >= 0 are chosen on the Poisson deviance (their metrics carry it): the column says so.
   input.candidates = nlohmann::json::array(
       {{{"model", "linear"}, {"selected", true}, {"train_seconds", 0.1}, {"selection_loss", 12.5},
