@@ -165,7 +165,7 @@ async function loadRuns() {
 function backtestTable(b) {
   const revenue = b.kind === "revenue";
   const head = revenue
-    ? ["evaluation cutoff", "users", "mean actual", "mean predicted", "MAE", "RMSE", "Spearman", "baseline MAE", "baseline Spearman", "vs baseline", "model"]
+    ? ["evaluation cutoff", "users", "mean actual", "mean predicted", "MAE", "RMSE", "Spearman", "top 10% hold", "baseline MAE", "baseline Spearman", "baseline top 10%", "vs baseline", "model"]
     : ["evaluation cutoff", "users", "base rate", "AUC", "log loss", "ECE", "baseline AUC", "baseline log loss", "baseline ECE", "vs baseline", "model"];
   let s = "<table class=\"backtest\"><thead><tr>" + head.map((h, i) => `<th${i > 0 && i < head.length - 1 ? " class=\"num\"" : ""}>${h}</th>`).join("") + "</tr></thead><tbody>";
   for (const c of b.cutoffs || []) {
@@ -173,11 +173,14 @@ function backtestTable(b) {
     if (c.error) { s += `<tr>${cutoff}<td colspan="${head.length - 1}" class="failed">${esc(c.error)}</td></tr>`; continue; }
     const bl = c.baseline || {};
     const cell = (v, d) => `<td class="num">${num(v, d)}</td>`;
+    // The top decile's share of the actual amount (absent when nothing was spent).
+    const share = (v) => `<td class="num">${typeof v === "number" ? num(100 * v, 1) + "%" : "–"}</td>`;
     const delta = bl.error ? null : (revenue ? c.spearman - bl.spearman : c.roc_auc - bl.roc_auc);
     const vs = delta === null ? `<td class="num muted" title="${esc(bl.error)}">–</td>`
       : `<td class="num ${delta >= 0 ? "ok" : "failed"}">${delta >= 0 ? "+" : ""}${num(delta, 4)}</td>`;
     s += "<tr>" + cutoff + `<td class="num">${int(c.users)}</td>` +
-      (revenue ? cell(c.mean_actual, 3) + cell(c.mean_score, 3) + cell(c.mae, 3) + cell(c.rmse, 3) + cell(c.spearman, 4) + cell(bl.mae, 3) + cell(bl.spearman, 4)
+      (revenue ? cell(c.mean_actual, 3) + cell(c.mean_score, 3) + cell(c.mae, 3) + cell(c.rmse, 3) + cell(c.spearman, 4) + share(c.top_decile_share) +
+                 cell(bl.mae, 3) + cell(bl.spearman, 4) + share(bl.top_decile_share)
                : cell(c.base_rate, 4) + cell(c.roc_auc, 4) + cell(c.log_loss, 4) + cell(c.ece, 4) + cell(bl.roc_auc, 4) + cell(bl.log_loss, 4) + cell(bl.ece, 4)) +
       vs + `<td>${esc(c.model_type)}</td></tr>`;
   }

@@ -2,6 +2,7 @@
 // earlier cutoffs, against what then happened and against the recency-frequency baseline
 // (src/pipeline/backtest.h). The results are kept in the prediction's backtests/ folder,
 // where the server's API and the workspace page read them.
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -55,8 +56,8 @@ void RunBacktest(const GlobalOptions& global, const BacktestFlags& flags) {
                 flags.name.c_str(), pipeline::DescribeDefinition(definition).c_str(), definition.horizon_days,
                 definition.horizon_days);
     if (revenue) {
-      std::printf("%-22s %8s %10s %10s %10s %10s %9s  %s\n", "evaluation cutoff E", "users", "mean", "predicted",
-                  "MAE", "RMSE", "Spearman", "model");
+      std::printf("%-22s %8s %10s %10s %10s %10s %9s %8s %8s  %s\n", "evaluation cutoff E", "users", "mean", "predicted",
+                  "MAE", "RMSE", "Spearman", "top 10%", "RF top", "model");
     } else {
       std::printf("%-22s %8s %9s %8s %9s %8s %8s %9s %9s  %s\n", "evaluation cutoff E", "users", "base rate",
                   "AUC", "log loss", "ECE", "lift", "mean p", "RF AUC", "model");
@@ -66,8 +67,11 @@ void RunBacktest(const GlobalOptions& global, const BacktestFlags& flags) {
       if (!r.error.empty()) {
         std::printf("%-22s failed: %s\n", e.c_str(), r.error.c_str());
       } else if (revenue) {
-        std::printf("%-22s %8llu %10.3f %10.3f %10.3f %10.3f %9.4f  %s\n", e.c_str(),
+        auto share = [](double s) { return std::isfinite(s) ? fmt::format("{:.1f}%", 100 * s) : std::string("-"); };
+        std::printf("%-22s %8llu %10.3f %10.3f %10.3f %10.3f %9.4f %8s %8s  %s\n", e.c_str(),
                     static_cast<unsigned long long>(r.users), r.base_rate, r.mean_score, r.mae, r.rmse, r.spearman,
+                    share(r.top_decile_share).c_str(),
+                    r.baseline_error.empty() ? share(r.baseline_top_decile_share).c_str() : "-",
                     r.model_type.c_str());
       } else {
         std::printf("%-22s %8llu %9.4f %8.4f %9.4f %8.4f %7.2fx %9.4f %9s  %s\n", e.c_str(),
@@ -79,7 +83,10 @@ void RunBacktest(const GlobalOptions& global, const BacktestFlags& flags) {
     }
   }
   if (!global.json)
-    std::printf("RF AUC: the recency-frequency baseline on the same users (docs/PREDICTIONS.md)\nkept in %s\n",
+    std::printf("%s: the recency-frequency baseline on the same users (docs/PREDICTIONS.md)\nkept in %s\n",
+                definition.kind == pipeline::PredictionKind::kRevenue
+                    ? "top 10%: share of the actual amount held by the tenth predicted highest; RF top"
+                    : "RF AUC",
                 kept.c_str());
   if (failed == rows.size())
     throw CommandFailed(FailedPrecondition("no backtest cutoff could be trained ({} failed)", failed));

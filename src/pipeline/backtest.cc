@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <numeric>
 
@@ -57,6 +58,7 @@ void AddBaseline(const PredictionDefinition& definition, const FittedPrediction&
     ml::RegressionMetrics m = ml::EvaluateRegressor(*baseline, labels);
     row.baseline_mae = m.mae;
     row.baseline_spearman = m.spearman;
+    row.baseline_top_decile_share = m.top_decile_share;
   } else {
     ml::ClassificationMetrics m = ml::EvaluateClassifier(*baseline, labels);
     row.baseline_roc_auc = m.roc_auc;
@@ -123,6 +125,7 @@ Result<std::vector<BacktestRow>> RunBacktest(const EventReader& reader, const Pr
       row.mae = m.mae;
       row.rmse = m.rmse;
       row.spearman = m.spearman;
+      row.top_decile_share = m.top_decile_share;
       row.base_rate = m.mean_actual;
     } else {
       ml::ClassificationMetrics m = ml::EvaluateClassifier(*scores, scoring->labels);
@@ -153,6 +156,7 @@ nlohmann::json BacktestToJson(const PredictionDefinition& definition, const std:
       const bool revenue = definition.kind == PredictionKind::kRevenue;
       if (revenue) {
         j.update({{"mean_actual", r.base_rate}, {"mae", r.mae}, {"rmse", r.rmse}, {"spearman", r.spearman}});
+        if (std::isfinite(r.top_decile_share)) j["top_decile_share"] = r.top_decile_share;
       } else {
         j.update({{"base_rate", r.base_rate}, {"roc_auc", r.roc_auc}, {"pr_auc", r.pr_auc},
                   {"log_loss", r.log_loss}, {"ece", r.ece}, {"lift_top_decile", r.lift_top_decile},
@@ -162,6 +166,8 @@ nlohmann::json BacktestToJson(const PredictionDefinition& definition, const std:
         j["baseline"] = {{"error", r.baseline_error}};
       } else if (revenue) {
         j["baseline"] = {{"model", "recency_frequency"}, {"mae", r.baseline_mae}, {"spearman", r.baseline_spearman}};
+        if (std::isfinite(r.baseline_top_decile_share))
+          j["baseline"]["top_decile_share"] = r.baseline_top_decile_share;
       } else {
         j["baseline"] = {{"model", "recency_frequency"}, {"roc_auc", r.baseline_roc_auc},
                          {"log_loss", r.baseline_log_loss}, {"ece", r.baseline_ece}};

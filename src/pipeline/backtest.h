@@ -40,12 +40,15 @@ struct BacktestRow {
   double mean_score = 0;      // mean calibrated probability (or predicted amount)
   double roc_auc = 0, log_loss = 0, ece = 0, pr_auc = 0, lift_top_decile = 0;  // classification
   double mae = 0, rmse = 0, spearman = 0;                                       // revenue
+  // Revenue: the share of the actual amount held by the tenth of users predicted highest
+  // (ml::TopShare); NaN when nothing was spent.
+  double top_decile_share = 0;
   double holdout_roc_auc = 0;  // the model's own held-out AUC at training time
   // The recency-frequency baseline on the same users at E_k (baseline_error when it could
   // not be fitted, e.g. no "hours since last event" column).
   std::string baseline_error;
   double baseline_roc_auc = 0, baseline_log_loss = 0, baseline_ece = 0;  // classification
-  double baseline_mae = 0, baseline_spearman = 0;                       // revenue
+  double baseline_mae = 0, baseline_spearman = 0, baseline_top_decile_share = 0;  // revenue
   double seconds = 0;
 };
 

@@ -186,6 +186,35 @@ TEST_F(TrainRunTest, BacktestScoresEachCutoffAgainstWhatHappened) {
   }
 }
 
+// Revenue backtests report the top decile's share of what was spent, for the model and for
+// the baseline, in the rows and in the JSON.
+TEST_F(TrainRunTest, RevenueBacktestReportsTheTopDecilesShare) {
+  const PredictionDefinition revenue = ParsePredictionDefinition(nlohmann::json::parse(R"({
+    "name": "revenue_14d", "kind": "revenue", "outcome": {"event": "Purchase"}, "revenue_property": "revenue",
+    "horizon_days": 14, "cohort": {"all": [{"active_within_days": 30}]}})"))
+                                           .value();
+  BacktestOptions options;
+  options.cutoffs = 1;
+  options.train = Request();
+  options.train.set.eligibility.min_history_days = 28;
+  options.train.ml.train_random_forest = false;
+  auto rows = RunBacktest(*reader_, revenue, options);
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  ASSERT_EQ(rows->size(), 1u);
+  const BacktestRow& r = (*rows)[0];
+  ASSERT_TRUE(r.error.empty()) << r.error;
+  ASSERT_TRUE(r.baseline_error.empty()) << r.baseline_error;
+  // A tenth of the users chosen at random would hold a tenth of the amount; both models
+  // know who buys.
+  EXPECT_GT(r.top_decile_share, 0.2);
+  EXPECT_LE(r.top_decile_share, 1.0);
+  EXPECT_GT(r.baseline_top_decile_share, 0.1);
+  EXPECT_LE(r.baseline_top_decile_share, 1.0);
+  const nlohmann::json j = BacktestToJson(revenue, *rows);
+  EXPECT_DOUBLE_EQ(j["cutoffs"][0].at("top_decile_share").get<double>(), r.top_decile_share);
+  EXPECT_DOUBLE_EQ(j["cutoffs"][0]["baseline"].at("top_decile_share").get<double>(), r.baseline_top_decile_share);
+}
+
 TEST(FeatureWordsTest, ColumnsReadAsPlainWords) {
   EXPECT_EQ(DescribeFeature("count(\"Add to Cart\") week -1"), "Add to Cart events in the last 7 days");
   EXPECT_EQ(DescribeFeature("count(\"Purchase\") week -3"), "Purchase events 14-21 days ago");
