@@ -844,7 +844,8 @@ def main():
                   f"{'beats' if sm['spearman'] > base[best_sp]['spearman'] else 'does not beat'} it on Spearman and "
                   f"{'beats' if sm['rmse'] < base[best_rmse]['rmse'] else 'does not beat'} it on RMSE "
                   "(issue 16's AUC/ECE/log-loss targets are for probability tasks)")
-            tr["best_baseline"] = dict(spearman=best_sp, rmse=best_rmse)
+            tr["best_baseline"] = dict(spearman=best_sp, rmse=best_rmse,
+                                       top_decile_share=max(base, key=lambda k: base[k]["top_decile_share"]))
             print("   calibration by decile of prediction (mean predicted / mean actual):")
             for k, m in tr["models"].items():
                 print(f"   {k:<26}" + " ".join(f"{d['mean_pred']:.0f}/{d['mean_actual']:.0f}" for d in m["deciles"]))
@@ -855,7 +856,9 @@ def main():
                       + f"  (min {sp.min():.4f}, max {sp.max():.4f}, sd {sp.std(ddof=1):.4f})")
             summary.append((task["id"], f"best baseline {best_sp} (Spearman), {best_rmse} (RMSE)",
                             f"sibyl Spearman {sm['spearman']:.4f} vs {base[best_sp]['spearman']:.4f}, "
-                            f"RMSE {sm['rmse']:.0f} vs {base[best_rmse]['rmse']:.0f}"))
+                            f"RMSE {sm['rmse']:.0f} vs {base[best_rmse]['rmse']:.0f}, "
+                            f"top-decile share {sm['top_decile_share']:.3f} vs "
+                            f"{max(v['top_decile_share'] for v in base.values()):.3f} (the best baseline's)"))
         else:
             for k, p in models.items():
                 tr["models"][k] = classification_metrics(y, p)
