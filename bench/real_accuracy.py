@@ -858,7 +858,8 @@ def main():
                             f"sibyl Spearman {sm['spearman']:.4f} vs {base[best_sp]['spearman']:.4f}, "
                             f"RMSE {sm['rmse']:.0f} vs {base[best_rmse]['rmse']:.0f}, "
                             f"top-decile share {sm['top_decile_share']:.3f} vs "
-                            f"{max(v['top_decile_share'] for v in base.values()):.3f} (the best baseline's)"))
+                            f"{base[tr['best_baseline']['top_decile_share']]['top_decile_share']:.3f} "
+                            f"({tr['best_baseline']['top_decile_share']})"))
         else:
             for k, p in models.items():
                 tr["models"][k] = classification_metrics(y, p)

@@ -151,7 +151,7 @@ std::string CandidatesTable(const nlohmann::json& candidates, TaskKind task) {
     // which (amounts >= 0 carry the Poisson deviance).
     const char* loss = task == TaskKind::kClassification ? "log loss" : "RMSE";
     for (const auto& c : candidates)
-      if (c.contains("metrics") && task != TaskKind::kClassification) {
+      if (c.contains("metrics")) {
         loss = SelectionLossName(c["metrics"]);
         break;
       }
