@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <memory>
+#include <mutex>
 
 #include <fmt/format.h>
 
@@ -18,17 +21,55 @@ std::string ValueWords(double v) {
   return std::fabs(v) >= 10 ? fmt::format("{:.1f}", v) : fmt::format("{:.3g}", v);
 }
 
-Reason MakeReason(const ScoringModel& model, const UserScore& user, size_t col, double contribution) {
+// A topic's columns and their summed contribution.
+struct TopicSum {
+  const pipeline::FeatureTopic* topic = nullptr;
+  std::vector<size_t> columns;
+  double contribution = 0;
+};
+
+Reason MakeReason(const ScoringModel& model, const UserScore& user, const TopicSum& t,
+                  std::span<const double> contributions) {
+  const double sign = t.contribution >= 0 ? 1 : -1;
   Reason r;
-  r.column = model.bundle.feature_names[col];
-  r.value = user.features[col];
-  r.contribution = contribution;
-  r.words = fmt::format("{}: {}", pipeline::DescribeFeature(r.column), ValueWords(r.value));
+  r.topic = t.topic->title;
+  r.contribution = t.contribution;
+  size_t lead = t.columns.front();
+  for (size_t c : t.columns) {
+    if (sign * contributions[c] > sign * contributions[lead]) lead = c;
+    if (contributions[c] != 0)
+      r.columns.push_back({model.bundle.feature_names[c], user.features[c], contributions[c]});
+  }
+  std::stable_sort(r.columns.begin(), r.columns.end(), [](const ColumnContribution& a, const ColumnContribution& b) {
+    return std::fabs(a.contribution) > std::fabs(b.contribution);
+  });
+  r.column = model.bundle.feature_names[lead];
+  r.value = user.features[lead];
+  const std::string lead_words = fmt::format("{}: {}", pipeline::DescribeFeature(r.column), ValueWords(r.value));
+  r.words = r.columns.size() <= 1 ? lead_words : fmt::format("{} ({})", r.topic, lead_words);
   return r;
 }
 
 nlohmann::json ReasonJson(const Reason& r) {
-  return {{"feature", r.column}, {"words", r.words}, {"value", r.value}, {"contribution", r.contribution}};
+  nlohmann::json columns = nlohmann::json::array();
+  for (const ColumnContribution& c : r.columns)
+    columns.push_back({{"feature", c.column}, {"value", c.value}, {"contribution", c.contribution}});
+  return {{"topic", r.topic}, {"feature", r.column}, {"words", r.words}, {"value", r.value},
+          {"contribution", r.contribution}, {"features", columns}};
+}
+
+// The topics of a model's columns, computed once per column list: explanations are asked
+// one user at a time, and TopicOf matches a few dozen patterns per column.
+std::shared_ptr<const std::vector<pipeline::FeatureTopic>> TopicsOf(const std::vector<std::string>& columns) {
+  static std::mutex mutex;
+  static std::map<std::vector<std::string>, std::shared_ptr<const std::vector<pipeline::FeatureTopic>>> cache;
+  std::lock_guard lock(mutex);
+  if (auto it = cache.find(columns); it != cache.end()) return it->second;
+  if (cache.size() >= 64) cache.clear();  // bounded: a server holds a few models at a time
+  auto topics = std::make_shared<std::vector<pipeline::FeatureTopic>>();
+  for (const std::string& c : columns) topics->push_back(pipeline::TopicOf(c));
+  cache.emplace(columns, topics);
+  return topics;
 }
 
 }  // namespace
@@ -40,13 +81,22 @@ Result<Explanation> Explain(const ScoringModel& model, UserScore user, size_t co
   if (contributions.size() != cols + 1) return Internal("explain: {} contributions for {} features", contributions.size(), cols);
   Explanation e;
   e.bias = contributions[cols];
-  std::vector<size_t> order(cols);
-  for (size_t c = 0; c < cols; ++c) order[c] = c;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return contributions[a] > contributions[b]; });
-  for (size_t i = 0; i < order.size() && e.up.size() < count && contributions[order[i]] > 0; ++i)
-    e.up.push_back(MakeReason(model, user, order[i], contributions[order[i]]));
-  for (size_t i = order.size(); i-- > 0 && e.down.size() < count && contributions[order[i]] < 0;)
-    e.down.push_back(MakeReason(model, user, order[i], contributions[order[i]]));
+  const auto topics_of_columns = TopicsOf(model.bundle.feature_names);
+  const std::vector<pipeline::FeatureTopic>& topics = *topics_of_columns;
+  std::map<std::string_view, size_t> index;
+  std::vector<TopicSum> sums;
+  for (size_t c = 0; c < cols; ++c) {
+    auto [it, fresh] = index.try_emplace(topics[c].key, sums.size());
+    if (fresh) sums.push_back({&topics[c], {}, 0});
+    TopicSum& t = sums[it->second];
+    t.columns.push_back(c);
+    t.contribution += contributions[c];
+  }
+  std::stable_sort(sums.begin(), sums.end(), [](const TopicSum& a, const TopicSum& b) { return a.contribution > b.contribution; });
+  for (size_t i = 0; i < sums.size() && e.up.size() < count && sums[i].contribution > 0; ++i)
+    e.up.push_back(MakeReason(model, user, sums[i], contributions));
+  for (size_t i = sums.size(); i-- > 0 && e.down.size() < count && sums[i].contribution < 0;)
+    e.down.push_back(MakeReason(model, user, sums[i], contributions));
   e.user = std::move(user);
   return e;
 }

@@ -15,12 +15,22 @@
 
 namespace sibyl::scoring {
 
-// One feature's push on a user's score, in plain words.
-struct Reason {
+// One column's push on a user's score.
+struct ColumnContribution {
   std::string column;
-  std::string words;   // "Add to Cart events in the last 7 days: 6"
-  double value = 0;    // the user's feature value
+  double value = 0;         // the user's feature value
   double contribution = 0;  // margin units (log-odds for probabilities)
+};
+
+// One behaviour's push on a user's score, in plain words: the summed contribution of the
+// columns of one topic (pipeline::TopicOf), led by the column that pushes hardest its way.
+struct Reason {
+  std::string topic;        // "how often Purchase"
+  std::string column;       // the lead column
+  std::string words;        // "how often Purchase (Purchase events in the last 7 days: 6)"
+  double value = 0;         // the lead column's value
+  double contribution = 0;  // the topic's sum, margin units (log-odds for probabilities)
+  std::vector<ColumnContribution> columns;  // the topic's non-zero parts, largest |contribution| first
 };
 
 struct Explanation {
@@ -30,7 +40,8 @@ struct Explanation {
   std::vector<Reason> down;  // most negative first
 };
 
-// Per-user contributions of `user.features` split into the strongest reasons each way.
+// Per-user contributions of `user.features`, summed by topic, split into the strongest
+// reasons each way. Reasons' contributions plus `bias` add up to the margin.
 Result<Explanation> Explain(const ScoringModel& model, UserScore user, size_t count = 3);
 nlohmann::json ToJson(const Explanation& e);
 

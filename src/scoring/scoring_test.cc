@@ -19,6 +19,7 @@
 #include "pipeline/train_run.h"
 #include "query/query_engine.h"
 #include "scoring/cohort_export.h"
+#include "pipeline/feature_words.h"
 #include "scoring/insights.h"
 #include "scoring/score_run.h"
 #include "scoring/scoring.h"
@@ -375,6 +376,25 @@ TEST_F(ScoringTest, ContributionsPlusBiasEqualTheRawMargin) {
     for (size_t k = 1; k < explanation->up.size(); ++k)
       EXPECT_GE(explanation->up[k - 1].contribution, explanation->up[k].contribution);
     for (const Reason& r : explanation->down) EXPECT_LT(r.contribution, 0);
+    // Every reason is one topic's summed columns; with every reason asked for, the
+    // reasons and the bias add up to the margin.
+    auto all = Explain(model, *user, model.bundle.feature_names.size());
+    ASSERT_TRUE(all.ok());
+    double total = all->bias;
+    std::set<std::string> topics;
+    for (const auto* side : {&all->up, &all->down}) {
+      for (const Reason& r : *side) {
+        EXPECT_TRUE(topics.insert(r.topic).second) << "topic listed twice: " << r.topic;
+        double parts = 0;
+        for (const ColumnContribution& c : r.columns) {
+          EXPECT_EQ(pipeline::TopicOf(c.column).title, r.topic) << c.column;
+          parts += c.contribution;
+        }
+        EXPECT_NEAR(parts, r.contribution, 1e-9);
+        total += r.contribution;
+      }
+    }
+    EXPECT_NEAR(total, user->margin, 1e-4);
   }
 }
 
