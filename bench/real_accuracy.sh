@@ -22,11 +22,14 @@
 #                within 30 d at 2010-09-01, 2010-10-01 and 2010-11-01 (with --cdnow:
 #                cdnow_revenue_sweep, 90 d at 1997-10-01 and 1998-04-01, 30 d at 1997-11-01,
 #                1998-03-01 and 1998-05-01)
+#   revenue_wide (not in the default run) revenue within 30 d at eight more cutoffs, 2010-06-01 to
+#                2010-10-15 (with --cdnow: cdnow_revenue_wide, seven cutoffs 1997-09-01 to 1998-06-01)
 #   cdnow_late_sweep (with --cdnow only) purchase and churn within 30 d at 1998-04-01, 04-15,
 #                05-15 and 06-01: with cdnow_buy_30d_1998_05_01 and cdnow_churn_30d_1998_05_01
 #                the cutoffs where the year-ago seasonal shift applies (docs/ML.md)
 # and prints sibyl beside two baselines fitted by bench/real_accuracy.py on the same users,
-# with labels and cohorts computed from the raw CSV (never read back from sibyl):
+# with labels and cohorts computed from the raw CSV (never read back from sibyl; the baselines
+# and metrics are in bench/real_accuracy_models.py):
 # BG/NBD (x Gamma-Gamma for revenue) on purchase days, and RF-LR (logistic regression on
 # recency/frequency features fitted at T - H). See docs/BENCHMARKS.md.
 #
