@@ -99,8 +99,8 @@ echo "== evaluate (labels and BG/NBD from the NDJSON)"
 import csv, json, sys
 from datetime import datetime, timezone
 import numpy as np
-from scipy import optimize, special
-from scipy.stats import rankdata
+sys.path.insert(0, "bench")  # the script runs from the repository's root
+from real_accuracy_models import bgnbd_p_buy, fit_bgnbd, roc_auc as auc  # BG/NBD as the real-data benchmark fits it
 
 work, cutoff, H, gen = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.load(open(sys.argv[4]))
 cohort_days = int(sys.argv[5])
@@ -155,40 +155,9 @@ y = np.array([u in future for u in users], float)
 s_truth = np.array([truth[u] for u in users])
 s_sibyl = np.array([sibyl[u] for u in users])
 
-def ll(params, x, tx, T):
-    r, alpha, a, b = np.exp(params)
-    common = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
-    lb = special.betaln(a, b)
-    t1 = special.betaln(a, b + x) - lb - (r + x) * np.log(alpha + T)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t2 = np.where(x > 0, special.betaln(a + 1, np.maximum(b + x - 1, 1e-12)) - lb - (r + x) * np.log(alpha + tx), -np.inf)
-    return common + np.logaddexp(t1, t2)
-
-def fit(x, tx, T):
-    nll = lambda p: (lambda v: v if np.isfinite(v) else 1e300)(-ll(p, x, tx, T).sum())
-    best = None
-    for start in ([0.0, 0.0, 0.0, 0.0], [np.log(0.5), np.log(10.0), np.log(0.5), np.log(2.0)]):
-        res = optimize.minimize(nll, np.array(start), method="Nelder-Mead", options={"maxiter": 20000, "xatol": 1e-8, "fatol": 1e-8})
-        res = optimize.minimize(nll, np.clip(res.x, -25, 25), method="L-BFGS-B", bounds=[(-25, 25)] * 4)
-        if best is None or res.fun < best.fun:
-            best = res
-    return dict(zip(("r", "alpha", "a", "b"), np.exp(best.x)))
-
-def p_buy(p, x, tx, T, t):
-    r, alpha, a, b = p["r"], p["alpha"], p["a"], p["b"]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        ratio = np.where(x > 0, (a / np.maximum(b + x - 1, 1e-12)) * np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + tx))), 0.0)
-    return 1.0 / (1.0 + ratio) * (1.0 - ((alpha + T) / (alpha + T + t)) ** (r + x))
-
-def auc(y, s):
-    r = rankdata(s)
-    pos = y > 0
-    n1, n0 = pos.sum(), (~pos).sum()
-    return (r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
-
-fitted = fit(*summary(buyers))
-s_true_bg = p_buy(true_params, x, tx, T, H)
-s_fit_bg = p_buy(fitted, x, tx, T, H)
+fitted = fit_bgnbd(*summary(buyers))
+s_true_bg = bgnbd_p_buy(true_params, x, tx, T, H)
+s_fit_bg = bgnbd_p_buy(fitted, x, tx, T, H)
 print("  BG/NBD parameters (days): true r %.4f alpha %.2f a %.4f b %.4f | fitted r %.4f alpha %.2f a %.4f b %.4f"
       % (true_params["r"], true_params["alpha"], true_params["a"], true_params["b"],
          fitted["r"], fitted["alpha"], fitted["a"], fitted["b"]))

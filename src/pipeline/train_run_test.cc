@@ -215,19 +215,5 @@ TEST_F(TrainRunTest, RevenueBacktestReportsTheTopDecilesShare) {
   EXPECT_DOUBLE_EQ(j["cutoffs"][0]["baseline"].at("top_decile_share").get<double>(), r.baseline_top_decile_share);
 }
 
-TEST(FeatureWordsTest, ColumnsReadAsPlainWords) {
-  EXPECT_EQ(DescribeFeature("count(\"Add to Cart\") week -1"), "Add to Cart events in the last 7 days");
-  EXPECT_EQ(DescribeFeature("count(\"Purchase\") week -3"), "Purchase events 14-21 days ago");
-  EXPECT_EQ(DescribeFeature("count(\"category\" = \"shoes\") week -2"), "events with category = shoes 7-14 days ago");
-  EXPECT_EQ(DescribeFeature("sum(\"price\") week -1"), "total price in the last 7 days");
-  EXPECT_EQ(DescribeFeature("last(\"plan\") = \"pro\""), "plan is pro");
-  EXPECT_EQ(DescribeFeature("first(\"plan\") = other"), "plan was first another value");
-  EXPECT_EQ(DescribeFeature("hours since last \"Purchase\""), "hours since the last Purchase");
-  EXPECT_EQ(DescribeFeature("tenure hours"), "hours since first seen");
-  EXPECT_EQ(DescribeFeature("something new"), "something new");
-  EXPECT_EQ(DescribeDirection(1, false), "higher -> more likely");
-  EXPECT_EQ(DescribeDirection(-1, true), "higher -> lower amount");
-}
-
 }  // namespace
 }  // namespace sibyl::pipeline
