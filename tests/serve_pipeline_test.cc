@@ -107,6 +107,7 @@ TEST(ServePipelineTest, NewPredictionTrainsThenScoresAndEveryReadAnswers) {
   json detail = Json(c->Get("/api/v1/predictions/purchase_7d"));
   EXPECT_EQ(detail["latest_version"], 1);
   EXPECT_FALSE(detail["drivers"].empty());
+  EXPECT_FALSE(detail["topic_drivers"].empty());
   EXPECT_TRUE(detail["latest_score_run"].is_object());
 
   auto page = c->Get("/predictions/purchase_7d/report");

@@ -212,6 +212,7 @@ void RunShow(const GlobalOptions& global, const ShowFlags& flags) {
     out["shown_version"] = version;
     out["summary"] = loaded->summary;
     out["drivers"] = pipeline::DriversJson(loaded->bundle);
+    out["topic_drivers"] = pipeline::TopicDriversJson(loaded->bundle);
     out["candidates"] = loaded->bundle.candidates;
   }
   if (!flags.html.empty()) {
@@ -300,8 +301,18 @@ void RunShow(const GlobalOptions& global, const ShowFlags& flags) {
                   chosen_on.c_str(), c.value("train_seconds", 0.0), c.value("selected", false) ? "  <- selected" : "");
     }
   }
-  std::printf("\ndrivers (mean |SHAP| in %s)\n",
-              loaded->bundle.task == ml::TaskKind::kRegression ? "amount" : "log-odds");
+  const char* unit = loaded->bundle.task == ml::TaskKind::kRegression ? "amount" : "log-odds";
+  if (!out["topic_drivers"].empty()) {
+    // Behaviours first: a column's own sign can mislead among collinear columns.
+    std::printf("\ndrivers by behaviour (mean |SHAP| of the behaviour's columns summed, in %s)\n", unit);
+    int shown = 0;
+    for (const auto& d : out["topic_drivers"]) {
+      if (shown++ >= flags.drivers) break;
+      std::printf("  %6.3f  %-44s led by %s: %s\n", d["importance"].get<double>(), d["topic"].get<std::string>().c_str(),
+                  d["words"].get<std::string>().c_str(), d["direction_words"].get<std::string>().c_str());
+    }
+  }
+  std::printf("\ndrivers by column (mean |SHAP| in %s)\n", unit);
   int shown = 0;
   for (const auto& d : out["drivers"]) {
     if (shown++ >= flags.drivers) break;

@@ -69,6 +69,7 @@ ModelBundle MakeBundle(TrainResult&& result, std::vector<std::string> feature_na
   }
   bundle.candidates = CandidatesToJson(result);
   bundle.drivers = std::move(result.drivers);
+  bundle.topic_drivers = std::move(result.topic_drivers);
   bundle.parameters = result.parameters;
   bundle.parameters["rows"] = {{"fit", result.num_fit_rows},
                                {"validation", result.num_validation_rows},
@@ -107,6 +108,7 @@ Status WriteBundle(const std::string& dir, const ModelBundle& bundle) {
       {"metrics.json", bundle.metrics.dump(1)},
       {"candidates.json", bundle.candidates.dump(1)},
       {"drivers.json", nlohmann::json(bundle.drivers).dump(1)},
+      {"topic_drivers.json", nlohmann::json(bundle.topic_drivers).dump(1)},
       {"parameters.json", bundle.parameters.dump(1)},
       {"extra.json", bundle.extra.dump(1)},
       // The manifest last: a directory with a manifest is complete even before rename.
@@ -182,6 +184,11 @@ Result<ModelBundle> ReadBundle(const std::string& dir) {
     ASSIGN_OR_RETURN(bundle.candidates, read_json("candidates.json"));
     ASSIGN_OR_RETURN(nlohmann::json drivers, read_json("drivers.json"));
     bundle.drivers = drivers.get<std::vector<Driver>>();
+    // Listed in the manifest of every bundle written since it exists: then it must be there.
+    if (checksums.contains("topic_drivers.json")) {
+      ASSIGN_OR_RETURN(nlohmann::json topic_drivers, read_json("topic_drivers.json"));
+      bundle.topic_drivers = topic_drivers.get<std::vector<Driver>>();
+    }
     ASSIGN_OR_RETURN(bundle.parameters, read_json("parameters.json"));
     ASSIGN_OR_RETURN(bundle.extra, read_json("extra.json"));
   } catch (const nlohmann::json::exception& e) {

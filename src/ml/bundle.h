@@ -8,6 +8,7 @@
 //   metrics.json      the winner's held-out metrics
 //   candidates.json   every candidate's metrics and training summary
 //   drivers.json      global importance with direction
+//   topic_drivers.json  the same per behaviour (drivers.h; bundles written before it: none)
 //   parameters.json   options that shaped training
 //   extra.json        owned by the caller (feature spec, data window); opaque here
 #pragma once
@@ -38,6 +39,7 @@ struct ModelBundle {
   nlohmann::json metrics = nlohmann::json::object();
   nlohmann::json candidates = nlohmann::json::array();
   std::vector<Driver> drivers;
+  std::vector<Driver> topic_drivers;  // empty when training set no column topics
   nlohmann::json parameters = nlohmann::json::object();
   nlohmann::json extra = nlohmann::json::object();
 

@@ -38,6 +38,7 @@ TEST_F(BundleTest, WrittenBundleLoadsAndScoresIdentically) {
     o.train_random_forest = false;
     o.train_gradient_boosting = type == ModelType::kGradientBoostedTrees;
     o.gradient_boosting.max_rounds = 40;
+    for (size_t j = 0; j < s.data.feature_names.size(); ++j) o.column_topics.push_back("pair " + std::to_string(j / 2));
     auto trained = Train(s.data, o);
     ASSERT_TRUE(trained.ok()) << trained.status().ToString();
     auto expected = trained->Predict(s.data.values);
@@ -58,6 +59,13 @@ TEST_F(BundleTest, WrittenBundleLoadsAndScoresIdentically) {
     EXPECT_EQ(loaded->feature_names, s.data.feature_names);
     EXPECT_EQ(loaded->extra["window"], "2024-01-01");
     EXPECT_EQ(loaded->drivers.size(), bundle.drivers.size());
+    ASSERT_FALSE(bundle.topic_drivers.empty());
+    ASSERT_EQ(loaded->topic_drivers.size(), bundle.topic_drivers.size());
+    for (size_t i = 0; i < bundle.topic_drivers.size(); ++i) {
+      EXPECT_EQ(loaded->topic_drivers[i].feature, bundle.topic_drivers[i].feature);
+      EXPECT_EQ(loaded->topic_drivers[i].column, bundle.topic_drivers[i].column);
+      EXPECT_EQ(loaded->topic_drivers[i].importance, bundle.topic_drivers[i].importance);
+    }
     EXPECT_TRUE(loaded->metrics.contains("roc_auc"));
     EXPECT_EQ(loaded->candidates.size(), 1u);
     auto scores = loaded->Score(s.data.values);
@@ -89,6 +97,7 @@ TEST_F(BundleTest, AFlippedBitInAnyFileIsRefusedByName) {
   o.train_linear = false;
   o.train_random_forest = false;
   o.gradient_boosting.max_rounds = 20;
+  for (size_t j = 0; j < s.data.feature_names.size(); ++j) o.column_topics.push_back("pair " + std::to_string(j / 2));
   auto trained = Train(s.data, o);
   ASSERT_TRUE(trained.ok()) << trained.status().ToString();
   ModelBundle bundle = MakeBundle(std::move(trained).value(), s.data.feature_names, o.seed);
@@ -96,7 +105,7 @@ TEST_F(BundleTest, AFlippedBitInAnyFileIsRefusedByName) {
   ASSERT_TRUE(WriteBundle(dir, bundle).ok());
   ASSERT_TRUE(ReadBundle(dir).ok());
   for (const char* name : {"model.ubj", "calibration.json", "metrics.json", "candidates.json", "drivers.json",
-                           "parameters.json", "extra.json"}) {
+                           "topic_drivers.json", "parameters.json", "extra.json"}) {
     const fs::path file = root_ / "v1" / name;
     std::string bytes;
     {

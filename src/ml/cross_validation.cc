@@ -366,7 +366,10 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
     std::vector<float> sample(sample_rows * p);
     for (size_t i = 0; i < sample_rows; ++i)
       std::copy_n(data.row(calibration_rows[i * m / sample_rows]), p, sample.data() + i * p);
-    ASSIGN_OR_RETURN(result.drivers, ComputeDrivers(*result.model, sample, data.feature_names));
+    ASSIGN_OR_RETURN(DriverSummary drivers,
+                     ComputeDriverSummary(*result.model, sample, data.feature_names, options.column_topics));
+    result.drivers = std::move(drivers.columns);
+    result.topic_drivers = std::move(drivers.topics);
   }
   timer.Stop();
 

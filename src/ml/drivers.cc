@@ -2,10 +2,45 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
 namespace sibyl::ml {
+namespace {
+
+// Pearson correlation of x (NaN skipped) with c over the rows, 0 when either is constant.
+class Correlation {
+ public:
+  void Add(float x, double c) {
+    if (std::isnan(x)) return;
+    ++count_;
+    sx_ += x;
+    sc_ += c;
+    sxx_ += static_cast<double>(x) * x;
+    scc_ += c * c;
+    sxc_ += x * c;
+  }
+  double Value() const {
+    if (count_ <= 1) return 0;
+    const double cov = sxc_ - sx_ * sc_ / count_;
+    const double vx = sxx_ - sx_ * sx_ / count_, vc = scc_ - sc_ * sc_ / count_;
+    return vx > 0 && vc > 0 ? cov / std::sqrt(vx * vc) : 0;
+  }
+
+ private:
+  double count_ = 0, sx_ = 0, sc_ = 0, sxx_ = 0, scc_ = 0, sxc_ = 0;
+};
+
+int DirectionOf(double correlation) { return correlation > 0.05 ? 1 : correlation < -0.05 ? -1 : 0; }
+
+void SortByImportance(std::vector<Driver>& drivers) {
+  std::stable_sort(drivers.begin(), drivers.end(),
+                   [](const Driver& a, const Driver& b) { return a.importance > b.importance; });
+}
+
+}  // namespace
 
 std::vector<Driver> SummariseContributions(std::span<const double> contributions,
                                            std::span<const float> rows,
@@ -16,36 +51,66 @@ std::vector<Driver> SummariseContributions(std::span<const double> contributions
   if (n == 0) return drivers;
   for (size_t j = 0; j < p; ++j) {
     double sum_abs = 0;
-    // Pearson correlation between the feature's value and its contribution, over rows
-    // where the value is present.
-    double count = 0, sx = 0, sc = 0, sxx = 0, scc = 0, sxc = 0;
+    // The feature's value against its contribution, over rows where the value is present.
+    Correlation correlation;
     for (size_t r = 0; r < n; ++r) {
-      double c = contributions[r * (p + 1) + j];
+      const double c = contributions[r * (p + 1) + j];
       sum_abs += std::abs(c);
-      float x = rows[r * p + j];
-      if (std::isnan(x)) continue;
-      ++count;
-      sx += x;
-      sc += c;
-      sxx += static_cast<double>(x) * x;
-      scc += c * c;
-      sxc += x * c;
+      correlation.Add(rows[r * p + j], c);
     }
     Driver d;
     d.feature = feature_names[j];
     d.column = j;
     d.importance = sum_abs / n;
     if (d.importance <= 0) continue;
-    if (count > 1) {
-      double cov = sxc - sx * sc / count;
-      double vx = sxx - sx * sx / count, vc = scc - sc * sc / count;
-      if (vx > 0 && vc > 0) d.correlation = cov / std::sqrt(vx * vc);
-    }
-    d.direction = d.correlation > 0.05 ? 1 : d.correlation < -0.05 ? -1 : 0;
+    d.correlation = correlation.Value();
+    d.direction = DirectionOf(d.correlation);
     drivers.push_back(std::move(d));
   }
-  std::stable_sort(drivers.begin(), drivers.end(),
-                   [](const Driver& a, const Driver& b) { return a.importance > b.importance; });
+  SortByImportance(drivers);
+  return drivers;
+}
+
+std::vector<Driver> SummariseTopics(std::span<const double> contributions, std::span<const float> rows,
+                                    const std::vector<std::string>& topics) {
+  const size_t p = topics.size();
+  const size_t n = p ? rows.size() / p : 0;
+  std::vector<Driver> drivers;
+  if (n == 0) return drivers;
+  std::map<std::string_view, size_t> index;
+  std::vector<std::vector<size_t>> members;
+  for (size_t j = 0; j < p; ++j) {
+    auto [it, fresh] = index.try_emplace(topics[j], members.size());
+    if (fresh) members.emplace_back();
+    members[it->second].push_back(j);
+  }
+  for (const std::vector<size_t>& columns : members) {
+    // The topic's lead: its column with the largest mean |contribution|.
+    size_t lead = columns.front();
+    double lead_importance = -1;
+    for (size_t j : columns) {
+      double sum_abs = 0;
+      for (size_t r = 0; r < n; ++r) sum_abs += std::abs(contributions[r * (p + 1) + j]);
+      if (sum_abs > lead_importance) lead_importance = sum_abs, lead = j;
+    }
+    double sum_abs = 0;
+    Correlation correlation;
+    for (size_t r = 0; r < n; ++r) {
+      double c = 0;
+      for (size_t j : columns) c += contributions[r * (p + 1) + j];
+      sum_abs += std::abs(c);
+      correlation.Add(rows[r * p + lead], c);
+    }
+    Driver d;
+    d.feature = topics[lead];
+    d.column = lead;
+    d.importance = sum_abs / n;
+    if (d.importance <= 0) continue;
+    d.correlation = correlation.Value();
+    d.direction = DirectionOf(d.correlation);
+    drivers.push_back(std::move(d));
+  }
+  SortByImportance(drivers);
   return drivers;
 }
 
@@ -57,6 +122,20 @@ Result<std::vector<Driver>> ComputeDrivers(const Model& model, std::span<const f
   }
   ASSIGN_OR_RETURN(std::vector<double> contributions, model.Contributions(rows));
   return SummariseContributions(contributions, rows, feature_names);
+}
+
+Result<DriverSummary> ComputeDriverSummary(const Model& model, std::span<const float> rows,
+                                           const std::vector<std::string>& feature_names,
+                                           const std::vector<std::string>& topics) {
+  if (feature_names.size() != model.num_features() || (!topics.empty() && topics.size() != feature_names.size())) {
+    return InvalidArgument("{} feature names and {} topics for a model of {} features", feature_names.size(),
+                           topics.size(), model.num_features());
+  }
+  ASSIGN_OR_RETURN(std::vector<double> contributions, model.Contributions(rows));
+  DriverSummary summary;
+  summary.columns = SummariseContributions(contributions, rows, feature_names);
+  if (!topics.empty()) summary.topics = SummariseTopics(contributions, rows, topics);
+  return summary;
 }
 
 void to_json(nlohmann::json& j, const Driver& d) {

@@ -33,6 +33,23 @@ std::vector<Driver> SummariseContributions(std::span<const double> contributions
                                            std::span<const float> rows,
                                            const std::vector<std::string>& feature_names);
 
+// Drivers of behaviours: `topics` names, per column, the behaviour it describes (the
+// pipeline's TopicOf; columns of one topic are near-collinear views of it). Per sample
+// row the topic's contributions are summed (exact for a group: SHAP values add), and the
+// topic's importance is the mean |sum|. `feature` is the topic, `column` its most
+// important column, and the direction is that column's value against the topic's sum.
+// Empty `topics`: none.
+std::vector<Driver> SummariseTopics(std::span<const double> contributions, std::span<const float> rows,
+                                    const std::vector<std::string>& topics);
+
+// Both summaries of the model on `rows`: per column, and per topic when `topics` is set.
+struct DriverSummary {
+  std::vector<Driver> columns, topics;
+};
+Result<DriverSummary> ComputeDriverSummary(const Model& model, std::span<const float> rows,
+                                           const std::vector<std::string>& feature_names,
+                                           const std::vector<std::string>& topics);
+
 void to_json(nlohmann::json& j, const Driver& d);
 void from_json(const nlohmann::json& j, Driver& d);
 

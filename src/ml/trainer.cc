@@ -439,7 +439,10 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
       size_t r = i * n / k;
       std::copy_n(test.values.data() + r * p, p, sample.data() + i * p);
     }
-    ASSIGN_OR_RETURN(result.drivers, ComputeDrivers(*result.model, sample, data.feature_names));
+    ASSIGN_OR_RETURN(DriverSummary drivers,
+                     ComputeDriverSummary(*result.model, sample, data.feature_names, options.column_topics));
+    result.drivers = std::move(drivers.columns);
+    result.topic_drivers = std::move(drivers.topics);
   }
   timer.Stop();
 

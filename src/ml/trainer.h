@@ -76,6 +76,9 @@ struct TrainOptions {
   std::vector<uint32_t> outcome_columns;
   // Held-out rows on which the winner's SHAP values are computed for the drivers.
   size_t driver_sample_rows = 2000;
+  // Per column, the behaviour it describes (set by the pipeline: pipeline::TopicOf's
+  // titles); when set, the drivers are also summarised per topic (drivers.h).
+  std::vector<std::string> column_topics;
   // Called as each stage starts ("split", "linear", ...), for progress display.
   std::function<void(std::string_view stage)> on_stage;
 };
@@ -116,6 +119,7 @@ struct TrainResult {
   std::vector<float> test_labels;
   std::vector<uint32_t> test_rows;
   std::vector<Driver> drivers;        // by decreasing importance
+  std::vector<Driver> topic_drivers;  // the same per topic (TrainOptions::column_topics)
   size_t num_fit_rows = 0, num_validation_rows = 0, num_test_rows = 0;
   uint64_t num_users = 0, num_users_sampled_out = 0;
   std::vector<StageTime> stage_times;

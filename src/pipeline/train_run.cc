@@ -8,6 +8,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include <fmt/format.h>
+
 #include "common/checked_json.h"
 #include "common/file.h"
 #include "common/time.h"
@@ -87,6 +89,8 @@ Result<FittedPrediction> FitPrediction(const EventReader& reader, const Predicti
   if (request.bgnbd_candidate)
     options.bgnbd = BgNbdCandidateFor(fitted.set.spec, definition.kind, fitted.set.data.values);
   options.outcome_columns = OutcomeColumnsOf(fitted.set.spec);
+  // Drivers per behaviour too, in the explanations' topics (docs/SCORING.md).
+  for (const std::string& column : fitted.set.data.feature_names) options.column_topics.push_back(TopicOf(column).title);
   ASSIGN_OR_RETURN(fitted.result, ml::Train(fitted.set.data, options));
   for (const ml::StageTime& t : fitted.result.stage_times) fitted.stage_times.push_back({t.stage, t.seconds});
   if (request.seasonal_shift && fitted.result.task == ml::TaskKind::kClassification) {
@@ -274,14 +278,36 @@ nlohmann::json DriversJson(const ml::ModelBundle& bundle) {
   return drivers;
 }
 
+nlohmann::json TopicDriversJson(const ml::ModelBundle& bundle) {
+  const bool regression = bundle.task == ml::TaskKind::kRegression;
+  nlohmann::json drivers = nlohmann::json::array();
+  for (const ml::Driver& d : bundle.topic_drivers) {
+    const std::string lead = d.column < bundle.feature_names.size() ? bundle.feature_names[d.column] : "";
+    drivers.push_back({{"topic", d.feature}, {"feature", lead}, {"words", DescribeFeature(lead)},
+                       {"importance", d.importance}, {"direction", d.direction},
+                       {"direction_words", DescribeDirection(d.direction, regression)}});
+  }
+  return drivers;
+}
+
 ml::ReportInput ReportInputOf(const LoadedVersion& loaded, std::string title) {
   ml::ReportInput input;
   input.title = std::move(title);
   input.task = loaded.bundle.task;
   input.predictions = loaded.holdout_predictions;
   input.labels = loaded.holdout_labels;
-  input.drivers = loaded.bundle.drivers;
-  for (ml::Driver& d : input.drivers) d.feature = DescribeFeature(d.feature);
+  // The behaviours when the version has them (a column's own sign can mislead among
+  // collinear columns, docs/SCORING.md), else the columns in words.
+  // The direction is the lead column's, so a behaviour reads with it.
+  const bool topics = !loaded.bundle.topic_drivers.empty();
+  input.drivers = topics ? loaded.bundle.topic_drivers : loaded.bundle.drivers;
+  for (ml::Driver& d : input.drivers) {
+    if (!topics) {
+      d.feature = DescribeFeature(d.feature);
+    } else if (d.column < loaded.bundle.feature_names.size()) {
+      d.feature = fmt::format("{} (led by {})", d.feature, DescribeFeature(loaded.bundle.feature_names[d.column]));
+    }
+  }
   input.candidates = loaded.bundle.candidates;
   return input;
 }

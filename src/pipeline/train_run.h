@@ -100,6 +100,10 @@ struct LoadedVersion {
 // The drivers of a bundle as JSON rows: feature, words, importance, direction,
 // direction_words (what `predict show --json` and the API print).
 nlohmann::json DriversJson(const ml::ModelBundle& bundle);
+// The drivers per behaviour (ml::SummariseTopics): topic, feature (its lead column), words
+// (the lead column's), importance, direction, direction_words; empty for versions trained
+// before they existed.
+nlohmann::json TopicDriversJson(const ml::ModelBundle& bundle);
 
 // The report page's input for a loaded version, drivers in plain words.
 ml::ReportInput ReportInputOf(const LoadedVersion& loaded, std::string title);

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include <set>
+
 #include <gtest/gtest.h>
 
 #include "common/file.h"
@@ -77,6 +79,17 @@ TEST_F(TrainRunTest, EndToEndTrainWritesAVersionThatReloadsAndScoresIdentically)
   EXPECT_EQ(spec->ColumnNames(), loaded->bundle.feature_names);
   ASSERT_FALSE(loaded->bundle.drivers.empty());
   EXPECT_NE(DescribeFeature(loaded->bundle.drivers[0].feature), "");
+  // Drivers per behaviour: each names the topic of its lead column, no topic twice, and no
+  // more of them than there are columns with a non-zero importance.
+  ASSERT_FALSE(loaded->bundle.topic_drivers.empty());
+  EXPECT_LE(loaded->bundle.topic_drivers.size(), loaded->bundle.drivers.size());
+  std::set<std::string> topics;
+  for (const ml::Driver& d : loaded->bundle.topic_drivers) {
+    ASSERT_LT(d.column, loaded->bundle.feature_names.size());
+    EXPECT_EQ(d.feature, TopicOf(loaded->bundle.feature_names[d.column]).title);
+    EXPECT_TRUE(topics.insert(d.feature).second) << d.feature;
+  }
+  EXPECT_EQ(TopicDriversJson(loaded->bundle).size(), loaded->bundle.topic_drivers.size());
 }
 
 TEST_F(TrainRunTest, SameDataAndSeedOnOneThreadGiveTheSameModelBytes) {

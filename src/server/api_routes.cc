@@ -76,6 +76,7 @@ Result<nlohmann::json> PredictionDetail(const ServerContext& ctx, const std::str
     auto loaded = pipeline::LoadVersion(ctx.registry, name, versions.back());
     if (loaded.ok()) {
       out["drivers"] = pipeline::DriversJson(loaded->bundle);
+      out["topic_drivers"] = pipeline::TopicDriversJson(loaded->bundle);
       out["summary"] = loaded->summary;
     }
   }
