@@ -147,6 +147,9 @@ FeatureTopic TopicOf(std::string_view column_view) {
       {std::regex(R"(^share of (.+) days in last \d+d of last \d+d$)"), "recency", "how recently"},
       {std::regex(R"(^share of (.+ with .+)$)"), "share", "the share of"},
   };
+  // Before the table: its outcome rules would read "event" as an outcome's name. The same
+  // topic as a churn outcome's own recency (its subject is "any event").
+  if (column == "hours since last event") return {"recency:any event", "how recently any event"};
   std::smatch m;
   for (const Rule& rule : rules) {
     if (!std::regex_match(column, m, rule.pattern)) continue;
@@ -156,7 +159,6 @@ FeatureTopic TopicOf(std::string_view column_view) {
     }
     return Topic(rule.aspect, m[1].str(), rule.words);
   }
-  if (column == "hours since last event") return {"recency:any event", "how recently active (any event)"};
   // A user's age and their age as a customer of the outcome: in a transaction log the same
   // number, in an app nearly so.
   if (column == "tenure hours" || column.starts_with("hours since first ")) return {"tenure", "how long since first seen"};

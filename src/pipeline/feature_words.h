@@ -17,7 +17,8 @@ std::string DescribeFeature(std::string_view column);
 // them opposite signs that mean nothing apart ("active days last 180d: 15, lowering it" for
 // the shop's best customer). Their summed contribution is the behaviour's, and it is what an
 // explanation shows. `key` identifies the topic; `title` reads "how often "Purchase"".
-// Unknown shapes are a topic of their own (key and title the column).
+// Unknown shapes are a topic of their own (key the column, title its words). Keys and titles
+// are one to one, so explanations (by key) and drivers (by title) group alike.
 struct FeatureTopic {
   std::string key;
   std::string title;

@@ -39,10 +39,26 @@ TEST(FeatureWordsTest, ColumnsReadAsPlainWords) {
 }
 
 TEST(FeatureTopicTest, EveryOutcomeColumnHasATopicAndWords) {
-  for (const std::string& column : OutcomeColumnNames(FilteredOutcome())) {
+  std::vector<std::string> columns = OutcomeColumnNames(FilteredOutcome());
+  OutcomeFamilySpec churn;  // any event, as churn's outcome
+  churn.enabled = true;
+  churn.window_days = {7, 30};
+  churn.horizon_days = 14;
+  churn.bgnbd = OutcomeBgNbd{.r = 1, .alpha = 2, .a = 3, .b = 4};
+  for (const std::string& c : OutcomeColumnNames(churn)) columns.push_back(c);
+  std::map<std::string, std::string> title_of_key, key_of_title;
+  for (const std::string& column : columns) {
     const FeatureTopic topic = TopicOf(column);
     EXPECT_NE(topic.key, column) << "no topic for " << column;
     EXPECT_NE(DescribeFeature(column), column) << "no words for " << column;
+    // One key, one title: explanations group by key and drivers by title.
+    EXPECT_EQ(title_of_key.try_emplace(topic.key, topic.title).first->second, topic.title) << column;
+    EXPECT_EQ(key_of_title.try_emplace(topic.title, topic.key).first->second, topic.key) << column;
+  }
+  for (const std::string column : {"hours since last event", "tenure hours", "sessions week -1"}) {
+    const FeatureTopic topic = TopicOf(column);
+    EXPECT_EQ(title_of_key.try_emplace(topic.key, topic.title).first->second, topic.title) << column;
+    EXPECT_EQ(key_of_title.try_emplace(topic.title, topic.key).first->second, topic.key) << column;
   }
 }
 
@@ -75,6 +91,9 @@ TEST(FeatureTopicTest, NestedWindowsOfOneBehaviourShareATopic) {
   EXPECT_NE(TopicOf("count(\"category\" = \"shoes\") week -1").key, TopicOf("count(\"category\" = other) week -1").key);
   EXPECT_EQ(TopicOf("sessions week -2").key, TopicOf("sessions week -8").key);
   EXPECT_EQ(TopicOf("tenure hours").key, TopicOf("hours since first \"Purchase\"").key);
+  EXPECT_EQ(TopicOf("hours since last event").title, "how recently any event");
+  EXPECT_EQ(TopicOf("hours since last event").key, TopicOf("hours since last any event (outcome)").key);
+  EXPECT_NE(TopicOf("hours since last event").key, TopicOf("hours since last \"event\"").key);
   // Different events are different topics; unknown columns stand alone.
   EXPECT_NE(TopicOf("count(\"Purchase\") week -1").key, TopicOf("count(\"Add to Cart\") week -1").key);
   EXPECT_EQ(TopicOf("something new").key, "something new");

@@ -46,7 +46,10 @@ Reason MakeReason(const ScoringModel& model, const UserScore& user, const TopicS
   r.column = model.bundle.feature_names[lead];
   r.value = user.features[lead];
   const std::string lead_words = fmt::format("{}: {}", pipeline::DescribeFeature(r.column), ValueWords(r.value));
-  r.words = r.columns.size() <= 1 ? lead_words : fmt::format("{} ({})", r.topic, lead_words);
+  // A topic of one column, or whose lead's words already say it ("events with category =
+  // toys ..."), reads as the lead alone.
+  r.words = r.columns.size() <= 1 || lead_words.starts_with(r.topic) ? lead_words
+                                                                      : fmt::format("{} ({})", r.topic, lead_words);
   return r;
 }
 
