@@ -35,6 +35,19 @@ class Correlation {
 
 int DirectionOf(double correlation) { return correlation > 0.05 ? 1 : correlation < -0.05 ? -1 : 0; }
 
+// Appends the driver unless its importance is zero.
+void AddDriver(std::vector<Driver>& drivers, std::string feature, size_t column, double importance,
+               const Correlation& correlation) {
+  if (importance <= 0) return;
+  Driver d;
+  d.feature = std::move(feature);
+  d.column = column;
+  d.importance = importance;
+  d.correlation = correlation.Value();
+  d.direction = DirectionOf(d.correlation);
+  drivers.push_back(std::move(d));
+}
+
 void SortByImportance(std::vector<Driver>& drivers) {
   std::stable_sort(drivers.begin(), drivers.end(),
                    [](const Driver& a, const Driver& b) { return a.importance > b.importance; });
@@ -58,14 +71,7 @@ std::vector<Driver> SummariseContributions(std::span<const double> contributions
       sum_abs += std::abs(c);
       correlation.Add(rows[r * p + j], c);
     }
-    Driver d;
-    d.feature = feature_names[j];
-    d.column = j;
-    d.importance = sum_abs / n;
-    if (d.importance <= 0) continue;
-    d.correlation = correlation.Value();
-    d.direction = DirectionOf(d.correlation);
-    drivers.push_back(std::move(d));
+    AddDriver(drivers, feature_names[j], j, sum_abs / n, correlation);
   }
   SortByImportance(drivers);
   return drivers;
@@ -101,27 +107,10 @@ std::vector<Driver> SummariseTopics(std::span<const double> contributions, std::
       sum_abs += std::abs(c);
       correlation.Add(rows[r * p + lead], c);
     }
-    Driver d;
-    d.feature = topics[lead];
-    d.column = lead;
-    d.importance = sum_abs / n;
-    if (d.importance <= 0) continue;
-    d.correlation = correlation.Value();
-    d.direction = DirectionOf(d.correlation);
-    drivers.push_back(std::move(d));
+    AddDriver(drivers, topics[lead], lead, sum_abs / n, correlation);
   }
   SortByImportance(drivers);
   return drivers;
-}
-
-Result<std::vector<Driver>> ComputeDrivers(const Model& model, std::span<const float> rows,
-                                           const std::vector<std::string>& feature_names) {
-  if (feature_names.size() != model.num_features()) {
-    return InvalidArgument("{} feature names for a model of {} features", feature_names.size(),
-                           model.num_features());
-  }
-  ASSIGN_OR_RETURN(std::vector<double> contributions, model.Contributions(rows));
-  return SummariseContributions(contributions, rows, feature_names);
 }
 
 Result<DriverSummary> ComputeDriverSummary(const Model& model, std::span<const float> rows,

@@ -22,13 +22,8 @@ struct Driver {
   double correlation = 0;
 };
 
-// Computes contributions of `model` on `rows` (row-major, model->num_features()
-// columns) and summarises them per feature, most important first. Features whose
-// importance is zero are left out.
-Result<std::vector<Driver>> ComputeDrivers(const Model& model, std::span<const float> rows,
-                                           const std::vector<std::string>& feature_names);
-
-// The same summary from precomputed contributions (rows x (features + 1), bias last).
+// Per-column drivers from contributions (rows x (features + 1), bias last), most important
+// first; features whose importance is zero are left out.
 std::vector<Driver> SummariseContributions(std::span<const double> contributions,
                                            std::span<const float> rows,
                                            const std::vector<std::string>& feature_names);
@@ -42,7 +37,8 @@ std::vector<Driver> SummariseContributions(std::span<const double> contributions
 std::vector<Driver> SummariseTopics(std::span<const double> contributions, std::span<const float> rows,
                                     const std::vector<std::string>& topics);
 
-// Both summaries of the model on `rows`: per column, and per topic when `topics` is set.
+// Computes contributions of `model` on `rows` (row-major, model->num_features() columns)
+// and both summaries: per column, and per topic when `topics` is set.
 struct DriverSummary {
   std::vector<Driver> columns, topics;
 };
