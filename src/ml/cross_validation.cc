@@ -40,7 +40,7 @@ Result<std::vector<double>> MarginsOn(const Model& model, const Dataset& data, s
 }
 
 Result<CandidateFit> FitCandidate(ModelType type, const Dataset& data, std::vector<uint32_t> fit,
-                                  const std::vector<uint32_t>& stop, const TrainOptions& options) {
+                                  const std::vector<uint32_t>& stop, const TrainOptions& options, int tree_threads) {
   const bool classify = data.kind == TaskKind::kClassification;
   if (type != ModelType::kGradientBoostedTrees) {
     fit.insert(fit.end(), stop.begin(), stop.end());
@@ -70,7 +70,7 @@ Result<CandidateFit> FitCandidate(ModelType type, const Dataset& data, std::vect
     out.model = std::move(model);
     return out;
   }
-  const int threads = TreeThreads(options.num_threads);
+  const int threads = tree_threads;
   ASSIGN_OR_RETURN(XgbMatrix fit_matrix, XgbMatrix::FromRows(data.values, data.num_columns(), fit, threads));
   RETURN_IF_ERROR(fit_matrix.SetLabels(fit_labels));
   if (!fit_weights.empty()) RETURN_IF_ERROR(fit_matrix.SetWeights(fit_weights));
@@ -172,6 +172,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
   result.task = data.kind;
   StageTimer timer(result.stage_times, options.on_stage);
   const int threads = ResolveThreads(options.num_threads);
+  const int tree_threads = TreeThreads(options.num_threads);
 
   timer.Start("split");
   std::vector<uint8_t> fold = AssignFolds(data, k, options.seed, result.num_users);
@@ -249,7 +250,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
       for (int g = 0; g < k; ++g)
         if (g != f && g != s) fit.insert(fit.end(), rows_of_fold[g].begin(), rows_of_fold[g].end());
       std::sort(fit.begin(), fit.end());
-      auto fitted = FitCandidate(types[c], data, std::move(fit), rows_of_fold[s], options);
+      auto fitted = FitCandidate(types[c], data, std::move(fit), rows_of_fold[s], options, tree_threads);
       if (!fitted.ok()) {
         status = fitted.status();
         break;
@@ -321,7 +322,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
     std::vector<size_t> parts = blend ? blend_parts : std::vector<size_t>{*best};
     std::vector<BlendModel::Part> fitted;
     for (size_t c : parts) {
-      ASSIGN_OR_RETURN(CandidateFit final_fit, FitCandidate(types[c], data, fit, rows_of_fold[0], options));
+      ASSIGN_OR_RETURN(CandidateFit final_fit, FitCandidate(types[c], data, fit, rows_of_fold[0], options, tree_threads));
       result.candidates[*best].training[blend ? fmt::format("final {}", ModelTypeName(types[c])) : "final"] =
           final_fit.training;
       fitted.push_back({std::move(final_fit.model), 1.0 / static_cast<double>(parts.size())});
@@ -376,7 +377,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
   result.parameters = {
       {"seed", options.seed},
       {"num_threads", threads},
-      {"tree_threads", TreeThreads(options.num_threads)},
+      {"tree_threads", tree_threads},
       {"task", TaskKindName(data.kind)},
       {"balance_classes", options.balance_classes},
       {"selection", fmt::format("{}-fold cross-validation by user", k)},

@@ -2,8 +2,10 @@
 // drivers, artifacts and scoring treat logistic regression and tree ensembles alike.
 #pragma once
 
+#include <chrono>
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -61,5 +63,18 @@ inline double MarginToOutput(TaskKind task, double margin) {
 
 // Hardware threads, at least 1; `requested` wins when positive.
 int ResolveThreads(int requested);
+
+// The machine's CPU time over the first line of /proc/stat ("cpu  user nice system idle
+// iowait irq softirq steal ..."): busy (everything but idle and iowait) and total, in
+// ticks. nullopt for a line that is not one.
+struct CpuTicks {
+  unsigned long long busy = 0, total = 0;
+};
+std::optional<CpuTicks> ParseCpuTicks(std::string_view proc_stat);
+
+// How many cores' worth of CPU the whole machine used over `window`, while the calling
+// thread sleeps through it (so all of it is someone else's: other processes, or other
+// threads of this one). nullopt where /proc/stat cannot be read.
+std::optional<double> BusyCoresNow(std::chrono::milliseconds window);
 
 }  // namespace sibyl::ml

@@ -117,7 +117,8 @@ struct Refitted {
 Result<Refitted> RefitOnFitAndTest(const Dataset& data, const TrainOptions& options,
                                    const std::vector<CandidateResult>& candidates, std::span<const size_t> parts,
                                    std::span<const uint32_t> fit_rows, std::span<const uint32_t> test_rows,
-                                   const Slice& validation, const CalibrationPlan& plan, int threads) {
+                                   const Slice& validation, const CalibrationPlan& plan, int threads,
+                                   int tree_threads) {
   std::vector<uint32_t> rows(fit_rows.begin(), fit_rows.end());
   rows.insert(rows.end(), test_rows.begin(), test_rows.end());
   std::sort(rows.begin(), rows.end());
@@ -129,7 +130,7 @@ Result<Refitted> RefitOnFitAndTest(const Dataset& data, const TrainOptions& opti
   for (size_t i : parts) {
     const ModelType type = candidates[i].type;
     const bool boosting = type == ModelType::kGradientBoostedTrees;
-    ASSIGN_OR_RETURN(CandidateFit f, FitCandidate(type, data, rows, boosting ? validation.rows : no_rows, options));
+    ASSIGN_OR_RETURN(CandidateFit f, FitCandidate(type, data, rows, boosting ? validation.rows : no_rows, options, tree_threads));
     ASSIGN_OR_RETURN(std::vector<double> m, MarginsOn(*f.model, data, validation.rows, threads));
     for (size_t r = 0; r < margins.size(); ++r) margins[r] += weight * m[r];
     if (parts.size() == 1) out.training = std::move(f.training);
@@ -409,7 +410,7 @@ Result<TrainResult> Train(const Dataset& data, const TrainOptions& options) {
     std::vector<size_t> parts = result.candidates[*best].type == ModelType::kBlend ? blend_parts
                                                                                     : std::vector<size_t>{*best};
     Result<Refitted> refitted = RefitOnFitAndTest(data, options, result.candidates, parts, fit.rows, test.rows,
-                                                  validation, calibration_plan, threads);
+                                                  validation, calibration_plan, threads, tree_data.num_threads);
     if (refitted.ok()) {
       result.model = std::move(refitted->model);
       result.calibration = std::move(refitted->calibration);

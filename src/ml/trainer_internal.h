@@ -67,13 +67,22 @@ inline std::vector<float> WeightsFor(std::span<const float> labels, std::pair<fl
 // machine whose cores are already busy, a descheduled worker stalls the others (and
 // libgomp's spinning takes the core from whoever holds it), so two workers measured up
 // to 4x slower than one. With an automatic thread count the tree learners therefore use
-// all hardware threads only when the machine has that many idle: one-minute load
+// all hardware threads only when the machine has that many idle: the one-minute load
 // average plus one (this run) at most the hardware thread count.
+//
+// The load average also counts this process's own last minute: the feature queries that
+// just ran on every core, or the prediction trained before this one (a scheduler's
+// refresh, the accuracy benchmark), which alone put a 2-core machine over the line. So a
+// load that says busy is checked against the CPU the machine uses right now, over 100 ms
+// while this thread sleeps; the trees keep every thread when that is idle enough.
 inline int TreeThreads(int requested) {
   if (requested > 0) return requested;
   const int hardware = ResolveThreads(0);
   double load[1] = {0};
-  if (hardware > 1 && getloadavg(load, 1) == 1 && load[0] + 1.0 > hardware) return 1;
+  if (hardware > 1 && getloadavg(load, 1) == 1 && load[0] + 1.0 > hardware) {
+    const std::optional<double> busy = BusyCoresNow(std::chrono::milliseconds(100));
+    if (!busy || *busy + 1.0 > hardware) return 1;
+  }
   return hardware;
 }
 
@@ -148,11 +157,12 @@ Result<std::vector<double>> MarginsOn(const Model& model, const Dataset& data, s
 
 // One candidate fitted on `fit` rows; boosting stops early on `stop` rows, the others
 // learn from both (they have nothing to stop; pass no `stop` rows to keep them out).
+// `tree_threads`: the tree learners' threads, TreeThreads() decided once per training.
 struct CandidateFit {
   std::unique_ptr<Model> model;
   nlohmann::json training;
 };
 Result<CandidateFit> FitCandidate(ModelType type, const Dataset& data, std::vector<uint32_t> fit,
-                                  const std::vector<uint32_t>& stop, const TrainOptions& options);
+                                  const std::vector<uint32_t>& stop, const TrainOptions& options, int tree_threads);
 
 }  // namespace sibyl::ml::trainer_internal

@@ -549,3 +549,33 @@ TEST(CrossValidationTest, TrainUsesItBelowTheCellThresholdWhateverTheUsers) {
 
 }  // namespace
 }  // namespace sibyl::ml
+
+namespace sibyl::ml {
+namespace {
+
+// The automatic tree thread count checks a busy-looking load average against the CPU the
+// machine uses right now (trainer_internal.h, TreeThreads): /proc/stat's first line.
+TEST(CpuTicksTest, ProcStatLinesParseAndOthersAreRefused) {
+  auto now = ParseCpuTicks("cpu  4705 356 584 3699 23 23 0 7 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n");
+  ASSERT_TRUE(now.has_value());
+  EXPECT_EQ(now->busy, 4705u + 356 + 584 + 23 + 0 + 7);  // idle and iowait are not busy
+  EXPECT_EQ(now->total, now->busy + 3699 + 23);
+  auto old_kernel = ParseCpuTicks("cpu 1 2 3 4 5 6 7");  // no steal column yet
+  ASSERT_TRUE(old_kernel.has_value());
+  EXPECT_EQ(old_kernel->busy, 1u + 2 + 3 + 6 + 7);
+  EXPECT_EQ(old_kernel->total, 28u);
+  for (const char* bad : {"", "cpu", "cpu 1 2 3", "cpu0 1 2 3 4 5 6 7 8", "intr 1 2 3 4 5 6 7 8", "cpu  x 2 3 4 5"})
+    EXPECT_FALSE(ParseCpuTicks(bad).has_value()) << bad;
+  // Only the first line counts: a short first line is refused even when others are long.
+  EXPECT_FALSE(ParseCpuTicks("cpu 1 2 3\ncpu0 1 2 3 4 5 6 7 8").has_value());
+}
+
+TEST(CpuTicksTest, BusyCoresNowIsBetweenNoneAndEveryCore) {
+  auto busy = BusyCoresNow(std::chrono::milliseconds(50));
+  ASSERT_TRUE(busy.has_value()) << "/proc/stat unreadable";
+  EXPECT_GE(*busy, 0.0);
+  EXPECT_LE(*busy, ResolveThreads(0) + 1e-9);
+}
+
+}  // namespace
+}  // namespace sibyl::ml

@@ -26,6 +26,10 @@ struct TopicSum {
   const pipeline::FeatureTopic* topic = nullptr;
   std::vector<size_t> columns;
   double contribution = 0;
+  double magnitude = 0;  // the sum of its columns' |contribution|
+  // Columns that cancel (a linear model's collinear pair) leave a sum of rounding noise;
+  // below a billionth of its parts it is no reason either way.
+  bool Pushes() const { return std::abs(contribution) > 1e-9 * magnitude; }
 };
 
 Reason MakeReason(const ScoringModel& model, const UserScore& user, const TopicSum& t,
@@ -94,12 +98,13 @@ Result<Explanation> Explain(const ScoringModel& model, UserScore user, size_t co
     TopicSum& t = sums[it->second];
     t.columns.push_back(c);
     t.contribution += contributions[c];
+    t.magnitude += std::abs(contributions[c]);
   }
   std::stable_sort(sums.begin(), sums.end(), [](const TopicSum& a, const TopicSum& b) { return a.contribution > b.contribution; });
   for (size_t i = 0; i < sums.size() && e.up.size() < count && sums[i].contribution > 0; ++i)
-    e.up.push_back(MakeReason(model, user, sums[i], contributions));
+    if (sums[i].Pushes()) e.up.push_back(MakeReason(model, user, sums[i], contributions));
   for (size_t i = sums.size(); i-- > 0 && e.down.size() < count && sums[i].contribution < 0;)
-    e.down.push_back(MakeReason(model, user, sums[i], contributions));
+    if (sums[i].Pushes()) e.down.push_back(MakeReason(model, user, sums[i], contributions));
   e.user = std::move(user);
   return e;
 }

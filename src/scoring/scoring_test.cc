@@ -31,7 +31,8 @@ namespace fs = std::filesystem;
 using pipeline::testing_util::GeneratedStore;
 
 // One store with a trained purchase_7d for the whole suite: generating and training are
-// the slow parts. Tests that write run in the order below (gtest keeps file order).
+// the slow parts. Tests write scores into it, but none needs another to have run first
+// (`--gtest_shuffle` passes).
 class ScoringTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -278,6 +279,14 @@ TEST_F(ScoringTest, WrittenScoresSurviveARestartAndFeedTheCohortLanguage) {
 }
 
 TEST_F(ScoringTest, CohortExportIsOrderedAndTopFifthIsTheCohortLanguagesSet) {
+  if (ReadWrittenScores(*store_->Snapshot(), "purchase_7d").empty()) {
+    // Run alone (or shuffled before the tests that write): a full run writes them.
+    ScoreRequest request;
+    request.parallel = false;
+    request.drift = false;
+    auto run = RunScoring(Registry(), store_->store(), "purchase_7d", request);
+    ASSERT_TRUE(run.ok()) << run.status().ToString();
+  }
   auto reader = store_->Snapshot();
   auto written = ReadWrittenScores(*reader, "purchase_7d");
   ASSERT_GT(written.size(), 100u);
@@ -360,10 +369,20 @@ TEST(ScoringStatisticsTest, QuantilesPercentilesAndSummaryOfManyEqualANaiveSorts
 TEST_F(ScoringTest, ContributionsPlusBiasEqualTheRawMargin) {
   ScoringModel model = Model();
   auto reader = store_->Snapshot();
-  auto written = ReadWrittenScores(*reader, "purchase_7d");
-  ASSERT_FALSE(written.empty());
-  for (size_t i = 0; i < written.size(); i += written.size() / 4) {
-    auto user = ScoreUser(*reader, model, written[i].user_id, written[i].cutoff_ms);
+  // Its own users (a run that writes nothing), so the test does not lean on another
+  // test's written scores.
+  ScoreRequest request;
+  request.write_back = false;
+  request.parallel = false;
+  request.drift = false;
+  auto run = RunScoring(Registry(), store_->store(), "purchase_7d", request);
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  const int64_t cutoff = run->record["cutoff_ms"].get<int64_t>();
+  const std::vector<std::string> ids =
+      MakeEmbeddedQueryEngine(reader, false)->UserIds(UserSet{cutoff, run->actors});
+  ASSERT_GE(ids.size(), 4u);
+  for (size_t i = 0; i < ids.size(); i += ids.size() / 4) {
+    auto user = ScoreUser(*reader, model, ids[i], cutoff);
     ASSERT_TRUE(user.ok()) << user.status().ToString();
     auto contributions = model.bundle.Contributions(user->features);
     ASSERT_TRUE(contributions.ok());
