@@ -30,7 +30,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The npm packages, exactly as locked, when node_modules is missing or older than the lock
-# file: the SDKs (tests/sdk) and puppeteer-core (tests/web).
+# file: the SDKs (tests/sdk), puppeteer-core and the browser SDKs (tests/web).
 for dir in sdk web; do
   folder="$(dirname "$0")/../tests/$dir"
   if [ ! -d "$folder/node_modules" ] || [ "$folder/package-lock.json" -nt "$folder/node_modules" ]; then

@@ -226,6 +226,51 @@ TEST_F(ServeApiTest, SegmentEndpointsTakeTheWriteKeyAsBasicUser) {
   EXPECT_EQ(Events(), 2u);
 }
 
+// Browsers' SDKs post from the app's own origin (docs/SERVER.md, "Browsers"): the ingest
+// endpoints answer CORS preflights and allow any origin on every answer, refusals included;
+// analytics.js's short paths take text/plain with the write key in the body. The admin API
+// stays same-origin. tests/web/browser_sdk_test.mjs runs the vendors' SDKs in Chromium.
+TEST_F(ServeApiTest, BrowsersMayCallTheIngestEndpointsButNotTheApi) {
+  auto c = server_->Client();
+  for (const char* path : {"/2/httpapi", "/batch", "/v1/track", "/v1/t", "/v1/b"}) {
+    auto pre = c->Options(path, {{"Origin", "https://app.example"}, {"Access-Control-Request-Method", "POST"},
+                                 {"Access-Control-Request-Headers", "content-type,x-sdk"}});
+    ASSERT_TRUE(pre) << path;
+    EXPECT_EQ(pre->status, 204) << path;
+    EXPECT_EQ(pre->get_header_value("Access-Control-Allow-Origin"), "*") << path;
+    EXPECT_EQ(pre->get_header_value("Access-Control-Allow-Headers"), "content-type,x-sdk") << path;
+    EXPECT_NE(pre->get_header_value("Access-Control-Allow-Methods").find("POST"), std::string::npos) << path;
+  }
+  json track = {{"type", "track"},         {"anonymousId", "browser-device-1"}, {"event", "Clicked"},
+                {"writeKey", kIngestKey},  {"messageId", "browser-m-1"},        {"timestamp", "2024-03-01T12:00:00Z"},
+                {"sentAt", "2024-03-01T12:00:01Z"}, {"_metadata", {{"bundled", {"Segment.io"}}}}};
+  auto r = c->Post("/v1/t", {{"Origin", "https://app.example"}}, track.dump(), "text/plain");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->get_header_value("Access-Control-Allow-Origin"), "*");
+  json batch = {{"writeKey", kIngestKey},
+                {"batch", {{{"type", "page"}, {"anonymousId", "browser-device-1"}, {"name", "Home"},
+                            {"messageId", "browser-m-2"}, {"timestamp", "2024-03-01T12:00:02Z"}}}}};
+  r = c->Post("/v1/b", batch.dump(), "text/plain");
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(Events(), 2u);
+  // Refusals are readable too: a wrong key, and one over the size limit (refused before
+  // the handler runs).
+  track["writeKey"] = "not-a-valid-key";
+  r = c->Post("/v1/t", track.dump(), "text/plain");
+  EXPECT_EQ(r->status, 403);
+  EXPECT_EQ(r->get_header_value("Access-Control-Allow-Origin"), "*");
+  r = c->Post("/v1/t", std::string(40 << 10, ' '), "text/plain");
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(r->get_header_value("Access-Control-Allow-Origin"), "*");
+  // The API: no preflight, no cross-origin reads.
+  EXPECT_EQ(c->Options("/api/v1/predictions", {{"Origin", "https://evil.example"}})->status, 404);
+  auto api = c->Get("/api/v1/predictions", {{"Authorization", "Bearer " + std::string(kAdminKey)}});
+  EXPECT_EQ(api->status, 200);
+  EXPECT_FALSE(api->has_header("Access-Control-Allow-Origin"));
+  EXPECT_EQ(Events(), 2u);
+}
+
 TEST_F(ServeApiTest, IngestAuthMatrixAndNothingChangesWithoutAValidKey) {
   auto c = server_->Client();
   // Amplitude: the key is in the body; a missing or wrong one is Amplitude's 400.

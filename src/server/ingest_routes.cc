@@ -284,9 +284,11 @@ class IngestHandler {
           {"max_payload_size", LimitText(ep_.max_body_bytes)}});
   }
 
-  // 429 with Retry-After, in the vendor's shape (the SDKs resend after their interval).
+  // 429 with Retry-After, in the vendor's shape (the SDKs resend after their interval;
+  // Segment's browser SDK reads X-RateLimit-Reset, in seconds, as its wait).
   void Throttled(httplib::Response& res, const std::string& reason) {
     res.set_header("Retry-After", "1");
+    if (ep_.vendor == Vendor::kSegment) res.set_header("X-RateLimit-Reset", "1");
     if (ep_.vendor == Vendor::kSegment) return Fail(res, 429, "Too many requests: " + reason, {{"retry_after_seconds", 1}});
     nlohmann::json body = AmplitudeThrottledBody(reason);
     const std::string error = body["error"];
@@ -371,6 +373,30 @@ std::string LimitText(size_t bytes) {
   return fmt::format("{} bytes", bytes);
 }
 
+// Browsers' SDKs call the ingest endpoints from the app's own origin: Amplitude's browser
+// SDK posts application/json (a CORS preflight first), Segment's analytics.js posts
+// text/plain (no preflight, but its answer is readable only with Access-Control-Allow-
+// Origin, and unread answers count as failures that it resends). The vendors' own
+// endpoints allow any origin; so do these, and only these: they are authenticated by a
+// write key in the body or the Authorization header, never by a cookie, so no credentials
+// are allowed and `*` suffices. The admin API and the web app stay same-origin.
+void AllowAnyOrigin(httplib::Response& res) {
+  res.set_header("Access-Control-Allow-Origin", "*");
+  res.set_header("Access-Control-Expose-Headers", "Retry-After, X-RateLimit-Reset");
+}
+
+void AnswerPreflight(const httplib::Request& req, httplib::Response& res) {
+  AllowAnyOrigin(res);
+  res.set_header("Access-Control-Allow-Methods", "POST, OPTIONS");
+  // The headers the browser asks for (Content-Type, Authorization, Content-Encoding, an
+  // SDK's own), else the ones the vendors' SDKs send.
+  const std::string asked = req.get_header_value("Access-Control-Request-Headers");
+  res.set_header("Access-Control-Allow-Headers",
+                 asked.empty() ? "Content-Type, Authorization, Content-Encoding, Accept" : asked);
+  res.set_header("Access-Control-Max-Age", "86400");
+  res.status = 204;
+}
+
 void RegisterIngestRoutes(Router& http, ServerContext& ctx) {
   const IngestLimits& l = ctx.options.limits;
   const Endpoint endpoints[] = {
@@ -384,6 +410,15 @@ void RegisterIngestRoutes(Router& http, ServerContext& ctx) {
       {"/v1/group", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "group"},
       {"/v1/alias", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "alias"},
       {"/v1/batch", Vendor::kSegment, BodyKind::kSegment, l.segment_batch_max_body_bytes},
+      // analytics.js (Segment's browser SDK) posts to the first letter of the type, and
+      // batches to /b.
+      {"/v1/t", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "track"},
+      {"/v1/i", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "identify"},
+      {"/v1/p", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "page"},
+      {"/v1/s", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "screen"},
+      {"/v1/g", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "group"},
+      {"/v1/a", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "alias"},
+      {"/v1/b", Vendor::kSegment, BodyKind::kSegment, l.segment_batch_max_body_bytes},
   };
   for (const Endpoint& ep : endpoints) {
     // The server reads the body whatever its content type (httplib's server parsed
@@ -397,10 +432,13 @@ void RegisterIngestRoutes(Router& http, ServerContext& ctx) {
     options.max_body_bytes = ep.max_body_bytes;
     options.refuse = [handler](const httplib::Request&, httplib::Response& res, const Refused& refused) mutable {
       handler.Refuse(res, refused);
+      AllowAnyOrigin(res);
     };
     http.Post(ep.path, [handler](const httplib::Request& req, httplib::Response& res) mutable {
       handler(req, res, req.body, req.body.size());
+      AllowAnyOrigin(res);
     }, std::move(options));
+    http.Options(ep.path, AnswerPreflight, RouteOptions{.max_body_bytes = 0, .refuse = {}, .reserved = false});
   }
 }
 

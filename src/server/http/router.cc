@@ -19,6 +19,9 @@ Router& Router::Put(const std::string& pattern, HttpHandler handler, RouteOption
 Router& Router::Delete(const std::string& pattern, HttpHandler handler, RouteOptions options) {
   return Add("DELETE", pattern, std::move(handler), std::move(options));
 }
+Router& Router::Options(const std::string& pattern, HttpHandler handler, RouteOptions options) {
+  return Add("OPTIONS", pattern, std::move(handler), std::move(options));
+}
 
 const Router::Route* Router::Match(std::string_view method, const std::string& path, std::smatch& matches) const {
   const std::string_view wanted = method == "HEAD" ? std::string_view("GET") : method;

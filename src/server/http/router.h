@@ -60,6 +60,8 @@ class Router {
   Router& Post(const std::string& pattern, HttpHandler handler, RouteOptions options = {});
   Router& Put(const std::string& pattern, HttpHandler handler, RouteOptions options = {});
   Router& Delete(const std::string& pattern, HttpHandler handler, RouteOptions options = {});
+  // CORS preflights (the ingest endpoints answer browsers' SDKs).
+  Router& Options(const std::string& pattern, HttpHandler handler, RouteOptions options = {});
 
   // The first route matching, its captures in `matches` (which refers into `path`: keep
   // that string alive and unmoved while `matches` is used). Null when none matches.
