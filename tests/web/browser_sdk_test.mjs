@@ -8,8 +8,8 @@
 // application/json posts need a CORS preflight; analytics.js posts text/plain to /v1/t, /v1/i,
 // /v1/p with the write key in the body, and counts an answer it may not read as a failure);
 // every call gets its answer (Amplitude's result codes, a wrong key's 400 readable by the
-// page); no failed request and no console error; and the store then holds exactly the events
-// and user properties sent.
+// page; the beacon transport's sendBeacon too); no failed request and no console error; and
+// the store then holds exactly the events and user properties sent.
 //   node tests/web/browser_sdk_test.mjs [PATH_TO_SIBYL]   (or SIBYL_BINARY=...; default build/sibyl)
 //   CHROMIUM=PATH  the browser (default /usr/bin/chromium)
 // CTest runs it as `browser_sdk_test` (label slow).
@@ -20,6 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import puppeteer from 'puppeteer-core';
+import { makeHarness, sleep } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const sibyl = path.resolve(process.argv[2] || process.env.SIBYL_BINARY || path.join(here, '../../build/sibyl'));
@@ -36,22 +37,7 @@ let server = null;
 let serverLog = '';
 let pageServer = null;
 let browser = null;
-let checks = 0;
-const problems = [];
-
-class CheckFailed extends Error {}
-function check(cond, what) {
-  checks++;
-  if (!cond) throw new CheckFailed(what);
-}
-function checkEq(actual, expected, what) {
-  checks++;
-  if (JSON.stringify(actual) !== JSON.stringify(expected))
-    throw new CheckFailed(`${what}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const started = Date.now();
-const log = (msg) => process.stdout.write(`[browser_sdk_test ${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
+const { check, checkEq, log, problems, main } = makeHarness('browser_sdk_test');
 
 async function startSibyl() {
   check(fs.existsSync(sibyl), `sibyl binary not found at ${sibyl}`);
@@ -152,12 +138,18 @@ async function run() {
     await wrong.init('not-a-key-of-this-server', 'someone-else-0001', { serverUrl, flushIntervalMillis: 100,
       autocapture: false, fetchRemoteConfig: false, logLevel: 0 }).promise;
     const refused = await wrong.track('Never Stored').promise;
-    return { codes: results.map((r) => r.code), refused: { code: refused.code, message: refused.message } };
+    // The beacon transport (for page unloads): navigator.sendBeacon posts text/plain and
+    // never reads the answer.
+    const beacon = amplitude.createInstance();
+    await beacon.init(key, user, { serverUrl, transport: 'beacon', flushIntervalMillis: 100, autocapture: false,
+                                   fetchRemoteConfig: false, logLevel: 0 }).promise;
+    const left = await beacon.track('Browser Left').promise;
+    return { codes: [...results, left].map((r) => r.code), refused: { code: refused.code, message: refused.message } };
   }, INGEST_KEY, AMP_USER, `${sibylBase}/2/httpapi`);
-  checkEq(amp.codes, [200, 200, 200], 'Amplitude browser SDK: result codes');
+  checkEq(amp.codes, [200, 200, 200, 200], 'Amplitude browser SDK: result codes (fetch, and the beacon)');
   checkEq(amp.refused.code, 400, 'Amplitude browser SDK: a wrong key is a readable 400');
   check(/Invalid API key/.test(amp.refused.message), `the wrong key's message: ${amp.refused.message}`);
-  log('Amplitude browser SDK: 3 events answered 200, a wrong key 400');
+  log('Amplitude browser SDK: 3 events answered 200 by fetch, one sent by beacon, a wrong key 400');
   // The wrong key's refusal is an answer, not a failed request; the console line Chromium
   // prints for any 4xx is not a problem of the SDK's.
   for (let i = problems.length - 1; i >= 0; i--)
@@ -206,43 +198,18 @@ async function run() {
   check(r.status === 0, `sibyl stats: ${r.stderr}`);
   const stats = JSON.parse(r.stdout);
   const types = Object.fromEntries(stats.event_types.map((t) => [t.name, t.count]).sort());
-  checkEq(types, { 'Browser Clicked': 1, 'Browser Purchase': 1, 'Browser Viewed': 1, 'Loaded a Page': 1 },
+  checkEq(types, { 'Browser Clicked': 1, 'Browser Left': 1, 'Browser Purchase': 1, 'Browser Viewed': 1, 'Loaded a Page': 1 },
           'stored event types and counts (nothing from the wrong key, no duplicates)');
   checkEq(stats.duplicates_dropped, 0, 'no event was sent twice');
 }
 
-async function main() {
-  const timer = setTimeout(() => {
-    process.stderr.write(`[browser_sdk_test] FAILED: global timeout of ${GLOBAL_TIMEOUT_MS / 1000} s\n`);
-    finish(1);
-  }, GLOBAL_TIMEOUT_MS);
-  let failed = false;
-  try {
-    await run();
-  } catch (e) {
-    failed = true;
-    process.stderr.write(`[browser_sdk_test] FAILED: ${e instanceof CheckFailed ? e.message : e.stack}\n`);
-    if (problems.length) process.stderr.write(`[browser_sdk_test] also seen:\n  ${problems.join('\n  ')}\n`);
-  }
-  clearTimeout(timer);
-  await finish(failed ? 1 : 0);
-}
-
-let finishing = false;
-async function finish(code) {
-  if (finishing) return;
-  finishing = true;
-  if (browser) await browser.close().catch(() => {});
-  if (pageServer) pageServer.close();
-  await stopSibyl();
-  if (code !== 0) {
-    process.stderr.write(`[browser_sdk_test] server log (last 3000 characters):\n${serverLog.slice(-3000)}\n`);
-    process.stderr.write(`[browser_sdk_test] work directory kept: ${work}\n`);
-  } else {
-    fs.rmSync(work, { recursive: true, force: true });
-    log(`passed: ${checks} checks`);
-  }
-  process.exit(code);
-}
-
-main();
+main({
+  run,
+  timeoutMs: GLOBAL_TIMEOUT_MS,
+  cleanup: async () => {
+    if (browser) await browser.close().catch(() => {});
+    if (pageServer) pageServer.close();
+    await stopSibyl();
+    return { serverLog, work };
+  },
+});

@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import puppeteer from 'puppeteer-core';
+import { makeHarness, sleep } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const sibyl = path.resolve(process.argv[2] || process.env.SIBYL_BINARY || path.join(here, '../../build/sibyl'));
@@ -36,24 +37,7 @@ let server = null;
 let serverLog = '';
 let browser = null;
 let base = '';
-let checks = 0;
-const problems = []; // console errors, page errors, failed requests: each fails the test
-
-class CheckFailed extends Error {}
-function check(cond, what) {
-  checks++;
-  if (!cond) throw new CheckFailed(what);
-}
-function checkEq(actual, expected, what) {
-  checks++;
-  if (JSON.stringify(actual) !== JSON.stringify(expected))
-    throw new CheckFailed(`${what}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const started = Date.now();
-function log(msg) {
-  process.stdout.write(`[web_test ${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
-}
+const { check, checkEq, log, problems, main } = makeHarness('web_test');
 
 function sibylCli(args) {
   const r = spawnSync(sibyl, ['--data', dataDir, ...args], { encoding: 'utf8', timeout: 60000, maxBuffer: 1 << 28 });
@@ -399,41 +383,14 @@ async function run() {
   checkEq(problems, [], 'console errors, page errors or failed requests');
 }
 
-async function main() {
-  const timer = setTimeout(() => {
-    process.stderr.write(`[web_test] FAILED: global timeout of ${GLOBAL_TIMEOUT_MS / 1000} s\n`);
-    finish(1);
-  }, GLOBAL_TIMEOUT_MS);
-  let failed = false;
-  try {
-    await run();
-  } catch (e) {
-    failed = true;
-    process.stderr.write(`[web_test] FAILED: ${e instanceof CheckFailed ? e.message : e.stack}\n`);
-    if (problems.length) process.stderr.write(`[web_test] also seen:\n  ${problems.join('\n  ')}\n`);
-  }
-  clearTimeout(timer);
-  await finish(failed ? 1 : 0);
-}
-
-let finishing = false;
-async function finish(code) {
-  if (finishing) return;
-  finishing = true;
-  if (browser) await browser.close().catch(() => {});
-  const stopped = await stopServer();
-  if (stopped && code === 0 && stopped.code !== 0) {
-    process.stderr.write(`[web_test] FAILED: sibyl serve exited ${JSON.stringify(stopped)} on SIGTERM\n`);
-    code = 1;
-  }
-  if (code !== 0) {
-    process.stderr.write(`[web_test] server log (last 4000 characters):\n${serverLog.slice(-4000)}\n`);
-    process.stderr.write(`[web_test] work directory kept: ${work}\n`);
-  } else {
-    fs.rmSync(work, { recursive: true, force: true });
-    log(`passed: ${checks} checks${shots ? `; screenshots in ${shots}` : ''}`);
-  }
-  process.exit(code);
-}
-
-main();
+main({
+  run,
+  timeoutMs: GLOBAL_TIMEOUT_MS,
+  passedNote: shots ? `; screenshots in ${shots}` : '',
+  cleanup: async () => {
+    if (browser) await browser.close().catch(() => {});
+    const stopped = await stopServer();
+    const ok = !stopped || stopped.code === 0;
+    return { serverLog, work, ok, why: `sibyl serve exited ${JSON.stringify(stopped)} on SIGTERM` };
+  },
+});
