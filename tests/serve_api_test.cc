@@ -226,6 +226,46 @@ TEST_F(ServeApiTest, SegmentEndpointsTakeTheWriteKeyAsBasicUser) {
   EXPECT_EQ(Events(), 2u);
 }
 
+// amplitude-js 8, Amplitude's browser SDK before analytics-browser, uploads a form to the
+// endpoint's root: the key as `client`, the events as a JSON array in `e` (`timestamp` for
+// `time`, `uuid` for `insert_id`: a resend after a lost answer is dropped as a duplicate),
+// and takes only 200 "success" as stored. GET / stays the web app.
+TEST_F(ServeApiTest, AmplitudeJsUploadsAFormToTheRoot) {
+  auto c = server_->Client();
+  json events = json::array({
+      {{"device_id", "legacy-device-0001"}, {"user_id", "legacy-user-0001"}, {"timestamp", 1709294400000},
+       {"event_id", 1}, {"session_id", 1709294400000}, {"event_type", "Clicked"}, {"uuid", "6f1c-0001"},
+       {"event_properties", {{"button", "buy"}}}, {"user_properties", json::object()}, {"sequence_number", 1},
+       {"library", {{"name", "amplitude-js"}, {"version", "8.21.10"}}}, {"groups", json::object()}},
+      {{"device_id", "legacy-device-0001"}, {"user_id", "legacy-user-0001"}, {"timestamp", 1709294401000},
+       {"event_id", 2}, {"event_type", "$identify"}, {"uuid", "6f1c-0002"}, {"event_properties", json::object()},
+       {"user_properties", {{"$set", {{"era", "legacy"}}}, {"$add", {{"visits", 3}}}}}}});
+  httplib::Params form = {{"client", kIngestKey}, {"e", events.dump()}, {"v", "2"},
+                          {"upload_time", "1709294402000"}, {"checksum", "not-checked"}};
+  auto r = c->Post("/", form);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->body, "success");
+  EXPECT_EQ(Events(), 1u);  // the identify sets properties only
+  auto user = server_->Admin()->Get("/api/v1/users/legacy-user-0001");
+  ASSERT_EQ(user->status, 200) << user->body;
+  EXPECT_EQ(Json(user)["properties"]["era"], "legacy");
+  EXPECT_EQ(Json(user)["properties"]["visits"], 3);
+  // The same upload again (its answer was lost): the event is not stored twice.
+  EXPECT_EQ(c->Post("/", form)->status, 200);
+  EXPECT_EQ(Events(), 1u);
+  // No events, no key, a wrong key: refused, nothing stored.
+  r = c->Post("/", httplib::Params{{"client", kIngestKey}});
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(Json(r)["missing_field"], "e");
+  EXPECT_EQ(c->Post("/", httplib::Params{{"e", events.dump()}})->status, 400);
+  EXPECT_EQ(c->Post("/", httplib::Params{{"client", "wrong-key-123456"}, {"e", events.dump()}})->status, 400);
+  EXPECT_EQ(Events(), 1u);
+  auto page = c->Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_NE(page->status, 404);
+}
+
 // Browsers' SDKs post from the app's own origin (docs/SERVER.md, "Browsers"): the ingest
 // endpoints answer CORS preflights and allow any origin on every answer, refusals included;
 // analytics.js's short paths take text/plain with the write key in the body. The admin API

@@ -34,7 +34,7 @@ enum class Key : uint8_t {
   kEventType,    // event_type, event
   kTime,         // time (Amplitude: epoch ms number)
   kTimestamp,    // timestamp (Segment: ISO-8601 string)
-  kInsertId,     // insert_id, messageId
+  kInsertId,     // insert_id, messageId, uuid
   kSessionId,
   kEventProperties,  // event_properties, properties
   kUserProperties,   // user_properties (may hold $set/$add/... operations)
@@ -65,6 +65,7 @@ constexpr std::array kKeys = {
     KeyEntry{"timestamp", Key::kTimestamp},
     KeyEntry{"insert_id", Key::kInsertId},
     KeyEntry{"messageId", Key::kInsertId},
+    KeyEntry{"uuid", Key::kInsertId},  // amplitude-js's upload: the event's own id, kept on resends
     KeyEntry{"session_id", Key::kSessionId},
     KeyEntry{"event_properties", Key::kEventProperties},
     KeyEntry{"properties", Key::kEventProperties},

@@ -32,6 +32,8 @@ struct Endpoint {
   BodyKind kind;
   size_t max_body_bytes;
   const char* segment_type = nullptr;  // /v1/track, /v1/page, ...: the message type the path implies
+  // amplitude-js's upload (POST /): a form with the key as `client` and the events as `e`.
+  bool legacy_upload = false;
 };
 
 // What the Amplitude envelope says besides the events.
@@ -178,6 +180,15 @@ class IngestHandler {
       auto form = ParseForm(body);
       if (auto it = form.find("api_key"); it != form.end()) key = it->second;
       if (auto it = form.find("identification"); it != form.end()) events_text = std::move(it->second);
+    } else if (ep_.legacy_upload) {
+      // amplitude-js 8 and before (Amplitude's browser SDK until analytics-browser): the
+      // events as a JSON array in `e` (HTTP V2's fields, `timestamp` for `time` and `uuid`
+      // for `insert_id`), v, upload_time and an MD5 checksum of them, which is not checked
+      // (it guards nothing the key does not: the page ships the key).
+      auto form = ParseForm(body);
+      if (auto it = form.find("client"); it != form.end()) key = it->second;
+      if (auto it = form.find("e"); it != form.end()) events_text = "{\"events\":" + it->second + "}";
+      has_events = !events_text.empty();
     } else {
       auto envelope = ReadEnvelope(body);
       if (!envelope.ok()) return Fail(res, 400, "Invalid JSON request body: " + envelope.status().message());
@@ -202,7 +213,8 @@ class IngestHandler {
         return Fail(res, 400, "Invalid API key: the api_key is not an ingest key of this server");
       case AuthOutcome::kOk: break;
     }
-    if (!has_events) return Fail(res, 400, "Request missing required field", {{"missing_field", "events"}});
+    if (!has_events)
+      return Fail(res, 400, "Request missing required field", {{"missing_field", ep_.legacy_upload ? "e" : "events"}});
 
     // Parse and validate every event; any error rejects the whole request.
     EventBatch batch;
@@ -211,6 +223,8 @@ class IngestHandler {
     if (ep_.kind == BodyKind::kAmplitudeIdentify) {
       if (events_text.empty())
         return Fail(res, 400, "Request missing required field", {{"missing_field", "identification"}});
+      parsed = ParseRequestBody(std::move(events_text), ep_.kind, batch, errors, parse_options);
+    } else if (ep_.legacy_upload) {
       parsed = ParseRequestBody(std::move(events_text), ep_.kind, batch, errors, parse_options);
     } else if (ep_.segment_type != nullptr) {
       auto text = WithSegmentType(body);
@@ -266,7 +280,7 @@ class IngestHandler {
     ctx_.metrics.Add("sibyl_ingest_bytes_total", endpoint_label, static_cast<double>(body.size()));
     CurrentRequest().events = batch.events.size();
     if (ep_.vendor == Vendor::kSegment) return SendJson(res, 200, segment_ok);
-    if (ep_.kind == BodyKind::kAmplitudeIdentify) {
+    if (ep_.kind == BodyKind::kAmplitudeIdentify || ep_.legacy_upload) {  // what both SDKs compare the answer with
       res.set_content("success", "text/plain");
       res.status = 200;
       return;
@@ -403,6 +417,7 @@ void RegisterIngestRoutes(Router& http, ServerContext& ctx) {
       {"/2/httpapi", Vendor::kAmplitude, BodyKind::kAmplitudeEvents, l.httpapi_max_body_bytes},
       {"/batch", Vendor::kAmplitude, BodyKind::kAmplitudeEvents, l.batch_max_body_bytes},
       {"/identify", Vendor::kAmplitude, BodyKind::kAmplitudeIdentify, l.identify_max_body_bytes},
+      {"/", Vendor::kAmplitude, BodyKind::kAmplitudeEvents, l.httpapi_max_body_bytes, nullptr, true},
       {"/v1/track", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "track"},
       {"/v1/identify", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "identify"},
       {"/v1/page", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "page"},

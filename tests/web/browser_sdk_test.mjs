@@ -1,15 +1,16 @@
 // The vendors' official *browser* SDKs against `sibyl serve`, in a real browser (docs/SERVER.md,
-// "Official SDKs in the test suite"): Amplitude's @amplitude/analytics-browser and Segment's
-// analytics.js (@segment/analytics-next), pinned in package.json, loaded from their npm
-// bundles by a page served from another origin, as an app's page would load them. Debian's
-// Chromium, headless, driven by puppeteer-core.
+// "Official SDKs in the test suite"): Amplitude's @amplitude/analytics-browser and its
+// predecessor amplitude-js 8, and Segment's analytics.js (@segment/analytics-next), pinned in
+// package.json, loaded from their npm bundles by a page served from another origin, as an
+// app's page would load them. Debian's Chromium, headless, driven by puppeteer-core.
 //
 // What it holds: the browser lets the SDKs talk to the server cross-origin (Amplitude's
-// application/json posts need a CORS preflight; analytics.js posts text/plain to /v1/t, /v1/i,
-// /v1/p with the write key in the body, and counts an answer it may not read as a failure);
-// every call gets its answer (Amplitude's result codes, a wrong key's 400 readable by the
-// page; the beacon transport's sendBeacon too); no failed request and no console error; and
-// the store then holds exactly the events and user properties sent.
+// application/json posts and amplitude-js's form upload to / need a CORS preflight;
+// analytics.js posts text/plain to /v1/t, /v1/i, /v1/p with the write key in the body, and
+// counts an answer it may not read as a failure); every call gets its answer (Amplitude's
+// result codes, a wrong key's 400 readable by the page, the beacon transport's sendBeacon,
+// amplitude-js's "success"); no failed request and no console error; and the store then
+// holds exactly the events and user properties sent.
 //   node tests/web/browser_sdk_test.mjs [PATH_TO_SIBYL]   (or SIBYL_BINARY=...; default build/sibyl)
 //   CHROMIUM=PATH  the browser (default /usr/bin/chromium)
 // CTest runs it as `browser_sdk_test` (label slow).
@@ -29,6 +30,7 @@ const ADMIN_KEY = 'browser-sdk-admin-key-0001';
 const INGEST_KEY = 'browser-sdk-ingest-key-0001';
 const AMP_USER = 'browser-amplitude-user-0001';
 const SEG_USER = 'browser-segment-user-0001';
+const LEGACY_USER = 'browser-amplitude-js-user-0001';
 const GLOBAL_TIMEOUT_MS = 120000;
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sibyl-browser-sdk-test-'));
@@ -78,7 +80,8 @@ async function stopSibyl() {
 function startPageServer() {
   const amplitude = path.join(here, 'node_modules/@amplitude/analytics-browser/lib/scripts/amplitude-min.js');
   const segment = path.join(here, 'node_modules/@segment/analytics-next/dist/umd');
-  const files = { '/amplitude-min.js': amplitude, '/analytics-next/index.js': path.join(segment, 'index.js') };
+  const files = { '/amplitude-min.js': amplitude, '/analytics-next/index.js': path.join(segment, 'index.js'),
+                  '/amplitude-js.min.js': path.join(here, 'node_modules/amplitude-js/amplitude.umd.min.js') };
   pageServer = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
     if (url.pathname === '/') {
@@ -86,6 +89,10 @@ function startPageServer() {
       return res.end('<!doctype html><title>app</title><script src="/amplitude-min.js"></script>'
         + '<script>window.analytics = { _cdn: location.origin };</script>'
         + '<script src="/analytics-next/index.js"></script><p>an app page</p>');
+    }
+    if (url.pathname === '/legacy') {  // amplitude-js has the same global name: a page of its own
+      res.writeHead(200, { 'Content-Type': 'text/html' });
+      return res.end('<!doctype html><title>legacy app</title><script src="/amplitude-js.min.js"></script><p>an older app page</p>');
     }
     if (url.pathname === '/favicon.ico') {
       res.writeHead(204);
@@ -113,13 +120,18 @@ async function run() {
   check(fs.existsSync(chromium), `chromium not found at ${chromium}; run scripts/install_deps.sh`);
   browser = await puppeteer.launch({ executablePath: chromium, headless: true,
                                      args: ['--no-sandbox', '--disable-dev-shm-usage'] });
-  const page = await browser.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('response', (r) => { if (r.status() === 404) problems.push(`404: ${r.url()}`); });
-  page.on('requestfailed', (r) => problems.push(`request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`));
   const toSibyl = [];
-  page.on('response', (r) => { if (r.url().startsWith(sibylBase)) toSibyl.push(`${r.request().method()} ${new URL(r.url()).pathname} ${r.status()}`); });
+  const watch = (page) => {
+    page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    page.on('response', (r) => { if (r.status() === 404) problems.push(`404: ${r.url()}`); });
+    page.on('requestfailed', (r) => problems.push(`request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`));
+    page.on('response', (r) => {
+      if (r.url().startsWith(sibylBase)) toSibyl.push(`${r.request().method()} ${new URL(r.url()).pathname} ${r.status()}`);
+    });
+  };
+  const page = await browser.newPage();
+  watch(page);
   await page.goto(appOrigin + '/');
 
   // Amplitude: track, identify, a revenue-shaped event; every result code 200. A second
@@ -154,6 +166,26 @@ async function run() {
   // prints for any 4xx is not a problem of the SDK's.
   for (let i = problems.length - 1; i >= 0; i--)
     if (/status of 400/.test(problems[i])) problems.splice(i, 1);
+
+  // amplitude-js 8 (Amplitude's browser SDK before analytics-browser, still in many apps):
+  // its form upload to the endpoint's root, XHR with a preflight (it sends
+  // Cross-Origin-Resource-Policy); each callback gets 200 "success".
+  const legacyPage = await browser.newPage();
+  watch(legacyPage);
+  await legacyPage.goto(appOrigin + '/legacy');
+  const legacy = await legacyPage.evaluate(async (key, user, apiEndpoint) => {
+    const client = amplitude.getInstance('legacy');
+    await new Promise((resolve) => client.init(key, user, { apiEndpoint, forceHttps: false, saveEvents: false,
+                                                            eventUploadPeriodMillis: 50, logLevel: 'DISABLE' }, resolve));
+    const send = (f) => new Promise((resolve) => f((status, response) => resolve({ status, response })));
+    return [
+      await send((cb) => client.logEvent('Legacy Clicked', { button: 'old' }, cb)),
+      await send((cb) => client.identify(new amplitude.Identify().set('era', 'legacy').add('visits', 3), cb)),
+    ];
+  }, INGEST_KEY, LEGACY_USER, `127.0.0.1:${port}`);
+  checkEq(legacy, [{ status: 200, response: 'success' }, { status: 200, response: 'success' }],
+          'amplitude-js: every upload answered 200 "success"');
+  log('amplitude-js: an event and an identify uploaded to / and answered "success"');
 
   // Segment analytics.js: identify, track, page through its default (per-call) delivery,
   // to apiHost 127.0.0.1:PORT/v1 over http, settings given inline (no CDN fetch).
@@ -192,13 +224,16 @@ async function run() {
   checkEq([ampUser.properties?.plan, ampUser.properties?.logins], ['pro', 2], 'Amplitude user properties');
   const segUser = await user(SEG_USER);
   checkEq([segUser.properties?.plan, segUser.properties?.seats], ['team', 5], 'Segment traits');
+  const legacyUser = await user(LEGACY_USER);
+  checkEq([legacyUser.properties?.era, legacyUser.properties?.visits], ['legacy', 3], 'amplitude-js user properties');
   const stopped = await stopSibyl();
   checkEq(stopped?.code, 0, 'sibyl serve exits 0 on SIGTERM');
   const r = spawnSync(sibyl, ['--data', dataDir, '--json', 'stats'], { encoding: 'utf8', timeout: 60000 });
   check(r.status === 0, `sibyl stats: ${r.stderr}`);
   const stats = JSON.parse(r.stdout);
   const types = Object.fromEntries(stats.event_types.map((t) => [t.name, t.count]).sort());
-  checkEq(types, { 'Browser Clicked': 1, 'Browser Left': 1, 'Browser Purchase': 1, 'Browser Viewed': 1, 'Loaded a Page': 1 },
+  checkEq(types, { 'Browser Clicked': 1, 'Browser Left': 1, 'Browser Purchase': 1, 'Browser Viewed': 1,
+                   'Legacy Clicked': 1, 'Loaded a Page': 1 },
           'stored event types and counts (nothing from the wrong key, no duplicates)');
   checkEq(stats.duplicates_dropped, 0, 'no event was sent twice');
 }
