@@ -53,4 +53,47 @@ class TempStoreTest : public ::testing::Test {
   StoreOptions options_;
 };
 
+// TempStoreTest with events that carry properties (price, category), property records and
+// a count of the events a reader sees.
+class StoreTest : public TempStoreTest {
+ protected:
+  // Adds an event to `batch`: props as (key, number) pairs.
+  static void Add(EventBatch& batch, std::string_view user, std::string_view type, int64_t time,
+                  std::string_view insert_id = "", std::string_view device = "") {
+    ParsedEvent e;
+    e.user_id = batch.Intern(user);
+    e.device_id = batch.Intern(device);
+    e.event_type = batch.Intern(type);
+    e.insert_id = batch.Intern(insert_id);
+    e.time_ms = time;
+    e.has_time = true;
+    e.properties_begin = static_cast<uint32_t>(batch.properties.size());
+    batch.properties.push_back({batch.Intern("price"), Value::Number(static_cast<double>(time % 1000) / 10)});
+    batch.properties.push_back({batch.Intern("category"), Value::String(batch.Intern("shoes"))});
+    e.properties_end = static_cast<uint32_t>(batch.properties.size());
+    e.user_updates_begin = e.user_updates_end = static_cast<uint32_t>(batch.user_updates.size());
+    batch.events.push_back(e);
+  }
+
+  static void SetProperty(EventBatch& batch, std::string_view user, int64_t time,
+                          UserPropertyOp op, std::string_view key, Value value) {
+    ParsedEvent e;
+    e.user_id = batch.Intern(user);
+    e.is_identify = true;
+    e.time_ms = time;
+    e.has_time = true;
+    e.user_updates_begin = static_cast<uint32_t>(batch.user_updates.size());
+    batch.user_updates.push_back({op, batch.Intern(key), value});
+    e.user_updates_end = static_cast<uint32_t>(batch.user_updates.size());
+    batch.events.push_back(e);
+  }
+
+  static uint64_t CountEvents(const EventReader& reader) {
+    uint64_t n = 0;
+    EXPECT_TRUE(reader.Scan({}, [&](const EventChunk& c) { n += c.size; return Status::Ok(); }).ok());
+    return n;
+  }
+
+};
+
 }  // namespace sibyl
