@@ -34,6 +34,9 @@ struct Endpoint {
   const char* segment_type = nullptr;  // /v1/track, /v1/page, ...: the message type the path implies
   // amplitude-js's upload (POST /): a form with the key as `client` and the events as `e`.
   bool legacy_upload = false;
+  // The same endpoint at the path analytics.js (Segment's browser SDK) posts to: the
+  // type's first letter (/v1/t), and /v1/b for batches.
+  const char* browser_path = nullptr;
 };
 
 // What the Amplitude envelope says besides the events.
@@ -220,11 +223,9 @@ class IngestHandler {
     EventBatch batch;
     std::vector<IngestError> errors;
     Status parsed;
-    if (ep_.kind == BodyKind::kAmplitudeIdentify) {
+    if (ep_.kind == BodyKind::kAmplitudeIdentify || ep_.legacy_upload) {  // forms: the events were a field
       if (events_text.empty())
         return Fail(res, 400, "Request missing required field", {{"missing_field", "identification"}});
-      parsed = ParseRequestBody(std::move(events_text), ep_.kind, batch, errors, parse_options);
-    } else if (ep_.legacy_upload) {
       parsed = ParseRequestBody(std::move(events_text), ep_.kind, batch, errors, parse_options);
     } else if (ep_.segment_type != nullptr) {
       auto text = WithSegmentType(body);
@@ -302,8 +303,10 @@ class IngestHandler {
   // Segment's browser SDK reads X-RateLimit-Reset, in seconds, as its wait).
   void Throttled(httplib::Response& res, const std::string& reason) {
     res.set_header("Retry-After", "1");
-    if (ep_.vendor == Vendor::kSegment) res.set_header("X-RateLimit-Reset", "1");
-    if (ep_.vendor == Vendor::kSegment) return Fail(res, 429, "Too many requests: " + reason, {{"retry_after_seconds", 1}});
+    if (ep_.vendor == Vendor::kSegment) {
+      res.set_header("X-RateLimit-Reset", "1");
+      return Fail(res, 429, "Too many requests: " + reason, {{"retry_after_seconds", 1}});
+    }
     nlohmann::json body = AmplitudeThrottledBody(reason);
     const std::string error = body["error"];
     body.erase("code");
@@ -418,22 +421,13 @@ void RegisterIngestRoutes(Router& http, ServerContext& ctx) {
       {"/batch", Vendor::kAmplitude, BodyKind::kAmplitudeEvents, l.batch_max_body_bytes},
       {"/identify", Vendor::kAmplitude, BodyKind::kAmplitudeIdentify, l.identify_max_body_bytes},
       {"/", Vendor::kAmplitude, BodyKind::kAmplitudeEvents, l.httpapi_max_body_bytes, nullptr, true},
-      {"/v1/track", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "track"},
-      {"/v1/identify", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "identify"},
-      {"/v1/page", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "page"},
-      {"/v1/screen", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "screen"},
-      {"/v1/group", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "group"},
-      {"/v1/alias", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "alias"},
-      {"/v1/batch", Vendor::kSegment, BodyKind::kSegment, l.segment_batch_max_body_bytes},
-      // analytics.js (Segment's browser SDK) posts to the first letter of the type, and
-      // batches to /b.
-      {"/v1/t", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "track"},
-      {"/v1/i", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "identify"},
-      {"/v1/p", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "page"},
-      {"/v1/s", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "screen"},
-      {"/v1/g", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "group"},
-      {"/v1/a", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "alias"},
-      {"/v1/b", Vendor::kSegment, BodyKind::kSegment, l.segment_batch_max_body_bytes},
+      {"/v1/track", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "track", false, "/v1/t"},
+      {"/v1/identify", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "identify", false, "/v1/i"},
+      {"/v1/page", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "page", false, "/v1/p"},
+      {"/v1/screen", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "screen", false, "/v1/s"},
+      {"/v1/group", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "group", false, "/v1/g"},
+      {"/v1/alias", Vendor::kSegment, BodyKind::kSegment, l.segment_max_body_bytes, "alias", false, "/v1/a"},
+      {"/v1/batch", Vendor::kSegment, BodyKind::kSegment, l.segment_batch_max_body_bytes, nullptr, false, "/v1/b"},
   };
   for (const Endpoint& ep : endpoints) {
     // The server reads the body whatever its content type (httplib's server parsed
@@ -449,11 +443,15 @@ void RegisterIngestRoutes(Router& http, ServerContext& ctx) {
       handler.Refuse(res, refused);
       AllowAnyOrigin(res);
     };
-    http.Post(ep.path, [handler](const httplib::Request& req, httplib::Response& res) mutable {
+    auto post = [handler](const httplib::Request& req, httplib::Response& res) mutable {
       handler(req, res, req.body, req.body.size());
       AllowAnyOrigin(res);
-    }, std::move(options));
-    http.Options(ep.path, AnswerPreflight, RouteOptions{.max_body_bytes = 0, .refuse = {}, .reserved = false});
+    };
+    for (const char* path : {ep.path, ep.browser_path}) {
+      if (path == nullptr) continue;
+      http.Post(path, post, options);
+      http.Options(path, AnswerPreflight, RouteOptions{.max_body_bytes = 0});
+    }
   }
 }
 
