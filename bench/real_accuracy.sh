@@ -16,6 +16,9 @@
 #                2010-10-01 (the baselines' outcome history: the qualifying lines only)
 #   filtered_sweep (not in the default run) the same at 2010-09-01 and 2010-08-01, and a bulk
 #                line (quantity >= 24) within 30 d at 2010-11-01, 2010-10-01 and 2010-09-01
+#   short_horizons (not in the default run) propensity and churn (cohort: bought in the 30 d before T)
+#                within 7 and 14 d at T = 2010-11-01, 2010-10-01 and 2010-09-01 (with --cdnow:
+#                cdnow_short_horizons, at 1997-10-01, 1998-01-01 and 1998-04-01)
 #   two_months   (not in the default run) propensity and churn (cohort: bought in the 90 d
 #                before T) within 60 d at T = 2010-10-01, 2010-09-01 and 2010-08-01
 #   revenue_sweep (not in the default run) revenue within 90 d at 2010-07-01 and 2010-08-01,
@@ -67,7 +70,7 @@ while [ $# -gt 0 ]; do
       [ -f "$f" ] || { echo "real_accuracy.sh: --cdnow: no file $2" >&2; exit 2; }
       sample+=("$1" "$f"); shift 2 ;;
     --date-only) sample+=("$1"); shift ;;
-    -h|--help) sed -n '2,48p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,51p' "$0"; exit 0 ;;
     *) echo "real_accuracy.sh: unknown argument \"$1\" (see --help)" >&2; exit 2 ;;
   esac
 done

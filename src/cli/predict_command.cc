@@ -266,6 +266,10 @@ void RunShow(const GlobalOptions& global, const ShowFlags& flags) {
       std::printf("final model: the winner fitted again on the fit and held-out users (%zu rows) and calibrated "
                   "again; the quality above is the winner's before, on users it had not seen\n",
                   final_model.value("rows", size_t{0}));
+    else if (final_model.value("fitted_on", std::string()) == "fold models")
+      std::printf("final model: the mean of the winner's %d fold models, the ones whose out-of-fold scores are "
+                  "measured above\n",
+                  final_model.value("folds", 0));
     // Revenue has no seasonal shift (probabilities only): its record has an empty note.
     if (const std::string note = s.value("seasonal_shift", nlohmann::json::object()).value("note", "");
         !note.empty())

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "ml/blend_model.h"
 #include "ml/synthetic.h"
 #include "ml/trainer.h"
 
@@ -43,6 +44,10 @@ TEST_F(BundleTest, WrittenBundleLoadsAndScoresIdentically) {
     ASSERT_TRUE(trained.ok()) << trained.status().ToString();
     auto expected = trained->Predict(s.data.values);
     ASSERT_TRUE(expected.ok());
+    // 3,000 users cross-validate: the final model is the mean of the 5 fold models.
+    ASSERT_EQ(trained->candidates[trained->selected].type, type);
+    ASSERT_EQ(trained->model->type(), ModelType::kBlend);
+    EXPECT_EQ(static_cast<const BlendModel&>(*trained->model).parts().size(), 5u);
 
     ModelBundle bundle = MakeBundle(std::move(trained).value(), s.data.feature_names, o.seed);
     bundle.extra = {{"window", "2024-01-01"}};
@@ -55,7 +60,8 @@ TEST_F(BundleTest, WrittenBundleLoadsAndScoresIdentically) {
 
     auto loaded = ReadBundle(dir);
     ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
-    EXPECT_EQ(loaded->model->type(), type);
+    EXPECT_EQ(loaded->model->type(), ModelType::kBlend);
+    EXPECT_EQ(loaded->parameters["selected"], ModelTypeName(type));
     EXPECT_EQ(loaded->feature_names, s.data.feature_names);
     EXPECT_EQ(loaded->extra["window"], "2024-01-01");
     EXPECT_EQ(loaded->drivers.size(), bundle.drivers.size());
@@ -86,8 +92,12 @@ TEST_F(BundleTest, MissingOrCorruptDirectoryIsAnError) {
 }
 
 // One flipped bit in any file of a bundle is refused by name (issue 18: a flip in
-// model.ubj crashed XGBoost, one in calibration.json changed scores silently).
-TEST_F(BundleTest, AFlippedBitInAnyFileIsRefusedByName) {
+// model.ubj crashed XGBoost, one in calibration.json changed scores silently): a single
+// boosted model (model.ubj) and a cross-validated one (the fold models' mean, model.cbor).
+class BundleFlipTest : public BundleTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(BundleFlipTest, AFlippedBitInAnyFileIsRefusedByName) {
+  const bool cross_validated = GetParam();
   SyntheticOptions so;
   so.num_rows = 2000;
   so.num_columns = 8;
@@ -97,6 +107,7 @@ TEST_F(BundleTest, AFlippedBitInAnyFileIsRefusedByName) {
   o.train_linear = false;
   o.train_random_forest = false;
   o.gradient_boosting.max_rounds = 20;
+  if (!cross_validated) o.cross_validation_below_users = o.cross_validation_below_cells = 0;
   for (size_t j = 0; j < s.data.feature_names.size(); ++j) o.column_topics.push_back("pair " + std::to_string(j / 2));
   auto trained = Train(s.data, o);
   ASSERT_TRUE(trained.ok()) << trained.status().ToString();
@@ -104,7 +115,9 @@ TEST_F(BundleTest, AFlippedBitInAnyFileIsRefusedByName) {
   const std::string dir = (root_ / "v1").string();
   ASSERT_TRUE(WriteBundle(dir, bundle).ok());
   ASSERT_TRUE(ReadBundle(dir).ok());
-  for (const char* name : {"model.ubj", "calibration.json", "metrics.json", "candidates.json", "drivers.json",
+  const char* model_file = cross_validated ? "model.cbor" : "model.ubj";
+  ASSERT_TRUE(fs::exists(root_ / "v1" / model_file));
+  for (const char* name : {model_file, "calibration.json", "metrics.json", "candidates.json", "drivers.json",
                            "topic_drivers.json", "parameters.json", "extra.json"}) {
     const fs::path file = root_ / "v1" / name;
     std::string bytes;
@@ -133,6 +146,8 @@ TEST_F(BundleTest, AFlippedBitInAnyFileIsRefusedByName) {
     EXPECT_TRUE(ReadBundle(dir).ok()) << name;
   }
 }
+INSTANTIATE_TEST_SUITE_P(Models, BundleFlipTest, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "CrossValidated" : "SingleSplit"; });
 
 }  // namespace
 }  // namespace sibyl::ml

@@ -5,7 +5,7 @@
 // noise (retraining with another seed moved held-out AUC by up to 0.15 on ~800 users).
 // Here every user is held out exactly once: each candidate is fitted k times on the other
 // folds, the winner is chosen on all users' out-of-fold scores, the calibration map is
-// fitted on them, and the final model is refitted on (almost) everything.
+// fitted on them, and the final model is the mean of the winner's k fold models.
 //
 // With stacked cutoffs the two decisions use different rows. The winner is chosen on every
 // row's out-of-fold score: under deep stacking the newest cutoff is a twelfth of the rows,
@@ -235,6 +235,8 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
   };
 
   std::vector<OutOfFold> oof(types.size());
+  // Each candidate's k fold models: the winner's become the final model (below).
+  std::vector<std::vector<std::unique_ptr<Model>>> fold_models(types.size());
   for (size_t c = 0; c < types.size(); ++c) {
     timer.Start(ModelTypeName(types[c]));
     auto start = Clock::now();
@@ -262,6 +264,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
         break;
       }
       for (size_t i = 0; i < rows_of_fold[f].size(); ++i) margin[rows_of_fold[f][i]] = (*margins)[i];
+      fold_models[c].push_back(std::move(fitted->model));
     }
     if (status.ok()) {
       evaluate(oof[c], candidate);
@@ -309,29 +312,33 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
   result.selected = *best;
   result.candidates[*best].selected = true;
 
-  // The final model learns from every fold but the first, which boosting stops on (the
-  // others learn from all rows). Its calibration map is fitted on the winner's
-  // out-of-fold scores: they come from models that did not see the rows they score, as
-  // the final model will not see the users it scores.
-  timer.Start("refit");
+  // The final model is the winner's k fold models, their margins averaged (bagging over
+  // the folds; docs/ML.md, "Small data"): the models whose out-of-fold scores chose the
+  // winner and fit the calibration map, so the map describes the parts of the model it is
+  // applied to. On a few thousand users a model refitted once on every fold varies with
+  // its one sample (the trees most); the mean of k models that each saw (k-1)/k of the
+  // users varies less, and it costs no further fit. A blend's final model is both parts'
+  // fold models. BG/NBD's fold models are all the same model (it fits nothing on the
+  // labels): it takes part once.
+  timer.Start("final");
   {
-    std::vector<uint32_t> fit;
-    for (int g = 1; g < k; ++g) fit.insert(fit.end(), rows_of_fold[g].begin(), rows_of_fold[g].end());
-    std::sort(fit.begin(), fit.end());
     const bool blend = result.candidates[*best].type == ModelType::kBlend;
-    std::vector<size_t> parts = blend ? blend_parts : std::vector<size_t>{*best};
-    std::vector<BlendModel::Part> fitted;
+    const std::vector<size_t> parts = blend ? blend_parts : std::vector<size_t>{*best};
+    std::vector<BlendModel::Part> averaged;
     for (size_t c : parts) {
-      ASSIGN_OR_RETURN(CandidateFit final_fit, FitCandidate(types[c], data, fit, rows_of_fold[0], options, tree_threads));
-      result.candidates[*best].training[blend ? fmt::format("final {}", ModelTypeName(types[c])) : "final"] =
-          final_fit.training;
-      fitted.push_back({std::move(final_fit.model), 1.0 / static_cast<double>(parts.size())});
+      std::vector<std::unique_ptr<Model>>& models = fold_models[c];
+      if (types[c] == ModelType::kBgNbd) models.resize(1);
+      for (std::unique_ptr<Model>& model : models)
+        averaged.push_back({std::move(model), 1.0 / static_cast<double>(parts.size() * models.size())});
     }
-    if (blend) {
-      ASSIGN_OR_RETURN(std::unique_ptr<BlendModel> model, BlendModel::Make(std::move(fitted)));
-      result.model = std::move(model);
+    result.candidates[*best].training["final"] = {
+        {"model", fmt::format("the mean of {} fold models' margins", averaged.size())},
+        {"fold_models", averaged.size()}};
+    if (averaged.size() == 1) {
+      result.model = std::move(averaged[0].model);
     } else {
-      result.model = std::move(fitted[0].model);
+      ASSIGN_OR_RETURN(std::unique_ptr<BlendModel> model, BlendModel::Make(std::move(averaged)));
+      result.model = std::move(model);
     }
   }
   if (classify) {
@@ -388,6 +395,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
                             {"selected_on", "every cutoff"},
                             {"calibration_rows", calibration_rows.size()}}},
       {"driver_sample_rows", options.driver_sample_rows},
+      {"final_model", {{"fitted_on", "fold models"}, {"folds", k}}},
       {"selected", ModelTypeName(result.candidates[*best].type)}};
   return result;
 }

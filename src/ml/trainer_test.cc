@@ -6,7 +6,9 @@
 
 #include <map>
 #include <random>
+#include <set>
 
+#include "ml/blend_model.h"
 #include "ml/synthetic.h"
 
 namespace sibyl::ml {
@@ -406,6 +408,41 @@ TEST(CrossValidationTest, OneThreadSameSeedGivesIdenticalModelBytes) {
   EXPECT_EQ(a->calibration.ToJson(), b->calibration.ToJson());
   EXPECT_EQ(a->test_predictions, b->test_predictions);
   EXPECT_EQ(a->selected, b->selected);
+}
+
+// The final model of cross-validated training is the mean of the winner's fold models
+// (docs/ML.md, "Small data"): one part per fold, equal weights, each a model of the winner's
+// kind that learned from other users than the rest, and the margin is the parts' mean.
+TEST(CrossValidationTest, TheFinalModelIsTheMeanOfTheWinnersFoldModels) {
+  SyntheticData s = StackedData(800, false);
+  for (ModelType type : {ModelType::kLinear, ModelType::kGradientBoostedTrees}) {
+    TrainOptions o = SmallCrossValidation(1);
+    o.train_linear = type == ModelType::kLinear;
+    o.train_gradient_boosting = type == ModelType::kGradientBoostedTrees;
+    auto result = TrainCrossValidated(s.data, o);
+    ASSERT_TRUE(result.ok()) << result.status().ToString();
+    ASSERT_EQ(result->candidates[result->selected].type, type);
+    ASSERT_EQ(result->model->type(), ModelType::kBlend);
+    const auto& parts = static_cast<const BlendModel&>(*result->model).parts();
+    ASSERT_EQ(parts.size(), 4u);
+    std::vector<float> rows(s.data.values.begin(), s.data.values.begin() + 200 * s.data.num_columns());
+    auto final_margins = result->model->PredictMargin(rows);
+    ASSERT_TRUE(final_margins.ok());
+    std::vector<double> mean(200, 0);
+    std::set<std::string> distinct;
+    for (const BlendModel::Part& part : parts) {
+      EXPECT_EQ(part.model->type(), type);
+      EXPECT_DOUBLE_EQ(part.weight, 0.25);
+      auto margins = part.model->PredictMargin(rows);
+      ASSERT_TRUE(margins.ok());
+      for (size_t i = 0; i < mean.size(); ++i) mean[i] += (*margins)[i] / 4;
+      distinct.insert(*part.model->Serialize());
+    }
+    EXPECT_EQ(distinct.size(), 4u) << "each fold model learned from other users";
+    for (size_t i = 0; i < mean.size(); ++i) EXPECT_NEAR((*final_margins)[i], mean[i], 1e-9) << i;
+    EXPECT_EQ(result->parameters["final_model"]["fitted_on"], "fold models");
+    EXPECT_EQ(result->candidates[result->selected].training["final"]["fold_models"], 4);
+  }
 }
 
 // Without stacked cutoffs, the reported out-of-fold log loss is the one selection compares.

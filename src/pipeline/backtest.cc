@@ -101,7 +101,8 @@ Result<std::vector<BacktestRow>> RunBacktest(const EventReader& reader, const Pr
       rows.push_back(row);
       continue;
     }
-    row.model_type = ml::ModelTypeName(fitted->result.model->type());
+    // The chosen candidate's name: a cross-validated model is the mean of its fold models.
+    row.model_type = ml::ModelTypeName(fitted->result.candidates[fitted->result.selected].type);
     row.holdout_roc_auc = fitted->result.metrics.roc_auc;
     auto scoring = BuildScoringRows(reader, *engine, definition, fitted->set.spec, row.eval_cutoff_ms, true);
     if (!scoring.ok()) {

@@ -219,9 +219,14 @@ TEST_F(ScoringTest, BlendsWalkTheirTreesAndGiveTheBlendsMarginsOnEveryRow) {
   std::iota(rows.begin(), rows.end(), 0u);
   auto linear = ml::LinearModel::Train(data, rows, {}, ml::LinearOptions{});
   ASSERT_TRUE(linear.ok()) << linear.status().ToString();
-  auto tree_bytes = model.bundle.model->Serialize();
+  // The trained model is the mean of its fold models (a blend of trees): one of them is the
+  // tree part here.
+  const ml::Model* tree = model.bundle.model.get();
+  if (tree->type() == ml::ModelType::kBlend) tree = static_cast<const ml::BlendModel*>(tree)->parts()[0].model.get();
+  ASSERT_EQ(tree->type(), ml::ModelType::kGradientBoostedTrees);
+  auto tree_bytes = tree->Serialize();
   ASSERT_TRUE(tree_bytes.ok());
-  auto tree_copy = ml::LoadModel(model.bundle.model->type(), model.bundle.model->task(), *tree_bytes);
+  auto tree_copy = ml::LoadModel(tree->type(), tree->task(), *tree_bytes);
   ASSERT_TRUE(tree_copy.ok());
   std::vector<ml::BlendModel::Part> parts;
   parts.push_back({std::move(*linear), 0.4});
