@@ -410,10 +410,10 @@ TEST(CrossValidationTest, OneThreadSameSeedGivesIdenticalModelBytes) {
   EXPECT_EQ(a->selected, b->selected);
 }
 
-// The final model of cross-validated training is the mean of the winner's fold models
-// (docs/ML.md, "Small data"): one part per fold, equal weights, each a model of the winner's
+// The final model of cross-validated training is, for probabilities, the mean of the
+// winner's fold models (docs/ML.md, "Small data"): one part per fold, equal weights, each a model of the winner's
 // kind that learned from other users than the rest, and the margin is the parts' mean.
-TEST(CrossValidationTest, TheFinalModelIsTheMeanOfTheWinnersFoldModels) {
+TEST(CrossValidationTest, TheFinalProbabilityModelIsTheMeanOfTheWinnersFoldModels) {
   SyntheticData s = StackedData(800, false);
   for (ModelType type : {ModelType::kLinear, ModelType::kGradientBoostedTrees}) {
     TrainOptions o = SmallCrossValidation(1);
@@ -443,6 +443,17 @@ TEST(CrossValidationTest, TheFinalModelIsTheMeanOfTheWinnersFoldModels) {
     EXPECT_EQ(result->parameters["final_model"]["fitted_on"], "fold models");
     EXPECT_EQ(result->candidates[result->selected].training["final"]["fold_models"], 4);
   }
+  // Amounts keep one model fitted on every fold: a mean of log-link fold models has k
+  // chances to carry one user through its exponential.
+  SyntheticData amounts = StackedData(800, false);
+  amounts.data.kind = TaskKind::kRegression;
+  for (size_t r = 0; r < amounts.data.num_rows(); ++r) amounts.data.labels[r] *= 10.0f + static_cast<float>(r % 7);
+  TrainOptions o = SmallCrossValidation(1);
+  o.train_gradient_boosting = false;
+  auto revenue = TrainCrossValidated(amounts.data, o);
+  ASSERT_TRUE(revenue.ok()) << revenue.status().ToString();
+  EXPECT_EQ(revenue->model->type(), revenue->candidates[revenue->selected].type);
+  EXPECT_EQ(revenue->parameters["final_model"]["fitted_on"], "every fold");
 }
 
 // Without stacked cutoffs, the reported out-of-fold log loss is the one selection compares.
