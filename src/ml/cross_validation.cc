@@ -5,8 +5,7 @@
 // noise (retraining with another seed moved held-out AUC by up to 0.15 on ~800 users).
 // Here every user is held out exactly once: each candidate is fitted k times on the other
 // folds, the winner is chosen on all users' out-of-fold scores, the calibration map is
-// fitted on them, and the final model is the mean of the winner's k fold models (amounts:
-// the winner fitted again on every fold).
+// fitted on them, and the final model is the mean of the winner's k fold models.
 //
 // With stacked cutoffs the two decisions use different rows. The winner is chosen on every
 // row's out-of-fold score: under deep stacking the newest cutoff is a twelfth of the rows,
@@ -265,7 +264,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
         break;
       }
       for (size_t i = 0; i < rows_of_fold[f].size(); ++i) margin[rows_of_fold[f][i]] = (*margins)[i];
-      if (classify) fold_models[c].push_back(std::move(fitted->model));  // the final model's parts
+      fold_models[c].push_back(std::move(fitted->model));  // the final model's parts
     }
     if (status.ok()) {
       evaluate(oof[c], candidate);
@@ -313,24 +312,20 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
   result.selected = *best;
   result.candidates[*best].selected = true;
 
-  // Probabilities: the final model is the winner's k fold models, their margins averaged
-  // (bagging over the folds; docs/ML.md, "Small data"): the models whose out-of-fold scores
-  // chose the winner and fit the calibration map, so the map describes the parts of the
-  // model it is applied to. On a few thousand users a model fitted once varies with its
-  // one sample (the trees most); the mean of k models that each saw (k-1)/k of the users
-  // varies less, and it costs no further fit. A blend's final model is both parts' fold
-  // models. BG/NBD's fold models are all the same model (it fits nothing on the labels):
-  // it takes part once.
-  //
-  // Amounts: the winner is fitted once more, on every fold but the first, which boosting
-  // stops on (the others learn from all rows). A log-link linear fold model that did not
-  // see a few large customers can carry one user's columns through its exponential to 300
-  // times their amount, and a mean of k models has k chances to (docs/BENCHMARKS.md,
-  // "Session 27").
-  const bool blend = result.candidates[*best].type == ModelType::kBlend;
-  const std::vector<size_t> parts = blend ? blend_parts : std::vector<size_t>{*best};
-  if (classify) {
-    timer.Start("final");
+  // The final model is the winner's k fold models, their margins averaged (bagging over the
+  // folds; docs/ML.md, "Small data"): the models whose out-of-fold scores chose the winner
+  // and fit the calibration map, so the map describes the parts of the model it is applied
+  // to. On a few thousand users a model fitted once varies with its one sample (the trees
+  // most); the mean of k models that each saw (k-1)/k of the users varies less, and it
+  // costs no further fit. A blend's final model is both parts' fold models. BG/NBD's fold
+  // models are all the same model (it fits nothing on the labels): it takes part once.
+  // Amounts through a log link are bounded by each fold model's largest fitted amount
+  // (linear_model.h), without which one fold model in k could carry a user through its
+  // exponential.
+  timer.Start("final");
+  {
+    const bool blend = result.candidates[*best].type == ModelType::kBlend;
+    const std::vector<size_t> parts = blend ? blend_parts : std::vector<size_t>{*best};
     std::vector<BlendModel::Part> averaged;
     for (size_t c : parts) {
       std::vector<std::unique_ptr<Model>>& models = fold_models[c];
@@ -346,24 +341,6 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
     } else {
       ASSIGN_OR_RETURN(std::unique_ptr<BlendModel> model, BlendModel::Make(std::move(averaged)));
       result.model = std::move(model);
-    }
-  } else {
-    timer.Start("refit");
-    std::vector<uint32_t> fit;
-    for (int g = 1; g < k; ++g) fit.insert(fit.end(), rows_of_fold[g].begin(), rows_of_fold[g].end());
-    std::sort(fit.begin(), fit.end());
-    std::vector<BlendModel::Part> fitted;
-    for (size_t c : parts) {
-      ASSIGN_OR_RETURN(CandidateFit final_fit, FitCandidate(types[c], data, fit, rows_of_fold[0], options, tree_threads));
-      result.candidates[*best].training[blend ? fmt::format("final {}", ModelTypeName(types[c])) : "final"] =
-          final_fit.training;
-      fitted.push_back({std::move(final_fit.model), 1.0 / static_cast<double>(parts.size())});
-    }
-    if (blend) {
-      ASSIGN_OR_RETURN(std::unique_ptr<BlendModel> model, BlendModel::Make(std::move(fitted)));
-      result.model = std::move(model);
-    } else {
-      result.model = std::move(fitted[0].model);
     }
   }
   fold_models.clear();
@@ -421,8 +398,7 @@ Result<TrainResult> TrainCrossValidated(const Dataset& data, const TrainOptions&
                             {"selected_on", "every cutoff"},
                             {"calibration_rows", calibration_rows.size()}}},
       {"driver_sample_rows", options.driver_sample_rows},
-      {"final_model", classify ? nlohmann::json{{"fitted_on", "fold models"}, {"folds", k}}
-                               : nlohmann::json{{"fitted_on", "every fold"}, {"early_stopping_fold", 1}}},
+      {"final_model", {{"fitted_on", "fold models"}, {"folds", k}}},
       {"selected", ModelTypeName(result.candidates[*best].type)}};
   return result;
 }

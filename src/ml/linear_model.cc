@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <limits>
 #include <thread>
 
 namespace sibyl::ml {
@@ -172,15 +173,17 @@ class Objective {
   double total_weight_;
 };
 
-// Log-scale terms (bias last) to amounts that add up to exp(their sum), each term keeping
-// its sign and share: t_j * exp(b) * (exp(T) - 1) / T, with (exp(T) - 1) / T -> 1 at T = 0.
-void ToAmountTerms(std::span<double> terms) {
+// Log-scale terms (bias last) to amounts that add up to exp(min(their sum, max_margin)),
+// each term keeping its sign and share: t_j * exp(b) * (exp(T) - 1) / T, with
+// (exp(T) - 1) / T -> 1 at T = 0.
+void ToAmountTerms(std::span<double> terms, double max_margin) {
   const size_t p = terms.size() - 1;
   double total = 0;
   for (size_t j = 0; j < p; ++j) total += terms[j];
-  const double bias = std::min(terms[p], kMaxLogAmount);
-  total = std::min(total, kMaxLogAmount - bias);
-  const double per_unit = std::exp(bias) * (std::abs(total) < 1e-12 ? 1.0 : std::expm1(total) / total);
+  const double bias = std::min(terms[p], max_margin);
+  // Beyond the bound the terms shrink alike, so that they still add up to the amount.
+  const double capped = std::min(total, max_margin - bias);
+  const double per_unit = std::exp(bias) * (std::abs(total) < 1e-12 ? 1.0 : std::expm1(capped) / total);
   for (size_t j = 0; j < p; ++j) terms[j] *= per_unit;
   terms[p] = std::exp(bias);
 }
@@ -377,6 +380,17 @@ Result<std::unique_ptr<LinearModel>> LinearModel::Train(const Dataset& data,
                      {"converged", converged},
                      {"objective", final_value}};
   if (regression) model->summary_["link"] = model->log_link_ ? "log" : "identity";
+  if (model->log_link_) {
+    // The largest amount the model predicts is the largest it predicts for a row it was
+    // fitted on. Through the exponential, a user whose columns lie beyond every fit row's
+    // (a coefficient learned without the few largest customers, a count no one reached)
+    // would otherwise be carried to hundreds of times any amount seen (docs/ML.md,
+    // "Amounts").
+    double max_margin = -std::numeric_limits<double>::infinity();
+    for (uint32_t r : rows) max_margin = std::max(max_margin, model->Margin(data.row(r)));
+    model->max_margin_ = std::min(max_margin, kMaxLogAmount);
+    model->summary_["max_amount"] = std::exp(model->max_margin_);
+  }
   return model;
 }
 
@@ -396,7 +410,7 @@ Result<std::vector<double>> LinearModel::PredictMargin(std::span<const float> ro
   std::vector<double> margins(rows.size() / p);
   for (size_t r = 0; r < margins.size(); ++r) margins[r] = Margin(rows.data() + r * p);
   if (log_link_)
-    for (double& m : margins) m = std::exp(std::min(m, kMaxLogAmount));
+    for (double& m : margins) m = std::exp(std::min(m, max_margin_));
   return margins;
 }
 
@@ -413,7 +427,7 @@ Result<std::vector<double>> LinearModel::Contributions(std::span<const float> ro
         c[j] = coefficients_[j] * (Transformed(x[j], log_transform_) - means_[j]) / scales_[j];
     }
     c[p] = intercept_;
-    if (log_link_) ToAmountTerms(std::span<double>(c, p + 1));
+    if (log_link_) ToAmountTerms(std::span<double>(c, p + 1), max_margin_);
   }
   return out;
 }
@@ -427,6 +441,7 @@ Result<std::string> LinearModel::Serialize() const {
                       {"scales", scales_},
                       {"coefficients", coefficients_},
                       {"intercept", intercept_}};
+  if (log_link_) j["max_margin"] = max_margin_;
   return j.dump();
 }
 
@@ -446,6 +461,8 @@ Result<std::unique_ptr<LinearModel>> LinearModel::Load(std::string_view bytes) {
     model->scales_ = j.at("scales").get<std::vector<double>>();
     model->coefficients_ = j.at("coefficients").get<std::vector<double>>();
     model->intercept_ = j.at("intercept").get<double>();
+    // Models written before the bound: the old limit, e^700.
+    model->max_margin_ = std::min(j.value("max_margin", kMaxLogAmount), kMaxLogAmount);
   } catch (const nlohmann::json::exception& e) {
     return Corruption("linear model: {}", e.what());
   }

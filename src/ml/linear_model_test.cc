@@ -1,5 +1,6 @@
 #include "ml/linear_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -176,6 +177,49 @@ TEST(LinearModelTest, LogLinkContributionsAddUpToTheAmountAndReload) {
   EXPECT_FALSE((*identity)->log_link());
   old["link"] = "sqrt";
   EXPECT_FALSE(LinearModel::Load(old.dump()).ok());
+}
+
+// A log-link model predicts at most the largest amount it predicts for a row it was fitted
+// on: a user beyond every fit row is not carried through the exponential to hundreds of
+// times any amount seen (docs/ML.md, "Amounts").
+TEST(LinearModelTest, LogLinkAmountsStopAtTheLargestFittedOne) {
+  Dataset data = MultiplicativeAmounts(3000);
+  LinearOptions options;
+  options.log_transform = false;
+  auto model = LinearModel::Train(data, AllRows(data), {}, options);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  const LinearModel& m = **model;
+  ASSERT_TRUE(m.log_link());
+  auto fitted = m.PredictMargin(data.values);
+  ASSERT_TRUE(fitted.ok());
+  const double largest = *std::max_element(fitted->begin(), fitted->end());
+  EXPECT_NEAR(std::exp(m.max_margin()), largest, 1e-9 * largest);
+  EXPECT_NEAR(m.training_summary().at("max_amount").get<double>(), largest, 1e-9 * largest);
+
+  // x0 = 40 standard deviations out: the linear form says exp(0.5 + 0.8 * 40) ~ 1e14.
+  std::vector<float> beyond(data.row(0), data.row(0) + data.num_columns());
+  beyond[0] = 40;
+  beyond[2] = 0;
+  auto amount = m.PredictMargin(beyond);
+  auto contributions = m.Contributions(beyond);
+  ASSERT_TRUE(amount.ok() && contributions.ok());
+  EXPECT_NEAR((*amount)[0], largest, 1e-9 * largest);
+  double sum = 0;
+  for (double c : *contributions) sum += c;
+  EXPECT_NEAR(sum, (*amount)[0], 1e-9 * largest) << "the explanation adds up to the bounded amount";
+
+  auto bytes = m.Serialize();
+  ASSERT_TRUE(bytes.ok());
+  auto loaded = LinearModel::Load(*bytes);
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ((*loaded)->max_margin(), m.max_margin());
+  EXPECT_EQ(*(*loaded)->PredictMargin(beyond), *amount);
+  // A model written before the bound keeps the old limit (e^700).
+  nlohmann::json old = nlohmann::json::parse(*bytes);
+  old.erase("max_margin");
+  auto unbounded = LinearModel::Load(old.dump());
+  ASSERT_TRUE(unbounded.ok());
+  EXPECT_GT((*(*unbounded)->PredictMargin(beyond))[0], 1e6 * largest);
 }
 
 TEST(LinearModelTest, AmountsBelowZeroKeepTheIdentityLink) {

@@ -1,5 +1,6 @@
 #include "ml/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <gtest/gtest.h>
@@ -9,6 +10,7 @@
 #include <set>
 
 #include "ml/blend_model.h"
+#include "ml/linear_model.h"
 #include "ml/synthetic.h"
 
 namespace sibyl::ml {
@@ -410,10 +412,10 @@ TEST(CrossValidationTest, OneThreadSameSeedGivesIdenticalModelBytes) {
   EXPECT_EQ(a->selected, b->selected);
 }
 
-// The final model of cross-validated training is, for probabilities, the mean of the
-// winner's fold models (docs/ML.md, "Small data"): one part per fold, equal weights, each a model of the winner's
+// The final model of cross-validated training is the mean of the winner's fold models
+// (docs/ML.md, "Small data"): one part per fold, equal weights, each a model of the winner's
 // kind that learned from other users than the rest, and the margin is the parts' mean.
-TEST(CrossValidationTest, TheFinalProbabilityModelIsTheMeanOfTheWinnersFoldModels) {
+TEST(CrossValidationTest, TheFinalModelIsTheMeanOfTheWinnersFoldModels) {
   SyntheticData s = StackedData(800, false);
   for (ModelType type : {ModelType::kLinear, ModelType::kGradientBoostedTrees}) {
     TrainOptions o = SmallCrossValidation(1);
@@ -443,8 +445,8 @@ TEST(CrossValidationTest, TheFinalProbabilityModelIsTheMeanOfTheWinnersFoldModel
     EXPECT_EQ(result->parameters["final_model"]["fitted_on"], "fold models");
     EXPECT_EQ(result->candidates[result->selected].training["final"]["fold_models"], 4);
   }
-  // Amounts keep one model fitted on every fold: a mean of log-link fold models has k
-  // chances to carry one user through its exponential.
+  // Amounts too; each log-link fold model stops at its largest fitted amount
+  // (linear_model.h), so the mean does not either exceed the largest of them.
   SyntheticData amounts = StackedData(800, false);
   amounts.data.kind = TaskKind::kRegression;
   for (size_t r = 0; r < amounts.data.num_rows(); ++r) amounts.data.labels[r] *= 10.0f + static_cast<float>(r % 7);
@@ -452,8 +454,19 @@ TEST(CrossValidationTest, TheFinalProbabilityModelIsTheMeanOfTheWinnersFoldModel
   o.train_gradient_boosting = false;
   auto revenue = TrainCrossValidated(amounts.data, o);
   ASSERT_TRUE(revenue.ok()) << revenue.status().ToString();
-  EXPECT_EQ(revenue->model->type(), revenue->candidates[revenue->selected].type);
-  EXPECT_EQ(revenue->parameters["final_model"]["fitted_on"], "every fold");
+  ASSERT_EQ(revenue->model->type(), ModelType::kBlend);
+  double bound = 0;
+  for (const BlendModel::Part& part : static_cast<const BlendModel&>(*revenue->model).parts()) {
+    const auto* linear = dynamic_cast<const LinearModel*>(part.model.get());
+    ASSERT_NE(linear, nullptr);
+    ASSERT_TRUE(linear->log_link());
+    bound = std::max(bound, std::exp(linear->max_margin()));
+  }
+  std::vector<float> far(amounts.data.num_columns(), 1e6f);
+  auto amount = revenue->model->PredictMargin(far);
+  ASSERT_TRUE(amount.ok());
+  EXPECT_LE((*amount)[0], bound * (1 + 1e-12));
+  EXPECT_EQ(revenue->parameters["final_model"]["fitted_on"], "fold models");
 }
 
 // Without stacked cutoffs, the reported out-of-fold log loss is the one selection compares.
