@@ -60,6 +60,21 @@ def iso(t):
 
 # ---------------------------------------------------------------------------- tasks
 PURCHASE = "Product Purchased"
+
+
+def short_horizon_tasks(prefix, group, dates):
+    """Short horizons (not in the default run; --tasks short_horizons, or
+    cdnow_short_horizons with --cdnow): the product's own example question, "will purchase
+    within 7 days", and a fortnight, for purchase again and churn (cohort: bought in the 30
+    days before T, the active customers a week's question is about) at each cutoff, where
+    automatic stacking goes 12 weeks deep."""
+    return [dict(id=f"{prefix}{kind_id}_{H}d_{d.replace('-', '_')}", group=group, kind=kind, H=H, T=d,
+                 cohort_days=cohort_days, optional=True)
+            for d in dates
+            for H in (7, 14)
+            for kind_id, kind, cohort_days in (("buy", "propensity", None), ("churn", "churn", 30))]
+
+
 TASKS = [
     # id, kind, horizon days, cutoff T, cohort ("all": bought before T; N: bought in [T-N d, T))
     dict(id="buy_30d_2010_11", group="buy_30d", kind="propensity", H=30, T="2010-11-01", cohort_days=None),
@@ -99,16 +114,7 @@ TASKS = [
     for d in ("2010-10-01", "2010-09-01", "2010-08-01")
     for kind_id, kind, cohort_days in (("buy", "propensity", None), ("churn", "churn", 90))
 ] + [
-    # Short horizons (not in the default run; --tasks short_horizons): the product's own
-    # example question, "will purchase within 7 days", and a fortnight, for purchase again
-    # and churn (cohort: bought in the 30 days before T, the active customers a week's
-    # question is about) at three cutoffs each, where automatic stacking goes 12 weeks deep.
-    dict(id=f"{kind_id}_{H}d_{d.replace('-', '_')}", group="short_horizons", kind=kind, H=H, T=d,
-         cohort_days=cohort_days, optional=True)
-    for d in ("2010-11-01", "2010-10-01", "2010-09-01")
-    for H in (7, 14)
-    for kind_id, kind, cohort_days in (("buy", "propensity", None), ("churn", "churn", 30))
-] + [
+] + short_horizon_tasks("", "short_horizons", ("2010-11-01", "2010-10-01", "2010-09-01")) + [
     # Stability over cutoffs (EVALUATION.md): the 30-day task every two weeks from July to
     # mid-October. Not in the default run; ask for it with --tasks buy_30d_sweep.
     dict(id=f"buy_30d_{d.replace('-', '_')}", group="buy_30d_sweep", kind="propensity", H=30, T=d,
@@ -145,14 +151,7 @@ CDNOW_TASKS = [
         ("revenue", "revenue", 90, None, ("1998-01-01",)))
     for d in dates
 ] + [
-    # Short horizons (--tasks cdnow_short_horizons): purchase again and churn (cohort:
-    # bought in the 30 days before T) within 7 and 14 days.
-    dict(id=f"cdnow_{kind_id}_{H}d_{d.replace('-', '_')}", group="cdnow_short_horizons", kind=kind, H=H, T=d,
-         cohort_days=cohort_days, optional=True)
-    for d in ("1997-10-01", "1998-01-01", "1998-04-01")
-    for H in (7, 14)
-    for kind_id, kind, cohort_days in (("buy", "propensity", None), ("churn", "churn", 30))
-] + [
+] + short_horizon_tasks("cdnow_", "cdnow_short_horizons", ("1997-10-01", "1998-01-01", "1998-04-01")) + [
     # Revenue at more cutoffs and a 30-day horizon (--tasks cdnow_revenue_sweep).
     dict(id=f"cdnow_revenue_{H}d_{d.replace('-', '_')}", group="cdnow_revenue_sweep", kind="revenue", H=H, T=d,
          cohort_days=None, optional=True)
