@@ -113,7 +113,6 @@ TASKS = [
          cohort_days=cohort_days, optional=True)
     for d in ("2010-10-01", "2010-09-01", "2010-08-01")
     for kind_id, kind, cohort_days in (("buy", "propensity", None), ("churn", "churn", 90))
-] + [
 ] + short_horizon_tasks("", "short_horizons", ("2010-11-01", "2010-10-01", "2010-09-01")) + [
     # Stability over cutoffs (EVALUATION.md): the 30-day task every two weeks from July to
     # mid-October. Not in the default run; ask for it with --tasks buy_30d_sweep.
@@ -150,7 +149,6 @@ CDNOW_TASKS = [
         ("churn", "churn", 90, 90, ("1997-10-01", "1998-01-01")),
         ("revenue", "revenue", 90, None, ("1998-01-01",)))
     for d in dates
-] + [
 ] + short_horizon_tasks("cdnow_", "cdnow_short_horizons", ("1997-10-01", "1998-01-01", "1998-04-01")) + [
     # Revenue at more cutoffs and a 30-day horizon (--tasks cdnow_revenue_sweep).
     dict(id=f"cdnow_revenue_{H}d_{d.replace('-', '_')}", group="cdnow_revenue_sweep", kind="revenue", H=H, T=d,

@@ -79,8 +79,10 @@ class LinearModel : public Model {
   const nlohmann::json& training_summary() const { return summary_; }
   // Regression: whether the margin w . x + b is the log of the amount.
   bool log_link() const { return log_link_; }
-  // Log link: the largest log-amount predicted, the largest over the rows it was fitted on.
+  // Log link: the largest log-amount predicted, the largest over the rows it was fitted on
+  // (models written before that bound: kMaxLogAmount, near double's limit).
   double max_margin() const { return max_margin_; }
+  static constexpr double kMaxLogAmount = 700;
 
  private:
   double Margin(const float* row) const;
@@ -92,7 +94,7 @@ class LinearModel : public Model {
   std::vector<double> means_, scales_;  // of the (transformed) values; scale 0 marks a constant column
   std::vector<double> coefficients_;
   double intercept_ = 0;
-  double max_margin_ = 700;  // log link only; see max_margin()
+  double max_margin_ = kMaxLogAmount;  // log link only; see max_margin()
   nlohmann::json summary_;
 };
 

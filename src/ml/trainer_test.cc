@@ -462,7 +462,16 @@ TEST(CrossValidationTest, TheFinalModelIsTheMeanOfTheWinnersFoldModels) {
     ASSERT_TRUE(linear->log_link());
     bound = std::max(bound, std::exp(linear->max_margin()));
   }
-  std::vector<float> far(amounts.data.num_columns(), 1e6f);
+  // A row far out along the first fold model's positive coefficients: unbounded, that
+  // model alone would predict far beyond every fold model's largest fitted amount.
+  const auto& first = static_cast<const LinearModel&>(*static_cast<const BlendModel&>(*revenue->model).parts()[0].model);
+  std::vector<float> far(amounts.data.num_columns(), 0.0f);
+  for (size_t j = 0; j < far.size(); ++j) far[j] = first.coefficients()[j] > 0 ? 1e6f : 0.0f;
+  nlohmann::json unbounded_json = nlohmann::json::parse(*first.Serialize());
+  unbounded_json.erase("max_margin");
+  auto unbounded = LinearModel::Load(unbounded_json.dump());
+  ASSERT_TRUE(unbounded.ok());
+  ASSERT_GT((*(*unbounded)->PredictMargin(far))[0], 10 * bound) << "the row is beyond the bound";
   auto amount = revenue->model->PredictMargin(far);
   ASSERT_TRUE(amount.ok());
   EXPECT_LE((*amount)[0], bound * (1 + 1e-12));
