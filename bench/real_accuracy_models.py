@@ -83,6 +83,65 @@ def gg_expected_spend(gg, x, m):
     return np.where((x > 0) & (m > 0), cond, pop)
 
 
+# ---------------------------------------------------------------------------- Pareto/NBD (a reference)
+# Schmittlein, Morrison & Colombo (1987): purchases at rate lambda ~ Gamma(r, alpha) while
+# alive, a lifetime ~ Exponential(mu), mu ~ Gamma(s, beta); unlike BG/NBD a customer may
+# drop out at any time, so a one-time buyer's P(alive) falls with age. Not one of the
+# protocol's baselines (EVALUATION.md): bench/pareto_nbd_check.py compares it with BG/NBD.
+# The one integral left, over the time of death in [t_x, T], is taken by Gauss-Legendre
+# quadrature rather than through the Gaussian hypergeometric function (Fader & Hardie's
+# closed form; equal to 1e-8, checked by the script's --self-check), which loses precision
+# near z = 1.
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(48)
+
+
+def pnbd_ll(params, x, tx, T):
+    r, alpha, s, beta = np.exp(params)
+    c = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+    alive = c - (r + x) * np.log(alpha + T) + s * (np.log(beta) - np.log(beta + T))
+    half, mid = (T - tx) / 2, (T + tx) / 2
+    tau = mid[:, None] + half[:, None] * _GL_X[None, :]
+    log_f = -(r + x)[:, None] * np.log(alpha + tau) + np.log(s) + s * np.log(beta) - (s + 1) * np.log(beta + tau)
+    top = log_f.max(axis=1)
+    with np.errstate(divide="ignore"):
+        integral = np.log((np.exp(log_f - top[:, None]) * _GL_W[None, :]).sum(axis=1) * half) + top
+    return np.logaddexp(alive, c + np.where(T > tx, integral, -np.inf))
+
+
+def fit_pnbd(x, tx, T):
+    def nll(p):
+        with np.errstate(all="ignore"):
+            v = -pnbd_ll(p, x, tx, T).sum()
+        return v if np.isfinite(v) else 1e300
+    best = None
+    for start in ([0.0, 0.0, 0.0, 0.0], [np.log(0.5), np.log(10.0), np.log(0.5), np.log(10.0)],
+                  [np.log(0.5), np.log(50.0), np.log(1.0), np.log(200.0)]):
+        res = optimize.minimize(nll, np.array(start), method="Nelder-Mead",
+                                options={"maxiter": 20000, "xatol": 1e-8, "fatol": 1e-8})
+        res = optimize.minimize(nll, np.clip(res.x, -25, 25), method="L-BFGS-B", bounds=[(-25, 25)] * 4)
+        if best is None or res.fun < best.fun:
+            best = res
+    r, alpha, s, beta = np.exp(best.x)
+    return dict(r=r, alpha=alpha, s=s, beta=beta, nll=float(best.fun), converged=bool(best.success))
+
+
+def pnbd_p_buy(p, x, tx, T, H):
+    """P(at least one purchase in (T, T+H]) and P(alive at T). Given alive at T the posterior
+    of (lambda, mu) is Gamma(r+x, alpha+T) x Gamma(s, beta+T), independent, so P(no purchase
+    in H | alive) = E[e^-(lambda+mu)H] + integral over 0..H of E[mu e^-mu tau] E[e^-lambda tau]."""
+    r, alpha, s, beta = p["r"], p["alpha"], p["s"], p["beta"]
+    c = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+    alive = c - (r + x) * np.log(alpha + T) + s * (np.log(beta) - np.log(beta + T))
+    with np.errstate(all="ignore"):
+        p_alive = np.exp(alive - pnbd_ll(np.log([r, alpha, s, beta]), x, tx, T))
+    a, b = alpha + T, beta + T
+    survive_quiet = (a / (a + H)) ** (r + x) * (b / (b + H)) ** s
+    tau = H / 2 + H / 2 * _GL_X
+    die_quiet = (s * b[:, None] ** s * (b[:, None] + tau[None, :]) ** (-(s + 1))
+                 * (a[:, None] / (a[:, None] + tau[None, :])) ** (r + x)[:, None] * _GL_W[None, :]).sum(axis=1) * H / 2
+    return p_alive * (1 - survive_quiet - die_quiet), p_alive
+
+
 # ---------------------------------------------------------------------------- RF-LR
 def standardise(F, mu=None, sd=None):
     if mu is None:

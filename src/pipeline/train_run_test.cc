@@ -5,6 +5,7 @@
 #include <set>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "common/file.h"
 #include "pipeline/backtest.h"
@@ -102,8 +103,12 @@ TEST_F(TrainRunTest, SameDataAndSeedOnOneThreadGiveTheSameModelBytes) {
   ASSERT_TRUE(second.ok()) << second.status().ToString();
   EXPECT_EQ(first->version, 1);
   EXPECT_EQ(second->version, 2);
-  // The test cohort cross-validates: the model is the mean of its fold models (model.cbor).
-  const std::string model_file = "model.cbor";
+  // Whichever file holds the model (one learner's, or the mean of fold models), as the
+  // manifest names it; both versions name the same one.
+  auto manifest = ReadFile(first->dir + "/model/manifest.json");
+  ASSERT_TRUE(manifest.ok());
+  const std::string model_file = nlohmann::json::parse(*manifest).at("model_file");
+  EXPECT_EQ(nlohmann::json::parse(*ReadFile(second->dir + "/model/manifest.json")).at("model_file"), model_file);
   auto a = ReadFile(first->dir + "/model/" + model_file);
   auto b = ReadFile(second->dir + "/model/" + model_file);
   ASSERT_TRUE(a.ok() && b.ok());
