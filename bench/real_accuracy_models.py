@@ -22,17 +22,26 @@ def bgnbd_ll(params, x, tx, T):
     return common + np.logaddexp(t1, t2)
 
 
-def fit_bgnbd(x, tx, T):
+def fit_log_params(log_likelihood, starts, x, tx, T):
+    """Maximum likelihood over log-parameters: Nelder-Mead, then L-BFGS-B from where it
+    stopped, from each start; the best result (scipy's OptimizeResult)."""
     def nll(p):
-        v = -bgnbd_ll(p, x, tx, T).sum()
+        with np.errstate(all="ignore"):
+            v = -log_likelihood(p, x, tx, T).sum()
         return v if np.isfinite(v) else 1e300
     best = None
-    for start in ([0.0, 0.0, 0.0, 0.0], [np.log(0.5), np.log(10.0), np.log(0.5), np.log(2.0)]):
+    for start in starts:
         res = optimize.minimize(nll, np.array(start), method="Nelder-Mead",
                                 options={"maxiter": 20000, "xatol": 1e-8, "fatol": 1e-8})
-        res = optimize.minimize(nll, np.clip(res.x, -25, 25), method="L-BFGS-B", bounds=[(-25, 25)] * 4)
+        res = optimize.minimize(nll, np.clip(res.x, -25, 25), method="L-BFGS-B", bounds=[(-25, 25)] * len(start))
         if best is None or res.fun < best.fun:
             best = res
+    return best
+
+
+def fit_bgnbd(x, tx, T):
+    best = fit_log_params(bgnbd_ll, ([0.0, 0.0, 0.0, 0.0], [np.log(0.5), np.log(10.0), np.log(0.5), np.log(2.0)]),
+                          x, tx, T)
     r, alpha, a, b = np.exp(best.x)
     return dict(r=r, alpha=alpha, a=a, b=b, nll=float(best.fun), converged=bool(best.success))
 
@@ -109,18 +118,8 @@ def pnbd_ll(params, x, tx, T):
 
 
 def fit_pnbd(x, tx, T):
-    def nll(p):
-        with np.errstate(all="ignore"):
-            v = -pnbd_ll(p, x, tx, T).sum()
-        return v if np.isfinite(v) else 1e300
-    best = None
-    for start in ([0.0, 0.0, 0.0, 0.0], [np.log(0.5), np.log(10.0), np.log(0.5), np.log(10.0)],
-                  [np.log(0.5), np.log(50.0), np.log(1.0), np.log(200.0)]):
-        res = optimize.minimize(nll, np.array(start), method="Nelder-Mead",
-                                options={"maxiter": 20000, "xatol": 1e-8, "fatol": 1e-8})
-        res = optimize.minimize(nll, np.clip(res.x, -25, 25), method="L-BFGS-B", bounds=[(-25, 25)] * 4)
-        if best is None or res.fun < best.fun:
-            best = res
+    best = fit_log_params(pnbd_ll, ([0.0, 0.0, 0.0, 0.0], [np.log(0.5), np.log(10.0), np.log(0.5), np.log(10.0)],
+                                    [np.log(0.5), np.log(50.0), np.log(1.0), np.log(200.0)]), x, tx, T)
     r, alpha, s, beta = np.exp(best.x)
     return dict(r=r, alpha=alpha, s=s, beta=beta, nll=float(best.fun), converged=bool(best.success))
 
