@@ -99,7 +99,7 @@ def gg_expected_spend(gg, x, m):
 # protocol's baselines (EVALUATION.md): bench/pareto_nbd_check.py compares it with BG/NBD.
 # The one integral left, over the time of death in [t_x, T], is taken by Gauss-Legendre
 # quadrature rather than through the Gaussian hypergeometric function (Fader & Hardie's
-# closed form; equal to 1e-8, checked by the script's --self-check), which loses precision
+# closed form; the two agree to 1e-13, checked by the script's --self-check), which loses precision
 # near z = 1.
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(48)
 
