@@ -90,9 +90,8 @@ def main():
     else:
         root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
         csv, table = os.path.join(root, "online_retail_ii", "online_retail_ii_2009_2010.csv.gz"), ra.TASKS
-    wanted = set((args.tasks or ("" if args.cdnow else DEFAULT_TASKS)).split(",")) - {""}
-    tasks = [t for t in table if t["kind"] != "revenue"
-             and ((not wanted and not t.get("optional")) or t["id"] in wanted or t["group"] in wanted)]
+    wanted = [t for t in (args.tasks or ("" if args.cdnow else DEFAULT_TASKS)).split(",") if t]
+    tasks = [t for t in ra.select_tasks(table, wanted) if t["kind"] != "revenue"]
     raw = ra.Raw(csv)
     diffs = []
     for task in tasks:

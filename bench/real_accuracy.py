@@ -172,6 +172,12 @@ CDNOW_TASKS = [
 ]
 
 
+def select_tasks(table, wanted):
+    """The tasks named by id or group in `wanted`; with none named, the default run (every
+    task not marked optional)."""
+    return [t for t in table if (not wanted and not t.get("optional")) or t["id"] in wanted or t["group"] in wanted]
+
+
 def cdnow_to_csv(path, work):
     """CDNOW's text layout (customer id, [sample id,] yyyymmdd, CDs, dollars; whitespace
     separated) rewritten in Online Retail II's columns, so the same mapping, raw-file rules
@@ -488,7 +494,7 @@ def main():
                               args.work)
 
     wanted = [t for t in args.tasks.split(",") if t]
-    tasks = [t for t in table if (not wanted and not t.get("optional")) or t["id"] in wanted or t["group"] in wanted]
+    tasks = select_tasks(table, wanted)
     unknown = [w for w in wanted if not any(w in (t["id"], t["group"]) for t in table)]
     if unknown or not tasks:
         sys.exit(f"unknown task(s) {unknown}; known: " + ", ".join(sorted({t['group'] for t in table} | {t['id'] for t in table})))

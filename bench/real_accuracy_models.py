@@ -104,7 +104,8 @@ def gg_expected_spend(gg, x, m):
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(48)
 
 
-def pnbd_ll(params, x, tx, T):
+def pnbd_terms(params, x, tx, T):
+    """log P(data, alive at T) and the whole log-likelihood log P(data), per customer."""
     r, alpha, s, beta = np.exp(params)
     c = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
     alive = c - (r + x) * np.log(alpha + T) + s * (np.log(beta) - np.log(beta + T))
@@ -114,7 +115,11 @@ def pnbd_ll(params, x, tx, T):
     top = log_f.max(axis=1)
     with np.errstate(divide="ignore"):
         integral = np.log((np.exp(log_f - top[:, None]) * _GL_W[None, :]).sum(axis=1) * half) + top
-    return np.logaddexp(alive, c + np.where(T > tx, integral, -np.inf))
+    return alive, np.logaddexp(alive, c + np.where(T > tx, integral, -np.inf))
+
+
+def pnbd_ll(params, x, tx, T):
+    return pnbd_terms(params, x, tx, T)[1]
 
 
 def fit_pnbd(x, tx, T):
@@ -129,10 +134,9 @@ def pnbd_p_buy(p, x, tx, T, H):
     of (lambda, mu) is Gamma(r+x, alpha+T) x Gamma(s, beta+T), independent, so P(no purchase
     in H | alive) = E[e^-(lambda+mu)H] + integral over 0..H of E[mu e^-mu tau] E[e^-lambda tau]."""
     r, alpha, s, beta = p["r"], p["alpha"], p["s"], p["beta"]
-    c = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
-    alive = c - (r + x) * np.log(alpha + T) + s * (np.log(beta) - np.log(beta + T))
     with np.errstate(all="ignore"):
-        p_alive = np.exp(alive - pnbd_ll(np.log([r, alpha, s, beta]), x, tx, T))
+        alive, whole = pnbd_terms(np.log([r, alpha, s, beta]), x, tx, T)
+        p_alive = np.exp(alive - whole)
     a, b = alpha + T, beta + T
     survive_quiet = (a / (a + H)) ** (r + x) * (b / (b + H)) ** s
     tau = H / 2 + H / 2 * _GL_X

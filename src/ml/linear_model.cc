@@ -12,7 +12,6 @@ namespace {
 // Rows are processed in fixed chunks whose partial sums are added in chunk order, so the
 // fitted coefficients do not depend on the number of threads.
 constexpr size_t kChunkRows = 4096;
-constexpr double kMaxLogAmount = LinearModel::kMaxLogAmount;
 constexpr double kPoissonExpansionFrom = 50;
 
 double Softplus(double m) { return m > 0 ? m + std::log1p(std::exp(-m)) : std::log1p(std::exp(m)); }

@@ -106,9 +106,10 @@ TEST_F(TrainRunTest, SameDataAndSeedOnOneThreadGiveTheSameModelBytes) {
   // Whichever file holds the model (one learner's, or the mean of fold models), as the
   // manifest names it; both versions name the same one.
   auto manifest = ReadFile(first->dir + "/model/manifest.json");
-  ASSERT_TRUE(manifest.ok());
+  auto second_manifest = ReadFile(second->dir + "/model/manifest.json");
+  ASSERT_TRUE(manifest.ok() && second_manifest.ok());
   const std::string model_file = nlohmann::json::parse(*manifest).at("model_file");
-  EXPECT_EQ(nlohmann::json::parse(*ReadFile(second->dir + "/model/manifest.json")).at("model_file"), model_file);
+  EXPECT_EQ(nlohmann::json::parse(*second_manifest).at("model_file"), model_file);
   auto a = ReadFile(first->dir + "/model/" + model_file);
   auto b = ReadFile(second->dir + "/model/" + model_file);
   ASSERT_TRUE(a.ok() && b.ok());
