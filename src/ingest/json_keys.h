@@ -119,8 +119,9 @@ struct KeyTable {
 };
 
 // Built before main (no function-local static: its guard was checked for every key of
-// every event). Only json_parser.cc includes this header, so there is one table.
-inline const KeyTable kKeyTable;
+// every event). A namespace-scope const has internal linkage: each file that includes
+// this header has its own table (only json_parser.cc does).
+const KeyTable kKeyTable;
 inline const KeyTable& Keys() { return kKeyTable; }
 
 }  // namespace sibyl::json_keys
