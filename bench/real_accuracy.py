@@ -178,6 +178,15 @@ def select_tasks(table, wanted):
     return [t for t in table if (not wanted and not t.get("optional")) or t["id"] in wanted or t["group"] in wanted]
 
 
+def resolve_tasks(table, wanted):
+    """select_tasks, or exit with the names that match no task id or group, and the known ones."""
+    tasks = select_tasks(table, wanted)
+    unknown = [w for w in wanted if not any(w in (t["id"], t["group"]) for t in table)]
+    if unknown or not tasks:
+        sys.exit(f"unknown task(s) {unknown}; known: " + ", ".join(sorted({t['group'] for t in table} | {t['id'] for t in table})))
+    return tasks
+
+
 def cdnow_to_csv(path, work):
     """CDNOW's text layout (customer id, [sample id,] yyyymmdd, CDs, dollars; whitespace
     separated) rewritten in Online Retail II's columns, so the same mapping, raw-file rules
@@ -457,6 +466,29 @@ def fmt(v, nd=4):
     return f"{v:.{nd}f}"
 
 
+def print_against_each_baseline(task_results, seed):
+    """sibyl minus each baseline, and minus the better of them taken per task (issue 16's
+    'best baseline'), over the probability tasks. The per-task best is picked after seeing
+    the labels: it is the two baselines' mean plus half their difference on that task, above
+    what either baseline, chosen beforehand as a data scientist must, scores on average
+    (docs/BENCHMARKS.md, "Session 30")."""
+    rows = [t for t in task_results if t["kind"] != "revenue"]
+    if not rows:
+        return
+    sibyl = f"sibyl (seed {seed})"
+    names = [k for k in rows[0]["models"] if not k.startswith("sibyl")]
+    print(f"   over {len(rows)} probability tasks, sibyl minus: AUC mean (tasks at or above) / log loss mean (tasks at or below)")
+    against = {n: [(t["models"][sibyl]["auc"] - t["models"][n]["auc"], t["models"][sibyl]["log_loss"] - t["models"][n]["log_loss"])
+                   for t in rows] for n in names}
+    against["the per-task best"] = [(t["models"][sibyl]["auc"] - max(t["models"][n]["auc"] for n in names),
+                                     t["models"][sibyl]["log_loss"] - min(t["models"][n]["log_loss"] for n in names))
+                                    for t in rows]
+    for name, d in against.items():
+        auc, ll = np.array([a for a, _ in d]), np.array([b for _, b in d])
+        print(f"     {name:<20} AUC {auc.mean():+.4f} ({int(np.sum(auc >= 0))} of {len(d)}), "
+              f"log loss {ll.mean():+.4f} ({int(np.sum(ll <= 0))} of {len(d)})")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--csv", required=True)
@@ -494,10 +526,7 @@ def main():
                               args.work)
 
     wanted = [t for t in args.tasks.split(",") if t]
-    tasks = select_tasks(table, wanted)
-    unknown = [w for w in wanted if not any(w in (t["id"], t["group"]) for t in table)]
-    if unknown or not tasks:
-        sys.exit(f"unknown task(s) {unknown}; known: " + ", ".join(sorted({t['group'] for t in table} | {t['id'] for t in table})))
+    tasks = resolve_tasks(table, wanted)
     seeds = [int(s) for s in args.seeds.split(",") if s]
 
     print(f"== raw data: {args.csv}")
@@ -729,6 +758,7 @@ def main():
     print("\n== summary")
     for tid, b, s in summary:
         print(f"   {tid:<22} {b}; {s}")
+    print_against_each_baseline(results["tasks"], seeds[0])
     print(f"   whole run: {results['seconds']['total']:.0f} s")
     if args.json:
         with open(args.json, "w") as f:
