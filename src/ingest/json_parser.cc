@@ -119,7 +119,8 @@ struct JsonEventParser::Impl {
       // A reference, not a copy: copying the value's iterator right after it was written
       // stalled on store forwarding (a third of this function's samples).
       od::value& v = field.value();
-      switch (Keys().Find(key)) {
+      const Key key_kind = Keys().Find(key);
+      switch (key_kind) {
         case Key::kUnknown:
           break;
         case Key::kUserId:
@@ -165,7 +166,7 @@ struct JsonEventParser::Impl {
           break;
         case Key::kTopLevelEventProperty:
         case Key::kTopLevelUserProperty: {
-          bool user = Keys().Find(key) == Key::kTopLevelUserProperty;
+          const bool user = key_kind == Key::kTopLevelUserProperty;
           Value value;
           bool present = false;
           JSON_TRY(reader.ReadScalar(v, batch, value, present));
@@ -189,7 +190,7 @@ struct JsonEventParser::Impl {
           b.is_body = true;
           od::array elements;
           JSON_TRY(v.get_array().get(elements));
-          Hint element_hint = Keys().Find(key) == Key::kBatch ? Hint::kSegment : Hint::kAuto;
+          const Hint element_hint = key_kind == Key::kBatch ? Hint::kSegment : Hint::kAuto;
           JSON_TRY(ParseArray(elements, element_hint, t));
           break;
         }
