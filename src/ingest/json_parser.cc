@@ -107,8 +107,7 @@ struct JsonEventParser::Impl {
     return reader.ReadString(v, batch, out);
   }
 
-  error_code ReadFields(od::object obj, Hint hint, bool allow_body, Builder& b,
-                        const Target& t) {
+  error_code ReadFields(od::object obj, bool allow_body, Builder& b, const Target& t) {
     EventBatch& batch = *t.batch;
     for (auto field_result : obj) {
       // Used in place (value_unsafe after the error check), not moved into a local copy.
@@ -196,7 +195,6 @@ struct JsonEventParser::Impl {
         }
       }
     }
-    (void)hint;
     return simdjson::SUCCESS;
   }
 
@@ -509,7 +507,7 @@ struct JsonEventParser::Impl {
     Builder b;
     b.properties_start = t.batch->properties.size();
     b.updates_start = t.batch->user_updates.size();
-    JSON_TRY(ReadFields(obj, hint, allow_body, b, t));
+    JSON_TRY(ReadFields(obj, allow_body, b, t));
     if (b.is_body) return simdjson::SUCCESS;
     Finish(b, hint, position, in_array, t);
     return simdjson::SUCCESS;
