@@ -79,11 +79,11 @@ def one_task(raw, task, folds, seed):
     bgnbd = 1 - p_buy if kind == "churn" else p_buy
     T0 = T - H * DAY
     users0 = raw.cohort(T0, task["cohort_days"])
-    rflr = fitted_scores(history.rf_features(users0, T0), history.label(users0, T0, H, kind),
-                         history.rf_features(users, T), 1.0)
+    columns = history.rf_features(users, T)
+    rflr = fitted_scores(history.rf_features(users0, T0), history.label(users0, T0, H, kind), columns, 1.0)
     best = max(roc_auc(y, bgnbd), roc_auc(y, rflr))
     # The reference models: everything both baselines know, fitted on T's own labels.
-    X = np.column_stack([history.rf_features(users, T), special.logit(p_buy), special.logit(p_alive)])
+    X = np.column_stack([columns, special.logit(p_buy), special.logit(p_alive)])
     Xq = with_products(X)
     rng = np.random.default_rng(seed)
     linear = roc_auc(y, cross_fitted(X, y, 1.0, folds, rng))
